@@ -1,0 +1,200 @@
+/* Contexts (one device + its queue) and buffers. */
+#include "stem_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void stem_context_desc_init(stem_context_desc *desc)
+{
+    if (!desc)
+        return;
+    memset(desc, 0, sizeof *desc);
+    desc->struct_size = sizeof *desc;
+    desc->device = STEM_DEVICE_AUTO;
+}
+
+static stem_status context_open(const stem_context_desc *desc, const stem_device_info *dev,
+                                stem_context **out)
+{
+    const stem_backend_ops *ops = stem_backend_ops_get(dev->backend);
+    if (!ops)
+        return stem_set_error(STEM_ERR_BACKEND_UNAVAILABLE, "backend %s not compiled in",
+                              stem_backend_name(dev->backend));
+    stem_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "stem_context_create: out of host memory");
+    ctx->ops = ops;
+    ctx->desc = *desc;
+    ctx->device = *dev;
+    ctx->backend_index = dev->backend_index;
+    stem_status st = ops->context_init(ctx, dev->backend_index);
+    if (st != STEM_OK) {
+        free(ctx);
+        return st;
+    }
+    *out = ctx;
+    return STEM_OK;
+}
+
+stem_status stem_context_create(const stem_context_desc *desc, stem_context **out)
+{
+    if (!out)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_context_create: out is NULL");
+    stem_context_desc d;
+    stem_context_desc_init(&d);
+    if (desc) {
+        if (desc->struct_size < sizeof d)
+            return stem_set_error(STEM_ERR_VERSION_MISMATCH,
+                                  "stem_context_create: desc->struct_size=%zu, expected >= %zu "
+                                  "(call stem_context_desc_init)",
+                                  desc->struct_size, sizeof d);
+        d = *desc;
+        d.struct_size = sizeof d;
+    }
+    if (d.num_threads < 0)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_context_create: num_threads=%d must be >= 0", d.num_threads);
+    uint32_t count = 0;
+    stem_device_count(&count);
+    stem_device_info dev;
+    stem_device_info_init(&dev);
+    if (d.device != STEM_DEVICE_AUTO) {
+        if (d.device < 0 || (uint32_t)d.device >= count)
+            return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                                  "stem_context_create: device %d out of range (%u devices)",
+                                  d.device, count);
+        stem_status st = stem_device_get_info((uint32_t)d.device, &dev);
+        if (st != STEM_OK)
+            return st;
+        return context_open(&d, &dev, out);
+    }
+    /* AUTO: the first device that opens, in the list's best-first order. */
+    stem_status last = stem_set_error(STEM_ERR_BACKEND_UNAVAILABLE,
+                                      "stem_context_create: no device available");
+    for (uint32_t i = 0; i < count; ++i) {
+        if (stem_device_get_info(i, &dev) != STEM_OK)
+            continue;
+        last = context_open(&d, &dev, out);
+        if (last == STEM_OK)
+            return STEM_OK;
+    }
+    return last;
+}
+
+void stem_context_destroy(stem_context *ctx)
+{
+    if (!ctx)
+        return;
+    ctx->ops->context_fini(ctx);
+    free(ctx);
+}
+
+stem_status stem_context_get_device(const stem_context *ctx, stem_device_info *info)
+{
+    if (!ctx || !info)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_context_get_device: %s is NULL", ctx ? "info" : "ctx");
+    if (info->struct_size < sizeof *info)
+        return stem_set_error(STEM_ERR_VERSION_MISMATCH,
+                              "stem_context_get_device: info->struct_size=%zu, expected >= %zu",
+                              info->struct_size, sizeof *info);
+    *info = ctx->device;
+    return STEM_OK;
+}
+
+stem_status stem_synchronize(stem_context *ctx)
+{
+    if (!ctx)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_synchronize: ctx is NULL");
+    return ctx->ops->synchronize(ctx);
+}
+
+/* ----------------------------------------------------------------- buffers */
+
+static stem_status buffer_new(stem_context *ctx, size_t bytes, const char *fn,
+                              stem_buffer **out, stem_buffer **buf)
+{
+    if (!ctx || !out)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
+                              ctx ? "out" : "ctx");
+    if (bytes == 0)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "%s: bytes is 0", fn);
+    *buf = calloc(1, sizeof **buf);
+    if (!*buf)
+        return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
+    (*buf)->ctx = ctx;
+    (*buf)->size = bytes;
+    return STEM_OK;
+}
+
+stem_status stem_buffer_create(stem_context *ctx, size_t bytes, stem_buffer **out)
+{
+    stem_buffer *buf = NULL;
+    stem_status st = buffer_new(ctx, bytes, "stem_buffer_create", out, &buf);
+    if (st != STEM_OK)
+        return st;
+    buf->owned = 1;
+    st = ctx->ops->buffer_alloc(ctx, buf, bytes);
+    if (st != STEM_OK) {
+        free(buf);
+        return st;
+    }
+    *out = buf;
+    return STEM_OK;
+}
+
+stem_status stem_buffer_wrap_host(stem_context *ctx, void *host, size_t bytes, stem_buffer **out)
+{
+    if (!host)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_buffer_wrap_host: host is NULL");
+    stem_buffer *buf = NULL;
+    stem_status st = buffer_new(ctx, bytes, "stem_buffer_wrap_host", out, &buf);
+    if (st != STEM_OK)
+        return st;
+    st = ctx->ops->buffer_wrap_host(ctx, buf, host, bytes);
+    if (st != STEM_OK) {
+        free(buf);
+        return st;
+    }
+    *out = buf;
+    return STEM_OK;
+}
+
+void stem_buffer_destroy(stem_buffer *buf)
+{
+    if (!buf)
+        return;
+    buf->ctx->ops->buffer_free(buf->ctx, buf);
+    free(buf);
+}
+
+size_t stem_buffer_size(const stem_buffer *buf) { return buf ? buf->size : 0; }
+
+static stem_status check_range(const stem_buffer *buf, size_t offset, const void *p,
+                               size_t bytes, const char *fn)
+{
+    if (!buf || !p)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
+                              buf ? "host pointer" : "buffer");
+    if (offset > buf->size || bytes > buf->size - offset)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "%s: range [%zu, %zu + %zu) exceeds buffer size %zu", fn, offset,
+                              offset, bytes, buf->size);
+    return STEM_OK;
+}
+
+stem_status stem_buffer_write(stem_buffer *buf, size_t offset, const void *src, size_t bytes)
+{
+    stem_status st = check_range(buf, offset, src, bytes, "stem_buffer_write");
+    if (st != STEM_OK || bytes == 0)
+        return st;
+    return buf->ctx->ops->buffer_write(buf->ctx, buf, offset, src, bytes);
+}
+
+stem_status stem_buffer_read(stem_buffer *buf, size_t offset, void *dst, size_t bytes)
+{
+    stem_status st = check_range(buf, offset, dst, bytes, "stem_buffer_read");
+    if (st != STEM_OK || bytes == 0)
+        return st;
+    return buf->ctx->ops->buffer_read(buf->ctx, buf, offset, dst, bytes);
+}

@@ -1,0 +1,268 @@
+/* Plans: validate an attention description + configuration, resolve it. */
+#include "stem_internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* stem_prefill keeps scores + lists of at most this many bytes per pass. */
+#define STEM_PREFILL_PASS_BYTES ((size_t)256 << 20)
+
+static int is_pow2(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
+
+static stem_status bad(const char *what) { return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "%s", what); }
+
+static stem_status check_desc(const stem_attention_desc *d)
+{
+    if (d->batch < 1 || d->num_q_heads < 1 || d->num_kv_heads < 1)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "batch=%lld, num_q_heads=%lld, num_kv_heads=%lld must all be >= 1",
+                              (long long)d->batch, (long long)d->num_q_heads,
+                              (long long)d->num_kv_heads);
+    if (d->num_q_heads % d->num_kv_heads != 0)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "num_q_heads=%lld is not a multiple of num_kv_heads=%lld (GQA)",
+                              (long long)d->num_q_heads, (long long)d->num_kv_heads);
+    if (d->q_len < 1)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "q_len=%lld must be >= 1",
+                              (long long)d->q_len);
+    if (d->kv_len < 1)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "kv_len=%lld must be >= 1",
+                              (long long)d->kv_len);
+    if (d->head_dim < 1)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "head_dim=%lld must be >= 1",
+                              (long long)d->head_dim);
+    if (d->dtype != STEM_DTYPE_F32 && d->dtype != STEM_DTYPE_F16 && d->dtype != STEM_DTYPE_BF16)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "dtype=%d: Q, K, V must be f32, f16 or bf16", (int)d->dtype);
+    if (d->causal != 0 && d->causal != 1)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "causal=%d must be 0 or 1", d->causal);
+    if (!(isfinite(d->softmax_scale) && d->softmax_scale >= 0.0f))
+        return bad("softmax_scale must be finite and >= 0 (0 = 1/sqrt(head_dim))");
+    if (d->layer_index < -1)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "layer_index=%d must be >= -1",
+                              d->layer_index);
+    /* Keep every element count and block count far from overflow. */
+    const int64_t lim = (int64_t)1 << 31;
+    if (d->batch >= lim || d->num_q_heads >= lim || d->q_len >= lim || d->head_dim >= lim ||
+        (double)d->batch * (double)d->num_q_heads * (double)d->q_len * (double)d->head_dim >
+            (double)((int64_t)1 << 60))
+        return bad("tensor too large: B*Hq*N*d must stay below 2^60 and each dim below 2^31");
+    if (d->causal == 0)
+        return stem_set_error(STEM_ERR_UNSUPPORTED,
+                              "causal=0: only causal prefill is supported");
+    if (d->kv_len != d->q_len)
+        return stem_set_error(STEM_ERR_UNSUPPORTED,
+                              "q_len=%lld != kv_len=%lld: only prefill (q_len == kv_len) is "
+                              "supported",
+                              (long long)d->q_len, (long long)d->kv_len);
+    return STEM_OK;
+}
+
+static int finite_nonneg(double v) { return isfinite(v) && v >= 0.0; }
+
+static stem_status check_config(const stem_config *c, int64_t n_tokens)
+{
+    if ((unsigned)c->selector >= STEM_SELECTOR_COUNT)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "selector=%d unknown", (int)c->selector);
+    if (!is_pow2(c->block_size) || c->block_size < 16 || c->block_size > 128)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "block_size=%d must be a power of two in [16, 128]", c->block_size);
+    if (!is_pow2(c->stride) || c->stride > c->block_size)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stride=%d must be a power of two in [1, block_size=%d]", c->stride,
+                              c->block_size);
+    if (!isfinite(c->beta))
+        return bad("beta must be finite");
+    if (!(c->mu >= 0.0f && c->mu <= 1.0f))
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "mu=%g must be in [0, 1]", (double)c->mu);
+    if (c->sink_blocks < 0)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "sink_blocks=%d must be >= 0",
+                              c->sink_blocks);
+    if (c->local_blocks < 1)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "local_blocks=%d must be >= 1 (the diagonal block is always kept)",
+                              c->local_blocks);
+    if (!(isfinite(c->norm) && c->norm > 0.0f))
+        return bad("norm must be finite and > 0");
+    if (c->dense_below_blocks < 0 || c->medium_below_blocks < 0 || c->medium_bias < 0 ||
+        c->large_bias < 0 || c->paper_min_blocks < 0 || c->paper_switch_tokens < 0 ||
+        c->dense_layers < 0)
+        return bad("dense_below_blocks, medium_below_blocks, medium_bias, large_bias, "
+                   "paper_min_blocks, paper_switch_tokens and dense_layers must be >= 0");
+    if (!finite_nonneg(c->medium_rate) || !finite_nonneg(c->large_rate) ||
+        !finite_nonneg(c->paper_short_rate) || !finite_nonneg(c->paper_long_rate))
+        return bad("medium_rate, large_rate, paper_short_rate and paper_long_rate must be "
+                   "finite and >= 0");
+    if (!(c->xattn_threshold > 0.0f && c->xattn_threshold <= 1.0f))
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "xattn_threshold=%g must be in (0, 1]",
+                              (double)c->xattn_threshold);
+    const int64_t nk = (n_tokens + c->block_size - 1) / c->block_size;
+    if (c->k_start < 0 || c->k_start > nk)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "k_start=%d is larger than a row (%lld key blocks) or negative",
+                              c->k_start, (long long)nk);
+    if (c->uniform_k < 0 || c->uniform_k > nk)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "uniform_k=%d is larger than a row (%lld key blocks) or negative",
+                              c->uniform_k, (long long)nk);
+    return STEM_OK;
+}
+
+/* Query heads per stem_prefill pass: a multiple of the GQA group, or a
+ * divisor of it, so every pass is a well-formed (Hq', Hkv') problem. */
+static int64_t heads_per_pass(int64_t hq, int64_t group, size_t per_head)
+{
+    int64_t fit = (int64_t)(STEM_PREFILL_PASS_BYTES / (per_head ? per_head : 1));
+    if (fit >= hq)
+        return hq;
+    if (fit >= group)
+        return fit / group * group;
+    int64_t c = fit < 1 ? 1 : fit;
+    while (group % c != 0)
+        --c;
+    return c;
+}
+
+stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
+                             const stem_config *cfg, stem_plan **out)
+{
+    if (!ctx || !desc || !out)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_plan_create: %s is NULL",
+                              !ctx ? "ctx" : !desc ? "desc" : "out");
+    if (desc->struct_size < sizeof *desc)
+        return stem_set_error(STEM_ERR_VERSION_MISMATCH,
+                              "stem_plan_create: desc->struct_size=%zu, expected >= %zu (call "
+                              "stem_attention_desc_init)",
+                              desc->struct_size, sizeof *desc);
+    stem_config c;
+    stem_config_init(&c);
+    if (cfg) {
+        if (cfg->struct_size < sizeof c)
+            return stem_set_error(STEM_ERR_VERSION_MISMATCH,
+                                  "stem_plan_create: cfg->struct_size=%zu, expected >= %zu (call "
+                                  "stem_config_init)",
+                                  cfg->struct_size, sizeof c);
+        c = *cfg;
+        c.struct_size = sizeof c;
+    }
+    stem_attention_desc d = *desc;
+    d.struct_size = sizeof d;
+    stem_status st = check_desc(&d);
+    if (st == STEM_OK)
+        st = check_config(&c, d.q_len);
+    if (st == STEM_OK && ctx->ops->plan_check)
+        st = ctx->ops->plan_check(ctx, &d, &c);
+    if (st != STEM_OK)
+        return st;
+
+    stem_plan *plan = calloc(1, sizeof *plan);
+    if (!plan)
+        return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "stem_plan_create: out of host memory");
+    plan->ctx = ctx;
+    plan->desc = d;
+    plan->cfg = c;
+    plan->scale = d.softmax_scale > 0.0f ? d.softmax_scale : (float)(1.0 / sqrt((double)d.head_dim));
+    plan->n_blocks = (d.q_len + c.block_size - 1) / c.block_size;
+    plan->group = c.block_size / c.stride;
+    st = stem_schedule_build(plan);
+    if (st != STEM_OK) {
+        free(plan);
+        return st;
+    }
+    /* stem_prefill passes: everything at once when it fits, else one batch
+     * entry and a chunk of query heads at a time. */
+    const size_t per_head = (size_t)plan->n_blocks * (size_t)plan->n_blocks * 8 +
+                            (size_t)plan->n_blocks * 4;
+    const int64_t g = d.num_q_heads / d.num_kv_heads;
+    if ((double)d.batch * (double)d.num_q_heads * (double)per_head <=
+        (double)STEM_PREFILL_PASS_BYTES) {
+        plan->batch_per_pass = d.batch;
+        plan->heads_per_pass = d.num_q_heads;
+    } else {
+        plan->batch_per_pass = 1;
+        plan->heads_per_pass = heads_per_pass(d.num_q_heads, g, per_head);
+    }
+    plan->workspace_bytes =
+        (size_t)plan->batch_per_pass * (size_t)plan->heads_per_pass * per_head;
+    if (ctx->ops->plan_init) {
+        st = ctx->ops->plan_init(plan);
+        if (st != STEM_OK) {
+            free(plan->budget);
+            free(plan);
+            return st;
+        }
+    }
+    *out = plan;
+    return STEM_OK;
+}
+
+void stem_plan_destroy(stem_plan *plan)
+{
+    if (!plan)
+        return;
+    if (plan->ctx->ops->plan_fini)
+        plan->ctx->ops->plan_fini(plan);
+    if (plan->workspace_owned)
+        stem_buffer_destroy(plan->workspace);
+    free(plan->budget);
+    free(plan);
+}
+
+stem_status stem_plan_get_info(const stem_plan *plan, stem_plan_info *info)
+{
+    if (!plan || !info)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_plan_get_info: %s is NULL",
+                              plan ? "info" : "plan");
+    if (info->struct_size < sizeof *info)
+        return stem_set_error(STEM_ERR_VERSION_MISMATCH,
+                              "stem_plan_get_info: info->struct_size=%zu, expected >= %zu (call "
+                              "stem_plan_info_init)",
+                              info->struct_size, sizeof *info);
+    info->num_q_blocks = plan->n_blocks;
+    info->num_k_blocks = plan->n_blocks;
+    info->dense = plan->dense;
+    info->k_start = plan->k_start;
+    info->k_end = plan->budget[plan->n_blocks - 1];
+    info->budget_density = plan->budget_density;
+    info->workspace_bytes = plan->workspace_bytes;
+    info->selector = plan->cfg.selector;
+    return STEM_OK;
+}
+
+stem_status stem_plan_get_budget(const stem_plan *plan, int32_t *budget, size_t count)
+{
+    if (!plan || !budget)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_plan_get_budget: %s is NULL",
+                              plan ? "budget" : "plan");
+    if (count < (size_t)plan->n_blocks)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_plan_get_budget: count=%zu < %lld query blocks", count,
+                              (long long)plan->n_blocks);
+    memcpy(budget, plan->budget, (size_t)plan->n_blocks * sizeof *budget);
+    return STEM_OK;
+}
+
+stem_status stem_plan_set_workspace(stem_plan *plan, stem_buffer *buf, size_t offset)
+{
+    if (!plan || !buf)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_plan_set_workspace: %s is NULL",
+                              plan ? "buf" : "plan");
+    if (buf->ctx != plan->ctx)
+        return bad("stem_plan_set_workspace: buffer belongs to another context");
+    if (offset % 16 != 0)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_plan_set_workspace: offset=%zu must be a multiple of 16",
+                              offset);
+    if (offset > buf->size || buf->size - offset < plan->workspace_bytes)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_plan_set_workspace: %zu bytes from offset %zu, plan needs %zu",
+                              buf->size > offset ? buf->size - offset : 0, offset,
+                              plan->workspace_bytes);
+    if (plan->workspace_owned)
+        stem_buffer_destroy(plan->workspace);
+    plan->workspace = buf;
+    plan->workspace_offset = offset;
+    plan->workspace_owned = 0;
+    return STEM_OK;
+}

@@ -1,0 +1,153 @@
+/* Backend registry and the global device list (GPU backends first, CPU last). */
+#include "stem_internal.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const backend_names[STEM_BACKEND_COUNT] = {"cpu", "cuda", "opencl", "vulkan"};
+
+/* Search order of the global device list: best first. */
+static const stem_backend device_order[STEM_BACKEND_COUNT] = {
+    STEM_BACKEND_CUDA, STEM_BACKEND_VULKAN, STEM_BACKEND_OPENCL, STEM_BACKEND_CPU};
+
+const char *stem_backend_name(stem_backend backend)
+{
+    if ((unsigned)backend >= STEM_BACKEND_COUNT)
+        return "unknown";
+    return backend_names[backend];
+}
+
+const stem_backend_ops *stem_backend_ops_get(stem_backend backend)
+{
+    switch (backend) {
+    case STEM_BACKEND_CPU: return &stem_cpu_backend_ops;
+    default: return NULL;
+    }
+}
+
+int stem_backend_disabled(stem_backend backend)
+{
+    char var[64];
+    const char *name = stem_backend_name(backend);
+    size_t n = (size_t)snprintf(var, sizeof var, "STEM_DISABLE_");
+    for (const char *p = name; *p && n + 1 < sizeof var; ++p)
+        var[n++] = (char)toupper((unsigned char)*p);
+    var[n] = '\0';
+    const char *v = getenv(var);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+/* Probe one backend, honouring the disable switch. */
+static void probe_backend(stem_backend backend, stem_probe_result *out)
+{
+    memset(out, 0, sizeof *out);
+    const stem_backend_ops *ops = stem_backend_ops_get(backend);
+    if (!ops) {
+        snprintf(out->reason, sizeof out->reason, "%s backend not compiled into this build",
+                 stem_backend_name(backend));
+        return;
+    }
+    if (stem_backend_disabled(backend)) {
+        snprintf(out->reason, sizeof out->reason, "disabled by STEM_DISABLE_%s",
+                 backend == STEM_BACKEND_CPU      ? "CPU"
+                 : backend == STEM_BACKEND_CUDA   ? "CUDA"
+                 : backend == STEM_BACKEND_OPENCL ? "OPENCL"
+                                                  : "VULKAN");
+        return;
+    }
+    ops->probe(out);
+    if (out->device_count > STEM_MAX_DEVICES_PER_BACKEND)
+        out->device_count = STEM_MAX_DEVICES_PER_BACKEND;
+    for (uint32_t i = 0; i < out->device_count; ++i) {
+        out->devices[i].struct_size = sizeof(stem_device_info);
+        out->devices[i].backend = backend;
+        out->devices[i].backend_index = i;
+    }
+    if (out->device_count == 0 && out->reason[0] == '\0')
+        snprintf(out->reason, sizeof out->reason, "no device found");
+}
+
+void stem_backend_info_init(stem_backend_info *info)
+{
+    if (!info)
+        return;
+    memset(info, 0, sizeof *info);
+    info->struct_size = sizeof *info;
+}
+
+stem_status stem_backend_query(stem_backend backend, stem_backend_info *info)
+{
+    if (!info)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_backend_query: info is NULL");
+    if (info->struct_size < sizeof *info)
+        return stem_set_error(STEM_ERR_VERSION_MISMATCH,
+                              "stem_backend_query: info->struct_size=%zu, expected >= %zu "
+                              "(call stem_backend_info_init)",
+                              info->struct_size, sizeof *info);
+    if ((unsigned)backend >= STEM_BACKEND_COUNT)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_backend_query: unknown backend %d",
+                              (int)backend);
+    stem_probe_result r;
+    probe_backend(backend, &r);
+    info->backend = backend;
+    info->compiled = stem_backend_ops_get(backend) != NULL;
+    info->device_count = r.device_count;
+    info->available = r.device_count > 0;
+    snprintf(info->reason, sizeof info->reason, "%s", info->available ? "" : r.reason);
+    return STEM_OK;
+}
+
+/* Walks the global list; returns 1 and fills *out when index exists. */
+static int global_device(uint32_t index, stem_device_info *out, uint32_t *count)
+{
+    uint32_t seen = 0;
+    stem_probe_result r;
+    for (int i = 0; i < STEM_BACKEND_COUNT; ++i) {
+        probe_backend(device_order[i], &r);
+        if (out && index < seen + r.device_count) {
+            *out = r.devices[index - seen];
+            return 1;
+        }
+        seen += r.device_count;
+    }
+    if (count)
+        *count = seen;
+    return 0;
+}
+
+stem_status stem_device_count(uint32_t *count)
+{
+    if (!count)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_device_count: count is NULL");
+    global_device(0, NULL, count);
+    return STEM_OK;
+}
+
+void stem_device_info_init(stem_device_info *info)
+{
+    if (!info)
+        return;
+    memset(info, 0, sizeof *info);
+    info->struct_size = sizeof *info;
+}
+
+stem_status stem_device_get_info(uint32_t index, stem_device_info *info)
+{
+    if (!info)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_device_get_info: info is NULL");
+    if (info->struct_size < sizeof *info)
+        return stem_set_error(STEM_ERR_VERSION_MISMATCH,
+                              "stem_device_get_info: info->struct_size=%zu, expected >= %zu "
+                              "(call stem_device_info_init)",
+                              info->struct_size, sizeof *info);
+    stem_device_info d;
+    uint32_t count = 0;
+    if (!global_device(index, &d, &count))
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_device_get_info: index %u out of range (%u devices)", index,
+                              count);
+    *info = d;
+    return STEM_OK;
+}

@@ -1,0 +1,308 @@
+/*
+ * libstem: Stem sparse prefill attention behind one backend-neutral C API.
+ *
+ * Pipeline: stem_score (block logits) -> stem_select (per-row key-block
+ * lists) -> stem_attention (exact block-sparse causal attention), or
+ * stem_prefill for all three. See docs/semantics.md for the exact formulas.
+ *
+ * Conventions
+ *  - Every fallible call returns stem_status; STEM_OK is 0. On failure
+ *    stem_last_error() (thread-local) holds a readable message, and nothing
+ *    the caller owns has been written.
+ *  - Descriptor structs start with struct_size; fill them with the matching
+ *    *_init() function, then change the fields you need.
+ *  - The library never aborts, exits or prints (see stem_context_desc.log).
+ *  - A context is used by one thread at a time; distinct contexts are
+ *    independent. Stages are asynchronous on GPU backends: stem_synchronize
+ *    waits; stem_buffer_read/write are blocking.
+ */
+#ifndef STEM_H
+#define STEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(STEM_STATIC_DEFINE)
+#define STEM_API
+#elif defined(_WIN32)
+#ifdef STEM_BUILDING_LIBRARY
+#define STEM_API __declspec(dllexport)
+#else
+#define STEM_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__)
+#define STEM_API __attribute__((visibility("default")))
+#else
+#define STEM_API
+#endif
+
+#define STEM_VERSION_MAJOR 0
+#define STEM_VERSION_MINOR 1
+#define STEM_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------ status */
+
+typedef enum stem_status {
+    STEM_OK = 0,
+    STEM_ERR_INVALID_ARGUMENT = 1,     /* NULL pointer, bad dims/strides/offsets, bad config */
+    STEM_ERR_UNSUPPORTED = 2,          /* valid request this backend/build cannot run */
+    STEM_ERR_OUT_OF_MEMORY = 3,        /* host allocation failed */
+    STEM_ERR_DEVICE_OUT_OF_MEMORY = 4, /* device allocation failed */
+    STEM_ERR_BACKEND_UNAVAILABLE = 5,  /* backend not compiled in, disabled or without device */
+    STEM_ERR_KERNEL_BUILD = 6,         /* a kernel failed to build (log in the message) */
+    STEM_ERR_DEVICE_LOST = 7,
+    STEM_ERR_BACKEND_API = 8,          /* a runtime call failed (code in the message) */
+    STEM_ERR_VERSION_MISMATCH = 9,     /* struct_size smaller than this library knows */
+    STEM_ERR_INTERNAL = 10
+} stem_status;
+
+/* Stable upper-case name ("STEM_ERR_INVALID_ARGUMENT"); never NULL. */
+STEM_API const char *stem_status_name(stem_status status);
+/* Detail of the last failure on this thread ("" if none); never NULL. */
+STEM_API const char *stem_last_error(void);
+/* "0.1.0" */
+STEM_API const char *stem_version_string(void);
+
+/* ----------------------------------------------------------------- devices */
+
+typedef enum stem_backend {
+    STEM_BACKEND_CPU = 0,
+    STEM_BACKEND_CUDA = 1,
+    STEM_BACKEND_OPENCL = 2,
+    STEM_BACKEND_VULKAN = 3,
+    STEM_BACKEND_COUNT = 4
+} stem_backend;
+
+/* "cpu", "cuda", "opencl", "vulkan"; "unknown" otherwise. */
+STEM_API const char *stem_backend_name(stem_backend backend);
+
+typedef struct stem_backend_info {
+    size_t struct_size;
+    stem_backend backend;
+    int compiled;          /* built into this library */
+    int available;         /* at least one usable device */
+    uint32_t device_count;
+    char reason[256];      /* why unavailable ("" when available) */
+} stem_backend_info;
+STEM_API void stem_backend_info_init(stem_backend_info *info);
+STEM_API stem_status stem_backend_query(stem_backend backend, stem_backend_info *info);
+
+typedef struct stem_device_info {
+    size_t struct_size;
+    stem_backend backend;
+    uint32_t backend_index;  /* index among this backend's devices */
+    int is_gpu;
+    uint64_t memory_bytes;   /* 0 if unknown */
+    uint32_t compute_units;  /* cores / SMs / compute units */
+    char name[256];
+    char detail[256];        /* e.g. "isa=avx2 threads=2" or driver version */
+} stem_device_info;
+STEM_API void stem_device_info_init(stem_device_info *info);
+
+/* Global device list: GPU backends first, the CPU last. Never fails hard:
+ * a backend without devices just contributes none (see stem_backend_query). */
+STEM_API stem_status stem_device_count(uint32_t *count);
+STEM_API stem_status stem_device_get_info(uint32_t index, stem_device_info *info);
+
+/* ---------------------------------------------------------------- contexts */
+
+typedef struct stem_context stem_context;
+typedef struct stem_buffer stem_buffer;
+typedef struct stem_plan stem_plan;
+
+#define STEM_DEVICE_AUTO (-1) /* best GPU, else the CPU */
+
+typedef void (*stem_log_fn)(void *user, int level, const char *message);
+
+typedef struct stem_context_desc {
+    size_t struct_size;
+    int32_t device;        /* global index from stem_device_count, or STEM_DEVICE_AUTO */
+    int32_t num_threads;   /* CPU backend: 0 = OpenMP default (or STEM_CPU_THREADS) */
+    stem_log_fn log;       /* optional; the library prints nothing without it */
+    void *log_user;
+} stem_context_desc;
+STEM_API void stem_context_desc_init(stem_context_desc *desc);
+
+/* desc may be NULL (defaults). */
+STEM_API stem_status stem_context_create(const stem_context_desc *desc, stem_context **out);
+STEM_API void stem_context_destroy(stem_context *ctx);
+STEM_API stem_status stem_context_get_device(const stem_context *ctx, stem_device_info *info);
+/* Waits for all work queued on the context. */
+STEM_API stem_status stem_synchronize(stem_context *ctx);
+
+/* ----------------------------------------------------------------- buffers */
+
+/* Library-owned memory on the context's device. */
+STEM_API stem_status stem_buffer_create(stem_context *ctx, size_t bytes, stem_buffer **out);
+/* Caller-owned host memory, used in place where the device can (CPU); the
+ * caller keeps it alive until stem_buffer_destroy. */
+STEM_API stem_status stem_buffer_wrap_host(stem_context *ctx, void *host, size_t bytes,
+                                           stem_buffer **out);
+STEM_API void stem_buffer_destroy(stem_buffer *buf);
+STEM_API size_t stem_buffer_size(const stem_buffer *buf);
+/* Blocking copies; [offset, offset + bytes) must lie inside the buffer. */
+STEM_API stem_status stem_buffer_write(stem_buffer *buf, size_t offset, const void *src,
+                                       size_t bytes);
+STEM_API stem_status stem_buffer_read(stem_buffer *buf, size_t offset, void *dst, size_t bytes);
+
+/* ----------------------------------------------------------------- tensors */
+
+typedef enum stem_dtype {
+    STEM_DTYPE_F32 = 0,
+    STEM_DTYPE_F16 = 1,
+    STEM_DTYPE_BF16 = 2,
+    STEM_DTYPE_I32 = 3
+} stem_dtype;
+
+STEM_API size_t stem_dtype_size(stem_dtype dtype); /* 0 for an unknown dtype */
+STEM_API const char *stem_dtype_name(stem_dtype dtype);
+
+/* A strided 4-D view of a buffer. Logical dims are always [B, H, N, d]
+ * (batch, heads, tokens, head_dim); strides are in elements, so BHND, BNHD
+ * and padded layouts all fit. Element (b,h,n,i) lives at byte
+ * offset + (b*strides[0] + h*strides[1] + n*strides[2] + i*strides[3]) * size. */
+typedef struct stem_tensor {
+    stem_buffer *buffer;
+    size_t offset; /* bytes */
+    stem_dtype dtype;
+    int64_t dims[4];
+    int64_t strides[4];
+} stem_tensor;
+
+/* Contiguous [B, H, N, d] (BHND) and [B, N, H, d] (BNHD) views. */
+STEM_API stem_tensor stem_tensor_bhnd(stem_buffer *buf, size_t offset, stem_dtype dtype,
+                                      int64_t b, int64_t h, int64_t n, int64_t d);
+STEM_API stem_tensor stem_tensor_bnhd(stem_buffer *buf, size_t offset, stem_dtype dtype,
+                                      int64_t b, int64_t h, int64_t n, int64_t d);
+
+/* ---------------------------------------------------------- configuration */
+
+typedef enum stem_selector {
+    STEM_SELECTOR_STEM = 0,       /* official-code semantics (default) */
+    STEM_SELECTOR_STEM_PAPER = 1, /* paper-literal formulas */
+    STEM_SELECTOR_UNIFORM = 2,    /* routing only (beta = 0), constant top-k */
+    STEM_SELECTOR_XATTENTION = 3, /* antidiagonal softmax mass, threshold tau */
+    STEM_SELECTOR_DENSE = 4,      /* every causal block */
+    STEM_SELECTOR_COUNT = 5
+} stem_selector;
+
+/* "stem", "stem_paper", "uniform", "xattention", "dense". */
+STEM_API const char *stem_selector_name(stem_selector selector);
+/* Parses the names above (case-insensitive). */
+STEM_API stem_status stem_selector_from_name(const char *name, stem_selector *out);
+
+/* Every constant of the algorithm. stem_config_init() reproduces the
+ * official code: block 128, stride 8, beta 0.2, mu 0.7, 4 sink + 4 local
+ * blocks, k_start = int(0.2 n + 30) for 56 <= n < 160, int(0.1 n) + 30 for
+ * n >= 160, dense for n < 56 blocks. */
+typedef struct stem_config {
+    size_t struct_size;
+    stem_selector selector;
+    int32_t block_size;          /* B: power of two, 16..128 */
+    int32_t stride;              /* S: antidiagonal stride, power of two, 1..block_size */
+    float beta;                  /* value-magnitude weight (0.2) */
+    float mu;                    /* TPD decay ratio k_end = mu * k_start, 0..1 (0.7) */
+    int32_t sink_blocks;         /* forced initial blocks (4), >= 0 */
+    int32_t local_blocks;        /* forced local window incl. the diagonal (4), >= 1 */
+    float norm;                  /* extra routing divisor (1.0), > 0 */
+    /* k_start rule (official code) */
+    int32_t dense_below_blocks;  /* n < this: layer runs dense (56) */
+    int32_t medium_below_blocks; /* n < this: k = int(medium_rate*n + medium_bias) (160) */
+    double medium_rate;          /* 0.2 */
+    int32_t medium_bias;         /* 30 */
+    double large_rate;           /* else k = int(large_rate*n) + large_bias: 0.1 */
+    int32_t large_bias;          /* 30 */
+    int32_t k_start;             /* > 0: use this k_start (blocks) instead of the rule */
+    /* STEM_PAPER: k_start = max(int(rate*n), paper_min_blocks), rate =
+     * paper_short_rate if N <= paper_switch_tokens else paper_long_rate */
+    double paper_short_rate;     /* 0.2 */
+    double paper_long_rate;      /* 0.1 */
+    int64_t paper_switch_tokens; /* 16384 */
+    int32_t paper_min_blocks;    /* 54 */
+    /* UNIFORM: constant budget; 0 = round(k_start * (1 + mu) / 2) (equal cost) */
+    int32_t uniform_k;
+    /* XATTENTION: keep the fewest blocks whose softmax mass reaches tau */
+    float xattn_threshold;       /* tau (0.9), in (0, 1] */
+    /* Model-level: layers with layer_index < dense_layers run dense (2). */
+    int32_t dense_layers;
+} stem_config;
+STEM_API void stem_config_init(stem_config *cfg);
+
+/* --------------------------------------------------------------- the plan */
+
+/* One attention call's shape. Causal prefill only for now (q_len == kv_len). */
+typedef struct stem_attention_desc {
+    size_t struct_size;
+    int64_t batch;
+    int64_t num_q_heads;   /* Hq, a multiple of num_kv_heads (GQA) */
+    int64_t num_kv_heads;  /* Hkv */
+    int64_t q_len;         /* N */
+    int64_t kv_len;        /* must equal q_len */
+    int64_t head_dim;      /* d */
+    stem_dtype dtype;      /* dtype of Q, K, V (f32, f16, bf16) */
+    int32_t causal;        /* must be 1 */
+    float softmax_scale;   /* 0 = 1/sqrt(d); also scales the routing term */
+    int32_t layer_index;   /* model layer, -1 = unknown (never forced dense) */
+} stem_attention_desc;
+STEM_API void stem_attention_desc_init(stem_attention_desc *desc);
+
+/* cfg may be NULL (defaults). The plan copies both descriptors. */
+STEM_API stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
+                                      const stem_config *cfg, stem_plan **out);
+STEM_API void stem_plan_destroy(stem_plan *plan);
+
+typedef struct stem_plan_info {
+    size_t struct_size;
+    int64_t num_q_blocks;    /* nq = ceil(N / B) */
+    int64_t num_k_blocks;    /* nk = ceil(N / B) */
+    int32_t dense;           /* this plan keeps every causal block */
+    int32_t k_start;         /* blocks; = nk when dense */
+    int32_t k_end;           /* last row's budget */
+    double budget_density;   /* sum(budget)/causal blocks, forced blocks not counted */
+    size_t workspace_bytes;  /* what stem_prefill needs (see stem_plan_set_workspace) */
+    stem_selector selector;
+} stem_plan_info;
+STEM_API void stem_plan_info_init(stem_plan_info *info);
+STEM_API stem_status stem_plan_get_info(const stem_plan *plan, stem_plan_info *info);
+/* Per query-block top-k budget (before forced blocks), count = nq entries.
+ * XATTENTION and DENSE report nk for every row. */
+STEM_API stem_status stem_plan_get_budget(const stem_plan *plan, int32_t *budget, size_t count);
+/* Optional caller-provided workspace for stem_prefill (>= workspace_bytes
+ * from offset). Without one, the plan allocates it on first use. */
+STEM_API stem_status stem_plan_set_workspace(stem_plan *plan, stem_buffer *buf, size_t offset);
+
+/* ----------------------------------------------------------------- stages */
+
+/* Tensors (logical dims):
+ *   q      [B, Hq,  N, d]   f32 | f16 | bf16 (desc.dtype)
+ *   k, v   [B, Hkv, N, d]   desc.dtype
+ *   scores [B, Hq, nq, nk]  f32   block logits; -inf above the diagonal
+ *                                 (XATTENTION: block softmax mass, 0 above)
+ *   index  [B, Hq, nq, nk]  i32   kept key blocks, ascending, padded with -1
+ *   count  [B, Hq, nq, 1]   i32   number of kept blocks per row
+ *   out    [B, Hq,  N, d]   f32 | f16 | bf16
+ * out must not overlap q, k or v. */
+STEM_API stem_status stem_score(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
+                                const stem_tensor *v, const stem_tensor *scores);
+STEM_API stem_status stem_select(stem_plan *plan, const stem_tensor *scores,
+                                 const stem_tensor *index, const stem_tensor *count);
+/* Block lists may come from anywhere: entries must be ascending, in
+ * [0, row] (causal), count in [0, nk]. A query with no visible key gets 0. */
+STEM_API stem_status stem_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
+                                    const stem_tensor *v, const stem_tensor *index,
+                                    const stem_tensor *count, const stem_tensor *out);
+/* score + select + attention. scores, index and count are optional
+ * outputs (NULL: kept in the workspace). */
+STEM_API stem_status stem_prefill(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
+                                  const stem_tensor *v, const stem_tensor *out,
+                                  const stem_tensor *scores, const stem_tensor *index,
+                                  const stem_tensor *count);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STEM_H */

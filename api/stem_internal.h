@@ -1,0 +1,125 @@
+/* Internal: the seam between the backend-neutral core (api/) and backends. */
+#ifndef STEM_INTERNAL_H
+#define STEM_INTERNAL_H
+
+#include "stem.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+/* Records the thread-local error message and returns status. */
+stem_status stem_set_error(stem_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void stem_clear_error(void);
+
+/* What a backend's probe reports: its devices, or why it has none. */
+#define STEM_MAX_DEVICES_PER_BACKEND 16
+typedef struct stem_probe_result {
+    uint32_t device_count;
+    stem_device_info devices[STEM_MAX_DEVICES_PER_BACKEND];
+    char reason[256];
+} stem_probe_result;
+
+struct stem_plan;
+
+/* One table per backend, registered in api/registry.c. The core validates
+ * every argument before calling in: tensors match the plan, lie inside
+ * their buffers and belong to the plan's context. */
+typedef struct stem_backend_ops {
+    stem_backend kind;
+    const char *name;
+    /* Fills out; never fails hard (a backend with no device sets reason). */
+    void (*probe)(stem_probe_result *out);
+    stem_status (*context_init)(stem_context *ctx, uint32_t backend_index);
+    void (*context_fini)(stem_context *ctx);
+    /* Sets buf->impl (and buf->host when host-addressable). */
+    stem_status (*buffer_alloc)(stem_context *ctx, stem_buffer *buf, size_t bytes);
+    stem_status (*buffer_wrap_host)(stem_context *ctx, stem_buffer *buf, void *host, size_t bytes);
+    void (*buffer_free)(stem_context *ctx, stem_buffer *buf);
+    stem_status (*buffer_write)(stem_context *ctx, stem_buffer *buf, size_t offset,
+                                const void *src, size_t bytes);
+    stem_status (*buffer_read)(stem_context *ctx, stem_buffer *buf, size_t offset, void *dst,
+                               size_t bytes);
+    /* Optional per-plan state (compiled kernels, scratch); may be NULL. */
+    stem_status (*plan_init)(struct stem_plan *plan);
+    void (*plan_fini)(struct stem_plan *plan);
+    /* Support check for head_dim, dtypes, block size: STEM_ERR_UNSUPPORTED + message. */
+    stem_status (*plan_check)(const stem_context *ctx, const stem_attention_desc *desc,
+                              const stem_config *cfg);
+    stem_status (*score)(struct stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
+                         const stem_tensor *v, const stem_tensor *scores);
+    stem_status (*select)(struct stem_plan *plan, const stem_tensor *scores,
+                          const stem_tensor *index, const stem_tensor *count);
+    stem_status (*attention)(struct stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
+                             const stem_tensor *v, const stem_tensor *index,
+                             const stem_tensor *count, const stem_tensor *out);
+    stem_status (*synchronize)(stem_context *ctx);
+} stem_backend_ops;
+
+struct stem_context {
+    const stem_backend_ops *ops;
+    stem_context_desc desc;
+    stem_device_info device;
+    uint32_t backend_index;
+    void *impl; /* backend state */
+};
+
+struct stem_buffer {
+    stem_context *ctx;
+    size_t size;
+    void *host;  /* host address when the backend's memory is host memory, else NULL */
+    int owned;   /* library-allocated (vs wrapped) */
+    void *impl;  /* backend handle */
+};
+
+/* A validated, resolved plan. Backends read these fields; `impl` is theirs. */
+struct stem_plan {
+    stem_context *ctx;
+    stem_attention_desc desc;
+    stem_config cfg;
+    float scale;         /* resolved softmax scale */
+    int64_t n_blocks;    /* nq = nk = ceil(N / B) */
+    int32_t group;       /* G = B / S */
+    int dense;           /* every causal block is kept */
+    int32_t k_start;
+    int32_t *budget;     /* [n_blocks] per-row top-k budget (before forced blocks) */
+    double budget_density;
+    size_t workspace_bytes;
+    int64_t batch_per_pass;  /* stem_prefill slices: batch entries ... */
+    int64_t heads_per_pass;  /* ... and query heads (a multiple or divisor of g) */
+    stem_buffer *workspace;  /* caller's or ours */
+    size_t workspace_offset;
+    int workspace_owned;
+    void *impl;
+};
+
+/* Byte address of element (b,h,n,i) of a host-addressable tensor. */
+static inline void *stem_tensor_host_ptr(const stem_tensor *t, int64_t b, int64_t h, int64_t n,
+                                         int64_t i)
+{
+    return (char *)t->buffer->host + t->offset +
+           (size_t)((b * t->strides[0] + h * t->strides[1] + n * t->strides[2] +
+                     i * t->strides[3]) *
+                    (int64_t)stem_dtype_size(t->dtype));
+}
+
+/* Budget schedule for a resolved plan (api/schedule.c). */
+stem_status stem_schedule_build(struct stem_plan *plan);
+
+/* Registry (api/registry.c). */
+const stem_backend_ops *stem_backend_ops_get(stem_backend backend);
+int stem_backend_disabled(stem_backend backend); /* STEM_DISABLE_<NAME>=1 */
+
+/* Backends compiled in. */
+extern const stem_backend_ops stem_cpu_backend_ops;
+
+/* Scalar conversions shared by host-side code. */
+float stem_f16_to_f32(uint16_t h);
+uint16_t stem_f32_to_f16(float f);
+float stem_bf16_to_f32(uint16_t h);
+uint16_t stem_f32_to_bf16(float f);
+
+#endif /* STEM_INTERNAL_H */
