@@ -1,0 +1,565 @@
+/*
+ * The shared reference for docs/semantics.md. Every formula is written the
+ * way the document states it, in double, so a reader can check it line by
+ * line; speed only matters through loop order (per-row work buffers, no
+ * [N/S]^2 or [N]^2 matrices).
+ *
+ * Where the document leaves a detail open, the choice is noted at the spot
+ * (search for "Choice:").
+ */
+#include "stem_ref.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ helpers */
+
+static double dot(const double *a, const double *b, int64_t d)
+{
+    double s = 0.0;
+    for (int64_t x = 0; x < d; x++)
+        s += a[x] * b[x];
+    return s;
+}
+
+static double l2norm(const double *a, int64_t d)
+{
+    return sqrt(dot(a, a, d));
+}
+
+static void *xcalloc(int64_t count, size_t size)
+{
+    /* The reference has no error channel: a failed allocation is a broken test host. */
+    void *p = calloc((size_t)(count > 0 ? count : 1), size);
+    if (!p)
+        abort();
+    return p;
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Row pointers into the contiguous [B][H][N][d] arrays. */
+static const double *q_head(const stem_ref_problem *p, int64_t b, int64_t h)
+{
+    return p->q + ((b * p->hq + h) * p->n_tokens) * p->head_dim;
+}
+
+static const double *kv_head(const double *base, const stem_ref_problem *p, int64_t b, int64_t kh)
+{
+    return base + ((b * p->hkv + kh) * p->n_tokens) * p->head_dim;
+}
+
+/* ---------------------------------------------------------- blocks, budget */
+
+int64_t stem_ref_num_blocks(int64_t n_tokens, int32_t block_size)
+{
+    if (n_tokens <= 0 || block_size <= 0)
+        return 0;
+    return (n_tokens + block_size - 1) / block_size;
+}
+
+static int layer_forced_dense(const stem_config *cfg, int32_t layer_index)
+{
+    return layer_index >= 0 && layer_index < cfg->dense_layers;
+}
+
+int32_t stem_ref_k_start(const stem_config *cfg, int64_t n_tokens, int32_t layer_index,
+                         int *dense)
+{
+    const int64_t n = stem_ref_num_blocks(n_tokens, cfg->block_size);
+    int64_t k = n;
+    int is_dense = 0;
+
+    if (layer_forced_dense(cfg, layer_index) || cfg->selector == STEM_SELECTOR_DENSE) {
+        is_dense = 1;
+    } else if (cfg->selector == STEM_SELECTOR_STEM || cfg->selector == STEM_SELECTOR_UNIFORM) {
+        /* Choice: config.k_start replaces the whole rule, dense_below included
+         * (only "k >= n: dense" still applies), so small problems can run sparse. */
+        if (cfg->k_start > 0)
+            k = cfg->k_start;
+        else if (n < cfg->dense_below_blocks)
+            is_dense = 1;
+        else if (n < cfg->medium_below_blocks)
+            k = (int64_t)floor(cfg->medium_rate * (double)n + (double)cfg->medium_bias);
+        else
+            k = (int64_t)floor(cfg->large_rate * (double)n) + cfg->large_bias;
+        if (k >= n)
+            is_dense = 1;
+    } else if (cfg->selector == STEM_SELECTOR_STEM_PAPER) {
+        if (cfg->k_start > 0) {
+            k = cfg->k_start;
+        } else {
+            double rate = n_tokens <= cfg->paper_switch_tokens ? cfg->paper_short_rate
+                                                               : cfg->paper_long_rate;
+            k = (int64_t)floor(rate * (double)n);
+            if (k < cfg->paper_min_blocks)
+                k = cfg->paper_min_blocks;
+        }
+        if (k >= n)
+            is_dense = 1;
+    }
+    /* XATTENTION has no k_start: it reports n and is dense only in a dense layer. */
+
+    if (is_dense)
+        k = n;
+    if (dense)
+        *dense = is_dense;
+    return (int32_t)k;
+}
+
+/* torch.linspace(a, z, L)[j] in double: the two halves are computed from either end. */
+static double linspace_at(double a, double z, int64_t L, int64_t j)
+{
+    if (L == 1)
+        return a;
+    double step = (z - a) / (double)(L - 1);
+    if (j < L / 2)
+        return a + step * (double)j;
+    return z - step * (double)(L - 1 - j);
+}
+
+static int32_t clamp_budget(double x, int64_t lo, int64_t hi)
+{
+    /* x is already floored; compare in double so huge values cannot overflow a cast. */
+    if (!(x >= (double)lo))
+        return (int32_t)lo;
+    if (x > (double)hi)
+        return (int32_t)hi;
+    return (int32_t)x;
+}
+
+int stem_ref_budget(const stem_config *cfg, int64_t n_tokens, int32_t layer_index,
+                    int32_t *budget)
+{
+    const int64_t n = stem_ref_num_blocks(n_tokens, cfg->block_size);
+    int dense = 0;
+    const int64_t k = stem_ref_k_start(cfg, n_tokens, layer_index, &dense);
+    /* Choice: mu is the float the config holds, widened to double (0.7f, not 0.7). */
+    const double mu = (double)cfg->mu;
+
+    if (dense || cfg->selector == STEM_SELECTOR_XATTENTION || cfg->selector == STEM_SELECTOR_DENSE) {
+        for (int64_t I = 0; I < n; I++)
+            budget[I] = (int32_t)n;
+        return dense;
+    }
+
+    switch (cfg->selector) {
+    case STEM_SELECTOR_STEM: {
+        const int64_t L = n - k;
+        const double k_end = mu * (double)k;
+        for (int64_t I = 0; I < n; I++) {
+            if (I < k)
+                budget[I] = (int32_t)k;
+            else
+                budget[I] = clamp_budget(floor(linspace_at((double)k, k_end, L, I - k)), 1, k);
+        }
+        break;
+    }
+    case STEM_SELECTOR_STEM_PAPER:
+        /* Eq. 3 over block rows, i = I + 1, N = n. */
+        for (int64_t I = 0; I < n; I++) {
+            double v = (double)k - (double)k * (1.0 - mu) * (double)(I + 1) / (double)n;
+            budget[I] = clamp_budget(floor(v), 1, k);
+        }
+        break;
+    case STEM_SELECTOR_UNIFORM: {
+        double u = cfg->uniform_k > 0 ? (double)cfg->uniform_k
+                                      : floor((double)k * (1.0 + mu) / 2.0 + 0.5);
+        for (int64_t I = 0; I < n; I++)
+            budget[I] = clamp_budget(u, 1, n);
+        break;
+    }
+    default:
+        for (int64_t I = 0; I < n; I++)
+            budget[I] = (int32_t)n;
+        break;
+    }
+    return 0;
+}
+
+double stem_ref_eq4_cost(int64_t n, int32_t k_start, double mu)
+{
+    const double N = (double)n, k = (double)k_start;
+    return N * k - k * k / 2.0 - k * (1.0 - mu) * (N - k) / 2.0;
+}
+
+/* ------------------------------------------------------------------- scores */
+
+/*
+ * One strided row of the antidiagonal sums:
+ *   A[m][c] = sum_{t<S} dot(Q[m*S + S-1-t], K[c*S + t]),  c in [0, cmax)
+ * Rows at or past N are zero rows, so their terms are simply skipped.
+ */
+static void antidiag_row(const double *Q, const double *K, int64_t N, int64_t d, int64_t S,
+                         int64_t m, int64_t cmax, double *arow)
+{
+    for (int64_t c = 0; c < cmax; c++)
+        arow[c] = 0.0;
+    for (int64_t t = 0; t < S; t++) {
+        const int64_t qi = m * S + S - 1 - t;
+        if (qi >= N)
+            continue;
+        const double *qrow = Q + qi * d;
+        for (int64_t c = 0; c < cmax; c++) {
+            const int64_t ki = c * S + t;
+            if (ki >= N)
+                break; /* ki grows with c */
+            arow[c] += dot(qrow, K + ki * d, d);
+        }
+    }
+}
+
+/* STEM value bonus (section 2): z-scored log of stride-group maxima of ||V||. */
+static void value_bonus_stem(const double *V, int64_t N, int64_t d, int64_t S, int64_t G,
+                             int64_t n, double beta, double *vb)
+{
+    const int64_t ngroups = n * G;
+    double *lv = xcalloc(ngroups, sizeof(double));
+    for (int64_t gi = 0; gi < ngroups; gi++) {
+        double mx = 0.0; /* vn[t] = 0 past N, and norms are >= 0 */
+        for (int64_t t = gi * S; t < gi * S + S; t++) {
+            double vn = t < N ? l2norm(V + t * d, d) : 0.0;
+            if (vn > mx)
+                mx = vn;
+        }
+        lv[gi] = log(mx + 1e-6);
+    }
+
+    const int64_t Gv = N / S;
+    if (Gv == 0) {
+        for (int64_t J = 0; J < n; J++)
+            vb[J] = 0.0;
+        free(lv);
+        return;
+    }
+    double mean = 0.0;
+    for (int64_t gi = 0; gi < Gv; gi++)
+        mean += lv[gi];
+    mean /= (double)Gv;
+    double sd = 0.0;
+    if (Gv > 1) {
+        double ss = 0.0;
+        for (int64_t gi = 0; gi < Gv; gi++)
+            ss += (lv[gi] - mean) * (lv[gi] - mean);
+        sd = sqrt(ss / (double)(Gv - 1));
+    }
+    for (int64_t J = 0; J < n; J++) {
+        double acc = 0.0;
+        for (int64_t a = 0; a < G; a++) {
+            double z = (lv[J * G + a] - mean) / (sd + 1e-6);
+            acc += beta * (z > 0.0 ? z : 0.0);
+        }
+        vb[J] = (1.0 / (double)G) * acc;
+    }
+    free(lv);
+}
+
+/* STEM_PAPER value bonus: beta * max(0, log(block max of ||V|| + 1e-6)). */
+static void value_bonus_paper(const double *V, int64_t N, int64_t d, int64_t Bk, int64_t n,
+                              double beta, double *vb)
+{
+    for (int64_t J = 0; J < n; J++) {
+        double mx = 0.0;
+        for (int64_t t = J * Bk; t < min64(N, J * Bk + Bk); t++) {
+            double vn = l2norm(V + t * d, d);
+            if (vn > mx)
+                mx = vn;
+        }
+        double lv = log(mx + 1e-6);
+        vb[J] = beta * (lv > 0.0 ? lv : 0.0);
+    }
+}
+
+void stem_ref_scores(const stem_ref_problem *p, const stem_config *cfg, double *scores)
+{
+    const int64_t N = p->n_tokens, d = p->head_dim;
+    const int64_t Bk = cfg->block_size, S = cfg->stride, G = Bk / S;
+    const int64_t n = stem_ref_num_blocks(N, cfg->block_size);
+    const int64_t group = p->hq / p->hkv;
+    const double norm = (double)cfg->norm;
+    const double beta = (double)cfg->beta;
+    if (n == 0)
+        return;
+
+    double *arow = xcalloc(n * G, sizeof(double));
+    double *acc = xcalloc(n * n, sizeof(double));
+    double *vb = xcalloc(n, sizeof(double));
+
+    for (int64_t b = 0; b < p->batch; b++) {
+        for (int64_t h = 0; h < p->hq; h++) {
+            const int64_t kh = h / group;
+            const double *Q = q_head(p, b, h);
+            const double *K = kv_head(p->k, p, b, kh);
+            const double *V = kv_head(p->v, p, b, kh);
+            double *L = scores + (b * p->hq + h) * n * n;
+            memset(acc, 0, (size_t)(n * n) * sizeof(double));
+
+            if (cfg->selector == STEM_SELECTOR_XATTENTION) {
+                /* W[I][J] = sum of P[m][c] over the block's real strided rows m (m*S < N). */
+                for (int64_t m = 0; m * S < N; m++) {
+                    const int64_t I = m / G;
+                    antidiag_row(Q, K, N, d, S, m, m + 1, arow); /* c <= m */
+                    double mx = -INFINITY;
+                    for (int64_t c = 0; c <= m; c++) {
+                        arow[c] = arow[c] * p->scale / ((double)S * norm);
+                        if (arow[c] > mx)
+                            mx = arow[c];
+                    }
+                    double sum = 0.0;
+                    for (int64_t c = 0; c <= m; c++) {
+                        arow[c] = exp(arow[c] - mx);
+                        sum += arow[c];
+                    }
+                    for (int64_t c = 0; c <= m; c++)
+                        acc[I * n + c / G] += arow[c] / sum;
+                }
+                for (int64_t I = 0; I < n; I++)
+                    for (int64_t J = 0; J < n; J++)
+                        L[I * n + J] = J <= I ? acc[I * n + J] : 0.0;
+                continue;
+            }
+
+            /* Routing sums: acc[I][J] = sum_{a<G, b<G} A[I*G + a][J*G + b], J <= I. */
+            for (int64_t m = 0; m < n * G; m++) {
+                if (m * S >= N)
+                    break; /* every query row of this strided row is a zero row */
+                const int64_t I = m / G;
+                const int64_t cmax = (I + 1) * G;
+                antidiag_row(Q, K, N, d, S, m, cmax, arow);
+                for (int64_t c = 0; c < cmax; c++)
+                    acc[I * n + c / G] += arow[c];
+            }
+
+            switch (cfg->selector) {
+            case STEM_SELECTOR_STEM:
+            case STEM_SELECTOR_DENSE: /* DENSE writes the STEM scores */
+                value_bonus_stem(V, N, d, S, G, n, beta, vb);
+                break;
+            case STEM_SELECTOR_STEM_PAPER:
+                value_bonus_paper(V, N, d, Bk, n, beta, vb);
+                break;
+            default: /* UNIFORM: routing only */
+                for (int64_t J = 0; J < n; J++)
+                    vb[J] = 0.0;
+                break;
+            }
+
+            const double rscale = p->scale / ((double)S * norm * (double)(G * G));
+            for (int64_t I = 0; I < n; I++)
+                for (int64_t J = 0; J < n; J++)
+                    L[I * n + J] = J <= I ? rscale * acc[I * n + J] + vb[J] : -INFINITY;
+        }
+    }
+    free(arow);
+    free(acc);
+    free(vb);
+}
+
+/* ---------------------------------------------------------------- selection */
+
+typedef struct cand {
+    double v;
+    int64_t j;
+} cand;
+
+/* Descending value, ties to the lower index; NaN sorts after everything. */
+static int cand_cmp(const void *pa, const void *pb)
+{
+    const cand *a = pa, *b = pb;
+    const int an = isnan(a->v), bn = isnan(b->v);
+    if (an != bn)
+        return an ? 1 : -1;
+    if (!an) {
+        if (a->v > b->v)
+            return -1;
+        if (a->v < b->v)
+            return 1;
+    }
+    return (a->j > b->j) - (a->j < b->j);
+}
+
+/* STEM / STEM_PAPER / UNIFORM row I (not dense): top-k of finite scores + forced blocks. */
+static void select_topk_row(const double *row, int64_t I, int64_t k, const stem_config *cfg,
+                            cand *cands, unsigned char *keep)
+{
+    if (I + 1 <= k) {
+        for (int64_t J = 0; J <= I; J++)
+            keep[J] = 1;
+        return;
+    }
+    /* Choice: only finite scores are candidates ("the largest finite L"), so +inf
+     * is never chosen either, like NaN and -inf. */
+    int64_t nc = 0;
+    for (int64_t J = 0; J <= I; J++) {
+        if (isfinite(row[J])) {
+            cands[nc].v = row[J];
+            cands[nc].j = J;
+            nc++;
+        }
+    }
+    qsort(cands, (size_t)nc, sizeof(cand), cand_cmp);
+    for (int64_t r = 0; r < nc && r < k; r++)
+        keep[cands[r].j] = 1;
+    for (int64_t J = 0; J < cfg->sink_blocks && J <= I; J++)
+        keep[J] = 1;
+    for (int64_t J = I - cfg->local_blocks + 1; J <= I; J++)
+        if (J >= 0)
+            keep[J] = 1;
+}
+
+/* XATTENTION row I: forced {0, I}, then others by mass while the running mass < tau * total. */
+static void select_xattn_row(const double *W, int64_t I, double tau, cand *cands,
+                             unsigned char *keep)
+{
+    keep[0] = 1;
+    keep[I] = 1;
+    const double F = W[0] + (I > 0 ? W[I] : 0.0);
+    double total = 0.0;
+    for (int64_t J = 0; J <= I; J++)
+        total += W[J];
+    const double T = tau * total;
+
+    int64_t nc = 0;
+    for (int64_t J = 1; J < I; J++) {
+        cands[nc].v = W[J];
+        cands[nc].j = J;
+        nc++;
+    }
+    qsort(cands, (size_t)nc, sizeof(cand), cand_cmp);
+    /* keep o_r iff F + W(o_1) + ... + W(o_{r-1}) < T, tested for every r as written */
+    double running = F;
+    for (int64_t r = 0; r < nc; r++) {
+        if (running < T)
+            keep[cands[r].j] = 1;
+        running += cands[r].v;
+    }
+}
+
+void stem_ref_select(const stem_ref_problem *p, const stem_config *cfg, const double *scores,
+                     int32_t *index, int32_t *count)
+{
+    const int64_t n = stem_ref_num_blocks(p->n_tokens, cfg->block_size);
+    if (n == 0)
+        return;
+    int32_t *budget = xcalloc(n, sizeof(int32_t));
+    const int dense = stem_ref_budget(cfg, p->n_tokens, p->layer_index, budget);
+    unsigned char *keep = xcalloc(n, 1);
+    cand *cands = xcalloc(n, sizeof(cand));
+    const double tau = (double)cfg->xattn_threshold;
+
+    for (int64_t b = 0; b < p->batch; b++) {
+        for (int64_t h = 0; h < p->hq; h++) {
+            const int64_t bh = b * p->hq + h;
+            for (int64_t I = 0; I < n; I++) {
+                const double *row = scores + (bh * n + I) * n;
+                memset(keep, 0, (size_t)n);
+                if (dense || cfg->selector == STEM_SELECTOR_DENSE) {
+                    for (int64_t J = 0; J <= I; J++)
+                        keep[J] = 1;
+                } else if (cfg->selector == STEM_SELECTOR_XATTENTION) {
+                    select_xattn_row(row, I, tau, cands, keep);
+                } else {
+                    select_topk_row(row, I, budget[I], cfg, cands, keep);
+                }
+                int32_t *list = index + (bh * n + I) * n;
+                int64_t c = 0;
+                for (int64_t J = 0; J <= I; J++)
+                    if (keep[J])
+                        list[c++] = (int32_t)J;
+                count[bh * n + I] = (int32_t)c;
+                for (int64_t r = c; r < n; r++)
+                    list[r] = -1;
+            }
+        }
+    }
+    free(budget);
+    free(keep);
+    free(cands);
+}
+
+/* ---------------------------------------------------------------- attention */
+
+void stem_ref_attention(const stem_ref_problem *p, int32_t block_size, const int32_t *index,
+                        const int32_t *count, double *out)
+{
+    const int64_t N = p->n_tokens, d = p->head_dim, Bk = block_size;
+    const int64_t n = stem_ref_num_blocks(N, block_size);
+    const int64_t group = p->hq / p->hkv;
+    if (n == 0)
+        return;
+
+    unsigned char *keep = xcalloc(n, 1);
+    double *logit = xcalloc(N, sizeof(double));
+    int64_t *key = xcalloc(N, sizeof(int64_t));
+    double *acc = xcalloc(d, sizeof(double));
+
+    for (int64_t b = 0; b < p->batch; b++) {
+        for (int64_t h = 0; h < p->hq; h++) {
+            const int64_t bh = b * p->hq + h;
+            const int64_t kh = h / group;
+            const double *Q = q_head(p, b, h);
+            const double *K = kv_head(p->k, p, b, kh);
+            const double *V = kv_head(p->v, p, b, kh);
+            double *O = out + bh * N * d;
+
+            for (int64_t I = 0; I < n; I++) {
+                /* Choice: the list is read as a set; entries outside [0, I] are skipped
+                 * (valid lists, the only ones the contract allows, are unaffected). */
+                memset(keep, 0, (size_t)n);
+                int64_t cnt = count[bh * n + I];
+                if (cnt < 0)
+                    cnt = 0;
+                if (cnt > n)
+                    cnt = n;
+                const int32_t *list = index + (bh * n + I) * n;
+                for (int64_t r = 0; r < cnt; r++)
+                    if (list[r] >= 0 && list[r] <= I)
+                        keep[list[r]] = 1;
+
+                for (int64_t i = I * Bk; i < min64(N, I * Bk + Bk); i++) {
+                    /* visible keys: j <= i in a kept block */
+                    int64_t nv = 0;
+                    double mx = -INFINITY;
+                    for (int64_t J = 0; J <= I; J++) {
+                        if (!keep[J])
+                            continue;
+                        const int64_t jend = min64(min64(N, J * Bk + Bk), i + 1);
+                        for (int64_t j = J * Bk; j < jend; j++) {
+                            logit[nv] = p->scale * dot(Q + i * d, K + j * d, d);
+                            key[nv] = j;
+                            if (logit[nv] > mx)
+                                mx = logit[nv];
+                            nv++;
+                        }
+                    }
+                    double *o = O + i * d;
+                    if (nv == 0) {
+                        for (int64_t x = 0; x < d; x++)
+                            o[x] = 0.0;
+                        continue;
+                    }
+                    double sum = 0.0;
+                    for (int64_t x = 0; x < d; x++)
+                        acc[x] = 0.0;
+                    for (int64_t r = 0; r < nv; r++) {
+                        const double e = exp(logit[r] - mx);
+                        const double *vrow = V + key[r] * d;
+                        sum += e;
+                        for (int64_t x = 0; x < d; x++)
+                            acc[x] += e * vrow[x];
+                    }
+                    for (int64_t x = 0; x < d; x++)
+                        o[x] = acc[x] / sum;
+                }
+            }
+        }
+    }
+    free(keep);
+    free(logit);
+    free(key);
+    free(acc);
+}

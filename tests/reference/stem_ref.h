@@ -1,0 +1,53 @@
+/*
+ * The shared reference: scalar C, double accumulation, written from the
+ * literal formulas of docs/semantics.md (strided antidiagonal sums, not the
+ * phase-sum shortcut; dense softmax over the expanded block mask). It links
+ * no libstem code: it only borrows the stem_config struct layout.
+ *
+ * Arrays are contiguous, row-major:
+ *   q [B][Hq][N][d], k and v [B][Hkv][N][d]  (values already rounded to the
+ *   storage dtype by the caller), scores [B][Hq][n][n], index [B][Hq][n][n]
+ *   (ascending, padded with -1), count [B][Hq][n], out [B][Hq][N][d].
+ */
+#ifndef STEM_REF_H
+#define STEM_REF_H
+
+#include <stdint.h>
+
+#include "stem.h"
+
+typedef struct stem_ref_problem {
+    int64_t batch, hq, hkv, n_tokens, head_dim;
+    double scale;        /* softmax scale (1/sqrt(d) by default) */
+    int32_t layer_index; /* -1 = unknown */
+    const double *q, *k, *v;
+} stem_ref_problem;
+
+/* Number of blocks n = ceil(N / B). */
+int64_t stem_ref_num_blocks(int64_t n_tokens, int32_t block_size);
+
+/* k_start for the selector in cfg (STEM, STEM_PAPER, UNIFORM use it);
+ * *dense = 1 when the layer keeps every causal block. */
+int32_t stem_ref_k_start(const stem_config *cfg, int64_t n_tokens, int32_t layer_index,
+                         int *dense);
+
+/* Per-row budget [n] (section 4); returns 1 when dense (budget = n everywhere).
+ * XATTENTION and DENSE fill n. */
+int stem_ref_budget(const stem_config *cfg, int64_t n_tokens, int32_t layer_index,
+                    int32_t *budget);
+
+/* Block scores (section 3): -inf (or 0 for XATTENTION) above the diagonal. */
+void stem_ref_scores(const stem_ref_problem *p, const stem_config *cfg, double *scores);
+
+/* Selection (section 5) from scores. */
+void stem_ref_select(const stem_ref_problem *p, const stem_config *cfg, const double *scores,
+                     int32_t *index, int32_t *count);
+
+/* Exact attention over the expanded token mask (section 6). */
+void stem_ref_attention(const stem_ref_problem *p, int32_t block_size, const int32_t *index,
+                        const int32_t *count, double *out);
+
+/* Eq. 4 of the paper, in blocks: C = n k - k^2/2 - k (1 - mu) (n - k) / 2. */
+double stem_ref_eq4_cost(int64_t n, int32_t k_start, double mu);
+
+#endif /* STEM_REF_H */
