@@ -1,0 +1,52 @@
+/* The measurement shared by `stem bench` and `stem demo`: synthetic Q, K,
+ * V at one shape, Stem stages timed separately, then dense through the
+ * same kernels (selector DENSE), and the error of Stem against dense. */
+#ifndef STEM_TOOL_BENCH_H
+#define STEM_TOOL_BENCH_H
+
+#include "stem.h"
+#include "stem_synth.h"
+#include "tool.h"
+
+#define BENCH_MAX_N 32
+
+typedef struct bench_shape {
+    int64_t batch, hq, hkv, n, d;
+    stem_dtype dtype; /* inputs and output */
+    stem_synth_kind kind;
+    uint64_t seed;
+} bench_shape;
+
+typedef struct bench_result {
+    stem_plan_info info;
+    double score_ms, select_ms, attn_ms, stem_ms; /* medians; stem_ms = median of sums */
+    double dense_ms;                              /* dense attention stage, median */
+    double density;                               /* kept / causal blocks */
+    double rel_err;                               /* ||O_stem - O_dense|| / ||O_dense|| */
+    double causal_gflop;                          /* 2*B*Hq*N^2*d / 1e9 */
+    int has_dense;
+} bench_result;
+
+/* Command-line state of bench and demo (shape flags, timing, output). */
+typedef struct bench_cli {
+    tool_opts o;
+    bench_shape shape;
+    int64_t n[BENCH_MAX_N];
+    int nn;
+    int hq_set, hkv_set, d_set, dtype_set;
+    int warmup, repeat; /* -1 = unset */
+    int dense;          /* run the dense comparison */
+    int markdown, json, quiet;
+} bench_cli;
+
+void bench_cli_init(bench_cli *c);
+/* 1 consumed, 0 not a bench option, -1 bad value (printed). */
+int bench_parse_opt(bench_cli *c, int argc, char **argv, int *i);
+void bench_print_opts_help(void);
+
+/* Runs one case on ctx. Progress goes to stderr unless quiet. Returns 0,
+ * or 1 after printing the error. */
+int bench_case(stem_context *ctx, const tool_opts *o, const bench_shape *s, int warmup, int repeat,
+               int dense, int quiet, bench_result *r);
+
+#endif
