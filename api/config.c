@@ -14,7 +14,7 @@ void stem_config_init(stem_config *cfg)
     cfg->block_size = 128;
     cfg->stride = 8;
     cfg->beta = 0.2f;
-    cfg->mu = 0.7f;
+    cfg->mu = 0.7;
     cfg->sink_blocks = 4;
     cfg->local_blocks = 4;
     cfg->norm = 1.0f;

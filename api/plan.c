@@ -74,8 +74,8 @@ static stem_status check_config(const stem_config *c, int64_t n_tokens)
                               c->block_size);
     if (!isfinite(c->beta))
         return bad("beta must be finite");
-    if (!(c->mu >= 0.0f && c->mu <= 1.0f))
-        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "mu=%g must be in [0, 1]", (double)c->mu);
+    if (!(c->mu >= 0.0 && c->mu <= 1.0))
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "mu=%g must be in [0, 1]", c->mu);
     if (c->sink_blocks < 0)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "sink_blocks=%d must be >= 0",
                               c->sink_blocks);

@@ -205,7 +205,8 @@ typedef struct stem_config {
     int32_t block_size;          /* B: power of two, 16..128 */
     int32_t stride;              /* S: antidiagonal stride, power of two, 1..block_size */
     float beta;                  /* value-magnitude weight (0.2) */
-    float mu;                    /* TPD decay ratio k_end = mu * k_start, 0..1 (0.7) */
+    double mu;                   /* TPD decay ratio k_end = mu * k_start, 0..1 (0.7); double
+                                    so floor(mu * k) matches the official code */
     int32_t sink_blocks;         /* forced initial blocks (4), >= 0 */
     int32_t local_blocks;        /* forced local window incl. the diagonal (4), >= 1 */
     float norm;                  /* extra routing divisor (1.0), > 0 */

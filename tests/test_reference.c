@@ -59,7 +59,7 @@ static stem_config default_config(void)
     c.block_size = 128;
     c.stride = 8;
     c.beta = 0.2f;
-    c.mu = 0.7f;
+    c.mu = 0.7;
     c.sink_blocks = 4;
     c.local_blocks = 4;
     c.norm = 1.0f;
@@ -200,11 +200,11 @@ static void test_stem_schedule_official(void **state)
             assert_int_equal(budget[I], k);
         assert_int_equal(budget[k], k); /* the decay starts at k itself */
         assert_int_equal(budget[n - 1], rows[r].k_end);
-        assert_int_equal(budget[n - 1], (int32_t)floor((double)0.7f * k));
+        assert_int_equal(budget[n - 1], (int32_t)floor(0.7 * k));
         /* every decaying row is floor of the exact line, except where that line sits
          * within rounding of an integer (linspace's halves may land on either side) */
         const int64_t L = n - k;
-        const double k_end = (double)0.7f * k;
+        const double k_end = 0.7 * k;
         for (int64_t j = 0; j < L; j++) {
             const double exact = k + (k_end - k) * (double)j / (double)(L - 1);
             const int32_t b = budget[k + j];
@@ -219,8 +219,9 @@ static void test_stem_schedule_official(void **state)
     }
 }
 
-/* mu is the float in the config: 0.7f * 50 = 34.9999994, so k_end is 34 (Python's 0.7 gives 35). */
-static void test_stem_schedule_mu_is_float(void **state)
+/* mu is a double, as in the official code: 0.7 * 50 = 35 exactly in floor(), so k_end is 35
+ * (a float 0.7f would give 34.9999994 and floor to 34). */
+static void test_stem_schedule_mu_is_double(void **state)
 {
     (void)state;
     const stem_config cfg = default_config();
@@ -229,7 +230,7 @@ static void test_stem_schedule_mu_is_float(void **state)
     assert_int_equal(stem_ref_k_start(&cfg, 200 * 128, -1, &dense), 50);
     assert_int_equal(dense, 0);
     stem_ref_budget(&cfg, 200 * 128, -1, budget);
-    assert_int_equal(budget[199], 34);
+    assert_int_equal(budget[199], 35);
     assert_int_equal(budget[50], 50);
 }
 
@@ -281,7 +282,7 @@ static void test_budget_dense_rules(void **state)
     assert_int_equal(dense, 0);
     cfg.block_size = 16;
     cfg.stride = 4;
-    cfg.mu = 0.5f;
+    cfg.mu = 0.5;
     assert_int_equal(stem_ref_budget(&cfg, 160, -1, budget), 0); /* n = 10 */
     /* rows 0..2: k; then linspace(3, 1.5, 7): 3, 2.75, 2.5, 2.25, 2, 1.75, 1.5 -> floor */
     static const int32_t want[10] = {3, 3, 3, 3, 2, 2, 2, 2, 1, 1};
@@ -311,7 +312,7 @@ static void test_eq4_cost(void **state)
 {
     (void)state;
     static const int64_t ns[] = {56, 64, 100, 128, 159, 160, 257, 512, 1000, 1024, 4096};
-    static const float mus[] = {0.5f, 0.6f, 0.7f, 0.85f, 1.0f};
+    static const double mus[] = {0.5, 0.6, 0.7, 0.85, 1.0};
     stem_config cfg = default_config();
     int32_t *budget = malloc(4096 * sizeof(int32_t));
     assert_non_null(budget);
@@ -332,7 +333,7 @@ static void test_eq4_cost(void **state)
                 fail_msg("n=%lld mu=%g k=%d: cost %g, Eq.4 %g, diff %g not in (%g, %g]",
                          (long long)n, (double)cfg.mu, k, cost, eq4, diff, k / 2.0 - L,
                          k / 2.0);
-            if (cfg.mu == 1.0f) /* no decay: no floor error at all */
+            if (cfg.mu == 1.0) /* no decay: no floor error at all */
                 EXPECT_NEAR(diff, k / 2.0, 1e-9);
         }
     }
@@ -383,7 +384,7 @@ static void test_paper_schedule(void **state)
 
     /* mu = 0 with a small k: the clamp to 1 bites */
     cfg.k_start = 4;
-    cfg.mu = 0.0f;
+    cfg.mu = 0.0;
     cfg.block_size = 16;
     stem_ref_budget(&cfg, 8 * 16, -1, budget); /* n = 8: floor(4 - 4 (I+1)/8) */
     static const int32_t want[8] = {3, 3, 2, 2, 1, 1, 1, 1};
@@ -676,7 +677,7 @@ static void test_select_topk_hand(void **state)
     cfg.block_size = 16;
     cfg.stride = 4;
     cfg.k_start = 3;
-    cfg.mu = 1.0f; /* budget 3 on every row */
+    cfg.mu = 1.0; /* budget 3 on every row */
     cfg.sink_blocks = 1;
     cfg.local_blocks = 1;
     double sc[n * n];
@@ -737,7 +738,7 @@ static void test_select_random_rank(void **state)
     cfg.block_size = 16;
     cfg.stride = 8;
     cfg.k_start = 12;
-    cfg.mu = 0.5f;
+    cfg.mu = 0.5;
     int32_t budget[n];
     assert_int_equal(stem_ref_budget(&cfg, n * 16, -1, budget), 0);
     double *sc = malloc(heads * n * n * sizeof(double));
@@ -1210,7 +1211,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_num_blocks),
         cmocka_unit_test(test_stem_schedule_official),
-        cmocka_unit_test(test_stem_schedule_mu_is_float),
+        cmocka_unit_test(test_stem_schedule_mu_is_double),
         cmocka_unit_test(test_budget_dense_rules),
         cmocka_unit_test(test_eq4_cost),
         cmocka_unit_test(test_paper_schedule),

@@ -138,7 +138,6 @@ int stem_ref_budget(const stem_config *cfg, int64_t n_tokens, int32_t layer_inde
     const int64_t n = stem_ref_num_blocks(n_tokens, cfg->block_size);
     int dense = 0;
     const int64_t k = stem_ref_k_start(cfg, n_tokens, layer_index, &dense);
-    /* Choice: mu is the float the config holds, widened to double (0.7f, not 0.7). */
     const double mu = (double)cfg->mu;
 
     if (dense || cfg->selector == STEM_SELECTOR_XATTENTION || cfg->selector == STEM_SELECTOR_DENSE) {

@@ -25,7 +25,7 @@ static const knob knobs[] = {
     KNOB("block-size", block_size, K_I32, "block size B, power of two 16..128"),
     KNOB("stride", stride, K_I32, "antidiagonal stride S"),
     KNOB("beta", beta, K_F32, "value-magnitude weight"),
-    KNOB("mu", mu, K_F32, "decay ratio k_end = mu * k_start"),
+    KNOB("mu", mu, K_F64, "decay ratio k_end = mu * k_start"),
     KNOB("sink", sink_blocks, K_I32, "forced initial blocks"),
     KNOB("local", local_blocks, K_I32, "forced local window, incl. diagonal"),
     KNOB("norm", norm, K_F32, "extra routing divisor"),
