@@ -72,3 +72,50 @@ uint16_t stem_f32_to_f16(float f)
     r += 0xfffu + ((r >> 13) & 1u);
     return (uint16_t)(sign | (r >> 13));
 }
+
+static int is_float_dtype(stem_dtype t)
+{
+    return t == STEM_DTYPE_F32 || t == STEM_DTYPE_F16 || t == STEM_DTYPE_BF16;
+}
+
+static float load_as_f32(const void *src, stem_dtype t, size_t i)
+{
+    if (t == STEM_DTYPE_F32) {
+        float f;
+        memcpy(&f, (const char *)src + i * 4, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, (const char *)src + i * 2, 2);
+    return t == STEM_DTYPE_F16 ? stem_f16_to_f32(h) : stem_bf16_to_f32(h);
+}
+
+static void store_from_f32(void *dst, stem_dtype t, size_t i, float f)
+{
+    if (t == STEM_DTYPE_F32) {
+        memcpy((char *)dst + i * 4, &f, 4);
+        return;
+    }
+    uint16_t h = t == STEM_DTYPE_F16 ? stem_f32_to_f16(f) : stem_f32_to_bf16(f);
+    memcpy((char *)dst + i * 2, &h, 2);
+}
+
+stem_status stem_convert(const void *src, stem_dtype src_dtype, void *dst, stem_dtype dst_dtype,
+                         size_t count)
+{
+    if ((!src || !dst) && count > 0)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_convert: %s is NULL",
+                              src ? "dst" : "src");
+    if (!is_float_dtype(src_dtype) || !is_float_dtype(dst_dtype))
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_convert: %s -> %s: only f32, f16 and bf16 convert",
+                              stem_dtype_name(src_dtype), stem_dtype_name(dst_dtype));
+    /* Widening in place would overwrite elements not yet read: go backwards. */
+    if (stem_dtype_size(dst_dtype) > stem_dtype_size(src_dtype))
+        for (size_t i = count; i-- > 0;)
+            store_from_f32(dst, dst_dtype, i, load_as_f32(src, src_dtype, i));
+    else
+        for (size_t i = 0; i < count; ++i)
+            store_from_f32(dst, dst_dtype, i, load_as_f32(src, src_dtype, i));
+    return STEM_OK;
+}

@@ -161,6 +161,12 @@ typedef enum stem_dtype {
 STEM_API size_t stem_dtype_size(stem_dtype dtype); /* 0 for an unknown dtype */
 STEM_API const char *stem_dtype_name(stem_dtype dtype);
 
+/* Host-side conversion of count elements between f32, f16 and bf16 (round
+ * to nearest even, NaN kept NaN); src and dst may be the same array when
+ * the element sizes are equal or when converting in place (either direction). */
+STEM_API stem_status stem_convert(const void *src, stem_dtype src_dtype, void *dst,
+                                  stem_dtype dst_dtype, size_t count);
+
 /* A strided 4-D view of a buffer. Logical dims are always [B, H, N, d]
  * (batch, heads, tokens, head_dim); strides are in elements, so BHND, BNHD
  * and padded layouts all fit. Element (b,h,n,i) lives at byte

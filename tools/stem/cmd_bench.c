@@ -108,8 +108,9 @@ int bench_parse_opt(bench_cli *c, int argc, char **argv, int *i) {
 static double load_f32(const void *p, stem_dtype dt, size_t i) {
     if (dt == STEM_DTYPE_F32)
         return ((const float *)p)[i];
-    uint16_t h = ((const uint16_t *)p)[i];
-    return dt == STEM_DTYPE_F16 ? tool_f16_to_f32(h) : tool_bf16_to_f32(h);
+    float f = 0.0f;
+    stem_convert((const uint16_t *)p + i, dt, &f, STEM_DTYPE_F32, 1);
+    return f;
 }
 
 #define CHECK(call, what)                                                                     \
@@ -150,9 +151,9 @@ int bench_case(stem_context *ctx, const tool_opts *o, const bench_shape *s, int 
     }
     stem_synth_qkv(s->kind, s->seed, B, Hq, Hkv, N, d, hq, hk, hv);
     /* In place: element i of the narrower type never overtakes element i. */
-    tool_from_f32(hq, s->dtype, qn, hq);
-    tool_from_f32(hk, s->dtype, kn, hk);
-    tool_from_f32(hv, s->dtype, kn, hv);
+    stem_convert(hq, STEM_DTYPE_F32, hq, s->dtype, qn);
+    stem_convert(hk, STEM_DTYPE_F32, hk, s->dtype, kn);
+    stem_convert(hv, STEM_DTYPE_F32, hv, s->dtype, kn);
 
     stem_attention_desc desc;
     stem_attention_desc_init(&desc);

@@ -171,16 +171,10 @@ static int check_inputs(const run_args *a, npy_array in[3], int64_t dims[3][4],
 static int convert_in_place(npy_array *x, stem_dtype from, stem_dtype to) {
     if (from == to)
         return 0;
-    float *f = malloc(x->count * sizeof(float) + 1);
     void *dst = malloc(x->count * stem_dtype_size(to) + 1);
-    if (!f || !dst) {
-        free(f);
-        free(dst);
+    if (!dst)
         return tool_error("out of memory converting inputs");
-    }
-    tool_to_f32(x->data, from, x->count, f);
-    tool_from_f32(f, to, x->count, dst);
-    free(f);
+    stem_convert(x->data, from, dst, to, x->count);
     free(x->data);
     x->data = dst;
     x->nbytes = x->count * stem_dtype_size(to);
