@@ -1,0 +1,89 @@
+/* CPU backend: runtime ISA detection (CPUID + XGETBV) and kernel dispatch. */
+#include "cpu_kernels.h"
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#define STEM_CPU_X86 1
+#endif
+
+#ifdef STEM_CPU_X86
+static uint64_t xgetbv0(void)
+{
+    uint32_t lo, hi;
+    /* Only reached when CPUID reports OSXSAVE, so the instruction exists. */
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+#endif
+
+stem_cpu_isa stem_cpu_isa_detect(void)
+{
+#ifdef STEM_CPU_X86
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return STEM_CPU_ISA_SCALAR;
+    const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1;
+    if (!osxsave || !avx)
+        return STEM_CPU_ISA_SCALAR;
+    /* The OS must save the YMM (and for AVX-512 the opmask/ZMM) state, or
+     * the instructions fault even though CPUID lists them. */
+    const uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 0x6) != 0x6)
+        return STEM_CPU_ISA_SCALAR;
+    if (__get_cpuid_max(0, NULL) < 7)
+        return STEM_CPU_ISA_SCALAR;
+    __cpuid_count(7, 0, a, b, c, d);
+    const int avx2 = (b >> 5) & 1;
+    const int avx512f = (b >> 16) & 1, avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1;
+    if (!avx2 || !fma)
+        return STEM_CPU_ISA_SCALAR;
+    if (avx512f && avx512bw && avx512vl && (xcr0 & 0xE0) == 0xE0)
+        return STEM_CPU_ISA_AVX512;
+    return STEM_CPU_ISA_AVX2;
+#else
+    return STEM_CPU_ISA_SCALAR;
+#endif
+}
+
+const char *stem_cpu_isa_name(stem_cpu_isa isa)
+{
+    switch (isa) {
+    case STEM_CPU_ISA_SCALAR: return "scalar";
+    case STEM_CPU_ISA_AVX2: return "avx2";
+    case STEM_CPU_ISA_AVX512: return "avx512";
+    default: return "unknown";
+    }
+}
+
+static int name_equals(const char *s, const char *lower)
+{
+    for (; *s && *lower; s++, lower++)
+        if (tolower((unsigned char)*s) != *lower)
+            return 0;
+    return *s == 0 && *lower == 0;
+}
+
+stem_cpu_isa stem_cpu_isa_cap(stem_cpu_isa isa)
+{
+    const char *env = getenv("STEM_CPU_MAX_ISA");
+    if (!env || !*env)
+        return isa;
+    stem_cpu_isa cap = STEM_CPU_ISA_COUNT; /* unknown value: no cap */
+    for (int i = 0; i < STEM_CPU_ISA_COUNT; i++)
+        if (name_equals(env, stem_cpu_isa_name((stem_cpu_isa)i)))
+            cap = (stem_cpu_isa)i;
+    return isa < cap ? isa : cap;
+}
+
+const stem_cpu_kernels *stem_cpu_kernels_for(stem_cpu_isa isa, stem_cpu_isa *used)
+{
+    /* AVX2 / AVX-512 kernel tables slot in here, best first. */
+    (void)isa;
+    if (used)
+        *used = STEM_CPU_ISA_SCALAR;
+    return &stem_cpu_kernels_scalar;
+}
