@@ -1,0 +1,290 @@
+/* test_conformance: the case table and the misuse checks on every device of
+ * every backend compiled in, then one summary line per backend.
+ *
+ *   test_conformance [--summary PATH] [--list]
+ *   STEM_TEST_REQUIRE=cpu,opencl  backends that must have a device (else FAIL)
+ *   STEM_TEST_FILTER=substring    run only cases whose name contains it
+ *   STEM_TEST_LEVEL=full          a longer sweep (more cases, larger N)
+ *   STEM_TEST_VERBOSE=1           per-case timing and worst error/tolerance
+ */
+#if defined(__linux__) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* setenv, execv */
+#endif
+#include <ctype.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#if defined(__linux__)
+#include <unistd.h>
+#endif
+
+#include "cases.h"
+#include "harness.h"
+#include "run.h"
+
+typedef struct tally {
+    long passed, failed, skipped;
+} tally;
+
+static void test_case(void **state)
+{
+    conf_test *T = *state;
+    conf_run_case(T);
+    T->status = CONF_PASSED;
+}
+
+static void test_misuse(void **state)
+{
+    conf_test *T = *state;
+    T->m->fn(T, T->m);
+    T->status = CONF_PASSED;
+}
+
+static int setup(void **state)
+{
+    conf_test *T = *state;
+    T->status = CONF_FAILED;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    conf_test *T = *state;
+    res_release(&T->res);
+    return 0;
+}
+
+static int env_is(const char *name, const char *value)
+{
+    const char *v = getenv(name);
+    return v && strcmp(v, value) == 0;
+}
+
+/* STEM_TEST_REQUIRE: comma list of backend names; -1 on an unknown name. */
+static int parse_required(int required[STEM_BACKEND_COUNT])
+{
+    memset(required, 0, sizeof(int) * STEM_BACKEND_COUNT);
+    const char *s = getenv("STEM_TEST_REQUIRE");
+    while (s && *s) {
+        while (*s == ',' || isspace((unsigned char)*s))
+            ++s;
+        const char *e = s;
+        while (*e && *e != ',' && !isspace((unsigned char)*e))
+            ++e;
+        if (e == s)
+            break;
+        int found = 0;
+        for (int b = 0; b < STEM_BACKEND_COUNT; ++b) {
+            const char *name = stem_backend_name((stem_backend)b);
+            if (strlen(name) == (size_t)(e - s) && strncmp(name, s, (size_t)(e - s)) == 0)
+                required[b] = found = 1;
+        }
+        if (!found) {
+            fprintf(stderr, "STEM_TEST_REQUIRE: unknown backend '%.*s'\n", (int)(e - s), s);
+            return -1;
+        }
+        s = e;
+    }
+    return 0;
+}
+
+/* Runs one CMocka group of `n` tests on `dev` and tallies their outcome. */
+static void run_group(const char *group, conf_device *dev, const conf_case *cases,
+                      const conf_misuse *mis, int n, tally *t)
+{
+    if (n == 0)
+        return;
+    conf_test *tests = calloc((size_t)n, sizeof *tests);
+    struct CMUnitTest *units = calloc((size_t)n, sizeof *units);
+    if (!tests || !units) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    for (int i = 0; i < n; ++i) {
+        tests[i].dev = dev;
+        tests[i].c = cases ? &cases[i] : NULL;
+        tests[i].m = mis ? &mis[i] : NULL;
+        units[i].name = cases ? cases[i].name : mis[i].name;
+        units[i].test_func = cases ? test_case : test_misuse;
+        units[i].setup_func = setup;
+        units[i].teardown_func = teardown;
+        units[i].initial_state = &tests[i];
+    }
+    _cmocka_run_group_tests(group, units, (size_t)n, NULL, NULL);
+    for (int i = 0; i < n; ++i) {
+        if (tests[i].status == CONF_PASSED)
+            t->passed++;
+        else if (tests[i].status == CONF_SKIPPED)
+            t->skipped++;
+        else
+            t->failed++;
+    }
+    free(tests);
+    free(units);
+}
+
+/* OpenMP's default wait policy keeps idle threads spinning between parallel
+ * regions; this suite alternates short library and reference regions with
+ * serial checking, and on a small or busy machine the spinners starve the
+ * checking thread (4-10x slower small cases). The policy is read when the
+ * runtime loads, so set it and start again. Results do not depend on it. */
+static void prefer_passive_openmp(char **argv)
+{
+#if defined(__linux__)
+    if (getenv("OMP_WAIT_POLICY") || getenv("STEM_TEST_NO_REEXEC"))
+        return;
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    setenv("STEM_TEST_NO_REEXEC", "1", 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the default policy */
+#else
+    (void)argv;
+#endif
+}
+
+int main(int argc, char **argv)
+{
+    prefer_passive_openmp(argv);
+    const char *summary_path = NULL;
+    int list_only = 0;
+    for (int i = 1; i < argc; ++i) {
+        if (strcmp(argv[i], "--summary") == 0 && i + 1 < argc) {
+            summary_path = argv[++i];
+        } else if (strcmp(argv[i], "--list") == 0) {
+            list_only = 1;
+        } else {
+            fprintf(stderr, "usage: %s [--summary PATH] [--list]\n", argv[0]);
+            return 2;
+        }
+    }
+    int required[STEM_BACKEND_COUNT];
+    if (parse_required(required) != 0)
+        return 2;
+    const int level = env_is("STEM_TEST_LEVEL", "full");
+    const char *filter = getenv("STEM_TEST_FILTER");
+    if (filter && !*filter)
+        filter = NULL;
+
+    conf_case *all_cases = NULL;
+    conf_misuse *all_mis = NULL;
+    const int n_all_cases = conf_build_cases(level, &all_cases);
+    const int n_all_mis = conf_build_misuse(&all_mis);
+    if (n_all_cases < 0 || n_all_mis < 0) {
+        fprintf(stderr, "out of memory building the case table\n");
+        return 2;
+    }
+    /* Apply the filter in place. */
+    int nc = 0, nm = 0;
+    double cost = 0.0;
+    for (int i = 0; i < n_all_cases; ++i)
+        if (!filter || strstr(all_cases[i].name, filter)) {
+            all_cases[nc++] = all_cases[i];
+            cost += all_cases[i].cost;
+        }
+    for (int i = 0; i < n_all_mis; ++i)
+        if (!filter || strstr(all_mis[i].name, filter))
+            all_mis[nm++] = all_mis[i];
+    if (list_only) {
+        for (int i = 0; i < nm; ++i)
+            printf("%s\n", all_mis[i].name);
+        for (int i = 0; i < nc; ++i)
+            printf("%s  (%.3g MAC)\n", all_cases[i].name, all_cases[i].cost);
+        printf("%d table cases + %d misuse/API cases, reference work %.3g MAC\n", nc, nm, cost);
+        return 0;
+    }
+    printf("conformance: %d table cases + %d misuse/API cases per device (%s level), "
+           "reference work %.3g multiply-adds\n",
+           nc, nm, level ? "full" : "default", cost);
+
+    tally per[STEM_BACKEND_COUNT];
+    int have_device[STEM_BACKEND_COUNT] = {0};
+    memset(per, 0, sizeof per);
+    uint32_t count = 0;
+    if (stem_device_count(&count) != STEM_OK)
+        count = 0;
+    for (uint32_t d = 0; d < count; ++d) {
+        conf_device dev;
+        memset(&dev, 0, sizeof dev);
+        dev.global_index = d;
+        stem_device_info_init(&dev.info);
+        if (stem_device_get_info(d, &dev.info) != STEM_OK ||
+            (unsigned)dev.info.backend >= STEM_BACKEND_COUNT) {
+            fprintf(stderr, "device %u: stem_device_get_info failed: %s\n", d, stem_last_error());
+            continue;
+        }
+        tally *t = &per[dev.info.backend];
+        have_device[dev.info.backend] = 1;
+        const char *bname = stem_backend_name(dev.info.backend);
+        stem_context_desc cd;
+        stem_context_desc_init(&cd);
+        cd.device = (int32_t)d;
+        stem_status st = stem_context_create(&cd, &dev.ctx);
+        if (st != STEM_OK) {
+            /* A listed device must open: every one of its cases fails. */
+            printf("[  FAILED  ] %s #%u (%s): stem_context_create returned %s: %s\n", bname,
+                   dev.info.backend_index, dev.info.name, stem_status_name(st), stem_last_error());
+            t->failed += nc + nm;
+            continue;
+        }
+        char group[640];
+        snprintf(group, sizeof group, "%s #%u misuse+api (%s)", bname, dev.info.backend_index,
+                 dev.info.name);
+        run_group(group, &dev, NULL, all_mis, nm, t);
+        snprintf(group, sizeof group, "%s #%u conformance (%s; %s)", bname,
+                 dev.info.backend_index, dev.info.name, dev.info.detail);
+        run_group(group, &dev, all_cases, NULL, nc, t);
+        stem_context_destroy(dev.ctx);
+    }
+    /* Backends without a device: skipped, or failed when required. */
+    for (int b = 0; b < STEM_BACKEND_COUNT; ++b) {
+        if (have_device[b])
+            continue;
+        stem_backend_info bi;
+        stem_backend_info_init(&bi);
+        stem_backend_query((stem_backend)b, &bi);
+        if (required[b]) {
+            printf("[  FAILED  ] %s: required by STEM_TEST_REQUIRE but has no device: %s\n",
+                   stem_backend_name((stem_backend)b), bi.reason);
+            per[b].failed += nc + nm;
+        } else {
+            printf("[ SKIPPED  ] %s: %s\n", stem_backend_name((stem_backend)b), bi.reason);
+            per[b].skipped += nc + nm;
+        }
+    }
+
+    tally total = {0, 0, 0};
+    char lines[STEM_BACKEND_COUNT + 1][160];
+    for (int b = 0; b < STEM_BACKEND_COUNT; ++b) {
+        snprintf(lines[b], sizeof lines[b], "%s: %ld passed, %ld failed, %ld skipped",
+                 stem_backend_name((stem_backend)b), per[b].passed, per[b].failed,
+                 per[b].skipped);
+        total.passed += per[b].passed;
+        total.failed += per[b].failed;
+        total.skipped += per[b].skipped;
+    }
+    snprintf(lines[STEM_BACKEND_COUNT], sizeof lines[0], "total: %ld passed, %ld failed, %ld skipped",
+             total.passed, total.failed, total.skipped);
+    for (int i = 0; i <= STEM_BACKEND_COUNT; ++i)
+        printf("%s\n", lines[i]);
+    fflush(stdout);
+    int rc = total.failed > 0;
+    if (summary_path) {
+        FILE *f = fopen(summary_path, "w");
+        if (!f) {
+            fprintf(stderr, "cannot write %s\n", summary_path);
+            rc = 2;
+        } else {
+            for (int i = 0; i <= STEM_BACKEND_COUNT; ++i)
+                fprintf(f, "%s\n", lines[i]);
+            fclose(f);
+        }
+    }
+    free(all_cases);
+    free(all_mis);
+    return rc;
+}

@@ -1,0 +1,20 @@
+/* Entry points of the test bodies, called from main.c's CMocka wrappers. */
+#ifndef CONF_RUN_H
+#define CONF_RUN_H
+
+#include "harness.h"
+
+/* One table case (T->c) on T->dev. */
+void conf_run_case(conf_test *T);
+
+/* API misuse and API surface checks (misuse.c). */
+typedef struct conf_misuse {
+    char name[128];
+    void (*fn)(conf_test *T, const struct conf_misuse *m);
+    int a, b, c; /* parameters of fn */
+} conf_misuse;
+
+/* Builds the misuse list; *out is malloc'ed. */
+int conf_build_misuse(conf_misuse **out);
+
+#endif
