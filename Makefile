@@ -1,0 +1,38 @@
+# The two commands of the README: `make demo` and `make test`. Both install
+# missing Debian packages (as root), configure, build, then run.
+BUILD ?= build
+BUILD_TYPE ?= Release
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps configure build demo test test-full clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+configure: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
+
+build: configure
+	cmake --build $(BUILD) -j$(JOBS)
+
+# Stem against dense at 16K tokens on structured input, best available backend.
+demo: build
+	$(BUILD)/tools/stem demo
+
+# Every test; ends with one line per backend counting its conformance cases.
+test: build
+	@rm -f $(BUILD)/conformance-summary.txt
+	@cd $(BUILD) && ctest --output-on-failure --timeout 1500; status=$$?; \
+	  echo; echo "== conformance summary =="; \
+	  if [ -f conformance-summary.txt ]; then cat conformance-summary.txt; \
+	  else echo "conformance summary missing"; status=1; fi; exit $$status
+
+# Opt-in longer sweep (larger N, more cases); not part of make test.
+test-full: build
+	STEM_TEST_LEVEL=full $(BUILD)/tests/test_conformance --summary $(BUILD)/conformance-full-summary.txt
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages libstem builds and tests with, when missing.
+# Run as root it uses apt-get; otherwise it lists what is missing.
+set -euo pipefail
+
+packages=(
+  cmake gcc make pkg-config
+  libcmocka-dev                                  # test framework
+  ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd clinfo  # OpenCL on the CPU
+  libvulkan1 libvulkan-dev mesa-vulkan-drivers glslc vulkan-tools                # Vulkan on lavapipe
+  python3 python3-numpy                          # .npy fixtures and result checks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing Debian packages (run as root to install): ${missing[*]}" >&2
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
