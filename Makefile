@@ -5,7 +5,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build demo test test-full clean
+.PHONY: all deps configure build demo test test-full test-asan clean
 
 all: build
 
@@ -34,5 +34,13 @@ test: build
 test-full: build
 	STEM_TEST_LEVEL=full $(BUILD)/tests/test_conformance --summary $(BUILD)/conformance-full-summary.txt
 
+# The CPU paths once more under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan: deps
+	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTEM_SANITIZE=ON $(CMAKE_FLAGS)
+	cmake --build $(BUILD)-asan -j$(JOBS)
+	@cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure --timeout 2400; \
+	  status=$$?; cat conformance-summary.txt 2>/dev/null; exit $$status
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(BUILD)-asan
