@@ -43,11 +43,7 @@ stem_status stem_context_create(const stem_context_desc *desc, stem_context **ou
     stem_context_desc d;
     stem_context_desc_init(&d);
     if (desc) {
-        if (desc->struct_size < sizeof d)
-            return stem_set_error(STEM_ERR_VERSION_MISMATCH,
-                                  "stem_context_create: desc->struct_size=%zu, expected >= %zu "
-                                  "(call stem_context_desc_init)",
-                                  desc->struct_size, sizeof d);
+        CHECK_STRUCT_SIZE(desc, sizeof d, "stem_context_create", "stem_context_desc_init");
         d = *desc;
         d.struct_size = sizeof d;
     }
@@ -94,10 +90,7 @@ stem_status stem_context_get_device(const stem_context *ctx, stem_device_info *i
     if (!ctx || !info)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                               "stem_context_get_device: %s is NULL", ctx ? "info" : "ctx");
-    if (info->struct_size < sizeof *info)
-        return stem_set_error(STEM_ERR_VERSION_MISMATCH,
-                              "stem_context_get_device: info->struct_size=%zu, expected >= %zu",
-                              info->struct_size, sizeof *info);
+    CHECK_STRUCT_SIZE(info, sizeof *info, "stem_context_get_device", "stem_device_info_init");
     *info = ctx->device;
     return STEM_OK;
 }

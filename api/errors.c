@@ -14,6 +14,16 @@ stem_status stem_set_error(stem_status status, const char *fmt, ...)
     return status;
 }
 
+stem_status stem_check_struct_size(size_t have, size_t need, const char *fn, const char *what,
+                                   const char *init)
+{
+    if (have >= need)
+        return STEM_OK;
+    return stem_set_error(STEM_ERR_VERSION_MISMATCH,
+                          "%s: %s->struct_size=%zu, expected >= %zu (call %s)", fn, what, have,
+                          need, init);
+}
+
 void stem_clear_error(void) { stem_error_message[0] = '\0'; }
 
 const char *stem_last_error(void) { return stem_error_message; }

@@ -130,19 +130,11 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
     if (!ctx || !desc || !out)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_plan_create: %s is NULL",
                               !ctx ? "ctx" : !desc ? "desc" : "out");
-    if (desc->struct_size < sizeof *desc)
-        return stem_set_error(STEM_ERR_VERSION_MISMATCH,
-                              "stem_plan_create: desc->struct_size=%zu, expected >= %zu (call "
-                              "stem_attention_desc_init)",
-                              desc->struct_size, sizeof *desc);
+    CHECK_STRUCT_SIZE(desc, sizeof *desc, "stem_plan_create", "stem_attention_desc_init");
     stem_config c;
     stem_config_init(&c);
     if (cfg) {
-        if (cfg->struct_size < sizeof c)
-            return stem_set_error(STEM_ERR_VERSION_MISMATCH,
-                                  "stem_plan_create: cfg->struct_size=%zu, expected >= %zu (call "
-                                  "stem_config_init)",
-                                  cfg->struct_size, sizeof c);
+        CHECK_STRUCT_SIZE(cfg, sizeof c, "stem_plan_create", "stem_config_init");
         c = *cfg;
         c.struct_size = sizeof c;
     }
@@ -214,11 +206,7 @@ stem_status stem_plan_get_info(const stem_plan *plan, stem_plan_info *info)
     if (!plan || !info)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_plan_get_info: %s is NULL",
                               plan ? "info" : "plan");
-    if (info->struct_size < sizeof *info)
-        return stem_set_error(STEM_ERR_VERSION_MISMATCH,
-                              "stem_plan_get_info: info->struct_size=%zu, expected >= %zu (call "
-                              "stem_plan_info_init)",
-                              info->struct_size, sizeof *info);
+    CHECK_STRUCT_SIZE(info, sizeof *info, "stem_plan_get_info", "stem_plan_info_init");
     info->num_q_blocks = plan->n_blocks;
     info->num_k_blocks = plan->n_blocks;
     info->dense = plan->dense;

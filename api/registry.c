@@ -81,11 +81,7 @@ stem_status stem_backend_query(stem_backend backend, stem_backend_info *info)
 {
     if (!info)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_backend_query: info is NULL");
-    if (info->struct_size < sizeof *info)
-        return stem_set_error(STEM_ERR_VERSION_MISMATCH,
-                              "stem_backend_query: info->struct_size=%zu, expected >= %zu "
-                              "(call stem_backend_info_init)",
-                              info->struct_size, sizeof *info);
+    CHECK_STRUCT_SIZE(info, sizeof *info, "stem_backend_query", "stem_backend_info_init");
     if ((unsigned)backend >= STEM_BACKEND_COUNT)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_backend_query: unknown backend %d",
                               (int)backend);
@@ -137,11 +133,7 @@ stem_status stem_device_get_info(uint32_t index, stem_device_info *info)
 {
     if (!info)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_device_get_info: info is NULL");
-    if (info->struct_size < sizeof *info)
-        return stem_set_error(STEM_ERR_VERSION_MISMATCH,
-                              "stem_device_get_info: info->struct_size=%zu, expected >= %zu "
-                              "(call stem_device_info_init)",
-                              info->struct_size, sizeof *info);
+    CHECK_STRUCT_SIZE(info, sizeof *info, "stem_device_get_info", "stem_device_info_init");
     stem_device_info d;
     uint32_t count = 0;
     if (!global_device(index, &d, &count))

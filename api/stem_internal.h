@@ -15,6 +15,17 @@ stem_status stem_set_error(stem_status status, const char *fmt, ...)
     ;
 void stem_clear_error(void);
 
+/* STEM_ERR_VERSION_MISMATCH when a caller's struct is older (smaller) than
+ * ours; `init` names the function that fills it. */
+stem_status stem_check_struct_size(size_t have, size_t need, const char *fn, const char *what,
+                                   const char *init);
+#define CHECK_STRUCT_SIZE(ptr, need, fn, init)                                                 \
+    do {                                                                                       \
+        stem_status st_ = stem_check_struct_size((ptr)->struct_size, (need), (fn), #ptr, (init)); \
+        if (st_ != STEM_OK)                                                                    \
+            return st_;                                                                        \
+    } while (0)
+
 /* What a backend's probe reports: its devices, or why it has none. */
 #define STEM_MAX_DEVICES_PER_BACKEND 16
 typedef struct stem_probe_result {
