@@ -42,6 +42,9 @@ typedef struct bench_cli {
 void bench_cli_init(bench_cli *c);
 /* 1 consumed, 0 not a bench option, -1 bad value (printed). */
 int bench_parse_opt(bench_cli *c, int argc, char **argv, int *i);
+/* Parses a whole bench/demo command line. Returns -1 to go on, else the
+ * exit code (0 after --help, 2 on a bad option). */
+int bench_cli_parse(bench_cli *c, int argc, char **argv, const char *cmd, void (*help)(void));
 void bench_print_opts_help(void);
 
 /* Runs one case on ctx. Progress goes to stderr unless quiet. Returns 0,

@@ -440,20 +440,27 @@ static void help(void) {
     tool_print_common_help(stdout);
 }
 
-int cmd_bench(int argc, char **argv) {
-    bench_cli c;
-    bench_cli_init(&c);
+int bench_cli_parse(bench_cli *c, int argc, char **argv, const char *cmd, void (*help)(void)) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
             return help(), 0;
-        int r = tool_parse_common(&c.o, argc, argv, &i);
+        int r = tool_parse_common(&c->o, argc, argv, &i);
         if (r == 0)
-            r = bench_parse_opt(&c, argc, argv, &i);
+            r = bench_parse_opt(c, argc, argv, &i);
         if (r < 0)
             return 2;
         if (r == 0)
-            return tool_error("bench: unknown option '%s' (see stem bench --help)", argv[i]), 2;
+            return tool_error("%s: unknown option '%s' (see stem %s --help)", cmd, argv[i], cmd), 2;
     }
+    return -1;
+}
+
+int cmd_bench(int argc, char **argv) {
+    bench_cli c;
+    bench_cli_init(&c);
+    int parsed = bench_cli_parse(&c, argc, argv, "bench", help);
+    if (parsed >= 0)
+        return parsed;
     int warmup = c.warmup >= 0 ? c.warmup : 1;
     int repeat = c.repeat >= 0 ? c.repeat : 3;
 

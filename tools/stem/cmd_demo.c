@@ -21,17 +21,9 @@ int cmd_demo(int argc, char **argv) {
     bench_cli_init(&c);
     c.n[0] = 16384;
     c.nn = 1;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
-            return help(), 0;
-        int r = tool_parse_common(&c.o, argc, argv, &i);
-        if (r == 0)
-            r = bench_parse_opt(&c, argc, argv, &i);
-        if (r < 0)
-            return 2;
-        if (r == 0)
-            return tool_error("demo: unknown option '%s' (see stem demo --help)", argv[i]), 2;
-    }
+    int parsed = bench_cli_parse(&c, argc, argv, "demo", help);
+    if (parsed >= 0)
+        return parsed;
     if (c.nn != 1)
         return tool_error("demo: --n takes a single value"), 2;
 
