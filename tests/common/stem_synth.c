@@ -157,6 +157,15 @@ static void stream(stem_rng *rng, uint64_t seed, uint64_t tag, int64_t b, int64_
 /* Feature layout over the head dimension (d >= 16): pairs of dims carry
  * rotary-style position codes, a few dims carry sink / stripe directions,
  * the rest is noise. For d < 16 the structured parts are left out. */
+#ifndef PEAK_LOCAL
+/* Peak scaled logit each pattern reaches at weight 1: trained heads put most
+ * of their mass on sinks, the local band and a few stripes, so these sit far
+ * above the O(0.5) noise logits of thousands of other keys. */
+#define PEAK_LOCAL 7.0
+#define PEAK_SLASH 7.0
+#define PEAK_SINK 11.0
+#define PEAK_STRIPE 8.0
+#endif
 #define MAX_FREQ 8
 #define MAX_MARK 64
 
@@ -182,10 +191,10 @@ static void make_profile(kv_profile *p, stem_rng *rng, int64_t n_tokens, int64_t
     p->off_slash = 2 * p->nf_local;
     p->off_sink = p->off_slash + 2 * p->nf_slash;
     p->off_stripe = p->off_sink + p->n_dir;
-    /* Local band: periods from ~32 to ~2048 tokens, so neighbouring blocks
+    /* Local band: periods from ~8 to ~512 tokens, so neighbouring blocks
      * score higher than distant ones. Slash: short periods (8..64 tokens)
      * make a sharp peak at one query-key offset. */
-    const double pmax = 512.0 * (1.0 + 3.0 * stem_rng_uniform(rng));
+    const double pmax = 128.0 * (1.0 + 3.0 * stem_rng_uniform(rng));
     for (int f = 0; f < p->nf_local; ++f) {
         double period = pmax / (1.0 + 15.0 * ((double)f + stem_rng_uniform(rng)) /
                                           (double)(p->nf_local > 1 ? p->nf_local : 1));
@@ -194,12 +203,12 @@ static void make_profile(kv_profile *p, stem_rng *rng, int64_t n_tokens, int64_t
     for (int f = 0; f < p->nf_slash; ++f)
         p->nu_slash[f] = 1.0 / (8.0 + 56.0 * stem_rng_uniform(rng));
     /* Amplitudes from the peak scaled logit each pattern should reach. */
-    p->a_local = p->nf_local ? sqrt(3.0 * rd / (double)p->nf_local) : 0.0;
-    p->a_slash = p->nf_slash ? sqrt(3.0 * rd / (double)p->nf_slash) : 0.0;
+    p->a_local = p->nf_local ? sqrt(PEAK_LOCAL * rd / (double)p->nf_local) : 0.0;
+    p->a_slash = p->nf_slash ? sqrt(PEAK_SLASH * rd / (double)p->nf_slash) : 0.0;
     p->a_sink_q = 3.0;
-    p->a_sink_k = 6.0 * rd / 3.0;
+    p->a_sink_k = PEAK_SINK * rd / 3.0;
     p->a_stripe_q = 2.5;
-    p->a_stripe_k = 4.0 * rd / 2.5;
+    p->a_stripe_k = PEAK_STRIPE * rd / 2.5;
     for (int i = 0; i < p->n_dir; ++i) {
         p->dir_sink[i] = (stem_rng_next(rng) & 1 ? 1.0 : -1.0) / sqrt((double)p->n_dir);
         p->dir_stripe[i] = (stem_rng_next(rng) & 1 ? 1.0 : -1.0) / sqrt((double)p->n_dir);
