@@ -147,7 +147,10 @@ static void make_case(const primary *pr, uint64_t key, conf_case *c)
     c->layer_index = -1;
     c->seed = mix64(key ^ 0x5EEDull);
 
-    const int32_t B = blocks[pick(key, 1, 4)];
+    /* Small N: mostly small blocks, so there are rows to sparsify. */
+    const unsigned bp = pick(key, 1, 20);
+    const int32_t B = pr->n_tokens > 129 ? blocks[bp % 4]
+                      : blocks[bp < 10 ? 0 : bp < 15 ? 1 : bp < 18 ? 2 : 3];
     c->cfg.block_size = B;
     const unsigned sr = pick(key, 2, 20);
     int32_t S = sr < 10 ? 8 : sr < 13 ? 4 : sr < 16 ? 16 : sr == 16 ? 2 : sr == 17 ? 1 : B;
@@ -181,6 +184,20 @@ static void make_case(const primary *pr, uint64_t key, conf_case *c)
     /* Most cases get a non-default variant: the defaults are dense below 56 blocks. */
     const char *tag = apply_variant(&c->cfg, &c->layer_index, pr->sel,
                                     pr->variant * 5u + pick(key, 12, 64), n);
+    /* 4 sink + 4 local blocks cover every row of a short sequence: shrink
+     * them in most sparse variants so top-k has something to do. */
+    char tagbuf[48];
+    if (*tag && n < 32 && pick(key, 17, 8) != 0 && pr->sel != STEM_SELECTOR_XATTENTION &&
+        pr->sel != STEM_SELECTOR_DENSE) {
+        const int32_t lim = (int32_t)(n / 4);
+        if (c->cfg.sink_blocks > lim)
+            c->cfg.sink_blocks = lim;
+        if (c->cfg.local_blocks > (lim > 1 ? lim : 1))
+            c->cfg.local_blocks = lim > 1 ? lim : 1;
+        snprintf(tagbuf, sizeof tagbuf, "%s_s%dl%d", tag, c->cfg.sink_blocks,
+                 c->cfg.local_blocks);
+        tag = tagbuf;
+    }
 
     /* Keep the expensive ones affordable: drop the batch, then sparsify. */
     if (conf_case_cost(c) > 3e9 && c->batch > 1)
@@ -236,8 +253,10 @@ int conf_build_cases(int level, conf_case **out)
         tier *t = &tiers[nt++];
         *t = (tier){small_n[i], {{0, 0, 0}}, 0};
         for (int h = 0; h < 4; ++h) {
-            add_combo(t, h, 64, level ? 4 : 2);
-            add_combo(t, h, 128, level ? 4 : 2);
+            /* Around one block boundary (127..129) there is the most to cover. */
+            const int v = (level ? 2 : 0) + (small_n[i] >= 127 ? 3 : 2);
+            add_combo(t, h, 64, v);
+            add_combo(t, h, 128, v);
         }
     }
     tier *t1k = &tiers[nt++], *t4k = &tiers[nt++], *t9k = &tiers[nt++];

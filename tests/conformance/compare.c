@@ -357,6 +357,7 @@ int conf_compare_selection(const stem_ref_problem *p, const stem_config *cfg, in
                     if (t && t[J] > maxtol)
                         maxtol = t[J];
                 }
+            d->rows_sparse += gc < I + 1;
             if (ndiff == 0)
                 continue;
 
@@ -446,6 +447,8 @@ int conf_compare_selection(const stem_ref_problem *p, const stem_config *cfg, in
                                 : "selection differs from the reference on the same scores";
                 }
             }
+            if (!why)
+                d->rows_tied++;
             if (why) {
                 char a[400], b[400];
                 format_row(a, sizeof a, gr, gc);

@@ -20,7 +20,9 @@ void conf_ref_attention(const stem_ref_problem *p, int32_t block_size, const int
 /* A failure description, filled by the checks below (first problem only). */
 typedef struct conf_diag {
     char msg[1024];
-    double worst; /* largest |got - want| / tol seen */
+    double worst;     /* largest |got - want| / tol seen */
+    long rows_sparse; /* selection rows that dropped a causal block (statistics) */
+    long rows_tied;   /* rows accepted with a tie-zone difference */
 } conf_diag;
 
 /* Per-element tolerance for the block scores [B][Hq][n][n], from the f32

@@ -349,7 +349,7 @@ void conf_run_case(conf_test *T)
     const stem_tensor *tq = &bs->t[T_Q].t, *tk = &bs->t[T_K].t, *tv = &bs->t[T_V].t;
     const stem_tensor *ts = &bs->t[T_SCORES].t, *ti = &bs->t[T_INDEX].t;
     const stem_tensor *tc = &bs->t[T_COUNT].t, *to = &bs->t[T_OUT].t;
-    conf_diag dg_s = {"", 0.0}, dg_a = {"", 0.0}, dg = {"", 0.0};
+    conf_diag dg_s = {"", 0.0, 0, 0}, dg_a = {"", 0.0, 0, 0}, dg = {"", 0.0, 0, 0}, dg_l = {"", 0.0, 0, 0};
 
     /* 1. scores */
     CHECK_OK(stem_score(plan, tq, tk, tv, ts), "stem_score");
@@ -385,8 +385,8 @@ void conf_run_case(conf_test *T)
     conf_ref_select(&p, &cfg, ref_s, want_i, want_c);
     t_ref += now_s() - tr;
     if (conf_compare_selection(&p, &cfg, n, budget, info.dense, ref_s, tol_s, want_i, want_c,
-                               got_i, got_c, &dg))
-        fail_diag("stem_select (vs reference selection on reference scores)", &dg);
+                               got_i, got_c, &dg_l))
+        fail_diag("stem_select (vs reference selection on reference scores)", &dg_l);
 
     /* 3. attention over the backend's lists, so tie choices do not matter. */
     CHECK_OK(stem_attention(plan, tq, tk, tv, ti, tc, to), "stem_attention");
@@ -459,6 +459,7 @@ void conf_run_case(conf_test *T)
     T->seconds = now_s() - t0;
     if (conf_verbose())
         print_message("[   INFO   ] %s: %.3f s (reference %.3f s, est %.2g MAC), worst err/tol: "
-                      "scores %.3g, attention %.3g\n",
-                      c->name, T->seconds, t_ref, c->cost, dg_s.worst, dg_a.worst);
+                      "scores %.3g, attention %.3g; sparse rows %ld of %lld, tie-zone rows %ld\n",
+                      c->name, T->seconds, t_ref, c->cost, dg_s.worst, dg_a.worst, dg_l.rows_sparse,
+                      (long long)(rows * n), dg_l.rows_tied);
 }
