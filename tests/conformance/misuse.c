@@ -689,10 +689,11 @@ static void misuse_misc(conf_test *T, const conf_misuse *m)
 /* ------------------------------------------------------- API surface */
 
 enum { AP_STATUS_NAMES, AP_NAMES, AP_DEVICES, AP_CONTEXT, AP_DEFAULTS, AP_TENSORS, AP_BUFFERS,
-       AP_PLAN_INFO, AP_N };
+       AP_PLAN_INFO, AP_SELECT_TIES, AP_N };
 static const char *const ap_name[AP_N] = {"status_names", "enum_names", "device_list",
                                           "context_device", "descriptor_defaults",
-                                          "tensor_helpers", "buffer_roundtrip", "plan_info"};
+                                          "tensor_helpers", "buffer_roundtrip", "plan_info",
+                                          "select_exact_ties"};
 
 static void api_check(conf_test *T, const conf_misuse *m)
 {
@@ -914,6 +915,66 @@ static void api_check(conf_test *T, const conf_misuse *m)
         if (stem_buffer_write(w, 64, src + 100, 16) != STEM_OK ||
             stem_buffer_read(w, 64, dst, 16) != STEM_OK || memcmp(dst, src + 100, 16) != 0)
             fail_msg("wrapped buffer: write + read back");
+        break;
+    }
+    case AP_SELECT_TIES: {
+        /* Every score equal: each row must keep exactly the lowest budget[I]
+         * indices (ties go to the lower block), plus its forced blocks. The
+         * random case table cannot see this, since it accepts tie-zone swaps. */
+        enum { NB = 12, BLK = 16 };
+        stem_attention_desc d;
+        stem_attention_desc_init(&d);
+        d.q_len = d.kv_len = NB * BLK;
+        d.head_dim = 64;
+        stem_config c;
+        stem_config_init(&c);
+        c.block_size = BLK;
+        c.k_start = 5;
+        c.sink_blocks = 1;
+        c.local_blocks = 2;
+        stem_plan *plan = NULL;
+        if (stem_plan_create(ctx, &d, &c, &plan) != STEM_OK)
+            fail_msg("stem_plan_create: %s", stem_last_error());
+        res_add_plan(R, plan);
+        int32_t budget[NB];
+        if (stem_plan_get_budget(plan, budget, NB) != STEM_OK)
+            fail_msg("stem_plan_get_budget: %s", stem_last_error());
+        float scores[NB * NB];
+        for (int i = 0; i < NB; ++i)
+            for (int j = 0; j < NB; ++j)
+                scores[i * NB + j] = j <= i ? 0.25f : -INFINITY;
+        stem_buffer *bs = NULL, *bi = NULL, *bc = NULL;
+        if (stem_buffer_create(ctx, sizeof scores, &bs) != STEM_OK ||
+            stem_buffer_create(ctx, NB * NB * 4, &bi) != STEM_OK ||
+            stem_buffer_create(ctx, NB * 4, &bc) != STEM_OK)
+            fail_msg("stem_buffer_create: %s", stem_last_error());
+        res_add_buffer(R, bs);
+        res_add_buffer(R, bi);
+        res_add_buffer(R, bc);
+        if (stem_buffer_write(bs, 0, scores, sizeof scores) != STEM_OK)
+            fail_msg("stem_buffer_write: %s", stem_last_error());
+        const stem_tensor ts = stem_tensor_bhnd(bs, 0, STEM_DTYPE_F32, 1, 1, NB, NB);
+        const stem_tensor ti = stem_tensor_bhnd(bi, 0, STEM_DTYPE_I32, 1, 1, NB, NB);
+        const stem_tensor tc = stem_tensor_bhnd(bc, 0, STEM_DTYPE_I32, 1, 1, NB, 1);
+        if (stem_select(plan, &ts, &ti, &tc) != STEM_OK || stem_synchronize(ctx) != STEM_OK)
+            fail_msg("stem_select: %s", stem_last_error());
+        int32_t idx[NB * NB], cnt[NB];
+        if (stem_buffer_read(bi, 0, idx, sizeof idx) != STEM_OK ||
+            stem_buffer_read(bc, 0, cnt, sizeof cnt) != STEM_OK)
+            fail_msg("stem_buffer_read: %s", stem_last_error());
+        for (int i = 0; i < NB; ++i) {
+            int want[NB], nw = 0;
+            for (int j = 0; j <= i; ++j)
+                if (j < budget[i] || j < c.sink_blocks || j > i - c.local_blocks)
+                    want[nw++] = j;
+            if (cnt[i] != nw)
+                fail_msg("row %d: %d blocks kept, expected %d (budget %d)", i, cnt[i], nw,
+                         budget[i]);
+            for (int r = 0; r < nw; ++r)
+                if (idx[i * NB + r] != want[r])
+                    fail_msg("row %d entry %d: block %d, expected %d (ties go to the lower "
+                             "block)", i, r, idx[i * NB + r], want[r]);
+        }
         break;
     }
     default: {
