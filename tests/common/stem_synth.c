@@ -15,6 +15,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ PRNG */
@@ -89,12 +90,6 @@ static inline void det_sincos_unit(double u, double *sn, double *cs)
     *cs = (quad == 0 || quad == 3 || quad == 4) ? b : -b;
 }
 
-/* Any number of turns (positions times frequencies). */
-static void det_sincos_turns(double turns, double *sn, double *cs)
-{
-    det_sincos_unit(turns - floor(turns), sn, cs);
-}
-
 /* Box-Muller: both outputs of one pair of uniforms. */
 static void normal_pair(stem_rng *rng, double *z0, double *z1)
 {
@@ -154,165 +149,209 @@ static void stream(stem_rng *rng, uint64_t seed, uint64_t tag, int64_t b, int64_
 
 /* ------------------------------------------------------------ structured */
 
-/* Feature layout over the head dimension (d >= 16): pairs of dims carry
- * rotary-style position codes, a few dims carry sink / stripe directions,
- * the rest is noise. For d < 16 the structured parts are left out. */
-#ifndef PEAK_LOCAL
-/* Peak scaled logit each pattern reaches at weight 1: trained heads put most
- * of their mass on sinks, the local band and a few stripes, so these sit far
- * above the O(0.5) noise logits of thousands of other keys. */
-#define PEAK_LOCAL 7.0
-#define PEAK_SLASH 7.0
-#define PEAK_SINK 11.0
-#define PEAK_STRIPE 8.0
-#endif
-#define MAX_FREQ 8
-#define MAX_MARK 64
+/* Per KV head, Q and K share a few features, so scale * q.k has the shape
+ * of a trained model's attention (peaked, with little mass left on the
+ * bulk of the keys):
+ *   sinks    the first 1-8 keys carry a large component along a sign
+ *            direction every query of the head shares (attention sinks);
+ *   band     random Fourier features (RoPE-like rotations of a shared
+ *            vector, Cauchy-distributed frequencies): q_i.k_j ~
+ *            F exp(-|i-j| / W), a local band of width W = 16..512 tokens;
+ *   stripes  3-8 runs of 8-32 keys carry a large component along a second
+ *            shared direction (vertical lines), with high-norm V rows;
+ *   slash    slash heads add the band features of token i - o to q_i: a
+ *            diagonal at offset o (16..4096);
+ *   noise    small i.i.d. parts, so block scores do not tie.
+ * Each query head gets a type (sink / band / stripe / slash heavy) and
+ * peak scaled logits per feature; key-side amplitudes are fixed, so the
+ * logits do not move with d. Sinks and bands peak ~10-15 above the bulk:
+ * at 16K keys a feature needs ~ln(16K) ~ 10 to hold most of the mass. */
+
+#define K_SINK 3.0   /* per-dim key amplitudes: sink and stripe keys are outliers */
+#define K_STRIPE 3.0
+#define K_NOISE 0.3
+#define Q_NOISE 0.5
+#define MAX_STRIPE 8
+
+enum { HEAD_SINK, HEAD_LOCAL, HEAD_STRIPE, HEAD_SLASH };
+
+/* Cheap N(0,1)-like draws: the four 16-bit fields of one splitmix64 output
+ * summed (Irwin-Hall, bounded at +-3.46, so f16 never overflows): exact
+ * integer sums and one rounding give the same bytes everywhere, ~20x
+ * faster than the Box-Muller path. IH_SCALE = sqrt(3 / (2^32 - 1)). */
+#define IH_SCALE 0x1.bb67ae86627e8p-16
+static inline double ih_normal(uint64_t r)
+{
+    const uint64_t s = (r & 0xFFFF) + ((r >> 16) & 0xFFFF) + ((r >> 32) & 0xFFFF) + (r >> 48);
+    return ((double)s - 131070.0) * IH_SCALE;
+}
+
+static double uni(stem_rng *rng, double lo, double hi)
+{
+    return lo + (hi - lo) * stem_rng_uniform(rng);
+}
 
 typedef struct kv_profile {
-    int nf_local, nf_slash, n_dir;  /* pairs / pairs / dims per direction */
-    int off_local, off_slash, off_sink, off_stripe;
-    double nu_local[MAX_FREQ], nu_slash[MAX_FREQ]; /* turns per token */
-    double a_local, a_slash, a_sink_q, a_sink_k, a_stripe_q, a_stripe_k;
-    int64_t n_sink;                   /* tokens [0, n_sink) are sinks */
+    int64_t n_sink;
     int n_stripe;
-    int64_t stripe[MAX_MARK];         /* strongly attended key positions */
-    double dir_sink[32], dir_stripe[32];
+    int64_t stripe[MAX_STRIPE], stripe_len[MAX_STRIPE];
+    double stripe_gain[MAX_STRIPE];
+    double width;      /* band width W in tokens */
+    uint64_t dir_seed; /* sign directions */
+    uint64_t frq_seed; /* band frequencies */
 } kv_profile;
 
-static int64_t i64min(int64_t a, int64_t b) { return a < b ? a : b; }
-
-static void make_profile(kv_profile *p, stem_rng *rng, int64_t n_tokens, int64_t d)
-{
-    const double rd = sqrt((double)d); /* scale * q.k = q.k / sqrt(d) */
-    p->nf_local = p->nf_slash = (int)(d >= 128 ? 4 : d >= 64 ? 2 : d >= 16 ? 1 : 0);
-    p->n_dir = (int)(d >= 128 ? 4 : d >= 64 ? 2 : d >= 16 ? 1 : 0);
-    p->off_local = 0;
-    p->off_slash = 2 * p->nf_local;
-    p->off_sink = p->off_slash + 2 * p->nf_slash;
-    p->off_stripe = p->off_sink + p->n_dir;
-    /* Local band: periods from ~8 to ~512 tokens, so neighbouring blocks
-     * score higher than distant ones. Slash: short periods (8..64 tokens)
-     * make a sharp peak at one query-key offset. */
-    const double pmax = 128.0 * (1.0 + 3.0 * stem_rng_uniform(rng));
-    for (int f = 0; f < p->nf_local; ++f) {
-        double period = pmax / (1.0 + 15.0 * ((double)f + stem_rng_uniform(rng)) /
-                                          (double)(p->nf_local > 1 ? p->nf_local : 1));
-        p->nu_local[f] = 1.0 / period;
-    }
-    for (int f = 0; f < p->nf_slash; ++f)
-        p->nu_slash[f] = 1.0 / (8.0 + 56.0 * stem_rng_uniform(rng));
-    /* Amplitudes from the peak scaled logit each pattern should reach. */
-    p->a_local = p->nf_local ? sqrt(PEAK_LOCAL * rd / (double)p->nf_local) : 0.0;
-    p->a_slash = p->nf_slash ? sqrt(PEAK_SLASH * rd / (double)p->nf_slash) : 0.0;
-    p->a_sink_q = 3.0;
-    p->a_sink_k = PEAK_SINK * rd / 3.0;
-    p->a_stripe_q = 2.5;
-    p->a_stripe_k = PEAK_STRIPE * rd / 2.5;
-    for (int i = 0; i < p->n_dir; ++i) {
-        p->dir_sink[i] = (stem_rng_next(rng) & 1 ? 1.0 : -1.0) / sqrt((double)p->n_dir);
-        p->dir_stripe[i] = (stem_rng_next(rng) & 1 ? 1.0 : -1.0) / sqrt((double)p->n_dir);
-    }
-    p->n_sink = i64min(1 + (int64_t)(stem_rng_next(rng) % 4), n_tokens);
-    p->n_stripe = 2 + (int)(stem_rng_next(rng) % 6);
-    for (int s = 0; s < p->n_stripe; ++s)
-        p->stripe[s] = (int64_t)(stem_rng_uniform(rng) * (double)n_tokens);
-}
-
-static int is_stripe(const kv_profile *p, int64_t t)
-{
-    for (int s = 0; s < p->n_stripe; ++s)
-        if (p->stripe[s] == t)
-            return 1;
-    return 0;
-}
-
-/* Per query head emphasis: one pattern strong, the others weaker. */
 typedef struct q_profile {
-    double w_local, w_slash, w_sink, w_stripe;
-    int64_t slash_offset; /* tokens behind the query */
+    double a_sink, a_stripe, a_band, a_slash; /* per-dim amplitudes */
+    int64_t offset;                          /* slash: keys near i - offset */
 } q_profile;
 
-static void make_q_profile(q_profile *qp, stem_rng *rng, int64_t h)
+static void make_profile(kv_profile *p, stem_rng *rng, int64_t n_tokens)
 {
-    double w[4];
-    for (int i = 0; i < 4; ++i)
-        w[i] = 0.1 + 0.5 * stem_rng_uniform(rng);
-    w[h % 4] = 1.0 + 0.5 * stem_rng_uniform(rng);
-    qp->w_local = w[0];
-    qp->w_slash = w[1];
-    qp->w_sink = w[2];
-    qp->w_stripe = w[3];
-    qp->slash_offset = 1 + (int64_t)(stem_rng_next(rng) % 512);
+    p->n_sink = 1 + (int64_t)(stem_rng_next(rng) % 8);
+    if (p->n_sink > n_tokens)
+        p->n_sink = n_tokens;
+    p->n_stripe = 3 + (int)(stem_rng_next(rng) % (MAX_STRIPE - 2));
+    for (int s = 0; s < p->n_stripe; ++s) {
+        p->stripe[s] = (int64_t)(stem_rng_uniform(rng) * (double)n_tokens);
+        /* 8-32 keys: a run Stem's block-averaged routing can see (single keys
+         * add only logit/128 to a block score) */
+        p->stripe_len[s] = 8 + (int64_t)(stem_rng_next(rng) % 25);
+        p->stripe_gain[s] = uni(rng, 0.6, 1.0);
+    }
+    p->width = 16.0 * (double)(1u << (stem_rng_next(rng) % 5)) * uni(rng, 1.0, 2.0);
+    p->dir_seed = stem_rng_next(rng);
+    p->frq_seed = stem_rng_next(rng);
 }
 
-static void synth_k_rows(const kv_profile *p, stem_rng *rng, int64_t n_tokens, int64_t d, float *k)
+static double stripe_gain(const kv_profile *p, int64_t t)
 {
-    fill_normal(rng, k, n_tokens * d, 0.7);
+    double g = 0.0;
+    for (int s = 0; s < p->n_stripe; ++s)
+        if (t >= p->stripe[s] && t < p->stripe[s] + p->stripe_len[s])
+            g += p->stripe_gain[s];
+    return g > 1.5 ? 1.5 : g; /* overlapping runs: keep |k| bounded */
+}
+
+/* Sign vector (+-1 per dim, so u.u = d) number `which`: 0 sink, 1 stripe. */
+static void direction(uint64_t seed, int which, int64_t d, double *u)
+{
+    stem_rng r;
+    stem_rng_seed(&r, seed ^ ((uint64_t)(which + 1) * 0x9E3779B97F4A7C15ull));
+    uint64_t bits = 0;
+    for (int64_t i = 0; i < d; ++i) {
+        if ((i & 63) == 0)
+            bits = stem_rng_next(&r);
+        u[i] = (bits >> (i & 63)) & 1 ? 1.0 : -1.0;
+    }
+}
+
+/* Band features phi_t (written into `f`, the V slot used as scratch):
+ * pairs (cos, sin)(2 pi nu_p t) for F = d/2 frequencies nu_p (turns per
+ * token) drawn from a Cauchy law of scale 1/(2 pi W), so that
+ * phi_i.phi_j = sum_p cos(2 pi nu_p (i-j)) ~ F exp(-|i-j|/W). Phases are
+ * reduced to [0, 1) turns exactly, then det_sincos_unit. An odd last dim is 0. */
+static void synth_band(const kv_profile *p, int64_t n_tokens, int64_t d, float *f)
+{
+    const int64_t np = d / 2;
+    double nu[512];
+    stem_rng r;
+    stem_rng_seed(&r, p->frq_seed);
+    for (int64_t j = 0; j < np && j < 512; ++j) {
+        /* tan(pi (u - 1/2)) = sin/cos of 2 pi (u/2 + 3/4) */
+        const double u = ((double)(stem_rng_next(&r) >> 11) + 0.5) * 0x1.0p-53;
+        double x = 0.5 * u + 0.75, sn, cs;
+        x = x >= 1.0 ? x - 1.0 : x;
+        det_sincos_unit(x, &sn, &cs);
+        nu[j] = sn / cs / (6.28318530717958647692 * p->width);
+    }
+    for (int64_t t = 0; t < n_tokens; ++t) {
+        float *row = f + t * d;
+        for (int64_t j = 0; j < np; ++j) {
+            const double ph = nu[j < 512 ? j : j & 511] * (double)t;
+            double sn, cs;
+            det_sincos_unit(ph - floor(ph), &sn, &cs);
+            row[2 * j] = (float)cs;
+            row[2 * j + 1] = (float)sn;
+        }
+        if (d & 1)
+            row[d - 1] = 0.0f;
+    }
+}
+
+static void synth_k_rows(const kv_profile *p, stem_rng *rng, int64_t n_tokens, int64_t d,
+                         const float *f, const double *us, const double *ut, float *k)
+{
     for (int64_t t = 0; t < n_tokens; ++t) {
         float *row = k + t * d;
-        for (int f = 0; f < p->nf_local; ++f) {
-            double s, c;
-            det_sincos_turns(p->nu_local[f] * (double)t, &s, &c);
-            row[p->off_local + 2 * f] += (float)(p->a_local * c);
-            row[p->off_local + 2 * f + 1] += (float)(p->a_local * s);
-        }
-        for (int f = 0; f < p->nf_slash; ++f) {
-            double s, c;
-            det_sincos_turns(p->nu_slash[f] * (double)t, &s, &c);
-            row[p->off_slash + 2 * f] += (float)(p->a_slash * c);
-            row[p->off_slash + 2 * f + 1] += (float)(p->a_slash * s);
-        }
-        if (t < p->n_sink)
-            for (int i = 0; i < p->n_dir; ++i)
-                row[p->off_sink + i] += (float)(p->a_sink_k * p->dir_sink[i]);
-        if (is_stripe(p, t))
-            for (int i = 0; i < p->n_dir; ++i)
-                row[p->off_stripe + i] += (float)(p->a_stripe_k * p->dir_stripe[i]);
+        const float *frow = f + t * d;
+        const double sink = t < p->n_sink ? K_SINK : 0.0;
+        const double stripe = K_STRIPE * stripe_gain(p, t);
+        for (int64_t i = 0; i < d; ++i)
+            row[i] = (float)((double)frow[i] + K_NOISE * ih_normal(stem_rng_next(rng)) +
+                             sink * us[i] + stripe * ut[i]);
     }
 }
 
-static void synth_q_rows(const kv_profile *p, const q_profile *qp, stem_rng *rng,
-                         int64_t n_tokens, int64_t d, float *q)
+/* Peak scaled logit of each feature, [lo, hi): the head type that favours
+ * a feature gets the high range. Every head keeps a sink (trained heads
+ * almost all do) and some band. */
+static void make_q_profile(q_profile *qp, stem_rng *rng, int type, int64_t n_tokens, int64_t d)
 {
-    fill_normal(rng, q, n_tokens * d, 0.7);
+    const double rd = sqrt((double)d), fp = (double)(d / 2 > 0 ? d / 2 : 1);
+    const double p_sink = type == HEAD_SINK ? uni(rng, 12.0, 15.0) : uni(rng, 9.0, 12.0);
+    const double p_band = type == HEAD_LOCAL ? uni(rng, 10.0, 13.0) : uni(rng, 4.0, 8.0);
+    const double p_stripe = type == HEAD_STRIPE ? uni(rng, 10.0, 13.0) : uni(rng, 2.0, 6.0);
+    const double p_slash = type == HEAD_SLASH ? uni(rng, 9.0, 12.0) : 0.0;
+    qp->a_sink = p_sink / (K_SINK * rd);
+    qp->a_stripe = p_stripe / (K_STRIPE * rd);
+    qp->a_band = p_band * rd / fp;
+    qp->a_slash = p_slash * rd / fp;
+    /* Offsets 16..4096, log-uniform, at most half the sequence. */
+    int64_t o = (int64_t)(uni(rng, 1.0, 2.0) * (double)(16u << (stem_rng_next(rng) % 8)));
+    qp->offset = o < n_tokens / 2 ? o : n_tokens / 2;
+}
+
+static void synth_q_rows(const q_profile *qp, stem_rng *rng, int64_t n_tokens, int64_t d,
+                         const float *f, const double *us, const double *ut, float *q)
+{
+    const int64_t o = qp->offset;
     for (int64_t t = 0; t < n_tokens; ++t) {
         float *row = q + t * d;
-        for (int f = 0; f < p->nf_local; ++f) {
-            double s, c;
-            det_sincos_turns(p->nu_local[f] * (double)t, &s, &c);
-            row[p->off_local + 2 * f] += (float)(qp->w_local * p->a_local * c);
-            row[p->off_local + 2 * f + 1] += (float)(qp->w_local * p->a_local * s);
-        }
-        for (int f = 0; f < p->nf_slash; ++f) {
-            double s, c;
-            det_sincos_turns(p->nu_slash[f] * (double)(t - qp->slash_offset), &s, &c);
-            row[p->off_slash + 2 * f] += (float)(qp->w_slash * p->a_slash * c);
-            row[p->off_slash + 2 * f + 1] += (float)(qp->w_slash * p->a_slash * s);
-        }
-        for (int i = 0; i < p->n_dir; ++i) {
-            row[p->off_sink + i] += (float)(qp->w_sink * p->a_sink_q * p->dir_sink[i]);
-            row[p->off_stripe + i] += (float)(qp->w_stripe * p->a_stripe_q * p->dir_stripe[i]);
+        const float *frow = f + t * d;
+        const float *srow = t >= o && qp->a_slash != 0.0 ? f + (t - o) * d : NULL;
+        for (int64_t i = 0; i < d; ++i) {
+            double x = Q_NOISE * ih_normal(stem_rng_next(rng)) + qp->a_sink * us[i] +
+                       qp->a_stripe * ut[i] + qp->a_band * (double)frow[i];
+            if (srow)
+                x += qp->a_slash * (double)srow[i];
+            row[i] = (float)x;
         }
     }
 }
 
-/* V: N(0,1) rows; sinks get small values (as in trained models), stripes and
- * ~1.5% of other tokens get 3-6x norms so the value bonus has something to find. */
+/* V: rows of varied norm (0.6-1.4x); sinks small (as in trained models),
+ * stripes and ~0.8% of other tokens 2.5-4x, so the value bonus has
+ * something to find. Overwrites the band scratch. */
 static void synth_v_rows(const kv_profile *p, stem_rng *rng, int64_t n_tokens, int64_t d, float *v)
 {
-    fill_normal(rng, v, n_tokens * d, 1.0);
     for (int64_t t = 0; t < n_tokens; ++t) {
         const uint64_t r = stem_rng_next(rng);
-        double gain = 1.0;
+        const double u = (double)(r >> 40) * 0x1.0p-24;
+        double gain = 0.6 + 0.8 * u;
         if (t < p->n_sink)
-            gain = 0.3;
-        else if (is_stripe(p, t) || (r & 63) == 0)
-            gain = 3.0 + 3.0 * (double)(r >> 40) * 0x1.0p-24;
-        if (gain != 1.0)
-            for (int64_t i = 0; i < d; ++i)
-                v[t * d + i] = (float)(gain * (double)v[t * d + i]);
+            gain = 0.2;
+        else if (stripe_gain(p, t) > 0.0 || (r & 127) == 0)
+            gain = 2.5 + 1.5 * u;
+        for (int64_t i = 0; i < d; ++i)
+            v[t * d + i] = (float)(gain * ih_normal(stem_rng_next(rng)));
     }
+}
+
+static void fill_ih(stem_rng *rng, float *x, int64_t n, double sigma)
+{
+    for (int64_t i = 0; i < n; ++i)
+        x[i] = (float)(sigma * ih_normal(stem_rng_next(rng)));
 }
 
 void stem_synth_qkv(stem_synth_kind kind, uint64_t seed, int64_t batch, int64_t hq, int64_t hkv,
@@ -338,30 +377,42 @@ void stem_synth_qkv(stem_synth_kind kind, uint64_t seed, int64_t batch, int64_t 
         return;
     }
     const int64_t g = hq % hkv == 0 ? hq / hkv : 1;
+    double *us = malloc(2 * (size_t)head_dim * sizeof *us);
+    if (!us)
+        return;
+    double *ut = us + head_dim;
     for (int64_t b = 0; b < batch; ++b) {
+        /* Consecutive query heads cycle through the four types. */
+        stream(&rng, seed, 7, b, 0);
+        const int64_t type0 = (int64_t)(stem_rng_next(&rng) & 3);
         for (int64_t kh = 0; kh < hkv; ++kh) {
+            float *kb = k + (b * hkv + kh) * nd, *vb = v + (b * hkv + kh) * nd;
             kv_profile prof;
             stream(&rng, seed, 4, b, kh);
-            make_profile(&prof, &rng, n_tokens, head_dim);
+            make_profile(&prof, &rng, n_tokens);
+            direction(prof.dir_seed, 0, head_dim, us);
+            direction(prof.dir_seed, 1, head_dim, ut);
+            synth_band(&prof, n_tokens, head_dim, vb);
             stream(&rng, seed, 2, b, kh);
-            synth_k_rows(&prof, &rng, n_tokens, head_dim, k + (b * hkv + kh) * nd);
-            stream(&rng, seed, 3, b, kh);
-            synth_v_rows(&prof, &rng, n_tokens, head_dim, v + (b * hkv + kh) * nd);
+            synth_k_rows(&prof, &rng, n_tokens, head_dim, vb, us, ut, kb);
             for (int64_t j = 0; j < g; ++j) {
                 const int64_t h = kh * g + j;
                 if (h >= hq)
                     break;
                 q_profile qp;
                 stream(&rng, seed, 5, b, h);
-                make_q_profile(&qp, &rng, h);
+                make_q_profile(&qp, &rng, (int)((h + type0) & 3), n_tokens, head_dim);
                 stream(&rng, seed, 1, b, h);
-                synth_q_rows(&prof, &qp, &rng, n_tokens, head_dim, q + (b * hq + h) * nd);
+                synth_q_rows(&qp, &rng, n_tokens, head_dim, vb, us, ut, q + (b * hq + h) * nd);
             }
+            stream(&rng, seed, 3, b, kh);
+            synth_v_rows(&prof, &rng, n_tokens, head_dim, vb);
         }
         /* Heads a non-divisible hq/hkv leaves out still get defined values. */
         for (int64_t h = hkv * g; h < hq; ++h) {
             stream(&rng, seed, 1, b, h);
-            fill_normal(&rng, q + (b * hq + h) * nd, nd, 1.0);
+            fill_ih(&rng, q + (b * hq + h) * nd, nd, 1.0);
         }
     }
+    free(us);
 }
