@@ -23,6 +23,15 @@ const stem_backend_ops *stem_backend_ops_get(stem_backend backend)
 {
     switch (backend) {
     case STEM_BACKEND_CPU: return &stem_cpu_backend_ops;
+#ifdef STEM_HAVE_CUDA
+    case STEM_BACKEND_CUDA: return &stem_cuda_backend_ops;
+#endif
+#ifdef STEM_HAVE_OPENCL
+    case STEM_BACKEND_OPENCL: return &stem_opencl_backend_ops;
+#endif
+#ifdef STEM_HAVE_VULKAN
+    case STEM_BACKEND_VULKAN: return &stem_vulkan_backend_ops;
+#endif
     default: return NULL;
     }
 }

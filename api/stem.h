@@ -124,6 +124,12 @@ typedef struct stem_context_desc {
     int32_t num_threads;   /* CPU backend: 0 = OpenMP default (or STEM_CPU_THREADS) */
     stem_log_fn log;       /* optional; the library prints nothing without it */
     void *log_user;
+    /* Optional native queue to run on instead of the context's own: a
+     * CUstream (CUDA) or cl_command_queue (OpenCL, same device); NULL = own. */
+    void *native_queue;
+    /* Optional directory for compiled kernel caches (OpenCL program binaries,
+     * Vulkan pipeline cache); copied at create time; NULL = no disk cache. */
+    const char *cache_dir;
 } stem_context_desc;
 STEM_API void stem_context_desc_init(stem_context_desc *desc);
 

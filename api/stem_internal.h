@@ -126,6 +126,15 @@ int stem_backend_disabled(stem_backend backend); /* STEM_DISABLE_<NAME>=1 */
 
 /* Backends compiled in. */
 extern const stem_backend_ops stem_cpu_backend_ops;
+#ifdef STEM_HAVE_CUDA
+extern const stem_backend_ops stem_cuda_backend_ops;     /* backends/cuda */
+#endif
+#ifdef STEM_HAVE_OPENCL
+extern const stem_backend_ops stem_opencl_backend_ops;   /* backends/opencl */
+#endif
+#ifdef STEM_HAVE_VULKAN
+extern const stem_backend_ops stem_vulkan_backend_ops;   /* backends/vulkan */
+#endif
 
 /* Scalar conversions shared by host-side code. */
 float stem_f16_to_f32(uint16_t h);

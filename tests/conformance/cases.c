@@ -154,6 +154,8 @@ static void make_case(const primary *pr, uint64_t key, conf_case *c)
     c->cfg.block_size = B;
     const unsigned sr = pick(key, 2, 20);
     int32_t S = sr < 10 ? 8 : sr < 13 ? 4 : sr < 16 ? 16 : sr == 16 ? 2 : sr == 17 ? 1 : B;
+    if (pr->n_tokens == 17 && pick(key, 19, 2) == 0)
+        S = 16; /* one full stride group: sd = 0 in the value bonus */
     if (pr->n_tokens >= 4096 && S < 4)
         S = 4; /* the literal strided reference costs N^2 d / S */
     c->cfg.stride = S < B ? S : B;
@@ -171,7 +173,10 @@ static void make_case(const primary *pr, uint64_t key, conf_case *c)
     c->offsets = pick(key, 8, 5) < 2;
     const unsigned bm = pick(key, 9, 10);
     c->bufmode = bm < 5 ? CONF_BUF_SEPARATE : bm < 8 ? CONF_BUF_SHARED : CONF_BUF_WRAP;
-    c->kind = pick(key, 10, 5) < 3 ? STEM_SYNTH_STRUCTURED : STEM_SYNTH_RANDOM;
+    const unsigned kd = pick(key, 10, 20);
+    c->kind = kd < 11 ? STEM_SYNTH_STRUCTURED : STEM_SYNTH_RANDOM;
+    c->ties = kd >= 18;
+    c->small_v = pick(key, 18, 6) == 0;
     if (pr->n_tokens <= 1000 && pick(key, 11, 4) == 0)
         c->batch = 2;
     const unsigned pf = pick(key, 13, 6);
@@ -189,14 +194,17 @@ static void make_case(const primary *pr, uint64_t key, conf_case *c)
     char tagbuf[48];
     if (*tag && n < 32 && pick(key, 17, 8) != 0 && pr->sel != STEM_SELECTOR_XATTENTION &&
         pr->sel != STEM_SELECTOR_DENSE) {
-        const int32_t lim = (int32_t)(n / 4);
+        const int32_t lim = (int32_t)(n / 4), sink0 = c->cfg.sink_blocks;
+        const int32_t local0 = c->cfg.local_blocks;
         if (c->cfg.sink_blocks > lim)
             c->cfg.sink_blocks = lim;
         if (c->cfg.local_blocks > (lim > 1 ? lim : 1))
             c->cfg.local_blocks = lim > 1 ? lim : 1;
-        snprintf(tagbuf, sizeof tagbuf, "%s_s%dl%d", tag, c->cfg.sink_blocks,
-                 c->cfg.local_blocks);
-        tag = tagbuf;
+        if (c->cfg.sink_blocks != sink0 || c->cfg.local_blocks != local0) {
+            snprintf(tagbuf, sizeof tagbuf, "%s_s%dl%d", tag, c->cfg.sink_blocks,
+                     c->cfg.local_blocks);
+            tag = tagbuf;
+        }
     }
 
     /* Keep the expensive ones affordable: drop the batch, then sparsify. */
@@ -213,13 +221,14 @@ static void make_case(const primary *pr, uint64_t key, conf_case *c)
     if (c->meta_layout != CONF_BHND)
         snprintf(ml_s, sizeof ml_s, "_m%s", conf_layout_name(c->meta_layout));
     snprintf(c->name, sizeof c->name,
-             "%s_d%lld_h%lldx%lld_n%lld_b%d_s%d_%s%s_%s%s%s%s%s_%s%s%s%s%s%s%s",
+             "%s_d%lld_h%lldx%lld_n%lld_b%d_s%d_%s%s_%s%s%s%s%s_%s%s%s%s%s%s%s%s",
              stem_selector_name(pr->sel), (long long)pr->d, (long long)pr->hq,
              (long long)pr->hkv, (long long)pr->n_tokens, B, c->cfg.stride,
              stem_dtype_name(c->in_dtype), out, conf_layout_name(c->in_layout), ol, ml_s,
              c->offsets ? "_off" : "",
              c->bufmode == CONF_BUF_SHARED ? "_shared" : c->bufmode == CONF_BUF_WRAP ? "_wrap" : "",
-             c->kind == STEM_SYNTH_STRUCTURED ? "structured" : "random", *tag ? "_" : "", tag,
+             c->ties ? "ties" : c->kind == STEM_SYNTH_STRUCTURED ? "structured" : "random",
+             c->small_v ? "_smallv" : "", *tag ? "_" : "", tag,
              c->batch > 1 ? "_batch2" : "",
              c->prefill == CONF_PREFILL_OUT ? "_pfout" : c->prefill == CONF_PREFILL_WS ? "_pfws" : "",
              c->custom_lists ? "_lists" : "",
@@ -316,6 +325,7 @@ int conf_build_cases(int level, conf_case **out)
         c->in_dtype = c->out_dtype = STEM_DTYPE_BF16;
         c->in_layout = c->out_layout = CONF_BNHD;
         c->kind = STEM_SYNTH_STRUCTURED;
+        c->ties = c->small_v = 0;
         c->batch = 1;
         c->layer_index = -1;
         c->softmax_scale = 0.0f;

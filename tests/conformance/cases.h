@@ -30,6 +30,8 @@ typedef struct conf_case {
     int offsets;                       /* non-zero byte offsets between tensors */
     conf_bufmode bufmode;
     stem_synth_kind kind;
+    int ties;                          /* exact score ties instead of kind (see run_case.c) */
+    int small_v;                       /* V scaled by 1/16: log ||V|| < 0 for the paper bonus */
     float softmax_scale;
     int32_t layer_index;
     conf_prefill prefill;

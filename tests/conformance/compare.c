@@ -144,10 +144,13 @@ static void bonus_tolerance(const stem_ref_problem *p, const stem_config *cfg, c
     }
     for (int64_t gi = 0; gi < ng; ++gi) {
         const double z = (lv[gi] - mean) / (sd + 1e-6);
+        /* Absolute error of lv - mean over sd, plus sd's own relative error times z
+         * (with sd = 0, z = (lv - mean) / 1e-6 is huge but still accurate). */
         const double dz = SAFETY * U32 *
-                          (sqrt((double)d) + 2.0 * fabs(lv[gi]) +
-                           sqrt((double)gv) * (fabs(mean) + sd)) /
-                          (sd + 1e-6) * (1.0 + fabs(z));
+                          ((sqrt((double)d) + 2.0 * fabs(lv[gi]) +
+                            sqrt((double)gv) * (fabs(mean) + sd)) /
+                               (sd + 1e-6) +
+                           (sqrt((double)gv) + 2.0) * fabs(z));
         if (z + dz > 0.0)
             tolvb[gi / G] += beta / (double)G * (dz + 4.0 * U32 * fabs(z));
     }

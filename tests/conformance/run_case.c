@@ -252,6 +252,32 @@ static void make_custom_lists(uint64_t seed, int64_t rows, int64_t n, int32_t *i
         }
 }
 
+/* Inputs whose block scores tie exactly: K and V repeat with the block
+ * period, so every full key block has the same routing term and value
+ * bonus; all values are multiples of 1/8 in [-1, 1], so every phase sum and
+ * dot product is exact in f32 whatever the summation order. Selection must
+ * then break the ties towards the lower block index, bit for bit. */
+static void synth_ties(uint64_t seed, int64_t batch, int64_t hq, int64_t hkv, int64_t n_tokens,
+                       int64_t d, int64_t block, float *q, float *k, float *v)
+{
+    stem_rng rng;
+    stem_rng_seed(&rng, seed ^ 0x71E5ull);
+    for (int64_t i = 0; i < batch * hq * n_tokens * d; ++i)
+        q[i] = (float)((int)(stem_rng_next(&rng) % 17) - 8) / 8.0f;
+    for (int64_t bh = 0; bh < batch * hkv; ++bh)
+        for (int64_t t = 0; t < n_tokens; ++t)
+            for (int64_t c = 0; c < d; ++c) {
+                const int64_t e = (bh * n_tokens + t) * d + c;
+                if (t < block) {
+                    k[e] = (float)((int)(stem_rng_next(&rng) % 17) - 8) / 8.0f;
+                    v[e] = (float)((int)(stem_rng_next(&rng) % 17) - 8) / 8.0f;
+                } else {
+                    k[e] = k[e - block * d];
+                    v[e] = v[e - block * d];
+                }
+            }
+}
+
 void conf_run_case(conf_test *T)
 {
     const conf_case *c = T->c;
@@ -269,7 +295,13 @@ void conf_run_case(conf_test *T)
     /* Inputs, rounded to the storage dtype; the reference sees the rounded values. */
     float *qf = res_alloc(R, (size_t)nq_el * 4), *kf = res_alloc(R, (size_t)nkv_el * 4);
     float *vf = res_alloc(R, (size_t)nkv_el * 4);
-    stem_synth_qkv(c->kind, c->seed, B, Hq, Hkv, N, D, qf, kf, vf);
+    if (c->ties)
+        synth_ties(c->seed, B, Hq, Hkv, N, D, bs_, qf, kf, vf);
+    else
+        stem_synth_qkv(c->kind, c->seed, B, Hq, Hkv, N, D, qf, kf, vf);
+    if (c->small_v)
+        for (int64_t i = 0; i < nkv_el; ++i)
+            vf[i] *= 0.0625f; /* exact: a power of two */
     double *qd = res_alloc(R, (size_t)nq_el * 8), *kd = res_alloc(R, (size_t)nkv_el * 8);
     double *vd = res_alloc(R, (size_t)nkv_el * 8);
     for (int64_t i = 0; i < nq_el; ++i)
