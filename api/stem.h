@@ -145,7 +145,8 @@ STEM_API stem_status stem_synchronize(stem_context *ctx);
 /* Library-owned memory on the context's device. */
 STEM_API stem_status stem_buffer_create(stem_context *ctx, size_t bytes, stem_buffer **out);
 /* Caller-owned host memory, used in place where the device can (CPU); the
- * caller keeps it alive until stem_buffer_destroy. */
+ * caller keeps it alive until stem_buffer_destroy. A GPU backend that cannot
+ * address host memory returns STEM_ERR_UNSUPPORTED (use stem_buffer_create). */
 STEM_API stem_status stem_buffer_wrap_host(stem_context *ctx, void *host, size_t bytes,
                                            stem_buffer **out);
 STEM_API void stem_buffer_destroy(stem_buffer *buf);

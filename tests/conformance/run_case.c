@@ -117,9 +117,16 @@ static void create_buffers(conf_test *T, const conf_case *c, bufset *bs, const f
         if (c->bufmode == CONF_BUF_WRAP) {
             b->host = res_alloc(R, b->size);
             memcpy(b->host, b->shadow, b->size);
-            CHECK_OK(stem_buffer_wrap_host(T->dev->ctx, b->host, b->size, &buf),
-                     "stem_buffer_wrap_host");
-            res_add_buffer(R, buf);
+            /* A GPU backend may not wrap host memory: then it is an owned buffer. */
+            const stem_status ws = stem_buffer_wrap_host(T->dev->ctx, b->host, b->size, &buf);
+            if (ws == STEM_ERR_UNSUPPORTED) {
+                CHECK_OK(stem_buffer_create(T->dev->ctx, b->size, &buf), "stem_buffer_create");
+                res_add_buffer(R, buf);
+                CHECK_OK(stem_buffer_write(buf, 0, b->shadow, b->size), "stem_buffer_write");
+            } else {
+                CHECK_OK(ws, "stem_buffer_wrap_host");
+                res_add_buffer(R, buf);
+            }
         } else {
             CHECK_OK(stem_buffer_create(T->dev->ctx, b->size, &buf), "stem_buffer_create");
             res_add_buffer(R, buf);
