@@ -1,0 +1,45 @@
+# CUDA backend: host C (driver API through dlopen, no CUDA headers) plus
+# kernels compiled by nvcc into fatbins (SASS sm_80 + sm_90a, PTX compute_90)
+# that are embedded in libstem as C arrays.
+find_program(STEM_NVCC nvcc HINTS ENV CUDA_HOME ENV CUDA_PATH /usr/local/cuda PATH_SUFFIXES bin)
+if(NOT STEM_NVCC)
+  message(FATAL_ERROR "STEM_CUDA=ON needs nvcc (set CUDA_HOME or put nvcc on PATH)")
+endif()
+set(STEM_CUDA_ARCH_FLAGS
+    -gencode=arch=compute_80,code=sm_80
+    -gencode=arch=compute_90a,code=sm_90a
+    -gencode=arch=compute_90,code=compute_90
+    CACHE STRING "nvcc -gencode flags for the CUDA kernels")
+
+set(cuda_dir ${CMAKE_CURRENT_SOURCE_DIR}/backends/cuda)
+set(cuda_gen ${CMAKE_CURRENT_BINARY_DIR}/cuda_kernels)
+file(MAKE_DIRECTORY ${cuda_gen})
+set(cuda_headers ${cuda_dir}/kernels/common.cuh ${cuda_dir}/kernels/kernel_abi.h)
+set(cuda_embedded)
+foreach(kernel score select attention_generic attention_mma)
+  set(src ${cuda_dir}/kernels/${kernel}.cu)
+  set(fatbin ${cuda_gen}/${kernel}.fatbin)
+  set(csrc ${cuda_gen}/${kernel}_fatbin.c)
+  add_custom_command(
+    OUTPUT ${fatbin}
+    COMMAND ${STEM_NVCC} -fatbin -O3 -std=c++17 ${STEM_CUDA_ARCH_FLAGS} -I${cuda_dir}/kernels
+            -o ${fatbin} ${src}
+    DEPENDS ${src} ${cuda_headers}
+    COMMENT "nvcc: ${kernel}.cu -> fatbin"
+    VERBATIM)
+  add_custom_command(
+    OUTPUT ${csrc}
+    COMMAND ${CMAKE_COMMAND} -DIN=${fatbin} -DOUT=${csrc} -DNAME=stem_cuda_fatbin_${kernel}
+            -P ${cuda_dir}/embed_fatbin.cmake
+    DEPENDS ${fatbin} ${cuda_dir}/embed_fatbin.cmake
+    VERBATIM)
+  list(APPEND cuda_embedded ${csrc})
+endforeach()
+
+target_sources(stem_objects PRIVATE
+  ${cuda_dir}/cuda_driver.c
+  ${cuda_dir}/cuda_backend.c
+  ${cuda_dir}/cuda_stages.c
+  ${cuda_embedded})
+target_include_directories(stem_objects PRIVATE ${cuda_dir})
+target_compile_definitions(stem_objects PRIVATE STEM_HAVE_CUDA=1)

@@ -1,0 +1,341 @@
+/* CUDA backend: ops table, probe, contexts (modules, stream), buffers. */
+#include "cuda_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Generated from the .cu files at build time (backend.cmake). */
+extern const unsigned char stem_cuda_fatbin_score[];
+extern const unsigned char stem_cuda_fatbin_select[];
+extern const unsigned char stem_cuda_fatbin_attention_generic[];
+extern const unsigned char stem_cuda_fatbin_attention_mma[];
+
+static const unsigned char *const module_image[STEM_CUDA_MOD_COUNT] = {
+    stem_cuda_fatbin_score, stem_cuda_fatbin_select, stem_cuda_fatbin_attention_generic,
+    stem_cuda_fatbin_attention_mma};
+
+static const struct {
+    int mod;
+    const char *name;
+} kernel_table[STEM_CUDA_FN_COUNT] = {
+    {STEM_CUDA_MOD_SCORE, "stem_k_phase_sums"},
+    {STEM_CUDA_MOD_SCORE, "stem_k_group_vmax"},
+    {STEM_CUDA_MOD_SCORE, "stem_k_value_bonus"},
+    {STEM_CUDA_MOD_SCORE, "stem_k_score_gemm"},
+    {STEM_CUDA_MOD_SCORE, "stem_k_xattn_scores"},
+    {STEM_CUDA_MOD_SELECT, "stem_k_select"},
+    {STEM_CUDA_MOD_ATTN_GENERIC, "stem_k_attn_generic"},
+    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_bf16_d64"},
+    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_bf16_d128"},
+    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_f16_d64"},
+    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_f16_d128"},
+};
+
+/* The kernels are built for sm_80 and sm_90a (SASS) plus compute_90 PTX. */
+#define MIN_CC_MAJOR 8
+
+stem_status stem_cuda_fail(CUresult r, const char *what)
+{
+    if (r == STEM_CUDA_ERROR_OUT_OF_MEMORY)
+        return stem_set_error(STEM_ERR_DEVICE_OUT_OF_MEMORY, "cuda: %s: %s", what,
+                              stem_cuda_error_name(r));
+    return stem_set_error(STEM_ERR_BACKEND_API, "cuda: %s failed: %s", what,
+                          stem_cuda_error_name(r));
+}
+
+stem_status stem_cuda_enter(stem_cuda_context *c, const char *what)
+{
+    const CUresult r = c->api->cuCtxSetCurrent(c->cu);
+    return r ? stem_cuda_fail(r, what) : STEM_OK;
+}
+
+stem_status stem_cuda_launch(stem_cuda_context *c, int fn, unsigned gx, unsigned gy, unsigned gz,
+                             unsigned threads, unsigned shmem, void **params, const char *what)
+{
+    if (gx == 0 || gy == 0 || gz == 0)
+        return STEM_OK;
+    const CUresult r = c->api->cuLaunchKernel(c->fn[fn], gx, gy, gz, threads, 1, 1, shmem,
+                                              c->stream, params, NULL);
+    return r ? stem_cuda_fail(r, what) : STEM_OK;
+}
+
+/* Ordinals of the usable devices (compute capability >= 8.0), in driver order. */
+static int usable_devices(const stem_cuda_api *api, int *ordinals, int max, char *why,
+                          size_t why_size)
+{
+    int count = 0, found = 0;
+    const CUresult r = api->cuDeviceGetCount(&count);
+    if (r) {
+        snprintf(why, why_size, "cuDeviceGetCount failed: %s", stem_cuda_error_name(r));
+        return 0;
+    }
+    int old_major = -1, old_minor = -1;
+    for (int i = 0; i < count && found < max; i++) {
+        CUdevice dev;
+        int major = 0, minor = 0;
+        if (api->cuDeviceGet(&dev, i) ||
+            api->cuDeviceGetAttribute(&major, STEM_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev) ||
+            api->cuDeviceGetAttribute(&minor, STEM_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev))
+            continue;
+        if (major < MIN_CC_MAJOR) {
+            old_major = major;
+            old_minor = minor;
+            continue;
+        }
+        ordinals[found++] = i;
+    }
+    if (found == 0) {
+        if (count == 0)
+            snprintf(why, why_size, "the CUDA driver reports no device");
+        else
+            snprintf(why, why_size,
+                     "no CUDA device of compute capability 8.0 or newer (found sm_%d%d)",
+                     old_major, old_minor);
+    }
+    return found;
+}
+
+static void describe_device(const stem_cuda_api *api, int ordinal, uint32_t index,
+                            stem_device_info *dev)
+{
+    CUdevice d;
+    stem_device_info_init(dev);
+    dev->backend = STEM_BACKEND_CUDA;
+    dev->backend_index = index;
+    dev->is_gpu = 1;
+    if (api->cuDeviceGet(&d, ordinal))
+        return;
+    if (api->cuDeviceGetName(dev->name, (int)sizeof dev->name, d))
+        snprintf(dev->name, sizeof dev->name, "CUDA device %d", ordinal);
+    size_t mem = 0;
+    if (!api->cuDeviceTotalMem(&mem, d))
+        dev->memory_bytes = mem;
+    int sms = 0, major = 0, minor = 0, ver = 0;
+    api->cuDeviceGetAttribute(&sms, STEM_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, d);
+    api->cuDeviceGetAttribute(&major, STEM_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, d);
+    api->cuDeviceGetAttribute(&minor, STEM_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, d);
+    api->cuDriverGetVersion(&ver);
+    dev->compute_units = sms > 0 ? (uint32_t)sms : 0;
+    snprintf(dev->detail, sizeof dev->detail, "sm_%d%d, %d SMs, driver %d.%d, ordinal %d", major,
+             minor, sms, ver / 1000, (ver % 1000) / 10, ordinal);
+}
+
+static void cuda_probe(stem_probe_result *out)
+{
+    memset(out, 0, sizeof *out);
+    const stem_cuda_api *api = stem_cuda_api_get(out->reason, sizeof out->reason);
+    if (!api)
+        return;
+    int ordinals[STEM_MAX_DEVICES_PER_BACKEND];
+    const int n = usable_devices(api, ordinals, STEM_MAX_DEVICES_PER_BACKEND, out->reason,
+                                 sizeof out->reason);
+    for (int i = 0; i < n; i++)
+        describe_device(api, ordinals[i], (uint32_t)i, &out->devices[i]);
+    out->device_count = (uint32_t)n;
+}
+
+static void context_release(stem_cuda_context *c)
+{
+    const stem_cuda_api *api = c->api;
+    if (c->cu) {
+        api->cuCtxSetCurrent(c->cu);
+        if (c->stream && c->own_stream) {
+            api->cuStreamSynchronize(c->stream);
+            api->cuStreamDestroy(c->stream);
+        }
+        for (int m = 0; m < STEM_CUDA_MOD_COUNT; m++)
+            if (c->mod[m])
+                api->cuModuleUnload(c->mod[m]);
+        api->cuDevicePrimaryCtxRelease(c->dev);
+    }
+    free(c);
+}
+
+static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
+{
+    char why[256] = "";
+    const stem_cuda_api *api = stem_cuda_api_get(why, sizeof why);
+    if (!api)
+        return stem_set_error(STEM_ERR_BACKEND_UNAVAILABLE, "cuda: %s", why);
+    int ordinals[STEM_MAX_DEVICES_PER_BACKEND];
+    const int n = usable_devices(api, ordinals, STEM_MAX_DEVICES_PER_BACKEND, why, sizeof why);
+    if ((int)backend_index >= n)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "cuda: device %u of %d", backend_index, n);
+    stem_cuda_context *c = calloc(1, sizeof *c);
+    if (!c)
+        return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "cuda context: out of host memory");
+    c->api = api;
+    CUresult r = api->cuDeviceGet(&c->dev, ordinals[backend_index]);
+    stem_status st = STEM_OK;
+    if (r || (r = api->cuDevicePrimaryCtxRetain(&c->cu, c->dev))) {
+        c->cu = NULL;
+        st = stem_cuda_fail(r, "cuDevicePrimaryCtxRetain");
+        goto fail;
+    }
+    if ((r = api->cuCtxSetCurrent(c->cu))) {
+        st = stem_cuda_fail(r, "cuCtxSetCurrent");
+        goto fail;
+    }
+    api->cuDeviceGetAttribute(&c->cc_major, STEM_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, c->dev);
+    api->cuDeviceGetAttribute(&c->cc_minor, STEM_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, c->dev);
+    api->cuDeviceGetAttribute(&c->sm_count, STEM_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, c->dev);
+    api->cuDeviceGetAttribute(&c->smem_optin,
+                              STEM_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, c->dev);
+    if (ctx->desc.native_queue) {
+        c->stream = (CUstream)ctx->desc.native_queue;
+    } else {
+        if ((r = api->cuStreamCreate(&c->stream, STEM_CU_STREAM_NON_BLOCKING))) {
+            c->stream = NULL;
+            st = stem_cuda_fail(r, "cuStreamCreate");
+            goto fail;
+        }
+        c->own_stream = 1;
+    }
+    for (int m = 0; m < STEM_CUDA_MOD_COUNT; m++)
+        if ((r = api->cuModuleLoadData(&c->mod[m], module_image[m]))) {
+            c->mod[m] = NULL;
+            st = stem_set_error(STEM_ERR_KERNEL_BUILD,
+                                "cuda: loading kernel image %d for sm_%d%d failed: %s", m,
+                                c->cc_major, c->cc_minor, stem_cuda_error_name(r));
+            goto fail;
+        }
+    for (int f = 0; f < STEM_CUDA_FN_COUNT; f++)
+        if ((r = api->cuModuleGetFunction(&c->fn[f], c->mod[kernel_table[f].mod],
+                                          kernel_table[f].name))) {
+            st = stem_set_error(STEM_ERR_KERNEL_BUILD, "cuda: kernel %s missing: %s",
+                                kernel_table[f].name, stem_cuda_error_name(r));
+            goto fail;
+        }
+    /* Large dynamic shared memory needs an opt-in per kernel. */
+    const int mma_fn[4][2] = {{STEM_CUDA_FN_MMA_BF16_D64, 64}, {STEM_CUDA_FN_MMA_BF16_D128, 128},
+                              {STEM_CUDA_FN_MMA_F16_D64, 64}, {STEM_CUDA_FN_MMA_F16_D128, 128}};
+    for (int i = 0; i < 4; i++)
+        if ((r = api->cuFuncSetAttribute(c->fn[mma_fn[i][0]],
+                                         STEM_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                         (int)stem_cuda_mma_smem(mma_fn[i][1])))) {
+            st = stem_cuda_fail(r, "cuFuncSetAttribute(attention shared memory)");
+            goto fail;
+        }
+    if (c->smem_optin > 1024 &&
+        (r = api->cuFuncSetAttribute(c->fn[STEM_CUDA_FN_XATTN_SCORES],
+                                     STEM_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                     c->smem_optin - 1024))) {
+        st = stem_cuda_fail(r, "cuFuncSetAttribute(xattention shared memory)");
+        goto fail;
+    }
+    const char *gen = getenv("STEM_CUDA_GENERIC_ATTENTION");
+    c->force_generic = gen && *gen && strcmp(gen, "0") != 0;
+    ctx->impl = c;
+    return STEM_OK;
+fail:
+    context_release(c);
+    return st;
+}
+
+static void cuda_context_fini(stem_context *ctx)
+{
+    if (ctx->impl)
+        context_release(stem_cuda_ctx(ctx));
+    ctx->impl = NULL;
+}
+
+static stem_status cuda_buffer_alloc(stem_context *ctx, stem_buffer *buf, size_t bytes)
+{
+    stem_cuda_context *c = stem_cuda_ctx(ctx);
+    stem_status st = stem_cuda_enter(c, "buffer create");
+    if (st != STEM_OK)
+        return st;
+    CUdeviceptr p = 0;
+    CUresult r = c->api->cuMemAlloc(&p, bytes ? bytes : 1);
+    if (r)
+        return r == STEM_CUDA_ERROR_OUT_OF_MEMORY
+                   ? stem_set_error(STEM_ERR_DEVICE_OUT_OF_MEMORY,
+                                    "cuda buffer of %zu bytes: out of device memory", bytes)
+                   : stem_cuda_fail(r, "cuMemAlloc");
+    /* Zeroed so a fresh buffer reads the same on every run and backend. */
+    if ((r = c->api->cuMemsetD8Async(p, 0, bytes, c->stream)) ||
+        (r = c->api->cuStreamSynchronize(c->stream))) {
+        c->api->cuMemFree(p);
+        return stem_cuda_fail(r, "clearing a new buffer");
+    }
+    buf->impl = (void *)(uintptr_t)p;
+    buf->host = NULL;
+    return STEM_OK;
+}
+
+static stem_status cuda_buffer_wrap_host(stem_context *ctx, stem_buffer *buf, void *host,
+                                         size_t bytes)
+{
+    (void)ctx, (void)buf, (void)host, (void)bytes;
+    return stem_set_error(STEM_ERR_UNSUPPORTED,
+                          "cuda backend does not wrap host memory; use stem_buffer_create");
+}
+
+static void cuda_buffer_free(stem_context *ctx, stem_buffer *buf)
+{
+    stem_cuda_context *c = stem_cuda_ctx(ctx);
+    if (buf->impl && stem_cuda_enter(c, "buffer destroy") == STEM_OK) {
+        c->api->cuStreamSynchronize(c->stream); /* queued work may still use it */
+        c->api->cuMemFree((CUdeviceptr)(uintptr_t)buf->impl);
+    }
+    buf->impl = NULL;
+}
+
+static stem_status cuda_buffer_write(stem_context *ctx, stem_buffer *buf, size_t offset,
+                                     const void *src, size_t bytes)
+{
+    stem_cuda_context *c = stem_cuda_ctx(ctx);
+    stem_status st = stem_cuda_enter(c, "stem_buffer_write");
+    if (st != STEM_OK || bytes == 0)
+        return st;
+    const CUdeviceptr dst = (CUdeviceptr)(uintptr_t)buf->impl + offset;
+    CUresult r = c->api->cuMemcpyHtoDAsync(dst, src, bytes, c->stream);
+    if (!r)
+        r = c->api->cuStreamSynchronize(c->stream);
+    return r ? stem_cuda_fail(r, "stem_buffer_write") : STEM_OK;
+}
+
+static stem_status cuda_buffer_read(stem_context *ctx, stem_buffer *buf, size_t offset, void *dst,
+                                    size_t bytes)
+{
+    stem_cuda_context *c = stem_cuda_ctx(ctx);
+    stem_status st = stem_cuda_enter(c, "stem_buffer_read");
+    if (st != STEM_OK || bytes == 0)
+        return st;
+    const CUdeviceptr src = (CUdeviceptr)(uintptr_t)buf->impl + offset;
+    CUresult r = c->api->cuMemcpyDtoHAsync(dst, src, bytes, c->stream);
+    if (!r)
+        r = c->api->cuStreamSynchronize(c->stream);
+    return r ? stem_cuda_fail(r, "stem_buffer_read") : STEM_OK;
+}
+
+static stem_status cuda_synchronize(stem_context *ctx)
+{
+    stem_cuda_context *c = stem_cuda_ctx(ctx);
+    stem_status st = stem_cuda_enter(c, "stem_synchronize");
+    if (st != STEM_OK)
+        return st;
+    const CUresult r = c->api->cuStreamSynchronize(c->stream);
+    return r ? stem_cuda_fail(r, "stem_synchronize") : STEM_OK;
+}
+
+const stem_backend_ops stem_cuda_backend_ops = {
+    .kind = STEM_BACKEND_CUDA,
+    .name = "cuda",
+    .probe = cuda_probe,
+    .context_init = cuda_context_init,
+    .context_fini = cuda_context_fini,
+    .buffer_alloc = cuda_buffer_alloc,
+    .buffer_wrap_host = cuda_buffer_wrap_host,
+    .buffer_free = cuda_buffer_free,
+    .buffer_write = cuda_buffer_write,
+    .buffer_read = cuda_buffer_read,
+    .plan_init = stem_cuda_plan_init,
+    .plan_fini = stem_cuda_plan_fini,
+    .plan_check = stem_cuda_plan_check,
+    .score = stem_cuda_score,
+    .select = stem_cuda_select,
+    .attention = stem_cuda_attention,
+    .synchronize = cuda_synchronize,
+};

@@ -1,0 +1,80 @@
+/* CUDA backend: state shared by its host files. */
+#ifndef STEM_CUDA_COMMON_H
+#define STEM_CUDA_COMMON_H
+
+#include "cuda_driver.h"
+#include "kernels/kernel_abi.h"
+#include "stem_internal.h"
+
+#include <stdint.h>
+
+/* Kernel images (fatbins generated at build time, see backend.cmake). */
+enum { STEM_CUDA_MOD_SCORE, STEM_CUDA_MOD_SELECT, STEM_CUDA_MOD_ATTN_GENERIC,
+       STEM_CUDA_MOD_ATTN_MMA, STEM_CUDA_MOD_COUNT };
+
+enum {
+    STEM_CUDA_FN_PHASE_SUMS,
+    STEM_CUDA_FN_GROUP_VMAX,
+    STEM_CUDA_FN_VALUE_BONUS,
+    STEM_CUDA_FN_SCORE_GEMM,
+    STEM_CUDA_FN_XATTN_SCORES,
+    STEM_CUDA_FN_SELECT,
+    STEM_CUDA_FN_ATTN_GENERIC,
+    STEM_CUDA_FN_MMA_BF16_D64,
+    STEM_CUDA_FN_MMA_BF16_D128,
+    STEM_CUDA_FN_MMA_F16_D64,
+    STEM_CUDA_FN_MMA_F16_D128,
+    STEM_CUDA_FN_COUNT
+};
+
+/* Per-context state (ctx->impl). */
+typedef struct stem_cuda_context {
+    const stem_cuda_api *api;
+    CUdevice dev;
+    CUcontext cu;      /* the device's primary context (retained) */
+    CUstream stream;   /* ours, or desc.native_queue */
+    int own_stream;
+    int cc_major, cc_minor, sm_count, smem_optin;
+    int force_generic; /* STEM_CUDA_GENERIC_ATTENTION=1: f32 CUDA-core attention only */
+    CUmodule mod[STEM_CUDA_MOD_COUNT];
+    CUfunction fn[STEM_CUDA_FN_COUNT];
+} stem_cuda_context;
+
+/* Per-plan state (plan->impl): device copies and scoring scratch. */
+typedef struct stem_cuda_plan {
+    CUdeviceptr budget;                    /* i32 [n] */
+    CUdeviceptr qflat, kflat, gmax, vb;    /* allocated on the first score call */
+} stem_cuda_plan;
+
+static inline stem_cuda_context *stem_cuda_ctx(const stem_context *ctx)
+{
+    return (stem_cuda_context *)ctx->impl;
+}
+
+/* Makes the context's CUDA context current on this thread. */
+stem_status stem_cuda_enter(stem_cuda_context *c, const char *what);
+/* STEM_ERR_BACKEND_API (or DEVICE_OUT_OF_MEMORY) naming the call. */
+stem_status stem_cuda_fail(CUresult r, const char *what);
+stem_status stem_cuda_launch(stem_cuda_context *c, int fn, unsigned gx, unsigned gy, unsigned gz,
+                             unsigned threads, unsigned shmem, void **params, const char *what);
+
+/* Plans and stages (cuda_stages.c). */
+stem_status stem_cuda_plan_check(const stem_context *ctx, const stem_attention_desc *desc,
+                                 const stem_config *cfg);
+stem_status stem_cuda_plan_init(stem_plan *plan);
+void stem_cuda_plan_fini(stem_plan *plan);
+stem_status stem_cuda_score(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
+                            const stem_tensor *v, const stem_tensor *scores);
+stem_status stem_cuda_select(stem_plan *plan, const stem_tensor *scores, const stem_tensor *index,
+                             const stem_tensor *count);
+stem_status stem_cuda_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
+                                const stem_tensor *v, const stem_tensor *index,
+                                const stem_tensor *count, const stem_tensor *out);
+
+/* Dynamic shared memory of the tensor-core attention kernel. */
+static inline unsigned stem_cuda_mma_smem(int head_dim)
+{
+    return (unsigned)(5 * 64 * (head_dim + 8) * 2); /* Q + 2 x (K, V) tiles of 64 padded rows */
+}
+
+#endif /* STEM_CUDA_COMMON_H */

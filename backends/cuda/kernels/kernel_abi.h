@@ -1,0 +1,52 @@
+/* Kernel parameter layouts shared by the host C code and the .cu kernels
+ * (plain C, the same ABI on both sides). */
+#ifndef STEM_CUDA_KERNEL_ABI_H
+#define STEM_CUDA_KERNEL_ABI_H
+
+/* A strided 4-D view: element (b,h,n,i) at ptr + (b*s[0] + h*s[1] + n*s[2] +
+ * i*s[3]) * size(dtype). dtype as stem_dtype: 0 f32, 1 f16, 2 bf16, 3 i32. */
+typedef struct stem_ktensor {
+    unsigned long long ptr;
+    long long s[4];
+    int dtype;
+    int pad_;
+} stem_ktensor;
+
+/* The attention problem, shared by the generic and tensor-core kernels. */
+typedef struct stem_kattn {
+    stem_ktensor q, k, v, index, count, out;
+    long long n_tokens;  /* N */
+    int n_blocks;        /* nq = nk */
+    int block;           /* B */
+    int hq, group;       /* query heads, Hq / Hkv */
+    int head_dim;
+    float scale_log2;    /* softmax scale * log2(e) */
+} stem_kattn;
+
+/* Block scores: phase sums, value bonus and the causal GEMM. */
+typedef struct stem_kscore {
+    stem_ktensor q, k, v, scores;
+    unsigned long long qflat, kflat; /* f32 [B*Hq | B*Hkv][n][S*d] */
+    unsigned long long gmax;         /* f64 [B*Hkv][n*G] */
+    unsigned long long vb;           /* f32 [B*Hkv][n] */
+    long long n_tokens;
+    int batch;
+    int n_blocks, block, stride, group; /* n, B, S, G */
+    int hq, hkv, head_dim;
+    int selector;       /* stem_selector */
+    int with_bonus;
+    float beta;
+    float coef;         /* scale / (S * norm * G * G); XATTENTION: scale / (S * norm) * log2(e) */
+} stem_kscore;
+
+/* Selection of one plan. */
+typedef struct stem_kselect {
+    stem_ktensor scores, index, count;
+    unsigned long long budget; /* i32 [n] */
+    int n_blocks, hq;
+    int mode;                  /* 0 top-k, 1 every causal block, 2 XAttention threshold */
+    int sink_blocks, local_blocks;
+    float tau;
+} stem_kselect;
+
+#endif /* STEM_CUDA_KERNEL_ABI_H */

@@ -1,0 +1,219 @@
+// Block scores on the GPU (docs/semantics.md sections 1-3): phase sums of Q
+// and K, the value-magnitude bonus from V row norms, the causal score GEMM;
+// and the XAttention block softmax mass.
+#include "common.cuh"
+
+// Qflat / Kflat rows: out[(bh*n + blk)*W + seg*d + e] = sum_{a<G} x[blk*B + a*S + ph][e],
+// seg = ph (query) or S-1-ph (key). Summed in double like the reference, stored f32.
+extern "C" __global__ void stem_k_phase_sums(stem_kscore p, int is_key)
+{
+    const stem_ktensor &t = is_key ? p.k : p.q;
+    const int H = is_key ? p.hkv : p.hq;
+    float *out = reinterpret_cast<float *>(is_key ? p.kflat : p.qflat);
+    const long long W = (long long)p.stride * p.head_dim, n = p.n_blocks;
+    const long long total = (long long)p.batch * H * n * W;
+    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
+         idx += (long long)gridDim.x * blockDim.x) {
+        const long long w = idx % W, row = idx / W, blk = row % n, bh = row / n;
+        const int seg = (int)(w / p.head_dim), e = (int)(w % p.head_dim);
+        const int ph = is_key ? p.stride - 1 - seg : seg;
+        const long long b = bh / H, h = bh % H;
+        double acc = 0.0;
+        for (int a = 0; a < p.group; a++) {
+            const long long tok = blk * p.block + (long long)a * p.stride + ph;
+            if (tok >= p.n_tokens)
+                break;
+            acc += kt_load(t, kt_off(t, b, h, tok, e));
+        }
+        out[idx] = (float)acc;
+    }
+}
+
+// gmax[kv][gi] = max over the S tokens of stride group gi of ||V[t]||_2 (0 past N).
+// One warp per group.
+extern "C" __global__ void stem_k_group_vmax(stem_kscore p)
+{
+    const long long ng = (long long)p.n_blocks * p.group;
+    const long long total = (long long)p.batch * p.hkv * ng;
+    const int lane = threadIdx.x & 31;
+    const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
+    double *gmax = reinterpret_cast<double *>(p.gmax);
+    for (long long it = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); it < total;
+         it += warps) {
+        const long long kv = it / ng, gi = it % ng, b = kv / p.hkv, kh = kv % p.hkv;
+        double mx = 0.0;
+        for (int ph = 0; ph < p.stride; ph++) {
+            const long long tok = gi * p.stride + ph;
+            if (tok >= p.n_tokens)
+                break;
+            double ss = 0.0;
+            for (int e = lane; e < p.head_dim; e += 32) {
+                const double x = kt_load(p.v, kt_off(p.v, b, kh, tok, e));
+                ss += x * x;
+            }
+            ss = warp_sum(ss);
+            mx = fmax(mx, sqrt(ss));
+        }
+        if (lane == 0)
+            gmax[it] = mx;
+    }
+}
+
+// vb[kv][J] from the group maxima: STEM z-scores (mean / sd over the groups of
+// real tokens), ReLU, beta, mean over the block's groups; STEM_PAPER the
+// block's log max. One block of 256 threads per KV head; fixed-order sums.
+extern "C" __global__ void stem_k_value_bonus(stem_kscore p)
+{
+    __shared__ double red[32];
+    const long long kv = blockIdx.x, n = p.n_blocks, G = p.group, ng = n * G;
+    const double *gmax = reinterpret_cast<const double *>(p.gmax) + kv * ng;
+    float *vb = reinterpret_cast<float *>(p.vb) + kv * n;
+    const double beta = p.beta;
+    if (p.selector == 1) { // STEM_PAPER
+        for (long long J = threadIdx.x; J < n; J += blockDim.x) {
+            double mx = 0.0;
+            for (int a = 0; a < G; a++)
+                mx = fmax(mx, gmax[J * G + a]);
+            const double lv = log(mx + 1e-6);
+            vb[J] = (float)(beta * (lv > 0.0 ? lv : 0.0));
+        }
+        return;
+    }
+    const long long gv = p.n_tokens / p.stride;
+    double s = 0.0;
+    for (long long gi = threadIdx.x; gi < gv; gi += blockDim.x)
+        s += log(gmax[gi] + 1e-6);
+    const double mean = gv > 0 ? block_sum(s, red) / (double)gv : 0.0;
+    s = 0.0;
+    for (long long gi = threadIdx.x; gi < gv; gi += blockDim.x) {
+        const double dv = log(gmax[gi] + 1e-6) - mean;
+        s += dv * dv;
+    }
+    const double ss = block_sum(s, red);
+    const double sd = gv > 1 ? sqrt(ss / (double)(gv - 1)) : 0.0;
+    for (long long J = threadIdx.x; J < n; J += blockDim.x) {
+        double acc = 0.0;
+        if (gv > 0)
+            for (int a = 0; a < G; a++) {
+                const double z = (log(gmax[J * G + a] + 1e-6) - mean) / (sd + 1e-6);
+                acc += beta * (z > 0.0 ? z : 0.0);
+            }
+        vb[J] = (float)(acc / (double)G);
+    }
+}
+
+// scores[I][J] = coef * dot(Qflat[I], Kflat[J]) + vb[J] for J <= I, -inf above.
+// FP32 on CUDA cores (the conformance tolerance is f32-level, and phase sums
+// of 16-bit inputs are not 16-bit numbers): 64x64 tiles, 256 threads, 4x4
+// outputs each; tiles above the diagonal only write -inf.
+#define SG_T 64
+#define SG_K 16
+extern "C" __global__ void __launch_bounds__(256) stem_k_score_gemm(stem_kscore p)
+{
+    __shared__ float As[SG_K][SG_T + 4], Bs[SG_K][SG_T + 4];
+    const int n = p.n_blocks, g = p.hq / p.hkv;
+    const long long W = (long long)p.stride * p.head_dim;
+    const int J0 = blockIdx.x * SG_T, I0 = blockIdx.y * SG_T;
+    const long long bh = blockIdx.z, b = bh / p.hq, h = bh % p.hq, kv = b * p.hkv + h / g;
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    const stem_ktensor &st = p.scores;
+    if (J0 > I0 + SG_T - 1) {
+        for (int e = threadIdx.x; e < SG_T * SG_T; e += blockDim.x) {
+            const int I = I0 + e / SG_T, J = J0 + e % SG_T;
+            if (I < n && J < n)
+                *kt_f32(st, kt_off(st, b, h, I, J)) = -INFINITY;
+        }
+        return;
+    }
+    const float *qf = reinterpret_cast<const float *>(p.qflat) + (bh * n) * W;
+    const float *kf = reinterpret_cast<const float *>(p.kflat) + (kv * n) * W;
+    float acc[4][4] = {};
+    for (long long k0 = 0; k0 < W; k0 += SG_K) {
+        for (int e = threadIdx.x; e < SG_T * SG_K; e += blockDim.x) {
+            const int r = e / SG_K, kk = e % SG_K;
+            const bool kin = k0 + kk < W;
+            As[kk][r] = (I0 + r < n && kin) ? qf[(long long)(I0 + r) * W + k0 + kk] : 0.0f;
+            Bs[kk][r] = (J0 + r < n && kin) ? kf[(long long)(J0 + r) * W + k0 + kk] : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < SG_K; kk++) {
+            float a[4], bb[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                a[i] = As[kk][ty + 16 * i];
+                bb[i] = Bs[kk][tx + 16 * i];
+            }
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    acc[i][j] = fmaf(a[i], bb[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+    const float *vb = reinterpret_cast<const float *>(p.vb) + kv * n;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            const int I = I0 + ty + 16 * i, J = J0 + tx + 16 * j;
+            if (I >= n || J >= n)
+                continue;
+            *kt_f32(st, kt_off(st, b, h, I, J)) = J > I ? -INFINITY : p.coef * acc[i][j] + vb[J];
+        }
+}
+
+// A[m][c] * coef: strided antidiagonal dot of query row m and key column c.
+__device__ float xattn_logit(const stem_kscore &p, long long b, long long h, long long kh,
+                             long long m, long long c)
+{
+    float s = 0.0f;
+    for (int t = 0; t < p.stride; t++) {
+        const long long tq = m * p.stride + p.stride - 1 - t, tk = c * p.stride + t;
+        if (tq >= p.n_tokens || tk >= p.n_tokens)
+            continue;
+        const long long oq = kt_off(p.q, b, h, tq, 0), ok = kt_off(p.k, b, kh, tk, 0);
+        for (int e = 0; e < p.head_dim; e++)
+            s = fmaf(kt_load(p.q, oq + e * p.q.s[3]), kt_load(p.k, ok + e * p.k.s[3]), s);
+    }
+    return s * p.coef;
+}
+
+// XAttention: block (bh, I) accumulates, for each real strided row m of
+// block I, the block sums of softmax_{c <= m}; mass[] and part[] live in
+// dynamic shared memory (n doubles + n floats).
+extern "C" __global__ void __launch_bounds__(256) stem_k_xattn_scores(stem_kscore p)
+{
+    extern __shared__ double xs_mass[];
+    __shared__ double red[32];
+    __shared__ float redf[32];
+    const int n = p.n_blocks, G = p.group, g = p.hq / p.hkv;
+    float *part = reinterpret_cast<float *>(xs_mass + n);
+    const long long I = blockIdx.x, bh = blockIdx.y, b = bh / p.hq, h = bh % p.hq, kh = h / g;
+    for (int J = threadIdx.x; J < n; J += blockDim.x)
+        xs_mass[J] = 0.0;
+    for (int a = 0; a < G; a++) {
+        const long long m = I * G + a;
+        if (m * p.stride >= p.n_tokens)
+            break;
+        float mx = -INFINITY;
+        for (long long c = threadIdx.x; c <= m; c += blockDim.x)
+            mx = fmaxf(mx, xattn_logit(p, b, h, kh, m, c));
+        mx = block_max(mx, redf);
+        double tot = 0.0;
+        for (long long J = threadIdx.x; J <= I; J += blockDim.x) {
+            float s = 0.0f;
+            for (long long c = J * G; c < J * G + G && c <= m; c++)
+                s += exp2f(xattn_logit(p, b, h, kh, m, c) - mx);
+            part[J] = s;
+            tot += s;
+        }
+        tot = block_sum(tot, red);
+        if (tot > 0.0)
+            for (long long J = threadIdx.x; J <= I; J += blockDim.x)
+                xs_mass[J] += part[J] / tot;
+        __syncthreads();
+    }
+    const stem_ktensor &st = p.scores;
+    for (long long J = threadIdx.x; J < n; J += blockDim.x)
+        *kt_f32(st, kt_off(st, b, h, I, J)) = J <= I ? (float)xs_mass[J] : 0.0f;
+}
