@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine from a snapshot holding build/ (built elsewhere):
+#   bench/cuda/device_run.sh quick|full OUTDIR
+# quick: CUDA conformance + a short bench; full: suite (cpu + cuda), sanitizer
+# cases, bench at 8K-128K and the SDPA peers, each log under OUTDIR.
+set -uo pipefail
+mode=$1 out=$2
+export LD_LIBRARY_PATH=$PWD/build:${LD_LIBRARY_PATH:-}
+export PYTHONUNBUFFERED=1
+log=$out/log
+{ date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv; git_commit=$(cat COMMIT 2>/dev/null); echo "commit $git_commit"; build/tools/stem info; } 2>&1 | tee -a "$log"
+if [ "$mode" = quick ]; then
+  STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda timeout 200 build/tests/test_conformance > "$out/conf.log" 2>&1
+  echo "conformance rc=$?" | tee -a "$log"
+  grep -E "FAILED|ERROR|^\[  FAILED|: [0-9]+ passed" "$out/conf.log" | head -40 | tee -a "$log"
+  grep -B2 -A6 "FAILED \]\|ERROR \]" "$out/conf.log" | head -120 > "$out/fail.log"
+  timeout 120 build/stem_cuda_bench 8192 32768 2>&1 | tee -a "$log"
+  exit 0
+fi
+STEM_TEST_REQUIRE=cpu,cuda timeout 300 build/tests/test_conformance > "$out/conf.log" 2>&1
+echo "conformance rc=$?" | tee -a "$log"
+grep -E ": [0-9]+ passed" "$out/conf.log" | tee -a "$log"
+grep -B2 -A6 "FAILED \]\|ERROR \]" "$out/conf.log" | head -150 > "$out/fail.log"
+for f in stem_d128_h32x8_n1_b32_s8_bf16 xattention_d64_h8x2_n1_b32_s4; do
+  for tool in memcheck racecheck; do
+    STEM_TEST_ONLY=cuda STEM_TEST_FILTER=$f timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 \
+      build/tests/test_conformance > "$out/san_${tool}.log" 2>&1
+    echo "sanitizer $tool $f rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/san_${tool}.log" | tail -1)" | tee -a "$log"
+  done
+done
+timeout 240 build/stem_cuda_bench 2>&1 | tee -a "$log"
+timeout 200 python3 bench/cuda/sdpa_peers.py 2>&1 | tee -a "$log"
