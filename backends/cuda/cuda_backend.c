@@ -26,10 +26,14 @@ static const struct {
     {STEM_CUDA_MOD_SCORE, "stem_k_xattn_scores"},
     {STEM_CUDA_MOD_SELECT, "stem_k_select"},
     {STEM_CUDA_MOD_ATTN_GENERIC, "stem_k_attn_generic"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_bf16_d64"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_bf16_d128"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_f16_d64"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_f16_d128"},
+    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_f16_d64_b64"},
+    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_f16_d64_b128"},
+    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_f16_d128_b64"},
+    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_f16_d128_b128"},
+    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_bf16_d64_b64"},
+    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_bf16_d64_b128"},
+    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_bf16_d128_b64"},
+    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_bf16_d128_b128"},
 };
 
 /* The kernels are built for sm_80 and sm_90a (SASS) plus compute_90 PTX. */
@@ -208,12 +212,11 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
             goto fail;
         }
     /* Large dynamic shared memory needs an opt-in per kernel. */
-    const int mma_fn[4][2] = {{STEM_CUDA_FN_MMA_BF16_D64, 64}, {STEM_CUDA_FN_MMA_BF16_D128, 128},
-                              {STEM_CUDA_FN_MMA_F16_D64, 64}, {STEM_CUDA_FN_MMA_F16_D128, 128}};
-    for (int i = 0; i < 4; i++)
-        if ((r = api->cuFuncSetAttribute(c->fn[mma_fn[i][0]],
+    for (int i = 0; i < 8; i++)
+        if ((r = api->cuFuncSetAttribute(c->fn[STEM_CUDA_FN_MMA_FIRST + i],
                                          STEM_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                         (int)stem_cuda_mma_smem(mma_fn[i][1])))) {
+                                         (int)stem_cuda_mma_smem(i & 2 ? 128 : 64,
+                                                                 i & 1 ? 128 : 64)))) {
             st = stem_cuda_fail(r, "cuFuncSetAttribute(attention shared memory)");
             goto fail;
         }

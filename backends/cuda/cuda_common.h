@@ -20,11 +20,9 @@ enum {
     STEM_CUDA_FN_XATTN_SCORES,
     STEM_CUDA_FN_SELECT,
     STEM_CUDA_FN_ATTN_GENERIC,
-    STEM_CUDA_FN_MMA_BF16_D64,
-    STEM_CUDA_FN_MMA_BF16_D128,
-    STEM_CUDA_FN_MMA_F16_D64,
-    STEM_CUDA_FN_MMA_F16_D128,
-    STEM_CUDA_FN_COUNT
+    /* tensor-core attention: + 4 * bf16 + 2 * (head_dim 128) + (block 128) */
+    STEM_CUDA_FN_MMA_FIRST,
+    STEM_CUDA_FN_COUNT = STEM_CUDA_FN_MMA_FIRST + 8
 };
 
 /* Per-context state (ctx->impl). */
@@ -71,10 +69,12 @@ stem_status stem_cuda_attention(stem_plan *plan, const stem_tensor *q, const ste
                                 const stem_tensor *v, const stem_tensor *index,
                                 const stem_tensor *count, const stem_tensor *out);
 
-/* Dynamic shared memory of the tensor-core attention kernel. */
-static inline unsigned stem_cuda_mma_smem(int head_dim)
+/* Dynamic shared memory of the tensor-core attention kernel: a Q tile of
+ * 64 (block 64) or 128 (block 128) rows and two (K, V) tiles of 64 rows,
+ * rows padded by 8 elements. */
+static inline unsigned stem_cuda_mma_smem(int head_dim, int block)
 {
-    return (unsigned)(5 * 64 * (head_dim + 8) * 2); /* Q + 2 x (K, V) tiles of 64 padded rows */
+    return (unsigned)((block + 4 * 64) * (head_dim + 8) * 2);
 }
 
 #endif /* STEM_CUDA_COMMON_H */

@@ -299,10 +299,11 @@ stem_status stem_cuda_attention(stem_plan *plan, const stem_tensor *q, const ste
                    mma_layout_ok(v);
     if (tc) {
         const int bf16 = d->dtype == STEM_DTYPE_BF16, d128 = d->head_dim == 128;
-        const int fn = bf16 ? (d128 ? STEM_CUDA_FN_MMA_BF16_D128 : STEM_CUDA_FN_MMA_BF16_D64)
-                            : (d128 ? STEM_CUDA_FN_MMA_F16_D128 : STEM_CUDA_FN_MMA_F16_D64);
-        return stem_cuda_launch(c, fn, (unsigned)((d->q_len + 63) / 64), bq, 1, 128,
-                                stem_cuda_mma_smem((int)d->head_dim), args,
+        const int b128 = p.block == 128, rows = p.block; /* one query block per CTA */
+        const int fn = STEM_CUDA_FN_MMA_FIRST + 4 * bf16 + 2 * d128 + b128;
+        return stem_cuda_launch(c, fn, (unsigned)((d->q_len + rows - 1) / rows), bq, 1,
+                                (unsigned)(rows / 16 * 32),
+                                stem_cuda_mma_smem((int)d->head_dim, p.block), args,
                                 "tensor-core attention");
     }
     return stem_cuda_launch(c, STEM_CUDA_FN_ATTN_GENERIC, (unsigned)((d->q_len + 3) / 4), bq, 1,

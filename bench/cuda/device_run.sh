@@ -17,6 +17,15 @@ if [ "$mode" = quick ]; then
   timeout 120 build/stem_cuda_bench 8192 32768 2>&1 | tee -a "$log"
   exit 0
 fi
+if [ "$mode" = profile ]; then
+  timeout 120 ncu --section SpeedOfLight -k regex:'stem_k_(phase|group|value|score|select)' -c 7 \
+    build/stem_cuda_bench 32768 > "$out/ncu_score.log" 2>&1
+  grep -E "stem_k_|Duration|Throughput" "$out/ncu_score.log" | head -60 | tee -a "$log"
+  timeout 150 ncu --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+    --section WarpStateStats -k regex:stem_k_attn_mma -c 1 build/stem_cuda_bench 16384 > "$out/ncu_attn.log" 2>&1
+  grep -vE "^==PROF==|^\|" "$out/ncu_attn.log" | tail -90 | tee -a "$log"
+  exit 0
+fi
 STEM_TEST_REQUIRE=cpu,cuda timeout 300 build/tests/test_conformance > "$out/conf.log" 2>&1
 echo "conformance rc=$?" | tee -a "$log"
 grep -E ": [0-9]+ passed" "$out/conf.log" | tee -a "$log"

@@ -1,6 +1,8 @@
 // Block-sparse FlashAttention-2 style forward on tensor cores (mma.sync
-// m16n8k16, f16/bf16 in, f32 accumulate; sm_80 and sm_90). A CTA of 4 warps
-// owns 64 query rows (16 per warp) of one (batch, head); it walks its query
+// m16n8k16, f16/bf16 in, f32 accumulate; sm_80 and sm_90). A CTA of NW warps
+// owns 16*NW query rows (16 per warp, one query block: 8 warps for block 128,
+// 4 for block 64, so each K/V tile feeds as many rows as it can) of one
+// (batch, head); it walks its query
 // block's list and streams each kept key block in 64-key tiles through
 // shared memory (cp.async, double buffered). Only the diagonal block is
 // masked. K/V of the GQA head are read in place. Taken when the head_dim is
@@ -8,9 +10,7 @@
 // with unit element stride; everything else goes to stem_k_attn_generic.
 #include "common.cuh"
 
-#define BR 64  /* query rows per CTA */
 #define BC 64  /* keys per tile */
-#define NWARPS 4
 
 __device__ __forceinline__ unsigned smem_addr(const void *p)
 {
@@ -76,7 +76,7 @@ struct tile_walk {
 };
 
 __device__ __forceinline__ bool walk_next(const stem_kattn &p, tile_walk &w, long long I,
-                                          long long q0, long long *j0)
+                                          long long q0, int BR, long long *j0)
 {
     for (;;) {
         if (w.J >= 0 && ++w.sub < w.nsub) {
@@ -98,9 +98,19 @@ __device__ __forceinline__ bool walk_next(const stem_kattn &p, tile_walk &w, lon
     }
 }
 
-template <int D, bool BF16>
+// 2^x on the special-function unit (flushes results below 2^-126 to 0,
+// which no softmax sum can see).
+__device__ __forceinline__ float fast_exp2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+template <int D, bool BF16, int NW>
 __device__ __forceinline__ void attn_mma(const stem_kattn &p)
 {
+    constexpr int BR = 16 * NW; // query rows per CTA
     constexpr int LD = D + 8; // padded row (halves): ldmatrix without bank conflicts
     extern __shared__ __align__(16) unsigned short smem[];
     unsigned short *Qs = smem;
@@ -117,7 +127,7 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
     constexpr int CH = D / 8; // 16-byte chunks per row
 
     // Q tile -> shared -> registers (A fragments for every k16 step).
-    for (int e = tid; e < BR * CH; e += NWARPS * 32) {
+    for (int e = tid; e < BR * CH; e += NW * 32) {
         const int r = e / CH, c = (e % CH) * 8;
         const long long tok = q0 + r;
         cp_async16(Qs + r * LD + c, qg + (tok < p.n_tokens ? tok : 0) * p.q.s[2] + c, tok < p.n_tokens);
@@ -136,7 +146,7 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
 
     auto load_kv = [&](long long j0, int buf) {
         unsigned short *kd = Ks + buf * BC * LD, *vd = Vs + buf * BC * LD;
-        for (int e = tid; e < BC * CH; e += NWARPS * 32) {
+        for (int e = tid; e < BC * CH; e += NW * 32) {
             const int r = e / CH, c = (e % CH) * 8;
             const long long tok = j0 + r;
             const bool ok = tok < p.n_tokens;
@@ -147,7 +157,7 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
     };
 
     long long j0 = 0;
-    bool have = walk_next(p, w, I, q0, &j0);
+    bool have = walk_next(p, w, I, q0, BR, &j0);
     if (have)
         load_kv(j0, 0);
     cp_async_commit();
@@ -169,7 +179,7 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
     int buf = 0;
     while (have) {
         long long j1 = 0;
-        const bool more = walk_next(p, w, I, q0, &j1);
+        const bool more = walk_next(p, w, I, q0, BR, &j1);
         if (more)
             load_kv(j1, buf ^ 1);
         cp_async_commit();
@@ -190,6 +200,8 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
         }
         // Scale, mask (diagonal tile / keys past N), online softmax.
         const bool need_mask = j0 + BC - 1 > q0 || j0 + BC > p.n_tokens;
+        const int key0 = (int)(j0 - q0), nvalid = (int)(p.n_tokens - q0); // tile-relative
+        const int rlo = warp * 16 + (lane >> 2), rhi = rlo + 8;
         float mx_lo = -INFINITY, mx_hi = -INFINITY;
 #pragma unroll
         for (int nt = 0; nt < BC / 8; nt++)
@@ -197,9 +209,9 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
             for (int e = 0; e < 4; e++) {
                 float x = s[nt][e] * p.scale_log2;
                 if (need_mask) {
-                    const long long key = j0 + nt * 8 + (lane & 3) * 2 + (e & 1);
-                    const long long row = e < 2 ? row_lo : row_hi;
-                    if (key > row || key >= p.n_tokens)
+                    const int key = key0 + nt * 8 + (lane & 3) * 2 + (e & 1);
+                    const int row = e < 2 ? rlo : rhi;
+                    if (key > row || key >= nvalid)
                         x = -INFINITY;
                 }
                 s[nt][e] = x;
@@ -215,16 +227,16 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
         const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
         const float mu_lo = mn_lo == -INFINITY ? 0.0f : mn_lo;
         const float mu_hi = mn_hi == -INFINITY ? 0.0f : mn_hi;
-        const float a_lo = exp2f(m_lo - mu_lo), a_hi = exp2f(m_hi - mu_hi);
+        const float a_lo = fast_exp2(m_lo - mu_lo), a_hi = fast_exp2(m_hi - mu_hi);
         m_lo = mn_lo;
         m_hi = mn_hi;
         float sum_lo = 0.0f, sum_hi = 0.0f;
 #pragma unroll
         for (int nt = 0; nt < BC / 8; nt++) {
-            s[nt][0] = exp2f(s[nt][0] - mu_lo);
-            s[nt][1] = exp2f(s[nt][1] - mu_lo);
-            s[nt][2] = exp2f(s[nt][2] - mu_hi);
-            s[nt][3] = exp2f(s[nt][3] - mu_hi);
+            s[nt][0] = fast_exp2(s[nt][0] - mu_lo);
+            s[nt][1] = fast_exp2(s[nt][1] - mu_lo);
+            s[nt][2] = fast_exp2(s[nt][2] - mu_hi);
+            s[nt][3] = fast_exp2(s[nt][3] - mu_hi);
             sum_lo += s[nt][0] + s[nt][1];
             sum_hi += s[nt][2] + s[nt][3];
         }
@@ -278,12 +290,17 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
     }
 }
 
-#define STEM_ATTN_MMA(name, D, BF16)                                                     \
-    extern "C" __global__ void __launch_bounds__(NWARPS * 32) name(stem_kattn p)         \
+#define STEM_ATTN_MMA(name, D, BF16, NW)                                                 \
+    extern "C" __global__ void __launch_bounds__(NW * 32) name(stem_kattn p)             \
     {                                                                                    \
-        attn_mma<D, BF16>(p);                                                            \
+        attn_mma<D, BF16, NW>(p);                                                        \
     }
-STEM_ATTN_MMA(stem_k_attn_mma_bf16_d64, 64, true)
-STEM_ATTN_MMA(stem_k_attn_mma_bf16_d128, 128, true)
-STEM_ATTN_MMA(stem_k_attn_mma_f16_d64, 64, false)
-STEM_ATTN_MMA(stem_k_attn_mma_f16_d128, 128, false)
+// _b64: 4 warps (block size 64); _b128: 8 warps (block size 128).
+STEM_ATTN_MMA(stem_k_attn_mma_bf16_d64_b64, 64, true, 4)
+STEM_ATTN_MMA(stem_k_attn_mma_bf16_d128_b64, 128, true, 4)
+STEM_ATTN_MMA(stem_k_attn_mma_f16_d64_b64, 64, false, 4)
+STEM_ATTN_MMA(stem_k_attn_mma_f16_d128_b64, 128, false, 4)
+STEM_ATTN_MMA(stem_k_attn_mma_bf16_d64_b128, 64, true, 8)
+STEM_ATTN_MMA(stem_k_attn_mma_bf16_d128_b128, 128, true, 8)
+STEM_ATTN_MMA(stem_k_attn_mma_f16_d64_b128, 64, false, 8)
+STEM_ATTN_MMA(stem_k_attn_mma_f16_d128_b128, 128, false, 8)
