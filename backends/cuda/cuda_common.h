@@ -22,7 +22,9 @@ enum {
     STEM_CUDA_FN_ATTN_GENERIC,
     /* tensor-core attention: + 4 * bf16 + 2 * (head_dim 128) + (block 128) */
     STEM_CUDA_FN_MMA_FIRST,
-    STEM_CUDA_FN_COUNT = STEM_CUDA_FN_MMA_FIRST + 8
+    /* head_dim 128 with Q re-read from shared memory: + 2 * bf16 + (block 128) */
+    STEM_CUDA_FN_MMA_QSMEM_FIRST = STEM_CUDA_FN_MMA_FIRST + 8,
+    STEM_CUDA_FN_COUNT = STEM_CUDA_FN_MMA_QSMEM_FIRST + 4
 };
 
 /* Per-context state (ctx->impl). */
@@ -34,6 +36,7 @@ typedef struct stem_cuda_context {
     int own_stream;
     int cc_major, cc_minor, sm_count, smem_optin;
     int force_generic; /* STEM_CUDA_GENERIC_ATTENTION=1: f32 CUDA-core attention only */
+    int q_in_smem;     /* STEM_CUDA_ATTN_QSMEM=1: head_dim 128 re-reads Q from shared memory */
     CUmodule mod[STEM_CUDA_MOD_COUNT];
     CUfunction fn[STEM_CUDA_FN_COUNT];
 } stem_cuda_context;

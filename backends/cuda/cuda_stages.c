@@ -51,9 +51,10 @@ stem_status stem_cuda_plan_check(const stem_context *ctx, const stem_attention_d
                               "on backend cuda",
                               (long long)(desc->batch * desc->num_q_heads));
     const int64_t n = n_blocks_of(desc, cfg);
-    if (n > 0x7fffffff / 2)
-        return stem_set_error(STEM_ERR_UNSUPPORTED, "cuda: %lld blocks per row is too many",
-                              (long long)n);
+    if (n * desc->batch * desc->num_q_heads > 0x7fffffff)
+        return stem_set_error(STEM_ERR_UNSUPPORTED,
+                              "cuda: batch x heads x blocks = %lld exceeds 2^31 - 1 (grid size)",
+                              (long long)(n * desc->batch * desc->num_q_heads));
     if (cfg->selector == STEM_SELECTOR_XATTENTION &&
         (int64_t)n * 12 > (int64_t)c->smem_optin - 1024)
         return stem_set_error(STEM_ERR_UNSUPPORTED,
@@ -203,14 +204,14 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_tensor *q, const stem_te
     p.coef = (float)((double)plan->scale /
                      ((double)cfg->stride * cfg->norm * plan->group * plan->group));
     p.with_bonus = cfg->selector != STEM_SELECTOR_UNIFORM && cfg->beta != 0.0f;
-    const int64_t W = (int64_t)cfg->stride * d->head_dim, bkv = d->batch * d->num_kv_heads;
+    const int64_t bkv = d->batch * d->num_kv_heads;
     int is_key = 0;
     void *ps_args[] = {&p, &is_key};
-    st = stem_cuda_launch(c, STEM_CUDA_FN_PHASE_SUMS, grid_for(bq * n * W, 256), 1, 1, 256, 0,
-                          ps_args, "query phase sums");
+    st = stem_cuda_launch(c, STEM_CUDA_FN_PHASE_SUMS, (unsigned)(bq * n), 1, 1, 256, 0, ps_args,
+                          "query phase sums");
     is_key = 1; /* the launch copied the arguments */
     if (st == STEM_OK)
-        st = stem_cuda_launch(c, STEM_CUDA_FN_PHASE_SUMS, grid_for(bkv * n * W, 256), 1, 1, 256, 0,
+        st = stem_cuda_launch(c, STEM_CUDA_FN_PHASE_SUMS, (unsigned)(bkv * n), 1, 1, 256, 0,
                               ps_args, "key phase sums");
     if (st == STEM_OK && p.with_bonus) {
         st = stem_cuda_launch(c, STEM_CUDA_FN_GROUP_VMAX, grid_for(bkv * n * plan->group * 32, 256),
@@ -300,7 +301,8 @@ stem_status stem_cuda_attention(stem_plan *plan, const stem_tensor *q, const ste
     if (tc) {
         const int bf16 = d->dtype == STEM_DTYPE_BF16, d128 = d->head_dim == 128;
         const int b128 = p.block == 128, rows = p.block; /* one query block per CTA */
-        const int fn = STEM_CUDA_FN_MMA_FIRST + 4 * bf16 + 2 * d128 + b128;
+        const int fn = c->q_in_smem && d128 ? STEM_CUDA_FN_MMA_QSMEM_FIRST + 2 * bf16 + b128
+                                             : STEM_CUDA_FN_MMA_FIRST + 4 * bf16 + 2 * d128 + b128;
         return stem_cuda_launch(c, fn, (unsigned)((d->q_len + rows - 1) / rows), bq, 1,
                                 (unsigned)(rows / 16 * 32),
                                 stem_cuda_mma_smem((int)d->head_dim, p.block), args,

@@ -26,16 +26,25 @@ if [ "$mode" = profile ]; then
   grep -vE "^==PROF==|^\|" "$out/ncu_attn.log" | tail -90 | tee -a "$log"
   exit 0
 fi
-STEM_TEST_REQUIRE=cpu,cuda timeout 300 build/tests/test_conformance > "$out/conf.log" 2>&1
-echo "conformance rc=$?" | tee -a "$log"
+STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda timeout 150 build/tests/test_conformance > "$out/conf.log" 2>&1
+echo "conformance (cuda) rc=$?" | tee -a "$log"
 grep -E ": [0-9]+ passed" "$out/conf.log" | tee -a "$log"
 grep -B2 -A6 "FAILED \]\|ERROR \]" "$out/conf.log" | head -150 > "$out/fail.log"
-for f in stem_d128_h32x8_n1_b32_s8_bf16 xattention_d64_h8x2_n1_b32_s4; do
+echo "== stem_cuda_bench (default kernels)" | tee -a "$log"
+timeout 150 build/stem_cuda_bench 2>&1 | tee -a "$log"
+echo "== SDPA peers" | tee -a "$log"
+timeout 150 python3 bench/cuda/sdpa_peers.py 2>&1 | tee -a "$log"
+echo "== stem_cuda_bench with STEM_CUDA_ATTN_QSMEM=1" | tee -a "$log"
+STEM_CUDA_ATTN_QSMEM=1 timeout 120 build/stem_cuda_bench 2>&1 | tee -a "$log"
+for f in dense_d128_h4x1_n1000_b64_s8_f16_bnhd_shared stem_d128_h1x1_n1000_b128_s8_bf16 \
+         xattention_d64_h8x2_n17_b128 stem_d64_h32x8_n17_b64_s16_f16; do
   for tool in memcheck racecheck; do
-    STEM_TEST_ONLY=cuda STEM_TEST_FILTER=$f timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 \
-      build/tests/test_conformance > "$out/san_${tool}.log" 2>&1
-    echo "sanitizer $tool $f rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/san_${tool}.log" | tail -1)" | tee -a "$log"
+    STEM_TEST_ONLY=cuda STEM_TEST_FILTER=$f timeout 60 compute-sanitizer --tool $tool --error-exitcode 9 \
+      build/tests/test_conformance > "$out/san.log" 2>&1
+    echo "sanitizer $tool $f rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/san.log" | tail -1) $(grep -E ': [0-9]+ passed' "$out/san.log" | grep cuda)" | tee -a "$log"
   done
 done
-timeout 240 build/stem_cuda_bench 2>&1 | tee -a "$log"
-timeout 200 python3 bench/cuda/sdpa_peers.py 2>&1 | tee -a "$log"
+STEM_CUDA_ATTN_QSMEM=1 STEM_TEST_ONLY=cuda STEM_TEST_FILTER=d128 timeout 60 build/tests/test_conformance > "$out/conf_qsmem.log" 2>&1
+echo "conformance (cuda, d128, STEM_CUDA_ATTN_QSMEM=1) rc=$? $(grep -E 'cuda: [0-9]+ passed' "$out/conf_qsmem.log")" | tee -a "$log"
+STEM_TEST_ONLY=cpu STEM_TEST_REQUIRE=cpu timeout 100 build/tests/test_conformance > "$out/conf_cpu.log" 2>&1
+echo "conformance (cpu) rc=$? $(grep -E 'cpu: [0-9]+ passed' "$out/conf_cpu.log")" | tee -a "$log"

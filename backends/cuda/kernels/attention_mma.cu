@@ -107,7 +107,10 @@ __device__ __forceinline__ float fast_exp2(float x)
     return y;
 }
 
-template <int D, bool BF16, int NW>
+// QREG: Q fragments stay in registers for the whole walk; otherwise they
+// are re-read from shared memory per tile, which frees ~64 registers for the
+// compiler to keep more fragment loads in flight.
+template <int D, bool BF16, int NW, bool QREG>
 __device__ __forceinline__ void attn_mma(const stem_kattn &p)
 {
     constexpr int BR = 16 * NW; // query rows per CTA
@@ -164,10 +167,13 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
     cp_async_wait<0>();
     __syncthreads();
 
-    unsigned qf[D / 16][4];
+    const unsigned short *qrow = Qs + (warp * 16 + (lane & 15)) * LD + (lane >> 4) * 8;
+    unsigned qf[QREG ? D / 16 : 1][4];
+    if (QREG) {
 #pragma unroll
-    for (int ks = 0; ks < D / 16; ks++)
-        ldsm_x4(qf[ks], Qs + (warp * 16 + (lane & 15)) * LD + ks * 16 + (lane >> 4) * 8);
+        for (int ks = 0; ks < D / 16; ks++)
+            ldsm_x4(qf[QREG ? ks : 0], qrow + ks * 16);
+    }
 
     float o[D / 8][4];
 #pragma unroll
@@ -187,15 +193,34 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
 
         // S = Q K^T (16 x 64 per warp)
         float s[BC / 8][4];
+        if (QREG) {
 #pragma unroll
-        for (int nt = 0; nt < BC / 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            for (int nt = 0; nt < BC / 8; nt++) {
+                s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+                for (int k2 = 0; k2 < D / 32; k2++) {
+                    unsigned kf[4];
+                    ldsm_x4(kf, kb + (nt * 8 + (lane & 7)) * LD + k2 * 32 + (lane >> 3) * 8);
+                    mma16816<BF16>(s[nt], qf[QREG ? 2 * k2 : 0], kf[0], kf[1]);
+                    mma16816<BF16>(s[nt], qf[QREG ? 2 * k2 + 1 : 0], kf[2], kf[3]);
+                }
+            }
+        } else {
+#pragma unroll
+            for (int nt = 0; nt < BC / 8; nt++)
+                s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
 #pragma unroll
             for (int k2 = 0; k2 < D / 32; k2++) {
-                unsigned kf[4];
-                ldsm_x4(kf, kb + (nt * 8 + (lane & 7)) * LD + k2 * 32 + (lane >> 3) * 8);
-                mma16816<BF16>(s[nt], qf[2 * k2], kf[0], kf[1]);
-                mma16816<BF16>(s[nt], qf[2 * k2 + 1], kf[2], kf[3]);
+                unsigned qa[4], qb[4];
+                ldsm_x4(qa, qrow + k2 * 32);
+                ldsm_x4(qb, qrow + k2 * 32 + 16);
+#pragma unroll
+                for (int nt = 0; nt < BC / 8; nt++) {
+                    unsigned kf[4];
+                    ldsm_x4(kf, kb + (nt * 8 + (lane & 7)) * LD + k2 * 32 + (lane >> 3) * 8);
+                    mma16816<BF16>(s[nt], qa, kf[0], kf[1]);
+                    mma16816<BF16>(s[nt], qb, kf[2], kf[3]);
+                }
             }
         }
         // Scale, mask (diagonal tile / keys past N), online softmax.
@@ -290,17 +315,22 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
     }
 }
 
-#define STEM_ATTN_MMA(name, D, BF16, NW)                                                 \
+#define STEM_ATTN_MMA(name, D, BF16, NW, QREG)                                           \
     extern "C" __global__ void __launch_bounds__(NW * 32) name(stem_kattn p)             \
     {                                                                                    \
-        attn_mma<D, BF16, NW>(p);                                                        \
+        attn_mma<D, BF16, NW, QREG>(p);                                                  \
     }
 // _b64: 4 warps (block size 64); _b128: 8 warps (block size 128).
-STEM_ATTN_MMA(stem_k_attn_mma_bf16_d64_b64, 64, true, 4)
-STEM_ATTN_MMA(stem_k_attn_mma_bf16_d128_b64, 128, true, 4)
-STEM_ATTN_MMA(stem_k_attn_mma_f16_d64_b64, 64, false, 4)
-STEM_ATTN_MMA(stem_k_attn_mma_f16_d128_b64, 128, false, 4)
-STEM_ATTN_MMA(stem_k_attn_mma_bf16_d64_b128, 64, true, 8)
-STEM_ATTN_MMA(stem_k_attn_mma_bf16_d128_b128, 128, true, 8)
-STEM_ATTN_MMA(stem_k_attn_mma_f16_d64_b128, 64, false, 8)
-STEM_ATTN_MMA(stem_k_attn_mma_f16_d128_b128, 128, false, 8)
+STEM_ATTN_MMA(stem_k_attn_mma_bf16_d64_b64, 64, true, 4, true)
+STEM_ATTN_MMA(stem_k_attn_mma_bf16_d128_b64, 128, true, 4, true)
+STEM_ATTN_MMA(stem_k_attn_mma_f16_d64_b64, 64, false, 4, true)
+STEM_ATTN_MMA(stem_k_attn_mma_f16_d128_b64, 128, false, 4, true)
+STEM_ATTN_MMA(stem_k_attn_mma_bf16_d64_b128, 64, true, 8, true)
+STEM_ATTN_MMA(stem_k_attn_mma_bf16_d128_b128, 128, true, 8, true)
+STEM_ATTN_MMA(stem_k_attn_mma_f16_d64_b128, 64, false, 8, true)
+STEM_ATTN_MMA(stem_k_attn_mma_f16_d128_b128, 128, false, 8, true)
+// Variant with Q re-read from shared memory (STEM_CUDA_ATTN_QSMEM=1), head_dim 128.
+STEM_ATTN_MMA(stem_k_attn_mma_f16_d128_b128_qsmem, 128, false, 8, false)
+STEM_ATTN_MMA(stem_k_attn_mma_bf16_d128_b128_qsmem, 128, true, 8, false)
+STEM_ATTN_MMA(stem_k_attn_mma_f16_d128_b64_qsmem, 128, false, 4, false)
+STEM_ATTN_MMA(stem_k_attn_mma_bf16_d128_b64_qsmem, 128, true, 4, false)

@@ -4,33 +4,30 @@
 #include "common.cuh"
 
 // Qflat / Kflat rows: out[(bh*n + blk)*W + seg*d + e] = sum_{a<G} x[blk*B + a*S + ph][e],
-// seg = ph (query) or S-1-ph (key). Summed in double like the reference, stored f32.
+// seg = ph (query) or S-1-ph (key). One CTA per row (grid.x = rows), threads
+// over its W = S*d sums (32-bit index math). Summed in double like the
+// reference, stored f32.
 extern "C" __global__ void stem_k_phase_sums(stem_kscore p, int is_key)
 {
     const stem_ktensor &t = is_key ? p.k : p.q;
     const int H = is_key ? p.hkv : p.hq;
-    float *out = reinterpret_cast<float *>(is_key ? p.kflat : p.qflat);
-    const long long W = (long long)p.stride * p.head_dim, n = p.n_blocks;
-    const long long total = (long long)p.batch * H * n * W;
-    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
-         idx += (long long)gridDim.x * blockDim.x) {
-        const long long w = idx % W, row = idx / W, blk = row % n, bh = row / n;
-        const int seg = (int)(w / p.head_dim), e = (int)(w % p.head_dim);
+    const int W = p.stride * p.head_dim, n = p.n_blocks;
+    const long long row = blockIdx.x, blk = row % n, bh = row / n, b = bh / H, h = bh % H;
+    float *out = reinterpret_cast<float *>(is_key ? p.kflat : p.qflat) + row * W;
+    const long long base = kt_off(t, b, h, blk * p.block, 0);
+    const int last = (int)min((long long)p.block, p.n_tokens - blk * p.block); // real tokens
+    for (int w = threadIdx.x; w < W; w += blockDim.x) {
+        const int seg = w / p.head_dim, e = w - seg * p.head_dim;
         const int ph = is_key ? p.stride - 1 - seg : seg;
-        const long long b = bh / H, h = bh % H;
         double acc = 0.0;
-        for (int a = 0; a < p.group; a++) {
-            const long long tok = blk * p.block + (long long)a * p.stride + ph;
-            if (tok >= p.n_tokens)
-                break;
-            acc += kt_load(t, kt_off(t, b, h, tok, e));
-        }
-        out[idx] = (float)acc;
+        for (int r = ph; r < last; r += p.stride)
+            acc += kt_load(t, base + r * t.s[2] + e * t.s[3]);
+        out[w] = (float)acc;
     }
 }
 
 // gmax[kv][gi] = max over the S tokens of stride group gi of ||V[t]||_2 (0 past N).
-// One warp per group.
+// One warp per group; f32 sums of squares.
 extern "C" __global__ void stem_k_group_vmax(stem_kscore p)
 {
     const long long ng = (long long)p.n_blocks * p.group;
@@ -41,18 +38,17 @@ extern "C" __global__ void stem_k_group_vmax(stem_kscore p)
     for (long long it = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); it < total;
          it += warps) {
         const long long kv = it / ng, gi = it % ng, b = kv / p.hkv, kh = kv % p.hkv;
-        double mx = 0.0;
-        for (int ph = 0; ph < p.stride; ph++) {
-            const long long tok = gi * p.stride + ph;
-            if (tok >= p.n_tokens)
-                break;
-            double ss = 0.0;
+        const long long tok0 = gi * p.stride;
+        const int len = (int)min((long long)p.stride, p.n_tokens - tok0);
+        const long long base = kt_off(p.v, b, kh, tok0, 0);
+        float mx = 0.0f;
+        for (int ph = 0; ph < len; ph++) {
+            float ss = 0.0f;
             for (int e = lane; e < p.head_dim; e += 32) {
-                const double x = kt_load(p.v, kt_off(p.v, b, kh, tok, e));
-                ss += x * x;
+                const float x = kt_load(p.v, base + ph * p.v.s[2] + e * p.v.s[3]);
+                ss = fmaf(x, x, ss);
             }
-            ss = warp_sum(ss);
-            mx = fmax(mx, sqrt(ss));
+            mx = fmaxf(mx, sqrtf(warp_sum(ss)));
         }
         if (lane == 0)
             gmax[it] = mx;
