@@ -38,6 +38,10 @@ static const struct {
     {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_f16_d128_b128_qsmem"},
     {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_bf16_d128_b64_qsmem"},
     {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_bf16_d128_b128_qsmem"},
+    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_wide_f16_d64"},
+    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_wide_f16_d128"},
+    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_wide_bf16_d64"},
+    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_wide_bf16_d128"},
 };
 
 /* The kernels are built for sm_80 and sm_90a (SASS) plus compute_90 PTX. */
@@ -231,6 +235,13 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
             st = stem_cuda_fail(r, "cuFuncSetAttribute(attention shared memory)");
             goto fail;
         }
+    for (int i = 0; i < 4; i++)
+        if ((r = api->cuFuncSetAttribute(c->fn[STEM_CUDA_FN_WIDE_FIRST + i],
+                                         STEM_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                         (int)stem_cuda_wide_smem(i & 1 ? 128 : 64)))) {
+            st = stem_cuda_fail(r, "cuFuncSetAttribute(attention shared memory)");
+            goto fail;
+        }
     if (c->smem_optin > 1024 &&
         (r = api->cuFuncSetAttribute(c->fn[STEM_CUDA_FN_XATTN_SCORES],
                                      STEM_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -242,6 +253,8 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
     c->force_generic = gen && *gen && strcmp(gen, "0") != 0;
     const char *qsm = getenv("STEM_CUDA_ATTN_QSMEM");
     c->q_in_smem = qsm && *qsm && strcmp(qsm, "0") != 0;
+    const char *wide = getenv("STEM_CUDA_ATTN_WIDE");
+    c->wide = wide && *wide && strcmp(wide, "0") != 0;
     ctx->impl = c;
     return STEM_OK;
 fail:

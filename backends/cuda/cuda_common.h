@@ -24,7 +24,9 @@ enum {
     STEM_CUDA_FN_MMA_FIRST,
     /* head_dim 128 with Q re-read from shared memory: + 2 * bf16 + (block 128) */
     STEM_CUDA_FN_MMA_QSMEM_FIRST = STEM_CUDA_FN_MMA_FIRST + 8,
-    STEM_CUDA_FN_COUNT = STEM_CUDA_FN_MMA_QSMEM_FIRST + 4
+    /* block 128, 4 warps x 32 rows, 32-key tiles: + 2 * bf16 + (head_dim 128) */
+    STEM_CUDA_FN_WIDE_FIRST = STEM_CUDA_FN_MMA_QSMEM_FIRST + 4,
+    STEM_CUDA_FN_COUNT = STEM_CUDA_FN_WIDE_FIRST + 4
 };
 
 /* Per-context state (ctx->impl). */
@@ -37,6 +39,7 @@ typedef struct stem_cuda_context {
     int cc_major, cc_minor, sm_count, smem_optin;
     int force_generic; /* STEM_CUDA_GENERIC_ATTENTION=1: f32 CUDA-core attention only */
     int q_in_smem;     /* STEM_CUDA_ATTN_QSMEM=1: head_dim 128 re-reads Q from shared memory */
+    int wide;          /* STEM_CUDA_ATTN_WIDE=1: block 128 uses 4 warps x 32 rows */
     CUmodule mod[STEM_CUDA_MOD_COUNT];
     CUfunction fn[STEM_CUDA_FN_COUNT];
 } stem_cuda_context;
@@ -78,6 +81,12 @@ stem_status stem_cuda_attention(stem_plan *plan, const stem_tensor *q, const ste
 static inline unsigned stem_cuda_mma_smem(int head_dim, int block)
 {
     return (unsigned)((block + 4 * 64) * (head_dim + 8) * 2);
+}
+
+/* ... and of the wide variant: 128 Q rows, two (K, V) tiles of 32 rows. */
+static inline unsigned stem_cuda_wide_smem(int head_dim)
+{
+    return (unsigned)((128 + 4 * 32) * (head_dim + 8) * 2);
 }
 
 #endif /* STEM_CUDA_COMMON_H */

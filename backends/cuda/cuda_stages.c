@@ -301,6 +301,11 @@ stem_status stem_cuda_attention(stem_plan *plan, const stem_tensor *q, const ste
     if (tc) {
         const int bf16 = d->dtype == STEM_DTYPE_BF16, d128 = d->head_dim == 128;
         const int b128 = p.block == 128, rows = p.block; /* one query block per CTA */
+        if (c->wide && b128)
+            return stem_cuda_launch(c, STEM_CUDA_FN_WIDE_FIRST + 2 * bf16 + d128,
+                                    (unsigned)((d->q_len + 127) / 128), bq, 1, 128,
+                                    stem_cuda_wide_smem((int)d->head_dim), args,
+                                    "tensor-core attention");
         const int fn = c->q_in_smem && d128 ? STEM_CUDA_FN_MMA_QSMEM_FIRST + 2 * bf16 + b128
                                              : STEM_CUDA_FN_MMA_FIRST + 4 * bf16 + 2 * d128 + b128;
         return stem_cuda_launch(c, fn, (unsigned)((d->q_len + rows - 1) / rows), bq, 1,

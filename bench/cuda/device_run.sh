@@ -17,6 +17,21 @@ if [ "$mode" = quick ]; then
   timeout 120 build/stem_cuda_bench 8192 32768 2>&1 | tee -a "$log"
   exit 0
 fi
+if [ "$mode" = wide ]; then
+  STEM_CUDA_ATTN_WIDE=1 STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda timeout 100 build/tests/test_conformance > "$out/conf.log" 2>&1
+  echo "conformance (cuda, STEM_CUDA_ATTN_WIDE=1) rc=$? $(grep -E 'cuda: [0-9]+ passed' "$out/conf.log")" | tee -a "$log"
+  grep -B2 -A6 "FAILED \]\|ERROR \]" "$out/conf.log" | head -100 > "$out/fail.log"
+  echo "== stem_cuda_bench with STEM_CUDA_ATTN_WIDE=1" | tee -a "$log"
+  STEM_CUDA_ATTN_WIDE=1 timeout 100 build/stem_cuda_bench 2>&1 | tee -a "$log"
+  echo "== stem_cuda_bench default kernels (baseline, same call)" | tee -a "$log"
+  timeout 40 build/stem_cuda_bench 32768 2>&1 | tee -a "$log"
+  for tool in memcheck racecheck; do
+    STEM_CUDA_ATTN_WIDE=1 STEM_TEST_ONLY=cuda STEM_TEST_FILTER=stem_d128_h1x1_n1000_b128_s8_bf16 timeout 40 \
+      compute-sanitizer --tool $tool --error-exitcode 9 build/tests/test_conformance > "$out/san.log" 2>&1
+    echo "sanitizer $tool (wide) rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/san.log" | tail -1) $(grep -E 'cuda: [0-9]+ passed' "$out/san.log")" | tee -a "$log"
+  done
+  exit 0
+fi
 if [ "$mode" = profile ]; then
   timeout 120 ncu --section SpeedOfLight -k regex:'stem_k_(phase|group|value|score|select)' -c 7 \
     build/stem_cuda_bench 32768 > "$out/ncu_score.log" 2>&1

@@ -71,7 +71,7 @@ template <bool BF16> __device__ __forceinline__ unsigned pack2(float lo, float h
 // the same sequence. Invalid list entries are skipped.
 struct tile_walk {
     long long irow;  // index row offset
-    int cnt, jj, sub, nsub;
+    int cnt, jj, sub, nsub, bc; // bc: keys per tile
     long long prev, J;
 };
 
@@ -80,7 +80,7 @@ __device__ __forceinline__ bool walk_next(const stem_kattn &p, tile_walk &w, lon
 {
     for (;;) {
         if (w.J >= 0 && ++w.sub < w.nsub) {
-            const long long s = w.J * p.block + (long long)w.sub * BC;
+            const long long s = w.J * p.block + (long long)w.sub * w.bc;
             if (s < p.n_tokens && s <= q0 + BR - 1) {
                 *j0 = s;
                 return true;
@@ -144,6 +144,7 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
     w.jj = 0;
     w.sub = 0;
     w.nsub = p.block / BC;
+    w.bc = BC;
     w.prev = -1;
     w.J = -1;
 
@@ -314,6 +315,223 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
         }
     }
 }
+
+// FlashAttention-2's shape for block size 128: 4 warps x 32 query rows (two
+// m16 tiles per warp), so every K / V fragment read from shared memory feeds
+// two MMAs; Q is re-read from shared memory per tile; KC keys per tile.
+template <int D, bool BF16, int KC>
+__device__ __forceinline__ void attn_mma_wide(const stem_kattn &p)
+{
+    constexpr int NW = 4, MT = 2, BR = 128, LD = D + 8, CH = D / 8;
+    extern __shared__ __align__(16) unsigned short smem[];
+    unsigned short *Qs = smem;
+    unsigned short *Ks = Qs + BR * LD;     // [2][KC][LD]
+    unsigned short *Vs = Ks + 2 * KC * LD; // [2][KC][LD]
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const long long tile = gridDim.x - 1 - blockIdx.x;
+    const long long q0 = tile * BR, I = q0 / p.block;
+    const long long bh = blockIdx.y, b = bh / p.hq, h = bh % p.hq, kh = h / p.group;
+    const unsigned short *qg = reinterpret_cast<const unsigned short *>(p.q.ptr) + b * p.q.s[0] + h * p.q.s[1];
+    const unsigned short *kg = reinterpret_cast<const unsigned short *>(p.k.ptr) + b * p.k.s[0] + kh * p.k.s[1];
+    const unsigned short *vg = reinterpret_cast<const unsigned short *>(p.v.ptr) + b * p.v.s[0] + kh * p.v.s[1];
+
+    for (int e = tid; e < BR * CH; e += NW * 32) {
+        const int r = e / CH, c = (e % CH) * 8;
+        const long long tok = q0 + r;
+        cp_async16(Qs + r * LD + c, qg + (tok < p.n_tokens ? tok : 0) * p.q.s[2] + c, tok < p.n_tokens);
+    }
+    cp_async_commit();
+
+    tile_walk w;
+    w.irow = kt_off(p.index, b, h, I, 0);
+    const int cnt = *kt_i32(p.count, kt_off(p.count, b, h, I, 0));
+    w.cnt = cnt < 0 ? 0 : (cnt > p.n_blocks ? p.n_blocks : cnt);
+    w.jj = 0;
+    w.sub = 0;
+    w.nsub = p.block / KC;
+    w.bc = KC;
+    w.prev = -1;
+    w.J = -1;
+
+    auto load_kv = [&](long long j0, int buf) {
+        unsigned short *kd = Ks + buf * KC * LD, *vd = Vs + buf * KC * LD;
+        for (int e = tid; e < KC * CH; e += NW * 32) {
+            const int r = e / CH, c = (e % CH) * 8;
+            const long long tok = j0 + r;
+            const bool ok = tok < p.n_tokens;
+            const long long t = ok ? tok : 0;
+            cp_async16(kd + r * LD + c, kg + t * p.k.s[2] + c, ok);
+            cp_async16(vd + r * LD + c, vg + t * p.v.s[2] + c, ok);
+        }
+    };
+
+    long long j0 = 0;
+    bool have = walk_next(p, w, I, q0, BR, &j0);
+    if (have)
+        load_kv(j0, 0);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+
+    const unsigned short *qrow = Qs + (warp * 32 + (lane & 15)) * LD + (lane >> 4) * 8;
+    float o[MT][D / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int i = 0; i < D / 8; i++)
+            o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.0f;
+    float m[MT][2], l[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
+
+    int buf = 0;
+    while (have) {
+        long long j1 = 0;
+        const bool more = walk_next(p, w, I, q0, BR, &j1);
+        if (more)
+            load_kv(j1, buf ^ 1);
+        cp_async_commit();
+        const unsigned short *kb = Ks + buf * KC * LD, *vb = Vs + buf * KC * LD;
+
+        float s[MT][KC / 8][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < KC / 8; nt++)
+                s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
+#pragma unroll
+        for (int k2 = 0; k2 < D / 32; k2++) {
+            unsigned qa[MT][4], qb[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                ldsm_x4(qa[mt], qrow + mt * 16 * LD + k2 * 32);
+                ldsm_x4(qb[mt], qrow + mt * 16 * LD + k2 * 32 + 16);
+            }
+#pragma unroll
+            for (int nt = 0; nt < KC / 8; nt++) {
+                unsigned kf[4];
+                ldsm_x4(kf, kb + (nt * 8 + (lane & 7)) * LD + k2 * 32 + (lane >> 3) * 8);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816<BF16>(s[mt][nt], qa[mt], kf[0], kf[1]);
+                    mma16816<BF16>(s[mt][nt], qb[mt], kf[2], kf[3]);
+                }
+            }
+        }
+        const bool need_mask = j0 + KC - 1 > q0 || j0 + KC > p.n_tokens;
+        const int key0 = (int)(j0 - q0), nvalid = (int)(p.n_tokens - q0);
+        unsigned pa[MT][KC / 16][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            const int rlo = warp * 32 + mt * 16 + (lane >> 2), rhi = rlo + 8;
+            float mx_lo = -INFINITY, mx_hi = -INFINITY;
+#pragma unroll
+            for (int nt = 0; nt < KC / 8; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    float x = s[mt][nt][e] * p.scale_log2;
+                    if (need_mask) {
+                        const int key = key0 + nt * 8 + (lane & 3) * 2 + (e & 1);
+                        if (key > (e < 2 ? rlo : rhi) || key >= nvalid)
+                            x = -INFINITY;
+                    }
+                    s[mt][nt][e] = x;
+                    if (e < 2)
+                        mx_lo = fmaxf(mx_lo, x);
+                    else
+                        mx_hi = fmaxf(mx_hi, x);
+                }
+            mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 1));
+            mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 2));
+            mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 1));
+            mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 2));
+            const float mn_lo = fmaxf(m[mt][0], mx_lo), mn_hi = fmaxf(m[mt][1], mx_hi);
+            const float mu_lo = mn_lo == -INFINITY ? 0.0f : mn_lo;
+            const float mu_hi = mn_hi == -INFINITY ? 0.0f : mn_hi;
+            const float a_lo = fast_exp2(m[mt][0] - mu_lo), a_hi = fast_exp2(m[mt][1] - mu_hi);
+            m[mt][0] = mn_lo;
+            m[mt][1] = mn_hi;
+            float sum_lo = 0.0f, sum_hi = 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < KC / 8; nt++) {
+                s[mt][nt][0] = fast_exp2(s[mt][nt][0] - mu_lo);
+                s[mt][nt][1] = fast_exp2(s[mt][nt][1] - mu_lo);
+                s[mt][nt][2] = fast_exp2(s[mt][nt][2] - mu_hi);
+                s[mt][nt][3] = fast_exp2(s[mt][nt][3] - mu_hi);
+                sum_lo += s[mt][nt][0] + s[mt][nt][1];
+                sum_hi += s[mt][nt][2] + s[mt][nt][3];
+            }
+            l[mt][0] = l[mt][0] * a_lo + sum_lo;
+            l[mt][1] = l[mt][1] * a_hi + sum_hi;
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) {
+                o[mt][i][0] *= a_lo;
+                o[mt][i][1] *= a_lo;
+                o[mt][i][2] *= a_hi;
+                o[mt][i][3] *= a_hi;
+            }
+#pragma unroll
+            for (int kk = 0; kk < KC / 16; kk++) {
+                pa[mt][kk][0] = pack2<BF16>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                pa[mt][kk][1] = pack2<BF16>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                pa[mt][kk][2] = pack2<BF16>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                pa[mt][kk][3] = pack2<BF16>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }
+        }
+#pragma unroll
+        for (int kk = 0; kk < KC / 16; kk++)
+#pragma unroll
+            for (int dp = 0; dp < D / 16; dp++) {
+                unsigned vf[4];
+                ldsm_x4_t(vf, vb + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * LD + dp * 16 +
+                                  (lane >> 4) * 8);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma16816<BF16>(o[mt][2 * dp], pa[mt][kk], vf[0], vf[1]);
+                    mma16816<BF16>(o[mt][2 * dp + 1], pa[mt][kk], vf[2], vf[3]);
+                }
+            }
+        cp_async_wait<0>();
+        __syncthreads();
+        buf ^= 1;
+        j0 = j1;
+        have = more;
+    }
+
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        float l_lo = l[mt][0], l_hi = l[mt][1];
+        l_lo += __shfl_xor_sync(0xffffffffu, l_lo, 1);
+        l_lo += __shfl_xor_sync(0xffffffffu, l_lo, 2);
+        l_hi += __shfl_xor_sync(0xffffffffu, l_hi, 1);
+        l_hi += __shfl_xor_sync(0xffffffffu, l_hi, 2);
+        const long long row_lo = q0 + warp * 32 + mt * 16 + (lane >> 2), row_hi = row_lo + 8;
+#pragma unroll
+        for (int i = 0; i < D / 8; i++) {
+            const int col = i * 8 + (lane & 3) * 2;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const long long row = e < 2 ? row_lo : row_hi;
+                const float ll = e < 2 ? l_lo : l_hi;
+                if (row < p.n_tokens)
+                    kt_store(p.out, kt_off(p.out, b, h, row, col + (e & 1)),
+                             ll > 0.0f ? o[mt][i][e] / ll : 0.0f);
+            }
+        }
+    }
+}
+
+#define STEM_ATTN_WIDE(name, D, BF16, KC)                                                \
+    extern "C" __global__ void __launch_bounds__(128) name(stem_kattn p)                 \
+    {                                                                                    \
+        attn_mma_wide<D, BF16, KC>(p);                                                   \
+    }
+// STEM_CUDA_ATTN_WIDE=1, block size 128 (4 warps x 32 rows).
+STEM_ATTN_WIDE(stem_k_attn_wide_f16_d64, 64, false, 32)
+STEM_ATTN_WIDE(stem_k_attn_wide_f16_d128, 128, false, 32)
+STEM_ATTN_WIDE(stem_k_attn_wide_bf16_d64, 64, true, 32)
+STEM_ATTN_WIDE(stem_k_attn_wide_bf16_d128, 128, true, 32)
 
 #define STEM_ATTN_MMA(name, D, BF16, NW, QREG)                                           \
     extern "C" __global__ void __launch_bounds__(NW * 32) name(stem_kattn p)             \
