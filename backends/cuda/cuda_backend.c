@@ -253,8 +253,10 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
     c->force_generic = gen && *gen && strcmp(gen, "0") != 0;
     const char *qsm = getenv("STEM_CUDA_ATTN_QSMEM");
     c->q_in_smem = qsm && *qsm && strcmp(qsm, "0") != 0;
+    /* The wide (FA2-shaped) kernel is the faster one for block 128 (H200:
+     * 213-259 vs 197-227 TFLOP/s); STEM_CUDA_ATTN_WIDE=0 selects the other. */
     const char *wide = getenv("STEM_CUDA_ATTN_WIDE");
-    c->wide = wide && *wide && strcmp(wide, "0") != 0;
+    c->wide = !(wide && strcmp(wide, "0") == 0);
     ctx->impl = c;
     return STEM_OK;
 fail:

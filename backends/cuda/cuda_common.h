@@ -39,7 +39,7 @@ typedef struct stem_cuda_context {
     int cc_major, cc_minor, sm_count, smem_optin;
     int force_generic; /* STEM_CUDA_GENERIC_ATTENTION=1: f32 CUDA-core attention only */
     int q_in_smem;     /* STEM_CUDA_ATTN_QSMEM=1: head_dim 128 re-reads Q from shared memory */
-    int wide;          /* STEM_CUDA_ATTN_WIDE=1: block 128 uses 4 warps x 32 rows */
+    int wide;          /* block 128 uses 4 warps x 32 rows (STEM_CUDA_ATTN_WIDE=0: 8 x 16) */
     CUmodule mod[STEM_CUDA_MOD_COUNT];
     CUfunction fn[STEM_CUDA_FN_COUNT];
 } stem_cuda_context;

@@ -32,6 +32,12 @@ if [ "$mode" = wide ]; then
   done
   exit 0
 fi
+if [ "$mode" = confirm ]; then
+  STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda timeout 90 build/tests/test_conformance > "$out/conf.log" 2>&1
+  echo "conformance (cuda, default kernels) rc=$? $(grep -E 'cuda: [0-9]+ passed' "$out/conf.log")" | tee -a "$log"
+  timeout 30 build/stem_cuda_bench 32768 2>&1 | tee -a "$log"
+  exit 0
+fi
 if [ "$mode" = profile ]; then
   timeout 120 ncu --section SpeedOfLight -k regex:'stem_k_(phase|group|value|score|select)' -c 7 \
     build/stem_cuda_bench 32768 > "$out/ncu_score.log" 2>&1

@@ -527,7 +527,7 @@ __device__ __forceinline__ void attn_mma_wide(const stem_kattn &p)
     {                                                                                    \
         attn_mma_wide<D, BF16, KC>(p);                                                   \
     }
-// STEM_CUDA_ATTN_WIDE=1, block size 128 (4 warps x 32 rows).
+// Block size 128 by default (STEM_CUDA_ATTN_WIDE=0 falls back to the 8-warp kernels).
 STEM_ATTN_WIDE(stem_k_attn_wide_f16_d64, 64, false, 32)
 STEM_ATTN_WIDE(stem_k_attn_wide_f16_d128, 128, false, 32)
 STEM_ATTN_WIDE(stem_k_attn_wide_bf16_d64, 64, true, 32)
