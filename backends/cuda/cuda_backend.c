@@ -1,4 +1,11 @@
-/* CUDA backend: ops table, probe, contexts (modules, stream), buffers. */
+/* CUDA backend: ops table, probe, contexts (modules, stream), buffers.
+ *
+ * Environment:
+ *   STEM_CUDA_LIBRARY=path          driver library to dlopen (default libcuda.so.1)
+ *   STEM_CUDA_GENERIC_ATTENTION=1   exact f32 CUDA-core attention for every dtype
+ *   STEM_CUDA_ATTN_WIDE=0           block 128: the 8-warp x 16-row kernel instead of
+ *                                   the default 4-warp x 32-row one
+ *   STEM_CUDA_ATTN_QSMEM=1          (with WIDE=0) head_dim 128 re-reads Q from shared memory */
 #include "cuda_common.h"
 
 #include <stdio.h>
