@@ -5,7 +5,7 @@
  *   STEM_CUDA_GENERIC_ATTENTION=1   exact f32 CUDA-core attention for every dtype
  *   STEM_CUDA_ATTN_WIDE=0           block 128: the 8-warp x 16-row kernel instead of
  *                                   the default 4-warp x 32-row one
- *   STEM_CUDA_ATTN_QSMEM=1          (with WIDE=0) head_dim 128 re-reads Q from shared memory */
+ *   STEM_CUDA_ATTN_QSMEM=1          16-row kernels at head_dim 128 re-read Q from shared memory */
 #include "cuda_common.h"
 
 #include <stdio.h>
