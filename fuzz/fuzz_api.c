@@ -412,7 +412,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const size_t es = stem_dtype_size(x->dtype);
         int64_t span = 0;
         for (int i = 0; i < 4; ++i)
-            if (x->strides[i] < 0 || (x->strides[i] > (MAX_REGION / 4) && x->dims[i] > 1))
+            if (x->strides[i] < 0 || (x->strides[i] > (int64_t)(MAX_REGION / 4) && x->dims[i] > 1))
                 span = -1;
         if (span == 0)
             span = span_elems(x);
