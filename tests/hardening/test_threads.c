@@ -15,6 +15,7 @@
  * Built and run under ThreadSanitizer by `make test-tsan` (OpenMP off there:
  * libgomp is not instrumented).
  */
+#define _POSIX_C_SOURCE 200809L /* pthread_barrier */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -145,9 +146,29 @@ static void note(worker *w, const char *fmt, const char *a, const char *b)
         snprintf(w->first, sizeof w->first, fmt, a, b);
 }
 
+static pthread_barrier_t start_line;
+
+/* All threads fail at once, many times: each must read back exactly its
+ * own message (a shared buffer would show another thread's). */
+static void message_storm(worker *w)
+{
+    pthread_barrier_wait(&start_line);
+    for (int rep = 0; rep < 50000; ++rep) {
+        char mine[64];
+        snprintf(mine, sizeof mine, "storm-%d-%d", w->id, rep);
+        stem_selector sel;
+        if (stem_selector_from_name(mine, &sel) == STEM_OK || !strstr(stem_last_error(), mine)) {
+            note(w, "stem_last_error() is \"%s\", expected this thread's \"%s\"",
+                 stem_last_error(), mine);
+            return;
+        }
+    }
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
+    message_storm(w);
     stem_context_desc cd;
     stem_context_desc_init(&cd);
     cd.device = device_index;
@@ -262,6 +283,7 @@ static int test_device(const char *name)
     pthread_t tid[THREADS];
     worker w[THREADS];
     memset(w, 0, sizeof w);
+    pthread_barrier_init(&start_line, NULL, THREADS);
     for (int i = 0; i < THREADS; ++i) {
         w[i].id = i;
         if (pthread_create(&tid[i], NULL, worker_main, &w[i]) != 0) {
@@ -278,6 +300,7 @@ static int test_device(const char *name)
             failures++;
         }
     }
+    pthread_barrier_destroy(&start_line);
     if (!failures)
         printf("ok   %s: %d threads x %d rounds x %d problems agree with the serial runs\n", name,
                THREADS, ROUNDS, N_PROBLEMS);
