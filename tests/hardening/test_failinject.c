@@ -14,6 +14,8 @@
  * prefill with the plan's own workspace, an XAttention prefill):
  *  - the first failing call must return STEM_ERR_OUT_OF_MEMORY (or the
  *    device variant) with a message, and only when an allocation failed;
+ *    a failing stem_score, stem_select or stem_attention leaves its outputs
+ *    as they were (stem_prefill may leave partial outputs: hardening.md);
  *  - with injection off, the same objects (the context, plans and buffers
  *    that were made) must finish the sequence and give bit for bit the
  *    results of a clean run: the failure left them usable;
@@ -248,6 +250,39 @@ static size_t buf_bytes(int i)
     }
 }
 
+/* Output images before a stage (injection off while reading them). */
+static unsigned char snap_a[NB * HQ * NT * HD * 4], snap_b[NB * HQ * NT * HD * 4];
+static size_t snap_a_size, snap_b_size;
+static int stage_wrote_on_failure;
+
+static void snapshot(stem_buffer *a, stem_buffer *b)
+{
+    const long saved = atomic_exchange(&countdown, 0);
+    snap_a_size = stem_buffer_size(a);
+    snap_b_size = b ? stem_buffer_size(b) : 0;
+    if (stem_buffer_read(a, 0, snap_a, snap_a_size) != STEM_OK ||
+        (b && stem_buffer_read(b, 0, snap_b, snap_b_size) != STEM_OK))
+        snap_a_size = snap_b_size = 0;
+    atomic_store(&countdown, saved);
+}
+
+/* After a failed stage: its outputs must equal the snapshot. */
+static stem_status untouched(stem_buffer *a, stem_buffer *b, stem_status st, const char **what)
+{
+    static unsigned char now_a[sizeof snap_a], now_b[sizeof snap_b];
+    const long saved = atomic_exchange(&countdown, 0);
+    if (snap_a_size &&
+        (stem_buffer_read(a, 0, now_a, snap_a_size) != STEM_OK ||
+         memcmp(now_a, snap_a, snap_a_size) != 0 ||
+         (b && (stem_buffer_read(b, 0, now_b, snap_b_size) != STEM_OK ||
+                memcmp(now_b, snap_b, snap_b_size) != 0)))) {
+        stage_wrote_on_failure = 1;
+        printf("  %s failed but changed its output\n", *what);
+    }
+    atomic_store(&countdown, saved);
+    return st;
+}
+
 /* Runs (or finishes) the sequence; returns the first failing call's status
  * and names it in *what. Objects already made are reused. */
 static stem_status sequence(run *r, int32_t device, const char **what)
@@ -310,15 +345,19 @@ static stem_status sequence(run *r, int32_t device, const char **what)
     const stem_tensor to = stem_tensor_bhnd(r->buf[B_OUT], 0, STEM_DTYPE_F32, NB, HQ, NT, HD);
     const stem_tensor to2 = stem_tensor_bhnd(r->buf[B_OUT2], 0, STEM_DTYPE_F32, NB, HQ, NT, HD);
     const stem_tensor to3 = stem_tensor_bhnd(r->buf[B_OUT3], 0, STEM_DTYPE_F32, NB, HQ, NT, HD);
+    /* A single stage that fails must leave its outputs as they were. */
     *what = "stem_score";
+    snapshot(r->buf[B_SCORES], NULL);
     if ((st = stem_score(r->plan, &tq, &tk, &tv, &ts)) != STEM_OK)
-        return st;
+        return untouched(r->buf[B_SCORES], NULL, st, what);
     *what = "stem_select";
+    snapshot(r->buf[B_INDEX], r->buf[B_COUNT]);
     if ((st = stem_select(r->plan, &ts, &ti, &tc)) != STEM_OK)
-        return st;
+        return untouched(r->buf[B_INDEX], r->buf[B_COUNT], st, what);
     *what = "stem_attention";
+    snapshot(r->buf[B_OUT], NULL);
     if ((st = stem_attention(r->plan, &tq, &tk, &tv, &ti, &tc, &to)) != STEM_OK)
-        return st;
+        return untouched(r->buf[B_OUT], NULL, st, what);
     *what = "stem_prefill";
     if ((st = stem_prefill(r->plan, &tq, &tk, &tv, &to2, NULL, NULL, NULL)) != STEM_OK)
         return st;
@@ -419,7 +458,11 @@ static int test_device(int32_t device, const char *name)
             sites = calls;
             break;
         }
-        if (st == STEM_OK) {
+        if (stage_wrote_on_failure) {
+            printf("FAIL %s: K=%ld: %s failed and wrote its output\n", name, k, what);
+            stage_wrote_on_failure = 0;
+            failures++;
+        } else if (st == STEM_OK) {
             /* The library coped without the allocation: fine if results hold. */
         } else if (st != STEM_ERR_OUT_OF_MEMORY && st != STEM_ERR_DEVICE_OUT_OF_MEMORY) {
             printf("FAIL %s: K=%ld: %s returned %s, expected STEM_ERR_OUT_OF_MEMORY: %s\n", name,
