@@ -5,7 +5,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build demo test test-full test-asan clean
+.PHONY: all deps configure build demo test test-full test-asan test-tsan test-huge fuzz fuzz-long clean
 
 all: build
 
@@ -34,13 +34,54 @@ test: build
 test-full: build
 	STEM_TEST_LEVEL=full $(BUILD)/tests/test_conformance --summary $(BUILD)/conformance-full-summary.txt
 
-# The CPU paths once more under AddressSanitizer + UndefinedBehaviorSanitizer.
+# The CPU paths once more under AddressSanitizer + UndefinedBehaviorSanitizer:
+# every test, the conformance table cut to STEM_TEST_LEVEL=asan (every misuse
+# case, the cheaper table cases; see tests/conformance/main.c).
 test-asan: deps
 	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTEM_SANITIZE=ON $(CMAKE_FLAGS)
 	cmake --build $(BUILD)-asan -j$(JOBS)
-	@cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	@cd $(BUILD)-asan && STEM_TEST_LEVEL=$${STEM_TEST_LEVEL:-asan} \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure --timeout 2400; \
 	  status=$$?; cat conformance-summary.txt 2>/dev/null; exit $$status
 
+# The threads test under ThreadSanitizer (OpenMP off: libgomp is not
+# instrumented, so its own synchronisation would be reported).
+TSAN_FLAGS = -fsanitize=thread -fno-omit-frame-pointer
+test-tsan: deps
+	cmake -S . -B $(BUILD)-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTEM_OPENMP=OFF \
+	  -DSTEM_BUILD_TOOLS=OFF -DCMAKE_C_FLAGS="$(TSAN_FLAGS)" \
+	  -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread \
+	  $(CMAKE_FLAGS)
+	cmake --build $(BUILD)-tsan -j$(JOBS) --target test_threads
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(BUILD)-tsan/tests/hardening/test_threads
+
+# Opt-in: the huge-input test at a million tokens (about 2.5 GiB, 1-2 min
+# on 2 cores; make test runs it at 131K tokens).
+HUGE_TOKENS ?= 1048653
+test-huge: build
+	$(BUILD)/tests/hardening/test_huge $(HUGE_TOKENS)
+
+# libFuzzer (clang) over the API validation layer and the .npy reader:
+# FUZZ_SECONDS per target, starting from fuzz/corpus; new inputs go to
+# $(BUILD)-fuzz/corpus-*, crashes to $(BUILD)-fuzz/crash-* (turn each into a
+# file in fuzz/regressions/<target>/, see docs/hardening.md).
+FUZZ_SECONDS ?= 30
+FUZZ_EXTRA ?=
+FUZZ_RUN = cd $(BUILD)-fuzz && mkdir -p corpus-$(1) && \
+	./fuzz_$(1) -max_total_time=$(FUZZ_SECONDS) -timeout=20 -rss_limit_mb=4096 \
+	  -print_final_stats=1 -artifact_prefix=./crash-$(1)- $(FUZZ_EXTRA) \
+	  corpus-$(1) $(CURDIR)/fuzz/corpus/$(1)
+fuzz: deps
+	cmake -S fuzz -B $(BUILD)-fuzz -DCMAKE_C_COMPILER=clang $(CMAKE_FLAGS)
+	cmake --build $(BUILD)-fuzz -j$(JOBS)
+	$(call FUZZ_RUN,api)
+	$(call FUZZ_RUN,npy)
+
+# The documented longer run: FUZZ_LONG_SECONDS per target on every core.
+FUZZ_LONG_SECONDS ?= 3600
+fuzz-long:
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_LONG_SECONDS) FUZZ_EXTRA=-fork=$(JOBS)
+
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan $(BUILD)-fuzz

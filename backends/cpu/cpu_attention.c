@@ -88,6 +88,11 @@ static void process_tile(const attn_job *job, attn_scratch *w, int rows, int col
         const float mx = k->row_max(s, cols);
         const float m_new = mx > w->m[i] ? mx : w->m[i];
         if (m_new == -INFINITY) { /* nothing visible yet: contributes nothing */
+            /* ... unless the logits are NaN (a NaN query): the row must
+             * come out NaN, not as a row with no visible key. */
+            for (int c = 0; c < cols; c++)
+                if (isnan(s[c]))
+                    w->l[i] = NAN;
             memset(s, 0, (size_t)cols * sizeof(float));
             continue;
         }
@@ -156,7 +161,8 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t b, int64_t h,
         process_tile(job, w, rows, cols, diag_col, diag_key0);
 
     for (int i = 0; i < rows; i++) {
-        const float inv = w->l[i] > 0.0f ? 1.0f / w->l[i] : 0.0f; /* no visible key: 0 */
+        const float l = w->l[i];
+        const float inv = l > 0.0f ? 1.0f / l : isnan(l) ? l : 0.0f; /* no visible key: 0 */
         stem_cpu_store_row(job->out, b, h, q0 + i, d, w->o + (ptrdiff_t)i * d, inv);
     }
 }

@@ -112,9 +112,41 @@ static void cpu_context_fini(stem_context *ctx)
     ctx->impl = NULL;
 }
 
+/* Bytes the system can still give without swapping or the OOM killer
+ * (MemAvailable), else physical memory; 0 if unknown. */
+static uint64_t cpu_available_memory(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        unsigned long long kib = 0;
+        int found = 0;
+        while (!found && fgets(line, sizeof line, f))
+            found = sscanf(line, "MemAvailable: %llu kB", &kib) == 1;
+        fclose(f);
+        if (found)
+            return (uint64_t)kib * 1024u;
+    }
+    const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page_size > 0 ? (uint64_t)pages * (uint64_t)page_size : 0;
+}
+
+/* Buffers from here on are checked against available memory first: the
+ * zeroing below touches every page, so a buffer the system cannot back
+ * would end in the OOM killer instead of an error (overcommit lets the
+ * allocation itself succeed). */
+#define CPU_CHECKED_BUFFER_BYTES ((size_t)256 << 20)
+
 static stem_status cpu_buffer_alloc(stem_context *ctx, stem_buffer *buf, size_t bytes)
 {
     (void)ctx;
+    if (bytes >= CPU_CHECKED_BUFFER_BYTES) {
+        const uint64_t avail = cpu_available_memory();
+        if (avail != 0 && (uint64_t)bytes > avail)
+            return stem_set_error(STEM_ERR_OUT_OF_MEMORY,
+                                  "cpu buffer of %zu bytes: only %llu bytes of memory available",
+                                  bytes, (unsigned long long)avail);
+    }
     /* Zeroed so a fresh buffer reads the same on every run and backend. */
     void *p = stem_cpu_alloc(bytes ? bytes : 1);
     if (!p)

@@ -5,6 +5,8 @@
  *   STEM_TEST_REQUIRE=cpu,opencl  backends that must have a device (else FAIL)
  *   STEM_TEST_FILTER=substring    run only cases whose name contains it
  *   STEM_TEST_LEVEL=full          a longer sweep (more cases, larger N)
+ *   STEM_TEST_LEVEL=asan          every misuse case, the cheap table cases and
+ *                                 1 in 4 of the mid-cost ones (sanitizer builds)
  *   STEM_TEST_VERBOSE=1           per-case timing and worst error/tolerance
  *   STEM_TEST_ONLY=opencl,vulkan  run only these backends' devices
  *   STEM_TEST_EMULATED=all        every case on emulated devices too (see below)
@@ -130,6 +132,26 @@ static int thin_cases_for(const conf_device *dev, const conf_case *in, int n, co
     return m;
 }
 
+/* Under ASan + UBSan everything runs 3-10x slower while the misuse cases,
+ * which matter most there, stay cheap. STEM_TEST_LEVEL=asan keeps every
+ * misuse case, the table cases up to CONF_ASAN_CHEAP (85% of the table, 7%
+ * of its reference work) and 1 in 4 of those up to CONF_ASAN_MID, picked by
+ * position so every run picks the same ones; every selector, dtype, layout
+ * and buffer kind still appears. */
+#define CONF_ASAN_CHEAP 1e8
+#define CONF_ASAN_MID 1e9
+static int asan_subset(conf_case *cases, int n)
+{
+    int m = 0, mid = 0;
+    for (int i = 0; i < n; ++i) {
+        const double c = cases[i].cost;
+        if (c > CONF_ASAN_MID || (c > CONF_ASAN_CHEAP && mid++ % 4 != 0))
+            continue;
+        cases[m++] = cases[i];
+    }
+    return m;
+}
+
 static void run_group(const char *group, conf_device *dev, const conf_case *cases,
                       const conf_misuse *mis, int n, tally *t)
 {
@@ -202,6 +224,7 @@ int main(int argc, char **argv)
     if (parse_required(required) != 0)
         return 2;
     const int level = env_is("STEM_TEST_LEVEL", "full");
+    const int asan_level = env_is("STEM_TEST_LEVEL", "asan");
     const char *filter = getenv("STEM_TEST_FILTER");
     if (filter && !*filter)
         filter = NULL;
@@ -217,7 +240,8 @@ int main(int argc, char **argv)
     /* Apply the filter in place. */
     int nc = 0, nm = 0;
     double cost = 0.0;
-    for (int i = 0; i < n_all_cases; ++i)
+    const int n_table = asan_level ? asan_subset(all_cases, n_all_cases) : n_all_cases;
+    for (int i = 0; i < n_table; ++i)
         if (!filter || strstr(all_cases[i].name, filter)) {
             all_cases[nc++] = all_cases[i];
             cost += all_cases[i].cost;
@@ -231,11 +255,13 @@ int main(int argc, char **argv)
         for (int i = 0; i < nc; ++i)
             printf("%s  (%.3g MAC)\n", all_cases[i].name, all_cases[i].cost);
         printf("%d table cases + %d misuse/API cases, reference work %.3g MAC\n", nc, nm, cost);
+        free(all_cases);
+        free(all_mis);
         return 0;
     }
     printf("conformance: %d table cases + %d misuse/API cases per device (%s level), "
            "reference work %.3g multiply-adds\n",
-           nc, nm, level ? "full" : "default", cost);
+           nc, nm, level ? "full" : asan_level ? "asan" : "default", cost);
 
     tally per[STEM_BACKEND_COUNT];
     int have_device[STEM_BACKEND_COUNT] = {0};
