@@ -4,8 +4,9 @@ BUILD ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
+PREFIX ?= /usr/local
 
-.PHONY: all deps configure build demo test test-full test-asan clean
+.PHONY: all deps configure build demo test test-full test-asan test-packaging install clean
 
 all: build
 
@@ -41,6 +42,16 @@ test-asan: deps
 	@cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure --timeout 2400; \
 	  status=$$?; cat conformance-summary.txt 2>/dev/null; exit $$status
+
+# Packaging alone: exported symbols, stem.h alone, consumers of a fresh install
+# (find_package, pkg-config, add_subdirectory), hidden GPU runtimes. Part of
+# make test too.
+test-packaging: build
+	cd $(BUILD) && ctest --output-on-failure -R '^packaging_'
+
+# Library, header, CMake package and stem.pc (and the stem tool) into PREFIX.
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-asan
