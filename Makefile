@@ -4,9 +4,8 @@ BUILD ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
-PREFIX ?= /usr/local
 
-.PHONY: all deps configure build demo test test-full test-asan test-packaging install clean
+.PHONY: all deps configure build demo test test-full test-asan clean
 
 all: build
 
@@ -22,6 +21,18 @@ build: configure
 # Stem against dense at 16K tokens on structured input, best available backend.
 demo: build
 	$(BUILD)/tools/stem demo
+
+# Library, header, CMake package and stem.pc (and the stem tool) into PREFIX.
+PREFIX ?= /usr/local
+.PHONY: install test-packaging
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+# Packaging alone: exported symbols, stem.h alone, consumers of a fresh install
+# (find_package, pkg-config, add_subdirectory), hidden GPU runtimes. Part of
+# make test too.
+test-packaging: build
+	cd $(BUILD) && ctest --output-on-failure -R '^packaging_'
 
 # Every test; ends with one line per backend counting its conformance cases.
 test: build
@@ -42,16 +53,6 @@ test-asan: deps
 	@cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure --timeout 2400; \
 	  status=$$?; cat conformance-summary.txt 2>/dev/null; exit $$status
-
-# Packaging alone: exported symbols, stem.h alone, consumers of a fresh install
-# (find_package, pkg-config, add_subdirectory), hidden GPU runtimes. Part of
-# make test too.
-test-packaging: build
-	cd $(BUILD) && ctest --output-on-failure -R '^packaging_'
-
-# Library, header, CMake package and stem.pc (and the stem tool) into PREFIX.
-install: build
-	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-asan
