@@ -22,6 +22,18 @@ build: configure
 demo: build
 	$(BUILD)/tools/stem demo
 
+# Library, header, CMake package and stem.pc (and the stem tool) into PREFIX.
+PREFIX ?= /usr/local
+.PHONY: install test-packaging
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+# Packaging alone: exported symbols, stem.h alone, consumers of a fresh install
+# (find_package, pkg-config, add_subdirectory), hidden GPU runtimes. Part of
+# make test too.
+test-packaging: build
+	cd $(BUILD) && ctest --output-on-failure -R '^packaging_'
+
 # Every test; ends with one line per backend counting its conformance cases.
 test: build
 	@rm -f $(BUILD)/conformance-summary.txt
