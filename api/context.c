@@ -64,16 +64,24 @@ stem_status stem_context_create(const stem_context_desc *desc, stem_context **ou
             return st;
         return context_open(&d, &dev, out);
     }
-    /* AUTO: the first device that opens, in the list's best-first order. */
+    /* AUTO: the first device that opens, in the list's best-first order,
+     * taking real GPUs first, then the CPU backend, and only then GPU
+     * backends that run on a CPU (PoCL, lavapipe): those are slower than the
+     * CPU backend on the same cores. */
     stem_status last = stem_set_error(STEM_ERR_BACKEND_UNAVAILABLE,
                                       "stem_context_create: no device available");
-    for (uint32_t i = 0; i < count; ++i) {
-        if (stem_device_get_info(i, &dev) != STEM_OK)
-            continue;
-        last = context_open(&d, &dev, out);
-        if (last == STEM_OK)
-            return STEM_OK;
-    }
+    for (int pass = 0; pass < 3; ++pass)
+        for (uint32_t i = 0; i < count; ++i) {
+            if (stem_device_get_info(i, &dev) != STEM_OK)
+                continue;
+            const int cpu_backend = dev.backend == STEM_BACKEND_CPU;
+            const int tier = dev.is_gpu ? 0 : cpu_backend ? 1 : 2;
+            if (tier != pass)
+                continue;
+            last = context_open(&d, &dev, out);
+            if (last == STEM_OK)
+                return STEM_OK;
+        }
     return last;
 }
 

@@ -114,7 +114,7 @@ typedef struct stem_context stem_context;
 typedef struct stem_buffer stem_buffer;
 typedef struct stem_plan stem_plan;
 
-#define STEM_DEVICE_AUTO (-1) /* best GPU, else the CPU */
+#define STEM_DEVICE_AUTO (-1) /* best real GPU, else the CPU backend, else an emulated GPU */
 
 typedef void (*stem_log_fn)(void *user, int level, const char *message);
 
