@@ -48,16 +48,19 @@ fi
 stem="$build/tools/stem"
 "$stem" info > "$out/stem-info.txt" 2>&1
 STEM_CPU_MAX_ISA=avx2 "$stem" info >> "$out/stem-info.txt" 2>&1
+grep -q "isa=avx512 " "$out/stem-info.txt" ||
+    echo "WARNING: the CPU backend does not run its AVX-512 kernels here" | tee -a "$log"
 
 # Conformance: the whole suite on AVX-512, a short pass on AVX2.
 if [ -x "$build/tests/test_conformance" ]; then
     STEM_TEST_ONLY=cpu STEM_TEST_REQUIRE=cpu STEM_CPU_MAX_ISA=avx512 \
-        step conformance-avx512 110 "$build/tests/test_conformance" \
+        step conformance-avx512 150 "$build/tests/test_conformance" \
         --summary "$out/conformance-avx512-summary.txt" > "$out/conformance-avx512.log" 2>&1
     STEM_TEST_ONLY=cpu STEM_TEST_REQUIRE=cpu STEM_CPU_MAX_ISA=avx2 STEM_TEST_FILTER=stem_d \
-        step conformance-avx2-short 45 "$build/tests/test_conformance" \
+        step conformance-avx2-short 40 "$build/tests/test_conformance" \
         --summary "$out/conformance-avx2-summary.txt" > "$out/conformance-avx2.log" 2>&1
-    grep -h -E "^(cpu|total):" "$out"/conformance-*-summary.txt | tee -a "$log"
+    grep -h -E "^(cpu|total):" "$out"/conformance-*-summary.txt 2>/dev/null | tee -a "$log"
+    grep -c "^\[       OK \]" "$out"/conformance-*.log | tee -a "$log" # passed so far, if cut off
     grep -h "FAILED" "$out"/conformance-*.log | head -20 | tee -a "$log"
 else
     echo "no $build/tests/test_conformance: conformance not run" | tee -a "$log"
@@ -65,7 +68,7 @@ fi
 
 # FMA peak (the ceiling the GFLOP/s are compared with).
 if cc -O2 -fopenmp bench/cpu/fma_peak.c -o /tmp/fma_peak 2>"$out/fma_peak-build.txt"; then
-    step fma-peak 20 /tmp/fma_peak 0.5 > "$out/fma_peak.tsv" 2>&1
+    step fma-peak 15 /tmp/fma_peak 0.5 > "$out/fma_peak.tsv" 2>&1
     cat "$out/fma_peak.tsv"
 fi
 
@@ -81,17 +84,17 @@ bench() { # bench NAME SECONDS ARGS...
         "$@" > "$out/bench-$name.md" 2>&1
     cat "$out/bench-$name.md"
 }
-bench f32-d128 70 --dtype f32 --d 128 --n "$ns" --warmup 1 --repeat 2
-bench f32-d128-big 60 --dtype f32 --d 128 --n "$big" --warmup 0 --repeat 1
-bench bf16-d128 45 --dtype bf16 --d 128 --n "$nmid" --warmup 1 --repeat 2
-bench f32-d64 45 --dtype f32 --d 64 --n "$ns,$big" --warmup 0 --repeat 1
+bench f32-d128 60 --dtype f32 --d 128 --n "$ns" --warmup 1 --repeat 2
+bench f32-d128-big 50 --dtype f32 --d 128 --n "$big" --warmup 0 --repeat 1
+bench bf16-d128 40 --dtype bf16 --d 128 --n "$nmid" --warmup 1 --repeat 2
+bench f32-d64 40 --dtype f32 --d 64 --n "$ns,$big" --warmup 0 --repeat 1
 
 # Torch CPU SDPA on the same shapes (fp32 and bf16, causal, GQA).
 if python3 -c "import torch" 2>/dev/null; then
     step torch-d128 45 python3 -u bench/cpu/torch_sdpa.py --n "$ns" --d 128 \
         --dtypes fp32,bf16 --repeat 2 > "$out/torch-d128.tsv" 2>&1
     cat "$out/torch-d128.tsv"
-    step torch-big 40 python3 -u bench/cpu/torch_sdpa.py --n "$big" --d 128,64 --dtypes fp32,bf16 \
+    step torch-big 35 python3 -u bench/cpu/torch_sdpa.py --n "$big" --d 128,64 --dtypes fp32,bf16 \
         --repeat 1 > "$out/torch-big.tsv" 2>&1
     cat "$out/torch-big.tsv"
 else
