@@ -11,7 +11,8 @@
  * Per head and tile: S = Q K^T (Q pre-multiplied by scale * log2(e) so the
  * softmax runs on exp2), online softmax (running max m, sum l, rescaled
  * accumulator), O += P V. Only the diagonal block needs the per-token mask.
- * A tile only ever holds blocks listed by the same set of heads, so no head
+ * With bf16 Q and K and a bf16 dot product (avx512_bf16), Q and K stay bf16
+ * pairs and S = Q K^T runs on it, scaled afterwards. A tile only ever holds blocks listed by the same set of heads, so no head
  * computes a column it did not select: time follows the kept blocks.
  *
  * Items run heaviest first (most listed blocks) under dynamic scheduling, so
@@ -43,6 +44,8 @@ typedef struct attn_scratch {
     float *s;        /* [bs x kt] logits, then probabilities */
     float *row;      /* [d] one widened value row */
     uint32_t *heads; /* [nk] bit hh set: head hh of the item lists block J */
+    uint32_t *qb;    /* bf16 dot path: [gh][bs x d/2] query tiles as bf16 pairs, unscaled */
+    uint32_t *kb;    /* bf16 dot path: key tile, panels of nr keys: [kt / nr][d/2][nr] pairs */
 } attn_scratch;
 
 typedef struct attn_job {
@@ -52,6 +55,7 @@ typedef struct attn_job {
     int bs, d, dp, kt, nr; /* block size, head_dim, padded to nr, keys per tile, panel width */
     int group, gh;         /* Hq / Hkv, query heads per item */
     float qmul;            /* scale * log2(e) */
+    int bf16;              /* S = Q K^T by the bf16 dot product (bf16 Q and K, gemm_bf16) */
 } attn_job;
 
 /* Key tile being filled: columns [0, cols); [diag_col, cols) hold
@@ -72,6 +76,8 @@ static void scratch_free(attn_scratch *w)
     free(w->s);
     free(w->row);
     free(w->heads);
+    free(w->qb);
+    free(w->kb);
     memset(w, 0, sizeof *w);
 }
 
@@ -89,7 +95,12 @@ static int scratch_alloc(attn_scratch *w, const attn_job *job)
     w->s = stem_cpu_alloc(bs * kt * sizeof(float));
     w->row = stem_cpu_alloc(d * sizeof(float));
     w->heads = stem_cpu_alloc((size_t)job->n_blocks * sizeof(uint32_t));
-    if (!w->q || !w->o || !w->m || !w->l || !w->kp || !w->vp || !w->s || !w->row || !w->heads) {
+    if (job->bf16) {
+        w->qb = stem_cpu_alloc(gh * bs * (d / 2) * sizeof(uint32_t));
+        w->kb = stem_cpu_alloc(kt * (d / 2) * sizeof(uint32_t));
+    }
+    if (!w->q || !w->o || !w->m || !w->l || !w->kp || !w->vp || !w->s || !w->row || !w->heads ||
+        (job->bf16 && (!w->qb || !w->kb))) {
         scratch_free(w);
         return 0;
     }
@@ -97,6 +108,8 @@ static int scratch_alloc(attn_scratch *w, const attn_job *job)
      * values: zero them once, conversion never writes them. */
     memset(w->kp, 0, kt * d * sizeof(float));
     memset(w->vp, 0, dp * kt * sizeof(float));
+    if (job->bf16)
+        memset(w->kb, 0, kt * (d / 2) * sizeof(uint32_t));
     return 1;
 }
 
@@ -109,10 +122,16 @@ static void tile_head(const attn_job *job, attn_scratch *w, const tile_state *t,
     const int cols = t->cols, colsp = (cols + nr - 1) / nr * nr;
     float *o = w->o + (ptrdiff_t)hh * bs * dp;
     float *m = w->m + (ptrdiff_t)hh * bs, *l = w->l + (ptrdiff_t)hh * bs;
-    k->gemm_packed(rows, colsp, d, w->q + (ptrdiff_t)hh * bs * d, d, w->kp, (ptrdiff_t)d * nr,
-                   w->s, kt, 0);
+    if (job->bf16)
+        k->gemm_bf16(rows, colsp, d / 2, w->qb + (ptrdiff_t)hh * bs * (d / 2), d / 2, w->kb,
+                     (ptrdiff_t)(d / 2) * nr, w->s, kt);
+    else
+        k->gemm_packed(rows, colsp, d, w->q + (ptrdiff_t)hh * bs * d, d, w->kp,
+                       (ptrdiff_t)d * nr, w->s, kt, 0);
     for (int i = 0; i < rows; i++) {
         float *s = w->s + (ptrdiff_t)i * kt;
+        if (job->bf16) /* Q stayed exact bf16: scale the logits instead */
+            k->scale(s, cols, job->qmul);
         if (t->diag_col >= 0) {
             /* key offset diag_key0 + (c - diag_col) is visible iff <= i */
             int first_masked = t->diag_col + (i - t->diag_key0) + 1;
@@ -147,16 +166,32 @@ static void flush_tile(const attn_job *job, attn_scratch *w, tile_state *t, int 
     t->heads = 0;
 }
 
-/* Widens key tok into tile column c: K into its key panel (stride nr), V
- * into the dimension panels (nr values each). */
+/* Two bf16 values (exact in f32, as widened from bf16) as one pair. */
+static inline uint32_t bf16_pair(float lo, float hi)
+{
+    uint32_t a, b;
+    memcpy(&a, &lo, sizeof a);
+    memcpy(&b, &hi, sizeof b);
+    return (a >> 16) | (b & 0xffff0000u);
+}
+
+/* Widens key tok into tile column c: K into its key panel (stride nr; pairs
+ * of dimensions on the bf16 path), V into the dimension panels (nr values
+ * each). */
 static void load_key(const attn_job *job, attn_scratch *w, int64_t b, int64_t kh, int64_t tok,
                      int c)
 {
     const int d = job->d, nr = job->nr, kt = job->kt;
-    float *kdst = w->kp + (ptrdiff_t)(c / nr) * d * nr + c % nr;
     stem_cpu_widen_row(job->k, job->kk, b, kh, tok, d, w->row, 1.0f);
-    for (int p = 0; p < d; p++)
-        kdst[(ptrdiff_t)p * nr] = w->row[p];
+    if (job->bf16) {
+        uint32_t *kdst = w->kb + (ptrdiff_t)(c / nr) * (d / 2) * nr + c % nr;
+        for (int p = 0; p < d / 2; p++)
+            kdst[(ptrdiff_t)p * nr] = bf16_pair(w->row[2 * p], w->row[2 * p + 1]);
+    } else {
+        float *kdst = w->kp + (ptrdiff_t)(c / nr) * d * nr + c % nr;
+        for (int p = 0; p < d; p++)
+            kdst[(ptrdiff_t)p * nr] = w->row[p];
+    }
     stem_cpu_widen_row(job->k, job->v, b, kh, tok, d, w->row, 1.0f);
     float *dst = w->vp + (ptrdiff_t)c * nr;
     for (int p = 0; p < d; p += nr) { /* a loop, not memcpy: 32-byte pieces */
@@ -210,9 +245,17 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
 
     for (int hh = 0; hh < nh; hh++) {
         float *q = w->q + (ptrdiff_t)hh * bs * d;
-        for (int i = 0; i < rows; i++)
-            stem_cpu_widen_row(job->k, job->q, b, h0 + hh, q0 + i, d, q + (ptrdiff_t)i * d,
-                               job->qmul);
+        for (int i = 0; i < rows; i++) {
+            if (job->bf16) {
+                uint32_t *qb = w->qb + ((ptrdiff_t)hh * bs + i) * (d / 2);
+                stem_cpu_widen_row(job->k, job->q, b, h0 + hh, q0 + i, d, w->row, 1.0f);
+                for (int p = 0; p < d / 2; p++)
+                    qb[p] = bf16_pair(w->row[2 * p], w->row[2 * p + 1]);
+            } else {
+                stem_cpu_widen_row(job->k, job->q, b, h0 + hh, q0 + i, d, q + (ptrdiff_t)i * d,
+                                   job->qmul);
+            }
+        }
         memset(w->o + (ptrdiff_t)hh * bs * dp, 0, (size_t)rows * dp * sizeof(float));
         for (int i = 0; i < rows; i++) {
             w->m[hh * bs + i] = -INFINITY;
@@ -319,6 +362,11 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_tensor *q, const stem
     job.gh = heads_per_item(plan, job.group, job.bs, job.d, job.dp, job.kt);
     job.chunks = (job.group + job.gh - 1) / job.gh;
     job.qmul = plan->scale * 1.4426950408889634f;
+    /* bf16 products are exact in f32, so the dot product keeps S as exact
+     * as the f32 path. P V stays f32: P rounded to bf16 would exceed the
+     * CPU's f32-level output tolerance. */
+    job.bf16 = ctx->k->gemm_bf16 != NULL && q->dtype == STEM_DTYPE_BF16 &&
+               k->dtype == STEM_DTYPE_BF16 && job.d % 2 == 0;
 
     const int64_t n = plan->n_blocks;
     const int64_t items = plan->desc.batch * job.hkv * job.chunks * n;

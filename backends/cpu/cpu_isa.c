@@ -50,6 +50,22 @@ stem_cpu_isa stem_cpu_isa_detect(void)
 #endif
 }
 
+int stem_cpu_has_avx512_bf16(void)
+{
+#ifdef STEM_CPU_X86
+    if (stem_cpu_isa_detect() < STEM_CPU_ISA_AVX512) /* also checks the OS state */
+        return 0;
+    unsigned a, b, c, d;
+    __cpuid_count(7, 0, a, b, c, d);
+    if (a < 1) /* no subleaf 1 */
+        return 0;
+    __cpuid_count(7, 1, a, b, c, d);
+    return (a >> 5) & 1;
+#else
+    return 0;
+#endif
+}
+
 const char *stem_cpu_isa_name(stem_cpu_isa isa)
 {
     switch (isa) {
@@ -86,6 +102,10 @@ const stem_cpu_kernels *stem_cpu_kernels_for(stem_cpu_isa isa, stem_cpu_isa *use
     if (isa >= STEM_CPU_ISA_AVX512) {
         if (used)
             *used = STEM_CPU_ISA_AVX512;
+#ifdef STEM_CPU_AVX512_BF16
+        if (stem_cpu_has_avx512_bf16())
+            return &stem_cpu_kernels_avx512_bf16;
+#endif
         return &stem_cpu_kernels_avx512;
     }
     if (isa >= STEM_CPU_ISA_AVX2) {

@@ -11,6 +11,12 @@ if(STEM_CPU_CC_AVX512)
   set_source_files_properties(
     ${CMAKE_CURRENT_SOURCE_DIR}/backends/cpu/cpu_kernels_avx2.c
     PROPERTIES COMPILE_OPTIONS "${STEM_CPU_AVX2_FLAGS}")
+  # avx512_bf16 (vdpbf16ps) for one kernel of that file, in its own table.
+  check_c_compiler_flag("-mavx512f -mavx512bf16" STEM_CPU_CC_AVX512BF16)
+  if(STEM_CPU_CC_AVX512BF16)
+    list(APPEND STEM_CPU_AVX512_FLAGS -mavx512bf16)
+    target_compile_definitions(stem_objects PRIVATE STEM_CPU_AVX512_BF16=1)
+  endif()
   set_source_files_properties(
     ${CMAKE_CURRENT_SOURCE_DIR}/backends/cpu/cpu_kernels_avx512.c
     PROPERTIES COMPILE_OPTIONS "${STEM_CPU_AVX512_FLAGS}")

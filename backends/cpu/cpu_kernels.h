@@ -14,6 +14,7 @@
 #include "stem.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum stem_cpu_isa {
     STEM_CPU_ISA_SCALAR = 0,
@@ -43,6 +44,15 @@ struct stem_cpu_kernels {
     void (*gemm_packed)(int m, int n, int k, const float *A, ptrdiff_t lda, const float *Bp,
                         ptrdiff_t panel_stride, float *C, ptrdiff_t ldc, int accumulate);
 
+    /* C[i][j] = sum_{p<kp} dot2(A[i*lda + p], Bp(p, j)) for i < m, j < n, every
+     * uint32_t holding two bf16 (element 2p in the low half, 2p+1 in the
+     * high half); Bp is packed like gemm_packed's B (panels of nr columns of
+     * pairs), n a multiple of nr. Products of two bf16 are exact in f32, so
+     * only the f32 sums round, as in gemm. NULL where the CPU has no bf16
+     * dot product (avx512_bf16 vdpbf16ps). Overwrites C. */
+    void (*gemm_bf16)(int m, int n, int kp, const uint32_t *A, ptrdiff_t lda,
+                      const uint32_t *Bp, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc);
+
     /* max_j x[j] (-inf for n == 0; NaN entries are ignored). */
     float (*row_max)(const float *x, int n);
 
@@ -66,10 +76,16 @@ extern const stem_cpu_kernels stem_cpu_kernels_scalar;
 #ifdef STEM_CPU_SIMD_KERNELS /* x86-64 builds whose compiler takes the ISA flags */
 extern const stem_cpu_kernels stem_cpu_kernels_avx2;   /* cpu_kernels_avx2.c */
 extern const stem_cpu_kernels stem_cpu_kernels_avx512; /* cpu_kernels_avx512.c */
+/* The AVX-512 table plus gemm_bf16 (cpu_kernels_avx512.c, when the compiler
+ * takes -mavx512bf16); NULL-free only where STEM_CPU_AVX512_BF16 is defined. */
+#ifdef STEM_CPU_AVX512_BF16
+extern const stem_cpu_kernels stem_cpu_kernels_avx512_bf16;
+#endif
 #endif
 
 /* Runtime ISA detection (cpu_isa.c). */
 stem_cpu_isa stem_cpu_isa_detect(void);        /* what the CPU + OS support */
+int stem_cpu_has_avx512_bf16(void);             /* CPUID.(7,1):EAX.AVX512_BF16 */
 stem_cpu_isa stem_cpu_isa_cap(stem_cpu_isa isa); /* capped by STEM_CPU_MAX_ISA */
 const char *stem_cpu_isa_name(stem_cpu_isa isa);
 /* Best kernels not above isa. Never NULL. */

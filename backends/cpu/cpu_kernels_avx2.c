@@ -24,6 +24,23 @@
 #define NR 16
 #define KERNELS_NAME "avx2"
 #define KERNELS_TABLE stem_cpu_kernels_avx2
+#ifdef STEM_CPU_BF16_EMULATION
+/* Test builds only (-DSTEM_CPU_BF16_EMULATION=1): the bf16 pair GEMM with
+ * two FMAs per pair, so the attention's bf16 tile layout runs through the
+ * conformance suite on CPUs without AVX512_BF16. Slower than the f32 path. */
+#define VI __m256i
+#define VLOADI(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define VSET1I(x) _mm256_set1_epi32(x)
+static inline __m256 vdot_bf16(__m256 acc, __m256i a, __m256i b)
+{
+    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+    acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(a, 16)),
+                          _mm256_castsi256_ps(_mm256_slli_epi32(b, 16)), acc);
+    return _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(a, hi)),
+                           _mm256_castsi256_ps(_mm256_and_si256(b, hi)), acc);
+}
+#define VDOT_BF16(acc, a, b) vdot_bf16((acc), (a), (b))
+#endif
 
 #include "cpu_kernels_simd.h"
 

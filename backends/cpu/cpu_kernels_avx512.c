@@ -1,6 +1,7 @@
 /*
- * CPU backend: AVX-512 (F, BW, VL) kernels. Built with -mavx512f -mavx512bw
- * -mavx512vl -mavx2 -mfma -mf16c for this file only (cpu_isa_flags.cmake);
+ * CPU backend: AVX-512 (F, BW, VL; BF16 for one kernel) kernels. Built with
+ * -mavx512f -mavx512bw -mavx512vl [-mavx512bf16] -mavx2 -mfma -mf16c for this
+ * file only (cpu_isa_flags.cmake);
  * reached only through the kernel table after CPUID + XGETBV said the CPU
  * and OS support it (ZMM and opmask state enabled).
  *
@@ -25,6 +26,16 @@
 #define NR 32
 #define KERNELS_NAME "avx512"
 #define KERNELS_TABLE stem_cpu_kernels_avx512
+#ifdef __AVX512BF16__
+/* vdpbf16ps for S = Q K^T on bf16 inputs, in a second table that cpu_isa.c
+ * hands out only when CPUID reports AVX512_BF16; nothing else in this file
+ * uses the extension (the compiler never emits it for f32 code). */
+#define VI __m512i
+#define VLOADI(p) _mm512_loadu_si512((const void *)(p))
+#define VSET1I(x) _mm512_set1_epi32(x)
+#define VDOT_BF16(acc, a, b) _mm512_dpbf16_ps((acc), (__m512bh)(a), (__m512bh)(b))
+#define KERNELS_TABLE_BF16 stem_cpu_kernels_avx512_bf16
+#endif
 
 #include "cpu_kernels_simd.h"
 

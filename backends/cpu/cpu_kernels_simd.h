@@ -7,6 +7,10 @@
  *   VLOAD VSTORE VSET1 VZERO VFMA(a, b, c) = a * b + c, VMUL VSUB VMAX VADD
  *   MR, NR           GEMM register block: MR rows x NR columns (NR % VW == 0)
  *   KERNELS_NAME     the table's name ("avx2"), KERNELS_TABLE its symbol
+ * and optionally, for the bf16 pair GEMM:
+ *   VI, VLOADI, VSET1I   integer vector of VW 32-bit lanes, load, broadcast
+ *   VDOT_BF16(acc, a, b) acc + a.lo * b.lo + a.hi * b.hi per lane (bf16 halves)
+ *   KERNELS_TABLE_BF16   when set, gemm_bf16 goes into this second table only
  * and after it the ISA-specific helpers declared below (vexp2 and friends).
  * Nothing here is reached unless the dispatcher (cpu_isa.c) found the ISA.
  */
@@ -166,6 +170,80 @@ static void gemm_packed_simd(int m, int n, int k, const float *A, ptrdiff_t lda,
              ldc, accumulate);
 }
 
+/* ------------------------------------------------------- bf16 pair GEMM */
+
+#ifdef VDOT_BF16 /* VDOT_BF16(acc, a, b): acc + dot products of bf16 pairs */
+/* As micro_block, over pairs: one 32-bit broadcast of A (two bf16) per row
+ * and step, NV vectors of NR pairs of B. */
+static inline __attribute__((always_inline)) void
+micro_bf16(const int mr, int kp, const uint32_t *restrict A, ptrdiff_t lda,
+           const uint32_t *restrict B, float *restrict C, ptrdiff_t ldc)
+{
+    VF acc[MR][NV];
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++)
+            acc[r][c] = VZERO();
+    for (int p = 0; p < kp; p++) {
+        const uint32_t *restrict b = B + (ptrdiff_t)p * NR;
+        VI bv[NV];
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++)
+            bv[c] = VLOADI(b + c * VW);
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; r++) {
+            const VI a = VSET1I((int)A[r * lda + p]);
+#pragma GCC unroll 4
+            for (int c = 0; c < NV; c++)
+                acc[r][c] = VDOT_BF16(acc[r][c], a, bv[c]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++)
+            VSTORE(C + r * ldc + c * VW, acc[r][c]);
+}
+
+#define MICRO_BF16_CASE(R)                                                              \
+    case R:                                                                             \
+        micro_bf16((R) <= MR ? (R) : MR, kp, a, lda, b, c, ldc);                         \
+        break
+
+static void gemm_bf16_simd(int m, int n, int kp, const uint32_t *A, ptrdiff_t lda,
+                           const uint32_t *Bp, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc)
+{
+    if (panel_stride <= 0)
+        panel_stride = NR * (ptrdiff_t)kp;
+    for (int j = 0; j + NR <= n; j += NR) {
+        const uint32_t *b = Bp + (ptrdiff_t)(j / NR) * panel_stride;
+        for (int i = 0; i < m; i += MR) {
+            const uint32_t *a = A + (ptrdiff_t)i * lda;
+            float *c = C + (ptrdiff_t)i * ldc + j;
+            switch (m - i < MR ? m - i : MR) {
+#if MR >= 12
+                MICRO_BF16_CASE(12);
+                MICRO_BF16_CASE(11);
+                MICRO_BF16_CASE(10);
+                MICRO_BF16_CASE(9);
+#endif
+#if MR >= 8
+                MICRO_BF16_CASE(8);
+                MICRO_BF16_CASE(7);
+#endif
+                MICRO_BF16_CASE(6);
+                MICRO_BF16_CASE(5);
+                MICRO_BF16_CASE(4);
+                MICRO_BF16_CASE(3);
+                MICRO_BF16_CASE(2);
+            default: micro_bf16(1, kp, a, lda, b, c, ldc); break;
+            }
+        }
+    }
+}
+#endif
+
 /* --------------------------------------------------------------- softmax */
 
 /* 2^t for t <= 127 (tails): the scalar kernels' formula, with FMA. */
@@ -279,8 +357,26 @@ const stem_cpu_kernels KERNELS_TABLE = {
     .gemm = gemm_simd,
     .nr = NR,
     .gemm_packed = gemm_packed_simd,
+#if defined(VDOT_BF16) && !defined(KERNELS_TABLE_BF16)
+    .gemm_bf16 = gemm_bf16_simd, /* the only table of this file */
+#endif
     .row_max = row_max_simd,
     .exp2_sum = exp2_sum_simd,
     .scale = scale_simd,
     .widen = widen_simd,
 };
+
+#if defined(VDOT_BF16) && defined(KERNELS_TABLE_BF16)
+/* The same kernels plus the bf16 dot product, for CPUs that have it. */
+const stem_cpu_kernels KERNELS_TABLE_BF16 = {
+    .name = KERNELS_NAME "+bf16",
+    .gemm = gemm_simd,
+    .nr = NR,
+    .gemm_packed = gemm_packed_simd,
+    .gemm_bf16 = gemm_bf16_simd,
+    .row_max = row_max_simd,
+    .exp2_sum = exp2_sum_simd,
+    .scale = scale_simd,
+    .widen = widen_simd,
+};
+#endif
