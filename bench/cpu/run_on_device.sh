@@ -46,6 +46,8 @@ if [ ! -x "$build/tools/stem" ]; then # no carried build: the library and tool o
     step build 120 bash -c "cmake -S . -B '$build' -DCMAKE_BUILD_TYPE=Release -DSTEM_BUILD_TESTS=OFF >/dev/null && cmake --build '$build' -j$(nproc) >/dev/null"
 fi
 stem="$build/tools/stem"
+# The carried binaries' RUNPATH names the dev machine's build folder.
+export LD_LIBRARY_PATH="$(cd "$build" && pwd):${LD_LIBRARY_PATH:-}"
 "$stem" info > "$out/stem-info.txt" 2>&1
 STEM_CPU_MAX_ISA=avx2 "$stem" info >> "$out/stem-info.txt" 2>&1
 grep -q "isa=avx512" "$out/stem-info.txt" ||
