@@ -24,7 +24,7 @@ typedef enum stem_cpu_isa {
 } stem_cpu_isa;
 
 struct stem_cpu_kernels {
-    const char *name; /* ISA these kernels were compiled for: "scalar", ... */
+    const char *name; /* "scalar", "avx2", "avx512", "avx512+bf16" */
 
     /* C[i][j] (+)= sum_{p<k} A[i*lda + p] * B[p*ldb + j] for i < m, j < n.
      * accumulate = 0 overwrites C. Used for S = Q K^T (B = K transposed),
@@ -33,7 +33,7 @@ struct stem_cpu_kernels {
                  ptrdiff_t ldb, float *C, ptrdiff_t ldc, int accumulate);
 
     /* Panel width of gemm_packed's B operand, in columns (a multiple of 4,
-     * at most 16); wider ISAs choose wider panels. */
+     * at most 32): scalar 8, AVX2 16, AVX-512 32. */
     int nr;
 
     /* gemm with B packed in panels of nr columns: column j, row p is
@@ -76,8 +76,8 @@ extern const stem_cpu_kernels stem_cpu_kernels_scalar;
 #ifdef STEM_CPU_SIMD_KERNELS /* x86-64 builds whose compiler takes the ISA flags */
 extern const stem_cpu_kernels stem_cpu_kernels_avx2;   /* cpu_kernels_avx2.c */
 extern const stem_cpu_kernels stem_cpu_kernels_avx512; /* cpu_kernels_avx512.c */
-/* The AVX-512 table plus gemm_bf16 (cpu_kernels_avx512.c, when the compiler
- * takes -mavx512bf16); NULL-free only where STEM_CPU_AVX512_BF16 is defined. */
+/* The AVX-512 table plus gemm_bf16 (cpu_kernels_avx512.c), built where the
+ * compiler takes -mavx512bf16 (STEM_CPU_AVX512_BF16). */
 #ifdef STEM_CPU_AVX512_BF16
 extern const stem_cpu_kernels stem_cpu_kernels_avx512_bf16;
 #endif
