@@ -36,7 +36,7 @@ cat "$out/machine.txt"
 
 # Test-time libraries (libcmocka) from the carried .deb files.
 if ls .devdeps/*.deb >/dev/null 2>&1; then
-    if ! { for f in .devdeps/*.deb; do dpkg -x "$f" / || exit 1; done; ldconfig; } 2>/dev/null; then
+    if ! (for f in .devdeps/*.deb; do dpkg -x "$f" / || exit 1; done; ldconfig) 2>/dev/null; then
         mkdir -p /tmp/devdeps && for f in .devdeps/*.deb; do dpkg -x "$f" /tmp/devdeps; done
         export LD_LIBRARY_PATH="$(find /tmp/devdeps -name '*.so*' -printf '%h\n' | sort -u | tr '\n' ':')${LD_LIBRARY_PATH:-}"
     fi
