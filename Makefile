@@ -36,11 +36,13 @@ test-packaging: build
 
 # Every test; ends with one line per backend counting its conformance cases.
 test: build
-	@rm -f $(BUILD)/conformance-summary.txt
+	@rm -f $(BUILD)/conformance-summary*.txt
 	@cd $(BUILD) && ctest --output-on-failure --timeout 1500; status=$$?; \
 	  echo; echo "== conformance summary =="; \
 	  if [ -f conformance-summary.txt ]; then cat conformance-summary.txt; \
-	  else echo "conformance summary missing"; status=1; fi; exit $$status
+	  else echo "conformance summary missing"; status=1; fi; \
+	  for f in conformance-summary-*.txt; do [ -f "$$f" ] || continue; \
+	    echo "-- $${f#conformance-summary-}"; cat "$$f"; done; exit $$status
 
 # Opt-in longer sweep (larger N, more cases); not part of make test.
 test-full: build

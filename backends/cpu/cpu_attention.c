@@ -1,170 +1,345 @@
 /*
  * CPU backend: block-sparse causal attention, FlashAttention-2 style.
  *
- * One work item = (batch, query head, query block I). Its Q tile is widened
- * to f32 once (pre-multiplied by scale * log2(e) so the softmax runs on exp2),
- * then the listed key blocks are streamed in key tiles of up to KT keys
- * (several small blocks share a tile; a large block at large head_dim is
- * split): S = Q K^T, online softmax (running max m, sum l, rescaled
+ * One work item = (batch, KV head, chunk of query heads of its GQA group,
+ * query block I). The item walks the union of its heads' block lists once:
+ * each key tile (up to KT keys) is widened to f32 once, straight into the
+ * kernels' packed-panel layout, and then serves every head of the chunk that
+ * listed its blocks. Converting K and V per query head instead cost as much
+ * as the arithmetic at g = 4.
+ *
+ * Per head and tile: S = Q K^T (Q pre-multiplied by scale * log2(e) so the
+ * softmax runs on exp2), online softmax (running max m, sum l, rescaled
  * accumulator), O += P V. Only the diagonal block needs the per-token mask.
+ * With bf16 Q and K and a bf16 dot product (avx512_bf16), Q and K stay bf16
+ * pairs and S = Q K^T runs on it, scaled afterwards. A tile only ever holds blocks listed by the same set of heads, so no head
+ * computes a column it did not select: time follows the kept blocks.
+ *
+ * Items run heaviest first (most listed blocks) under dynamic scheduling, so
+ * the threads finish together.
  */
 #include "cpu_common.h"
 
 #include <math.h>
 
-/* Keys per tile: Q, K^T, V, S and O tiles of 128 x 128 f32 (320 KiB at
+/* Keys per tile: Q, K, V, S and O tiles of 128 x 128 f32 (320 KiB at
  * d = 128) stay in a 512 KiB L2; at d > 128 tiles of 64 keys keep it there. */
 static int key_tile(int d)
 {
     return d <= 128 ? 128 : 64;
 }
 
+/* Query and output tiles of one item's heads stay within this per thread
+ * (8 heads at d = 128), so large groups (MQA) are split into chunks. */
+#define HEAD_STATE_BYTES ((size_t)1 << 20)
+#define MAX_CHUNK_HEADS 32 /* bits of the per-block head mask */
+
 typedef struct attn_scratch {
-    float *q;  /* [B x d] query tile, scaled */
-    float *kt; /* [d x KT] key tile, transposed */
-    float *v;  /* [KT x d] value tile */
-    float *s;  /* [B x KT] logits, then probabilities */
-    float *o;  /* [B x d] accumulator */
-    float *m;  /* [B] running max (log2 units) */
-    float *l;  /* [B] running sum */
+    float *q;        /* [gh][bs x d] query tiles, scaled */
+    float *o;        /* [gh][bs x dp] accumulators */
+    float *m;        /* [gh][bs] running max (log2 units) */
+    float *l;        /* [gh][bs] running sum */
+    float *kp;       /* key tile, panels of nr keys: [kt / nr][d][nr] */
+    float *vp;       /* value tile, panels of nr dims: [dp / nr][kt][nr] */
+    float *s;        /* [bs x kt] logits, then probabilities */
+    float *row;      /* [d] one widened value row */
+    uint32_t *heads; /* [nk] bit hh set: head hh of the item lists block J */
+    uint32_t *qb;    /* bf16 dot path: [gh][bs x d/2] query tiles as bf16 pairs, unscaled */
+    uint32_t *kb;    /* bf16 dot path: key tile, panels of nr keys: [kt / nr][d/2][nr] pairs */
 } attn_scratch;
-
-static void scratch_free(attn_scratch *w)
-{
-    free(w->q);
-    free(w->kt);
-    free(w->v);
-    free(w->s);
-    free(w->o);
-    free(w->m);
-    free(w->l);
-    memset(w, 0, sizeof *w);
-}
-
-static int scratch_alloc(attn_scratch *w, int bs, int d, int kt)
-{
-    memset(w, 0, sizeof *w);
-    w->q = stem_cpu_alloc((size_t)bs * d * sizeof(float));
-    w->kt = stem_cpu_alloc((size_t)d * kt * sizeof(float));
-    w->v = stem_cpu_alloc((size_t)kt * d * sizeof(float));
-    w->s = stem_cpu_alloc((size_t)bs * kt * sizeof(float));
-    w->o = stem_cpu_alloc((size_t)bs * d * sizeof(float));
-    w->m = stem_cpu_alloc((size_t)bs * sizeof(float));
-    w->l = stem_cpu_alloc((size_t)bs * sizeof(float));
-    if (!w->q || !w->kt || !w->v || !w->s || !w->o || !w->m || !w->l) {
-        scratch_free(w);
-        return 0;
-    }
-    return 1;
-}
 
 typedef struct attn_job {
     const stem_cpu_kernels *k;
     const stem_tensor *q, *kk, *v, *index, *count, *out;
-    int64_t n_tokens, n_blocks;
-    int bs, d, kt, group; /* block size, head_dim, keys per tile, Hq / Hkv */
-    float qmul;           /* scale * log2(e) */
+    int64_t n_tokens, n_blocks, hkv, chunks;
+    int bs, d, dp, kt, nr; /* block size, head_dim, padded to nr, keys per tile, panel width */
+    int group, gh;         /* Hq / Hkv, query heads per item */
+    float qmul;            /* scale * log2(e) */
+    int bf16;              /* S = Q K^T by the bf16 dot product (bf16 Q and K, gemm_bf16) */
 } attn_job;
 
-/* One key tile: S = Q K^T over `cols` keys, mask, online softmax, O += P V.
- * Columns [diag_col, cols) hold diagonal-block keys whose offsets from the
- * block start begin at diag_key0 (diag_col < 0: no diagonal keys). */
-static void process_tile(const attn_job *job, attn_scratch *w, int rows, int cols, int diag_col,
-                         int diag_key0)
+/* Key tile being filled: columns [0, cols); [diag_col, cols) hold
+ * diagonal-block keys at offsets diag_key0.. from the block start. */
+typedef struct tile_state {
+    int cols, diag_col, diag_key0;
+    uint32_t heads; /* heads that listed every block in the tile */
+} tile_state;
+
+static void scratch_free(attn_scratch *w)
+{
+    free(w->q);
+    free(w->o);
+    free(w->m);
+    free(w->l);
+    free(w->kp);
+    free(w->vp);
+    free(w->s);
+    free(w->row);
+    free(w->heads);
+    free(w->qb);
+    free(w->kb);
+    memset(w, 0, sizeof *w);
+}
+
+static int scratch_alloc(attn_scratch *w, const attn_job *job)
+{
+    const size_t gh = (size_t)job->gh, bs = (size_t)job->bs, d = (size_t)job->d,
+                 dp = (size_t)job->dp, kt = (size_t)job->kt;
+    memset(w, 0, sizeof *w);
+    w->q = stem_cpu_alloc(gh * bs * d * sizeof(float));
+    w->o = stem_cpu_alloc(gh * bs * dp * sizeof(float));
+    w->m = stem_cpu_alloc(gh * bs * sizeof(float));
+    w->l = stem_cpu_alloc(gh * bs * sizeof(float));
+    w->kp = stem_cpu_alloc(kt * d * sizeof(float));
+    w->vp = stem_cpu_alloc(dp * kt * sizeof(float));
+    w->s = stem_cpu_alloc(bs * kt * sizeof(float));
+    w->row = stem_cpu_alloc(d * sizeof(float));
+    w->heads = stem_cpu_alloc((size_t)job->n_blocks * sizeof(uint32_t));
+    if (job->bf16) {
+        w->qb = stem_cpu_alloc(gh * bs * (d / 2) * sizeof(uint32_t));
+        w->kb = stem_cpu_alloc(kt * (d / 2) * sizeof(uint32_t));
+    }
+    if (!w->q || !w->o || !w->m || !w->l || !w->kp || !w->vp || !w->s || !w->row || !w->heads ||
+        (job->bf16 && (!w->qb || !w->kb))) {
+        scratch_free(w);
+        return 0;
+    }
+    /* Pad columns (keys past a short tile, dims past d) must hold finite
+     * values: zero them once, conversion never writes them. */
+    memset(w->kp, 0, kt * d * sizeof(float));
+    memset(w->vp, 0, dp * kt * sizeof(float));
+    if (job->bf16)
+        memset(w->kb, 0, kt * (d / 2) * sizeof(uint32_t));
+    return 1;
+}
+
+/* One tile for one head: S = Q K^T over `cols` keys, mask, online softmax,
+ * O += P V. */
+static void tile_head(const attn_job *job, attn_scratch *w, const tile_state *t, int hh, int rows)
 {
     const stem_cpu_kernels *k = job->k;
-    const int d = job->d, kt = job->kt;
-    k->gemm(rows, cols, d, w->q, d, w->kt, kt, w->s, kt, 0);
+    const int d = job->d, dp = job->dp, kt = job->kt, nr = job->nr, bs = job->bs;
+    const int cols = t->cols, colsp = (cols + nr - 1) / nr * nr;
+    float *o = w->o + (ptrdiff_t)hh * bs * dp;
+    float *m = w->m + (ptrdiff_t)hh * bs, *l = w->l + (ptrdiff_t)hh * bs;
+    if (job->bf16)
+        k->gemm_bf16(rows, colsp, d / 2, w->qb + (ptrdiff_t)hh * bs * (d / 2), d / 2, w->kb,
+                     (ptrdiff_t)(d / 2) * nr, w->s, kt);
+    else
+        k->gemm_packed(rows, colsp, d, w->q + (ptrdiff_t)hh * bs * d, d, w->kp,
+                       (ptrdiff_t)d * nr, w->s, kt, 0);
     for (int i = 0; i < rows; i++) {
         float *s = w->s + (ptrdiff_t)i * kt;
-        if (diag_col >= 0) {
+        if (job->bf16) /* Q stayed exact bf16: scale the logits instead */
+            k->scale(s, cols, job->qmul);
+        if (t->diag_col >= 0) {
             /* key offset diag_key0 + (c - diag_col) is visible iff <= i */
-            int first_masked = diag_col + (i - diag_key0) + 1;
-            if (first_masked < diag_col)
-                first_masked = diag_col;
+            int first_masked = t->diag_col + (i - t->diag_key0) + 1;
+            if (first_masked < t->diag_col)
+                first_masked = t->diag_col;
             for (int c = first_masked; c < cols; c++)
                 s[c] = -INFINITY;
         }
         const float mx = k->row_max(s, cols);
-        const float m_new = mx > w->m[i] ? mx : w->m[i];
+        const float m_new = mx > m[i] ? mx : m[i];
         if (m_new == -INFINITY) { /* nothing visible yet: contributes nothing */
             /* ... unless the logits are NaN (a NaN query): the row must
              * come out NaN, not as a row with no visible key. */
             for (int c = 0; c < cols; c++)
                 if (isnan(s[c]))
-                    w->l[i] = NAN;
+                    l[i] = NAN;
             memset(s, 0, (size_t)cols * sizeof(float));
             continue;
         }
-        const float alpha = exp2f(w->m[i] - m_new); /* 0 on the first visible tile */
+        const float alpha = exp2f(m[i] - m_new); /* 0 on the first visible tile */
         const float sum = k->exp2_sum(s, cols, m_new);
-        w->l[i] = w->l[i] * alpha + sum;
+        l[i] = l[i] * alpha + sum;
         if (alpha != 1.0f)
-            k->scale(w->o + (ptrdiff_t)i * d, d, alpha);
-        w->m[i] = m_new;
+            k->scale(o + (ptrdiff_t)i * dp, d, alpha);
+        m[i] = m_new;
     }
-    k->gemm(rows, d, cols, w->s, kt, w->v, d, w->o, d, 1);
+    k->gemm_packed(rows, dp, cols, w->s, kt, w->vp, (ptrdiff_t)kt * nr, o, dp, 1);
 }
 
-static void run_item(const attn_job *job, attn_scratch *w, int64_t b, int64_t h, int64_t I)
+static void flush_tile(const attn_job *job, attn_scratch *w, tile_state *t, int rows)
 {
-    const int bs = job->bs, d = job->d, kt = job->kt;
-    const int64_t kh = h / job->group;
-    const int64_t q0 = I * bs;
-    const int rows = (int)(job->n_tokens - q0 < bs ? job->n_tokens - q0 : bs);
+    for (int hh = 0; hh < job->gh; hh++)
+        if (t->heads & (1u << hh))
+            tile_head(job, w, t, hh, rows);
+    t->cols = 0;
+    t->diag_col = -1;
+    t->heads = 0;
+}
 
-    for (int i = 0; i < rows; i++)
-        stem_cpu_load_row(job->q, b, h, q0 + i, d, w->q + (ptrdiff_t)i * d, 1, job->qmul);
-    memset(w->o, 0, (size_t)rows * d * sizeof(float));
-    for (int i = 0; i < rows; i++) {
-        w->m[i] = -INFINITY;
-        w->l[i] = 0.0f;
+/* Two bf16 values (exact in f32, as widened from bf16) as one pair. */
+static inline uint32_t bf16_pair(float lo, float hi)
+{
+    uint32_t a, b;
+    memcpy(&a, &lo, sizeof a);
+    memcpy(&b, &hi, sizeof b);
+    return (a >> 16) | (b & 0xffff0000u);
+}
+
+/* Widens key tok into tile column c: K into its key panel (stride nr; pairs
+ * of dimensions on the bf16 path), V into the dimension panels (nr values
+ * each). */
+static void load_key(const attn_job *job, attn_scratch *w, int64_t b, int64_t kh, int64_t tok,
+                     int c)
+{
+    const int d = job->d, nr = job->nr, kt = job->kt;
+    stem_cpu_widen_row(job->k, job->kk, b, kh, tok, d, w->row, 1.0f);
+    if (job->bf16) {
+        uint32_t *kdst = w->kb + (ptrdiff_t)(c / nr) * (d / 2) * nr + c % nr;
+        for (int p = 0; p < d / 2; p++)
+            kdst[(ptrdiff_t)p * nr] = bf16_pair(w->row[2 * p], w->row[2 * p + 1]);
+    } else {
+        float *kdst = w->kp + (ptrdiff_t)(c / nr) * d * nr + c % nr;
+        for (int p = 0; p < d; p++)
+            kdst[(ptrdiff_t)p * nr] = w->row[p];
     }
+    stem_cpu_widen_row(job->k, job->v, b, kh, tok, d, w->row, 1.0f);
+    float *dst = w->vp + (ptrdiff_t)c * nr;
+    for (int p = 0; p < d; p += nr) { /* a loop, not memcpy: 32-byte pieces */
+        float *o = dst + (ptrdiff_t)(p / nr) * kt * nr;
+        const float *x = w->row + p;
+        const int take = d - p < nr ? d - p : nr;
+        for (int i = 0; i < take; i++)
+            o[i] = x[i];
+    }
+}
 
+/* Length of head h's list for row I, clamped to [0, nk]. */
+static int64_t list_count(const attn_job *job, int64_t b, int64_t h, int64_t I)
+{
     int64_t cnt = *stem_cpu_i32_at(job->count, b, h, I, 0);
     if (cnt < 0)
         cnt = 0;
     if (cnt > job->n_blocks)
         cnt = job->n_blocks;
+    return cnt;
+}
 
-    int cols = 0, diag_col = -1, diag_key0 = 0;
-    int64_t prev = -1;
-    for (int64_t p = 0; p < cnt; p++) {
-        const int64_t J = *stem_cpu_i32_at(job->index, b, h, I, p);
-        /* The core checks lists; still never read outside causal blocks. */
-        if (J <= prev || J > I)
+static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
+{
+    const int bs = job->bs, d = job->d, dp = job->dp, kt = job->kt;
+    const int64_t I = id % job->n_blocks;
+    int64_t r = id / job->n_blocks;
+    const int64_t chunk = r % job->chunks;
+    r /= job->chunks;
+    const int64_t kh = r % job->hkv, b = r / job->hkv;
+    const int64_t h0 = kh * job->group + chunk * job->gh;
+    const int nh = (int)(job->group - chunk * job->gh < job->gh ? job->group - chunk * job->gh
+                                                                 : job->gh);
+    const int64_t q0 = I * bs;
+    const int rows = (int)(job->n_tokens - q0 < bs ? job->n_tokens - q0 : bs);
+
+    /* Which heads list which blocks. */
+    memset(w->heads, 0, (size_t)(I + 1) * sizeof(uint32_t));
+    for (int hh = 0; hh < nh; hh++) {
+        const int64_t cnt = list_count(job, b, h0 + hh, I);
+        int64_t prev = -1;
+        for (int64_t p = 0; p < cnt; p++) {
+            const int64_t J = *stem_cpu_i32_at(job->index, b, h0 + hh, I, p);
+            /* The core checks lists; still never read outside causal blocks. */
+            if (J <= prev || J > I)
+                continue;
+            prev = J;
+            w->heads[J] |= 1u << hh;
+        }
+    }
+
+    for (int hh = 0; hh < nh; hh++) {
+        float *q = w->q + (ptrdiff_t)hh * bs * d;
+        for (int i = 0; i < rows; i++) {
+            if (job->bf16) {
+                uint32_t *qb = w->qb + ((ptrdiff_t)hh * bs + i) * (d / 2);
+                stem_cpu_widen_row(job->k, job->q, b, h0 + hh, q0 + i, d, w->row, 1.0f);
+                for (int p = 0; p < d / 2; p++)
+                    qb[p] = bf16_pair(w->row[2 * p], w->row[2 * p + 1]);
+            } else {
+                stem_cpu_widen_row(job->k, job->q, b, h0 + hh, q0 + i, d, q + (ptrdiff_t)i * d,
+                                   job->qmul);
+            }
+        }
+        memset(w->o + (ptrdiff_t)hh * bs * dp, 0, (size_t)rows * dp * sizeof(float));
+        for (int i = 0; i < rows; i++) {
+            w->m[hh * bs + i] = -INFINITY;
+            w->l[hh * bs + i] = 0.0f;
+        }
+    }
+
+    tile_state t = {0, -1, 0, 0};
+    for (int64_t J = 0; J <= I; J++) {
+        const uint32_t heads = w->heads[J];
+        if (!heads)
             continue;
-        prev = J;
+        if (t.cols > 0 && heads != t.heads) /* a tile serves one set of heads */
+            flush_tile(job, w, &t, rows);
+        t.heads = heads;
         const int64_t k0 = J * bs;
         const int kn = (int)(job->n_tokens - k0 < bs ? job->n_tokens - k0 : bs);
         for (int j = 0; j < kn;) {
-            if (cols == kt) {
-                process_tile(job, w, rows, cols, diag_col, diag_key0);
-                cols = 0;
-                diag_col = -1;
+            if (t.cols == kt) {
+                flush_tile(job, w, &t, rows);
+                t.heads = heads;
             }
-            const int take = kn - j < kt - cols ? kn - j : kt - cols;
-            if (J == I && diag_col < 0) {
-                diag_col = cols;
-                diag_key0 = j;
+            const int take = kn - j < kt - t.cols ? kn - j : kt - t.cols;
+            if (J == I && t.diag_col < 0) {
+                t.diag_col = t.cols;
+                t.diag_key0 = j;
             }
-            for (int c = 0; c < take; c++) {
-                stem_cpu_load_row(job->kk, b, kh, k0 + j + c, d, w->kt + cols + c, kt, 1.0f);
-                stem_cpu_load_row(job->v, b, kh, k0 + j + c, d, w->v + (ptrdiff_t)(cols + c) * d,
-                                  1, 1.0f);
-            }
-            cols += take;
+            for (int c = 0; c < take; c++)
+                load_key(job, w, b, kh, k0 + j + c, t.cols + c);
+            t.cols += take;
             j += take;
         }
     }
-    if (cols > 0)
-        process_tile(job, w, rows, cols, diag_col, diag_key0);
+    if (t.cols > 0)
+        flush_tile(job, w, &t, rows);
 
-    for (int i = 0; i < rows; i++) {
-        const float l = w->l[i];
-        const float inv = l > 0.0f ? 1.0f / l : isnan(l) ? l : 0.0f; /* no visible key: 0 */
-        stem_cpu_store_row(job->out, b, h, q0 + i, d, w->o + (ptrdiff_t)i * d, inv);
-    }
+    for (int hh = 0; hh < nh; hh++)
+        for (int i = 0; i < rows; i++) {
+            const float li = w->l[hh * bs + i];
+            const float inv = li > 0.0f ? 1.0f / li : isnan(li) ? li : 0.0f; /* no visible key: 0 */
+            stem_cpu_store_row(job->out, b, h0 + hh, q0 + i, d,
+                               w->o + (ptrdiff_t)hh * bs * dp + (ptrdiff_t)i * dp, inv);
+        }
+}
+
+typedef struct attn_item {
+    int64_t cost, id;
+} attn_item;
+
+/* Heaviest first; equal costs in id order, so the order is reproducible. */
+static int item_cmp(const void *pa, const void *pb)
+{
+    const attn_item *a = pa, *b = pb;
+    if (a->cost != b->cost)
+        return a->cost > b->cost ? -1 : 1;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+/* Query heads per item: the whole group when tiles are whole blocks (block
+ * size >= key tile), since then no head ever waits on columns it did not
+ * list; with smaller blocks only when every head lists the same blocks
+ * (dense), else one head per item keeps tiles full. Bounded by the per-thread
+ * tile budget. Depends on the shape only, never on the thread count, so
+ * results do not change with it. */
+static int heads_per_item(const stem_plan *plan, int group, int bs, int d, int dp, int kt)
+{
+    if (bs < kt && !plan->dense)
+        return 1;
+    const size_t per_head = (size_t)bs * (size_t)(d + dp) * sizeof(float);
+    int64_t gh = (int64_t)(HEAD_STATE_BYTES / per_head);
+    if (gh < 1)
+        gh = 1;
+    if (gh > MAX_CHUNK_HEADS)
+        gh = MAX_CHUNK_HEADS;
+    if (gh > group)
+        gh = group;
+    /* Equal chunks: 8 heads over a group of 12 become 6 + 6, not 8 + 4. */
+    const int64_t chunks = (group + gh - 1) / gh;
+    return (int)((group + chunks - 1) / chunks);
 }
 
 stem_status stem_cpu_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
@@ -182,39 +357,67 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_tensor *q, const stem
     job.out = out;
     job.n_tokens = plan->desc.q_len;
     job.n_blocks = plan->n_blocks;
+    job.hkv = plan->desc.num_kv_heads;
     job.bs = plan->cfg.block_size;
     job.d = (int)plan->desc.head_dim;
-    job.kt = key_tile(job.d);
+    job.nr = ctx->k->nr;
+    job.dp = (job.d + job.nr - 1) / job.nr * job.nr;
+    job.kt = (key_tile(job.d) + job.nr - 1) / job.nr * job.nr;
     job.group = (int)(plan->desc.num_q_heads / plan->desc.num_kv_heads);
+    job.gh = heads_per_item(plan, job.group, job.bs, job.d, job.dp, job.kt);
+    job.chunks = (job.group + job.gh - 1) / job.gh;
     job.qmul = plan->scale * 1.4426950408889634f;
+    /* bf16 products are exact in f32, so the dot product keeps S as exact
+     * as the f32 path. P V stays f32: P rounded to bf16 would exceed the
+     * CPU's f32-level output tolerance. */
+    job.bf16 = ctx->k->gemm_bf16 != NULL && q->dtype == STEM_DTYPE_BF16 &&
+               k->dtype == STEM_DTYPE_BF16 && job.d % 2 == 0;
 
-    const int64_t n = plan->n_blocks, hq = plan->desc.num_q_heads;
-    const int64_t items = plan->desc.batch * hq * n;
+    const int64_t n = plan->n_blocks;
+    const int64_t items = plan->desc.batch * job.hkv * job.chunks * n;
     const int threads = ctx->threads;
 
-    /* Every thread's tiles up front, so running out of memory leaves the
-     * output untouched. */
+    /* Every thread's tiles and the item order up front, so running out of
+     * memory leaves the output untouched. */
+    if (items <= 0)
+        return STEM_OK;
+    attn_item *order = malloc((size_t)items * sizeof *order);
     attn_scratch *w = calloc((size_t)threads, sizeof *w);
-    int ok = w != NULL;
+    int ok = order != NULL && w != NULL;
     for (int t = 0; ok && t < threads; t++)
-        ok = scratch_alloc(&w[t], job.bs, job.d, job.kt);
+        ok = scratch_alloc(&w[t], &job);
     if (!ok) {
         for (int t = 0; w && t < threads; t++)
             scratch_free(&w[t]);
         free(w);
+        free(order);
         return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "cpu attention: out of memory for tiles");
     }
 
-    /* Late rows first: they hold the most keys, so dynamic scheduling ends
-     * with the cheap ones and the threads finish together. */
-    STEM_CPU_PRAGMA(parallel for num_threads(threads) schedule(dynamic, 1))
+    /* Cost of an item ~ blocks its heads listed (each a tile of GEMMs). */
     for (int64_t it = 0; it < items; it++) {
-        const int64_t I = n - 1 - it % n, bh = it / n;
-        run_item(&job, &w[stem_cpu_thread_id()], bh / hq, bh % hq, I);
+        const int64_t I = it % n, r = it / n;
+        const int64_t chunk = r % job.chunks, bk = r / job.chunks; /* bk = b * Hkv + kh */
+        const int64_t b = bk / job.hkv, h0 = (bk % job.hkv) * job.group + chunk * job.gh;
+        const int64_t nh = job.group - chunk * job.gh < job.gh ? job.group - chunk * job.gh
+                                                               : job.gh;
+        int64_t cost = 0;
+        for (int64_t h = h0; h < h0 + nh; h++) {
+            const int64_t c = list_count(&job, b, h, I);
+            cost += c < I + 1 ? c : I + 1;
+        }
+        order[it].cost = cost;
+        order[it].id = it;
     }
+    qsort(order, (size_t)items, sizeof *order, item_cmp);
+
+    STEM_CPU_PRAGMA(parallel for num_threads(threads) schedule(dynamic, 1))
+    for (int64_t it = 0; it < items; it++)
+        run_item(&job, &w[stem_cpu_thread_id()], order[it].id);
 
     for (int t = 0; t < threads; t++)
         scratch_free(&w[t]);
     free(w);
+    free(order);
     return STEM_OK;
 }

@@ -48,15 +48,15 @@ static void cpu_model_name(char *out, size_t size)
     fclose(f);
 }
 
-static void cpu_detail(char *out, size_t size, stem_cpu_isa used, stem_cpu_isa detected,
+/* isa= names the kernel table in use ("avx512+bf16": with the bf16 dot product). */
+static void cpu_detail(char *out, size_t size, const stem_cpu_kernels *k, stem_cpu_isa detected,
                        stem_cpu_isa capped, int threads)
 {
     if (capped < detected)
-        snprintf(out, size, "isa=%s (detected %s, STEM_CPU_MAX_ISA=%s) threads=%d",
-                 stem_cpu_isa_name(used), stem_cpu_isa_name(detected), stem_cpu_isa_name(capped),
-                 threads);
+        snprintf(out, size, "isa=%s (detected %s, STEM_CPU_MAX_ISA=%s) threads=%d", k->name,
+                 stem_cpu_isa_name(detected), stem_cpu_isa_name(capped), threads);
     else
-        snprintf(out, size, "isa=%s (detected %s) threads=%d", stem_cpu_isa_name(used),
+        snprintf(out, size, "isa=%s (detected %s) threads=%d", k->name,
                  stem_cpu_isa_name(detected), threads);
 }
 
@@ -78,10 +78,8 @@ static void cpu_probe(stem_probe_result *out)
     const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
     dev->memory_bytes = pages > 0 && page_size > 0 ? (uint64_t)pages * (uint64_t)page_size : 0;
     const stem_cpu_isa detected = stem_cpu_isa_detect(), capped = stem_cpu_isa_cap(detected);
-    stem_cpu_isa used;
-    stem_cpu_kernels_for(capped, &used);
-    cpu_detail(dev->detail, sizeof dev->detail, used, detected, capped,
-               stem_cpu_default_threads());
+    cpu_detail(dev->detail, sizeof dev->detail, stem_cpu_kernels_for(capped, NULL), detected,
+               capped, stem_cpu_default_threads());
     out->device_count = 1;
 }
 
@@ -100,7 +98,7 @@ static stem_status cpu_context_init(stem_context *ctx, uint32_t backend_index)
     c->detected = stem_cpu_isa_detect();
     const stem_cpu_isa capped = stem_cpu_isa_cap(c->detected);
     c->k = stem_cpu_kernels_for(capped, &c->isa);
-    cpu_detail(ctx->device.detail, sizeof ctx->device.detail, c->isa, c->detected, capped,
+    cpu_detail(ctx->device.detail, sizeof ctx->device.detail, c->k, c->detected, capped,
                c->threads);
     ctx->impl = c;
     return STEM_OK;

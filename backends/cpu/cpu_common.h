@@ -128,8 +128,13 @@ static inline void stem_cpu_load_row(const stem_tensor *t, int64_t b, int64_t h,
     }
     case STEM_DTYPE_BF16: {
         const uint16_t *x = (const uint16_t *)(const void *)src;
-        for (int i = 0; i < d; i++)
-            dst[i * dst_step] = mul * stem_cpu_bf16(x[i * s]);
+        if (s == 1 && dst_step == 1) { /* the common layout: a loop gcc vectorizes */
+            for (int i = 0; i < d; i++)
+                dst[i] = mul * stem_cpu_bf16(x[i]);
+        } else {
+            for (int i = 0; i < d; i++)
+                dst[i * dst_step] = mul * stem_cpu_bf16(x[i * s]);
+        }
         break;
     }
     default:
@@ -137,6 +142,17 @@ static inline void stem_cpu_load_row(const stem_tensor *t, int64_t b, int64_t h,
             dst[i * dst_step] = 0.0f;
         break;
     }
+}
+
+/* stem_cpu_load_row into a contiguous dst, through the kernels' vector
+ * conversion when the row itself is contiguous (the common layout). */
+static inline void stem_cpu_widen_row(const stem_cpu_kernels *k, const stem_tensor *t, int64_t b,
+                                      int64_t h, int64_t n, int d, float *dst, float mul)
+{
+    if (t->strides[3] == 1)
+        k->widen(stem_cpu_row(t, b, h, n), t->dtype, d, dst, mul);
+    else
+        stem_cpu_load_row(t, b, h, n, d, dst, 1, mul);
 }
 
 /* x[b,h,n,i] = src[i] * mul, rounded to the tensor's dtype (nearest even). */

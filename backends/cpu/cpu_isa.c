@@ -26,7 +26,8 @@ stem_cpu_isa stem_cpu_isa_detect(void)
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d))
         return STEM_CPU_ISA_SCALAR;
-    const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1;
+    const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1,
+              f16c = (c >> 29) & 1;
     if (!osxsave || !avx)
         return STEM_CPU_ISA_SCALAR;
     /* The OS must save the YMM (and for AVX-512 the opmask/ZMM) state, or
@@ -39,13 +40,29 @@ stem_cpu_isa stem_cpu_isa_detect(void)
     __cpuid_count(7, 0, a, b, c, d);
     const int avx2 = (b >> 5) & 1;
     const int avx512f = (b >> 16) & 1, avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1;
-    if (!avx2 || !fma)
+    if (!avx2 || !fma || !f16c) /* the AVX2 kernels use all three */
         return STEM_CPU_ISA_SCALAR;
     if (avx512f && avx512bw && avx512vl && (xcr0 & 0xE0) == 0xE0)
         return STEM_CPU_ISA_AVX512;
     return STEM_CPU_ISA_AVX2;
 #else
     return STEM_CPU_ISA_SCALAR;
+#endif
+}
+
+int stem_cpu_has_avx512_bf16(void)
+{
+#ifdef STEM_CPU_X86
+    if (stem_cpu_isa_detect() < STEM_CPU_ISA_AVX512) /* also checks the OS state */
+        return 0;
+    unsigned a, b, c, d;
+    __cpuid_count(7, 0, a, b, c, d);
+    if (a < 1) /* no subleaf 1 */
+        return 0;
+    __cpuid_count(7, 1, a, b, c, d);
+    return (a >> 5) & 1;
+#else
+    return 0;
 #endif
 }
 
@@ -81,8 +98,24 @@ stem_cpu_isa stem_cpu_isa_cap(stem_cpu_isa isa)
 
 const stem_cpu_kernels *stem_cpu_kernels_for(stem_cpu_isa isa, stem_cpu_isa *used)
 {
-    /* AVX2 / AVX-512 kernel tables slot in here, best first. */
-    (void)isa;
+#ifdef STEM_CPU_SIMD_KERNELS
+    if (isa >= STEM_CPU_ISA_AVX512) {
+        if (used)
+            *used = STEM_CPU_ISA_AVX512;
+#ifdef STEM_CPU_AVX512_BF16
+        if (stem_cpu_has_avx512_bf16())
+            return &stem_cpu_kernels_avx512_bf16;
+#endif
+        return &stem_cpu_kernels_avx512;
+    }
+    if (isa >= STEM_CPU_ISA_AVX2) {
+        if (used)
+            *used = STEM_CPU_ISA_AVX2;
+        return &stem_cpu_kernels_avx2;
+    }
+#else
+    (void)isa; /* built without the ISA flags: scalar only */
+#endif
     if (used)
         *used = STEM_CPU_ISA_SCALAR;
     return &stem_cpu_kernels_scalar;

@@ -9,7 +9,7 @@
  * Other compilers get the plain C loops. No -ffast-math is assumed: partial
  * sums are explicit.
  */
-#include "cpu_kernels.h"
+#include "cpu_common.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -108,8 +108,11 @@ static void block_edge(int mr, int nr, int k, const v4f *restrict a, const float
             C[r * ldc + c] = acc[r][c];
 }
 
-static void gemm_scalar(int m, int n, int k, const float *A, ptrdiff_t lda, const float *B,
-                        ptrdiff_t ldb, float *C, ptrdiff_t ldc, int accumulate)
+/* B's column block j starts at B + j (row-major, ldb) or, when packed, at
+ * panel j / NR (panel_stride apart, rows NR apart). */
+static void gemm_any(int m, int n, int k, const float *A, ptrdiff_t lda, const float *B,
+                     ptrdiff_t ldb, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc,
+                     int accumulate)
 {
     v4f a[KC * MR];
     if (k <= 0) { /* empty sum */
@@ -125,14 +128,15 @@ static void gemm_scalar(int m, int n, int k, const float *A, ptrdiff_t lda, cons
             for (int p = 0; p < kc; p++)
                 for (int r = 0; r < MR; r++)
                     a[p * MR + r] = splat4(r < mr ? A[(ptrdiff_t)(i + r) * lda + p0 + p] : 0.0f);
-            const float *b = B + (ptrdiff_t)p0 * ldb;
             float *c = C + (ptrdiff_t)i * ldc;
             for (int j = 0; j < n; j += NR) {
                 const int nr = n - j < NR ? n - j : NR;
+                const float *b = panel_stride ? B + (ptrdiff_t)(j / NR) * panel_stride : B + j;
+                b += (ptrdiff_t)p0 * ldb;
                 if (nr == NR)
-                    block_rows(mr, kc, a, b + j, ldb, c + j, ldc, acc);
+                    block_rows(mr, kc, a, b, ldb, c + j, ldc, acc);
                 else
-                    block_edge(mr, nr, kc, a, b + j, ldb, c + j, ldc, acc);
+                    block_edge(mr, nr, kc, a, b, ldb, c + j, ldc, acc);
             }
         }
     }
@@ -164,19 +168,37 @@ static void block_any(int mr, int nr, int k, const float *restrict A, ptrdiff_t 
             C[r * ldc + c] = acc[r][c];
 }
 
-static void gemm_scalar(int m, int n, int k, const float *A, ptrdiff_t lda, const float *B,
-                        ptrdiff_t ldb, float *C, ptrdiff_t ldc, int accumulate)
+static void gemm_any(int m, int n, int k, const float *A, ptrdiff_t lda, const float *B,
+                     ptrdiff_t ldb, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc,
+                     int accumulate)
 {
     for (int j = 0; j < n; j += NR) {
         const int nr = n - j < NR ? n - j : NR;
+        const float *b = panel_stride ? B + (ptrdiff_t)(j / NR) * panel_stride : B + j;
         for (int i = 0; i < m; i += MR) {
             const int mr = m - i < MR ? m - i : MR;
-            block_any(mr, nr, k, A + (ptrdiff_t)i * lda, lda, B + j, ldb,
-                      C + (ptrdiff_t)i * ldc + j, ldc, accumulate);
+            block_any(mr, nr, k, A + (ptrdiff_t)i * lda, lda, b, ldb, C + (ptrdiff_t)i * ldc + j,
+                      ldc, accumulate);
         }
     }
 }
 #endif
+
+static void gemm_scalar(int m, int n, int k, const float *A, ptrdiff_t lda, const float *B,
+                        ptrdiff_t ldb, float *C, ptrdiff_t ldc, int accumulate)
+{
+    gemm_any(m, n, k, A, lda, B, ldb, 0, C, ldc, accumulate);
+}
+
+/* Panels are NR columns wide, so each register block reads one panel with
+ * rows NR apart: contiguous, which the prefetcher follows. */
+static void gemm_packed_scalar(int m, int n, int k, const float *A, ptrdiff_t lda,
+                               const float *Bp, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc,
+                               int accumulate)
+{
+    gemm_any(m, n, k, A, lda, Bp, NR, panel_stride > 0 ? panel_stride : NR * (ptrdiff_t)k, C,
+             ldc, accumulate);
+}
 
 static float row_max_scalar(const float *restrict x, int n)
 {
@@ -195,22 +217,30 @@ static float row_max_scalar(const float *restrict x, int n)
     return m;
 }
 
-/* 2^t for t <= 127: t = r + f with r an integer and |f| <= 1/2, 2^f from its
- * degree-7 Taylor series (truncation 5e-9 relative), 2^r built in the
- * exponent bits. Results below 2^-126 flush to 0; NaN passes through. */
+/* 2^f for |f| <= 1/2: degree-6 minimax polynomial (1.9e-9 relative; the f32
+ * evaluation adds about 1.5 ulp). One less degree than a Taylor series of
+ * the same accuracy. */
+#define EXP2_C6 1.5345812004000534e-04f
+#define EXP2_C5 1.3399931219124377e-03f
+#define EXP2_C4 9.6184889571025130e-03f
+#define EXP2_C3 5.5503287769656406e-02f
+#define EXP2_C2 2.4022646890634405e-01f
+#define EXP2_C1 6.9314720573726730e-01f
+
+/* 2^t for t <= 127: t = r + f with r an integer and |f| <= 1/2, 2^r built in
+ * the exponent bits. Results below 2^-126 flush to 0; NaN passes through. */
 static inline float exp2_one(float t)
 {
     float tc = t >= -126.0f ? t : -126.0f; /* also maps NaN, keeps the cast defined */
     tc = tc <= 127.0f ? tc : 127.0f;
     const float r = (tc + 12582912.0f) - 12582912.0f; /* round to nearest (1.5 * 2^23) */
     const float f = tc - r;
-    float p = 1.525273380405984e-05f;
-    p = p * f + 1.5403530393381608e-04f;
-    p = p * f + 1.3333558146428443e-03f;
-    p = p * f + 9.618129107628477e-03f;
-    p = p * f + 5.550410866482158e-02f;
-    p = p * f + 2.402265069591007e-01f;
-    p = p * f + 6.931471805599453e-01f;
+    float p = EXP2_C6;
+    p = p * f + EXP2_C5;
+    p = p * f + EXP2_C4;
+    p = p * f + EXP2_C3;
+    p = p * f + EXP2_C2;
+    p = p * f + EXP2_C1;
     p = p * f + 1.0f;
     union {
         uint32_t u;
@@ -222,27 +252,25 @@ static inline float exp2_one(float t)
 }
 
 #ifdef STEM_CPU_VEC
-/* exp2_one on 4 lanes; the same operations, selects done with masks. */
+/* exp2_one on 4 lanes for t <= 0 (exp2_sum's contract), in as few
+ * operations as SSE2 allows: one mask both clamps and zeroes. keep is true
+ * for t >= -126 and for NaN; lanes below -126 compute 2^0 from t = 0 and
+ * are then zeroed, and a NaN lane stays NaN through every step. */
 static inline v4f exp2_v4(v4f t)
 {
-    const v4i ok = t >= splat4(-126.0f); /* false for NaN */
-    const v4i nan = t != t;
-    v4f tc = (v4f)(((v4i)t & ok) | ((v4i)splat4(-126.0f) & ~ok));
-    const v4i hi = tc > splat4(127.0f);
-    tc = (v4f)(((v4i)tc & ~hi) | ((v4i)splat4(127.0f) & hi));
+    const v4i keep = ~(t < splat4(-126.0f));
+    const v4f tc = (v4f)((v4i)t & keep);
     const v4f r = (tc + splat4(12582912.0f)) - splat4(12582912.0f);
     const v4f f = tc - r;
-    v4f p = splat4(1.525273380405984e-05f);
-    p = p * f + splat4(1.5403530393381608e-04f);
-    p = p * f + splat4(1.3333558146428443e-03f);
-    p = p * f + splat4(9.618129107628477e-03f);
-    p = p * f + splat4(5.550410866482158e-02f);
-    p = p * f + splat4(2.402265069591007e-01f);
-    p = p * f + splat4(6.931471805599453e-01f);
+    v4f p = splat4(EXP2_C6);
+    p = p * f + splat4(EXP2_C5);
+    p = p * f + splat4(EXP2_C4);
+    p = p * f + splat4(EXP2_C3);
+    p = p * f + splat4(EXP2_C2);
+    p = p * f + splat4(EXP2_C1);
     p = p * f + splat4(1.0f);
     const v4i e = (__builtin_convertvector(r, v4i) + 127) << 23;
-    const v4f v = p * (v4f)e;
-    return (v4f)(((v4i)v & ok) | ((v4i)t & nan));
+    return (v4f)((v4i)(p * (v4f)e) & keep);
 }
 #endif
 
@@ -277,10 +305,40 @@ static void scale_scalar(float *restrict x, int n, float a)
         x[j] *= a;
 }
 
+static void widen_scalar(const void *src, stem_dtype dtype, int n, float *restrict dst, float mul)
+{
+    switch (dtype) {
+    case STEM_DTYPE_F32: {
+        const float *x = (const float *)src;
+        for (int j = 0; j < n; j++)
+            dst[j] = mul * x[j];
+        break;
+    }
+    case STEM_DTYPE_F16: {
+        const uint16_t *x = (const uint16_t *)src;
+        for (int j = 0; j < n; j++)
+            dst[j] = mul * stem_cpu_f16(x[j]);
+        break;
+    }
+    case STEM_DTYPE_BF16: {
+        const uint16_t *x = (const uint16_t *)src;
+        for (int j = 0; j < n; j++)
+            dst[j] = mul * stem_cpu_bf16(x[j]);
+        break;
+    }
+    default:
+        memset(dst, 0, (size_t)n * sizeof(float));
+        break;
+    }
+}
+
 const stem_cpu_kernels stem_cpu_kernels_scalar = {
     .name = "scalar",
     .gemm = gemm_scalar,
+    .nr = NR,
+    .gemm_packed = gemm_packed_scalar,
     .row_max = row_max_scalar,
     .exp2_sum = exp2_sum_scalar,
     .scale = scale_scalar,
+    .widen = widen_scalar,
 };

@@ -1,0 +1,382 @@
+/*
+ * CPU backend: the SIMD micro-kernels, written once for any vector width.
+ *
+ * Included (once) by cpu_kernels_avx2.c and cpu_kernels_avx512.c, which are
+ * compiled with their ISA's flags and define before the include:
+ *   VF, VW           vector type of VW floats
+ *   VLOAD VSTORE VSET1 VZERO VFMA(a, b, c) = a * b + c, VMUL VSUB VMAX VADD
+ *   MR, NR           GEMM register block: MR rows x NR columns (NR % VW == 0)
+ *   KERNELS_NAME     the table's name ("avx2"), KERNELS_TABLE its symbol
+ * and optionally, for the bf16 pair GEMM:
+ *   VI, VLOADI, VSET1I   integer vector of VW 32-bit lanes, load, broadcast
+ *   VDOT_BF16(acc, a, b) acc + a.lo * b.lo + a.hi * b.hi per lane (bf16 halves)
+ *   KERNELS_TABLE_BF16   when set, gemm_bf16 goes into this second table only
+ * and after it the ISA-specific helpers declared below (vexp2 and friends).
+ * Nothing here is reached unless the dispatcher (cpu_isa.c) found the ISA.
+ */
+#include "cpu_common.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define NV (NR / VW) /* vectors per register-block row */
+
+/* 2^f for |f| <= 1/2: degree-7 Taylor series (truncation 5e-9 relative),
+ * the scalar kernels' coefficients. */
+#define EXP2_C7 1.525273380405984e-05f
+#define EXP2_C6 1.5403530393381608e-04f
+#define EXP2_C5 1.3333558146428443e-03f
+#define EXP2_C4 9.618129107628477e-03f
+#define EXP2_C3 5.550410866482158e-02f
+#define EXP2_C2 2.402265069591007e-01f
+#define EXP2_C1 6.931471805599453e-01f
+
+/* Defined by the including file. vexp2: exp2_one (below) on every lane. */
+static inline VF vexp2(VF t);
+static inline float vhsum(VF x);
+static inline float vhmax(VF x); /* no NaN lanes */
+static inline VF vload_f16(const uint16_t *p);
+static inline VF vload_bf16(const uint16_t *p);
+
+/* ------------------------------------------------------------------ GEMM */
+
+/* C[0..mr)[0..NR) (+)= A[0..mr)[0..k) * B[0..k)[0..NR): mr * NV accumulators
+ * stay in registers (mr is a compile-time constant at every call); each
+ * step loads NV vectors of B and broadcasts one A element per row straight
+ * from memory, so A needs no packing. */
+static inline __attribute__((always_inline)) void
+micro_block(const int mr, int k, const float *restrict A, ptrdiff_t lda, const float *restrict B,
+            ptrdiff_t ldb, float *restrict C, ptrdiff_t ldc, int accumulate)
+{
+    VF acc[MR][NV];
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++)
+            acc[r][c] = accumulate ? VLOAD(C + r * ldc + c * VW) : VZERO();
+    for (int p = 0; p < k; p++) {
+        const float *restrict b = B + (ptrdiff_t)p * ldb;
+        VF bv[NV];
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++)
+            bv[c] = VLOAD(b + c * VW);
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; r++) {
+            const VF a = VSET1(A[r * lda + p]);
+#pragma GCC unroll 4
+            for (int c = 0; c < NV; c++)
+                acc[r][c] = VFMA(a, bv[c], acc[r][c]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++)
+            VSTORE(C + r * ldc + c * VW, acc[r][c]);
+}
+
+#define MICRO_CASE(R)                                                                   \
+    case R:                                                                             \
+        micro_block((R) <= MR ? (R) : MR, k, A, lda, B, ldb, C, ldc, accumulate);        \
+        break
+
+/* Full-width block of 1..MR rows. */
+static void block_rows(int mr, int k, const float *restrict A, ptrdiff_t lda,
+                       const float *restrict B, ptrdiff_t ldb, float *restrict C, ptrdiff_t ldc,
+                       int accumulate)
+{
+    switch (mr) {
+#if MR >= 12
+        MICRO_CASE(12);
+        MICRO_CASE(11);
+        MICRO_CASE(10);
+        MICRO_CASE(9);
+#endif
+#if MR >= 8
+        MICRO_CASE(8);
+        MICRO_CASE(7);
+#endif
+        MICRO_CASE(6);
+        MICRO_CASE(5);
+        MICRO_CASE(4);
+        MICRO_CASE(3);
+        MICRO_CASE(2);
+    default: micro_block(1, k, A, lda, B, ldb, C, ldc, accumulate); break;
+    }
+}
+
+/* Partial-width block at the right edge of a row-major B (never in the
+ * packed layout, whose panels are whole): reads only valid columns. */
+static void block_edge(int mr, int nr, int k, const float *restrict A, ptrdiff_t lda,
+                       const float *restrict B, ptrdiff_t ldb, float *restrict C, ptrdiff_t ldc,
+                       int accumulate)
+{
+    float acc[MR][NR];
+    for (int r = 0; r < mr; r++)
+        for (int c = 0; c < nr; c++)
+            acc[r][c] = accumulate ? C[r * ldc + c] : 0.0f;
+    for (int p = 0; p < k; p++) {
+        const float *restrict b = B + (ptrdiff_t)p * ldb;
+        for (int r = 0; r < mr; r++) {
+            const float x = A[r * lda + p];
+            for (int c = 0; c < nr; c++)
+                acc[r][c] = fmaf(x, b[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < mr; r++)
+        for (int c = 0; c < nr; c++)
+            C[r * ldc + c] = acc[r][c];
+}
+
+/* Column blocks outermost: one NR-wide slice of B (k x NR, 8-16 KiB at
+ * k = 128) stays in L1 while every row block of A streams past it. Column
+ * block j starts at B + j (row-major, ldb) or at panel j / NR (packed:
+ * panel_stride apart, rows NR apart). */
+static void gemm_any(int m, int n, int k, const float *A, ptrdiff_t lda, const float *B,
+                     ptrdiff_t ldb, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc,
+                     int accumulate)
+{
+    if (k <= 0) { /* empty sum */
+        for (int i = 0; i < m && !accumulate; i++)
+            memset(C + (ptrdiff_t)i * ldc, 0, (size_t)n * sizeof(float));
+        return;
+    }
+    for (int j = 0; j < n; j += NR) {
+        const int nr = n - j < NR ? n - j : NR;
+        const float *b = panel_stride ? B + (ptrdiff_t)(j / NR) * panel_stride : B + j;
+        for (int i = 0; i < m; i += MR) {
+            const int mr = m - i < MR ? m - i : MR;
+            const float *a = A + (ptrdiff_t)i * lda;
+            float *c = C + (ptrdiff_t)i * ldc + j;
+            if (nr == NR)
+                block_rows(mr, k, a, lda, b, ldb, c, ldc, accumulate);
+            else
+                block_edge(mr, nr, k, a, lda, b, ldb, c, ldc, accumulate);
+        }
+    }
+}
+
+static void gemm_simd(int m, int n, int k, const float *A, ptrdiff_t lda, const float *B,
+                      ptrdiff_t ldb, float *C, ptrdiff_t ldc, int accumulate)
+{
+    gemm_any(m, n, k, A, lda, B, ldb, 0, C, ldc, accumulate);
+}
+
+static void gemm_packed_simd(int m, int n, int k, const float *A, ptrdiff_t lda, const float *Bp,
+                             ptrdiff_t panel_stride, float *C, ptrdiff_t ldc, int accumulate)
+{
+    gemm_any(m, n, k, A, lda, Bp, NR, panel_stride > 0 ? panel_stride : NR * (ptrdiff_t)k, C,
+             ldc, accumulate);
+}
+
+/* ------------------------------------------------------- bf16 pair GEMM */
+
+#ifdef VDOT_BF16 /* VDOT_BF16(acc, a, b): acc + dot products of bf16 pairs */
+/* As micro_block, over pairs: one 32-bit broadcast of A (two bf16) per row
+ * and step, NV vectors of NR pairs of B. */
+static inline __attribute__((always_inline)) void
+micro_bf16(const int mr, int kp, const uint32_t *restrict A, ptrdiff_t lda,
+           const uint32_t *restrict B, float *restrict C, ptrdiff_t ldc)
+{
+    VF acc[MR][NV];
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++)
+            acc[r][c] = VZERO();
+    for (int p = 0; p < kp; p++) {
+        const uint32_t *restrict b = B + (ptrdiff_t)p * NR;
+        VI bv[NV];
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++)
+            bv[c] = VLOADI(b + c * VW);
+#pragma GCC unroll 16
+        for (int r = 0; r < mr; r++) {
+            const VI a = VSET1I((int)A[r * lda + p]);
+#pragma GCC unroll 4
+            for (int c = 0; c < NV; c++)
+                acc[r][c] = VDOT_BF16(acc[r][c], a, bv[c]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < NV; c++)
+            VSTORE(C + r * ldc + c * VW, acc[r][c]);
+}
+
+#define MICRO_BF16_CASE(R)                                                              \
+    case R:                                                                             \
+        micro_bf16((R) <= MR ? (R) : MR, kp, a, lda, b, c, ldc);                         \
+        break
+
+static void gemm_bf16_simd(int m, int n, int kp, const uint32_t *A, ptrdiff_t lda,
+                           const uint32_t *Bp, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc)
+{
+    if (panel_stride <= 0)
+        panel_stride = NR * (ptrdiff_t)kp;
+    for (int j = 0; j + NR <= n; j += NR) {
+        const uint32_t *b = Bp + (ptrdiff_t)(j / NR) * panel_stride;
+        for (int i = 0; i < m; i += MR) {
+            const uint32_t *a = A + (ptrdiff_t)i * lda;
+            float *c = C + (ptrdiff_t)i * ldc + j;
+            switch (m - i < MR ? m - i : MR) {
+#if MR >= 12
+                MICRO_BF16_CASE(12);
+                MICRO_BF16_CASE(11);
+                MICRO_BF16_CASE(10);
+                MICRO_BF16_CASE(9);
+#endif
+#if MR >= 8
+                MICRO_BF16_CASE(8);
+                MICRO_BF16_CASE(7);
+#endif
+                MICRO_BF16_CASE(6);
+                MICRO_BF16_CASE(5);
+                MICRO_BF16_CASE(4);
+                MICRO_BF16_CASE(3);
+                MICRO_BF16_CASE(2);
+            default: micro_bf16(1, kp, a, lda, b, c, ldc); break;
+            }
+        }
+    }
+}
+#endif
+
+/* --------------------------------------------------------------- softmax */
+
+/* 2^t for t <= 127 (tails): the scalar kernels' formula, with FMA. */
+static inline float exp2_one(float t)
+{
+    float tc = t >= -126.0f ? t : -126.0f; /* also maps NaN, keeps the cast defined */
+    tc = tc <= 127.0f ? tc : 127.0f;
+    const float r = nearbyintf(tc);
+    const float f = tc - r;
+    float p = EXP2_C7;
+    p = fmaf(p, f, EXP2_C6);
+    p = fmaf(p, f, EXP2_C5);
+    p = fmaf(p, f, EXP2_C4);
+    p = fmaf(p, f, EXP2_C3);
+    p = fmaf(p, f, EXP2_C2);
+    p = fmaf(p, f, EXP2_C1);
+    p = fmaf(p, f, 1.0f);
+    const uint32_t bits = (uint32_t)((int32_t)r + 127) << 23;
+    float s;
+    memcpy(&s, &bits, sizeof s);
+    const float v = p * s;
+    return t >= -126.0f ? v : (t != t ? t : 0.0f);
+}
+
+static float row_max_simd(const float *restrict x, int n)
+{
+    VF m0 = VSET1(-INFINITY), m1 = m0;
+    int j = 0;
+    /* VMAX(x, m) returns m when x is NaN: NaN never wins. */
+    for (; j + 2 * VW <= n; j += 2 * VW) {
+        m0 = VMAX(VLOAD(x + j), m0);
+        m1 = VMAX(VLOAD(x + j + VW), m1);
+    }
+    float m = vhmax(VMAX(m0, m1));
+    for (; j < n; j++)
+        m = x[j] > m ? x[j] : m;
+    return m;
+}
+
+static float exp2_sum_simd(float *restrict x, int n, float sub)
+{
+    const VF vsub = VSET1(sub);
+    VF s0 = VZERO(), s1 = VZERO();
+    int j = 0;
+    for (; j + 2 * VW <= n; j += 2 * VW) {
+        const VF a = vexp2(VSUB(VLOAD(x + j), vsub));
+        const VF b = vexp2(VSUB(VLOAD(x + j + VW), vsub));
+        VSTORE(x + j, a);
+        VSTORE(x + j + VW, b);
+        s0 = VADD(s0, a);
+        s1 = VADD(s1, b);
+    }
+    float s = vhsum(VADD(s0, s1));
+    for (; j < n; j++) {
+        const float v = exp2_one(x[j] - sub);
+        x[j] = v;
+        s += v;
+    }
+    return s;
+}
+
+static void scale_simd(float *restrict x, int n, float a)
+{
+    const VF va = VSET1(a);
+    int j = 0;
+    for (; j + VW <= n; j += VW)
+        VSTORE(x + j, VMUL(VLOAD(x + j), va));
+    for (; j < n; j++)
+        x[j] *= a;
+}
+
+/* ------------------------------------------------------------ conversion */
+
+static void widen_simd(const void *src, stem_dtype dtype, int n, float *restrict dst, float mul)
+{
+    const VF vm = VSET1(mul);
+    int j = 0;
+    switch (dtype) {
+    case STEM_DTYPE_F32: {
+        const float *x = (const float *)src;
+        for (; j + VW <= n; j += VW)
+            VSTORE(dst + j, VMUL(VLOAD(x + j), vm));
+        for (; j < n; j++)
+            dst[j] = mul * x[j];
+        break;
+    }
+    case STEM_DTYPE_F16: {
+        const uint16_t *x = (const uint16_t *)src;
+        for (; j + VW <= n; j += VW)
+            VSTORE(dst + j, VMUL(vload_f16(x + j), vm));
+        for (; j < n; j++)
+            dst[j] = mul * stem_cpu_f16(x[j]);
+        break;
+    }
+    case STEM_DTYPE_BF16: {
+        const uint16_t *x = (const uint16_t *)src;
+        for (; j + VW <= n; j += VW)
+            VSTORE(dst + j, VMUL(vload_bf16(x + j), vm));
+        for (; j < n; j++)
+            dst[j] = mul * stem_cpu_bf16(x[j]);
+        break;
+    }
+    default:
+        memset(dst, 0, (size_t)n * sizeof(float));
+        break;
+    }
+}
+
+const stem_cpu_kernels KERNELS_TABLE = {
+    .name = KERNELS_NAME,
+    .gemm = gemm_simd,
+    .nr = NR,
+    .gemm_packed = gemm_packed_simd,
+#if defined(VDOT_BF16) && !defined(KERNELS_TABLE_BF16)
+    .gemm_bf16 = gemm_bf16_simd, /* the only table of this file */
+#endif
+    .row_max = row_max_simd,
+    .exp2_sum = exp2_sum_simd,
+    .scale = scale_simd,
+    .widen = widen_simd,
+};
+
+#if defined(VDOT_BF16) && defined(KERNELS_TABLE_BF16)
+/* The same kernels plus the bf16 dot product, for CPUs that have it. */
+const stem_cpu_kernels KERNELS_TABLE_BF16 = {
+    .name = KERNELS_NAME "+bf16",
+    .gemm = gemm_simd,
+    .nr = NR,
+    .gemm_packed = gemm_packed_simd,
+    .gemm_bf16 = gemm_bf16_simd,
+    .row_max = row_max_simd,
+    .exp2_sum = exp2_sum_simd,
+    .scale = scale_simd,
+    .widen = widen_simd,
+};
+#endif
