@@ -12,7 +12,7 @@ endif()
 set(STEM_VK_DIR ${CMAKE_CURRENT_LIST_DIR})
 set(STEM_VK_GEN ${CMAKE_BINARY_DIR}/backends/vulkan)
 # Order = enum vk_kernel in vk_internal.h.
-set(STEM_VK_KERNELS phase_sum vnorm vbonus score_gemm score_xattn select attention)
+set(STEM_VK_KERNELS phase_sum vnorm vbonus score_gemm score_xattn select attention attention_rows)
 
 set(STEM_VK_SPV_C)
 foreach(kernel IN LISTS STEM_VK_KERNELS)

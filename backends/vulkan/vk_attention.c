@@ -15,6 +15,15 @@ int vk_attention_tile(const stem_vk_context *c, int64_t d, int32_t block, uint32
                       uint32_t *kt)
 {
     static const uint32_t qts[2] = {16, 8}, kts[4] = {64, 32, 16, 8};
+    if (c->row_attention) { /* one row per invocation: only K and V tiles are shared */
+        for (int j = 0; j < 4; j++)
+            if (kts[j] <= (uint32_t)block && 8 * (uint64_t)kts[j] * (uint64_t)d <= c->shared_limit) {
+                *qt = block < 32 ? (uint32_t)block : 32u;
+                *kt = kts[j];
+                return 1;
+            }
+        return 0;
+    }
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 4; j++)
             if (kts[j] <= (uint32_t)block &&
@@ -53,10 +62,11 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_
         st = vk_sync_wrapped_in(c, ts, 6);
     if (st != STEM_OK)
         return st;
-    const uint32_t spec[VK_SPEC_COUNT] = {(uint32_t)plan->desc.dtype, vp->qt, vp->kt, LANES,
-                                          (uint32_t)plan->desc.head_dim, vp->qt * LANES};
+    const uint32_t lanes = c->row_attention ? 1u : LANES;
+    const uint32_t spec[VK_SPEC_COUNT] = {(uint32_t)plan->desc.dtype, vp->qt, vp->kt, lanes,
+                                          (uint32_t)plan->desc.head_dim, vp->qt * lanes};
     VkPipeline pipe;
-    st = vk_pipeline(c, VKK_ATTENTION, spec, &pipe);
+    st = vk_pipeline(c, c->row_attention ? VKK_ATTENTION_ROWS : VKK_ATTENTION, spec, &pipe);
     if (st != STEM_OK)
         return st;
     const uint64_t items = (uint64_t)(plan->desc.batch * plan->desc.num_q_heads *

@@ -355,6 +355,10 @@ static stem_status vk_context_init(stem_context *ctx, uint32_t backend_index)
     /* On a CPU implementation device memory is host memory: map it, so the
      * core can read block lists in place (and stages need no copies). */
     c->host_buffers = c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    /* The row-per-invocation attention suits CPU implementations (broadcast
+     * loads, SIMD across rows); STEM_VULKAN_ROWS=0/1 overrides the choice. */
+    const char *rows = getenv("STEM_VULKAN_ROWS");
+    c->row_attention = rows && *rows ? strcmp(rows, "0") != 0 : c->host_buffers;
     cache_file_name(c, ctx->desc.cache_dir);
     stem_status st = create_device(c);
     if (st == STEM_OK)

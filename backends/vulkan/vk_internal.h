@@ -35,6 +35,7 @@ typedef enum vk_kernel {
     VKK_SCORE_XATTN,
     VKK_SELECT,
     VKK_ATTENTION,
+    VKK_ATTENTION_ROWS,
     VKK_COUNT_
 } vk_kernel;
 
@@ -90,6 +91,7 @@ typedef struct stem_vk_context {
     VkPhysicalDeviceProperties props;
     VkPhysicalDeviceMemoryProperties memprops;
     int host_buffers;            /* owned buffers host-visible and mapped (CPU devices) */
+    int row_attention;           /* attention_rows kernel (CPU devices; STEM_VULKAN_ROWS) */
     uint32_t shared_limit;       /* maxComputeSharedMemorySize */
     VkDescriptorSetLayout set_layout;
     VkPipelineLayout pipe_layout;
@@ -174,7 +176,8 @@ stem_status stem_vk_select(stem_plan *plan, const stem_tensor *scores, const ste
 stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
                               const stem_tensor *v, const stem_tensor *index,
                               const stem_tensor *count, const stem_tensor *out);
-/* Attention tile for head_dim d within the shared-memory limit (vk_attention.c). */
+/* Attention tile for head_dim d within the shared-memory limit, for the
+ * kernel the context uses (vk_attention.c); 0 if none fits. */
 int vk_attention_tile(const stem_vk_context *c, int64_t d, int32_t block, uint32_t *qt,
                       uint32_t *kt);
 
