@@ -98,9 +98,18 @@ static stem_status score_xattention(stem_plan *plan, stem_vk_context *c, vk_bind
     p->f0[3] = (float)((double)plan->scale / ((double)plan->cfg.stride * plan->cfg.norm) * LOG2E);
     const uint64_t rows = (uint64_t)(d->batch * d->num_q_heads * plan->n_blocks);
     p->dims2[2] = (uint32_t)rows;
+    /* Row maxima and normalisers: 2 floats per strided row. */
+    st = vk_scratch(c, 2, rows * (uint64_t)plan->group * 8);
+    if (st != STEM_OK)
+        return st;
+    vk_bind_mem(&c->scratch[2], VKB_GMAX, binds);
     st = vk_begin(c);
     if (st == STEM_OK)
         st = vk_dispatch(c, x, binds, p, rows);
+    vk_params p2 = *p;
+    p2.dims3[3] |= VKF_PHASE2;
+    if (st == STEM_OK)
+        st = vk_dispatch(c, x, binds, &p2, rows);
     if (st != STEM_OK) {
         vk_abort(c);
         return st;

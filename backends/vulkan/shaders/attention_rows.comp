@@ -3,8 +3,10 @@
 // For CPU implementations (lavapipe): there the invocations of a SIMD
 // group are different rows reading the same key, so every K and V read is
 // one broadcast load instead of a per-lane gather, and q, o and the tile's
-// logits are per-invocation arrays. Same bindings and results as attention.comp.
+// logits are per-invocation arrays (every loop over q and o is unrolled, so
+// they stay in registers instead of per-lane scratch memory). Same bindings and results as attention.comp.
 #extension GL_GOOGLE_include_directive : enable
+#extension GL_EXT_control_flow_attributes : enable
 #include "common.glsl"
 
 layout(constant_id = 1) const uint QT = 32u;   // query rows (= invocations) per workgroup
@@ -52,8 +54,10 @@ void main()
     const float NEG_INF = uintBitsToFloat(0xff800000u);
 
     float q[D], o[D], s[KT];
-    for (uint c = 0u; c < D; c++) {
-        q[c] = qi < N ? load_q(elem(0u, P.off0.x, b, h, qi, c)) * P.f0.w : 0.0;
+    uint qbase = elem(0u, P.off0.x, b, h, min(qi, N - 1u), 0u);
+    float qmul = qi < N ? P.f0.w : 0.0;
+    [[unroll]] for (uint c = 0u; c < D; c++) {
+        q[c] = load_q(qbase + c * P.str[0].w) * qmul;
         o[c] = 0.0;
     }
     float m = NEG_INF, l = 0.0;
@@ -80,7 +84,7 @@ void main()
             float mx = NEG_INF;
             for (uint j = 0u; j < KT; j++) {
                 float acc = 0.0;
-                for (uint c = 0u; c < D; c++)
+                [[unroll]] for (uint c = 0u; c < D; c++)
                     acc += q[c] * Ks[j * D + c];
                 uint tok = k0 + j;
                 s[j] = tok < N && tok <= qi ? acc : NEG_INF;
@@ -90,12 +94,12 @@ void main()
             if (m_new != NEG_INF) {
                 float alpha = exp2(m - m_new); // 0 on the first visible tile
                 float sum = 0.0;
-                for (uint c = 0u; c < D; c++)
+                [[unroll]] for (uint c = 0u; c < D; c++)
                     o[c] *= alpha;
                 for (uint j = 0u; j < KT; j++) {
                     float pj = exp2(s[j] - m_new);
                     sum += pj;
-                    for (uint c = 0u; c < D; c++)
+                    [[unroll]] for (uint c = 0u; c < D; c++)
                         o[c] += pj * Vs[j * D + c];
                 }
                 l = l * alpha + sum;
@@ -105,7 +109,8 @@ void main()
     }
     if (qi < N) {
         float inv = l > 0.0 ? 1.0 / l : 0.0; // no visible key: 0
-        for (uint c = 0u; c < D; c++)
-            store_out(elem(6u, P.off1.z, b, h, qi, c), o[c] * inv);
+        uint obase = elem(6u, P.off1.z, b, h, qi, 0u);
+        [[unroll]] for (uint c = 0u; c < D; c++)
+            store_out(obase + c * P.str[6].w, o[c] * inv);
     }
 }

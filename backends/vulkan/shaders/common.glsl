@@ -24,6 +24,7 @@ layout(std140, set = 0, binding = 11) uniform Params {
 #define FLAG_DENSE 1u
 #define FLAG_REVERSE 2u
 #define FLAG_BONUS 4u
+#define FLAG_PHASE2 8u
 
 // Flattened workgroup index (dispatches are split over x and y).
 uint wg_id() { return gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x; }

@@ -1,35 +1,23 @@
 #version 450
 // XAttention block mass (section 3): one workgroup per (head, block row I).
-// For each real strided row m of the block, the logits of every causal
-// strided column are computed three times (max, sum, mass) instead of being
-// stored: XAttention is the comparison selector, not the fast path.
+// Each real strided row m of the block gets its max and normaliser from
+// one invocation, then each key block its mass from another; logits are
+// recomputed (three times in all) instead of stored: XAttention is the
+// comparison selector, not the fast path. Two dispatches: rows, then blocks.
 #extension GL_GOOGLE_include_directive : enable
 #include "common.glsl"
 
 layout(local_size_x = 256) in;
 layout(std430, set = 0, binding = 0) readonly buffer Qb { uint qbuf[]; };
 layout(std430, set = 0, binding = 1) readonly buffer Kb { uint kbuf[]; };
-layout(std430, set = 0, binding = 3) buffer Scores { float scores[]; };
+layout(std430, set = 0, binding = 3) writeonly buffer Scores { float scores[]; };
 
 DEFINE_LOAD(load_q, qbuf)
 DEFINE_LOAD(load_k, kbuf)
 
-shared float red[256];
-
-float reduce(float x, bool is_max)
-{
-    uint tid = gl_LocalInvocationID.x;
-    red[tid] = x;
-    barrier();
-    for (uint s = 128u; s > 0u; s >>= 1) {
-        if (tid < s)
-            red[tid] = is_max ? max(red[tid], red[tid + s]) : red[tid] + red[tid + s];
-        barrier();
-    }
-    float r = red[0];
-    barrier();
-    return r;
-}
+// Per strided row: max and normaliser, written by the first dispatch and read
+// by the second (a dispatch boundary, not a workgroup barrier, orders them).
+layout(std430, set = 0, binding = 9) buffer Rows { float rows[]; };
 
 uint gb, gh, gkh;
 
@@ -57,30 +45,39 @@ void main()
     gb = bh / Hq;
     gh = bh % Hq;
     gkh = gh / P.dims2.w;
-    for (uint J = tid; J < n; J += 256u)
-        scores[elem(3u, P.off0.w, gb, gh, I, J)] = 0.0;
-    barrier();
     const float NEG_INF = uintBitsToFloat(0xff800000u);
-    for (uint r = 0u; r < G; r++) {
-        uint m = I * G + r;
-        if (m * S >= N)
-            break;
-        float mx = NEG_INF;
-        for (uint J = tid; J <= I; J += 256u)
-            for (uint a = 0u; a < G && J * G + a <= m; a++)
-                mx = max(mx, logit(m, J * G + a));
-        mx = reduce(mx, true);
-        float tot = 0.0;
-        for (uint J = tid; J <= I; J += 256u)
-            for (uint a = 0u; a < G && J * G + a <= m; a++)
-                tot += exp2(logit(m, J * G + a) - mx);
-        tot = reduce(tot, false);
-        if (tot > 0.0)
-            for (uint J = tid; J <= I; J += 256u) {
+    // 1: invocation r finds the max and the normaliser of strided row I*G + r.
+    if ((P.dims3.w & FLAG_PHASE2) == 0u) {
+        if (tid >= G)
+            return;
+        uint m = I * G + tid;
+        float mx = NEG_INF, tot = 0.0;
+        if (m * S < N) {
+            for (uint c = 0u; c <= m; c++)
+                mx = max(mx, logit(m, c));
+            for (uint c = 0u; c <= m; c++)
+                tot += exp2(logit(m, c) - mx);
+        }
+        rows[(id * G + tid) * 2u] = mx;
+        rows[(id * G + tid) * 2u + 1u] = tot;
+        return;
+    }
+    // 2: invocation per key block J sums its probability mass over the rows.
+    for (uint J = tid; J < n; J += 256u) {
+        float mass = 0.0;
+        if (J <= I)
+            for (uint r = 0u; r < G; r++) {
+                uint m = I * G + r;
+                if (m * S >= N)
+                    break;
+                float rmx = rows[(id * G + r) * 2u], rtot = rows[(id * G + r) * 2u + 1u];
+                if (rtot <= 0.0)
+                    continue;
                 float part = 0.0;
                 for (uint a = 0u; a < G && J * G + a <= m; a++)
-                    part += exp2(logit(m, J * G + a) - mx);
-                scores[elem(3u, P.off0.w, gb, gh, I, J)] += part / tot;
+                    part += exp2(logit(m, J * G + a) - rmx);
+                mass += part / rtot;
             }
+        scores[elem(3u, P.off0.w, gb, gh, I, J)] = mass;
     }
 }
