@@ -2,8 +2,8 @@
 # On the GPU machine (no glslc there): run the Vulkan suite and benchmark
 # with a build made on the dev machine and carried along, e.g.
 #   run: carry ["build", ".devdeps"], command "bash bench/vulkan/run_on_device.sh"
-# Needs .devdeps/libvulkan1_*.deb (dev machine: mkdir -p .devdeps && cd .devdeps
-# && apt-get download libvulkan1). Writes everything to $OUT.
+# Needs .devdeps/libvulkan1_*.deb and libcmocka0_*.deb (dev machine: mkdir -p .devdeps
+# && cd .devdeps && apt-get download libvulkan1 libcmocka0). Writes everything to $OUT.
 # Env: BUILD (default build), NS (default 8192,16384,32768,65536).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,7 +29,7 @@ mkdir -p "$root"
 for f in .devdeps/*.deb; do [ -f "$f" ] && dpkg -x "$f" "$root"; done
 loader=$(find "$root" -name 'libvulkan.so.1*' -type f 2>/dev/null | head -n 1)
 [ -n "$loader" ] && export STEM_VULKAN_LIBRARY="$loader"
-export LD_LIBRARY_PATH="$PWD/$build${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export LD_LIBRARY_PATH="$PWD/$build:$root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 stem="$build/tools/stem"
 {
     nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
