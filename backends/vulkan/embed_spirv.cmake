@@ -1,0 +1,27 @@
+# cmake -DIN=x.spv -DOUT=x_spv.c -DNAME=symbol -P embed_spirv.cmake
+# Writes the SPIR-V words as a C array (SPIR-V is a stream of 32-bit words).
+file(READ ${IN} hex HEX)
+string(LENGTH "${hex}" len)
+math(EXPR bytes "${len} / 2")
+set(body "")
+set(pos 0)
+set(col 0)
+while(pos LESS len)
+  # little-endian word from 4 bytes
+  string(SUBSTRING "${hex}" ${pos} 2 b0)
+  math(EXPR p1 "${pos} + 2")
+  math(EXPR p2 "${pos} + 4")
+  math(EXPR p3 "${pos} + 6")
+  string(SUBSTRING "${hex}" ${p1} 2 b1)
+  string(SUBSTRING "${hex}" ${p2} 2 b2)
+  string(SUBSTRING "${hex}" ${p3} 2 b3)
+  string(APPEND body "0x${b3}${b2}${b1}${b0}u,")
+  math(EXPR col "${col} + 1")
+  if(col EQUAL 8)
+    string(APPEND body "\n")
+    set(col 0)
+  endif()
+  math(EXPR pos "${pos} + 8")
+endwhile()
+file(WRITE ${OUT} "/* Generated from ${IN}. */\n#include <stddef.h>\n#include <stdint.h>\n"
+     "const uint32_t ${NAME}[] = {\n${body}\n};\nconst size_t ${NAME}_size = ${bytes};\n")

@@ -1,0 +1,129 @@
+#version 450
+// Block-sparse causal attention, FlashAttention-2 style (section 6), plain
+// path. One workgroup = QT query rows of one (head, block row I); LANES
+// invocations per row. Per key tile of KT keys from the row's listed
+// blocks: K and V tiles in shared memory, S = Q K^T (each lane a few keys),
+// online softmax in log2 units, O += P V (each lane D / LANES columns).
+// Only the diagonal block needs the per-token mask.
+#extension GL_GOOGLE_include_directive : enable
+#include "common.glsl"
+
+layout(constant_id = 1) const uint QT = 16u;    // query rows per workgroup
+layout(constant_id = 2) const uint KT = 16u;    // keys per tile
+layout(constant_id = 3) const uint LANES = 8u;  // invocations per row
+layout(constant_id = 4) const uint D = 128u;    // head_dim
+layout(local_size_x_id = 5) in;                 // QT * LANES
+
+layout(std430, set = 0, binding = 0) readonly buffer Qb { uint qbuf[]; };
+layout(std430, set = 0, binding = 1) readonly buffer Kb { uint kbuf[]; };
+layout(std430, set = 0, binding = 2) readonly buffer Vb { uint vbuf[]; };
+layout(std430, set = 0, binding = 4) readonly buffer Index { int index_[]; };
+layout(std430, set = 0, binding = 5) readonly buffer Count { int count_[]; };
+layout(std430, set = 0, binding = 6) buffer Out { uint obuf[]; };
+
+DEFINE_LOAD(load_q, qbuf)
+DEFINE_LOAD(load_k, kbuf)
+DEFINE_LOAD(load_v, vbuf)
+
+const uint KSTR = D + 1u; // padded K rows: lanes read different keys, same column
+const uint DPL = D / LANES;
+
+shared float Qs[QT * D];
+shared float Ks[KT * KSTR];
+shared float Vs[KT * D];
+shared float Ps[QT * KT];
+
+void store_out(uint i, float v)
+{
+    uint od = P.dims2.y;
+    if (od == 0u) {
+        obuf[i] = floatBitsToUint(v);
+        return;
+    }
+    // 16-bit output: update only our half of the word (a neighbour may own the other).
+    uint h = od == 1u ? f32_to_f16(v) : f32_to_bf16(v);
+    uint sh = (i & 1u) * 16u;
+    atomicAnd(obuf[i >> 1], ~(0xffffu << sh));
+    atomicOr(obuf[i >> 1], h << sh);
+}
+
+void main()
+{
+    uint id = wg_id(), tid = gl_LocalInvocationID.x;
+    if (id >= P.dims2.z)
+        return;
+    uint Hq = P.dims0.y, N = P.dims0.w, B = P.dims1.y, n = P.dims2.x;
+    uint rt_count = B / QT;
+    uint rt = id % rt_count, I = (id / rt_count) % n, bh = id / (rt_count * n);
+    uint b = bh / Hq, h = bh % Hq, kh = h / P.dims2.w;
+    uint r = tid / LANES, lane = tid % LANES;
+    uint q0 = I * B + rt * QT, qi = q0 + r;
+    const float NEG_INF = uintBitsToFloat(0xff800000u);
+
+    for (uint e = tid; e < QT * D; e += QT * LANES) {
+        uint rr = e / D, c = e % D, tok = q0 + rr;
+        Qs[e] = tok < N ? load_q(elem(0u, P.off0.x, b, h, tok, c)) * P.f0.w : 0.0;
+    }
+    float o[DPL];
+    for (uint t = 0u; t < DPL; t++)
+        o[t] = 0.0;
+    float m = NEG_INF, l = 0.0;
+
+    int cnt = clamp(count_[elem(5u, P.off1.y, b, h, I, 0u)], 0, int(n));
+    int prev = -1;
+    for (int p = 0; p < cnt; p++) {
+        int J = index_[elem(4u, P.off1.x, b, h, I, uint(p))];
+        if (J <= prev || J > int(I)) // invalid entries are skipped (no sync to report them)
+            continue;
+        prev = J;
+        for (uint kc = 0u; kc < B; kc += KT) {
+            uint k0 = uint(J) * B + kc;
+            if (k0 >= N || k0 > q0 + QT - 1u)
+                break;
+            barrier(); // the previous tile is no longer read
+            for (uint e = tid; e < KT * D; e += QT * LANES) {
+                uint jj = e / D, c = e % D, tok = k0 + jj;
+                bool ok = tok < N;
+                Ks[jj * KSTR + c] = ok ? load_k(elem(1u, P.off0.y, b, kh, tok, c)) : 0.0;
+                Vs[e] = ok ? load_v(elem(2u, P.off0.z, b, kh, tok, c)) : 0.0;
+            }
+            barrier();
+            for (uint j = lane; j < KT; j += LANES) {
+                float s = 0.0;
+                for (uint c = 0u; c < D; c++)
+                    s += Qs[r * D + c] * Ks[j * KSTR + c];
+                uint tok = k0 + j;
+                Ps[r * KT + j] = tok < N && tok <= qi ? s : NEG_INF;
+            }
+            barrier();
+            float mx = NEG_INF;
+            for (uint j = 0u; j < KT; j++)
+                mx = max(mx, Ps[r * KT + j]);
+            float m_new = max(m, mx);
+            barrier(); // every lane has read the raw row
+            bool live = m_new != NEG_INF;
+            for (uint j = lane; j < KT; j += LANES)
+                Ps[r * KT + j] = live ? exp2(Ps[r * KT + j] - m_new) : 0.0;
+            barrier();
+            if (live) {
+                float alpha = exp2(m - m_new); // 0 on the first visible tile
+                float sum = 0.0;
+                for (uint t = 0u; t < DPL; t++)
+                    o[t] *= alpha;
+                for (uint j = 0u; j < KT; j++) {
+                    float pj = Ps[r * KT + j];
+                    sum += pj;
+                    for (uint t = 0u; t < DPL; t++)
+                        o[t] += pj * Vs[j * D + lane + LANES * t];
+                }
+                l = l * alpha + sum;
+                m = m_new;
+            }
+        }
+    }
+    if (qi < N) {
+        float inv = l > 0.0 ? 1.0 / l : 0.0; // no visible key: 0
+        for (uint t = 0u; t < DPL; t++)
+            store_out(elem(6u, P.off1.z, b, h, qi, lane + LANES * t), o[t] * inv);
+    }
+}

@@ -1,0 +1,102 @@
+// Shared by every kernel: the params block, dtype codes, exact conversions.
+// 16-bit tensors are read and written as 32-bit words (no 16-bit storage
+// feature needed); element indices are relative to each binding's start.
+
+layout(constant_id = 0) const uint IN_DTYPE = 0u; // 0 f32, 1 f16, 2 bf16
+
+layout(std140, set = 0, binding = 11) uniform Params {
+    uvec4 str[7];  // element strides: q k v scores index count out
+    uvec4 off0;    // element offsets: q k v scores
+    uvec4 off1;    // index count out -
+    uvec4 dims0;   // batch, heads of the bound tensor, Hkv, N
+    uvec4 dims1;   // head_dim, block B, stride S, G
+    uvec4 dims2;   // n, out dtype, work items, g = Hq / Hkv
+    uvec4 dims3;   // selector, sink, local, flags
+    vec4 f0;       // scale, routing coefficient, beta, q multiplier
+    vec4 f1;       // tau
+} P;
+
+#define SEL_STEM 0u
+#define SEL_PAPER 1u
+#define SEL_UNIFORM 2u
+#define SEL_XATTN 3u
+#define SEL_DENSE 4u
+#define FLAG_DENSE 1u
+#define FLAG_REVERSE 2u
+#define FLAG_BONUS 4u
+#define FLAG_PHASE2 8u
+
+// Flattened workgroup index (dispatches are split over x and y).
+uint wg_id() { return gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x; }
+
+// Element index of (b, h, n, i) in tensor slot s.
+uint elem(uint s, uint off, uint b, uint h, uint n, uint i)
+{
+    return off + b * P.str[s].x + h * P.str[s].y + n * P.str[s].z + i * P.str[s].w;
+}
+
+// f16 bits -> f32, exact (subnormals included) without relying on the FPU.
+float f16_to_f32(uint h)
+{
+    uint s = (h & 0x8000u) << 16;
+    uint em = h & 0x7fffu;
+    if (em < 0x400u) {
+        float f = float(em) * 5.9604644775390625e-8; // 2^-24
+        return s != 0u ? -f : f;
+    }
+    uint u = em >= 0x7c00u ? ((em << 13) | 0x7f800000u) : ((em << 13) + (112u << 23));
+    return uintBitsToFloat(u | s);
+}
+
+// f32 -> f16 bits, round to nearest even, subnormals, overflow to inf.
+uint f32_to_f16(float f)
+{
+    uint x = floatBitsToUint(f);
+    uint sign = (x >> 16) & 0x8000u;
+    uint ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u)
+        return sign | (ax > 0x7f800000u ? 0x7e00u : 0x7c00u);
+    if (ax >= 0x477ff000u)
+        return sign | 0x7c00u;
+    if (ax < 0x38800000u) {
+        if (ax < 0x33000000u)
+            return sign;
+        uint e = ax >> 23;
+        uint m = (ax & 0x7fffffu) | 0x800000u;
+        uint shift = 126u - e;
+        uint r = m >> shift;
+        uint rem = m & ((1u << shift) - 1u);
+        uint half_ = 1u << (shift - 1u);
+        if (rem > half_ || (rem == half_ && (r & 1u) != 0u))
+            r++;
+        return sign | r;
+    }
+    uint r = (ax >> 13) - (112u << 10);
+    uint rem = ax & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (r & 1u) != 0u))
+        r++;
+    return sign | r;
+}
+
+uint f32_to_bf16(float f)
+{
+    uint x = floatBitsToUint(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u)
+        return (x >> 16) | 0x40u;
+    return (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+}
+
+float half_word(uint w, uint i, uint dtype)
+{
+    uint h = (i & 1u) != 0u ? (w >> 16) : (w & 0xffffu);
+    return dtype == 1u ? f16_to_f32(h) : uintBitsToFloat(h << 16);
+}
+
+// A load function over a uint[] buffer member holding IN_DTYPE elements.
+#define DEFINE_LOAD(NAME, ARR) \
+    float NAME(uint i) \
+    { \
+        if (IN_DTYPE == 0u) \
+            return uintBitsToFloat(ARR[i]); \
+        return half_word(ARR[i >> 1], i, IN_DTYPE); \
+    }

@@ -1,0 +1,48 @@
+#version 450
+// Block scores from phase sums (section 3): one 16x16 tile of
+// L[I][J] = coef * dot(Qflat[I], Kflat[J]) + vb[J] (J <= I), -inf above.
+#extension GL_GOOGLE_include_directive : enable
+#include "common.glsl"
+
+layout(local_size_x = 16, local_size_y = 16) in;
+layout(std430, set = 0, binding = 3) writeonly buffer Scores { float scores[]; };
+layout(std430, set = 0, binding = 7) readonly buffer Qf { float qflat[]; };
+layout(std430, set = 0, binding = 8) readonly buffer Kf { float kflat[]; };
+layout(std430, set = 0, binding = 10) readonly buffer Vb { float vb[]; };
+
+shared float As[16][17];
+shared float Bs[16][17];
+
+void main()
+{
+    uint id = wg_id();
+    uint n = P.dims2.x, tn = (n + 15u) / 16u;
+    if (id >= P.dims2.z)
+        return;
+    uint tj = id % tn, ti = (id / tn) % tn, bh = id / (tn * tn);
+    uint Hq = P.dims0.y, Hkv = P.dims0.z, g = P.dims2.w;
+    uint b = bh / Hq, h = bh % Hq, kv = b * Hkv + h / g;
+    uint W = P.dims1.z * P.dims1.x;
+    uint lx = gl_LocalInvocationID.x, ly = gl_LocalInvocationID.y;
+    uint I = ti * 16u + ly, J = tj * 16u + lx;
+    const float NEG_INF = uintBitsToFloat(0xff800000u);
+    if (tj > ti) { // whole tile above the diagonal
+        if (I < n && J < n)
+            scores[elem(3u, P.off0.w, b, h, I, J)] = NEG_INF;
+        return;
+    }
+    float acc = 0.0;
+    uint arow = bh * n + ti * 16u + ly, brow = kv * n + tj * 16u + ly;
+    bool aok = ti * 16u + ly < n, bok = tj * 16u + ly < n;
+    for (uint k0 = 0u; k0 < W; k0 += 16u) {
+        uint kk = k0 + lx;
+        As[ly][lx] = aok && kk < W ? qflat[arow * W + kk] : 0.0;
+        Bs[ly][lx] = bok && kk < W ? kflat[brow * W + kk] : 0.0;
+        barrier();
+        for (uint p = 0u; p < 16u; p++)
+            acc += As[ly][p] * Bs[lx][p];
+        barrier();
+    }
+    if (I < n && J < n)
+        scores[elem(3u, P.off0.w, b, h, I, J)] = J <= I ? acc * P.f0.y + vb[kv * n + J] : NEG_INF;
+}

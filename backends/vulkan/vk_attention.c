@@ -1,0 +1,89 @@
+/* Vulkan backend: block-sparse causal attention (docs/semantics.md section 6). */
+#include "vk_internal.h"
+
+#include <string.h>
+
+#define LANES 8u
+
+/* Shared bytes of the attention kernel: Q tile, padded K tile, V tile, P tile. */
+static uint64_t attention_shared(uint64_t qt, uint64_t kt, uint64_t d)
+{
+    return 4 * (qt * d + kt * (d + 1) + kt * d + qt * kt);
+}
+
+int vk_attention_tile(const stem_vk_context *c, int64_t d, int32_t block, uint32_t *qt,
+                      uint32_t *kt)
+{
+    static const uint32_t qts[2] = {16, 8}, kts[4] = {64, 32, 16, 8};
+    if (c->row_attention) { /* one row per invocation: only K and V tiles are shared */
+        for (int j = 0; j < 4; j++)
+            if (kts[j] <= (uint32_t)block && 8 * (uint64_t)kts[j] * (uint64_t)d <= c->shared_limit) {
+                *qt = block < 32 ? (uint32_t)block : 32u;
+                *kt = kts[j];
+                return 1;
+            }
+        return 0;
+    }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++)
+            if (kts[j] <= (uint32_t)block &&
+                attention_shared(qts[i], kts[j], (uint64_t)d) <= c->shared_limit) {
+                *qt = qts[i];
+                *kt = kts[j];
+                return 1;
+            }
+    return 0;
+}
+
+stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
+                              const stem_tensor *v, const stem_tensor *index,
+                              const stem_tensor *count, const stem_tensor *out)
+{
+    stem_vk_context *c = vk_ctx(plan->ctx);
+    const vk_plan *vp = (const vk_plan *)plan->impl;
+    vk_bind binds[VKB_COUNT_];
+    vk_params p;
+    memset(binds, 0, sizeof binds);
+    memset(&p, 0, sizeof p);
+    vk_params_plan(plan, &p);
+    stem_status st = vk_bind_tensor(c, q, VKB_Q, binds, &p);
+    if (st == STEM_OK)
+        st = vk_bind_tensor(c, k, VKB_K, binds, &p);
+    if (st == STEM_OK)
+        st = vk_bind_tensor(c, v, VKB_V, binds, &p);
+    if (st == STEM_OK)
+        st = vk_bind_tensor(c, index, VKB_INDEX, binds, &p);
+    if (st == STEM_OK)
+        st = vk_bind_tensor(c, count, VKB_COUNT, binds, &p);
+    if (st == STEM_OK)
+        st = vk_bind_tensor(c, out, VKB_OUT, binds, &p);
+    const stem_tensor *ts[6] = {q, k, v, index, count, out};
+    if (st == STEM_OK)
+        st = vk_sync_wrapped_in(c, ts, 6);
+    if (st != STEM_OK)
+        return st;
+    const uint32_t lanes = c->row_attention ? 1u : LANES;
+    const uint32_t spec[VK_SPEC_COUNT] = {(uint32_t)plan->desc.dtype, vp->qt, vp->kt, lanes,
+                                          (uint32_t)plan->desc.head_dim, vp->qt * lanes};
+    VkPipeline pipe;
+    st = vk_pipeline(c, c->row_attention ? VKK_ATTENTION_ROWS : VKK_ATTENTION, spec, &pipe);
+    if (st != STEM_OK)
+        return st;
+    const uint64_t items = (uint64_t)(plan->desc.batch * plan->desc.num_q_heads *
+                                      plan->n_blocks) *
+                           (uint64_t)(plan->cfg.block_size / (int32_t)vp->qt);
+    p.dims2[1] = (uint32_t)out->dtype;
+    p.dims2[2] = (uint32_t)items;
+    p.f0[3] = plan->scale * 1.4426950408889634f;
+    st = vk_begin(c);
+    if (st == STEM_OK)
+        st = vk_dispatch(c, pipe, binds, &p, items);
+    if (st != STEM_OK) {
+        vk_abort(c);
+        return st;
+    }
+    st = vk_submit_wait(c);
+    if (st == STEM_OK)
+        st = vk_sync_wrapped_out(c, ts + 5, 1);
+    return st;
+}

@@ -1,0 +1,192 @@
+/* Vulkan backend: state shared by its host files. */
+#ifndef STEM_VK_INTERNAL_H
+#define STEM_VK_INTERNAL_H
+
+#include "stem_internal.h"
+#include "vk_loader.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Descriptor bindings, the same in every shader (shaders/common.glsl). */
+enum {
+    VKB_Q = 0,
+    VKB_K = 1,
+    VKB_V = 2,
+    VKB_SCORES = 3,
+    VKB_INDEX = 4,
+    VKB_COUNT = 5,
+    VKB_OUT = 6,
+    VKB_QFLAT = 7,  /* scratch: query phase sums */
+    VKB_KFLAT = 8,  /* scratch: key phase sums */
+    VKB_GMAX = 9,   /* scratch: V-norm maxima per stride group */
+    VKB_VB = 10,    /* scratch: value bonus per key block */
+    VKB_PARAMS = 11,/* uniform: vk_params */
+    VKB_BUDGET = 12,/* per-row budget of the plan */
+    VKB_COUNT_ = 13
+};
+
+/* The kernels (one SPIR-V module each, shaders/<name>.comp). */
+typedef enum vk_kernel {
+    VKK_PHASE_SUM = 0,
+    VKK_VNORM,
+    VKK_VBONUS,
+    VKK_SCORE_GEMM,
+    VKK_SCORE_XATTN,
+    VKK_SELECT,
+    VKK_ATTENTION,
+    VKK_ATTENTION_ROWS,
+    VKK_COUNT_
+} vk_kernel;
+
+/* Uniform block of every dispatch (std140; mirrors `Params` in common.glsl). */
+typedef struct vk_params {
+    uint32_t str[7][4];  /* element strides of q k v scores index count out */
+    uint32_t off[8];     /* element offsets from each binding's start, same order */
+    uint32_t dims0[4];   /* batch, heads of the bound tensor (Hq or Hkv), Hkv, N */
+    uint32_t dims1[4];   /* head_dim, block B, stride S, G = B / S */
+    uint32_t dims2[4];   /* n blocks, out dtype, work items, g = Hq / Hkv */
+    uint32_t dims3[4];   /* selector, sink blocks, local blocks, flags (VKF_*) */
+    float f0[4];         /* scale, routing coefficient, beta, q multiplier */
+    float f1[4];         /* tau */
+} vk_params;
+
+#define VKF_DENSE 1u   /* plan keeps every causal block */
+#define VKF_REVERSE 2u /* phase sum of keys (segment S-1-t) */
+#define VKF_BONUS 4u   /* value bonus on */
+#define VKF_PHASE2 8u  /* second dispatch of a two-pass kernel */
+
+/* Spec constants of a pipeline (shaders read constant_id 0..5). */
+#define VK_SPEC_COUNT 6
+typedef struct vk_pipe_entry {
+    vk_kernel kernel;
+    uint32_t spec[VK_SPEC_COUNT];
+    VkPipeline pipeline;
+} vk_pipe_entry;
+
+/* One device allocation with its buffer. */
+typedef struct vk_mem {
+    VkBuffer buffer;
+    VkDeviceMemory memory;
+    void *mapped;       /* persistently mapped when host-visible */
+    VkDeviceSize size;
+} vk_mem;
+
+/* stem_buffer.impl */
+typedef struct vk_buffer {
+    vk_mem mem;
+    void *user_host;    /* wrapped caller memory: the truth, mirrored around stages */
+} vk_buffer;
+
+#define VK_MAX_DISPATCH 16
+#define VK_PARAM_SLOT 512
+#define VK_MAX_PIPES 64
+
+typedef struct stem_vk_context {
+    stem_vk_fns f;
+    VkInstance instance;
+    VkPhysicalDevice phys;
+    VkDevice device;
+    VkQueue queue;
+    uint32_t queue_family;
+    VkPhysicalDeviceProperties props;
+    VkPhysicalDeviceMemoryProperties memprops;
+    int host_buffers;            /* owned buffers host-visible and mapped (CPU devices) */
+    int row_attention;           /* attention_rows kernel (CPU devices; STEM_VULKAN_ROWS) */
+    uint32_t shared_limit;       /* maxComputeSharedMemorySize */
+    VkDescriptorSetLayout set_layout;
+    VkPipelineLayout pipe_layout;
+    VkDescriptorPool desc_pool;
+    VkCommandPool cmd_pool;
+    VkCommandBuffer cmd;
+    VkFence fence;
+    VkPipelineCache pipe_cache;
+    char cache_path[1024];
+    VkShaderModule modules[VKK_COUNT_];
+    vk_pipe_entry pipes[VK_MAX_PIPES];
+    int n_pipes;
+    vk_mem params;               /* VK_MAX_DISPATCH slots of VK_PARAM_SLOT bytes */
+    vk_mem dummy;                /* bound to every unused binding */
+    vk_mem staging;              /* host <-> device copies */
+    vk_mem scratch[4];           /* qflat, kflat, gmax, vb */
+    int n_dispatch;              /* dispatches recorded in the open command buffer */
+    int recording;
+} stem_vk_context;
+
+/* A tensor's binding: buffer, aligned byte offset and range, element offset. */
+typedef struct vk_bind {
+    VkBuffer buffer;
+    VkDeviceSize offset, range;
+} vk_bind;
+
+/* Per-plan state (plan->impl). */
+typedef struct vk_plan {
+    vk_mem budget;               /* int32 [n] */
+    VkPipeline attention;        /* lazily made */
+    uint32_t qt, kt;             /* attention tile: query rows, keys */
+} vk_plan;
+
+static inline stem_vk_context *vk_ctx(const stem_context *ctx)
+{
+    return (stem_vk_context *)ctx->impl;
+}
+
+stem_status vk_error(VkResult r, const char *what);
+
+/* Memory (vk_memory.c). */
+stem_status vk_mem_create(stem_vk_context *c, VkDeviceSize bytes, int host_visible,
+                          VkBufferUsageFlags usage, vk_mem *out);
+void vk_mem_destroy(stem_vk_context *c, vk_mem *m);
+/* Makes scratch[i] at least `bytes` large. */
+stem_status vk_scratch(stem_vk_context *c, int i, VkDeviceSize bytes);
+/* Blocking copies between host memory and a device allocation. */
+stem_status vk_upload(stem_vk_context *c, vk_mem *m, VkDeviceSize offset, const void *src,
+                      VkDeviceSize bytes);
+stem_status vk_download(stem_vk_context *c, vk_mem *m, VkDeviceSize offset, void *dst,
+                        VkDeviceSize bytes);
+
+/* Recording and submission (vk_dispatch.c). */
+stem_status vk_pipeline(stem_vk_context *c, vk_kernel k, const uint32_t spec[VK_SPEC_COUNT],
+                        VkPipeline *out);
+stem_status vk_begin(stem_vk_context *c);
+/* One dispatch of `items` workgroups (flattened: shaders rebuild the index
+ * from gl_WorkGroupID.xy); binds[] has VKB_COUNT_ entries (buffer 0 = dummy). */
+stem_status vk_dispatch(stem_vk_context *c, VkPipeline pipe, const vk_bind *binds,
+                        const vk_params *p, uint64_t items);
+/* Submits what was recorded and waits for it. */
+stem_status vk_submit_wait(stem_vk_context *c);
+/* Abandons a half-recorded command buffer after an error. */
+void vk_abort(stem_vk_context *c);
+
+/* Tensor bindings (vk_dispatch.c): fills the binding and the params entry
+ * (strides, element offset) of slot `slot` (0..6, the VKB_* tensor order). */
+stem_status vk_bind_tensor(stem_vk_context *c, const stem_tensor *t, int slot, vk_bind *binds,
+                           vk_params *p);
+void vk_bind_mem(vk_mem *m, int binding, vk_bind *binds);
+/* Wrapped host buffers: host -> device before a stage, device -> host after. */
+stem_status vk_sync_wrapped_in(stem_vk_context *c, const stem_tensor *const *ts, int n);
+stem_status vk_sync_wrapped_out(stem_vk_context *c, const stem_tensor *const *ts, int n);
+/* Common plan fields of a params block. */
+void vk_params_plan(const stem_plan *plan, vk_params *p);
+
+/* Stages (vk_score.c, vk_select.c, vk_attention.c). */
+stem_status stem_vk_score(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
+                          const stem_tensor *v, const stem_tensor *scores);
+stem_status stem_vk_select(stem_plan *plan, const stem_tensor *scores, const stem_tensor *index,
+                           const stem_tensor *count);
+stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
+                              const stem_tensor *v, const stem_tensor *index,
+                              const stem_tensor *count, const stem_tensor *out);
+/* Attention tile for head_dim d within the shared-memory limit, for the
+ * kernel the context uses (vk_attention.c); 0 if none fits. */
+int vk_attention_tile(const stem_vk_context *c, int64_t d, int32_t block, uint32_t *qt,
+                      uint32_t *kt);
+
+/* Embedded SPIR-V (generated at build time). */
+typedef struct vk_spirv {
+    const uint32_t *code;
+    size_t bytes;
+} vk_spirv;
+vk_spirv stem_vk_spirv(vk_kernel k);
+
+#endif /* STEM_VK_INTERNAL_H */
