@@ -21,8 +21,8 @@ __kernel void block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index)
     const int I = n - 1 - (int)get_group_id(1); /* late rows (most keys) first */
     const int bh = get_group_id(2), b = bh / hq, h = bh % hq, kh = h / g;
     const long q0 = (long)I * BLOCK + (long)get_group_id(0) * BQ;
-    if (q0 >= n_tokens)
-        return; /* the whole slice lies past N (uniform) */
+    /* A slice past N (only in the last block) lists no keys to visit. */
+    const int live_slice = q0 < n_tokens;
     const long qtok = q0 + r;
     const long last_q = min(q0 + BQ - 1, (long)n_tokens - 1);
 
@@ -36,7 +36,7 @@ __kernel void block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index)
         acc[i] = 0.0f;
     float m = -INFINITY, l = 0.0f;
 
-    const int cnt = clamp(count[AT(count, b, h, I, 0)], 0, n);
+    const int cnt = live_slice ? clamp(count[AT(count, b, h, I, 0)], 0, n) : 0;
     int prev = -1;
     for (int p = 0; p < cnt; p++) {
         const int J = index[AT(index, b, h, I, p)];

@@ -73,40 +73,36 @@ __kernel void value_bonus(__global const float *gmax, int ng, int n_blocks, int 
     const int lid = get_local_id(0), bh = get_group_id(2);
     const __global float *g = gmax + (long)bh * ng;
     __global float *out = vb + (long)bh * n_blocks;
-    if (mode == 2) {
-        for (int J = lid; J < n_blocks; J += SEL_LS) {
-            float mx = 0.0f;
-            for (int a = 0; a < group; a++)
-                mx = fmax(mx, g[J * group + a]);
-            const acc_t lv = log((acc_t)mx + 1e-6);
-            out[J] = (float)((acc_t)beta * (lv > 0 ? lv : 0));
-        }
-        return;
-    }
-    if (mode == 0) {
-        for (int J = lid; J < n_blocks; J += SEL_LS)
-            out[J] = 0.0f;
-        return;
-    }
+    /* Every item reaches both reductions (no barrier under a branch). */
     acc_t s = 0;
-    for (int i = lid; i < gv; i += SEL_LS)
-        s += log((acc_t)g[i] + 1e-6);
-    const acc_t mean = gv > 0 ? group_sum(s, red) / gv : 0;
+    if (mode == 1)
+        for (int i = lid; i < gv; i += SEL_LS)
+            s += log((acc_t)g[i] + 1e-6);
+    const acc_t mean = group_sum(s, red) / (gv > 0 ? gv : 1);
     s = 0;
-    for (int i = lid; i < gv; i += SEL_LS) {
-        const acc_t dv = log((acc_t)g[i] + 1e-6) - mean;
-        s += dv * dv;
-    }
+    if (mode == 1)
+        for (int i = lid; i < gv; i += SEL_LS) {
+            const acc_t dv = log((acc_t)g[i] + 1e-6) - mean;
+            s += dv * dv;
+        }
     const acc_t ss = group_sum(s, red);
     const acc_t sd = gv > 1 ? sqrt(ss / (gv - 1)) : 0;
     for (int J = lid; J < n_blocks; J += SEL_LS) {
         acc_t t = 0;
-        if (gv > 0)
+        if (mode == 2) {
+            float mx = 0.0f;
+            for (int a = 0; a < group; a++)
+                mx = fmax(mx, g[J * group + a]);
+            const acc_t lv = log((acc_t)mx + 1e-6);
+            t = (acc_t)beta * (lv > 0 ? lv : 0);
+        } else if (mode == 1 && gv > 0) {
             for (int a = 0; a < group; a++) {
                 const acc_t z = (log((acc_t)g[J * group + a] + 1e-6) - mean) / (sd + 1e-6);
                 t += (acc_t)beta * (z > 0 ? z : 0);
             }
-        out[J] = (float)(t / group);
+            t /= group;
+        }
+        out[J] = (float)t;
     }
 }
 

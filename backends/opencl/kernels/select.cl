@@ -30,6 +30,17 @@ __kernel void select_rows(TENSOR_F32(scores), TENSOR_I32(index), TENSOR_I32(coun
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 
+    /* XATTENTION's row mass; reduced by every item (no barrier under a branch). */
+    acc_t s = 0;
+    if (mode == 2)
+        for (int J = lid; J < len; J += SEL_LS)
+            s += w[J];
+    red[lid] = s;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    acc_t row_mass = 0;
+    for (int t = 0; t < SEL_LS; t++)
+        row_mass += red[t];
+
     const int all = mode == 1 || (mode == 0 && len <= budget[I]);
     if (all) {
         for (int J = lid; J < len; J += SEL_LS)
@@ -55,16 +66,7 @@ __kernel void select_rows(TENSOR_F32(scores), TENSOR_I32(index), TENSOR_I32(coun
         /* XATTENTION: blocks 0 and I forced; another block is kept iff the
          * forced mass plus the mass of the blocks ranked before it is still
          * below tau * row mass. */
-        acc_t s = 0;
-        for (int J = lid; J < len; J += SEL_LS)
-            s += w[J];
-        barrier(CLK_LOCAL_MEM_FENCE);
-        red[lid] = s;
-        barrier(CLK_LOCAL_MEM_FENCE);
-        acc_t total = 0;
-        for (int t = 0; t < SEL_LS; t++)
-            total += red[t];
-        const acc_t target = (acc_t)tau * total;
+        const acc_t target = (acc_t)tau * row_mass;
         const acc_t forced = (acc_t)w[0] + (I > 0 ? (acc_t)w[I] : 0);
         for (int J = lid; J < len; J += SEL_LS) {
             int kept = 1;
