@@ -22,6 +22,7 @@ stem_status stem_ocl_attention(stem_plan *plan, const stem_tensor *q, const stem
     stem_ocl_arg_int(&a, (int32_t)(d->num_q_heads / d->num_kv_heads));
     stem_ocl_arg_int(&a, (int32_t)d->q_len);
     stem_ocl_arg_int(&a, (int32_t)plan->n_blocks);
+    stem_ocl_arg_int(&a, plan->cfg.block_size);
     stem_ocl_arg_float(&a, plan->scale * 1.4426950408889634f);
     const size_t groups[3] = {(size_t)(plan->cfg.block_size / p->shape.bq),
                               (size_t)plan->n_blocks, (size_t)(d->batch * d->num_q_heads)};

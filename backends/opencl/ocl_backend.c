@@ -342,9 +342,9 @@ static stem_status ocl_plan_init(stem_plan *plan)
     char options[512];
     const char *extra = getenv("STEM_OPENCL_BUILD_OPTIONS"); /* tests, tuning */
     snprintf(options, sizeof options,
-             "-cl-std=CL1.2 -DIN_DTYPE=%s -DHEAD_DIM=%d -DBLOCK=%d -DBQ=%d -DKT=%d -DTPR=%d "
+             "-cl-std=CL1.2 -DIN_DTYPE=%s -DHEAD_DIM=%d -DBQ=%d -DKT=%d -DTPR=%d "
              "-DSEL_CAP=%d -DSEL_LS=%d -DHAS_FP64=%d -DHAS_FP16=%d %s",
-             dtype_macro(plan->desc.dtype), (int)plan->desc.head_dim, (int)plan->cfg.block_size,
+             dtype_macro(plan->desc.dtype), (int)plan->desc.head_dim,
              p->shape.bq, p->shape.kt, p->shape.tpr, p->shape.sel_cap, p->shape.sel_ls,
              c->limits.has_fp64, c->limits.has_fp16, extra ? extra : "");
     st = stem_ocl_program_get(c, options, &p->program);

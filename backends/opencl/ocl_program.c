@@ -28,7 +28,11 @@ stem_status stem_ocl_shape_choose(const stem_ocl_limits *lim, const stem_attenti
     int tpr = 1;
     while ((d + tpr - 1) / tpr > 32)
         tpr *= 2;
-    int bq = bs < 64 ? bs : 64, kt = bs < 32 ? bs : 32;
+    /* GPUs: large tiles. CPUs (PoCL): the smallest block's tiles for every
+     * block size, so plans share one program per dtype and head_dim (each
+     * build costs seconds there). */
+    const int bq_max = lim->is_gpu ? 64 : 16, kt_max = lim->is_gpu ? 32 : 16;
+    int bq = bs < bq_max ? bs : bq_max, kt = bs < kt_max ? bs : kt_max;
     while (bq > 1 && (size_t)(bq * tpr) > ls_max)
         bq /= 2;
     while (attention_local_bytes(d, bq, kt) > local) {

@@ -67,6 +67,7 @@ stem_status stem_ocl_score(stem_plan *plan, const stem_tensor *q, const stem_ten
         stem_ocl_arg_int(&a, (int32_t)(which ? d->num_kv_heads : d->num_q_heads));
         stem_ocl_arg_int(&a, (int32_t)d->q_len);
         stem_ocl_arg_int(&a, (int32_t)n);
+        stem_ocl_arg_int(&a, plan->cfg.block_size);
         stem_ocl_arg_int(&a, (int32_t)S);
         stem_ocl_arg_int(&a, (int32_t)G);
         stem_ocl_arg_int(&a, which);

@@ -11,7 +11,7 @@
 __kernel void block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index),
                               TENSOR_I32(count), __global void *out, long out_off, long out_s0,
                               long out_s1, long out_s2, long out_s3, int out_dtype, int hq,
-                              int g, int n_tokens, int n, float qmul)
+                              int g, int n_tokens, int n, int block, float qmul)
 {
     __local float Qs[BQ][HEAD_DIM + 1];
     __local float Ks[KT][HEAD_DIM + 1];
@@ -20,7 +20,7 @@ __kernel void block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index)
     const int lid = get_local_id(0), r = lid / TPR, c = lid % TPR;
     const int I = n - 1 - (int)get_group_id(1); /* late rows (most keys) first */
     const int bh = get_group_id(2), b = bh / hq, h = bh % hq, kh = h / g;
-    const long q0 = (long)I * BLOCK + (long)get_group_id(0) * BQ;
+    const long q0 = (long)I * block + (long)get_group_id(0) * BQ;
     /* A slice past N (only in the last block) lists no keys to visit. */
     const int live_slice = q0 < n_tokens;
     const long qtok = q0 + r;
@@ -43,8 +43,8 @@ __kernel void block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index)
         if (J <= prev || J > I)
             continue; /* invalid entries are skipped (no sync to report them) */
         prev = J;
-        for (int kt0 = 0; kt0 < BLOCK; kt0 += KT) {
-            const long k0 = (long)J * BLOCK + kt0;
+        for (int kt0 = 0; kt0 < block; kt0 += KT) {
+            const long k0 = (long)J * block + kt0;
             if (k0 >= n_tokens || k0 > last_q)
                 break; /* past N, or every key masked for every row here */
             barrier(CLK_LOCAL_MEM_FENCE); /* previous tile fully consumed */

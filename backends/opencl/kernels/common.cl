@@ -1,6 +1,6 @@
 /* Shared by every kernel: storage types, widening loads, rounding stores.
  * Build-time macros (set by ocl_program.c / ocl_backend.c from the plan and
- * the device): IN_DTYPE 0 f32 | 1 f16 | 2 bf16, HEAD_DIM, BLOCK, BQ, KT, TPR,
+ * the device): IN_DTYPE 0 f32 | 1 f16 | 2 bf16, HEAD_DIM, BQ, KT, TPR,
  * SEL_CAP, SEL_LS, HAS_FP64, HAS_FP16. */
 #ifdef STEM_FORCE_BUILD_ERROR
 #error "STEM_FORCE_BUILD_ERROR: deliberately broken build (tests)"

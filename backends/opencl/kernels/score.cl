@@ -6,8 +6,8 @@
 
 /* out[(bh * n + blk) * W + seg * d + e] = sum_{a<G} x[blk*B + a*S + t][e],
  * seg = t (queries) or S-1-t (keys, reverse = 1); W = S * d. */
-__kernel void phase_sum(TENSOR(x), int heads, int n_tokens, int n_blocks, int stride, int group,
-                        int reverse, __global float *out)
+__kernel void phase_sum(TENSOR(x), int heads, int n_tokens, int n_blocks, int block, int stride,
+                        int group, int reverse, __global float *out)
 {
     const int W = stride * HEAD_DIM;
     const int col = get_global_id(0), blk = get_global_id(1), bh = get_global_id(2);
@@ -18,7 +18,7 @@ __kernel void phase_sum(TENSOR(x), int heads, int n_tokens, int n_blocks, int st
     const int b = bh / heads, h = bh % heads;
     float s = 0.0f;
     for (int a = 0; a < group; a++) {
-        const long tok = (long)blk * BLOCK + (long)a * stride + ph;
+        const long tok = (long)blk * block + (long)a * stride + ph;
         if (tok >= n_tokens)
             break;
         s += LOAD_IN(x, AT(x, b, h, tok, e));
