@@ -104,6 +104,10 @@ static void query_limits(const stem_ocl_api *cl, cl_device_id d, stem_ocl_limits
     lim->has_fp16 = has_extension(cl, d, "cl_khr_fp16");
     lim->has_fp64 = has_extension(cl, d, "cl_khr_fp64");
     lim->is_gpu = dev_is_gpu(cl, d);
+    cl_bool unified = CL_FALSE;
+    if (cl->clGetDeviceInfo(d, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL) ==
+        CL_SUCCESS)
+        lim->host_unified = unified == CL_TRUE && !lim->is_gpu;
 }
 
 static void context_free(stem_ocl_context *c)
@@ -239,14 +243,24 @@ static stem_status ocl_buffer_alloc(stem_context *ctx, stem_buffer *buf, size_t 
 static stem_status ocl_buffer_wrap_host(stem_context *ctx, stem_buffer *buf, void *host,
                                         size_t bytes)
 {
-    (void)ctx;
-    (void)buf;
-    (void)host;
-    (void)bytes;
-    /* Host pointers would need map/unmap around every stage; decline. */
-    return stem_set_error(STEM_ERR_UNSUPPORTED,
-                          "opencl: stem_buffer_wrap_host is not supported; use "
-                          "stem_buffer_create and stem_buffer_write");
+    stem_ocl_context *c = stem_ocl_ctx(ctx);
+    /* In place only where device and host share memory (PoCL on the CPU);
+     * a discrete GPU would need map/unmap around every stage. */
+    if (!bytes)
+        return ocl_buffer_alloc(ctx, buf, 0); /* nothing to share; never read */
+    if (!c->limits.host_unified)
+        return stem_set_error(STEM_ERR_UNSUPPORTED,
+                              "opencl: stem_buffer_wrap_host needs a device sharing host memory "
+                              "(this one does not); use stem_buffer_create and "
+                              "stem_buffer_write");
+    cl_int err = CL_SUCCESS;
+    cl_mem m = c->cl->clCreateBuffer(c->context, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, bytes,
+                                     host, &err);
+    if (err != CL_SUCCESS || !m)
+        return stem_ocl_fail(err, "clCreateBuffer (CL_MEM_USE_HOST_PTR)");
+    buf->impl = m;
+    buf->host = NULL; /* the core reads nothing behind the runtime's back */
+    return STEM_OK;
 }
 
 static void ocl_buffer_free(stem_context *ctx, stem_buffer *buf)

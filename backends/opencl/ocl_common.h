@@ -70,6 +70,7 @@ typedef struct stem_ocl_limits {
     int has_fp16;          /* cl_khr_fp16 */
     int has_fp64;          /* cl_khr_fp64 */
     int is_gpu;
+    int host_unified;      /* a CPU device sharing host memory: wrap_host works in place */
 } stem_ocl_limits;
 
 /* A built program shared by the plans of a context with the same options. */
