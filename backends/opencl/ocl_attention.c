@@ -88,7 +88,9 @@ stem_status stem_ocl_attention(stem_plan *plan, const stem_tensor *q, const stem
     }
     const int out_dtype = out->dtype == STEM_DTYPE_F16 ? 1 : out->dtype == STEM_DTYPE_BF16 ? 2 : 0;
     stem_ocl_args a;
-    stem_ocl_args_begin(&a, c->cl, p->k_attention);
+    /* CPUs: the barrier-free row kernel; GPUs: the tiled one. */
+    const int rows = !c->limits.is_gpu;
+    stem_ocl_args_begin(&a, c->cl, rows ? p->k_row_attention : p->k_attention);
     stem_ocl_arg_tensor(&a, q);
     stem_ocl_arg_tensor(&a, k);
     stem_ocl_arg_tensor(&a, v);
@@ -102,8 +104,10 @@ stem_status stem_ocl_attention(stem_plan *plan, const stem_tensor *q, const stem
     stem_ocl_arg_int(&a, (int32_t)plan->n_blocks);
     stem_ocl_arg_int(&a, plan->cfg.block_size);
     stem_ocl_arg_float(&a, plan->scale * 1.4426950408889634f);
-    const size_t groups[3] = {(size_t)(plan->cfg.block_size / p->shape.bq),
-                              (size_t)plan->n_blocks, (size_t)(d->batch * d->num_q_heads)};
-    const size_t local[3] = {(size_t)(p->shape.bq * p->shape.tpr), 1, 1};
-    return stem_ocl_launch(plan, &a, "block_attention", groups, local);
+    const size_t row_ls = 16; /* the smallest block size */
+    const size_t groups[3] = {
+        (size_t)(rows ? plan->cfg.block_size / (int)row_ls : plan->cfg.block_size / p->shape.bq),
+        (size_t)plan->n_blocks, (size_t)(d->batch * d->num_q_heads)};
+    const size_t local[3] = {rows ? row_ls : (size_t)(p->shape.bq * p->shape.tpr), 1, 1};
+    return stem_ocl_launch(plan, &a, rows ? "row_attention" : "block_attention", groups, local);
 }

@@ -320,7 +320,7 @@ static void ocl_plan_fini(stem_plan *plan)
         return;
     const stem_ocl_api *cl = stem_ocl_ctx(plan->ctx)->cl;
     cl_kernel ks[] = {p->k_phase_sum,   p->k_vgroup_max, p->k_value_bonus, p->k_score_gemm,
-                      p->k_xattn_score, p->k_select,     p->k_attention};
+                      p->k_xattn_score, p->k_select,     p->k_attention, p->k_row_attention};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         if (ks[i])
             cl->clReleaseKernel(ks[i]);
@@ -372,7 +372,7 @@ static stem_status ocl_plan_init(stem_plan *plan)
     } kernels[] = {{&p->k_phase_sum, "phase_sum"},       {&p->k_vgroup_max, "vgroup_max"},
                    {&p->k_value_bonus, "value_bonus"},   {&p->k_score_gemm, "score_gemm"},
                    {&p->k_xattn_score, "xattn_score"},   {&p->k_select, "select_rows"},
-                   {&p->k_attention, "block_attention"}};
+                   {&p->k_attention, "block_attention"}, {&p->k_row_attention, "row_attention"}};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++) {
         cl_int err = CL_SUCCESS;
         *kernels[i].k = cl->clCreateKernel(p->program, kernels[i].name, &err);

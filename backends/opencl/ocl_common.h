@@ -107,7 +107,7 @@ typedef struct stem_ocl_plan {
     stem_ocl_shape shape;
     cl_program program; /* retained from the context's list */
     cl_kernel k_phase_sum, k_vgroup_max, k_value_bonus, k_score_gemm, k_xattn_score, k_select,
-        k_attention;
+        k_attention, k_row_attention;
     cl_mem budget; /* [n_blocks] i32 */
 } stem_ocl_plan;
 

@@ -100,3 +100,65 @@ __kernel void block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index)
             store_out(out, AT(out, b, h, qtok, col), out_dtype, acc[i] * inv);
     }
 }
+
+/* The same stage for CPU devices (PoCL): one work-item per query row, no
+ * barriers and no local memory, so the runtime can vectorize across rows
+ * (neighbouring rows read the same key, a broadcast). Keys come in chunks of
+ * ROW_CHUNK: logits, one rescale per chunk, then P V. */
+#define ROW_CHUNK 16
+
+__kernel void row_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index),
+                            TENSOR_I32(count), __global void *out, long out_off, long out_s0,
+                            long out_s1, long out_s2, long out_s3, int out_dtype, int hq, int g,
+                            int n_tokens, int n, int block, float qmul)
+{
+    const int I = n - 1 - (int)get_group_id(1);
+    const int bh = get_group_id(2), b = bh / hq, h = bh % hq, kh = h / g;
+    const long qtok = (long)I * block + get_global_id(0);
+    if (get_global_id(0) >= block || qtok >= n_tokens)
+        return;
+    float qv[HEAD_DIM], acc[HEAD_DIM], s[ROW_CHUNK];
+    const long qrow = AT(q, b, h, qtok, 0);
+    for (int e = 0; e < HEAD_DIM; e++) {
+        qv[e] = qmul * LOAD_IN(q, qrow + e * q_s3);
+        acc[e] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    const int cnt = clamp(count[AT(count, b, h, I, 0)], 0, n);
+    int prev = -1;
+    for (int p = 0; p < cnt; p++) {
+        const int J = index[AT(index, b, h, I, p)];
+        if (J <= prev || J > I)
+            continue;
+        prev = J;
+        const long k_end = min((long)(J + 1) * block, min((long)n_tokens, qtok + 1));
+        for (long k0 = (long)J * block; k0 < k_end; k0 += ROW_CHUNK) {
+            const int kn = (int)min((long)ROW_CHUNK, k_end - k0);
+            float mx = -INFINITY;
+            for (int j = 0; j < kn; j++) {
+                const long row = AT(k, b, kh, k0 + j, 0); /* address math once per key */
+                float d = 0.0f;
+                for (int e = 0; e < HEAD_DIM; e++)
+                    d += qv[e] * LOAD_IN(k, row + e * k_s3);
+                s[j] = d;
+                mx = fmax(mx, d);
+            }
+            const float m_new = fmax(m, mx);
+            const float alpha = exp2(m - m_new);
+            l *= alpha;
+            for (int e = 0; e < HEAD_DIM; e++)
+                acc[e] *= alpha;
+            for (int j = 0; j < kn; j++) {
+                const float pj = exp2(s[j] - m_new);
+                const long row = AT(v, b, kh, k0 + j, 0);
+                l += pj;
+                for (int e = 0; e < HEAD_DIM; e++)
+                    acc[e] += pj * LOAD_IN(v, row + e * v_s3);
+            }
+            m = m_new;
+        }
+    }
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    for (int e = 0; e < HEAD_DIM; e++)
+        store_out(out, AT(out, b, h, qtok, e), out_dtype, acc[e] * inv);
+}
