@@ -89,7 +89,7 @@ stem_status stem_ocl_attention(stem_plan *plan, const stem_tensor *q, const stem
     const int out_dtype = out->dtype == STEM_DTYPE_F16 ? 1 : out->dtype == STEM_DTYPE_BF16 ? 2 : 0;
     stem_ocl_args a;
     /* CPUs: the barrier-free row kernel; GPUs: the tiled one. */
-    const int rows = !c->limits.is_gpu;
+    const int rows = !c->limits.tiled;
     stem_ocl_args_begin(&a, c->cl, rows ? p->k_row_attention : p->k_attention);
     stem_ocl_arg_tensor(&a, q);
     stem_ocl_arg_tensor(&a, k);

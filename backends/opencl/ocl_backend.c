@@ -104,6 +104,8 @@ static void query_limits(const stem_ocl_api *cl, cl_device_id d, stem_ocl_limits
     lim->has_fp16 = has_extension(cl, d, "cl_khr_fp16");
     lim->has_fp64 = has_extension(cl, d, "cl_khr_fp64");
     lim->is_gpu = dev_is_gpu(cl, d);
+    const char *tiled = getenv("STEM_OPENCL_TILED");
+    lim->tiled = lim->is_gpu || (tiled && strcmp(tiled, "1") == 0);
     cl_bool unified = CL_FALSE;
     if (cl->clGetDeviceInfo(d, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL) ==
         CL_SUCCESS)

@@ -71,6 +71,8 @@ typedef struct stem_ocl_limits {
     int has_fp64;          /* cl_khr_fp64 */
     int is_gpu;
     int host_unified;      /* a CPU device sharing host memory: wrap_host works in place */
+    int tiled;             /* tiled attention kernel, large tiles: GPUs, or STEM_OPENCL_TILED=1
+                              (to test the GPU path on PoCL) */
 } stem_ocl_limits;
 
 /* A built program shared by the plans of a context with the same options. */

@@ -31,12 +31,18 @@ stem_status stem_ocl_shape_choose(const stem_ocl_limits *lim, const stem_attenti
     /* GPUs: large tiles. CPUs (PoCL): the smallest block's tiles for every
      * block size, so plans share one program per dtype and head_dim (each
      * build costs seconds there). */
-    const int bq_max = lim->is_gpu ? 64 : 16, kt_max = lim->is_gpu ? 32 : 16;
+    const int bq_max = lim->tiled ? 64 : 16, kt_max = lim->tiled ? 32 : 16;
     int bq = bs < bq_max ? bs : bq_max, kt = bs < kt_max ? bs : kt_max;
     while (bq > 1 && (size_t)(bq * tpr) > ls_max)
         bq /= 2;
+    /* Shrink to fit: keys per tile down to 16 first, then rows to 32, then
+     * both down to 8 (48 KiB at d = 128 gives 32 rows x 16 keys). */
     while (attention_local_bytes(d, bq, kt) > local) {
-        if (kt > 8)
+        if (kt > 16)
+            kt /= 2;
+        else if (bq > 32)
+            bq /= 2;
+        else if (kt > 8)
             kt /= 2;
         else if (bq > 8)
             bq /= 2;
