@@ -4,8 +4,15 @@ BUILD ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
-# Backends in the default build (runtimes are dlopen'd; PoCL runs OpenCL here).
+# OpenCL in the default build (its runtime is dlopen'd; PoCL runs it on CI).
+# Where a run requires backends (STEM_TEST_REQUIRE set, as .ci/run does),
+# make test requires OpenCL too.
 BACKEND_FLAGS ?= -DSTEM_OPENCL=ON
+ifneq ($(findstring STEM_OPENCL=ON,$(BACKEND_FLAGS)),)
+ifneq ($(STEM_TEST_REQUIRE),)
+test: export STEM_TEST_REQUIRE := $(STEM_TEST_REQUIRE),opencl
+endif
+endif
 
 .PHONY: all deps configure build demo test test-full test-asan clean
 

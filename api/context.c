@@ -64,20 +64,16 @@ stem_status stem_context_create(const stem_context_desc *desc, stem_context **ou
             return st;
         return context_open(&d, &dev, out);
     }
-    /* AUTO: the first device that opens, in the list's best-first order;
-     * GPU backends on a CPU (PoCL, lavapipe) only after the CPU backend. */
+    /* AUTO: the first device that opens, in the list's best-first order. */
     stem_status last = stem_set_error(STEM_ERR_BACKEND_UNAVAILABLE,
                                       "stem_context_create: no device available");
-    for (int emulated = 0; emulated < 2; ++emulated)
-        for (uint32_t i = 0; i < count; ++i) {
-            if (stem_device_get_info(i, &dev) != STEM_OK)
-                continue;
-            if ((!dev.is_gpu && dev.backend != STEM_BACKEND_CPU) != emulated)
-                continue;
-            last = context_open(&d, &dev, out);
-            if (last == STEM_OK)
-                return STEM_OK;
-        }
+    for (uint32_t i = 0; i < count; ++i) {
+        if (stem_device_get_info(i, &dev) != STEM_OK)
+            continue;
+        last = context_open(&d, &dev, out);
+        if (last == STEM_OK)
+            return STEM_OK;
+    }
     return last;
 }
 
