@@ -5,9 +5,16 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 # GPU backends in the default build (each needs only its build tool; runtimes
-# load at run time). Vulkan is opt-in (make test-vulkan) until it passes the
-# suite on lavapipe within the test budget.
-BACKEND_FLAGS ?=
+# are dlopen'd at run time). OpenCL runs on PoCL in CI; where a run requires
+# backends (STEM_TEST_REQUIRE set, as .ci/run does), make test requires
+# OpenCL too. Vulkan is opt-in (make test-vulkan) until it passes the suite
+# on lavapipe within the test budget.
+BACKEND_FLAGS ?= -DSTEM_OPENCL=ON
+ifneq ($(findstring STEM_OPENCL=ON,$(BACKEND_FLAGS)),)
+ifneq ($(STEM_TEST_REQUIRE),)
+test: export STEM_TEST_REQUIRE := $(STEM_TEST_REQUIRE),opencl
+endif
+endif
 
 .PHONY: all deps configure build demo test test-full test-asan test-tsan test-huge fuzz fuzz-long clean
 
