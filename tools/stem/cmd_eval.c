@@ -331,7 +331,8 @@ enum { LOGIT_CHUNK = 128 };
 /* Scores rows [from, n-1) of a window: next-token NLL of the sparse run,
  * the dense run and KL(dense || sparse). */
 static int score_window(const smollm2 *m, const float *hid_dense, const float *hid_sparse,
-                        const int32_t *tokens, int64_t n, int64_t from, score_sums *s)
+                        const int32_t *tokens, int64_t n, int64_t from, float *dense_lp,
+                        int dense_lp_ready, score_sums *s)
 {
     const int64_t V = m->n_vocab;
     float *ld = malloc((size_t)(LOGIT_CHUNK * V) * sizeof(float));
@@ -344,14 +345,18 @@ static int score_window(const smollm2 *m, const float *hid_dense, const float *h
     memset(s, 0, sizeof *s);
     for (int64_t r0 = from; r0 < n - 1; r0 += LOGIT_CHUNK) {
         int64_t rows = n - 1 - r0 < LOGIT_CHUNK ? n - 1 - r0 : LOGIT_CHUNK;
-        smollm2_logits(m, hid_dense + r0 * m->d_model, rows, ld);
+        /* dense log-probabilities: computed once per window when dense_lp
+         * (rows [from, n-1)) is given, then reused by every configuration */
+        float *dl = dense_lp ? dense_lp + (r0 - from) * V : ld;
+        if (!dense_lp || !dense_lp_ready) smollm2_logits(m, hid_dense + r0 * m->d_model, rows, dl);
+        const int dense_raw = !dense_lp || !dense_lp_ready;
         if (hid_sparse) smollm2_logits(m, hid_sparse + r0 * m->d_model, rows, ls);
         double nll_d = 0, nll_s = 0, kl = 0, klmax = s->kl_max;
         int64_t same = 0;
 #pragma omp parallel for reduction(+ : nll_d, nll_s, kl, same) reduction(max : klmax)
         for (int64_t r = 0; r < rows; r++) {
-            float *a = ld + r * V, *b = hid_sparse ? ls + r * V : a;
-            log_softmax(a, V);
+            float *a = dl + r * V, *b = hid_sparse ? ls + r * V : a;
+            if (dense_raw) log_softmax(a, V);
             if (hid_sparse) log_softmax(b, V);
             int32_t next = tokens[r0 + r + 1];
             nll_d -= a[next];
@@ -679,7 +684,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
         }
     }
     const size_t hbytes = (size_t)n * (size_t)m->d_model * sizeof(float);
-    float *hid_dense = malloc(hbytes), *hid = malloc(hbytes);
+    float *hid_dense = malloc(hbytes), *hid = malloc(hbytes), *dense_lp = NULL;
     float *scratch = n_err ? malloc((size_t)n * (size_t)(m->n_head * m->head_dim) * sizeof(float))
                            : NULL;
     double *err = n_err ? calloc((size_t)n_err * 64 * 2, sizeof(double)) : NULL;
@@ -727,7 +732,10 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
     double dense_sec = (tool_now_ms() - t0) / 1000.0;
     if (a->dump_logits && (rc = dump_logits(es, a->dump_logits, ids, n, hid_dense))) goto done;
     score_sums s;
-    if (score_window(m, hid_dense, NULL, ids, n, from, &s)) {
+    /* may fail for long windows: then dense logits are recomputed per configuration */
+    dense_lp = n_cfgs ? malloc((size_t)(n - 1 - from) * (size_t)m->n_vocab * sizeof(float))
+                             : NULL;
+    if (score_window(m, hid_dense, NULL, ids, n, from, dense_lp, 0, &s)) {
         rc = tool_error("eval: out of memory scoring");
         goto done;
     }
@@ -754,7 +762,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
         double density = 1.0;
         t0 = tool_now_ms();
         if ((rc = forward_with(es, &cfgs[c].cfg, ids, n, hid, &density))) break;
-        if (score_window(m, hid_dense, hid, ids, n, from, &s)) {
+        if (score_window(m, hid_dense, hid, ids, n, from, dense_lp, 1, &s)) {
             rc = tool_error("eval: out of memory scoring");
             break;
         }
@@ -808,6 +816,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
         if (lf) fclose(lf);
     }
 done:
+    free(dense_lp);
     free(all);
     free(hid_dense);
     free(hid);
