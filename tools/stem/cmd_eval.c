@@ -40,7 +40,8 @@ static void usage(FILE *f)
             "                        stride; e.g. 'stem:b=64;uniform:b=64:k=40;xattention:tau=0.9'\n"
             "  --layer-error SPEC    configurations whose per-layer attention-output error\n"
             "                        against dense is measured on the dense activations\n"
-            "  --score-from T        first position whose prediction is scored (N/2)\n"
+            "  --score-from T        first position whose prediction is scored (0; the second\n"
+            "                        half of the window is also reported on its own)\n"
             "  --cache DIR           dense hidden states per window (.model/cache; '' = none)\n"
             "  --results FILE        append one TSV row per configuration and window\n"
             "  --generate K          print the greedy continuation of K tokens (dense)\n"
@@ -324,6 +325,9 @@ static void log_softmax(float *x, int64_t v)
 typedef struct score_sums {
     double nll_dense, nll, kl, kl_max;
     int64_t top1_same, rows;
+    /* the same over the window's second half, where budgets have decayed */
+    double nll_dense_late, nll_late, kl_late;
+    int64_t rows_late;
 } score_sums;
 
 enum { LOGIT_CHUNK = 128 };
@@ -351,9 +355,10 @@ static int score_window(const smollm2 *m, const float *hid_dense, const float *h
         if (!dense_lp || !dense_lp_ready) smollm2_logits(m, hid_dense + r0 * m->d_model, rows, dl);
         const int dense_raw = !dense_lp || !dense_lp_ready;
         if (hid_sparse) smollm2_logits(m, hid_sparse + r0 * m->d_model, rows, ls);
-        double nll_d = 0, nll_s = 0, kl = 0, klmax = s->kl_max;
-        int64_t same = 0;
-#pragma omp parallel for reduction(+ : nll_d, nll_s, kl, same) reduction(max : klmax)
+        double nll_d = 0, nll_s = 0, kl = 0, klmax = s->kl_max, nd_l = 0, ns_l = 0, kl_l = 0;
+        int64_t same = 0, late = 0;
+#pragma omp parallel for reduction(+ : nll_d, nll_s, kl, same, nd_l, ns_l, kl_l, late) \
+    reduction(max : klmax)
         for (int64_t r = 0; r < rows; r++) {
             float *a = dl + r * V, *b = hid_sparse ? ls + r * V : a;
             if (dense_raw) log_softmax(a, V);
@@ -369,6 +374,12 @@ static int score_window(const smollm2 *m, const float *hid_dense, const float *h
                 if (b[i] > b[bm]) bm = i;
             }
             kl += k1;
+            if (r0 + r >= n / 2) {
+                nd_l -= a[next];
+                ns_l -= b[next];
+                kl_l += k1;
+                late++;
+            }
             klmax = k1 > klmax ? k1 : klmax;
             same += am == bm;
         }
@@ -378,6 +389,10 @@ static int score_window(const smollm2 *m, const float *hid_dense, const float *h
         s->kl_max = klmax;
         s->top1_same += same;
         s->rows += rows;
+        s->nll_dense_late += nd_l;
+        s->nll_late += ns_l;
+        s->kl_late += kl_l;
+        s->rows_late += late;
     }
     free(ld);
     free(ls);
@@ -634,8 +649,9 @@ static void save_cache(const char *path, const float *hid, size_t bytes)
 static void print_row(FILE *f, const char *label, int block, double density, double ppl,
                       double ppl_dense, const score_sums *s, double sec)
 {
-    fprintf(f, "%-34s %5d %8.4f %9.4f %9.4f %10.3e %9.3e %7.4f %8.1f\n", label, block, density,
-            ppl, ppl_dense, s->rows ? s->kl / (double)s->rows : 0.0, s->kl_max,
+    fprintf(f, "%-34s %5d %8.4f %9.4f %9.4f %10.3e %10.3e %9.3e %7.4f %8.1f\n", label, block,
+            density, ppl, ppl_dense, s->rows ? s->kl / (double)s->rows : 0.0,
+            s->rows_late ? s->kl_late / (double)s->rows_late : 0.0, s->kl_max,
             s->rows ? (double)s->top1_same / (double)s->rows : 1.0, sec);
     fflush(f);
 }
@@ -668,7 +684,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
     const int64_t n = a->tokens;
     const int32_t *ids = all + a->offset;
     const int64_t from = a->score_from >= 0 ? (a->score_from < n - 1 ? a->score_from : n - 2)
-                                            : n / 2;
+                                            : 0;
     uint64_t ids_hash = fnv1a(ids, (size_t)n * sizeof *ids, 1469598103934665603ull);
     printf("# text %s: %lld tokens; window [%lld, %lld), ids fnv64 %016llx; scored positions "
            "[%lld, %lld)\n",
@@ -752,10 +768,11 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
         if (fresh)
             fprintf(res, "text\toffset\ttokens\tscore_from\tconfig\tselector\tblock\tk\ttau\tmu\t"
                          "beta\tdense_layers\tdensity\tppl\tppl_dense\tkl_mean\tkl_max\ttop1_agree"
-                         "\tseconds\tcommit\tmodel_fnv64\n");
+                         "\tseconds\tcommit\tmodel_fnv64\tppl_2nd_half\tppl_dense_2nd_half"
+                         "\tkl_2nd_half\n");
     }
-    printf("%-34s %5s %8s %9s %9s %10s %9s %7s %8s\n", "config", "block", "density", "ppl",
-           "ppl_dense", "kl_mean", "kl_max", "top1", "seconds");
+    printf("%-34s %5s %8s %9s %9s %10s %10s %9s %7s %8s\n", "config", "block", "density", "ppl",
+           "ppl_dense", "kl_mean", "kl_2nd_half", "kl_max", "top1", "seconds");
     print_row(stdout, need_dense_run ? "dense" : "dense (cached)", 0, 1.0, ppl_dense, ppl_dense,
               &s, dense_sec);
     for (int c = 0; c < n_cfgs && !rc; c++) {
@@ -774,13 +791,14 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
             const stem_config *k = &cfgs[c].cfg;
             fprintf(res,
                     "%s\t%lld\t%lld\t%lld\t%s\t%s\t%d\t%d\t%g\t%g\t%g\t%d\t%.6f\t%.6f\t%.6f\t%.6e"
-                    "\t%.6e\t%.6f\t%.1f\t%s\t%016llx\n",
+                    "\t%.6e\t%.6f\t%.1f\t%s\t%016llx\t%.6f\t%.6f\t%.6e\n",
                     base_name(text_path), (long long)a->offset, (long long)n, (long long)from,
                     cfgs[c].label, stem_selector_name(k->selector), k->block_size, k->k_start,
                     (double)k->xattn_threshold, k->mu, (double)k->beta, k->dense_layers, density,
                     ppl, ppl_dense, s.kl / (double)s.rows, s.kl_max,
                     (double)s.top1_same / (double)s.rows, sec, es->commit,
-                    (unsigned long long)es->model_hash);
+                    (unsigned long long)es->model_hash, exp(s.nll_late / (double)s.rows_late),
+                    exp(s.nll_dense_late / (double)s.rows_late), s.kl_late / (double)s.rows_late);
             fflush(res);
         }
     }
