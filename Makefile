@@ -5,7 +5,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build demo test test-full test-asan clean
+.PHONY: all deps configure build model demo test test-full test-asan clean
 
 all: build
 
@@ -18,9 +18,20 @@ configure: deps
 build: configure
 	cmake --build $(BUILD) -j$(JOBS)
 
-# Stem against dense at 16K tokens on structured input, best available backend.
-demo: build
+# SmolLM2-135M (Q4_1 GGUF) for `stem eval`, into .model/ (ignored by git).
+model:
+	@bash scripts/get-model.sh
+
+# Stem against dense at 16K tokens on structured input, best available backend;
+# then Stem on real SmolLM2 Q/K/V (tests/fixtures/smollm2, 8K tokens), and the
+# model itself on 1K tokens of Austen: perplexity and KL to dense for Stem and
+# uniform top-k at block 16.
+demo: build model
 	$(BUILD)/tools/stem demo
+	$(BUILD)/tools/stem run tests/fixtures/smollm2/layer14_q.npy tests/fixtures/smollm2/layer14_k.npy \
+	  tests/fixtures/smollm2/layer14_v.npy --block-size 64 -o $(BUILD)/demo-smollm2
+	$(BUILD)/tools/stem eval --tokens 1024 --cache '' \
+	  --configs 'stem:b=16:k=12;uniform:b=16:k=10;xattention:b=16:tau=0.9'
 
 # Every test; ends with one line per backend counting its conformance cases.
 test: build

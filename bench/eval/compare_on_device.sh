@@ -11,7 +11,10 @@
 #     carry [".model/xfer/3", ".whl"]              command: bash bench/eval/compare_on_device.sh run
 # The last one reassembles the file, checks its sha256, installs the `gguf`
 # wheel (.whl, see below) and runs compare_hf.py on the logits in .model/xfer/3.
-# Wheels: python3 -m pip download --no-deps -d .whl gguf==0.19.0
+# Wheels: python3 -m pip download --no-deps -d .whl gguf==0.19.0 (pure Python; its
+# needs numpy, pyyaml, requests, tqdm are in the device image's torch venv).
+# Run `prepare` in the same checkout the device calls are made from (.model/ is
+# ignored, so it travels only through carry).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MODEL=.model/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -38,7 +41,7 @@ run)
     echo "$SHA  $STORE/model.gguf" | sha256sum -c -
     if ! python3 -c "import gguf" 2>/dev/null; then
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-            --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+            --target /tmp/site .whl/gguf-*.whl && export PYTHONPATH=/tmp/site
     fi
     nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
     python3 bench/eval/compare_hf.py "$STORE"/model.gguf .model/xfer/3/logits.npy "$TEXT" ;;
