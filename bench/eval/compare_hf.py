@@ -39,7 +39,11 @@ def main():
           + ("" if first_diff is None else f" (first difference at {first_diff}: "
              f"HF {hf_ids[first_diff:first_diff + 5]} vs C {ids[first_diff:first_diff + 5].tolist()})"))
 
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, torch_dtype=torch.float32)
+    try:  # transformers >= 4.56 names it dtype
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    except TypeError:
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name,
+                                                     torch_dtype=torch.float32)
     model.to(a.device).eval()
     with torch.no_grad():
         ref = model(torch.tensor(ids[None, :], device=a.device)).logits[0].double().cpu().numpy()
