@@ -49,6 +49,7 @@ static void usage(FILE *f)
             "                        token ids to FILE.ids.npy\n"
             "  --dump-qkv DIR        write post-RoPE q/k/v (f16 .npy) of --dump-layers for one\n"
             "                        KV group (--dump-kv-head, --dump-q-heads of it)\n"
+            "  --dump-ids FILE       write every token id of the (last) text (.npy i32), then stop\n"
             "  --dump-layers L,..    (2,14)   --dump-kv-head H (0)   --dump-q-heads N (2)\n");
     tool_print_common_help(f);
 }
@@ -450,7 +451,7 @@ static const char *base_name(const char *p)
 typedef struct eval_args {
     tool_opts o;
     const char *model, *texts, *configs, *err_configs, *cache, *results;
-    const char *dump_logits, *dump_qkv;
+    const char *dump_logits, *dump_qkv, *dump_ids;
     int64_t tokens, offset, score_from, generate;
     int64_t dump_layers[16];
     int n_dump_layers;
@@ -499,6 +500,7 @@ static int parse_args(int argc, char **argv, eval_args *a)
         STR_OPT("--results", results)
         STR_OPT("--dump-logits", dump_logits)
         STR_OPT("--dump-qkv", dump_qkv)
+        STR_OPT("--dump-ids", dump_ids)
         I64_OPT("--tokens", tokens, 2, 1 << 20)
         I64_OPT("--offset", offset, 0, INT64_MAX / 2)
         I64_OPT("--score-from", score_from, 0, 1 << 20)
@@ -674,6 +676,15 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
     if (count < 0) {
         free(all);
         return tool_error("eval: out of memory tokenizing");
+    }
+    if (a->dump_ids) {
+        char e[256];
+        int64_t shape[1] = {count < cap ? count : cap};
+        int wrc = npy_write_file(a->dump_ids, NPY_I32, 1, shape, all, e, sizeof e);
+        free(all);
+        if (wrc) return tool_error("%s", e);
+        printf("wrote %s: %lld token ids of %s\n", a->dump_ids, (long long)shape[0], text_path);
+        return 0;
     }
     if (a->offset + a->tokens > count) {
         free(all);
