@@ -22,7 +22,7 @@ def main():
         pre_tokenizers.Digits(individual_digits=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
     tok.decoder = decoders.ByteLevel()
-    text = open(text_path, encoding="utf-8").read()
+    text = open(text_path, encoding="utf-8", newline="").read()
     ref = tok.encode(text).ids
     got = np.load(ids_path).tolist()
     same = len(ref) == len(got) and ref == got

@@ -31,7 +31,7 @@ def main():
     folder, name = os.path.split(os.path.abspath(a.model))
 
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    text = open(a.text, encoding="utf-8").read()
+    text = open(a.text, encoding="utf-8", newline="").read()
     hf_ids = tok(text, add_special_tokens=False)["input_ids"][:n]
     same = sum(int(x == y) for x, y in zip(hf_ids, ids.tolist()))
     first_diff = next((i for i, (x, y) in enumerate(zip(hf_ids, ids.tolist())) if x != y), None)
