@@ -16,7 +16,7 @@ test: export STEM_TEST_REQUIRE := $(STEM_TEST_REQUIRE),opencl
 endif
 endif
 
-.PHONY: all deps configure build demo test test-full test-asan test-tsan test-huge fuzz fuzz-long clean
+.PHONY: all deps configure build model demo test test-full test-asan test-tsan test-huge fuzz fuzz-long clean
 
 all: build
 
@@ -29,9 +29,20 @@ configure: deps
 build: configure
 	cmake --build $(BUILD) -j$(JOBS)
 
-# Stem against dense at 16K tokens on structured input, best available backend.
-demo: build
+# SmolLM2-135M (Q4_1 GGUF) for `stem eval`, into .model/ (ignored by git).
+model:
+	@bash scripts/get-model.sh
+
+# Stem against dense at 16K tokens on structured input, best available backend;
+# then Stem on real SmolLM2 Q/K/V (tests/fixtures/smollm2, 8K tokens), and the
+# model itself on 1K tokens of Austen: perplexity and KL to dense for Stem and
+# uniform top-k at block 16.
+demo: build model
 	$(BUILD)/tools/stem demo
+	$(BUILD)/tools/stem run tests/fixtures/smollm2/layer14_q.npy tests/fixtures/smollm2/layer14_k.npy \
+	  tests/fixtures/smollm2/layer14_v.npy --block-size 64 -o $(BUILD)/demo-smollm2
+	$(BUILD)/tools/stem eval --tokens 1024 --cache '' \
+	  --configs 'stem:b=16:k=12;uniform:b=16:k=10;xattention:b=16:tau=0.9'
 
 # Library, header, CMake package and stem.pc (and the stem tool) into PREFIX.
 PREFIX ?= /usr/local

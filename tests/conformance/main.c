@@ -28,6 +28,7 @@
 #endif
 
 #include "cases.h"
+#include "fixture.h"
 #include "harness.h"
 #include "run.h"
 
@@ -312,6 +313,7 @@ int main(int argc, char **argv)
                    "(STEM_TEST_EMULATED=all for every case)\n",
                    bname, dev.info.backend_index, ndc, nc);
         run_group(group, &dev, dev_cases, NULL, ndc, t);
+        conf_run_fixture_cases(dev.ctx, level, filter, &t->passed, &t->failed, &t->skipped);
         free(dev_cases);
         stem_context_destroy(dev.ctx);
     }

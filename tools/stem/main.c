@@ -1,4 +1,4 @@
-/* stem: command-line front end of libstem (info, run, bench, demo). */
+/* stem: command-line front end of libstem (info, run, bench, demo, eval). */
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +14,7 @@ static void usage(FILE *f) {
             "  run      Stem attention on q.npy k.npy v.npy; writes outputs + summary.json\n"
             "  bench    Llama-8B layer shapes: ms per stage, density, GFLOP/s, error vs dense\n"
             "  demo     Stem vs dense at 16K tokens on structured input, best backend\n"
+            "  eval     SmolLM2-135M on libstem: perplexity and KL vs dense per selector\n"
             "\n"
             "`stem <command> --help` lists a command's options. libstem %s\n",
             stem_version_string());
@@ -36,7 +37,7 @@ int main(int argc, char **argv) {
     static const struct {
         const char *name;
         int (*fn)(int, char **);
-    } cmds[] = {{"info", cmd_info}, {"run", cmd_run}, {"bench", cmd_bench}, {"demo", cmd_demo}};
+    } cmds[] = {{"info", cmd_info}, {"run", cmd_run}, {"bench", cmd_bench}, {"demo", cmd_demo}, {"eval", cmd_eval}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(cmd, cmds[i].name))
             return cmds[i].fn(argc - 1, argv + 1);
