@@ -73,6 +73,6 @@ extern "C" __global__ void __launch_bounds__(GEN_WARPS * 32) stem_k_attn_generic
     for (int r = 0; r < GEN_MAX_D / 32; r++) {
         const int c = lane + 32 * r;
         if (c < D)
-            kt_store(p.out, oo + c * p.out.s[3], l > 0.0f ? o[r] / l : 0.0f);
+            kt_store(p.out, oo + c * p.out.s[3], l > 0.0f ? o[r] / l : (isnan(l) ? l : 0.0f));
     }
 }

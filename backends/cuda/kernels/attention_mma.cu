@@ -311,7 +311,7 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
             const long long row = e < 2 ? row_lo : row_hi;
             const float l = e < 2 ? l_lo : l_hi;
             if (row < p.n_tokens)
-                kt_store(p.out, kt_off(p.out, b, h, row, col + (e & 1)), l > 0.0f ? o[i][e] / l : 0.0f);
+                kt_store(p.out, kt_off(p.out, b, h, row, col + (e & 1)), l > 0.0f ? o[i][e] / l : (isnan(l) ? l : 0.0f));
         }
     }
 }
@@ -516,7 +516,7 @@ __device__ __forceinline__ void attn_mma_wide(const stem_kattn &p)
                 const float ll = e < 2 ? l_lo : l_hi;
                 if (row < p.n_tokens)
                     kt_store(p.out, kt_off(p.out, b, h, row, col + (e & 1)),
-                             ll > 0.0f ? o[mt][i][e] / ll : 0.0f);
+                             ll > 0.0f ? o[mt][i][e] / ll : (isnan(ll) ? ll : 0.0f));
             }
         }
     }

@@ -65,8 +65,13 @@ __kernel void block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index)
             }
             barrier(CLK_LOCAL_MEM_FENCE);
             float mx = -INFINITY;
-            for (int j = 0; j < KT; j++)
+            int nan_seen = 0; /* fmax drops NaN: a NaN logit must still poison the row */
+            for (int j = 0; j < KT; j++) {
                 mx = fmax(mx, Ss[r][j]);
+                nan_seen |= isnan(Ss[r][j]);
+            }
+            if (nan_seen)
+                l = NAN;
             const float m_new = fmax(m, mx);
             barrier(CLK_LOCAL_MEM_FENCE); /* every row max read before P overwrites S */
             const int live = m_new != -INFINITY;
@@ -93,7 +98,7 @@ __kernel void block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index)
     }
     if (qtok >= n_tokens)
         return;
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f; /* no visible key: zero output */
+    const float inv = l > 0.0f ? 1.0f / l : (isnan(l) ? l : 0.0f); /* no visible key: zero output */
     for (int i = 0; i < ACC; i++) {
         const int col = c + i * TPR;
         if (col < HEAD_DIM)
@@ -158,7 +163,7 @@ __kernel void row_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index),
             m = m_new;
         }
     }
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    const float inv = l > 0.0f ? 1.0f / l : (isnan(l) ? l : 0.0f);
     for (int e = 0; e < HEAD_DIM; e++)
         store_out(out, AT(out, b, h, qtok, e), out_dtype, acc[e] * inv);
 }
