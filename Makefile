@@ -16,7 +16,7 @@ test: export STEM_TEST_REQUIRE := $(STEM_TEST_REQUIRE),opencl
 endif
 endif
 
-.PHONY: all deps configure build model demo test test-full test-asan test-tsan test-huge fuzz fuzz-long clean
+.PHONY: all deps configure build model demo test test-vulkan test-full test-asan test-tsan test-huge fuzz fuzz-long clean
 
 all: build
 
@@ -65,6 +65,14 @@ test: build
 	  else echo "conformance summary missing"; status=1; fi; \
 	  for f in conformance-summary-*.txt; do [ -f "$$f" ] || continue; \
 	    echo "-- $${f#conformance-summary-}"; cat "$$f"; done; exit $$status
+
+# Opt-in: the Vulkan backend alone (lavapipe will do), in its own build tree;
+# a missing Vulkan device fails instead of skipping. Not part of make test.
+test-vulkan: deps
+	cmake -S . -B $(BUILD)-vulkan -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DSTEM_VULKAN=ON $(CMAKE_FLAGS)
+	cmake --build $(BUILD)-vulkan -j$(JOBS)
+	STEM_TEST_ONLY=vulkan STEM_TEST_REQUIRE=vulkan $(BUILD)-vulkan/tests/test_conformance \
+	  --summary $(BUILD)-vulkan/conformance-vulkan-summary.txt
 
 # Opt-in longer sweep (larger N, more cases); not part of make test.
 test-full: build
