@@ -317,6 +317,7 @@ static void test_device(int32_t device, const char *name, const stem_device_info
                         int64_t n_tokens)
 {
     const double t0 = now();
+    const int failures_before = failures;
     stem_context_desc cd;
     stem_context_desc_init(&cd);
     cd.device = device;
@@ -606,7 +607,7 @@ static void test_device(int32_t device, const char *name, const stem_device_info
         free(b);
     }
     printf("%s %s: N=%lld, %s Q/out, worst score error %.2g, worst output error %.2g, %.0f s\n",
-           failures ? "FAIL" : "ok  ", name, (long long)N,
+           failures > failures_before ? "FAIL" : "ok  ", name, (long long)N,
            p.wrap ? "2^31-element head stride in" : "contiguous", worst_score, worst_out,
            now() - t0);
 
@@ -705,7 +706,13 @@ static void test_too_large(int32_t device, const char *name, const stem_device_i
     c.local_blocks = LOCAL;
     stem_plan_info pi;
     stem_plan_info_init(&pi);
-    if (st != STEM_OK || stem_plan_create(ctx, &d, &c, &plan) || stem_plan_get_info(plan, &pi)) {
+    const stem_status pst = st == STEM_OK ? stem_plan_create(ctx, &d, &c, &plan) : st;
+    if (pst == STEM_ERR_UNSUPPORTED && info->backend != STEM_BACKEND_CPU) {
+        /* A GPU backend may decline a plan past its kernels' limits (e.g.
+         * key blocks per row beyond local memory) before any allocation. */
+        printf("ok   %s: N=%lld declined by the backend: %s\n", name, (long long)N,
+               stem_last_error());
+    } else if (pst != STEM_OK || stem_plan_get_info(plan, &pi)) {
         FAIL("%s: N=%lld setup: %s", name, (long long)N, stem_last_error());
     } else {
         const stem_tensor tq = stem_tensor_bhnd(bq, 0, STEM_DTYPE_BF16, 1, 1, N, D);
