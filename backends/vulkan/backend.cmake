@@ -12,7 +12,8 @@ endif()
 set(STEM_VK_DIR ${CMAKE_CURRENT_LIST_DIR})
 set(STEM_VK_GEN ${CMAKE_BINARY_DIR}/backends/vulkan)
 # Order = enum vk_kernel in vk_internal.h.
-set(STEM_VK_KERNELS phase_sum vnorm vbonus score_gemm score_xattn select attention attention_rows)
+set(STEM_VK_KERNELS phase_sum vnorm vbonus score_gemm score_xattn select attention attention_rows
+    attention_coop)
 
 set(STEM_VK_SPV_C)
 foreach(kernel IN LISTS STEM_VK_KERNELS)
@@ -71,6 +72,7 @@ target_sources(stem_objects PRIVATE
   ${STEM_VK_DIR}/vk_score.c
   ${STEM_VK_DIR}/vk_select.c
   ${STEM_VK_DIR}/vk_attention.c
+  ${STEM_VK_DIR}/vk_coop.c
   ${STEM_VK_SPV_C}
   ${table})
 target_include_directories(stem_objects PRIVATE ${STEM_VK_DIR} ${STEM_VULKAN_INCLUDE_DIR})

@@ -63,17 +63,27 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_
     if (st != STEM_OK)
         return st;
     const uint32_t lanes = c->row_attention ? 1u : LANES;
-    const uint32_t spec[VK_SPEC_COUNT] = {(uint32_t)plan->desc.dtype, vp->qt, vp->kt, lanes,
-                                          (uint32_t)plan->desc.head_dim, vp->qt * lanes};
+    uint32_t spec[VK_SPEC_COUNT] = {(uint32_t)plan->desc.dtype, vp->qt, vp->kt, lanes,
+                                    (uint32_t)plan->desc.head_dim, vp->qt * lanes};
+    vk_kernel kernel = c->row_attention ? VKK_ATTENTION_ROWS : VKK_ATTENTION;
+    uint32_t rows = vp->qt, nsg, bc;
+    if (vk_coop_tile(c, plan, q, k, v, out, &nsg, &bc)) {
+        kernel = VKK_ATTENTION_COOP;
+        rows = nsg * 16;
+        const uint32_t cs[VK_SPEC_COUNT] = {(uint32_t)plan->desc.dtype, nsg, bc, 0,
+                                            (uint32_t)plan->desc.head_dim, nsg * 32};
+        memcpy(spec, cs, sizeof spec);
+    }
     VkPipeline pipe;
-    st = vk_pipeline(c, c->row_attention ? VKK_ATTENTION_ROWS : VKK_ATTENTION, spec, &pipe);
+    st = vk_pipeline(c, kernel, spec, &pipe);
     if (st != STEM_OK)
         return st;
     const uint64_t items = (uint64_t)(plan->desc.batch * plan->desc.num_q_heads *
                                       plan->n_blocks) *
-                           (uint64_t)(plan->cfg.block_size / (int32_t)vp->qt);
+                           (uint64_t)(plan->cfg.block_size / (int32_t)rows);
     p.dims2[1] = (uint32_t)out->dtype;
     p.dims2[2] = (uint32_t)items;
+    /* The plain kernels scale Q; the coop kernel scales the f32 logits. */
     p.f0[3] = plan->scale * 1.4426950408889634f;
     st = vk_begin(c);
     if (st == STEM_OK)

@@ -91,11 +91,21 @@ static void describe(const stem_vk_fns *f, VkPhysicalDevice pd, stem_device_info
             dev->memory_bytes = mp.memoryHeaps[h].size;
     dev->compute_units = 0; /* Vulkan does not report it */
     snprintf(dev->name, sizeof dev->name, "%s", p.deviceName);
+    int coop = 0;
+    uint32_t ne = 0;
+    if (f->vkEnumerateDeviceExtensionProperties(pd, NULL, &ne, NULL) == VK_SUCCESS && ne) {
+        VkExtensionProperties *ext = calloc(ne, sizeof *ext);
+        if (ext && f->vkEnumerateDeviceExtensionProperties(pd, NULL, &ne, ext) == VK_SUCCESS)
+            for (uint32_t i = 0; i < ne; i++)
+                coop |= strcmp(ext[i].extensionName, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) == 0;
+        free(ext);
+    }
     snprintf(dev->detail, sizeof dev->detail,
-             "Vulkan %u.%u.%u, driver 0x%x, shared memory %u KiB, max buffer range %u MiB",
+             "Vulkan %u.%u.%u, driver 0x%x, shared memory %u KiB, max buffer range %u MiB%s",
              VK_API_VERSION_MAJOR(p.apiVersion), VK_API_VERSION_MINOR(p.apiVersion),
              VK_API_VERSION_PATCH(p.apiVersion), p.driverVersion,
-             p.limits.maxComputeSharedMemorySize / 1024, p.limits.maxStorageBufferRange >> 20);
+             p.limits.maxComputeSharedMemorySize / 1024, p.limits.maxStorageBufferRange >> 20,
+             coop ? ", VK_NV_cooperative_matrix" : "");
 }
 
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
@@ -260,7 +270,21 @@ static stem_status create_device(stem_vk_context *c)
     VkDeviceCreateInfo di = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
     di.queueCreateInfoCount = 1;
     di.pQueueCreateInfos = &qi;
-    VkResult r = c->f.vkCreateDevice(c->phys, &di, NULL, &c->device);
+    vk_coop_features cf;
+    const char *coop_ext[1] = {VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME};
+    VkResult r = VK_ERROR_FEATURE_NOT_PRESENT;
+    if (vk_coop_probe(c, &cf)) {
+        di.pNext = &cf.coop;
+        di.enabledExtensionCount = 1;
+        di.ppEnabledExtensionNames = coop_ext;
+        r = c->f.vkCreateDevice(c->phys, &di, NULL, &c->device);
+        c->coop = r == VK_SUCCESS;
+    }
+    if (!c->coop) { /* the plain kernels need no extension or feature */
+        di.pNext = NULL;
+        di.enabledExtensionCount = 0;
+        r = c->f.vkCreateDevice(c->phys, &di, NULL, &c->device);
+    }
     if (r != VK_SUCCESS)
         return vk_error(r, "vkCreateDevice");
     char why[200];

@@ -36,6 +36,7 @@ typedef enum vk_kernel {
     VKK_SELECT,
     VKK_ATTENTION,
     VKK_ATTENTION_ROWS,
+    VKK_ATTENTION_COOP,
     VKK_COUNT_
 } vk_kernel;
 
@@ -94,6 +95,7 @@ typedef struct stem_vk_context {
     int host_buffers;            /* owned buffers host-visible and mapped (CPU devices) */
     int row_attention;           /* attention_rows kernel (CPU devices; STEM_VULKAN_ROWS) */
     uint32_t shared_limit;       /* maxComputeSharedMemorySize */
+    int coop;                    /* cooperative-matrix attention enabled (vk_coop.c) */
     VkDescriptorSetLayout set_layout;
     VkPipelineLayout pipe_layout;
     VkDescriptorPool desc_pool;
@@ -181,6 +183,22 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_
  * kernel the context uses (vk_attention.c); 0 if none fits. */
 int vk_attention_tile(const stem_vk_context *c, int64_t d, int32_t block, uint32_t *qt,
                       uint32_t *kt);
+
+/* Cooperative-matrix path (vk_coop.c). The feature structs to chain into
+ * vkCreateDevice (first = coop), filled by vk_coop_probe. */
+typedef struct vk_coop_features {
+    VkPhysicalDeviceCooperativeMatrixFeaturesNV coop;
+    VkPhysicalDevice16BitStorageFeatures storage16;
+    VkPhysicalDeviceShaderFloat16Int8Features float16;
+    VkPhysicalDeviceVulkanMemoryModelFeatures memory_model;
+} vk_coop_features;
+/* 1 if the device can run attention_coop.comp (STEM_VULKAN_COOP=0 says no). */
+int vk_coop_probe(stem_vk_context *c, vk_coop_features *f);
+/* Subgroups per workgroup and keys per tile of the coop kernel for this plan
+ * and these tensors; 0 if the plain kernel must run. */
+int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_tensor *q,
+                 const stem_tensor *k, const stem_tensor *v, const stem_tensor *out,
+                 uint32_t *nsg, uint32_t *bc);
 
 /* Embedded SPIR-V (generated at build time). */
 typedef struct vk_spirv {

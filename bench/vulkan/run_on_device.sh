@@ -1,88 +1,73 @@
 #!/usr/bin/env bash
-# On the GPU machine (no glslc there): run the Vulkan suite and benchmark
-# with a build made on the dev machine and carried along, e.g.
-#   run: carry ["build", ".devdeps"], command "bash bench/vulkan/run_on_device.sh"
-# Needs .devdeps/libvulkan1_*.deb and libcmocka0_*.deb (dev machine: mkdir -p .devdeps
-# && cd .devdeps && apt-get download libvulkan1 libcmocka0). Writes everything to $OUT.
-# Env: BUILD (default build), NS (default 8192,16384,32768,65536).
+# One call on the GPU machine: the Vulkan suite on the NVIDIA driver (both
+# attention paths), then Vulkan, our CUDA backend and PyTorch SDPA on the same
+# shapes in the same call. No glslc or nvcc there: the build comes from the dev
+# machine, configured with -DSTEM_VULKAN=ON -DSTEM_CUDA=ON, e.g.
+#   run: carry ["build-dv", ".devdeps", ".gl"],
+#        command "BUILD=build-dv bash bench/vulkan/run_on_device.sh"
+# .devdeps: libcmocka0 (apt-get download). .gl: the Vulkan loader and the glvnd
+# libraries the NVIDIA ICD needs (libvulkan1 libegl1 libglvnd0 libopengl0 libgl1
+# libglx0 libgles2, amd64 .debs). Env: BUILD, NS (8192,16384,32768,65536),
+# SUITES (coop,plain), SUITE_S (seconds per suite). Everything lands in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/stem-vulkan}"
 build="${BUILD:-build}"
 ns="${NS:-8192,16384,32768,65536}"
+suites="${SUITES:-coop,plain}"
+suite_s="${SUITE_S:-200}"
 mkdir -p "$out"
-log() { echo "== $*" | tee -a "$out/steps.txt"; }
-step() { # step NAME SECONDS CMD...: run with a time limit, keep its output, never abort the script
+S="$out/steps.txt"
+log() { echo "== $*" | tee -a "$S"; }
+step() { # step NAME SECONDS CMD...: time-limited, output kept, never aborts the script
     local name=$1 limit=$2; shift 2
     log "$name (limit ${limit}s)"
     local t0=$SECONDS
     timeout --kill-after=10 "$limit" "$@" >"$out/$name.txt" 2>&1
-    local rc=$?
-    echo "   rc=$rc after $((SECONDS - t0))s" | tee -a "$out/steps.txt"
-    tail -n 5 "$out/$name.txt" | sed 's/^/   /'
-    return 0
+    echo "   rc=$? after $((SECONDS - t0))s" | tee -a "$S"
+    tail -n 12 "$out/$name.txt" | sed 's/^/   /' | tee -a "$S" >/dev/null
 }
 
-# The Vulkan loader from the .deb, unpacked beside the checkout (no root needed).
-root="$PWD/.devroot"
-mkdir -p "$root"
-for f in .devdeps/*.deb; do [ -f "$f" ] && dpkg -x "$f" "$root"; done
-loader=$(find "$root" -name 'libvulkan.so.1*' -type f 2>/dev/null | head -n 1)
-[ -n "$loader" ] && export STEM_VULKAN_LIBRARY="$loader"
-export LD_LIBRARY_PATH="$PWD/$build:$root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+for f in .gl/*.deb .devdeps/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
+ldconfig
+export LD_LIBRARY_PATH="$PWD/$build${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
 stem="$build/tools/stem"
 {
+    echo "date $(date -u +%FT%TZ) commit $(cat COMMIT 2>/dev/null || git rev-parse --short HEAD 2>/dev/null)"
     nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-    lscpu | grep "Model name"
-    git rev-parse --short HEAD 2>/dev/null || echo "commit unknown"
-    date -u
-    echo "loader: ${STEM_VULKAN_LIBRARY:-system}"
-} | tee "$out/card.txt"
+    lscpu | sed -n 's/^Model name: *//p'
+} | tee -a "$S"
+"$stem" info >"$out/info.txt" 2>&1
+cat "$out/info.txt" >>"$S"
+vk=$(grep -E '^ *\[[0-9]+\]\*? +vulkan:' "$out/info.txt" | grep -iv llvmpipe | head -1 |
+     sed -E 's/^ *\[([0-9]+)\].*/\1/')
+log "vulkan device index: ${vk:-none}"
 
-# The driver's manifest is outside the loader's default search path on some hosts.
-if ! "$stem" info 2>/dev/null | grep -q "vulkan  available"; then
-    icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-    [ -f "$icd" ] || icd=$(find / -name 'nvidia_icd*.json' 2>/dev/null | head -n 1)
-    export VK_DRIVER_FILES="$icd" VK_ICD_FILENAMES="$icd"
-    log "no Vulkan device by default; VK_DRIVER_FILES=$icd"
-fi
-step info 60 "$stem" info
-
+# Suites: coop (default: cooperative-matrix attention for f16) and plain (STEM_VULKAN_COOP=0).
+# VK_DRIVER_FILES names the NVIDIA driver only: lavapipe is CI's job.
 export STEM_TEST_ONLY=vulkan STEM_TEST_REQUIRE=vulkan
-# One run per kernel path: today only the plain path exists (no cooperative-
-# matrix kernels yet), so STEM_VULKAN_COOPMAT is not consulted by the library.
-step suite 420 "$build/tests/test_conformance"
+for s in ${suites//,/ }; do
+    coop=1; [ "$s" = plain ] && coop=0
+    ( STEM_VULKAN_COOP=$coop timeout -k 5 "$suite_s" \
+        "$build/tests/test_conformance" --summary "$out/sum-$s.txt" >"$out/suite-$s.log" 2>&1
+      echo "rc=$?" >>"$out/sum-$s.txt" ) &
+done
+wait
+for s in ${suites//,/ }; do
+    log "suite $s: $(tr '\n' ' ' <"$out/sum-$s.txt") ok=$(grep -c '^\[       OK \]' "$out/suite-$s.log") failed=$(grep -c '^\[  FAILED  \]' "$out/suite-$s.log")"
+    grep '^\[  FAILED  \]' "$out/suite-$s.log" | sort -u | head -12 >>"$S"
+done
 unset STEM_TEST_ONLY STEM_TEST_REQUIRE
 
-# Llama-3.1-8B layer: Hq 32, Hkv 8, d 128, bf16; Stem and dense through our kernels.
-step bench-vulkan 540 "$stem" bench --backend vulkan --n "$ns" --hq 32 --hkv 8 --d 128 \
-    --dtype bf16 --warmup 1 --repeat 3 --markdown
-
-# Peer in the same call: PyTorch SDPA (FlashAttention-2 backend), causal, GQA.
-cat >"$out/sdpa.py" <<'PY'
-import sys, torch
-from torch.nn.attention import sdpa_kernel, SDPBackend
-import torch.nn.functional as F
-print("| N | SDPA flash ms | TFLOP/s (causal) |")
-print("|---|---|---|")
-for n in [int(x) for x in sys.argv[1].split(",")]:
-    q = torch.randn(1, 32, n, 128, device="cuda", dtype=torch.bfloat16)
-    k = torch.randn(1, 8, n, 128, device="cuda", dtype=torch.bfloat16)
-    v = torch.randn(1, 8, n, 128, device="cuda", dtype=torch.bfloat16)
-    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-        for _ in range(3):
-            F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-        times = []
-        for _ in range(7):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-            b.record()
-            torch.cuda.synchronize()
-            times.append(a.elapsed_time(b))
-    ms = sorted(times)[len(times) // 2]
-    flops = 4 * 32 * n * n * 128 / 2
-    print(f"| {n} | {ms:.3f} | {flops / ms / 1e9:.1f} |", flush=True)
-PY
-step sdpa-flash 300 python3 "$out/sdpa.py" "$ns"
-log done
+# Llama-3.1-8B layer: Hq 32, Hkv 8, d 128, f16 (the cooperative-matrix path's dtype).
+llama=(--hq 32 --hkv 8 --d 128 --dtype f16 --markdown --quiet --warmup 1 --repeat 3)
+if [ -n "$vk" ]; then
+    step bench-vulkan-coop 240 "$stem" bench --device "$vk" --n "$ns" "${llama[@]}"
+    STEM_VULKAN_COOP_ROWS=64 step bench-vulkan-coop64 120 "$stem" bench --device "$vk" --n 8192,32768 "${llama[@]}"
+    STEM_VULKAN_COOP=0 step bench-vulkan-plain 120 "$stem" bench --device "$vk" --n 8192,16384 "${llama[@]}"
+fi
+step bench-cuda 120 "$stem" bench --backend cuda --n "$ns" "${llama[@]}"
+SDPA_DTYPE=f16 step sdpa-peers 120 python3 -u bench/cuda/sdpa_peers.py ${ns//,/ }
+log "done at ${SECONDS}s"
