@@ -142,7 +142,10 @@ int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_ten
         return 0;
     /* Query rows per workgroup: the whole block up to 128 (K/V tiles read once for
      * more rows), fewer when shared memory is short. */
-    const uint32_t bcs[2] = {32, 16};
+    uint32_t bcs[2] = {32, 16};
+    const char *bc_env = getenv("STEM_VULKAN_COOP_BC"); /* tuning: 16 first */
+    if (bc_env && atoi(bc_env) == 16)
+        bcs[0] = 16;
     uint32_t most = block < 128 ? (uint32_t)block : 128u;
     const char *env = getenv("STEM_VULKAN_COOP_ROWS"); /* tuning: 16, 32, 64 or 128 */
     if (env && atoi(env) >= 16 && (uint32_t)atoi(env) < most)

@@ -66,6 +66,7 @@ llama=(--hq 32 --hkv 8 --d 128 --dtype f16 --markdown --quiet --warmup 1 --repea
 if [ -n "$vk" ]; then
     step bench-vulkan-coop 240 "$stem" bench --device "$vk" --n "$ns" "${llama[@]}"
     STEM_VULKAN_COOP_ROWS=64 step bench-vulkan-coop64 120 "$stem" bench --device "$vk" --n 8192,32768 "${llama[@]}"
+    STEM_VULKAN_COOP_BC=16 step bench-vulkan-coop-bc16 120 "$stem" bench --device "$vk" --n 8192,32768 "${llama[@]}"
     STEM_VULKAN_COOP=0 step bench-vulkan-plain 120 "$stem" bench --device "$vk" --n 8192,16384 "${llama[@]}"
 fi
 step bench-cuda 120 "$stem" bench --backend cuda --n "$ns" "${llama[@]}"

@@ -55,20 +55,65 @@ shared float Ssh[NSG * 16u * SP];     // per subgroup: S of its 16 rows (also O 
 shared float16_t Psh[NSG * 16u * PP]; // per subgroup: P of its 16 rows (also Q staging)
 shared float Rsh[NSG * 16u];          // per row: O rescale factor, then 1 / l
 
-// A K and V tile into shared memory; keys past N are 0.
-void load_tile(uint k0, uint b, uint kh)
+// K and V tiles move global -> registers -> shared: the next tile's loads are
+// issued before the current tile's math, so their latency hides behind it.
+const uint WORDS = BC * (D / 8u);                       // 16-byte words per tile
+const uint PER = (WORDS + NSG * 32u - 1u) / (NSG * 32u); // words per invocation
+
+void fetch_tile(uint k0, uint b, uint kh, out uvec4 kr[PER], out uvec4 vr[PER])
 {
     uint N = P.dims0.w;
-    for (uint e = gl_LocalInvocationID.x; e < BC * (D / 8u); e += NSG * 32u) {
+    [[unroll]] for (uint i = 0u; i < PER; i++) {
+        uint e = gl_LocalInvocationID.x + i * NSG * 32u;
         uint j = e / (D / 8u), w = e % (D / 8u), tok = k0 + j;
-        uvec4 kv = uvec4(0u), vv = uvec4(0u);
-        if (tok < N) {
-            kv = k8[elem(1u, P.off0.y, b, kh, tok, 0u) / 8u + w];
-            vv = v8[elem(2u, P.off0.z, b, kh, tok, 0u) / 8u + w];
+        kr[i] = uvec4(0u);
+        vr[i] = uvec4(0u);
+        if (e < WORDS && tok < N) { // keys past N are 0
+            kr[i] = k8[elem(1u, P.off0.y, b, kh, tok, 0u) / 8u + w];
+            vr[i] = v8[elem(2u, P.off0.z, b, kh, tok, 0u) / 8u + w];
         }
-        Ksh[j * KS + w] = kv;
-        Vsh[j * KS + w] = vv;
     }
+}
+
+void store_tile(uvec4 kr[PER], uvec4 vr[PER])
+{
+    [[unroll]] for (uint i = 0u; i < PER; i++) {
+        uint e = gl_LocalInvocationID.x + i * NSG * 32u;
+        uint j = e / (D / 8u), w = e % (D / 8u);
+        if (e < WORDS) {
+            Ksh[j * KS + w] = kr[i];
+            Vsh[j * KS + w] = vr[i];
+        }
+    }
+}
+
+// Walk over the row's tiles: the next valid (block, key offset), as its first
+// key, or NONE. Invalid list entries are skipped. Uniform over the workgroup.
+const uint NONE = 0xffffffffu;
+int it_p = -1, it_prev = -1;
+uint it_J = 0u, it_kc = 0u;
+
+uint next_tile(uint b, uint h, uint I, int cnt, uint wlast)
+{
+    uint N = P.dims0.w, B = P.dims1.y;
+    if (it_p >= 0) {
+        it_kc += BC;
+        uint k0 = it_J * B + it_kc;
+        if (it_kc < B && k0 < N && k0 <= wlast)
+            return k0;
+    }
+    for (it_p++; it_p < cnt; it_p++) {
+        int J = index_[elem(4u, P.off1.x, b, h, I, uint(it_p))];
+        if (J <= it_prev || J > int(I))
+            continue;
+        it_prev = J;
+        it_J = uint(J);
+        it_kc = 0u;
+        uint k0 = it_J * B;
+        if (k0 < N && k0 <= wlast)
+            return k0;
+    }
+    return NONE;
 }
 
 // O rows scaled by Rsh, 16 columns at a time through the subgroup's S region.
@@ -135,80 +180,78 @@ void main()
         o[c] = MAT32(0.0);
 
     int cnt = clamp(count_[elem(5u, P.off1.y, b, h, I, 0u)], 0, int(n));
-    int prev = -1;
-    for (int p = 0; p < cnt; p++) {
-        int J = index_[elem(4u, P.off1.x, b, h, I, uint(p))];
-        if (J <= prev || J > int(I)) // invalid entries are skipped
-            continue;
-        prev = J;
-        for (uint kc = 0u; kc < B; kc += BC) {
-            uint k0 = uint(J) * B + kc;
-            if (k0 >= N || k0 > wlast)
-                break;
-            barrier(); // the previous tile is no longer read
-            load_tile(k0, b, kh);
-            barrier();
-            // S = Q K^T for this subgroup's rows: K^T is K read column-major.
-            [[unroll]] for (uint t = 0u; t < SUB; t++) {
-                MAT32 s = MAT32(0.0);
-                [[unroll]] for (uint c = 0u; c < DC; c++) {
-                    MAT16 kb;
-                    coopMatLoadNV(kb, Ksh, t * 16u * KS + c * 2u, KS, true);
-                    s = coopMatMulAddNV(qa[c], kb, s);
-                }
-                coopMatStoreNV(s, Ssh, sbase + t * 16u, SP, false);
+    uvec4 kr[PER], vr[PER];
+    uint k0 = next_tile(b, h, I, cnt, wlast);
+    if (k0 != NONE)
+        fetch_tile(k0, b, kh, kr, vr);
+    while (k0 != NONE) {
+        barrier(); // the previous tile is no longer read
+        store_tile(kr, vr);
+        barrier();
+        uint kn = next_tile(b, h, I, cnt, wlast);
+        if (kn != NONE)
+            fetch_tile(kn, b, kh, kr, vr);
+        // S = Q K^T for this subgroup's rows: K^T is K read column-major.
+        [[unroll]] for (uint t = 0u; t < SUB; t++) {
+            MAT32 s = MAT32(0.0);
+            [[unroll]] for (uint c = 0u; c < DC; c++) {
+                MAT16 kb;
+                coopMatLoadNV(kb, Ksh, t * 16u * KS + c * 2u, KS, true);
+                s = coopMatMulAddNV(qa[c], kb, s);
             }
-            subgroupMemoryBarrierShared();
-            subgroupBarrier();
-            float v[HALF];
-            float mx = NEG_INF;
-            [[unroll]] for (uint j = 0u; j < HALF; j++) {
-                uint col = hf + 2u * j, tok = k0 + col;
-                float x = Ssh[sbase + lr * SP + col] * scale;
-                bool vis = tok <= qi && tok < N;
-                bad = bad || (vis && isnan(x));
-                v[j] = vis ? x : NEG_INF;
-                mx = max(mx, v[j]);
-            }
-            mx = subgroupClusteredMax(mx, 2u); // the same in both lanes of a row
-            float alpha = 1.0;
-            bool moved = false;
-            if (mx != NEG_INF) {
-                if (m == NEG_INF) {
-                    m = mx; // first visible key: O and l are still 0
-                } else if (mx > m + RESCALE_LOG2) {
-                    alpha = exp2(m - mx);
-                    m = mx;
-                    moved = true;
-                }
-            }
-            float sum = 0.0;
-            [[unroll]] for (uint j = 0u; j < HALF; j++) {
-                float pj = v[j] != NEG_INF ? exp2(v[j] - m) : 0.0;
-                sum += pj;
-                Psh[pbase + lr * PP + hf + 2u * j] = float16_t(pj);
-            }
-            sum = subgroupClusteredAdd(sum, 2u);
-            l = l * alpha + sum;
-            if (subgroupAny(moved)) {
-                if (hf == 0u)
-                    Rsh[rbase + lr] = alpha;
-                scale_rows(o, sbase, rbase, lane);
-            }
-            subgroupMemoryBarrierShared();
-            subgroupBarrier();
-            // O += P V: P rows are A, V rows (keys) are B, row-major.
-            [[unroll]] for (uint t = 0u; t < SUB; t++) {
-                MAT16 pa;
-                coopMatLoadNV(pa, Psh, pbase + t * 16u, PP, false);
-                [[unroll]] for (uint c = 0u; c < DC; c++) {
-                    MAT16 vb;
-                    coopMatLoadNV(vb, Vsh, t * 16u * KS + c * 2u, KS, false);
-                    o[c] = coopMatMulAddNV(pa, vb, o[c]);
-                }
-            }
-            subgroupBarrier(); // S and P are read before the next tile rewrites them
+            coopMatStoreNV(s, Ssh, sbase + t * 16u, SP, false);
         }
+        subgroupMemoryBarrierShared();
+        subgroupBarrier();
+        float v[HALF];
+        float mx = NEG_INF;
+        [[unroll]] for (uint j = 0u; j < HALF; j++) {
+            uint col = hf + 2u * j, tok = k0 + col;
+            float x = Ssh[sbase + lr * SP + col] * scale;
+            bool vis = tok <= qi && tok < N;
+            bad = bad || (vis && isnan(x));
+            v[j] = vis ? x : NEG_INF;
+            mx = max(mx, v[j]);
+        }
+        mx = subgroupClusteredMax(mx, 2u); // the same in both lanes of a row
+        float alpha = 1.0;
+        bool moved = false;
+        if (mx != NEG_INF) {
+            if (m == NEG_INF) {
+                m = mx; // first visible key: O and l are still 0
+            } else if (mx > m + RESCALE_LOG2) {
+                alpha = exp2(m - mx);
+                m = mx;
+                moved = true;
+            }
+        }
+        float sum = 0.0;
+        [[unroll]] for (uint j = 0u; j < HALF; j++) {
+            float pj = v[j] != NEG_INF ? exp2(v[j] - m) : 0.0;
+            sum += pj;
+            Psh[pbase + lr * PP + hf + 2u * j] = float16_t(pj);
+        }
+        sum = subgroupClusteredAdd(sum, 2u);
+        l = l * alpha + sum;
+        if (subgroupAny(moved)) {
+            if (hf == 0u)
+                Rsh[rbase + lr] = alpha;
+            scale_rows(o, sbase, rbase, lane);
+        }
+        subgroupMemoryBarrierShared();
+        subgroupBarrier();
+        // O += P V: P rows are A, V rows (keys) are B, row-major.
+        [[unroll]] for (uint t = 0u; t < SUB; t++) {
+            MAT16 pa;
+            coopMatLoadNV(pa, Psh, pbase + t * 16u, PP, false);
+            [[unroll]] for (uint c = 0u; c < DC; c++) {
+                MAT16 vb;
+                coopMatLoadNV(vb, Vsh, t * 16u * KS + c * 2u, KS, false);
+                o[c] = coopMatMulAddNV(pa, vb, o[c]);
+            }
+        }
+        subgroupBarrier(); // S and P are read before the next tile rewrites them
+        k0 = kn;
     }
     // Output: O / l, 16 columns at a time through the S region, with bounds and dtype.
     bad = subgroupClusteredOr(bad, 2u);
