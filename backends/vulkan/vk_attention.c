@@ -67,8 +67,7 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_
                                     (uint32_t)plan->desc.head_dim, vp->qt * lanes};
     vk_kernel kernel = c->row_attention ? VKK_ATTENTION_ROWS : VKK_ATTENTION;
     uint32_t rows = vp->qt, nsg, bc;
-    if (vk_coop_tile(c, plan, q, k, v, out, &nsg, &bc)) {
-        kernel = VKK_ATTENTION_COOP;
+    if (vk_coop_tile(c, plan, q, k, v, out, &kernel, &nsg, &bc)) {
         rows = nsg * 16;
         const uint32_t cs[VK_SPEC_COUNT] = {(uint32_t)plan->desc.dtype, nsg, bc, 0,
                                             (uint32_t)plan->desc.head_dim, nsg * 32};

@@ -1,6 +1,6 @@
 /* Vulkan backend: the cooperative-matrix attention path (shaders/attention_coop.comp).
  * Taken when the device has VK_NV_cooperative_matrix with a 16x16x16 f16 x f16 -> f32
- * shape on 32-wide subgroups, f16 arithmetic and 16-bit storage, clustered subgroup
+ * shape on 32-wide subgroups, f16 arithmetic and 16-bit storage, vote and clustered subgroup
  * operations and the Vulkan memory model, and the plan's tensors are f16 with
  * contiguous, 16-byte aligned rows. Everything else runs the plain kernels. */
 #include "vk_internal.h"
@@ -73,6 +73,7 @@ int vk_coop_probe(stem_vk_context *c, vk_coop_features *f)
     p2.pNext = &sp;
     c->f.vkGetPhysicalDeviceProperties2(c->phys, &p2);
     const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT |
+                                        VK_SUBGROUP_FEATURE_VOTE_BIT |
                                         VK_SUBGROUP_FEATURE_CLUSTERED_BIT;
     if (sp.subgroupSize != 32 || (sp.supportedOperations & need) != need ||
         !(sp.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT))
@@ -122,16 +123,16 @@ static int rows_aligned(const stem_tensor *t)
     return 1;
 }
 
-/* Shared bytes: K and V tiles of bc padded rows, per subgroup S (f32, stride
- * bc + 4), P (f16, stride bc + 8) and one float per row. */
+/* Shared bytes: K and V tiles of bc padded rows, one 16x20 f32 square and 16
+ * floats per subgroup. */
 static uint64_t coop_shared(uint64_t nsg, uint64_t bc, uint64_t d)
 {
-    return 2 * bc * (d / 8 + 1) * 16 + nsg * 16 * ((bc + 4) * 4 + (bc + 8) * 2 + 4);
+    return 2 * bc * (d / 8 + 1) * 16 + nsg * 16 * (20 * 4 + 4);
 }
 
 int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_tensor *q,
                  const stem_tensor *k, const stem_tensor *v, const stem_tensor *out,
-                 uint32_t *nsg, uint32_t *bc)
+                 vk_kernel *kernel, uint32_t *nsg, uint32_t *bc)
 {
     const int64_t d = plan->desc.head_dim;
     const int32_t block = plan->cfg.block_size;
@@ -140,22 +141,28 @@ int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_ten
         return 0;
     if (!rows_aligned(q) || !rows_aligned(k) || !rows_aligned(v) || out->strides[3] != 1)
         return 0;
-    /* Query rows per workgroup: the whole block up to 128 (K/V tiles read once for
-     * more rows), fewer when shared memory is short. */
-    uint32_t bcs[2] = {32, 16};
-    const char *bc_env = getenv("STEM_VULKAN_COOP_BC"); /* tuning: 16 first */
-    if (bc_env && atoi(bc_env) == 16)
-        bcs[0] = 16;
+    /* Tuning knobs (H200: 128 rows and 64 keys are fastest): STEM_VULKAN_COOP_ROWS
+     * (16..128 query rows per workgroup), STEM_VULKAN_COOP_BC (16 or 32 keys per tile
+     * instead of 64). */
+    uint32_t bcs[3] = {64, 32, 16};
+    const char *bc_env = getenv("STEM_VULKAN_COOP_BC");
+    if (bc_env && (atoi(bc_env) == 16 || atoi(bc_env) == 32))
+        bcs[0] = bcs[1] = (uint32_t)atoi(bc_env);
     uint32_t most = block < 128 ? (uint32_t)block : 128u;
-    const char *env = getenv("STEM_VULKAN_COOP_ROWS"); /* tuning: 16, 32, 64 or 128 */
+    const char *env = getenv("STEM_VULKAN_COOP_ROWS");
     if (env && atoi(env) >= 16 && (uint32_t)atoi(env) < most)
         most = (uint32_t)atoi(env);
+    /* Query rows per workgroup: the whole block up to 128 (K/V tiles read once for
+     * more rows), fewer when shared memory is short. Q is staged through the K tile,
+     * which must hold 32 words per subgroup. */
     for (uint32_t rows = most; rows >= 16; rows /= 2) {
         if ((uint32_t)block % rows != 0)
             continue;
-        for (int j = 0; j < 2; j++)
+        for (int j = 0; j < 3; j++)
             if (bcs[j] <= (uint32_t)block && (uint32_t)block % bcs[j] == 0 &&
-                coop_shared(rows / 16, bcs[j], (uint64_t)d) <= c->shared_limit) {
+                coop_shared(rows / 16, bcs[j], (uint64_t)d) <= c->shared_limit &&
+                bcs[j] * ((uint64_t)d / 8 + 1) >= rows / 16 * 32) {
+                *kernel = VKK_ATTENTION_COOP;
                 *nsg = rows / 16;
                 *bc = bcs[j];
                 return 1;

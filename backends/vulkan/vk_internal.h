@@ -194,11 +194,11 @@ typedef struct vk_coop_features {
 } vk_coop_features;
 /* 1 if the device can run attention_coop.comp (STEM_VULKAN_COOP=0 says no). */
 int vk_coop_probe(stem_vk_context *c, vk_coop_features *f);
-/* Subgroups per workgroup and keys per tile of the coop kernel for this plan
- * and these tensors; 0 if the plain kernel must run. */
+/* Kernel, subgroups per workgroup and keys per tile of the coop path for this
+ * plan and these tensors; 0 if the plain kernel must run. */
 int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_tensor *q,
                  const stem_tensor *k, const stem_tensor *v, const stem_tensor *out,
-                 uint32_t *nsg, uint32_t *bc);
+                 vk_kernel *kernel, uint32_t *nsg, uint32_t *bc);
 
 /* Embedded SPIR-V (generated at build time). */
 typedef struct vk_spirv {

@@ -8,7 +8,8 @@
 # .devdeps: libcmocka0 (apt-get download). .gl: the Vulkan loader and the glvnd
 # libraries the NVIDIA ICD needs (libvulkan1 libegl1 libglvnd0 libopengl0 libgl1
 # libglx0 libgles2, amd64 .debs). Env: BUILD, NS (8192,16384,32768,65536),
-# SUITES (coop,plain), SUITE_S (seconds per suite). Everything lands in $OUT.
+# SUITES (coop,plain), SUITE_S (seconds per suite), VARIANTS (extra coop runs, each
+# a ;-joined env list, e.g. STEM_VULKAN_COOP_ROWS=64). Everything lands in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/stem-vulkan}"
@@ -65,8 +66,11 @@ unset STEM_TEST_ONLY STEM_TEST_REQUIRE
 llama=(--hq 32 --hkv 8 --d 128 --dtype f16 --markdown --quiet --warmup 1 --repeat 3)
 if [ -n "$vk" ]; then
     step bench-vulkan-coop 240 "$stem" bench --device "$vk" --n "$ns" "${llama[@]}"
-    STEM_VULKAN_COOP_ROWS=64 step bench-vulkan-coop64 120 "$stem" bench --device "$vk" --n 8192,32768 "${llama[@]}"
-    STEM_VULKAN_COOP_BC=16 step bench-vulkan-coop-bc16 120 "$stem" bench --device "$vk" --n 8192,32768 "${llama[@]}"
+    # Tuning variants of the coop path, shorter: env settings, space-separated, per variant.
+    for var in ${VARIANTS:-}; do
+        (export ${var//;/ }; step "bench-vulkan-${var//[^A-Za-z0-9]/_}" 120 \
+            "$stem" bench --device "$vk" --n 8192,32768 "${llama[@]}")
+    done
     STEM_VULKAN_COOP=0 step bench-vulkan-plain 120 "$stem" bench --device "$vk" --n 8192,16384 "${llama[@]}"
 fi
 step bench-cuda 120 "$stem" bench --backend cuda --n "$ns" "${llama[@]}"

@@ -2,15 +2,18 @@
 // Block-sparse causal attention on cooperative matrices (section 6), f16
 // inputs. One workgroup = NSG subgroups of 32 = NSG * 16 query rows of one
 // (head, block row I); each subgroup owns 16 rows. K and V tiles of BC keys
-// are copied into shared memory 16 bytes at a time; Q stays in registers as
-// D/16 matrices, O in D/16 f32 accumulators.
+// are copied into shared memory 16 bytes at a time, one tile ahead through
+// registers; Q stays in registers as D/16 matrices, O in D/16 f32
+// accumulators and the row sums l in one more (P times a matrix of ones).
 //
-// One pass with a lazily moved reference max: an accumulator cannot be
-// scaled per row, so each row keeps its reference m until a tile's max
-// exceeds it by more than 2^RESCALE_LOG2 (P entries stay <= 256 in f16);
-// only then does the subgroup take O through shared memory to rescale it.
-// That happens a few times per row at most; every other tile is S = Q K^T,
-// P = exp2(S - m) in f16, O += P V.
+// The softmax runs on the accumulator's own components, in registers: the
+// row and column of each component come from index matrices loaded once,
+// and each row's reference max sits in a matrix M (every column of row r
+// holds m[r]). P = exp2(S - M) needs no per-row reduction as long as no
+// logit exceeds its row's reference by more than 2^RESCALE_LOG2 (P stays
+// <= 256, fine in f16). When one does (the first keys of a row, and rarely
+// later), the subgroup takes the slow step: row maxima through shared
+// memory, new references, O and l rescaled, M rebuilt.
 #extension GL_GOOGLE_include_directive : enable
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_NV_cooperative_matrix : require
@@ -24,7 +27,7 @@
 #include "common.glsl"
 
 layout(constant_id = 1) const uint NSG = 8u;   // subgroups per workgroup
-layout(constant_id = 2) const uint BC = 32u;   // keys per tile (16 or 32)
+layout(constant_id = 2) const uint BC = 64u;   // keys per tile (16, 32 or 64)
 layout(constant_id = 4) const uint D = 128u;   // head_dim, a multiple of 16
 layout(local_size_x_id = 5) in;                // NSG * 32
 
@@ -45,19 +48,17 @@ layout(std430, set = 0, binding = 6) writeonly buffer Out16 { uint16_t ob16[]; }
 const uint KS = D / 8u + 1u; // K/V row in 16-byte words, padded by one (fewer bank conflicts)
 const uint DC = D / 16u;     // 16-wide column chunks of head_dim
 const uint SUB = BC / 16u;   // 16-key sub-tiles per tile
-const uint SP = BC + 4u;     // S row stride (floats)
-const uint PP = BC + 8u;     // P row stride (halves)
+const uint SP = 20u;         // row stride (floats) of a subgroup's 16x16 staging square
 const float RESCALE_LOG2 = 8.0;
 
 shared uvec4 Ksh[BC * KS];
 shared uvec4 Vsh[BC * KS];
-shared float Ssh[NSG * 16u * SP];     // per subgroup: S of its 16 rows (also O staging)
-shared float16_t Psh[NSG * 16u * PP]; // per subgroup: P of its 16 rows (also Q staging)
-shared float Rsh[NSG * 16u];          // per row: O rescale factor, then 1 / l
+shared float Ssh[NSG * 16u * SP]; // per subgroup: one 16x16 f32 square
+shared float Rsh[NSG * 16u];      // per row: a factor or a reference
 
 // K and V tiles move global -> registers -> shared: the next tile's loads are
 // issued before the current tile's math, so their latency hides behind it.
-const uint WORDS = BC * (D / 8u);                       // 16-byte words per tile
+const uint WORDS = BC * (D / 8u);                        // 16-byte words per tile
 const uint PER = (WORDS + NSG * 32u - 1u) / (NSG * 32u); // words per invocation
 
 void fetch_tile(uint k0, uint b, uint kh, out uvec4 kr[PER], out uvec4 vr[PER])
@@ -116,20 +117,36 @@ uint next_tile(uint b, uint h, uint I, int cnt, uint wlast)
     return NONE;
 }
 
-// O rows scaled by Rsh, 16 columns at a time through the subgroup's S region.
-void scale_rows(inout MAT32 o[DC], uint sbase, uint rbase, uint lane)
+// A matrix through the subgroup's square: each row multiplied by Rsh[row].
+void scale_rows(inout MAT32 x, uint sbase, uint rbase, uint lane)
 {
-    [[unroll]] for (uint c = 0u; c < DC; c++) {
-        coopMatStoreNV(o[c], Ssh, sbase, 16u, false);
-        subgroupMemoryBarrierShared();
-        subgroupBarrier();
-        for (uint e = lane; e < 256u; e += 32u)
-            Ssh[sbase + e] *= Rsh[rbase + e / 16u];
-        subgroupMemoryBarrierShared();
-        subgroupBarrier();
-        coopMatLoadNV(o[c], Ssh, sbase, 16u, false);
-        subgroupBarrier();
+    coopMatStoreNV(x, Ssh, sbase, SP, false);
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+    for (uint e = lane; e < 256u; e += 32u)
+        Ssh[sbase + (e / 16u) * SP + e % 16u] *= Rsh[rbase + e / 16u];
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+    coopMatLoadNV(x, Ssh, sbase, SP, false);
+    subgroupBarrier();
+}
+
+// A matrix whose component (r, c) is f(r, c), through the subgroup's square.
+MAT32 make_matrix(uint sbase, uint lane, uint what) // what: 0 row, 1 column, 2 Rsh[row]
+{
+    subgroupMemoryBarrierShared(); // Rsh as just written by this subgroup
+    subgroupBarrier();
+    for (uint e = lane; e < 256u; e += 32u) {
+        uint r = e / 16u, c = e % 16u;
+        Ssh[sbase + r * SP + c] = what == 0u ? float(r) : what == 1u ? float(c)
+                                                        : Rsh[gl_SubgroupID * 16u + r];
     }
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+    MAT32 x;
+    coopMatLoadNV(x, Ssh, sbase, SP, false);
+    subgroupBarrier();
+    return x;
 }
 
 void main()
@@ -145,43 +162,38 @@ void main()
     uint q0 = I * B + rt * QR;        // first row of the workgroup
     uint r0 = q0 + sg * 16u;          // first row of this subgroup
     uint wlast = q0 + QR - 1u;        // last row of the workgroup
-    uint sbase = sg * 16u * SP, pbase = sg * 16u * PP, rbase = sg * 16u;
+    uint sbase = sg * 16u * SP, rbase = sg * 16u;
     const float NEG_INF = uintBitsToFloat(0xff800000u);
     const float scale = P.f0.w;       // softmax scale * log2(e)
 
-    // Q of the subgroup's 16 rows, 16 columns at a time through its P region.
+    // Q of the subgroup's 16 rows, 16 columns at a time through the (still
+    // unused) K tile: 32 words per subgroup.
     MAT16 qa[DC];
     [[unroll]] for (uint c = 0u; c < DC; c++) {
-        for (uint e = lane; e < 32u; e += 32u) { // 16 rows x 2 words of 8
-            uint r = e / 2u, w = e % 2u, tok = r0 + r;
-            uvec4 x = uvec4(0u);
-            if (tok < N)
-                x = q8[elem(0u, P.off0.x, b, h, tok, 0u) / 8u + c * 2u + w];
-            uint s = pbase + r * 16u + w * 8u;
-            [[unroll]] for (uint i = 0u; i < 4u; i++) {
-                f16vec2 two = unpackFloat2x16(x[i]);
-                Psh[s + 2u * i] = two.x;
-                Psh[s + 2u * i + 1u] = two.y;
-            }
-        }
+        uint r = lane / 2u, w = lane % 2u, tok = r0 + r;
+        Ksh[sg * 32u + lane] = tok < N ? q8[elem(0u, P.off0.x, b, h, tok, 0u) / 8u + c * 2u + w]
+                                       : uvec4(0u);
         subgroupMemoryBarrierShared();
         subgroupBarrier();
-        coopMatLoadNV(qa[c], Psh, pbase, 16u, false);
+        coopMatLoadNV(qa[c], Ksh, sg * 32u, 2u, false);
         subgroupBarrier();
     }
 
-    // Softmax lanes: row lr of the subgroup, columns hf, hf + 2, ... of the tile.
-    uint lr = lane >> 1, hf = lane & 1u, qi = r0 + lr;
-    const uint HALF = BC / 2u;
-    float m = NEG_INF, l = 0.0;
-    bool bad = false; // a NaN logit: the row's output is NaN (docs/semantics.md section 7)
+    // Row and column of each component, the reference matrix, O and l.
+    MAT32 rowm = make_matrix(sbase, lane, 0u), colm = make_matrix(sbase, lane, 1u);
+    MAT32 ref = MAT32(NEG_INF);
     MAT32 o[DC];
     [[unroll]] for (uint c = 0u; c < DC; c++)
         o[c] = MAT32(0.0);
+    MAT32 lsum = MAT32(0.0);
+    const MAT16 ones = MAT16(1.0);
+    float m = NEG_INF; // lane lr's reference (lanes 2r and 2r + 1 hold row r's)
+    uint lr = lane >> 1, hf = lane & 1u;
 
     int cnt = clamp(count_[elem(5u, P.off1.y, b, h, I, 0u)], 0, int(n));
     uvec4 kr[PER], vr[PER];
     uint k0 = next_tile(b, h, I, cnt, wlast);
+    barrier(); // every subgroup has its Q before the first tile lands on it
     if (k0 != NONE)
         fetch_tile(k0, b, kh, kr, vr);
     while (k0 != NONE) {
@@ -191,81 +203,73 @@ void main()
         uint kn = next_tile(b, h, I, cnt, wlast);
         if (kn != NONE)
             fetch_tile(kn, b, kh, kr, vr);
-        // S = Q K^T for this subgroup's rows: K^T is K read column-major.
         [[unroll]] for (uint t = 0u; t < SUB; t++) {
+            // S = Q K^T for 16 keys: K^T is K read column-major.
             MAT32 s = MAT32(0.0);
             [[unroll]] for (uint c = 0u; c < DC; c++) {
                 MAT16 kb;
                 coopMatLoadNV(kb, Ksh, t * 16u * KS + c * 2u, KS, true);
                 s = coopMatMulAddNV(qa[c], kb, s);
             }
-            coopMatStoreNV(s, Ssh, sbase + t * 16u, SP, false);
-        }
-        subgroupMemoryBarrierShared();
-        subgroupBarrier();
-        float v[HALF];
-        float mx = NEG_INF;
-        [[unroll]] for (uint j = 0u; j < HALF; j++) {
-            uint col = hf + 2u * j, tok = k0 + col;
-            float x = Ssh[sbase + lr * SP + col] * scale;
-            bool vis = tok <= qi && tok < N;
-            bad = bad || (vis && isnan(x));
-            v[j] = vis ? x : NEG_INF;
-            mx = max(mx, v[j]);
-        }
-        mx = subgroupClusteredMax(mx, 2u); // the same in both lanes of a row
-        float alpha = 1.0;
-        bool moved = false;
-        if (mx != NEG_INF) {
-            if (m == NEG_INF) {
-                m = mx; // first visible key: O and l are still 0
-            } else if (mx > m + RESCALE_LOG2) {
-                alpha = exp2(m - mx);
-                m = mx;
-                moved = true;
+            // Scaled logits; masked keys -inf. Flag a logit above its reference + 2^8.
+            uint kt = k0 + t * 16u;
+            bool high = false;
+            for (int i = 0; i < s.length(); i++) {
+                uint tok = kt + uint(colm[i]), q = r0 + uint(rowm[i]);
+                float x = tok <= q && tok < N ? s[i] * scale : NEG_INF;
+                high = high || x > ref[i] + RESCALE_LOG2;
+                s[i] = x;
             }
-        }
-        float sum = 0.0;
-        [[unroll]] for (uint j = 0u; j < HALF; j++) {
-            float pj = v[j] != NEG_INF ? exp2(v[j] - m) : 0.0;
-            sum += pj;
-            Psh[pbase + lr * PP + hf + 2u * j] = float16_t(pj);
-        }
-        sum = subgroupClusteredAdd(sum, 2u);
-        l = l * alpha + sum;
-        if (subgroupAny(moved)) {
-            if (hf == 0u)
-                Rsh[rbase + lr] = alpha;
-            scale_rows(o, sbase, rbase, lane);
-        }
-        subgroupMemoryBarrierShared();
-        subgroupBarrier();
-        // O += P V: P rows are A, V rows (keys) are B, row-major.
-        [[unroll]] for (uint t = 0u; t < SUB; t++) {
-            MAT16 pa;
-            coopMatLoadNV(pa, Psh, pbase + t * 16u, PP, false);
+            if (subgroupAny(high)) {
+                // Slow step: row maxima through shared memory, new references.
+                coopMatStoreNV(s, Ssh, sbase, SP, false);
+                subgroupMemoryBarrierShared();
+                subgroupBarrier();
+                float mx = NEG_INF;
+                [[unroll]] for (uint j = 0u; j < 8u; j++)
+                    mx = max(mx, Ssh[sbase + lr * SP + hf * 8u + j]);
+                mx = subgroupClusteredMax(mx, 2u);
+                float alpha = 1.0;
+                if (mx > m + RESCALE_LOG2 || (m == NEG_INF && mx != NEG_INF)) {
+                    alpha = exp2(m - mx); // 0 while the row had no reference: O, l are 0
+                    m = mx;
+                }
+                subgroupBarrier();
+                if (hf == 0u)
+                    Rsh[rbase + lr] = alpha;
+                [[unroll]] for (uint c = 0u; c < DC; c++)
+                    scale_rows(o[c], sbase, rbase, lane);
+                scale_rows(lsum, sbase, rbase, lane);
+                if (hf == 0u)
+                    Rsh[rbase + lr] = m;
+                ref = make_matrix(sbase, lane, 2u);
+            }
+            // P = exp2(S - M) (0 for masked keys), O += P V, l += P 1.
+            for (int i = 0; i < s.length(); i++)
+                s[i] = s[i] == NEG_INF ? 0.0 : exp2(s[i] - ref[i]);
+            MAT16 pa = MAT16(s);
             [[unroll]] for (uint c = 0u; c < DC; c++) {
                 MAT16 vb;
                 coopMatLoadNV(vb, Vsh, t * 16u * KS + c * 2u, KS, false);
                 o[c] = coopMatMulAddNV(pa, vb, o[c]);
             }
+            lsum = coopMatMulAddNV(pa, ones, lsum);
         }
-        subgroupBarrier(); // S and P are read before the next tile rewrites them
         k0 = kn;
     }
-    // Output: O / l, 16 columns at a time through the S region, with bounds and dtype.
-    bad = subgroupClusteredOr(bad, 2u);
-    if (hf == 0u)
-        Rsh[rbase + lr] = bad ? uintBitsToFloat(0x7fc00000u) : (l > 0.0 ? 1.0 / l : 0.0);
+    // Output: O / l (0 for a row without visible keys; NaN stays NaN), 16
+    // columns at a time through the square, with bounds and dtype.
     uint od = P.dims2.y;
     [[unroll]] for (uint c = 0u; c < DC; c++) {
-        coopMatStoreNV(o[c], Ssh, sbase, 16u, false);
+        for (int i = 0; i < o[c].length(); i++)
+            o[c][i] = lsum[i] == 0.0 ? 0.0 : o[c][i] / lsum[i];
+        coopMatStoreNV(o[c], Ssh, sbase, SP, false);
         subgroupMemoryBarrierShared();
         subgroupBarrier();
         for (uint e = lane; e < 256u; e += 32u) {
             uint r = e / 16u, col = e % 16u, tok = r0 + r;
             if (tok < N) {
-                float x = Ssh[sbase + e] * Rsh[rbase + r];
+                float x = Ssh[sbase + r * SP + col];
                 uint oi = elem(6u, P.off1.z, b, h, tok, c * 16u + col);
                 if (od == 0u)
                     o32[oi] = x;
