@@ -21,7 +21,8 @@
 #include "run.h"
 #include "stem_synth.h"
 
-/* B = 1, Hq = 2, Hkv = 1, N = 160 (10 blocks of 16), d = 64, f32. */
+/* B = 1, Hq = 2, Hkv = 1, N = 160 (10 blocks of 16), d = 64; Q, K, V f32 or f16
+ * (f16 takes a GPU's tensor-core path where there is one), output f32. */
 enum { NF_HQ = 2, NF_HKV = 1, NF_N = 160, NF_D = 64, NF_BLK = 16, NF_NB = NF_N / NF_BLK };
 #define NF_QN ((size_t)NF_HQ * NF_N * NF_D)
 #define NF_KN ((size_t)NF_HKV * NF_N * NF_D)
@@ -35,6 +36,7 @@ typedef struct nf_run {
 
 typedef struct nf_problem {
     stem_context *ctx;
+    stem_dtype dtype; /* of Q, K, V */
     stem_plan *plan;
     stem_config cfg;
     int32_t budget[NF_NB];
@@ -51,16 +53,18 @@ static stem_buffer *nf_buffer(conf_test *T, size_t bytes)
     return b;
 }
 
-static void nf_init(conf_test *T, nf_problem *p)
+static void nf_init(conf_test *T, nf_problem *p, stem_dtype dtype)
 {
     memset(p, 0, sizeof *p);
     p->ctx = T->dev->ctx;
+    p->dtype = dtype;
     stem_attention_desc d;
     stem_attention_desc_init(&d);
     d.num_q_heads = NF_HQ;
     d.num_kv_heads = NF_HKV;
     d.q_len = d.kv_len = NF_N;
     d.head_dim = NF_D;
+    d.dtype = dtype;
     stem_config_init(&p->cfg);
     p->cfg.block_size = NF_BLK;
     p->cfg.stride = 4;
@@ -79,9 +83,9 @@ static void nf_init(conf_test *T, nf_problem *p)
     p->bs = nf_buffer(T, NF_SN * 4);
     p->bi = nf_buffer(T, NF_SN * 4);
     p->bc = nf_buffer(T, NF_HQ * NF_NB * 4);
-    p->tq = stem_tensor_bhnd(p->bq, 0, STEM_DTYPE_F32, 1, NF_HQ, NF_N, NF_D);
-    p->tk = stem_tensor_bhnd(p->bk, 0, STEM_DTYPE_F32, 1, NF_HKV, NF_N, NF_D);
-    p->tv = stem_tensor_bhnd(p->bv, 0, STEM_DTYPE_F32, 1, NF_HKV, NF_N, NF_D);
+    p->tq = stem_tensor_bhnd(p->bq, 0, dtype, 1, NF_HQ, NF_N, NF_D);
+    p->tk = stem_tensor_bhnd(p->bk, 0, dtype, 1, NF_HKV, NF_N, NF_D);
+    p->tv = stem_tensor_bhnd(p->bv, 0, dtype, 1, NF_HKV, NF_N, NF_D);
     p->to = stem_tensor_bhnd(p->bo, 0, STEM_DTYPE_F32, 1, NF_HQ, NF_N, NF_D);
     p->ts = stem_tensor_bhnd(p->bs, 0, STEM_DTYPE_F32, 1, NF_HQ, NF_NB, NF_NB);
     p->ti = stem_tensor_bhnd(p->bi, 0, STEM_DTYPE_I32, 1, NF_HQ, NF_NB, NF_NB);
@@ -91,6 +95,24 @@ static void nf_init(conf_test *T, nf_problem *p)
 static void nf_write(stem_buffer *b, const void *src, size_t bytes)
 {
     if (stem_buffer_write(b, 0, src, bytes) != STEM_OK)
+        fail_msg("stem_buffer_write: %s", stem_last_error());
+}
+
+/* n floats as the problem's input dtype (non-finite values stay non-finite). */
+static void nf_write_input(const nf_problem *p, stem_buffer *b, const float *src, size_t n)
+{
+    if (p->dtype == STEM_DTYPE_F32) {
+        nf_write(b, src, n * 4);
+        return;
+    }
+    uint16_t *h = malloc(n * 2);
+    if (!h)
+        fail_msg("out of memory");
+    for (size_t i = 0; i < n; ++i)
+        h[i] = conf_f32_to_f16(src[i]);
+    const stem_status st = stem_buffer_write(b, 0, h, n * 2);
+    free(h);
+    if (st != STEM_OK)
         fail_msg("stem_buffer_write: %s", stem_last_error());
 }
 
@@ -114,9 +136,9 @@ static void nf_sync(const nf_problem *p, stem_status st, const char *what)
 static void nf_stages(const nf_problem *p, const float *q, const float *k, const float *v,
                       nf_run *score_attn, nf_run *prefill)
 {
-    nf_write(p->bq, q, NF_QN * 4);
-    nf_write(p->bk, k, NF_KN * 4);
-    nf_write(p->bv, v, NF_KN * 4);
+    nf_write_input(p, p->bq, q, NF_QN);
+    nf_write_input(p, p->bk, k, NF_KN);
+    nf_write_input(p, p->bv, v, NF_KN);
     nf_sync(p, stem_score(p->plan, &p->tq, &p->tk, &p->tv, &p->ts), "stem_score");
     nf_read(p->bs, score_attn->scores, sizeof score_attn->scores);
     for (int h = 0; h < NF_HQ; ++h)
@@ -225,7 +247,7 @@ static void nonfinite_case(conf_test *T, const conf_misuse *m)
 {
     const nf_case c = (nf_case)m->b;
     nf_problem p;
-    nf_init(T, &p);
+    nf_init(T, &p, m->a ? STEM_DTYPE_F16 : STEM_DTYPE_F32);
     float *q = res_alloc(&T->res, NF_QN * 4), *k = res_alloc(&T->res, NF_KN * 4),
           *v = res_alloc(&T->res, NF_KN * 4);
     stem_synth_qkv(STEM_SYNTH_STRUCTURED, 5, 1, NF_HQ, NF_HKV, NF_N, NF_D, q, k, v);
@@ -321,7 +343,7 @@ static void nonfinite_select(conf_test *T, const conf_misuse *m)
 {
     (void)m;
     nf_problem p;
-    nf_init(T, &p);
+    nf_init(T, &p, STEM_DTYPE_F32);
     float *s = res_alloc(&T->res, NF_SN * 4);
     for (int h = 0; h < NF_HQ; ++h)
         for (int I = 0; I < NF_NB; ++I)
@@ -482,6 +504,13 @@ int conf_add_hardening_cases(conf_misuse *list, int cap)
     for (int c = 0; c < NF_CASES; ++c) {
         snprintf(list[k].name, sizeof list[k].name, "api_nonfinite_%s", nf_name[c]);
         list[k].fn = nonfinite_case;
+        list[k].a = 0;
+        list[k++].b = c;
+    }
+    for (int c = NF_Q_NAN; c <= NF_V_NAN; ++c) { /* f16 inputs: GPU tensor-core paths */
+        snprintf(list[k].name, sizeof list[k].name, "api_nonfinite_%s_f16", nf_name[c]);
+        list[k].fn = nonfinite_case;
+        list[k].a = 1;
         list[k++].b = c;
     }
     for (int c = 0; c < HG_N; ++c) {

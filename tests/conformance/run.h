@@ -16,7 +16,7 @@ typedef struct conf_misuse {
 
 /* Non-finite input policy and size-limit API cases (nonfinite.c): adds
  * CONF_HARDENING_CASES entries to list (room for cap); returns the count. */
-#define CONF_HARDENING_CASES 10
+#define CONF_HARDENING_CASES 13
 int conf_add_hardening_cases(conf_misuse *list, int cap);
 
 /* Builds the misuse list; *out is malloc'ed. */
