@@ -182,6 +182,12 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_
 int vk_attention_tile(const stem_vk_context *c, int64_t d, int32_t block, uint32_t *qt,
                       uint32_t *kt);
 
+/* llvmpipe's loop limiter (vk_budget.c): 1 on llvmpipe (lavapipe); STEM_OK
+ * or STEM_ERR_UNSUPPORTED for a plan whose shaders would pass its budget. */
+int vk_is_llvmpipe(const stem_vk_context *c);
+stem_status vk_loop_budget(const stem_vk_context *c, const stem_attention_desc *desc,
+                           const stem_config *cfg);
+
 /* Embedded SPIR-V (generated at build time). */
 typedef struct vk_spirv {
     const uint32_t *code;
