@@ -15,14 +15,16 @@ int vk_attention_tile(const stem_vk_context *c, int64_t d, int32_t block, uint32
                       uint32_t *kt)
 {
     static const uint32_t qts[2] = {16, 8}, kts[4] = {64, 32, 16, 8};
-    if (c->row_attention) { /* one row per invocation: only K and V tiles are shared */
-        for (int j = 0; j < 4; j++)
-            if (kts[j] <= (uint32_t)block && 8 * (uint64_t)kts[j] * (uint64_t)d <= c->shared_limit) {
-                *qt = block < 32 ? (uint32_t)block : 32u;
-                *kt = kts[j];
-                return 1;
-            }
-        return 0;
+    if (c->row_attention) {
+        /* One row per invocation, K and V read in place (no shared memory,
+         * no barrier): one key per step. On lavapipe every buffer load is a
+         * per-lane loop of branches in the JIT code and compile time grows
+         * much faster than linearly with their number, so the step is not
+         * unrolled over several keys (n * B steps per row: vk_loop_budget). */
+        (void)d;
+        *qt = block < 32 ? (uint32_t)block : 32u;
+        *kt = 1;
+        return 1;
     }
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 4; j++)

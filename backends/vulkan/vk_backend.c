@@ -516,6 +516,9 @@ static stem_status vk_plan_check(const stem_context *ctx, const stem_attention_d
                               "head_dim=%lld needs more shared memory than this device's %u "
                               "bytes (backend vulkan)",
                               (long long)d, c->shared_limit);
+    stem_status st = vk_loop_budget(c, desc, cfg);
+    if (st != STEM_OK)
+        return st;
     /* Shaders index in 32 bits: phase sums and block lists must fit. */
     const int64_t n = (desc->q_len + cfg->block_size - 1) / cfg->block_size;
     const double flat = (double)desc->batch * (double)desc->num_q_heads * (double)n *

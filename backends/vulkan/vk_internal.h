@@ -199,6 +199,11 @@ int vk_coop_probe(stem_vk_context *c, vk_coop_features *f);
 int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_tensor *q,
                  const stem_tensor *k, const stem_tensor *v, const stem_tensor *out,
                  vk_kernel *kernel, uint32_t *nsg, uint32_t *bc);
+/* llvmpipe's loop limiter (vk_budget.c): 1 on llvmpipe (lavapipe); STEM_OK
+ * or STEM_ERR_UNSUPPORTED for a plan whose shaders would pass its budget. */
+int vk_is_llvmpipe(const stem_vk_context *c);
+stem_status vk_loop_budget(const stem_vk_context *c, const stem_attention_desc *desc,
+                           const stem_config *cfg);
 
 /* Embedded SPIR-V (generated at build time). */
 typedef struct vk_spirv {

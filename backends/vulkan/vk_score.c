@@ -90,7 +90,8 @@ static stem_status score_xattention(stem_plan *plan, stem_vk_context *c, vk_bind
                                     vk_params *p)
 {
     const stem_attention_desc *d = &plan->desc;
-    const uint32_t spec[VK_SPEC_COUNT] = {(uint32_t)d->dtype, 0, 0, 0, 0, 0};
+    const uint32_t e = d->head_dim % 32 == 0 ? 32u : d->head_dim % 16 == 0 ? 16u : 8u;
+    const uint32_t spec[VK_SPEC_COUNT] = {(uint32_t)d->dtype, e, 0, 0, (uint32_t)d->head_dim, 0};
     VkPipeline x;
     stem_status st = vk_pipeline(c, VKK_SCORE_XATTN, spec, &x);
     if (st != STEM_OK)
@@ -98,18 +99,10 @@ static stem_status score_xattention(stem_plan *plan, stem_vk_context *c, vk_bind
     p->f0[3] = (float)((double)plan->scale / ((double)plan->cfg.stride * plan->cfg.norm) * LOG2E);
     const uint64_t rows = (uint64_t)(d->batch * d->num_q_heads * plan->n_blocks);
     p->dims2[2] = (uint32_t)rows;
-    /* Row maxima and normalisers: 2 floats per strided row. */
-    st = vk_scratch(c, 2, rows * (uint64_t)plan->group * 8);
-    if (st != STEM_OK)
-        return st;
-    vk_bind_mem(&c->scratch[2], VKB_GMAX, binds);
+    /* One workgroup per block row: row statistics stay in shared memory. */
     st = vk_begin(c);
     if (st == STEM_OK)
         st = vk_dispatch(c, x, binds, p, rows);
-    vk_params p2 = *p;
-    p2.dims3[3] |= VKF_PHASE2;
-    if (st == STEM_OK)
-        st = vk_dispatch(c, x, binds, &p2, rows);
     if (st != STEM_OK) {
         vk_abort(c);
         return st;

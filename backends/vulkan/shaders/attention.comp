@@ -97,8 +97,13 @@ void main()
             }
             barrier();
             float mx = NEG_INF;
-            for (uint j = 0u; j < KT; j++)
+            bool nan_seen = false; // max() may drop NaN: a NaN logit must still poison the row
+            for (uint j = 0u; j < KT; j++) {
                 mx = max(mx, Ps[r * KT + j]);
+                nan_seen = nan_seen || isnan(Ps[r * KT + j]);
+            }
+            if (nan_seen)
+                l = uintBitsToFloat(0x7fc00000u);
             float m_new = max(m, mx);
             barrier(); // every lane has read the raw row
             bool live = m_new != NEG_INF;
@@ -122,7 +127,7 @@ void main()
         }
     }
     if (qi < N) {
-        float inv = l > 0.0 ? 1.0 / l : 0.0; // no visible key: 0
+        float inv = l > 0.0 ? 1.0 / l : (isnan(l) ? l : 0.0); // no visible key: 0
         for (uint t = 0u; t < DPL; t++)
             store_out(elem(6u, P.off1.z, b, h, qi, lane + LANES * t), o[t] * inv);
     }

@@ -1,12 +1,32 @@
 #version 450
-// XAttention block mass (section 3): one workgroup per (head, block row I).
-// Each real strided row m of the block gets its max and normaliser from
-// one invocation, then each key block its mass from another; logits are
-// recomputed (three times in all) instead of stored: XAttention is the
-// comparison selector, not the fast path. Two dispatches: rows, then blocks.
+// XAttention block mass (section 3): one workgroup of WG invocations per
+// (head, block row I), one dispatch. The block's real strided rows
+// m = I*G + r (r < R) are handled one after another, their columns c <= m
+// spread over the lanes:
+//   1. per row, each lane an online max and normaliser over its columns,
+//      then a tree reduction over the lanes -> (rmx[r], rtot[r]);
+//   2. per chunk of WG columns, each lane the mass of its column summed over
+//      the rows, then lane j < WG/G adds up the G columns of key block J.
+// Logits are recomputed in 2 (cheaper than storing them); XAttention is the
+// comparison selector, not the fast path.
+//
+// Loop budget (llvmpipe ends every loop of an invocation silently once 65535
+// iterations have run in all; unrolled loops do not count). The head_dim
+// loop runs D / E steps of E unrolled elements (E = 32 where it divides D:
+// fewer load sites keep llvmpipe's compile time sane), so one logit costs
+// L = S * (D / E + 1) iterations. Per invocation, with k = ceil((I+1)*G / WG):
+//   pass 1: the R <= G rows, ceil((m+1)/WG) logits each: <= G * k * L
+//           (the reductions are unrolled)
+//   pass 2: k chunks of G logits and a G-column sum: k * (G * L + G)
+//   + ceil(n / WG) for the zero fill.
+// vk_plan_check declines plans past the budget on llvmpipe (vk_budget.c).
 #extension GL_GOOGLE_include_directive : enable
+#extension GL_EXT_control_flow_attributes : enable
 #include "common.glsl"
 
+layout(constant_id = 1) const uint E = 32u;    // head_dim elements per unrolled step (divides D)
+layout(constant_id = 4) const uint D = 128u;   // head_dim
+#define WG 256u
 layout(local_size_x = 256) in;
 layout(std430, set = 0, binding = 0) readonly buffer Qb { uint qbuf[]; };
 layout(std430, set = 0, binding = 1) readonly buffer Kb { uint kbuf[]; };
@@ -15,24 +35,26 @@ layout(std430, set = 0, binding = 3) writeonly buffer Scores { float scores[]; }
 DEFINE_LOAD(load_q, qbuf)
 DEFINE_LOAD(load_k, kbuf)
 
-// Per strided row: max and normaliser, written by the first dispatch and read
-// by the second (a dispatch boundary, not a workgroup barrier, orders them).
-layout(std430, set = 0, binding = 9) buffer Rows { float rows[]; };
+shared float red_m[WG], red_s[WG];
+shared float row_m[128], row_t[128]; // G <= 128 (block_size <= 128)
+shared float colsum[WG];
 
 uint gb, gh, gkh;
 
 // log2-scaled logit of strided query row m against strided key column c.
 float logit(uint m, uint c)
 {
-    uint N = P.dims0.w, d = P.dims1.x, S = P.dims1.z;
+    uint N = P.dims0.w, S = P.dims1.z;
+    uint qs = P.str[0].w, ks = P.str[1].w;
     float acc = 0.0;
     for (uint t = 0u; t < S; t++) {
         uint qt = m * S + S - 1u - t, kt = c * S + t;
         if (qt >= N || kt >= N)
             continue;
         uint qi = elem(0u, P.off0.x, gb, gh, qt, 0u), ki = elem(1u, P.off0.y, gb, gkh, kt, 0u);
-        for (uint e = 0u; e < d; e++)
-            acc += load_q(qi + e * P.str[0].w) * load_k(ki + e * P.str[1].w);
+        for (uint e0 = 0u; e0 < D; e0 += E)
+            [[unroll]] for (uint u = 0u; u < E; u++)
+                acc += load_q(qi + (e0 + u) * qs) * load_k(ki + (e0 + u) * ks);
     }
     return acc * P.f0.w;
 }
@@ -40,44 +62,71 @@ float logit(uint m, uint c)
 void main()
 {
     uint id = wg_id(), tid = gl_LocalInvocationID.x;
+    if (id >= P.dims2.z)
+        return;
     uint n = P.dims2.x, Hq = P.dims0.y, N = P.dims0.w, S = P.dims1.z, G = P.dims1.w;
     uint I = id % n, bh = id / n;
     gb = bh / Hq;
     gh = bh % Hq;
     gkh = gh / P.dims2.w;
     const float NEG_INF = uintBitsToFloat(0xff800000u);
-    // 1: invocation r finds the max and the normaliser of strided row I*G + r.
-    if ((P.dims3.w & FLAG_PHASE2) == 0u) {
-        if (tid >= G)
-            return;
-        uint m = I * G + tid;
-        float mx = NEG_INF, tot = 0.0;
-        if (m * S < N) {
-            for (uint c = 0u; c <= m; c++)
-                mx = max(mx, logit(m, c));
-            for (uint c = 0u; c <= m; c++)
-                tot += exp2(logit(m, c) - mx);
+    uint M = (N + S - 1u) / S;          // strided rows with a real token
+    uint R = min(G, M - I * G);         // real rows of this block (I*G < M)
+
+    // 1: max and normaliser of each real row, online per lane, then reduced.
+    for (uint r = 0u; r < R; r++) {
+        uint m = I * G + r;
+        float mx = NEG_INF, sm = 0.0;
+        for (uint c = tid; c <= m; c += WG) {
+            float x = logit(m, c);
+            float nm = max(mx, x);
+            sm = nm == NEG_INF ? 0.0 : sm * exp2(mx - nm) + exp2(x - nm);
+            mx = nm;
         }
-        rows[(id * G + tid) * 2u] = mx;
-        rows[(id * G + tid) * 2u + 1u] = tot;
-        return;
-    }
-    // 2: invocation per key block J sums its probability mass over the rows.
-    for (uint J = tid; J < n; J += 256u) {
-        float mass = 0.0;
-        if (J <= I)
-            for (uint r = 0u; r < G; r++) {
-                uint m = I * G + r;
-                if (m * S >= N)
-                    break;
-                float rmx = rows[(id * G + r) * 2u], rtot = rows[(id * G + r) * 2u + 1u];
-                if (rtot <= 0.0)
-                    continue;
-                float part = 0.0;
-                for (uint a = 0u; a < G && J * G + a <= m; a++)
-                    part += exp2(logit(m, J * G + a) - rmx);
-                mass += part / rtot;
+        red_m[tid] = mx;
+        red_s[tid] = sm;
+        barrier();
+        [[unroll]] for (uint s = WG / 2u; s > 0u; s >>= 1) {
+            if (tid < s) {
+                float ma = red_m[tid], mb = red_m[tid + s];
+                float nm = max(ma, mb);
+                red_s[tid] = nm == NEG_INF ? 0.0
+                                           : red_s[tid] * exp2(ma - nm) + red_s[tid + s] * exp2(mb - nm);
+                red_m[tid] = nm;
             }
-        scores[elem(3u, P.off0.w, gb, gh, I, J)] = mass;
+            barrier();
+        }
+        if (tid == 0u) {
+            row_m[r] = red_m[0];
+            row_t[r] = red_s[0];
+        }
+        barrier();
     }
+
+    // 2: mass per key block J <= I, WG columns (WG / G whole blocks) at a time.
+    uint ncols = I * G + R;
+    for (uint base = 0u; base < ncols; base += WG) {
+        uint c = base + tid;
+        float cs = 0.0;
+        if (c < ncols)
+            for (uint r = 0u; r < R; r++) {
+                uint m = I * G + r;
+                float rtot = row_t[r];
+                if (c > m || rtot <= 0.0) // NaN stays in (non-finite input)
+                    continue;
+                cs += exp2(logit(m, c) - row_m[r]) / rtot;
+            }
+        colsum[tid] = cs;
+        barrier();
+        uint J = base / G + tid;
+        if (tid < WG / G && J <= I) {
+            float mass = 0.0;
+            for (uint a = 0u; a < G; a++)
+                mass += colsum[tid * G + a];
+            scores[elem(3u, P.off0.w, gb, gh, I, J)] = mass;
+        }
+        barrier();
+    }
+    for (uint J = I + 1u + tid; J < n; J += WG)
+        scores[elem(3u, P.off0.w, gb, gh, I, J)] = 0.0;
 }

@@ -5,7 +5,12 @@
 // ranks the threshold ties by index, adds the forced blocks and writes the
 // list with a workgroup prefix sum. XAttention keeps block J when the
 // forced mass plus the mass ranked before J is still below tau * total.
+//
+// Loop budget (llvmpipe: 65535 iterations of non-unrolled loops per
+// invocation, all loops together; see vk_loop_budget). With c = ceil(n/256):
+// top-k 4 * (c + 257) + c * 18 + c; XAttention c * (ceil(n/16) + 18) + 2c.
 #extension GL_GOOGLE_include_directive : enable
+#extension GL_EXT_control_flow_attributes : enable
 #include "common.glsl"
 
 layout(local_size_x = 256) in;
@@ -156,11 +161,15 @@ void main()
                 if (J == 0u || J == I) {
                     keep = true;
                 } else {
+                    // 16 blocks per iteration (unrolled), in ascending j as before.
                     float wj = xw(J), before = 0.0;
-                    for (uint j = 1u; j < I; j++) {
-                        float wo = xw(j);
-                        if (wo > wj || (wo == wj && j < J))
-                            before += wo;
+                    for (uint j0 = 1u; j0 < I; j0 += 16u) {
+                        [[unroll]] for (uint u = 0u; u < 16u; u++) {
+                            uint j = j0 + u;
+                            float wo = xw(min(j, I - 1u));
+                            if (j < I && (wo > wj || (wo == wj && j < J)))
+                                before += wo;
+                        }
                     }
                     keep = F + before < target;
                 }
