@@ -61,9 +61,17 @@ for s in ${suites//,/ }; do
     grep '^\[  FAILED  \]' "$out/suite-$s.log" | sort -u | head -12 >>"$S"
 done
 unset STEM_TEST_ONLY STEM_TEST_REQUIRE
+# Long rows (32K keys) and XAttention at N=2048 against references, on the NVIDIA device.
+[ -x "$build/tests/hardening/test_vk_limits" ] &&
+    step vk-limits 120 "$build/tests/hardening/test_vk_limits"
+# The non-finite policy cases on the other GPU backends built in (they share the conformance suite).
+for be in cuda opencl; do
+    grep -qE "^ +$be +available" "$out/info.txt" &&
+        STEM_TEST_ONLY=$be STEM_TEST_FILTER=api_nonfinite step "nonfinite-$be" 60 "$build/tests/test_conformance"
+done
 
 # Llama-3.1-8B layer: Hq 32, Hkv 8, d 128, f16 (the cooperative-matrix path's dtype).
-llama=(--hq 32 --hkv 8 --d 128 --dtype f16 --markdown --quiet --warmup 1 --repeat 3)
+llama=(--hq 32 --hkv 8 --d 128 --dtype f16 --markdown --quiet --warmup 2 --repeat 5)
 if [ -n "$vk" ]; then
     step bench-vulkan-coop 240 "$stem" bench --device "$vk" --n "$ns" "${llama[@]}"
     # Tuning variants of the coop path, shorter: env settings, space-separated, per variant.
