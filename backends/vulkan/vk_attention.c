@@ -1,6 +1,7 @@
 /* Vulkan backend: block-sparse causal attention (docs/semantics.md section 6). */
 #include "vk_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define LANES 8u
@@ -71,7 +72,9 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_
     uint32_t rows = vp->qt, nsg, bc;
     if (vk_coop_tile(c, plan, q, k, v, out, &kernel, &nsg, &bc)) {
         rows = nsg * 16;
-        const uint32_t cs[VK_SPEC_COUNT] = {(uint32_t)plan->desc.dtype, nsg, bc, 0,
+        const char *hr = getenv("STEM_VULKAN_COOP_HEADROOM"); /* tuning, log2 units */
+        const uint32_t headroom = hr && atoi(hr) >= 0 && atoi(hr) <= 16 ? (uint32_t)atoi(hr) : 8u;
+        const uint32_t cs[VK_SPEC_COUNT] = {(uint32_t)plan->desc.dtype, nsg, bc, headroom,
                                             (uint32_t)plan->desc.head_dim, nsg * 32};
         memcpy(spec, cs, sizeof spec);
     }

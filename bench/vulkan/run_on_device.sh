@@ -8,7 +8,8 @@
 # .devdeps: libcmocka0 (apt-get download). .gl: the Vulkan loader and the glvnd
 # libraries the NVIDIA ICD needs (libvulkan1 libegl1 libglvnd0 libopengl0 libgl1
 # libglx0 libgles2, amd64 .debs). Env: BUILD, NS (8192,16384,32768,65536),
-# SUITES (coop,plain), SUITE_S (seconds per suite), VARIANTS (extra coop runs, each
+# SUITES (coop,plain), SUITE_S (seconds per suite), PLAIN_NS (plain-path bench sizes,
+# empty: none), VARIANTS (extra coop runs, each
 # a ;-joined env list, e.g. STEM_VULKAN_COOP_ROWS=64). Everything lands in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -79,7 +80,8 @@ if [ -n "$vk" ]; then
         (export ${var//;/ }; step "bench-vulkan-${var//[^A-Za-z0-9]/_}" 120 \
             "$stem" bench --device "$vk" --n 8192,32768 "${llama[@]}")
     done
-    STEM_VULKAN_COOP=0 step bench-vulkan-plain 120 "$stem" bench --device "$vk" --n 8192,16384 "${llama[@]}"
+    [ -n "${PLAIN_NS-8192,16384}" ] && STEM_VULKAN_COOP=0 step bench-vulkan-plain 120 "$stem" bench \
+        --device "$vk" --n "${PLAIN_NS-8192,16384}" "${llama[@]}"
 fi
 step bench-cuda 120 "$stem" bench --backend cuda --n "$ns" "${llama[@]}"
 SDPA_DTYPE=f16 step sdpa-peers 120 python3 -u bench/cuda/sdpa_peers.py ${ns//,/ }

@@ -13,7 +13,8 @@
 // logit exceeds its row's reference by more than 2^RESCALE_LOG2 (P stays
 // <= 256, fine in f16). When one does (the first keys of a row, and rarely
 // later), the subgroup takes the slow step: row maxima through shared
-// memory, new references, O and l rescaled, M rebuilt.
+// memory, new references HEADROOM above them, O and l rescaled by a
+// per-row factor matrix, M rebuilt.
 #extension GL_GOOGLE_include_directive : enable
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_NV_cooperative_matrix : require
@@ -50,6 +51,7 @@ const uint DC = D / 16u;     // 16-wide column chunks of head_dim
 const uint SUB = BC / 16u;   // 16-key sub-tiles per tile
 const uint SP = 20u;         // row stride (floats) of a subgroup's 16x16 staging square
 const float RESCALE_LOG2 = 8.0;
+layout(constant_id = 3) const uint HEADROOM = 8u; // log2 units put above a new reference
 
 shared uvec4 Ksh[BC * KS];
 shared uvec4 Vsh[BC * KS];
@@ -115,20 +117,6 @@ uint next_tile(uint b, uint h, uint I, int cnt, uint wlast)
             return k0;
     }
     return NONE;
-}
-
-// A matrix through the subgroup's square: each row multiplied by Rsh[row].
-void scale_rows(inout MAT32 x, uint sbase, uint rbase, uint lane)
-{
-    coopMatStoreNV(x, Ssh, sbase, SP, false);
-    subgroupMemoryBarrierShared();
-    subgroupBarrier();
-    for (uint e = lane; e < 256u; e += 32u)
-        Ssh[sbase + (e / 16u) * SP + e % 16u] *= Rsh[rbase + e / 16u];
-    subgroupMemoryBarrierShared();
-    subgroupBarrier();
-    coopMatLoadNV(x, Ssh, sbase, SP, false);
-    subgroupBarrier();
 }
 
 // A matrix whose component (r, c) is f(r, c), through the subgroup's square.
@@ -231,15 +219,20 @@ void main()
                 mx = subgroupClusteredMax(mx, 2u);
                 float alpha = 1.0;
                 if (mx > m + RESCALE_LOG2 || (m == NEG_INF && mx != NEG_INF)) {
-                    alpha = exp2(m - mx); // 0 while the row had no reference: O, l are 0
-                    m = mx;
+                    // Headroom above the max: logits that keep growing move it less often.
+                    float m_new = mx + float(HEADROOM);
+                    alpha = exp2(m - m_new); // 0 while the row had no reference: O, l are 0
+                    m = m_new;
                 }
                 subgroupBarrier();
                 if (hf == 0u)
                     Rsh[rbase + lr] = alpha;
+                MAT32 am = make_matrix(sbase, lane, 2u); // alpha of each component's row
                 [[unroll]] for (uint c = 0u; c < DC; c++)
-                    scale_rows(o[c], sbase, rbase, lane);
-                scale_rows(lsum, sbase, rbase, lane);
+                    for (int i = 0; i < am.length(); i++)
+                        o[c][i] *= am[i];
+                for (int i = 0; i < am.length(); i++)
+                    lsum[i] *= am[i];
                 if (hf == 0u)
                     Rsh[rbase + lr] = m;
                 ref = make_matrix(sbase, lane, 2u);
