@@ -72,8 +72,10 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_
     uint32_t rows = vp->qt, nsg, bc;
     if (vk_coop_tile(c, plan, q, k, v, out, &kernel, &nsg, &bc)) {
         rows = nsg * 16;
-        const char *hr = getenv("STEM_VULKAN_COOP_HEADROOM"); /* tuning, log2 units */
-        const uint32_t headroom = hr && atoi(hr) >= 0 && atoi(hr) <= 16 ? (uint32_t)atoi(hr) : 8u;
+        /* Headroom above a new reference max (log2 units): less frequent moves, but
+         * smaller P in f16; 8 cost the real-model fixture its 2e-3 bound on an H200. */
+        const char *hr = getenv("STEM_VULKAN_COOP_HEADROOM");
+        const uint32_t headroom = hr && atoi(hr) >= 0 && atoi(hr) <= 8 ? (uint32_t)atoi(hr) : 0u;
         const uint32_t cs[VK_SPEC_COUNT] = {(uint32_t)plan->desc.dtype, nsg, bc, headroom,
                                             (uint32_t)plan->desc.head_dim, nsg * 32};
         memcpy(spec, cs, sizeof spec);

@@ -13,7 +13,7 @@
 // logit exceeds its row's reference by more than 2^RESCALE_LOG2 (P stays
 // <= 256, fine in f16). When one does (the first keys of a row, and rarely
 // later), the subgroup takes the slow step: row maxima through shared
-// memory, new references HEADROOM above them, O and l rescaled by a
+// memory, new references (HEADROOM above the maxima), O and l rescaled by a
 // per-row factor matrix, M rebuilt.
 #extension GL_GOOGLE_include_directive : enable
 #extension GL_KHR_memory_scope_semantics : require
@@ -51,7 +51,7 @@ const uint DC = D / 16u;     // 16-wide column chunks of head_dim
 const uint SUB = BC / 16u;   // 16-key sub-tiles per tile
 const uint SP = 20u;         // row stride (floats) of a subgroup's 16x16 staging square
 const float RESCALE_LOG2 = 8.0;
-layout(constant_id = 3) const uint HEADROOM = 8u; // log2 units put above a new reference
+layout(constant_id = 3) const uint HEADROOM = 0u; // log2 units put above a new reference
 
 shared uvec4 Ksh[BC * KS];
 shared uvec4 Vsh[BC * KS];
