@@ -5,15 +5,19 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 # GPU backends in the default build (each needs only its build tool; runtimes
-# are dlopen'd at run time). OpenCL runs on PoCL in CI; where a run requires
-# backends (STEM_TEST_REQUIRE set, as .ci/run does), make test requires
-# OpenCL too. Vulkan is opt-in (make test-vulkan) until it passes the suite
-# on lavapipe within the test budget.
-BACKEND_FLAGS ?= -DSTEM_OPENCL=ON
+# are dlopen'd at run time). OpenCL runs on PoCL and Vulkan on Mesa's
+# lavapipe in CI; where a run requires backends (STEM_TEST_REQUIRE set, as
+# .ci/run does), make test requires OpenCL and Vulkan too.
+BACKEND_FLAGS ?= -DSTEM_OPENCL=ON -DSTEM_VULKAN=ON
+TEST_REQUIRE_EXTRA :=
 ifneq ($(findstring STEM_OPENCL=ON,$(BACKEND_FLAGS)),)
-ifneq ($(STEM_TEST_REQUIRE),)
-test: export STEM_TEST_REQUIRE := $(STEM_TEST_REQUIRE),opencl
+TEST_REQUIRE_EXTRA := $(TEST_REQUIRE_EXTRA),opencl
 endif
+ifneq ($(findstring STEM_VULKAN=ON,$(BACKEND_FLAGS)),)
+TEST_REQUIRE_EXTRA := $(TEST_REQUIRE_EXTRA),vulkan
+endif
+ifneq ($(STEM_TEST_REQUIRE),)
+test: export STEM_TEST_REQUIRE := $(STEM_TEST_REQUIRE)$(TEST_REQUIRE_EXTRA)
 endif
 
 .PHONY: all deps configure build model demo test test-vulkan test-full test-asan test-tsan test-huge fuzz fuzz-long clean
@@ -66,8 +70,8 @@ test: build
 	  for f in conformance-summary-*.txt; do [ -f "$$f" ] || continue; \
 	    echo "-- $${f#conformance-summary-}"; cat "$$f"; done; exit $$status
 
-# Opt-in: the Vulkan backend alone (lavapipe will do), in its own build tree;
-# a missing Vulkan device fails instead of skipping. Not part of make test.
+# The Vulkan backend alone (lavapipe will do), in its own build tree; a
+# missing Vulkan device fails instead of skipping. make test runs it too.
 test-vulkan: deps
 	cmake -S . -B $(BUILD)-vulkan -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DSTEM_VULKAN=ON $(CMAKE_FLAGS)
 	cmake --build $(BUILD)-vulkan -j$(JOBS)
