@@ -16,12 +16,13 @@
  *   vnorm          S * (d + 1)                         (<= 32896)
  *   vbonus         3 c(N / S) + c(n) (G + 1) + 2       (~ 3 N / (256 S))
  *   score_gemm     17 * S * d / 16                     (<= 34816)
- *   score_xattn    2 G L c(n G) + ..., L = S (d / 32 + 1)  (~ 2 N B (d/32+1) / 256 S)
+ *   score_xattn    2 G L c(n G) + ..., L = S (d / 32 + 1)  (~ 2 N B (d/32+1) / (256 S))
  *   select         top-k 4 (c(n) + 257) + 19 c(n); XAttention c(n) (ceil(n/16) + 20)
  *   attention_rows n * B + 2 d (one step per key of a dense row; d unrolled)
  *   attention      n * B / KT tiles of about KT (D / LANES + 2) + 2 D (not unrolled)
  * So on llvmpipe the row kernel (the one it uses) covers dense rows up to
- * about 65000 tokens, XAttention (d = 128) about 650K * S / B tokens and the selection
+ * about 65000 tokens, XAttention (d = 128) about 1.6M * S / B tokens (100K at
+ * block 128, stride 8) and the selection
  * about 16K blocks per row for XAttention.
  */
 #include "vk_internal.h"
