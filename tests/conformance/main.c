@@ -121,7 +121,7 @@ static int backend_selected(int b)
 #define CONF_EMULATED_COST_CAP 3e8
 /* Vulkan on lavapipe is slower still (every buffer load of a shader is a
  * per-lane loop of branches in llvmpipe 22.x, and its compiles take seconds):
- * there the costly cases run 1 in 6 and those past CONF_VULKAN_EMULATED_MAX
+ * there the costly cases run 1 in 10 and those past CONF_VULKAN_EMULATED_MAX
  * (the N = 4096 / 9000 dense-ish ones, 60-90% of its run time) not at all.
  * Every selector, dtype, layout, GQA shape and block size stays in the cheap
  * cases; long rows are test_vk_limits' (32K-key rows, XAttention at 2K). */
@@ -135,7 +135,7 @@ static int thin_cases_for(const conf_device *dev, const conf_case *in, int n, co
     int m = 0, costly = 0;
     for (int i = 0; i < n; ++i) {
         if (emulated && in[i].cost > CONF_EMULATED_COST_CAP &&
-            ((vulkan && in[i].cost > CONF_VULKAN_EMULATED_MAX) || costly++ % (vulkan ? 6 : 3) != 0))
+            ((vulkan && in[i].cost > CONF_VULKAN_EMULATED_MAX) || costly++ % (vulkan ? 10 : 3) != 0))
             continue;
         out[m++] = in[i];
     }
@@ -321,7 +321,7 @@ int main(int argc, char **argv)
             printf("%s #%u runs on a CPU (emulated): %d of %d table cases, the costliest 1 in %s "
                    "(STEM_TEST_EMULATED=all for every case)\n",
                    bname, dev.info.backend_index, ndc, nc,
-                   dev.info.backend == STEM_BACKEND_VULKAN ? "6, none past 2e9 MAC" : "3");
+                   dev.info.backend == STEM_BACKEND_VULKAN ? "10, none past 2e9 MAC" : "3");
         run_group(group, &dev, dev_cases, NULL, ndc, t);
         conf_run_fixture_cases(dev.ctx, level, filter, &t->passed, &t->failed, &t->skipped);
         free(dev_cases);
