@@ -1,6 +1,7 @@
 /* Contexts (one device + its queue) and buffers. */
 #include "stem_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,6 +159,57 @@ stem_status stem_buffer_wrap_host(stem_context *ctx, void *host, size_t bytes, s
         return st;
     }
     *out = buf;
+    return STEM_OK;
+}
+
+stem_status stem_buffer_wrap_native(stem_context *ctx, void *handle, size_t offset,
+                                    size_t bytes, stem_buffer **out)
+{
+    const char *fn = "stem_buffer_wrap_native";
+    if (!handle)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "%s: handle is NULL", fn);
+    if (offset > SIZE_MAX - bytes)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "%s: offset %zu + bytes %zu overflows",
+                              fn, offset, bytes);
+    stem_buffer *buf = NULL;
+    stem_status st = buffer_new(ctx, bytes, fn, out, &buf);
+    if (st != STEM_OK)
+        return st;
+    if (!ctx->ops->buffer_wrap_native) {
+        free(buf);
+        return stem_set_error(STEM_ERR_UNSUPPORTED, "%s: the %s backend wraps no native memory",
+                              fn, ctx->ops->name);
+    }
+    st = ctx->ops->buffer_wrap_native(ctx, buf, handle, offset, bytes);
+    if (st != STEM_OK) {
+        free(buf);
+        return st;
+    }
+    *out = buf;
+    return STEM_OK;
+}
+
+void stem_native_handles_init(stem_native_handles *handles)
+{
+    if (!handles)
+        return;
+    memset(handles, 0, sizeof *handles);
+    handles->struct_size = sizeof *handles;
+}
+
+stem_status stem_context_get_native(const stem_context *ctx, stem_native_handles *handles)
+{
+    if (!ctx || !handles)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_context_get_native: %s is NULL",
+                              ctx ? "handles" : "ctx");
+    CHECK_STRUCT_SIZE(handles, sizeof *handles, "stem_context_get_native",
+                      "stem_native_handles_init");
+    const size_t size = handles->struct_size;
+    memset(handles, 0, sizeof *handles);
+    handles->struct_size = size;
+    handles->backend = ctx->device.backend;
+    if (ctx->ops->context_native)
+        ctx->ops->context_native(ctx, handles);
     return STEM_OK;
 }
 

@@ -49,6 +49,9 @@ static void load_once(void)
     BIND(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
     BIND(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2");
     BIND(cuCtxSetCurrent, "cuCtxSetCurrent");
+    BIND(cuCtxPushCurrent, "cuCtxPushCurrent_v2");
+    BIND(cuCtxPopCurrent, "cuCtxPopCurrent_v2");
+    BIND(cuPointerGetAttribute, "cuPointerGetAttribute");
     BIND(cuStreamCreate, "cuStreamCreate");
     BIND(cuStreamDestroy, "cuStreamDestroy_v2");
     BIND(cuStreamSynchronize, "cuStreamSynchronize");

@@ -23,6 +23,9 @@ typedef struct CUevent_st *CUevent;
 #define STEM_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN 97
 #define STEM_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES 8
 #define STEM_CU_STREAM_NON_BLOCKING 0x1
+#define STEM_CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL 9
+#define STEM_CU_POINTER_ATTRIBUTE_RANGE_START_ADDR 11
+#define STEM_CU_POINTER_ATTRIBUTE_RANGE_SIZE 12
 #define STEM_CUDA_ERROR_OUT_OF_MEMORY 2
 #define STEM_CUDA_ERROR_NO_DEVICE 100
 
@@ -38,6 +41,9 @@ typedef struct stem_cuda_api {
     CUresult (*cuDevicePrimaryCtxRetain)(CUcontext *ctx, CUdevice dev);
     CUresult (*cuDevicePrimaryCtxRelease)(CUdevice dev);
     CUresult (*cuCtxSetCurrent)(CUcontext ctx);
+    CUresult (*cuCtxPushCurrent)(CUcontext ctx);
+    CUresult (*cuCtxPopCurrent)(CUcontext *ctx);
+    CUresult (*cuPointerGetAttribute)(void *data, int attribute, CUdeviceptr ptr);
     CUresult (*cuStreamCreate)(CUstream *stream, unsigned flags);
     CUresult (*cuStreamDestroy)(CUstream stream);
     CUresult (*cuStreamSynchronize)(CUstream stream);

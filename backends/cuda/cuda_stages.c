@@ -115,9 +115,10 @@ stem_status stem_cuda_plan_init(stem_plan *plan)
     const size_t bytes = (size_t)plan->n_blocks * sizeof(int32_t);
     st = dev_alloc(c, &pl->budget, bytes, "plan budget");
     if (st == STEM_OK) {
-        CUresult r = c->api->cuMemcpyHtoDAsync(pl->budget, plan->budget, bytes, c->stream);
-        if (!r)
-            r = c->api->cuStreamSynchronize(c->stream);
+        /* No wait: plan->budget lives as long as the plan, so the copy may
+         * still be queued on the caller's stream when this returns. */
+        const CUresult r =
+            c->api->cuMemcpyHtoDAsync(pl->budget, plan->budget, bytes, c->stream);
         if (r)
             st = stem_cuda_fail(r, "copying the plan budget");
     }
