@@ -59,7 +59,7 @@ echo; echo "== 3. tests/interop/test_wrap_native.c (CUDA and CPU)"
 gcc -O2 -std=c11 -D_GNU_SOURCE -Iapi -Itests/reference -Itests/common \
   tests/interop/test_wrap_native.c tests/reference/stem_ref.c tests/common/stem_synth.c \
   -L"$libdir" -lstem -ldl -lm -o "$work/test_wrap_native" &&
-  STEM_TEST_ONLY=cuda,cpu LD_LIBRARY_PATH=$libdir "$work/test_wrap_native"
+  STEM_TEST_ONLY=cuda,cpu STEM_TEST_REQUIRE=${STEM_TEST_REQUIRE-cuda} LD_LIBRARY_PATH=$libdir "$work/test_wrap_native"
 step "wrap_native test (cuMemAlloc memory in place; caller context and stream)" $?
 
 echo; echo "== 4. python/tests/device_check.py"

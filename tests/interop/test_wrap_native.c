@@ -9,7 +9,8 @@
  * leaves *out alone; on CUDA (where a device exists), the caller's current
  * context survives every libstem call and the caller's stream is used.
  *
- * STEM_TEST_ONLY=cpu,opencl limits the devices, as in the other suites.
+ * STEM_TEST_ONLY=cpu,opencl limits the devices and STEM_TEST_REQUIRE=cuda
+ * makes a backend without a device a failure, as in the other suites.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <dlfcn.h>
@@ -570,7 +571,8 @@ static int test_cuda(uint32_t device)
     CHECK(stem_context_get_native(probe, &h) == STEM_OK && h.context, "native handles");
     void *primary = h.context, *stream = NULL;
     CHECK(g_cu.CtxPushCurrent(primary) == 0, "push the primary context");
-    CHECK(g_cu.StreamCreate(&stream, 1) == 0, "cuStreamCreate");
+    /* A blocking stream: ordered after the test's copies on the legacy stream. */
+    CHECK(g_cu.StreamCreate(&stream, 0) == 0, "cuStreamCreate");
     const layout l = make_layout();
     unsigned long long p = 0;
     CHECK(g_cu.MemAlloc(&p, PAD + l.bytes + TAIL) == 0, "cuMemAlloc");
@@ -661,10 +663,22 @@ int main(void)
             printf("  %s: vendor headers missing at build time: skipped\n", info.name);
         stem_context_destroy(ctx);
     }
-    for (int b = 0; b < STEM_BACKEND_COUNT; b++)
-        if (!ran[b])
-            printf("%s: no device here (or not in STEM_TEST_ONLY): skipped\n",
-                   stem_backend_name((stem_backend)b));
+    const char *req = getenv("STEM_TEST_REQUIRE");
+    for (int b = 0; b < STEM_BACKEND_COUNT; b++) {
+        if (ran[b])
+            continue;
+        const char *name = stem_backend_name((stem_backend)b);
+        const size_t len = strlen(name);
+        int required = 0;
+        for (const char *p = req; p && (p = strstr(p, name)) != NULL; p += len)
+            required |= (p == req || p[-1] == ',') && (p[len] == '\0' || p[len] == ',');
+        if (required) {
+            printf("FAIL: %s is in STEM_TEST_REQUIRE but has no device\n", name);
+            g_failures++;
+        } else {
+            printf("%s: no device here (or not in STEM_TEST_ONLY): skipped\n", name);
+        }
+    }
     printf("%s: %d failure(s)\n", g_failures ? "FAILED" : "PASSED", g_failures);
     return g_failures ? 1 : 0;
 }
