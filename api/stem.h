@@ -129,7 +129,8 @@ typedef struct stem_context_desc {
     stem_log_fn log;       /* optional; the library prints nothing without it */
     void *log_user;
     /* Optional native queue to run on instead of the context's own: a
-     * CUstream (CUDA, of the device's primary context) or cl_command_queue
+     * CUstream (CUDA, of the device's primary context; CU_STREAM_LEGACY,
+     * (void *)1, for the legacy default stream) or cl_command_queue
      * (OpenCL, same device; the context then uses that queue's cl_context);
      * NULL = own. Vulkan takes none (STEM_ERR_UNSUPPORTED): it runs on its
      * own VkDevice and queue, see stem_context_get_native. The caller keeps

@@ -100,6 +100,7 @@ def _global_device(backend: str, index: Optional[int], cuda_ordinal: Optional[in
 # ---------------------------------------------------------------- contexts
 
 _MAX_PLANS = 16
+CU_STREAM_LEGACY = 0x1  # cuda.h: the legacy default stream as a handle
 
 
 class Context:
@@ -211,8 +212,10 @@ def pick_context(arrays: Sequence[Arr], backend: Optional[str],
             raise ValueError(f"CUDA tensors run on the cuda backend, not {backend!r}")
         ordinal = cuda[0].device_index
         import torch  # CUDA tensors come from torch (or through it, DLPack)
-        stream = torch.cuda.current_stream(ordinal).cuda_stream
-        return context_for("cuda", None, ordinal, int(stream))
+        stream = int(torch.cuda.current_stream(ordinal).cuda_stream)
+        # torch's default stream is the legacy NULL stream; to libstem NULL
+        # means "a stream of your own", so it gets CU_STREAM_LEGACY instead.
+        return context_for("cuda", None, ordinal, stream or CU_STREAM_LEGACY)
     b = backend or "cpu"
     if b not in L.BACKENDS and b != "auto":
         raise ValueError(f"unknown backend {backend!r}; one of {sorted(L.BACKENDS)} or 'auto'")
