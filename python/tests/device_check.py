@@ -104,22 +104,31 @@ def cu_current():
 
 
 def check_no_sync():
-    q = torch.randn(1, 8, 8192, 128, device="cuda", dtype=torch.bfloat16)
-    k = torch.randn(1, 2, 8192, 128, device="cuda", dtype=torch.bfloat16)
-    v = torch.randn(1, 2, 8192, 128, device="cuda", dtype=torch.bfloat16)
-    torch.cuda.synchronize()
-    ctx_before = cu_current()
-    s = torch.cuda.Stream()
-    for label in ("first call on a new stream (context and plan made)", "warm call"):
+    def make(n):
+        return (torch.randn(1, 8, n, 128, device="cuda", dtype=torch.bfloat16),
+                torch.randn(1, 2, n, 128, device="cuda", dtype=torch.bfloat16),
+                torch.randn(1, 2, n, 128, device="cuda", dtype=torch.bfloat16))
+
+    def busy_call(s, args):
         with torch.cuda.stream(s):
             torch.cuda._sleep(int(2e9))  # about a second of GPU work queued first
             t0 = time.perf_counter()
-            out = stem.prefill(q, k, v)
+            out = stem.prefill(*args)
             host_s = time.perf_counter() - t0
             pending = not s.query()
         s.synchronize()
-        ok = pending and bool(torch.isfinite(out.float()).all().item())
-        report(f"no stream synchronization: {label}", ok,
+        return pending, host_s, bool(torch.isfinite(out.float()).all().item())
+
+    small, big = make(1024), make(8192)
+    torch.cuda.synchronize()
+    ctx_before = cu_current()
+    s = torch.cuda.Stream()
+    pending, host_s, finite = busy_call(s, small)  # context made on this stream
+    print(f"[INFO] first call on a new stream (libstem context made, kernels loaded): "
+          f"{host_s * 1e3:.1f} ms, stream still busy afterwards: {pending}")
+    for label in ("new plan on that context (plan, budget upload, workspace)", "warm call"):
+        pending, host_s, finite = busy_call(s, big)
+        report(f"no stream synchronization: {label}", pending and finite,
                f"returned after {host_s * 1e3:.1f} ms with the stream still busy: {pending}")
     ctx_after = cu_current()
     report("the caller's current CUDA context is unchanged", ctx_after == ctx_before,
@@ -219,6 +228,20 @@ def check_overhead():
     t_c1 = timed(c_path)
     t_py = timed(py_path)
     t_c2 = timed(c_path)
+    # host time of one wrapper call (what the GPU time above can hide)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(5):
+        py_path()
+    host_py = (time.perf_counter() - t0) / 5
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(5):
+        c_path()
+    host_c = (time.perf_counter() - t0) / 5
+    torch.cuda.synchronize()
+    print(f"[INFO] host time to enqueue one call: Python {host_py * 1e6:.0f} us, "
+          f"C {host_c * 1e6:.0f} us")
     t_c = min(t_c1, t_c2)
     over = t_py / t_c - 1.0
     bound.close()
