@@ -135,8 +135,9 @@ typedef struct stem_context_desc {
      * NULL = own. Vulkan takes none (STEM_ERR_UNSUPPORTED): it runs on its
      * own VkDevice and queue, see stem_context_get_native. The caller keeps
      * the queue alive until stem_context_destroy; libstem never destroys it
-     * and never waits on it except in stem_synchronize, stem_buffer_read/
-     * write and the destruction of library-owned buffers and plans. */
+     * and waits on it only in stem_synchronize and stem_buffer_read/write
+     * (CUDA devices without memory pools also when freeing memory of its
+     * own: buffers, plans). */
     void *native_queue;
     /* Optional directory for compiled kernel caches (OpenCL program binaries,
      * Vulkan pipeline cache); copied at create time; NULL = no disk cache. */
@@ -197,7 +198,10 @@ STEM_API stem_status stem_buffer_wrap_host(stem_context *ctx, void *host, size_t
  * memory alive until stem_buffer_destroy; libstem never frees it, never
  * zero-fills it and never waits on a queue to create or destroy it. Work on
  * the memory is ordered by the context's queue (native_queue when given):
- * the caller orders its own accesses against that queue. */
+ * the caller orders its own accesses against that queue. libstem checks
+ * what the runtime lets it (CUDA: the pointer's device and allocation
+ * range; OpenCL: the object's type, context and size); a VkBuffer cannot
+ * be checked. */
 STEM_API stem_status stem_buffer_wrap_native(stem_context *ctx, void *handle, size_t offset,
                                              size_t bytes, stem_buffer **out);
 STEM_API void stem_buffer_destroy(stem_buffer *buf);

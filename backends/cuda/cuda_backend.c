@@ -2,6 +2,8 @@
  *
  * Environment:
  *   STEM_CUDA_LIBRARY=path          driver library to dlopen (default libcuda.so.1)
+ *   STEM_CUDA_SYNC_ALLOC=1          buffers with cuMemAlloc/cuMemFree (waits) instead of
+ *                                   the device's stream-ordered pool
  *   STEM_CUDA_GENERIC_ATTENTION=1   exact f32 CUDA-core attention for every dtype
  *   STEM_CUDA_ATTN_WIDE=0           block 128: the 8-warp x 16-row kernel instead of
  *                                   the default 4-warp x 32-row one
@@ -71,6 +73,26 @@ stem_status stem_cuda_enter(stem_cuda_context *c, const char *what)
 {
     (void)c, (void)what;
     return STEM_OK;
+}
+
+CUresult stem_cuda_mem_alloc(stem_cuda_context *c, CUdeviceptr *p, size_t bytes)
+{
+    if (!bytes)
+        bytes = 1;
+    return c->stream_alloc ? c->api->cuMemAllocAsync(p, bytes, c->stream)
+                           : c->api->cuMemAlloc(p, bytes);
+}
+
+void stem_cuda_mem_free(stem_cuda_context *c, CUdeviceptr p)
+{
+    if (!p)
+        return;
+    if (c->stream_alloc) {
+        c->api->cuMemFreeAsync(p, c->stream);
+    } else {
+        c->api->cuStreamSynchronize(c->stream); /* queued work may still use it */
+        c->api->cuMemFree(p);
+    }
 }
 
 static stem_status push_ctx(stem_cuda_context *c, const char *what)
@@ -275,6 +297,14 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
         st = stem_cuda_fail(r, "cuFuncSetAttribute(xattention shared memory)");
         goto fail;
     }
+    /* Stream-ordered allocation where the device has memory pools: buffer
+     * creation and destruction are then queued on the stream instead of
+     * waiting for the device (STEM_CUDA_SYNC_ALLOC=1: cuMemAlloc/cuMemFree). */
+    int pools = 0;
+    api->cuDeviceGetAttribute(&pools, STEM_CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED, c->dev);
+    const char *sync_alloc = getenv("STEM_CUDA_SYNC_ALLOC");
+    c->stream_alloc = pools == 1 && api->cuMemAllocAsync && api->cuMemFreeAsync &&
+                      !(sync_alloc && *sync_alloc && strcmp(sync_alloc, "0") != 0);
     const char *gen = getenv("STEM_CUDA_GENERIC_ATTENTION");
     c->force_generic = gen && *gen && strcmp(gen, "0") != 0;
     const char *qsm = getenv("STEM_CUDA_ATTN_QSMEM");
@@ -305,7 +335,7 @@ static stem_status cuda_buffer_alloc(stem_context *ctx, stem_buffer *buf, size_t
 {
     stem_cuda_context *c = stem_cuda_ctx(ctx);
     CUdeviceptr p = 0;
-    CUresult r = c->api->cuMemAlloc(&p, bytes ? bytes : 1);
+    CUresult r = stem_cuda_mem_alloc(c, &p, bytes);
     if (r)
         return r == STEM_CUDA_ERROR_OUT_OF_MEMORY
                    ? stem_set_error(STEM_ERR_DEVICE_OUT_OF_MEMORY,
@@ -314,7 +344,7 @@ static stem_status cuda_buffer_alloc(stem_context *ctx, stem_buffer *buf, size_t
     /* Zeroed so a fresh buffer reads the same on every run and backend;
      * queued, not waited for: all later use is ordered on the same stream. */
     if ((r = c->api->cuMemsetD8Async(p, 0, bytes, c->stream))) {
-        c->api->cuMemFree(p);
+        stem_cuda_mem_free(c, p);
         return stem_cuda_fail(r, "clearing a new buffer");
     }
     buf->impl = (void *)(uintptr_t)p;
@@ -372,11 +402,10 @@ static void cuda_buffer_free(stem_context *ctx, stem_buffer *buf)
 {
     stem_cuda_context *c = stem_cuda_ctx(ctx);
     /* Wrapped memory is the caller's: nothing to free, nothing to wait for.
-     * Ours may still be read by queued work: wait before freeing. */
-    if (buf->impl && buf->owned) {
-        c->api->cuStreamSynchronize(c->stream);
-        c->api->cuMemFree((CUdeviceptr)(uintptr_t)buf->impl);
-    }
+     * Ours may still be read by queued work: freed in stream order, or
+     * (without memory pools) after waiting for the stream. */
+    if (buf->impl && buf->owned)
+        stem_cuda_mem_free(c, (CUdeviceptr)(uintptr_t)buf->impl);
     buf->impl = NULL;
 }
 

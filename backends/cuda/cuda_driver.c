@@ -67,6 +67,13 @@ static void load_once(void)
     BIND(cuLaunchKernel, "cuLaunchKernel");
     BIND(cuGetErrorName, "cuGetErrorName");
 #undef BIND
+    if (ok) {
+        void *alloc_async = dlsym(lib, "cuMemAllocAsync"), *free_async = dlsym(lib, "cuMemFreeAsync");
+        if (alloc_async && free_async) {
+            memcpy(&a->cuMemAllocAsync, &alloc_async, sizeof alloc_async);
+            memcpy(&a->cuMemFreeAsync, &free_async, sizeof free_async);
+        }
+    }
     if (!ok) {
         dlclose(lib);
         return;

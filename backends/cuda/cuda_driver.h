@@ -23,6 +23,7 @@ typedef struct CUevent_st *CUevent;
 #define STEM_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN 97
 #define STEM_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES 8
 #define STEM_CU_STREAM_NON_BLOCKING 0x1
+#define STEM_CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED 115
 #define STEM_CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL 9
 #define STEM_CU_POINTER_ATTRIBUTE_RANGE_START_ADDR 11
 #define STEM_CU_POINTER_ATTRIBUTE_RANGE_SIZE 12
@@ -44,6 +45,10 @@ typedef struct stem_cuda_api {
     CUresult (*cuCtxPushCurrent)(CUcontext ctx);
     CUresult (*cuCtxPopCurrent)(CUcontext *ctx);
     CUresult (*cuPointerGetAttribute)(void *data, int attribute, CUdeviceptr ptr);
+    /* Optional (CUDA 11.2+; NULL when the driver lacks them): stream-ordered
+     * allocation, so creating and destroying buffers never waits. */
+    CUresult (*cuMemAllocAsync)(CUdeviceptr *ptr, size_t bytes, CUstream s);
+    CUresult (*cuMemFreeAsync)(CUdeviceptr ptr, CUstream s);
     CUresult (*cuStreamCreate)(CUstream *stream, unsigned flags);
     CUresult (*cuStreamDestroy)(CUstream stream);
     CUresult (*cuStreamSynchronize)(CUstream stream);

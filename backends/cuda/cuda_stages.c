@@ -66,8 +66,7 @@ stem_status stem_cuda_plan_check(const stem_context *ctx, const stem_attention_d
 
 static void free_ptr(stem_cuda_context *c, CUdeviceptr *p)
 {
-    if (*p)
-        c->api->cuMemFree(*p);
+    stem_cuda_mem_free(c, *p); /* ordered after queued stages that may use it */
     *p = 0;
 }
 
@@ -78,7 +77,6 @@ void stem_cuda_plan_fini(stem_plan *plan)
         return;
     stem_cuda_context *c = stem_cuda_ctx(plan->ctx);
     if (stem_cuda_enter(c, "stem_plan_destroy") == STEM_OK) {
-        c->api->cuStreamSynchronize(c->stream); /* queued stages may still use the scratch */
         free_ptr(c, &pl->budget);
         free_ptr(c, &pl->qflat);
         free_ptr(c, &pl->kflat);
@@ -91,7 +89,7 @@ void stem_cuda_plan_fini(stem_plan *plan)
 
 static stem_status dev_alloc(stem_cuda_context *c, CUdeviceptr *p, size_t bytes, const char *what)
 {
-    const CUresult r = c->api->cuMemAlloc(p, bytes ? bytes : 1);
+    const CUresult r = stem_cuda_mem_alloc(c, p, bytes);
     if (r) {
         *p = 0;
         if (r == STEM_CUDA_ERROR_OUT_OF_MEMORY)
