@@ -40,6 +40,9 @@
 
 static int g_failures;
 
+/* Backends this test knows (stem.h's enum is open: names past these read "unknown"). */
+#define TEST_BACKENDS 4
+
 #define CHECK(cond, ...)                                                                       \
     do {                                                                                       \
         if (!(cond)) {                                                                         \
@@ -623,13 +626,13 @@ int main(void)
 {
     uint32_t count = 0;
     stem_device_count(&count);
-    int ran[STEM_BACKEND_COUNT] = {0};
+    int ran[TEST_BACKENDS] = {0};
     for (uint32_t i = 0; i < count; i++) {
         stem_device_info info;
         stem_device_info_init(&info);
         if (stem_device_get_info(i, &info) != STEM_OK || !hardening_device_selected(&info))
             continue;
-        if (ran[info.backend]) /* one device per backend */
+        if ((int)info.backend >= TEST_BACKENDS || ran[info.backend]) /* one device per backend */
             continue;
         ran[info.backend] = 1;
         printf("%s: %s\n", stem_backend_name(info.backend), info.name);
@@ -664,7 +667,7 @@ int main(void)
         stem_context_destroy(ctx);
     }
     const char *req = getenv("STEM_TEST_REQUIRE");
-    for (int b = 0; b < STEM_BACKEND_COUNT; b++) {
+    for (int b = 0; b < TEST_BACKENDS; b++) {
         if (ran[b])
             continue;
         const char *name = stem_backend_name((stem_backend)b);
