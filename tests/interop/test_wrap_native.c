@@ -295,6 +295,9 @@ typedef struct cl_fns {
                                 void(CL_CALLBACK *)(const char *, const void *, size_t, void *),
                                 void *, cl_int *);
     cl_int (*ReleaseContext)(cl_context);
+    cl_command_queue (*CreateCommandQueue)(cl_context, cl_device_id, cl_command_queue_properties,
+                                           cl_int *);
+    cl_int (*ReleaseCommandQueue)(cl_command_queue);
 } cl_fns;
 static cl_fns g_cl;
 
@@ -320,8 +323,11 @@ static int test_opencl(stem_context *ctx)
         *(void **)&g_cl.EnqueueReadBuffer = dlsym(g_cl.lib, "clEnqueueReadBuffer");
         *(void **)&g_cl.CreateContext = dlsym(g_cl.lib, "clCreateContext");
         *(void **)&g_cl.ReleaseContext = dlsym(g_cl.lib, "clReleaseContext");
+        *(void **)&g_cl.CreateCommandQueue = dlsym(g_cl.lib, "clCreateCommandQueue");
+        *(void **)&g_cl.ReleaseCommandQueue = dlsym(g_cl.lib, "clReleaseCommandQueue");
         CHECK(g_cl.CreateBuffer && g_cl.ReleaseMemObject && g_cl.EnqueueWriteBuffer &&
-                  g_cl.EnqueueReadBuffer && g_cl.CreateContext && g_cl.ReleaseContext,
+                  g_cl.EnqueueReadBuffer && g_cl.CreateContext && g_cl.ReleaseContext &&
+                  g_cl.CreateCommandQueue && g_cl.ReleaseCommandQueue,
               "OpenCL entry points");
     }
     if (native_handles_match(ctx, STEM_BACKEND_OPENCL))
@@ -354,6 +360,39 @@ static int test_opencl(stem_context *ctx)
         g_cl.ReleaseContext(other);
     }
     g_cl.ReleaseMemObject(mem); /* libstem released its reference at destroy */
+    return rc;
+}
+
+/* The other direction: the caller's own cl_context and queue, handed over
+ * as native_queue; libstem runs on them and takes the caller's cl_mem. */
+static int test_opencl_caller_queue(uint32_t device, cl_device_id dev)
+{
+    const layout l = make_layout();
+    cl_int err = CL_SUCCESS;
+    cl_context cctx = g_cl.CreateContext(NULL, 1, &dev, NULL, NULL, &err);
+    CHECK(err == CL_SUCCESS, "clCreateContext");
+    cl_command_queue queue = g_cl.CreateCommandQueue(cctx, dev, 0, &err);
+    CHECK(err == CL_SUCCESS, "clCreateCommandQueue");
+    cl_mem mem = g_cl.CreateBuffer(cctx, CL_MEM_READ_WRITE, PAD + l.bytes + TAIL, NULL, &err);
+    CHECK(err == CL_SUCCESS, "clCreateBuffer");
+    stem_context_desc d;
+    stem_context_desc_init(&d);
+    d.device = (int32_t)device;
+    d.native_queue = queue;
+    stem_context *ctx = NULL;
+    CHECK(stem_context_create(&d, &ctx) == STEM_OK, "stem_context_create(native_queue)");
+    stem_native_handles h;
+    stem_native_handles_init(&h);
+    CHECK(stem_context_get_native(ctx, &h) == STEM_OK, "stem_context_get_native");
+    CHECK(h.queue == (void *)queue && h.context == (void *)cctx,
+          "the context does not run on the caller's queue and cl_context");
+    native_mem m = {.handle = mem, .write = cl_write, .read = cl_read};
+    m.priv[0] = queue;
+    const int rc = run_prefill(ctx, &m, "opencl (caller's queue)");
+    stem_context_destroy(ctx);
+    g_cl.ReleaseMemObject(mem);
+    g_cl.ReleaseCommandQueue(queue);
+    g_cl.ReleaseContext(cctx);
     return rc;
 }
 
@@ -653,8 +692,13 @@ int main(void)
         if (info.backend == STEM_BACKEND_CPU)
             test_cpu(ctx);
 #ifdef HAVE_CL
-        else if (info.backend == STEM_BACKEND_OPENCL)
-            test_opencl(ctx);
+        else if (info.backend == STEM_BACKEND_OPENCL) {
+            stem_native_handles h;
+            stem_native_handles_init(&h);
+            stem_context_get_native(ctx, &h);
+            if (test_opencl(ctx) == 0)
+                test_opencl_caller_queue(i, (cl_device_id)h.device);
+        }
 #endif
 #ifdef HAVE_VK
         else if (info.backend == STEM_BACKEND_VULKAN) {
