@@ -104,7 +104,8 @@ def prefill(q: Array, k: Array, v: Array, *, selector: str = "stem", block_size:
     Returns:
         The attention output, shaped like q, of q's type and device (or the
         tuple above with return_lists). On CUDA the work is queued on the
-        current stream, as with any torch operation.
+        current stream, as with any torch operation. Inference only: the
+        output carries no autograd history.
 
     Raises:
         StemError (InvalidArgumentError, UnsupportedError, ...) with libstem's
