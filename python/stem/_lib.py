@@ -39,17 +39,24 @@ DTYPE_SIZE = {DTYPE_F32: 4, DTYPE_F16: 2, DTYPE_BF16: 2, DTYPE_I32: 4}
 DEVICE_AUTO = -1
 
 # --------------------------------------------------------------- structs
+#
+# Every versioned struct ends in zeroed spare bytes: the library's *_init()
+# writes its own struct_size and defaults there, so a newer library with
+# appended fields gets a large enough struct with its defaults, and the
+# fields this package knows keep their offsets (fields are only appended).
+
+_TAIL = [("_tail", c_uint8 * 512)]
 
 
 class BackendInfo(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("backend", c_int), ("compiled", c_int),
-                ("available", c_int), ("device_count", c_uint32), ("reason", c_char * 256)]
+                ("available", c_int), ("device_count", c_uint32), ("reason", c_char * 256), *_TAIL]
 
 
 class DeviceInfo(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("backend", c_int), ("backend_index", c_uint32),
                 ("is_gpu", c_int), ("memory_bytes", c_uint64), ("compute_units", c_uint32),
-                ("name", c_char * 256), ("detail", c_char * 256)]
+                ("name", c_char * 256), ("detail", c_char * 256), *_TAIL]
 
 
 LOG_FN = ctypes.CFUNCTYPE(None, c_void_p, c_int, c_char_p)
@@ -58,13 +65,13 @@ LOG_FN = ctypes.CFUNCTYPE(None, c_void_p, c_int, c_char_p)
 class ContextDesc(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("device", c_int32), ("num_threads", c_int32),
                 ("log", LOG_FN), ("log_user", c_void_p), ("native_queue", c_void_p),
-                ("cache_dir", c_char_p)]
+                ("cache_dir", c_char_p), *_TAIL]
 
 
 class NativeHandles(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("backend", c_int), ("context", c_void_p),
                 ("queue", c_void_p), ("device", c_void_p), ("instance", c_void_p),
-                ("queue_family", c_uint32)]
+                ("queue_family", c_uint32), *_TAIL]
 
 
 class Tensor(ctypes.Structure):
@@ -83,7 +90,7 @@ class Config(ctypes.Structure):
         ("large_rate", c_double), ("large_bias", c_int32), ("k_start", c_int32),
         ("paper_short_rate", c_double), ("paper_long_rate", c_double),
         ("paper_switch_tokens", c_int64), ("paper_min_blocks", c_int32), ("uniform_k", c_int32),
-        ("xattn_threshold", c_float), ("dense_layers", c_int32),
+        ("xattn_threshold", c_float), ("dense_layers", c_int32), *_TAIL,
     ]
 
 
@@ -91,16 +98,17 @@ class AttentionDesc(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("batch", c_int64), ("num_q_heads", c_int64),
                 ("num_kv_heads", c_int64), ("q_len", c_int64), ("kv_len", c_int64),
                 ("head_dim", c_int64), ("dtype", c_int), ("causal", c_int32),
-                ("softmax_scale", c_float), ("layer_index", c_int32)]
+                ("softmax_scale", c_float), ("layer_index", c_int32), *_TAIL]
 
 
 class PlanInfo(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("num_q_blocks", c_int64), ("num_k_blocks", c_int64),
                 ("dense", c_int32), ("k_start", c_int32), ("k_end", c_int32),
-                ("budget_density", c_double), ("workspace_bytes", c_size_t), ("selector", c_int)]
+                ("budget_density", c_double), ("workspace_bytes", c_size_t), ("selector", c_int),
+                *_TAIL]
 
 
-CONFIG_FIELDS = tuple(name for name, _ in Config._fields_ if name not in ("struct_size",))
+CONFIG_FIELDS = tuple(name for name, _ in Config._fields_ if name not in ("struct_size", "_tail"))
 
 # ---------------------------------------------------------------- loading
 
