@@ -569,8 +569,11 @@ static int test_cuda(uint32_t device)
     stem_device_info info;
     stem_device_info_init(&info);
     stem_device_get_info(device, &info);
-    g_cu.lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-    CHECK(g_cu.lib, "dlopen libcuda.so.1");
+    const char *driver = getenv("STEM_CUDA_LIBRARY"); /* the driver libstem uses */
+    if (!driver || !*driver)
+        driver = "libcuda.so.1";
+    g_cu.lib = dlopen(driver, RTLD_NOW | RTLD_LOCAL);
+    CHECK(g_cu.lib, "dlopen %s", driver);
 #define SYM(field, name) *(void **)&g_cu.field = dlsym(g_cu.lib, name)
     SYM(Init, "cuInit");
     SYM(DeviceGet, "cuDeviceGet");
