@@ -19,6 +19,7 @@ path in the STEM_LIBRARY environment variable, then the system's.
 
 from __future__ import annotations
 
+import ctypes
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import _lib
@@ -59,13 +60,8 @@ def _common(q, k, v, layout):
 
 def _run(ctx, fn_name, plan, tensors):
     fn = getattr(_lib.lib(), fn_name)
-    ptrs = [None if t is None else _ptr(t) for t in tensors]
+    ptrs = [None if t is None else ctypes.byref(t) for t in tensors]
     check(fn(plan, *ptrs), fn_name)
-
-
-def _ptr(t):
-    import ctypes
-    return ctypes.byref(t)
 
 
 def prefill(q: Array, k: Array, v: Array, *, selector: str = "stem", block_size: int = 128,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ctypes
 import threading
 from collections import OrderedDict
 from ctypes import byref, c_int, c_uint32, c_void_p
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import _lib as L
-from ._arrays import Arr, adapt, new_like
+from ._arrays import Arr
 
 # ------------------------------------------------------------- exceptions
 
@@ -21,10 +20,17 @@ class StemError(RuntimeError):
 
     def __init__(self, status: int, message: str, call: str = ""):
         self.status = status
-        self.status_name = L.STATUS_NAMES.get(status, f"STEM_STATUS_{status}")
+        self.status_name = _status_name(status)
         self.message = message
         self.call = call
         super().__init__(f"{self.status_name}: {message}" if message else self.status_name)
+
+
+def _status_name(status: int) -> str:
+    try:  # the library's own stable name
+        return L.lib().stem_status_name(status).decode()
+    except OSError:
+        return L.STATUS_NAMES.get(status, f"STEM_STATUS_{status}")
 
 
 class InvalidArgumentError(StemError, ValueError):
