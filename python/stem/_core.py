@@ -137,8 +137,20 @@ class Context:
             self.plans.move_to_end(key)
             return p
         p = c_void_p()
-        check(L.lib().stem_plan_create(self.handle, byref(desc), byref(cfg), byref(p)),
+        lib = L.lib()
+        check(lib.stem_plan_create(self.handle, byref(desc), byref(cfg), byref(p)),
               "stem_plan_create")
+        # The plan must have read the shape this package wrote: a library
+        # whose structs are laid out otherwise would show it here.
+        info = L.PlanInfo()
+        lib.stem_plan_info_init(byref(info))
+        check(lib.stem_plan_get_info(p, byref(info)), "stem_plan_get_info")
+        want = -(-desc.kv_len // cfg.block_size)
+        if info.num_k_blocks != want:
+            lib.stem_plan_destroy(p)
+            raise StemError(9, f"libstem at {L.library_path()} reads the plan's shape "
+                            f"differently ({info.num_k_blocks} key blocks, expected {want}): "
+                            "this package and the library do not match", "stem_plan_create")
         self.plans[key] = p
         if len(self.plans) > _MAX_PLANS:
             _, old = self.plans.popitem(last=False)
