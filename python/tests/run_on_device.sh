@@ -48,7 +48,8 @@ else
 fi
 echo "libstem: $lib ($(( $(date +%s) - t0 )) s so far)"
 libdir=$work/lib
-mkdir -p "$libdir" && cp "$lib" "$libdir/libstem.so" && ln -sf libstem.so "$libdir/libstem.so.0"
+soname=$(readelf -d "$lib" 2>/dev/null | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+mkdir -p "$libdir" && cp "$lib" "$libdir/libstem.so" && ln -sf libstem.so "$libdir/${soname:-libstem.so.0}"
 
 echo; echo "== 2. examples/simple_prefill.c"
 gcc -O2 -std=c11 -Iapi examples/simple_prefill.c -L"$libdir" -lstem -lm -o "$work/simple_prefill" &&
