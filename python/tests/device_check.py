@@ -252,6 +252,9 @@ def check_overhead():
 
 
 def main():
+    if not torch.cuda.is_available():
+        print("[FAIL] torch sees no CUDA device: this check needs the GPU machine")
+        return 1
     print(f"stem {stem.version()} from {stem.library_path()}; torch {torch.__version__}; "
           f"{torch.cuda.get_device_name()}", flush=True)
     for check in (check_dense, check_selection_vs_cpu, check_no_sync, check_transformers,
