@@ -78,8 +78,14 @@ def register(selector: str = "stem", block_size: int = 128, **config: Any) -> No
     _options.clear()
     _options.update({"selector": selector, "block_size": block_size, **config})
     AttentionInterface.register(NAME, stem_attention_forward)
-    try:  # transformers >= 4.53 builds masks per attention implementation
-        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-        AttentionMaskInterface.register(NAME, sdpa_mask)
+    # transformers >= 4.53 builds masks per attention implementation, and
+    # none at all for a name it has no mask function for (padded batches
+    # would then look causal): use SDPA's, which is None exactly when the
+    # call is plain causal attention.
+    try:
+        from transformers.masking_utils import AttentionMaskInterface
     except ImportError:
-        pass
+        return
+    sdpa_mask = AttentionMaskInterface._global_mapping.get("sdpa")
+    if sdpa_mask is not None:
+        AttentionMaskInterface.register(NAME, sdpa_mask)
