@@ -215,9 +215,9 @@ STEM_API stem_status stem_buffer_wrap_host(stem_context *ctx, void *host, size_t
 /* Caller-owned device memory, used in place (zero copy). handle is, per
  * backend of ctx:
  *   CPU     a host pointer (as stem_buffer_wrap_host)
- *   CUDA    a CUdeviceptr cast to void *, on the context's device (any
- *           context of that device: allocations are visible to its primary
- *           context, which libstem uses)
+ *   CUDA    a CUdeviceptr cast to void *, allocated on the context's
+ *           device in its primary context (where libstem runs, and where
+ *           the CUDA runtime, PyTorch and CuPy allocate)
  *   OpenCL  a cl_mem of the context's cl_context (stem_context_get_native);
  *           libstem holds a reference (clRetainMemObject) until destroy
  *   Vulkan  a VkBuffer created on the context's VkDevice

@@ -380,6 +380,15 @@ static stem_status cuda_buffer_wrap_native(stem_context *ctx, stem_buffer *buf, 
                               "stem_buffer_wrap_native: the pointer lives on CUDA device %d, the "
                               "context on device %d",
                               ordinal, (int)c->dev);
+    /* Memory of another context of the device cannot be used from the
+     * primary one; pool and VMM allocations report no context. */
+    CUcontext owner = NULL;
+    if (!c->api->cuPointerGetAttribute(&owner, STEM_CU_POINTER_ATTRIBUTE_CONTEXT, p) && owner &&
+        owner != c->cu)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_buffer_wrap_native: the pointer was allocated in another CUDA "
+                              "context than the device's primary context, which libstem runs in "
+                              "(the CUDA runtime, PyTorch and CuPy allocate there)");
     CUdeviceptr start = 0;
     size_t size = 0;
     if (!c->api->cuPointerGetAttribute(&start, STEM_CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, p) &&

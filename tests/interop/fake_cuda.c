@@ -53,19 +53,21 @@ EXPORT int fake_cuda_stack_depth(void) { return t_depth; }
 typedef struct alloc {
     CUdeviceptr p;
     size_t n;
+    void *ctx; /* current context at allocation */
 } alloc;
 static alloc g_allocs[4096];
 static int g_nallocs;
 
 static void track(CUdeviceptr p, size_t n)
 {
+    void *ctx = t_depth ? t_stack[t_depth - 1] : NULL;
     for (int i = 0; i < g_nallocs; i++)
         if (!g_allocs[i].p) {
-            g_allocs[i] = (alloc){p, n};
+            g_allocs[i] = (alloc){p, n, ctx};
             return;
         }
     if (g_nallocs < 4096)
-        g_allocs[g_nallocs++] = (alloc){p, n};
+        g_allocs[g_nallocs++] = (alloc){p, n, ctx};
 }
 static void untrack(CUdeviceptr p)
 {
@@ -177,6 +179,7 @@ EXPORT CUresult cuPointerGetAttribute(void *data, int attr, CUdeviceptr p)
     if (!a)
         return ERR_INVALID_VALUE;
     switch (attr) {
+    case 1: *(void **)data = a->ctx; return OK;        /* context */
     case 9: *(int *)data = 0; return OK;               /* device ordinal */
     case 11: *(CUdeviceptr *)data = a->p; return OK;   /* range start */
     case 12: *(size_t *)data = a->n; return OK;        /* range size */

@@ -35,6 +35,8 @@ static struct {
     int (*depth)(void);
     int (*ctx_create)(void **, unsigned, int);
     int (*ctx_get)(void **);
+    int (*push)(void *);
+    int (*pop)(void **);
     int (*stream_create)(void **, unsigned);
     int (*mem_alloc)(unsigned long long *, size_t);
     int (*mem_free)(unsigned long long);
@@ -87,11 +89,20 @@ static void round_trip(int32_t device, void *mine, void *stream, int pools)
     EXPECT(current() == mine && F.depth() == 1, "%s: context creation left another context",
            mode);
 
-    /* The caller's memory: q, k, v and out in one allocation. */
+    /* The caller's memory: q, k, v and out in one allocation, in the
+     * primary context (as the CUDA runtime and PyTorch allocate). */
+    stem_native_handles h;
+    stem_native_handles_init(&h);
+    EXPECT(stem_context_get_native(ctx, &h) == STEM_OK && h.context && h.queue == stream,
+           "%s: native handles", mode);
     const size_t qb = (size_t)HQ * N * D * 2, kb = (size_t)HKV * N * D * 2;
     const size_t total = 2 * qb + 2 * kb;
-    unsigned long long mem = 0;
+    unsigned long long mem = 0, other_ctx_mem = 0;
+    void *popped = NULL;
+    F.push(h.context);
     EXPECT(F.mem_alloc(&mem, total) == 0, "cuMemAlloc");
+    F.pop(&popped);
+    EXPECT(F.mem_alloc(&other_ctx_mem, 256) == 0, "cuMemAlloc"); /* in the caller's own context */
 
     F.reset(stream);
     stem_attention_desc desc;
@@ -161,6 +172,10 @@ static void round_trip(int32_t device, void *mine, void *stream, int pools)
     EXPECT(st == STEM_ERR_INVALID_ARGUMENT && out == sentinel &&
                strstr(stem_last_error(), "past its allocation"),
            "%s: a range past the allocation gave %s", mode, stem_status_name(st));
+    st = stem_buffer_wrap_native(ctx, (void *)(uintptr_t)other_ctx_mem, 0, 256, &out);
+    EXPECT(st == STEM_ERR_INVALID_ARGUMENT && out == sentinel &&
+               strstr(stem_last_error(), "another CUDA context"),
+           "%s: memory of another context gave %s", mode, stem_status_name(st));
     st = stem_buffer_wrap_native(ctx, NULL, 0, 64, &out);
     EXPECT(st == STEM_ERR_INVALID_ARGUMENT && out == sentinel, "%s: NULL handle", mode);
 
@@ -169,6 +184,7 @@ static void round_trip(int32_t device, void *mine, void *stream, int pools)
     EXPECT(s.set_current == 0, "%s: cuCtxSetCurrent called %ld times", mode, s.set_current);
     EXPECT(current() == mine && F.depth() == 1, "%s: destroy left another context", mode);
     F.mem_free(mem);
+    F.mem_free(other_ctx_mem);
     if (g_failures == failures_before)
         printf("  %s: no waits on the caller's stream outside stem_synchronize; the caller's "
            "context current after every call\n", mode);
@@ -187,6 +203,8 @@ int main(void)
     *(void **)&F.depth = dlsym(fake, "fake_cuda_stack_depth");
     *(void **)&F.ctx_create = dlsym(fake, "cuCtxCreate_v2");
     *(void **)&F.ctx_get = dlsym(fake, "cuCtxGetCurrent");
+    *(void **)&F.push = dlsym(fake, "cuCtxPushCurrent_v2");
+    *(void **)&F.pop = dlsym(fake, "cuCtxPopCurrent_v2");
     *(void **)&F.stream_create = dlsym(fake, "cuStreamCreate");
     *(void **)&F.mem_alloc = dlsym(fake, "cuMemAlloc_v2");
     *(void **)&F.mem_free = dlsym(fake, "cuMemFree_v2");
