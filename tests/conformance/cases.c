@@ -37,7 +37,7 @@ static const char *apply_variant(stem_config *c, int32_t *layer_index, stem_sele
 {
     const int32_t k3 = (int32_t)max64(1, n / 3), k4 = (int32_t)max64(1, n / 4);
     const int32_t k2 = (int32_t)max64(1, n / 2);
-    if (sel == STEM_SELECTOR_XATTENTION) {
+    if (sel == STEM_SELECTOR_XATTENTION || sel == STEM_SELECTOR_XATTENTION_STRICT) {
         switch (v % 7) {
         case 0: return "";
         case 1: c->xattn_threshold = 0.5f; return "tau50";
@@ -99,7 +99,8 @@ double conf_case_cost(const conf_case *c)
     const int64_t N = c->n_tokens, B = c->cfg.block_size;
     const int64_t n = (N + B - 1) / B;
     double dens = 1.0;
-    if (c->cfg.selector == STEM_SELECTOR_XATTENTION) {
+    if (c->cfg.selector == STEM_SELECTOR_XATTENTION ||
+        c->cfg.selector == STEM_SELECTOR_XATTENTION_STRICT) {
         dens = 0.6;
     } else if (c->cfg.selector != STEM_SELECTOR_DENSE) {
         int32_t *budget = malloc((size_t)n * sizeof *budget);
@@ -193,7 +194,7 @@ static void make_case(const primary *pr, uint64_t key, conf_case *c)
      * them in most sparse variants so top-k has something to do. */
     char tagbuf[48];
     if (*tag && n < 32 && pick(key, 17, 8) != 0 && pr->sel != STEM_SELECTOR_XATTENTION &&
-        pr->sel != STEM_SELECTOR_DENSE) {
+        pr->sel != STEM_SELECTOR_XATTENTION_STRICT && pr->sel != STEM_SELECTOR_DENSE) {
         const int32_t lim = (int32_t)(n / 4), sink0 = c->cfg.sink_blocks;
         const int32_t local0 = c->cfg.local_blocks;
         if (c->cfg.sink_blocks > lim)

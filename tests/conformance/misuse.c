@@ -731,8 +731,13 @@ static void api_check(conf_test *T, const conf_misuse *m)
                 fail_msg("stem_backend_name(%d) = \"%s\"", b, stem_backend_name((stem_backend)b));
         if (strcmp(stem_backend_name((stem_backend)77), "unknown") != 0)
             fail_msg("stem_backend_name(77) must be \"unknown\"");
-        static const char *const sn[] = {"stem", "stem_paper", "uniform", "xattention", "dense"};
-        static const char *const upper[] = {"STEM", "Stem_Paper", "UNIFORM", "XAttention", "Dense"};
+        static const char *const sn[] = {"stem",  "stem_paper", "uniform",
+                                         "xattention", "dense", "xattention_strict"};
+        static const char *const upper[] = {"STEM",  "Stem_Paper", "UNIFORM",
+                                            "XAttention", "Dense", "XAttention_Strict"};
+        _Static_assert(STEM_SELECTOR_COUNT == 6 && STEM_SELECTOR_XATTENTION == 3 &&
+                           STEM_SELECTOR_DENSE == 4 && STEM_SELECTOR_XATTENTION_STRICT == 5,
+                       "selector values are ABI: new ones are appended");
         for (int s = 0; s < STEM_SELECTOR_COUNT; ++s) {
             stem_selector out = (stem_selector)99;
             if (strcmp(stem_selector_name((stem_selector)s), sn[s]) != 0)

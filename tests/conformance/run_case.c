@@ -366,7 +366,8 @@ void conf_run_case(conf_test *T)
     if (info.dense && info.k_start != n)
         fail_msg("plan info: dense plan with k_start = %d, expected nk = %lld", info.k_start,
                  (long long)n);
-    if (!info.dense && cfg.selector != STEM_SELECTOR_XATTENTION) {
+    if (!info.dense && cfg.selector != STEM_SELECTOR_XATTENTION &&
+        cfg.selector != STEM_SELECTOR_XATTENTION_STRICT) {
         int dd = 0;
         const int32_t ks = stem_ref_k_start(&cfg, N, c->layer_index, &dd);
         if (info.k_start != ks)
