@@ -108,22 +108,27 @@ static void select_xattention(const select_job *job, const float *w, int64_t I, 
                               cand *c, uint8_t *mark)
 {
     double total = 0.0;
-    for (int64_t J = 0; J <= I; J++)
+    int negative = 0; /* then the running mass may fall again: test every candidate */
+    for (int64_t J = 0; J <= I; J++) {
         total += w[J];
+        negative |= w[J] < 0.0f;
+    }
     const double target = (double)job->plan->cfg.xattn_threshold * total;
     mark[0] = 1; /* forced, or kept by the official rule anyway */
     mark[I] = 1;
     const double forced = diag_only || I == 0 ? w[I] : (double)w[0] + w[I];
     /* Others by W descending (ties to the lower J), popped from a heap while
-     * the mass before the next one is below the target. */
+     * the mass the next one is tested on is below the target (masses from
+     * stem_score are >= 0, so the first failure ends the row). */
     int64_t m = 0;
     for (int64_t J = diag_only ? 0 : 1; J < I; J++)
         c[m++] = (cand){w[J], (int32_t)J};
     heapify(c, m, 1);
     double acc = forced; /* forced + every popped mass */
     double before = diag_only ? 0.0 : forced; /* what the next candidate is tested on */
-    while (m > 0 && before < target) {
-        mark[c[0].j] = 1;
+    while (m > 0 && (before < target || negative)) {
+        if (before < target)
+            mark[c[0].j] = 1;
         before = acc; /* diag_only: lags one popped mass behind acc */
         acc += c[0].v;
         if (!diag_only)

@@ -297,7 +297,7 @@ int conf_build_cases(int level, conf_case **out)
     for (int t = 0; t < nt; ++t)
         for (int c = 0; c < tiers[t].n_combos; ++c)
             cap += STEM_SELECTOR_COUNT * tiers[t].combos[c].variants;
-    cap += 8;
+    cap += 16;
     conf_case *cases = calloc((size_t)cap, sizeof *cases);
     if (!cases)
         return -1;
@@ -306,6 +306,11 @@ int conf_build_cases(int level, conf_case **out)
         for (int s = 0; s < STEM_SELECTOR_COUNT; ++s)
             for (int c = 0; c < tiers[t].n_combos; ++c)
                 for (int v = 0; v < tiers[t].combos[c].variants; ++v) {
+                    /* The strict rule shares everything but selection with
+                     * XATTENTION: a thinner slice of the table. */
+                    if (s == STEM_SELECTOR_XATTENTION_STRICT &&
+                        (tiers[t].n_tokens < 127 || tiers[t].n_tokens > 1000 || v > 0))
+                        continue;
                     const heads hh = H[tiers[t].combos[c].hidx];
                     primary pr = {(stem_selector)s, tiers[t].n_tokens, hh.hq, hh.hkv,
                                   tiers[t].combos[c].d, (unsigned)v};
@@ -338,6 +343,36 @@ int conf_build_cases(int level, conf_case **out)
         c->cost = conf_case_cost(c);
         snprintf(c->name, sizeof c->name, "stem_d128_h1x1_n9000_b128_s8_bf16_bnhd_structured");
     }
+    /* Cases where XAttention's official and strict rules select differently
+     * in rows of both kinds (checked on the reference masses), under each
+     * selector: a backend running the other rule fails them. */
+    for (int kind = 0; kind < 2; ++kind)
+        for (int sel = 0; sel < 2; ++sel) {
+            const stem_selector xs =
+                sel ? STEM_SELECTOR_XATTENTION_STRICT : STEM_SELECTOR_XATTENTION;
+            primary pr = {xs, 1000, 4, 1, 64, 0};
+            conf_case *c = &cases[count++];
+            make_case(&pr, 0x5B117ull + (uint64_t)kind, c);
+            stem_config_init(&c->cfg);
+            c->cfg.selector = xs;
+            c->cfg.block_size = 16;
+            c->cfg.stride = 4;
+            c->in_dtype = c->out_dtype = STEM_DTYPE_F32;
+            c->in_layout = c->out_layout = c->meta_layout = CONF_BHND;
+            c->kind = kind ? STEM_SYNTH_RANDOM : STEM_SYNTH_STRUCTURED;
+            c->ties = c->small_v = 0;
+            c->batch = 1;
+            c->layer_index = -1;
+            c->softmax_scale = 0.0f;
+            c->custom_lists = 0;
+            c->offsets = 0;
+            c->bufmode = CONF_BUF_SEPARATE;
+            c->prefill = CONF_PREFILL_ALL;
+            c->xattn_split = 1;
+            c->cost = conf_case_cost(c);
+            snprintf(c->name, sizeof c->name, "%s_split_d64_h4x1_n1000_b16_s4_f32_bhnd_%s",
+                     stem_selector_name(xs), kind ? "random" : "structured");
+        }
     /* Unique names, so STEM_TEST_FILTER can always pick exactly one. */
     for (int i = 0; i < count; ++i) {
         int dup = 0;

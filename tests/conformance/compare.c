@@ -326,6 +326,44 @@ static void format_row(char *buf, size_t size, const int32_t *row, int32_t c)
         snprintf(buf + at, size - at, ",...");
 }
 
+void conf_xattn_rule_split(const stem_ref_problem *p, const stem_config *cfg, int64_t n,
+                           const double *scores, long *lag, long *sink)
+{
+    unsigned char *a = calloc((size_t)n, 1), *b = calloc((size_t)n, 1);
+    const double tau = (double)cfg->xattn_threshold;
+    *lag = *sink = 0;
+    for (int64_t w = 0; a && b && w < p->batch * p->hq; ++w)
+        for (int64_t I = 2; I < n; ++I) {
+            const double *s = scores + (w * n + I) * n;
+            memset(a, 0, (size_t)n);
+            memset(b, 0, (size_t)n);
+            stem_ref_xattn_row(s, I, tau, 1, a);
+            stem_ref_xattn_row(s, I, tau, 0, b);
+            if (!memcmp(a, b, (size_t)(I + 1)))
+                continue;
+            /* block 0's rank among the candidates [0, I) (ties to the lower block,
+             * so it is first among equals), and the mass its test sees */
+            int64_t rank = 0;
+            double before = 0.0, lowest = INFINITY;
+            for (int64_t J = 1; J < I; ++J)
+                if (s[J] > s[0]) {
+                    ++rank;
+                    before += s[J];
+                    lowest = s[J] < lowest ? s[J] : lowest;
+                }
+            double total = 0.0;
+            for (int64_t J = 0; J <= I; ++J)
+                total += s[J];
+            const double tested = rank == 0 ? 0.0 : s[I] + before - lowest;
+            if (tested < tau * total)
+                ++*lag;
+            else
+                ++*sink;
+        }
+    free(a);
+    free(b);
+}
+
 int conf_compare_selection(const stem_ref_problem *p, const stem_config *cfg, int64_t n,
                            const int32_t *budget, int plan_dense, const double *scores,
                            const double *tol, const int32_t *want_index,

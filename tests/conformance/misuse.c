@@ -1019,7 +1019,8 @@ static void api_check(conf_test *T, const conf_misuse *m)
 
 int conf_build_misuse(conf_misuse **out)
 {
-    int cap = ST_N * T_N * MU_N + ST_N + LI_N + N_PLAN_MUTS + MI_N + AP_N + CONF_HARDENING_CASES;
+    int cap = ST_N * T_N * MU_N + ST_N + LI_N + N_PLAN_MUTS + MI_N + AP_N + CONF_HARDENING_CASES +
+              CONF_XATTN_RULE_CASES;
     conf_misuse *list = calloc((size_t)cap, sizeof *list);
     if (!list)
         return -1;
@@ -1070,6 +1071,7 @@ int conf_build_misuse(conf_misuse **out)
         list[k++].a = a;
     }
     k += conf_add_hardening_cases(list + k, cap - k);
+    k += conf_add_xattn_rule_cases(list + k, cap - k);
     *out = list;
     return k;
 }

@@ -19,6 +19,11 @@ typedef struct conf_misuse {
 #define CONF_HARDENING_CASES 13
 int conf_add_hardening_cases(conf_misuse *list, int cap);
 
+/* stem_select on hand-written XAttention masses, both rules (xattn_rules.c):
+ * adds CONF_XATTN_RULE_CASES entries (room for cap); returns the count. */
+#define CONF_XATTN_RULE_CASES 1
+int conf_add_xattn_rule_cases(conf_misuse *list, int cap);
+
 /* Builds the misuse list; *out is malloc'ed. */
 int conf_build_misuse(conf_misuse **out);
 
