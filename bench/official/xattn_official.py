@@ -3,7 +3,7 @@
 
 Usage:
   xattn_official.py Q.npy K.npy [--tau 0.9] [--stride 8] [--block 128] [--norm 1]
-                    [--mass f64|bf16p|torch] [--rule official|strict]
+                    [--mass f64|bf16p|torch] [--rule official|strict] [--chunk-tokens C]
                     [--stem-blocks blocks.npy] [--save-masks out.npy]
 
 Q is [B, Hq, N, d], K [B, Hkv, N, d] (any float dtype; computed in float64).
@@ -18,7 +18,8 @@ softmax is rounded before the block sums, to model the official code's dtypes:
 The selection is written here from the published semantics of the official
 `find_blocks_chunked` (mit-han-lab/x-attention, xattn/src/utils.py), prefill,
 causal, threshold mode, one query chunk that starts at key block 0
-(current_index = 0) unless --offset is given, and mirrors its tensor steps:
+(current_index = 0) unless --chunk-tokens splits the rows, and mirrors its
+tensor steps:
   forced     mask[.., 0] = 1, then the chunk's diagonal written as an identity
              (so at current_index 0 only the diagonal stays forced),
   values     the non-forced masses sorted descending, prefixed by 0 and the
@@ -145,6 +146,9 @@ def main():
     ap.add_argument("--mass", choices=("f64", "bf16p", "torch"), default="f64")
     ap.add_argument("--rule", choices=("official", "strict"), default="official")
     ap.add_argument("--bf16-inputs", action="store_true", help="round Q and K to bf16 first")
+    ap.add_argument("--chunk-tokens", type=int, default=0,
+                    help="official query chunk (chunk_size); 0 = one chunk for the whole "
+                         "sequence. Chunks after the first start at a key block offset > 0")
     ap.add_argument("--stem-blocks")
     ap.add_argument("--save-masks")
     a = ap.parse_args()
@@ -164,7 +168,13 @@ def main():
     for b in range(Bt):
         for h in range(Hq):
             W = block_masses(q[b, h], k[b, h // g], a.stride, a.block, a.norm, scale, a.mass)
-            masks[b, h] = official_mask(W, a.tau) if a.rule == "official" else strict_mask(W, a.tau)
+            if a.rule == "strict":
+                masks[b, h] = strict_mask(W, a.tau)
+                continue
+            cb = a.chunk_tokens // a.block if a.chunk_tokens > 0 else n
+            for off in range(0, n, cb):
+                rows = min(cb, n - off)
+                masks[b, h, off:off + rows] = official_mask(W[off:off + rows], a.tau, off)
     if a.save_masks:
         np.save(a.save_masks, masks)
     dens = masks.sum() / (Bt * Hq * n * (n + 1) / 2)
