@@ -78,7 +78,8 @@ def prefill(q: Array, k: Array, v: Array, *, selector: str = "stem", block_size:
         k, v: keys and values, [B, Hkv, N, d] (Hq a multiple of Hkv: GQA), same
             dtype and device as q.
         selector: "stem" (official Stem semantics), "stem_paper", "uniform",
-            "xattention" or "dense" (every causal block: exact attention).
+            "xattention", "xattention_strict" or "dense" (every causal block:
+            exact attention).
         block_size: tokens per block, a power of two in 16..128.
         stride: antidiagonal stride (default 8, at most block_size).
         softmax_scale: default 1/sqrt(d).
