@@ -1,71 +1,67 @@
 #!/usr/bin/env bash
-# Runs on the GPU machine from a snapshot holding build/ (built elsewhere):
-#   bench/cuda/device_run.sh quick|full OUTDIR
-# quick: CUDA conformance + a short bench; full: suite (cpu + cuda), sanitizer
-# cases, bench at 8K-128K and the SDPA peers, each log under OUTDIR.
+# Runs on the GPU machine from a copy of the tree holding a build made on the
+# dev machine in BUILD (default build; libstem.so, tests/test_conformance,
+# tools/stem, stem_cuda_bench):
+#   bench/cuda/device_run.sh check|final OUTDIR
+# check: CUDA conformance (every case) + a short bench of the sm90 and mma
+#        kernels at 8K and 32K.
+# final: conformance (cuda), compute-sanitizer memcheck / racecheck on a few
+#        cases per kernel family, stem_cuda_bench for the sm90 kernel and the
+#        mma.sync kernel at 8K-128K, the SDPA peers (FA2, cuDNN), all in one call.
 set -uo pipefail
 mode=$1 out=$2
-export LD_LIBRARY_PATH=$PWD/build:${LD_LIBRARY_PATH:-}
+B="${BUILD:-build}"
+export LD_LIBRARY_PATH=$PWD/$B:${LD_LIBRARY_PATH:-}
 export PYTHONUNBUFFERED=1
 log=$out/log
-{ date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv; git_commit=$(cat COMMIT 2>/dev/null); echo "commit $git_commit"; build/tools/stem info; } 2>&1 | tee -a "$log"
-if [ "$mode" = quick ]; then
-  STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda timeout 200 build/tests/test_conformance > "$out/conf.log" 2>&1
-  echo "conformance rc=$?" | tee -a "$log"
-  grep -E "FAILED|ERROR|^\[  FAILED|: [0-9]+ passed" "$out/conf.log" | head -40 | tee -a "$log"
-  grep -B2 -A6 "FAILED \]\|ERROR \]" "$out/conf.log" | head -120 > "$out/fail.log"
-  timeout 120 build/stem_cuda_bench 8192 32768 2>&1 | tee -a "$log"
-  exit 0
+mkdir -p "$out"
+{ date -u; nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader;
+  echo "commit $(cat COMMIT 2>/dev/null)"; "$B/tools/stem" info; } 2>&1 | tee -a "$log"
+
+conformance() { # conformance LABEL SECONDS ENV...
+    local label=$1 secs=$2; shift 2
+    env "$@" STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda timeout "$secs" "$B/tests/test_conformance" \
+        > "$out/conf-$label.log" 2>&1
+    echo "conformance $label rc=$? $(grep -E 'cuda: [0-9]+ passed' "$out/conf-$label.log" | tail -1)" | tee -a "$log"
+    grep -E '^\[  FAILED  \]' "$out/conf-$label.log" | head -20 | tee -a "$log"
+}
+sanitize() { # sanitize FILTER [ENV...]
+    local f=$1; shift
+    for tool in memcheck racecheck; do
+        env "$@" STEM_TEST_ONLY=cuda STEM_TEST_FILTER=$f timeout 90 compute-sanitizer --tool $tool \
+            --error-exitcode 9 "$B/tests/test_conformance" > "$out/san.log" 2>&1
+        echo "sanitizer $tool $f $* rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/san.log" | tail -1) $(grep -E 'cuda: [0-9]+ passed' "$out/san.log")" | tee -a "$log"
+    done
+}
+
+if [ "$mode" = check ]; then
+    conformance b128 90 STEM_TEST_FILTER=_b128_
+    if grep -q '^\[  FAILED  \]' "$out/conf-b128.log" || ! grep -qE 'cuda: [0-9]+ passed' "$out/conf-b128.log"; then
+        grep -B3 -A12 'FAILED' "$out/conf-b128.log" | head -120 > "$out/fail.log"
+        tail -30 "$out/conf-b128.log"
+        exit 1
+    fi
+    conformance sm90 240
+    grep -B3 -A12 '^\[  FAILED  \]\|FAIL\b' "$out/conf-sm90.log" | head -80 > "$out/fail.log"
+    echo "== bench sm90" | tee -a "$log"
+    timeout 60 "$B/stem_cuda_bench" 8192 32768 2>&1 | tee -a "$log"
+    echo "== bench mma (baseline)" | tee -a "$log"
+    STEM_CUDA_ATTN=mma timeout 60 "$B/stem_cuda_bench" 32768 2>&1 | tee -a "$log"
+    exit 0
 fi
-if [ "$mode" = wide ]; then
-  STEM_CUDA_ATTN_WIDE=1 STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda timeout 100 build/tests/test_conformance > "$out/conf.log" 2>&1
-  echo "conformance (cuda, STEM_CUDA_ATTN_WIDE=1) rc=$? $(grep -E 'cuda: [0-9]+ passed' "$out/conf.log")" | tee -a "$log"
-  grep -B2 -A6 "FAILED \]\|ERROR \]" "$out/conf.log" | head -100 > "$out/fail.log"
-  echo "== stem_cuda_bench with STEM_CUDA_ATTN_WIDE=1" | tee -a "$log"
-  STEM_CUDA_ATTN_WIDE=1 timeout 100 build/stem_cuda_bench 2>&1 | tee -a "$log"
-  echo "== stem_cuda_bench default kernels (baseline, same call)" | tee -a "$log"
-  timeout 40 build/stem_cuda_bench 32768 2>&1 | tee -a "$log"
-  for tool in memcheck racecheck; do
-    STEM_CUDA_ATTN_WIDE=1 STEM_TEST_ONLY=cuda STEM_TEST_FILTER=stem_d128_h1x1_n1000_b128_s8_bf16 timeout 40 \
-      compute-sanitizer --tool $tool --error-exitcode 9 build/tests/test_conformance > "$out/san.log" 2>&1
-    echo "sanitizer $tool (wide) rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/san.log" | tail -1) $(grep -E 'cuda: [0-9]+ passed' "$out/san.log")" | tee -a "$log"
-  done
-  exit 0
-fi
-if [ "$mode" = confirm ]; then
-  STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda timeout 90 build/tests/test_conformance > "$out/conf.log" 2>&1
-  echo "conformance (cuda, default kernels) rc=$? $(grep -E 'cuda: [0-9]+ passed' "$out/conf.log")" | tee -a "$log"
-  timeout 30 build/stem_cuda_bench 32768 2>&1 | tee -a "$log"
-  exit 0
-fi
-if [ "$mode" = profile ]; then
-  timeout 120 ncu --section SpeedOfLight -k regex:'stem_k_(phase|group|value|score|select)' -c 7 \
-    build/stem_cuda_bench 32768 > "$out/ncu_score.log" 2>&1
-  grep -E "stem_k_|Duration|Throughput" "$out/ncu_score.log" | head -60 | tee -a "$log"
-  timeout 150 ncu --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
-    --section WarpStateStats -k regex:stem_k_attn_mma -c 1 build/stem_cuda_bench 16384 > "$out/ncu_attn.log" 2>&1
-  grep -vE "^==PROF==|^\|" "$out/ncu_attn.log" | tail -90 | tee -a "$log"
-  exit 0
-fi
-STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda timeout 150 build/tests/test_conformance > "$out/conf.log" 2>&1
-echo "conformance (cuda) rc=$?" | tee -a "$log"
-grep -E ": [0-9]+ passed" "$out/conf.log" | tee -a "$log"
-grep -B2 -A6 "FAILED \]\|ERROR \]" "$out/conf.log" | head -150 > "$out/fail.log"
-echo "== stem_cuda_bench (default kernels)" | tee -a "$log"
-timeout 150 build/stem_cuda_bench 2>&1 | tee -a "$log"
+
+conformance sm90 240
+conformance mma-d128 120 STEM_CUDA_ATTN=mma STEM_TEST_FILTER=d128
+for f in stem_d128_h1x1_n1000_b128_s8_bf16 dense_d64_h8x2_n1_b128 stem_d64_h32x8_n127_b128_s8_f16 \
+         dense_d128_h4x1_n1000_b64_s8_f16; do
+    sanitize $f
+done
+sanitize stem_d128_h1x1_n1000_b128_s8_bf16 STEM_CUDA_ATTN=mma
+echo "== stem_cuda_bench (default: sm90 kernel)" | tee -a "$log"
+timeout 200 "$B/stem_cuda_bench" 2>&1 | tee -a "$log"
+echo "== stem_cuda_bench dense_above_density=0.5" | tee -a "$log"
+STEM_BENCH_DENSE_ABOVE=0.5 timeout 60 "$B/stem_cuda_bench" 8192 16384 2>&1 | tee -a "$log"
+echo "== stem_cuda_bench STEM_CUDA_ATTN=mma (previous kernel)" | tee -a "$log"
+STEM_CUDA_ATTN=mma timeout 150 "$B/stem_cuda_bench" 8192 32768 131072 2>&1 | tee -a "$log"
 echo "== SDPA peers" | tee -a "$log"
 timeout 150 python3 bench/cuda/sdpa_peers.py 2>&1 | tee -a "$log"
-echo "== stem_cuda_bench with STEM_CUDA_ATTN_QSMEM=1" | tee -a "$log"
-STEM_CUDA_ATTN_QSMEM=1 timeout 120 build/stem_cuda_bench 2>&1 | tee -a "$log"
-for f in dense_d128_h4x1_n1000_b64_s8_f16_bnhd_shared stem_d128_h1x1_n1000_b128_s8_bf16 \
-         xattention_d64_h8x2_n17_b128 stem_d64_h32x8_n17_b64_s16_f16; do
-  for tool in memcheck racecheck; do
-    STEM_TEST_ONLY=cuda STEM_TEST_FILTER=$f timeout 60 compute-sanitizer --tool $tool --error-exitcode 9 \
-      build/tests/test_conformance > "$out/san.log" 2>&1
-    echo "sanitizer $tool $f rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/san.log" | tail -1) $(grep -E ': [0-9]+ passed' "$out/san.log" | grep cuda)" | tee -a "$log"
-  done
-done
-STEM_CUDA_ATTN_QSMEM=1 STEM_TEST_ONLY=cuda STEM_TEST_FILTER=d128 timeout 60 build/tests/test_conformance > "$out/conf_qsmem.log" 2>&1
-echo "conformance (cuda, d128, STEM_CUDA_ATTN_QSMEM=1) rc=$? $(grep -E 'cuda: [0-9]+ passed' "$out/conf_qsmem.log")" | tee -a "$log"
-STEM_TEST_ONLY=cpu STEM_TEST_REQUIRE=cpu timeout 100 build/tests/test_conformance > "$out/conf_cpu.log" 2>&1
-echo "conformance (cpu) rc=$? $(grep -E 'cpu: [0-9]+ passed' "$out/conf_cpu.log")" | tee -a "$log"
