@@ -2,7 +2,7 @@
  *
  * Environment:
  *   STEM_CUDA_LIBRARY=path          driver library to dlopen (default libcuda.so.1)
- *   STEM_CUDA_ATTN=sm90|mma|generic only that family of attention kernels (cuda_variants.c);
+ *   STEM_CUDA_ATTN=sm90|sm90s|mma|generic  only that family of attention kernels (cuda_variants.c);
  *                                   a plan it cannot run falls back to the generic kernel
  *   STEM_CUDA_GENERIC_ATTENTION=1   same as STEM_CUDA_ATTN=generic */
 #include "cuda_common.h"
@@ -247,8 +247,9 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
     }
     const char *fam = getenv("STEM_CUDA_ATTN");
     const char *gen = getenv("STEM_CUDA_GENERIC_ATTENTION");
-    if (fam && (!strcmp(fam, "sm90") || !strcmp(fam, "mma") || !strcmp(fam, "generic")))
-        c->attn_family = !strcmp(fam, "sm90") ? "sm90" : !strcmp(fam, "mma") ? "mma" : "generic";
+    for (int i = 0; fam && i < stem_cuda_attn_variant_count; i++)
+        if (!strcmp(fam, stem_cuda_attn_variants[i].family))
+            c->attn_family = stem_cuda_attn_variants[i].family;
     if (gen && *gen && strcmp(gen, "0") != 0)
         c->attn_family = "generic";
     ctx->impl = c;

@@ -48,7 +48,8 @@ struct stem_cuda_context;
  * supports() accepts the tensors runs. */
 typedef struct stem_cuda_attn_variant {
     const char *symbol;
-    const char *family;  /* "sm90" (wgmma + TMA), "mma" (mma.sync), "generic" (f32) */
+    const char *family;  /* "sm90" / "sm90s" (wgmma + TMA; overlapped / serial softmax),
+                            "mma" (mma.sync), "generic" (f32) */
     int module;          /* STEM_CUDA_MOD_* */
     int dtype;           /* stem_dtype, or -1 for any */
     int head_dim;        /* 0: any */
@@ -63,7 +64,7 @@ typedef struct stem_cuda_attn_variant {
 
 extern const stem_cuda_attn_variant stem_cuda_attn_variants[];
 extern const int stem_cuda_attn_variant_count;
-#define STEM_CUDA_ATTN_VARIANT_MAX 16
+#define STEM_CUDA_ATTN_VARIANT_MAX 24
 
 /* Per-context state (ctx->impl). */
 typedef struct stem_cuda_context {
@@ -73,7 +74,7 @@ typedef struct stem_cuda_context {
     CUstream stream;   /* ours, or desc.native_queue */
     int own_stream;
     int cc_major, cc_minor, sm_count, smem_optin;
-    const char *attn_family; /* STEM_CUDA_ATTN=sm90|mma|generic: only that family; NULL: any */
+    const char *attn_family; /* STEM_CUDA_ATTN=sm90|sm90s|mma|generic: only that family; NULL: any */
     CUmodule mod[STEM_CUDA_MOD_COUNT];
     CUfunction fn[STEM_CUDA_FN_COUNT];
     CUfunction attn_fn[STEM_CUDA_ATTN_VARIANT_MAX]; /* NULL: variant not loaded on this device */

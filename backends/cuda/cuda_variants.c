@@ -52,9 +52,9 @@ static unsigned sm90_smem(int head_dim)
     return tile * (1u + 2u * stages) + 256u + 1024u;
 }
 
-#define SM90(ty, d)                                                                                \
-    {"stem_k_attn_sm90_" #ty "_d" #d, "sm90", STEM_CUDA_MOD_ATTN_SM90, ty, d, \
-     128, 128, 384, 1, sm90_smem, sm90_supports}
+#define SM90(fam, ty, d)                                                                           \
+    {"stem_k_attn_" #fam "_" #ty "_d" #d, #fam, STEM_CUDA_MOD_ATTN_SM90, ty, d, 128, 128, 384, 1,  \
+     sm90_smem, sm90_supports}
 #define MMA(b, ty, d)                                                                              \
     {"stem_k_attn_mma_b" #b "_" #ty "_d" #d, "mma", STEM_CUDA_MOD_ATTN_MMA,                        \
      ty, d, b, b, 128, 0, mma_b##b##_smem, mma_supports}
@@ -63,7 +63,9 @@ static unsigned sm90_smem(int head_dim)
 #define bf16 STEM_DTYPE_BF16
 
 const stem_cuda_attn_variant stem_cuda_attn_variants[] = {
-    SM90(bf16, 128), SM90(bf16, 64), SM90(f16, 128), SM90(f16, 64),
+    /* sm90: softmax overlapped with the GEMMs; sm90s: serial softmax (its baseline) */
+    SM90(sm90, bf16, 128), SM90(sm90, bf16, 64), SM90(sm90, f16, 128), SM90(sm90, f16, 64),
+    SM90(sm90s, bf16, 128), SM90(sm90s, bf16, 64), SM90(sm90s, f16, 128), SM90(sm90s, f16, 64),
     MMA(128, bf16, 128), MMA(128, bf16, 64), MMA(128, f16, 128), MMA(128, f16, 64),
     MMA(64, bf16, 128), MMA(64, bf16, 64), MMA(64, f16, 128), MMA(64, f16, 64),
     /* Exact f32 on CUDA cores: every dtype, head_dim, block and layout. */

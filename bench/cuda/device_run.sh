@@ -41,12 +41,15 @@ if [ "$mode" = check ]; then
         tail -30 "$out/conf-b128.log"
         exit 1
     fi
-    conformance sm90 240
-    grep -B3 -A12 '^\[  FAILED  \]\|FAIL\b' "$out/conf-sm90.log" | head -80 > "$out/fail.log"
+    conformance b128-sm90s 60 STEM_TEST_FILTER=_b128_ STEM_CUDA_ATTN=sm90s
     echo "== bench sm90" | tee -a "$log"
     timeout 60 "$B/stem_cuda_bench" 8192 32768 2>&1 | tee -a "$log"
+    echo "== bench sm90s (serial softmax)" | tee -a "$log"
+    STEM_CUDA_ATTN=sm90s timeout 40 "$B/stem_cuda_bench" 32768 2>&1 | tee -a "$log"
     echo "== bench mma (baseline)" | tee -a "$log"
-    STEM_CUDA_ATTN=mma timeout 60 "$B/stem_cuda_bench" 32768 2>&1 | tee -a "$log"
+    STEM_CUDA_ATTN=mma timeout 40 "$B/stem_cuda_bench" 32768 2>&1 | tee -a "$log"
+    conformance all 150
+    grep -B3 -A12 '^\[  FAILED  \]' "$out/conf-all.log" | head -80 > "$out/fail.log"
     exit 0
 fi
 

@@ -109,7 +109,7 @@ template <int D, int STAGES> struct sm90_smem {
     static constexpr unsigned BYTES = BAR + 256 + 1024; // + barriers + alignment slack
 };
 
-template <int D, bool BF16, int STAGES>
+template <int D, bool BF16, int STAGES, bool OVERLAP>
 __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, const tmap *tk,
                                           const tmap *tv)
 {
@@ -120,11 +120,12 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
     const unsigned sbase = saddr(smem);
     const unsigned barQ = sbase + L::BAR;
     unsigned long long *bars = reinterpret_cast<unsigned long long *>(smem + L::BAR);
-    // bars[0] Q, [1 + s] K full, [1 + STAGES + s] V full, [1 + 2 STAGES + s] empty
-    volatile int *stage_j = reinterpret_cast<volatile int *>(bars + 1 + 3 * STAGES);
+    // bars[0] Q, then per stage s: K full, V full, K empty, V empty
+    volatile int *stage_j = reinterpret_cast<volatile int *>(bars + 1 + 4 * STAGES);
 #define BAR_KFULL(s) (barQ + 8u * (1u + (unsigned)(s)))
 #define BAR_VFULL(s) (barQ + 8u * (1u + STAGES + (unsigned)(s)))
-#define BAR_EMPTY(s) (barQ + 8u * (1u + 2u * STAGES + (unsigned)(s)))
+#define BAR_KEMPTY(s) (barQ + 8u * (1u + 2u * STAGES + (unsigned)(s)))
+#define BAR_VEMPTY(s) (barQ + 8u * (1u + 3u * STAGES + (unsigned)(s)))
 
     const int tid = threadIdx.x, wg = tid / 128;
     const attn_geom g = attn_geometry(p);
@@ -140,7 +141,8 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
         for (int s = 0; s < STAGES; s++) {
             mbar_init(BAR_KFULL(s), 1);
             mbar_init(BAR_VFULL(s), 1);
-            mbar_init(BAR_EMPTY(s), 8); // one arrival per consumer warp
+            mbar_init(BAR_KEMPTY(s), 8); // one arrival per consumer warp
+            mbar_init(BAR_VEMPTY(s), 8);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
@@ -149,33 +151,44 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
     if (wg == 0) {
         // ------------------------------------------------------ producer
         setmaxnreg_dec<24>();
+        auto load_v = [&](int i, int J) {
+            const int s = i % STAGES;
+            mbar_wait(BAR_VEMPTY(s), ((i / STAGES) & 1) ^ 1);
+            mbar_expect_tx(BAR_VFULL(s), L::TILE);
+            tma_load(sbase + L::V + s * L::TILE, tv, J * BN, (int)kh, (int)b, BAR_VFULL(s));
+        };
         if (tid == 0) {
             asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tq)) : "memory");
             asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tk)) : "memory");
             asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tv)) : "memory");
             mbar_expect_tx(barQ, L::TILE);
             tma_load(sbase + L::Q, tq, (int)q0, (int)h, (int)b, barQ);
+            // K of entry i, then V of entry i - 1 (the order the consumers
+            // use them in the overlapped loop); a stage holding J = -1 ends it.
             const list_row row = list_row_of(p, b, h, I);
             long long prev = I + 1; // valid entries walked from the end: strictly descending
-            int i = 0;
+            int i = 0, jprev = 0;
             for (int jj = row.cnt - 1; jj >= 0; jj--) {
                 const long long J = row.idx[jj * row.step];
                 if (J < 0 || J >= prev)
                     continue;
                 prev = J;
                 const int s = i % STAGES;
-                mbar_wait(BAR_EMPTY(s), ((i / STAGES) & 1) ^ 1);
+                mbar_wait(BAR_KEMPTY(s), ((i / STAGES) & 1) ^ 1);
                 stage_j[s] = (int)J;
                 mbar_expect_tx(BAR_KFULL(s), L::TILE);
                 tma_load(sbase + L::K + s * L::TILE, tk, (int)(J * BN), (int)kh, (int)b, BAR_KFULL(s));
-                mbar_expect_tx(BAR_VFULL(s), L::TILE);
-                tma_load(sbase + L::V + s * L::TILE, tv, (int)(J * BN), (int)kh, (int)b, BAR_VFULL(s));
+                if (i > 0)
+                    load_v(i - 1, jprev);
+                jprev = (int)J;
                 i++;
             }
-            const int s = i % STAGES; // end of the list: a stage holding J = -1
-            mbar_wait(BAR_EMPTY(s), ((i / STAGES) & 1) ^ 1);
+            const int s = i % STAGES;
+            mbar_wait(BAR_KEMPTY(s), ((i / STAGES) & 1) ^ 1);
             stage_j[s] = -1;
             mbar_arrive(BAR_KFULL(s));
+            if (i > 0)
+                load_v(i - 1, jprev);
         }
         return;
     }
@@ -192,19 +205,10 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     const unsigned qdesc0 = sbase + L::Q + 64 * w * 128;
 
-    mbar_wait(barQ, 0);
-    for (int i = 0;; i++) {
-        const int s = i % STAGES;
-        const unsigned ph = (i / STAGES) & 1;
-        mbar_wait(BAR_KFULL(s), ph);
-        const long long J = stage_j[s];
-        if (J < 0)
-            break;
-        // S = Q K^T: D / 16 k-steps of m64n128k16; a k-step is +32 bytes
-        // inside a 64-column panel, the next panel is +PANEL bytes.
-        float sc[BN / 8][4];
+    // S = Q K^T: D / 16 k-steps of m64n128k16; a k-step is +32 bytes inside
+    // a 64-column panel, the next panel is +PANEL bytes.
+    auto issue_qk = [&](float (&sc)[BN / 8][4], int s) {
         const unsigned kbase = sbase + L::K + s * L::TILE;
-        wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
             const unsigned off = (kk / 4) * PANEL + (kk % 4) * 32;
@@ -212,47 +216,113 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
                                   smem_desc(kbase + off, 16, 1024), kk > 0);
         }
         wgmma_commit();
-        wgmma_wait<0>();
+    };
+    // O += P V: V is [key][d] (d contiguous) = MN-major B; a k-step is 16
+    // keys = +2048 bytes, the d-panels are PANEL bytes apart (LBO).
+    auto issue_pv = [&](const unsigned (&pa)[BN / 16][4], int s) {
+        const unsigned vbase = sbase + L::V + s * L::TILE;
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++)
+            sm90_mma<D, BF16>::pv(o, pa[kk], smem_desc(vbase + kk * 2048, PANEL, 1024));
+        wgmma_commit();
+    };
+    // Mask (diagonal block / keys past kv_len only) and the online-softmax step.
+    auto softmax = [&](float (&sc)[BN / 8][4], long long J, float alpha[2]) {
         const long long key0 = J * BN;
         if (key0 + BN - 1 > qw0 || key0 + BN > g.kv_len)
             scale_mask<BN / 8, true>(sc, p.scale_log2, key0, qlo, qlo + 8, g.kv_len, lane);
         else
             scale_mask<BN / 8, false>(sc, p.scale_log2, key0, qlo, qlo + 8, g.kv_len, lane);
-        float alpha[2];
         softmax_step<BN / 8>(sc, m, l, alpha);
-        rescale_o<D / 8>(o, alpha);
-        unsigned pa[BN / 16][4];
-        pack_p<BN / 8, BF16>(sc, pa);
-        // O += P V: V is [key][d] (d contiguous) = MN-major B; a k-step is
-        // 16 keys = +2048 bytes, the d-panels are PANEL bytes apart (LBO).
-        mbar_wait(BAR_VFULL(s), ph);
-        const unsigned vbase = sbase + L::V + s * L::TILE;
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++)
-            sm90_mma<D, BF16>::pv(o, pa[kk], smem_desc(vbase + kk * 2048, PANEL, 1024));
-        wgmma_commit();
-        wgmma_wait<0>();
+    };
+    auto release = [&](unsigned bar) {
         __syncwarp();
         if (lane == 0)
-            mbar_arrive(BAR_EMPTY(s));
+            mbar_arrive(bar);
+    };
+
+    float sc[BN / 8][4];
+    unsigned pa[BN / 16][4];
+    float alpha[2];
+    mbar_wait(barQ, 0);
+    mbar_wait(BAR_KFULL(0), 0);
+    long long J = stage_j[0];
+    const bool have = J >= 0;
+    if (have) { // first (diagonal) block
+        wgmma_fence();
+        issue_qk(sc, 0);
+        wgmma_wait<0>();
+        release(BAR_KEMPTY(0));
+        softmax(sc, J, alpha);
+        pack_p<BN / 8, BF16>(sc, pa);
+    }
+    int i = 1;
+    for (; have; i++) {
+        const int s = i % STAGES, sp = (i - 1) % STAGES;
+        mbar_wait(BAR_KFULL(s), (i / STAGES) & 1);
+        J = stage_j[s];
+        if (J < 0)
+            break;
+        if (!OVERLAP) { // serial: O += P V of the previous block, then S of this one
+            mbar_wait(BAR_VFULL(sp), ((i - 1) / STAGES) & 1);
+            wgmma_fence();
+            issue_pv(pa, sp);
+            wgmma_wait<0>();
+            release(BAR_VEMPTY(sp));
+            issue_qk(sc, s);
+            wgmma_wait<0>();
+            release(BAR_KEMPTY(s));
+            softmax(sc, J, alpha);
+            rescale_o<D / 8>(o, alpha);
+            pack_p<BN / 8, BF16>(sc, pa);
+            continue;
+        }
+        // Overlapped: S of this block and O += P V of the previous one go to
+        // the tensor cores together; this block's softmax runs while P V is
+        // still in flight; O is rescaled once P V has landed.
+        mbar_wait(BAR_VFULL(sp), ((i - 1) / STAGES) & 1);
+        wgmma_fence();
+        issue_qk(sc, s);
+        issue_pv(pa, sp);
+        wgmma_wait<1>();
+        release(BAR_KEMPTY(s));
+        softmax(sc, J, alpha);
+        wgmma_wait<0>();
+        release(BAR_VEMPTY(sp));
+        rescale_o<D / 8>(o, alpha);
+        pack_p<BN / 8, BF16>(sc, pa);
+    }
+    if (have) { // P V of the last block
+        const int sp = (i - 1) % STAGES;
+        mbar_wait(BAR_VFULL(sp), ((i - 1) / STAGES) & 1);
+        wgmma_fence();
+        issue_pv(pa, sp);
+        wgmma_wait<0>();
+        release(BAR_VEMPTY(sp));
     }
     finish_rows(l);
     const long long row_lo = qlo - g.q_offset;
     store_rows<D / 8>(p, g, b, h, row_lo, row_lo + 8, o, l, lane);
 #undef BAR_KFULL
 #undef BAR_VFULL
-#undef BAR_EMPTY
+#undef BAR_KEMPTY
+#undef BAR_VEMPTY
 }
 
-#define STEM_ATTN_SM90(name, D, BF16, STAGES)                                                     \
+#define STEM_ATTN_SM90(name, D, BF16, STAGES, OVERLAP)                                            \
     extern "C" __global__ void __launch_bounds__(THREADS, 1)                                     \
         name(const __grid_constant__ stem_kattn p, const __grid_constant__ tmap tq,               \
              const __grid_constant__ tmap tk, const __grid_constant__ tmap tv)                   \
     {                                                                                             \
-        attn_sm90<D, BF16, STAGES>(p, &tq, &tk, &tv);                                             \
+        attn_sm90<D, BF16, STAGES, OVERLAP>(p, &tq, &tk, &tv);                                    \
     }
-STEM_ATTN_SM90(stem_k_attn_sm90_bf16_d128, 128, true, 2)
-STEM_ATTN_SM90(stem_k_attn_sm90_bf16_d64, 64, true, 3)
-STEM_ATTN_SM90(stem_k_attn_sm90_f16_d128, 128, false, 2)
-STEM_ATTN_SM90(stem_k_attn_sm90_f16_d64, 64, false, 3)
+// Intra-warpgroup overlap of softmax and GEMMs (the default).
+STEM_ATTN_SM90(stem_k_attn_sm90_bf16_d128, 128, true, 2, true)
+STEM_ATTN_SM90(stem_k_attn_sm90_bf16_d64, 64, true, 3, true)
+STEM_ATTN_SM90(stem_k_attn_sm90_f16_d128, 128, false, 2, true)
+STEM_ATTN_SM90(stem_k_attn_sm90_f16_d64, 64, false, 3, true)
+// Serial softmax per warpgroup (STEM_CUDA_ATTN=sm90s; the baseline of the overlap).
+STEM_ATTN_SM90(stem_k_attn_sm90s_bf16_d128, 128, true, 2, false)
+STEM_ATTN_SM90(stem_k_attn_sm90s_bf16_d64, 64, true, 3, false)
+STEM_ATTN_SM90(stem_k_attn_sm90s_f16_d128, 128, false, 2, false)
+STEM_ATTN_SM90(stem_k_attn_sm90s_f16_d64, 64, false, 3, false)
