@@ -226,7 +226,7 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_tensor *q, const stem_te
     }
     const unsigned tiles = (unsigned)((n + 63) / 64);
     if (st == STEM_OK)
-        st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], tiles, tiles, (unsigned)bq, 256, 0, args,
+        st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], tiles, tiles, (unsigned)bq, 128, 0, args,
                               "score GEMM");
     return st;
 }
