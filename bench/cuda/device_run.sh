@@ -60,6 +60,8 @@ if grep -q '^\[  FAILED  \]' "$out/conf-b128.log" || ! grep -qE 'cuda: [0-9]+ pa
     ok=0
     grep -B3 -A12 'FAILED' "$out/conf-b128.log" | head -150 > "$out/fail.log"
     tail -20 "$out/conf-b128.log"
+    conformance b128-sm90s 60 STEM_TEST_FILTER=_b128_ STEM_CUDA_ATTN=sm90s
+    conformance b128-mma 60 STEM_TEST_FILTER=_b128_ STEM_CUDA_ATTN=mma
 fi
 echo "== stem_cuda_bench (default kernels)" | tee -a "$log"
 timeout 150 "$B/stem_cuda_bench" 2>&1 | tee -a "$log"
