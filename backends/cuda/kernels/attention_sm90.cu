@@ -168,8 +168,10 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
             const list_row row = list_row_of(p, b, h, I);
             long long prev = I + 1; // valid entries walked from the end: strictly descending
             int i = 0, jprev = 0;
+            long long Jn = row.cnt > 0 ? row.idx[(row.cnt - 1) * row.step] : -1;
             for (int jj = row.cnt - 1; jj >= 0; jj--) {
-                const long long J = row.idx[jj * row.step];
+                const long long J = Jn; // the next entry is read one ahead, before the waits
+                Jn = jj > 0 ? row.idx[(jj - 1) * row.step] : -1;
                 if (J < 0 || J >= prev)
                     continue;
                 prev = J;
