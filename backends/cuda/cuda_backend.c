@@ -2,7 +2,7 @@
  *
  * Environment:
  *   STEM_CUDA_LIBRARY=path          driver library to dlopen (default libcuda.so.1)
- *   STEM_CUDA_ATTN=sm90|sm90s|mma|generic  only that family of attention kernels (cuda_variants.c);
+ *   STEM_CUDA_ATTN=sm90|sm90s|sm90p|mma|generic  only that family of attention kernels (cuda_variants.c);
  *                                   a plan it cannot run falls back to the generic kernel
  *   STEM_CUDA_GENERIC_ATTENTION=1   same as STEM_CUDA_ATTN=generic */
 #include "cuda_common.h"

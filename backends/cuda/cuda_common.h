@@ -48,7 +48,8 @@ struct stem_cuda_context;
  * supports() accepts the tensors runs. */
 typedef struct stem_cuda_attn_variant {
     const char *symbol;
-    const char *family;  /* "sm90" / "sm90s" (wgmma + TMA; overlapped / serial softmax),
+    const char *family;  /* "sm90" / "sm90s" / "sm90p" (wgmma + TMA; overlapped / serial softmax /
+                            overlapped + ping-pong),
                             "mma" (mma.sync), "generic" (f32) */
     int module;          /* STEM_CUDA_MOD_* */
     int dtype;           /* stem_dtype, or -1 for any */

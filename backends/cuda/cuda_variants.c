@@ -66,6 +66,8 @@ const stem_cuda_attn_variant stem_cuda_attn_variants[] = {
     /* sm90: softmax overlapped with the GEMMs; sm90s: serial softmax (its baseline) */
     SM90(sm90, bf16, 128), SM90(sm90, bf16, 64), SM90(sm90, f16, 128), SM90(sm90, f16, 64),
     SM90(sm90s, bf16, 128), SM90(sm90s, bf16, 64), SM90(sm90s, f16, 128), SM90(sm90s, f16, 64),
+    /* sm90p: sm90 + ping-pong between the consumer warpgroups */
+    SM90(sm90p, bf16, 128), SM90(sm90p, bf16, 64), SM90(sm90p, f16, 128), SM90(sm90p, f16, 64),
     MMA(128, bf16, 128), MMA(128, bf16, 64), MMA(128, f16, 128), MMA(128, f16, 64),
     MMA(64, bf16, 128), MMA(64, bf16, 64), MMA(64, f16, 128), MMA(64, f16, 64),
     /* Exact f32 on CUDA cores: every dtype, head_dim, block and layout. */

@@ -90,3 +90,7 @@ grep -B3 -A12 '^\[  FAILED  \]' "$out/conf-all.log" | head -80 > "$out/fail.log"
 sanitize stem_d128_h1x1_n127_b128_s4_bf16
 sanitize stem_d64_h4x1_n127_b128_s4_f16
 sanitize stem_d128_h1x1_n127_b128_s4_bf16 STEM_CUDA_ATTN=mma
+echo "== STEM_CUDA_ATTN=sm90p (ping-pong)" | tee -a "$log"
+conformance b128-sm90p 40 STEM_TEST_FILTER=_b128_ STEM_CUDA_ATTN=sm90p
+grep -q '^\[  FAILED  \]' "$out/conf-b128-sm90p.log" ||
+    STEM_CUDA_ATTN=sm90p timeout 30 "$B/stem_cuda_bench" 8192 32768 2>&1 | tee -a "$log"

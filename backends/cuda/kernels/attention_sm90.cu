@@ -109,7 +109,21 @@ template <int D, int STAGES> struct sm90_smem {
     static constexpr unsigned BYTES = BAR + 256 + 1024; // + barriers + alignment slack
 };
 
-template <int D, bool BF16, int STAGES, bool OVERLAP>
+// Named barriers 1 and 2 (256 threads: one consumer warpgroup syncs, the
+// other arrives) hand the tensor cores from one consumer warpgroup to the other.
+__device__ __forceinline__ void named_sync(unsigned id)
+{
+    asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory");
+}
+__device__ __forceinline__ void named_arrive(unsigned id)
+{
+    asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory");
+}
+
+// OVERLAP: softmax of block i under the P V GEMM of block i - 1 (else serial).
+// PINGPONG (with OVERLAP): the two consumer warpgroups take turns issuing
+// their GEMMs, so one's softmax runs under the other's GEMMs.
+template <int D, bool BF16, int STAGES, bool OVERLAP, bool PINGPONG>
 __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, const tmap *tk,
                                           const tmap *tv)
 {
@@ -237,6 +251,17 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
             scale_mask<BN / 8, false>(sc, p.scale_log2, key0, qlo, qlo + 8, g.kv_len, lane);
         softmax_step<BN / 8>(sc, m, l, alpha);
     };
+    // Ping-pong turns: warpgroup w issues after bar (1 + w) and then passes
+    // the turn on; warpgroup 1 gives warpgroup 0 the first turn, and skips
+    // the hand-over after its last issue so every barrier phase completes.
+    auto turn_begin = [&]() {
+        if (PINGPONG)
+            named_sync(1 + w);
+    };
+    auto turn_end = [&](bool last) {
+        if (PINGPONG && !(last && w == 1))
+            named_arrive(2 - w);
+    };
     auto release = [&](unsigned bar) {
         __syncwarp();
         if (lane == 0)
@@ -250,9 +275,13 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
     mbar_wait(BAR_KFULL(0), 0);
     long long J = stage_j[0];
     const bool have = J >= 0;
+    if (PINGPONG && have && w == 1)
+        named_arrive(1);
     if (have) { // first (diagonal) block
+        turn_begin();
         wgmma_fence();
         issue_qk(sc, 0);
+        turn_end(false);
         wgmma_wait<0>();
         release(BAR_KEMPTY(0));
         softmax(sc, J, alpha);
@@ -283,9 +312,11 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
         // the tensor cores together; this block's softmax runs while P V is
         // still in flight; O is rescaled once P V has landed.
         mbar_wait(BAR_VFULL(sp), ((i - 1) / STAGES) & 1);
+        turn_begin();
         wgmma_fence();
         issue_qk(sc, s);
         issue_pv(pa, sp);
+        turn_end(false);
         wgmma_wait<1>();
         release(BAR_KEMPTY(s));
         softmax(sc, J, alpha);
@@ -297,8 +328,10 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
     if (have) { // P V of the last block
         const int sp = (i - 1) % STAGES;
         mbar_wait(BAR_VFULL(sp), ((i - 1) / STAGES) & 1);
+        turn_begin();
         wgmma_fence();
         issue_pv(pa, sp);
+        turn_end(true);
         wgmma_wait<0>();
         release(BAR_VEMPTY(sp));
     }
@@ -311,20 +344,25 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
 #undef BAR_VEMPTY
 }
 
-#define STEM_ATTN_SM90(name, D, BF16, STAGES, OVERLAP)                                            \
+#define STEM_ATTN_SM90(name, D, BF16, STAGES, OVERLAP, PINGPONG)                                  \
     extern "C" __global__ void __launch_bounds__(THREADS, 1)                                     \
         name(const __grid_constant__ stem_kattn p, const __grid_constant__ tmap tq,               \
              const __grid_constant__ tmap tk, const __grid_constant__ tmap tv)                   \
     {                                                                                             \
-        attn_sm90<D, BF16, STAGES, OVERLAP>(p, &tq, &tk, &tv);                                    \
+        attn_sm90<D, BF16, STAGES, OVERLAP, PINGPONG>(p, &tq, &tk, &tv);                          \
     }
 // Intra-warpgroup overlap of softmax and GEMMs (the default).
-STEM_ATTN_SM90(stem_k_attn_sm90_bf16_d128, 128, true, 2, true)
-STEM_ATTN_SM90(stem_k_attn_sm90_bf16_d64, 64, true, 3, true)
-STEM_ATTN_SM90(stem_k_attn_sm90_f16_d128, 128, false, 2, true)
-STEM_ATTN_SM90(stem_k_attn_sm90_f16_d64, 64, false, 3, true)
+STEM_ATTN_SM90(stem_k_attn_sm90_bf16_d128, 128, true, 2, true, false)
+STEM_ATTN_SM90(stem_k_attn_sm90_bf16_d64, 64, true, 3, true, false)
+STEM_ATTN_SM90(stem_k_attn_sm90_f16_d128, 128, false, 2, true, false)
+STEM_ATTN_SM90(stem_k_attn_sm90_f16_d64, 64, false, 3, true, false)
 // Serial softmax per warpgroup (STEM_CUDA_ATTN=sm90s; the baseline of the overlap).
-STEM_ATTN_SM90(stem_k_attn_sm90s_bf16_d128, 128, true, 2, false)
-STEM_ATTN_SM90(stem_k_attn_sm90s_bf16_d64, 64, true, 3, false)
-STEM_ATTN_SM90(stem_k_attn_sm90s_f16_d128, 128, false, 2, false)
-STEM_ATTN_SM90(stem_k_attn_sm90s_f16_d64, 64, false, 3, false)
+STEM_ATTN_SM90(stem_k_attn_sm90s_bf16_d128, 128, true, 2, false, false)
+STEM_ATTN_SM90(stem_k_attn_sm90s_bf16_d64, 64, true, 3, false, false)
+STEM_ATTN_SM90(stem_k_attn_sm90s_f16_d128, 128, false, 2, false, false)
+STEM_ATTN_SM90(stem_k_attn_sm90s_f16_d64, 64, false, 3, false, false)
+// Overlap + ping-pong between the consumer warpgroups (STEM_CUDA_ATTN=sm90p).
+STEM_ATTN_SM90(stem_k_attn_sm90p_bf16_d128, 128, true, 2, true, true)
+STEM_ATTN_SM90(stem_k_attn_sm90p_bf16_d64, 64, true, 3, true, true)
+STEM_ATTN_SM90(stem_k_attn_sm90p_f16_d128, 128, false, 2, true, true)
+STEM_ATTN_SM90(stem_k_attn_sm90p_f16_d64, 64, false, 3, true, true)
