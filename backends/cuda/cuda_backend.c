@@ -4,7 +4,8 @@
  *   STEM_CUDA_LIBRARY=path          driver library to dlopen (default libcuda.so.1)
  *   STEM_CUDA_ATTN=sm90|sm90s|sm90p|mma|generic  only that family of attention kernels (cuda_variants.c);
  *                                   a plan it cannot run falls back to the generic kernel
- *   STEM_CUDA_GENERIC_ATTENTION=1   same as STEM_CUDA_ATTN=generic */
+ *   STEM_CUDA_GENERIC_ATTENTION=1   same as STEM_CUDA_ATTN=generic
+ *   STEM_CUDA_SCORE_GEMM=tc         the score GEMM on tensor cores (3xTF32 mma.sync) */
 #include "cuda_common.h"
 
 #include <stdio.h>
@@ -58,13 +59,10 @@ stem_status stem_cuda_launch(stem_cuda_context *c, CUfunction fn, unsigned gx, u
 {
     if (gx == 0 || gy == 0 || gz == 0)
         return STEM_OK;
-    CUresult r;
-    if (c->api->cuLaunchKernelEx) {
-        stem_cu_launch_config cfg = {{gx, gy, gz}, {threads, 1, 1}, shmem, c->stream, NULL, 0};
-        r = c->api->cuLaunchKernelEx(&cfg, fn, params, NULL);
-    } else {
-        r = c->api->cuLaunchKernel(fn, gx, gy, gz, threads, 1, 1, shmem, c->stream, params, NULL);
-    }
+    /* cuLaunchKernelEx (resolved when present) is for launches that need
+     * attributes (clusters); none does yet. */
+    const CUresult r =
+        c->api->cuLaunchKernel(fn, gx, gy, gz, threads, 1, 1, shmem, c->stream, params, NULL);
     return r ? stem_cuda_fail(r, what) : STEM_OK;
 }
 
@@ -206,6 +204,8 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
             continue; /* an arch-specific image (sm_90a) runs on that arch only */
         if ((r = api->cuModuleLoadData(&c->mod[m], module_table[m].image))) {
             c->mod[m] = NULL;
+            if (module_table[m].arch)
+                continue; /* its variants stay off; the portable kernels remain */
             st = stem_set_error(STEM_ERR_KERNEL_BUILD,
                                 "cuda: loading kernel image %d for sm_%d%d failed: %s", m,
                                 c->cc_major, c->cc_minor, stem_cuda_error_name(r));
@@ -226,6 +226,9 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
         if (!c->mod[var->module])
             continue;
         if ((r = api->cuModuleGetFunction(&c->attn_fn[i], c->mod[var->module], var->symbol))) {
+            c->attn_fn[i] = NULL;
+            if (module_table[var->module].arch)
+                continue;
             st = stem_set_error(STEM_ERR_KERNEL_BUILD, "cuda: kernel %s missing: %s",
                                 var->symbol, stem_cuda_error_name(r));
             goto fail;
@@ -245,6 +248,8 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
         st = stem_cuda_fail(r, "cuFuncSetAttribute(xattention shared memory)");
         goto fail;
     }
+    const char *sg = getenv("STEM_CUDA_SCORE_GEMM");
+    c->score_tc = sg && !strcmp(sg, "tc");
     const char *fam = getenv("STEM_CUDA_ATTN");
     const char *gen = getenv("STEM_CUDA_GENERIC_ATTENTION");
     for (int i = 0; fam && i < stem_cuda_attn_variant_count; i++)

@@ -31,6 +31,7 @@ enum {
     X(GROUP_VMAX, SCORE, "stem_k_group_vmax")                                                      \
     X(VALUE_BONUS, SCORE, "stem_k_value_bonus")                                                    \
     X(SCORE_GEMM, SCORE, "stem_k_score_gemm")                                                      \
+    X(SCORE_GEMM_TC, SCORE, "stem_k_score_gemm_tc")                                                \
     X(XATTN_SCORES, SCORE, "stem_k_xattn_scores")                                                  \
     X(SELECT, SELECT, "stem_k_select")
 
@@ -58,6 +59,8 @@ typedef struct stem_cuda_attn_variant {
     int rows;            /* query rows per CTA (one query block for the tensor-core kernels) */
     int threads;
     int tma;             /* takes three tensor maps (Q, K, V) after the parameters */
+    int opt_in;          /* 1: only when STEM_CUDA_ATTN names the family (not yet run
+                            through the suite on a GPU; see bench/results/cuda.md) */
     unsigned (*smem)(int head_dim); /* dynamic shared memory; NULL: none */
     int (*supports)(const struct stem_cuda_context *c, const stem_tensor *q,
                     const stem_tensor *k, const stem_tensor *v);
@@ -75,6 +78,7 @@ typedef struct stem_cuda_context {
     CUstream stream;   /* ours, or desc.native_queue */
     int own_stream;
     int cc_major, cc_minor, sm_count, smem_optin;
+    int score_tc;      /* STEM_CUDA_SCORE_GEMM=tc: the 3xTF32 tensor-core score GEMM */
     const char *attn_family; /* STEM_CUDA_ATTN=sm90|sm90s|mma|generic: only that family; NULL: any */
     CUmodule mod[STEM_CUDA_MOD_COUNT];
     CUfunction fn[STEM_CUDA_FN_COUNT];

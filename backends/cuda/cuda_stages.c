@@ -226,8 +226,10 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_tensor *q, const stem_te
     }
     const unsigned tiles = (unsigned)((n + 63) / 64);
     if (st == STEM_OK)
-        st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], tiles, tiles, (unsigned)bq, 128, 0, args,
-                              "score GEMM");
+        st = c->score_tc ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], tiles, tiles,
+                                            (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)")
+                         : stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], tiles, tiles,
+                                            (unsigned)bq, 256, 0, args, "score GEMM");
     return st;
 }
 
@@ -271,6 +273,8 @@ static int choose_variant(const stem_cuda_context *c, const stem_plan *plan, con
         const stem_cuda_attn_variant *var = &stem_cuda_attn_variants[i];
         const int generic = !strcmp(var->family, "generic");
         if (!c->attn_fn[i] || (var->tma && !tma))
+            continue;
+        if (var->opt_in && (!c->attn_family || strcmp(c->attn_family, var->family)))
             continue;
         if (c->attn_family && strcmp(c->attn_family, var->family) && !generic)
             continue;

@@ -99,16 +99,76 @@ extern "C" __global__ void stem_k_value_bonus(stem_kscore p)
 }
 
 // scores[I][J] = coef * dot(Qflat[I], Kflat[J]) + vb[J] for J <= I, -inf above.
-// On tensor cores with f32-level accuracy (phase sums of 16-bit inputs are
+// FP32 on CUDA cores (the conformance tolerance is f32-level, and phase sums
+// of 16-bit inputs are not 16-bit numbers): 64x64 tiles, 256 threads, 4x4
+// outputs each; tiles above the diagonal only write -inf.
+#define SG_T 64
+#define SG_K 16
+extern "C" __global__ void __launch_bounds__(256) stem_k_score_gemm(stem_kscore p)
+{
+    __shared__ float As[SG_K][SG_T + 4], Bs[SG_K][SG_T + 4];
+    const int n = p.n_blocks, g = p.hq / p.hkv;
+    const long long W = (long long)p.stride * p.head_dim;
+    const int J0 = blockIdx.x * SG_T, I0 = blockIdx.y * SG_T;
+    const long long bh = blockIdx.z, b = bh / p.hq, h = bh % p.hq, kv = b * p.hkv + h / g;
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    const stem_ktensor &st = p.scores;
+    if (J0 > I0 + SG_T - 1) {
+        for (int e = threadIdx.x; e < SG_T * SG_T; e += blockDim.x) {
+            const int I = I0 + e / SG_T, J = J0 + e % SG_T;
+            if (I < n && J < n)
+                *kt_f32(st, kt_off(st, b, h, I, J)) = -INFINITY;
+        }
+        return;
+    }
+    const float *qf = reinterpret_cast<const float *>(p.qflat) + (bh * n) * W;
+    const float *kf = reinterpret_cast<const float *>(p.kflat) + (kv * n) * W;
+    float acc[4][4] = {};
+    for (long long k0 = 0; k0 < W; k0 += SG_K) {
+        for (int e = threadIdx.x; e < SG_T * SG_K; e += blockDim.x) {
+            const int r = e / SG_K, kk = e % SG_K;
+            const bool kin = k0 + kk < W;
+            As[kk][r] = (I0 + r < n && kin) ? qf[(long long)(I0 + r) * W + k0 + kk] : 0.0f;
+            Bs[kk][r] = (J0 + r < n && kin) ? kf[(long long)(J0 + r) * W + k0 + kk] : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < SG_K; kk++) {
+            float a[4], bb[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                a[i] = As[kk][ty + 16 * i];
+                bb[i] = Bs[kk][tx + 16 * i];
+            }
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    acc[i][j] = fmaf(a[i], bb[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+    const float *vb = reinterpret_cast<const float *>(p.vb) + kv * n;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            const int I = I0 + ty + 16 * i, J = J0 + tx + 16 * j;
+            if (I >= n || J >= n)
+                continue;
+            *kt_f32(st, kt_off(st, b, h, I, J)) = J > I ? -INFINITY : p.coef * acc[i][j] + vb[J];
+        }
+}
+
+// The same on tensor cores (STEM_CUDA_SCORE_GEMM=tc until it has passed the
+// suite on a GPU) with f32-level accuracy (phase sums of 16-bit inputs are
 // not 16-bit numbers, and the scores' tolerance is f32-level): each f32
 // operand is split into a TF32 high part and a TF32 remainder, and the
 // product is hi*hi + hi*lo + lo*hi (mma.sync m16n8k8, f32 accumulate; the
 // dropped lo*lo term is below f32 rounding). 64x64 output tiles, 4 warps of
 // 32x32, 32-wide K chunks through shared memory; tiles above the diagonal
 // only write -inf.
-#define SG_T 64
-#define SG_K 32
-#define SG_LD (SG_K + 4) // padded rows: fragment reads are conflict-free
+#define TC_T 64
+#define TC_K 32
+#define TC_LD (TC_K + 4) // padded rows: fragment reads are conflict-free
 
 __device__ __forceinline__ unsigned to_tf32(float x)
 {
@@ -125,17 +185,17 @@ __device__ __forceinline__ void mma_tf32(float c[4], const unsigned a[4], const 
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm(stem_kscore p)
+extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_kscore p)
 {
-    __shared__ __align__(16) float As[SG_T][SG_LD], Bs[SG_T][SG_LD];
+    __shared__ __align__(16) float As[TC_T][TC_LD], Bs[TC_T][TC_LD];
     const int n = p.n_blocks, g = p.hq / p.hkv;
     const int W = p.stride * p.head_dim; // a multiple of 8
-    const int J0 = blockIdx.x * SG_T, I0 = blockIdx.y * SG_T;
+    const int J0 = blockIdx.x * TC_T, I0 = blockIdx.y * TC_T;
     const long long bh = blockIdx.z, b = bh / p.hq, h = bh % p.hq, kv = b * p.hkv + h / g;
     const stem_ktensor &st = p.scores;
-    if (J0 > I0 + SG_T - 1) {
-        for (int e = threadIdx.x; e < SG_T * SG_T; e += blockDim.x) {
-            const int I = I0 + e / SG_T, J = J0 + e % SG_T;
+    if (J0 > I0 + TC_T - 1) {
+        for (int e = threadIdx.x; e < TC_T * TC_T; e += blockDim.x) {
+            const int I = I0 + e / TC_T, J = J0 + e % TC_T;
             if (I < n && J < n)
                 *kt_f32(st, kt_off(st, b, h, I, J)) = -INFINITY;
         }
@@ -147,9 +207,9 @@ extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm(stem_kscore 
     const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32; // this warp's 32x32 sub-tile
     const int gr = lane >> 2, tc = lane & 3;
     float acc[2][4][4] = {};
-    for (int k0 = 0; k0 < W; k0 += SG_K) {
-        for (int e = threadIdx.x; e < SG_T * SG_K / 4; e += blockDim.x) {
-            const int r = e / (SG_K / 4), c = (e % (SG_K / 4)) * 4;
+    for (int k0 = 0; k0 < W; k0 += TC_K) {
+        for (int e = threadIdx.x; e < TC_T * TC_K / 4; e += blockDim.x) {
+            const int r = e / (TC_K / 4), c = (e % (TC_K / 4)) * 4;
             const bool kin = k0 + c < W; // W and c are multiples of 4
             float4 av = make_float4(0.f, 0.f, 0.f, 0.f), bv = av;
             if (kin && I0 + r < n)
@@ -161,7 +221,7 @@ extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm(stem_kscore 
         }
         __syncthreads();
 #pragma unroll
-        for (int kk = 0; kk < SG_K; kk += 8) {
+        for (int kk = 0; kk < TC_K; kk += 8) {
             unsigned ah[2][4], al[2][4], bh2[4][2], bl[4][2];
 #pragma unroll
             for (int mt = 0; mt < 2; mt++) {
