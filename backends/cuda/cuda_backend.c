@@ -2,8 +2,8 @@
  *
  * Environment:
  *   STEM_CUDA_LIBRARY=path          driver library to dlopen (default libcuda.so.1)
- *   STEM_CUDA_ATTN=sm90|sm90s|sm90p|mma|generic  only that family of attention kernels (cuda_variants.c);
- *                                   a plan it cannot run falls back to the generic kernel
+ *   STEM_CUDA_ATTN=sm90|sm90s|sm90p|mma|generic  that family of attention kernels first
+ *                                   (cuda_variants.c); plans it cannot run take the defaults
  *   STEM_CUDA_GENERIC_ATTENTION=1   same as STEM_CUDA_ATTN=generic
  *   STEM_CUDA_SCORE_GEMM=tc         the score GEMM on tensor cores (3xTF32 mma.sync) */
 #include "cuda_common.h"

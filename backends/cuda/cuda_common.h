@@ -79,7 +79,7 @@ typedef struct stem_cuda_context {
     int own_stream;
     int cc_major, cc_minor, sm_count, smem_optin;
     int score_tc;      /* STEM_CUDA_SCORE_GEMM=tc: the 3xTF32 tensor-core score GEMM */
-    const char *attn_family; /* STEM_CUDA_ATTN=sm90|sm90s|mma|generic: only that family; NULL: any */
+    const char *attn_family; /* STEM_CUDA_ATTN: that family first; NULL: table order */
     CUmodule mod[STEM_CUDA_MOD_COUNT];
     CUfunction fn[STEM_CUDA_FN_COUNT];
     CUfunction attn_fn[STEM_CUDA_ATTN_VARIANT_MAX]; /* NULL: variant not loaded on this device */

@@ -262,27 +262,31 @@ stem_status stem_cuda_select(stem_plan *plan, const stem_tensor *scores, const s
                             "selection");
 }
 
-/* The first variant from `from` on (table order) that runs this plan on
- * these tensors; with tma = 0 the TMA variants are passed over. The generic
- * kernel takes everything, so -1 only when no image loaded. */
+static int variant_fits(const stem_cuda_context *c, const stem_plan *plan, int i,
+                        const stem_tensor *q, const stem_tensor *k, const stem_tensor *v, int tma)
+{
+    const stem_cuda_attn_variant *var = &stem_cuda_attn_variants[i];
+    const stem_attention_desc *d = &plan->desc;
+    return c->attn_fn[i] && (tma || !var->tma) &&
+           (var->dtype < 0 || var->dtype == (int)d->dtype) &&
+           (var->head_dim == 0 || var->head_dim == d->head_dim) &&
+           (var->block == 0 || var->block == plan->cfg.block_size) && var->supports(c, q, k, v);
+}
+
+/* The variant to run, from index `from` on (table order): first a row of
+ * the family STEM_CUDA_ATTN names, then any row that is not opt-in (the
+ * generic kernel takes everything). With tma = 0 the TMA rows are passed
+ * over. -1 only when no image loaded. */
 static int choose_variant(const stem_cuda_context *c, const stem_plan *plan, const stem_tensor *q,
                           const stem_tensor *k, const stem_tensor *v, int from, int tma)
 {
-    const stem_attention_desc *d = &plan->desc;
-    for (int i = from; i < stem_cuda_attn_variant_count; i++) {
-        const stem_cuda_attn_variant *var = &stem_cuda_attn_variants[i];
-        const int generic = !strcmp(var->family, "generic");
-        if (!c->attn_fn[i] || (var->tma && !tma))
-            continue;
-        if (var->opt_in && (!c->attn_family || strcmp(c->attn_family, var->family)))
-            continue;
-        if (c->attn_family && strcmp(c->attn_family, var->family) && !generic)
-            continue;
-        if ((var->dtype < 0 || var->dtype == (int)d->dtype) &&
-            (var->head_dim == 0 || var->head_dim == d->head_dim) &&
-            (var->block == 0 || var->block == plan->cfg.block_size) && var->supports(c, q, k, v))
+    for (int i = from; c->attn_family && i < stem_cuda_attn_variant_count; i++)
+        if (!strcmp(c->attn_family, stem_cuda_attn_variants[i].family) &&
+            variant_fits(c, plan, i, q, k, v, tma))
             return i;
-    }
+    for (int i = from; i < stem_cuda_attn_variant_count; i++)
+        if (!stem_cuda_attn_variants[i].opt_in && variant_fits(c, plan, i, q, k, v, tma))
+            return i;
     return -1;
 }
 
