@@ -173,7 +173,7 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
     }
     /* Near-dense budgets run dense: scoring and selection would cost more
      * than the few skipped blocks save. */
-    if (c.dense_above_density > 0.0 && !plan->dense && c.selector != STEM_SELECTOR_XATTENTION &&
+    if (c.dense_above_density > 0.0 && !plan->dense && !stem_selector_is_xattention(c.selector) &&
         plan->budget_density >= c.dense_above_density) {
         plan->dense = 1;
         plan->k_start = (int32_t)plan->n_blocks;
