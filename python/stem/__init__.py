@@ -96,7 +96,7 @@ def prefill(q: Array, k: Array, v: Array, *, selector: str = "stem", block_size:
         device: index among that backend's devices (default 0).
         **config: other stem_config fields, e.g. beta=0.2, mu=0.7,
             sink_blocks=4, local_blocks=4, k_start=..., xattn_threshold=0.9,
-            dense_layers=2 (see api/stem.h).
+            dense_layers=2, dense_above_density=0.0 (see api/stem.h).
 
     Returns:
         The attention output, shaped like q, of q's type and device (or the

@@ -90,7 +90,8 @@ class Config(ctypes.Structure):
         ("large_rate", c_double), ("large_bias", c_int32), ("k_start", c_int32),
         ("paper_short_rate", c_double), ("paper_long_rate", c_double),
         ("paper_switch_tokens", c_int64), ("paper_min_blocks", c_int32), ("uniform_k", c_int32),
-        ("xattn_threshold", c_float), ("dense_layers", c_int32), *_TAIL,
+        ("xattn_threshold", c_float), ("dense_layers", c_int32),
+        ("dense_above_density", c_double), *_TAIL,
     ]
 
 
