@@ -1,7 +1,10 @@
 /* test_conformance: the case table and the misuse checks on every device of
  * every backend compiled in, then one summary line per backend.
  *
- *   test_conformance [--summary PATH] [--deferred PATH] [--list]
+ *   test_conformance [--summary PATH] [--deferred PATH] [--list] [--plan]
+ *   --plan                        per device: "run <backend> #<i> <case>" for each
+ *                                 table case it would run, "defer ..." for each
+ *                                 it leaves to make test-full; runs nothing
  *   STEM_TEST_REQUIRE=cpu,opencl  backends that must have a device (else FAIL)
  *   STEM_TEST_FILTER=substring    run only cases whose name contains it
  *   STEM_TEST_LEVEL=full          a longer sweep (more cases, larger N; the
@@ -296,7 +299,7 @@ int main(int argc, char **argv)
 {
     prefer_passive_openmp(argv);
     const char *summary_path = NULL, *deferred_path = NULL;
-    int list_only = 0;
+    int list_only = 0, plan_only = 0;
     for (int i = 1; i < argc; ++i) {
         if (strcmp(argv[i], "--summary") == 0 && i + 1 < argc) {
             summary_path = argv[++i];
@@ -304,8 +307,11 @@ int main(int argc, char **argv)
             deferred_path = argv[++i];
         } else if (strcmp(argv[i], "--list") == 0) {
             list_only = 1;
+        } else if (strcmp(argv[i], "--plan") == 0) {
+            plan_only = 1;
         } else {
-            fprintf(stderr, "usage: %s [--summary PATH] [--deferred PATH] [--list]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--summary PATH] [--deferred PATH] [--list] [--plan]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -409,6 +415,24 @@ int main(int argc, char **argv)
         tally *t = &per[dev.info.backend];
         have_device[dev.info.backend] = 1;
         const char *bname = stem_backend_name(dev.info.backend);
+        if (plan_only) {
+            conf_case *run = malloc(sizeof *run * (size_t)(nc ? nc : 1));
+            conf_case *later = malloc(sizeof *later * (size_t)(nc ? nc : 1));
+            if (!run || !later) {
+                fprintf(stderr, "out of memory\n");
+                return 2;
+            }
+            int n_later = 0;
+            const int nr =
+                thin_cases_for(&dev, make_test, all_cases, nc, nc_default, run, later, &n_later);
+            for (int i = 0; i < nr; ++i)
+                printf("run %s #%u %s\n", bname, dev.info.backend_index, run[i].name);
+            for (int i = 0; i < n_later; ++i)
+                printf("defer %s #%u %s\n", bname, dev.info.backend_index, later[i].name);
+            free(run);
+            free(later);
+            continue;
+        }
         stem_context_desc cd;
         stem_context_desc_init(&cd);
         cd.device = (int32_t)d;
@@ -456,6 +480,11 @@ int main(int argc, char **argv)
                    dev.info.backend_index, stem_last_error());
             t->failed++;
         }
+    }
+    if (plan_only) {
+        free(all_cases);
+        free(all_mis);
+        return 0;
     }
     /* Backends without a device: skipped, or failed when required. */
     for (int b = 0; b < CONF_BACKENDS; ++b) {
