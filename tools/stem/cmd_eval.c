@@ -1,5 +1,5 @@
-/* stem eval: a small LLM (SmolLM2-135M, GGUF) whose every attention layer
- * runs through libstem, to judge block selection on real activations.
+/* stem eval: a small LLM (SmolLM2-135M or Gemma-3-270M, GGUF) whose
+ * attention layers (Gemma 3: its global ones) run through libstem, to judge block selection on real activations.
  * Perplexity and KL(dense || sparse) of next-token distributions per
  * selector configuration, per-layer attention-output error, greedy
  * continuation, and dumps of logits and post-RoPE Q/K/V. */
@@ -16,10 +16,10 @@
 
 #include "../model/dequant.h"
 #include "../model/gguf.h"
-#include "../model/smollm2.h"
-#include "../model/tokenizer.h"
+#include "../model/lm.h"
 
 #define EVAL_DEFAULT_MODEL ".model/SmolLM2-135M-Instruct.Q4_1.gguf"
+#define EVAL_GEMMA3_MODEL ".model/gemma-3-270m-q4_k_m.gguf"
 #define EVAL_MAX_CONFIGS 64
 #define EVAL_MAX_TEXTS 8
 
@@ -27,10 +27,11 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: stem eval [options]\n"
-            "Runs SmolLM2-135M (GGUF) with every attention layer on libstem.\n"
+            "Runs SmolLM2-135M or Gemma-3-270M (GGUF; Gemma 3: the global layers) on libstem.\n"
             "  --model PATH          GGUF file (default $STEM_MODEL, else " EVAL_DEFAULT_MODEL
             ";\n"
-            "                        fetch it with scripts/get-model.sh)\n"
+            "                        fetch it with scripts/get-model.sh); 'gemma3' names\n"
+            "                        " EVAL_GEMMA3_MODEL " (scripts/get-model-gemma3.sh)\n"
             "  --text F[,F...]       UTF-8 texts, one window each (data/austen/prideprejudice.txt)\n"
             "  --tokens N            window length in tokens (8192)\n"
             "  --offset T            first token of each window (0)\n"
@@ -335,7 +336,7 @@ enum { LOGIT_CHUNK = 128 };
 
 /* Scores rows [from, n-1) of a window: next-token NLL of the sparse run,
  * the dense run and KL(dense || sparse). */
-static int score_window(const smollm2 *m, const float *hid_dense, const float *hid_sparse,
+static int score_window(const lm_model *m, const float *hid_dense, const float *hid_sparse,
                         const int32_t *tokens, int64_t n, int64_t from, float *dense_lp,
                         int dense_lp_ready, score_sums *s)
 {
@@ -353,9 +354,9 @@ static int score_window(const smollm2 *m, const float *hid_dense, const float *h
         /* dense log-probabilities: computed once per window when dense_lp
          * (rows [from, n-1)) is given, then reused by every configuration */
         float *dl = dense_lp ? dense_lp + (r0 - from) * V : ld;
-        if (!dense_lp || !dense_lp_ready) smollm2_logits(m, hid_dense + r0 * m->d_model, rows, dl);
+        if (!dense_lp || !dense_lp_ready) lm_logits(m, hid_dense + r0 * m->d_model, rows, dl);
         const int dense_raw = !dense_lp || !dense_lp_ready;
-        if (hid_sparse) smollm2_logits(m, hid_sparse + r0 * m->d_model, rows, ls);
+        if (hid_sparse) lm_logits(m, hid_sparse + r0 * m->d_model, rows, ls);
         double nll_d = 0, nll_s = 0, kl = 0, klmax = s->kl_max, nd_l = 0, ns_l = 0, kl_l = 0;
         int64_t same = 0, late = 0;
 #pragma omp parallel for reduction(+ : nll_d, nll_s, kl, same, nd_l, ns_l, kl_l, late) \
@@ -545,8 +546,8 @@ static void git_commit(char *out, size_t cap)
 }
 
 typedef struct eval_state {
-    smollm2 model;
-    bpe_tokenizer *tok;
+    lm_model model;
+    lm_tokenizer *tok;
     hook h;
     char commit[64], date[32], device[512];
     uint64_t model_hash;
@@ -561,7 +562,7 @@ static int forward_with(eval_state *es, const stem_config *cfg, const int32_t *i
     h->n = n;
     h->kept = h->causal = 0.0;
     h->status = STEM_OK;
-    int rc = smollm2_forward(&es->model, ids, n, attention_hook, h, hidden);
+    int rc = lm_forward(&es->model, ids, n, attention_hook, h, hidden);
     if (rc == -1) return tool_error("eval: out of memory in the forward pass");
     if (rc) return tool_fail(h->status, "eval: attention");
     if (density) *density = h->causal > 0 ? h->kept / h->causal : 1.0;
@@ -570,7 +571,7 @@ static int forward_with(eval_state *es, const stem_config *cfg, const int32_t *i
 
 static int generate(eval_state *es, const int32_t *ids, int64_t n, int64_t count)
 {
-    const smollm2 *m = &es->model;
+    const lm_model *m = &es->model;
     int32_t *seq = malloc((size_t)(n + count) * sizeof *seq);
     float *hid = malloc((size_t)(n + count) * (size_t)m->d_model * sizeof(float));
     float *logits = malloc((size_t)m->n_vocab * sizeof(float));
@@ -585,7 +586,7 @@ static int generate(eval_state *es, const int32_t *ids, int64_t n, int64_t count
     char piece[256];
     printf("prompt: ...");
     for (int64_t i = n > 48 ? n - 48 : 0; i < n; i++) {
-        bpe_decode_token(es->tok, seq[i], piece, sizeof piece);
+        lm_decode_token(es->tok, seq[i], piece, sizeof piece);
         fputs(piece, stdout);
     }
     printf("\ngreedy: ");
@@ -593,12 +594,12 @@ static int generate(eval_state *es, const int32_t *ids, int64_t n, int64_t count
     for (int64_t g = 0; g < count && !rc; g++) {
         rc = forward_with(es, &dense, seq, n + g, hid, NULL);
         if (rc) break;
-        smollm2_logits(m, hid + (n + g - 1) * m->d_model, 1, logits);
+        lm_logits(m, hid + (n + g - 1) * m->d_model, 1, logits);
         int32_t best = 0;
         for (int32_t i = 1; i < m->n_vocab; i++)
             if (logits[i] > logits[best]) best = i;
         seq[n + g] = best;
-        bpe_decode_token(es->tok, best, piece, sizeof piece);
+        lm_decode_token(es->tok, best, piece, sizeof piece);
         fputs(piece, stdout);
         fflush(stdout);
     }
@@ -610,11 +611,11 @@ static int generate(eval_state *es, const int32_t *ids, int64_t n, int64_t count
 static int dump_logits(eval_state *es, const char *path, const int32_t *ids, int64_t n,
                        const float *hid)
 {
-    const smollm2 *m = &es->model;
+    const lm_model *m = &es->model;
     float *logits = malloc((size_t)n * (size_t)m->n_vocab * sizeof(float));
     char err[256], ids_path[1024];
     if (!logits) return tool_error("eval: out of memory for %lld logits rows", (long long)n);
-    smollm2_logits(m, hid, n, logits);
+    lm_logits(m, hid, n, logits);
     int64_t shape[2] = {n, m->n_vocab};
     int rc = npy_write_file(path, NPY_F32, 2, shape, logits, err, sizeof err);
     free(logits);
@@ -671,7 +672,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
         free(text);
         return tool_error("eval: out of memory");
     }
-    int64_t count = bpe_encode(es->tok, text, len, all, cap);
+    int64_t count = lm_encode(es->tok, text, len, all, cap);
     free(text);
     if (count < 0) {
         free(all);
@@ -691,7 +692,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
         return tool_error("eval: %s has %lld tokens, the window needs %lld", text_path,
                           (long long)count, (long long)(a->offset + a->tokens));
     }
-    const smollm2 *m = &es->model;
+    const lm_model *m = &es->model;
     const int64_t n = a->tokens;
     const int32_t *ids = all + a->offset;
     const int64_t from = a->score_from >= 0 ? (a->score_from < n - 1 ? a->score_from : n - 2)
@@ -830,6 +831,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
                 fprintf(lf, "text\toffset\ttokens\tconfig\tlayer\trel_l2\tdensity\tcommit\n");
         }
         for (int l = 0; l < m->n_layer; l++) {
+            if (m->arch == LM_GEMMA3 && !m->gem.layers[l].global) continue; /* not on libstem */
             printf("%d", l);
             for (int c = 0; c < n_err; c++) {
                 double e = err[(size_t)c * 64 + (size_t)l];
@@ -869,18 +871,19 @@ int cmd_eval(int argc, char **argv)
         return 2;
     gguf_file gf;
     char err[512] = "";
+    if (!strcmp(a.model, "gemma3")) a.model = EVAL_GEMMA3_MODEL;
     if (gguf_open(a.model, &gf, err, sizeof err))
         return tool_error("eval: %s (get the model with scripts/get-model.sh, or pass "
                           "--model / set STEM_MODEL)",
                           err);
     es.model_hash = fnv1a(gf.map, gf.size, 1469598103934665603ull);
     double t0 = tool_now_ms();
-    if (smollm2_load(&gf, &es.model, err, sizeof err)) {
+    if (lm_load(&gf, &es.model, err, sizeof err)) {
         gguf_close(&gf);
         return tool_error("eval: %s: %s", a.model, err);
     }
-    if (bpe_tokenizer_load(&gf, &es.tok, err, sizeof err)) {
-        smollm2_free(&es.model);
+    if (lm_tokenizer_load(&gf, &es.tok, err, sizeof err)) {
+        lm_free(&es.model);
         gguf_close(&gf);
         return tool_error("eval: %s: %s", a.model, err);
     }
@@ -901,10 +904,10 @@ int cmd_eval(int argc, char **argv)
     tool_utc_date(es.date, sizeof es.date);
     tool_device_line(&info, es.device, sizeof es.device);
     printf("# stem eval  %s  commit %s  device %s\n", es.date, es.commit, es.device);
-    printf("# model %s: %zu bytes, fnv64 %016llx, %d layers, d %d, heads %d/%d x %d, "
-           "vocab %d, weights %s (loaded in %.1f s)\n",
-           a.model, gf.size, (unsigned long long)es.model_hash, es.model.n_layer,
-           es.model.d_model, es.model.n_head, es.model.n_kv_head, es.model.head_dim,
+    printf("# model %s (%s): %zu bytes, fnv64 %016llx, %d layers (%d on libstem), d %d, "
+           "heads %d/%d x %d, vocab %d, weights %s (loaded in %.1f s)\n",
+           a.model, es.model.name, gf.size, (unsigned long long)es.model_hash, es.model.n_layer,
+           es.model.n_attn_layers, es.model.d_model, es.model.n_head, es.model.n_kv_head, es.model.head_dim,
            es.model.n_vocab, es.model.weight_types, load_sec);
     char *texts = strdup(a.texts);
     if (!texts) {
@@ -917,8 +920,8 @@ int cmd_eval(int argc, char **argv)
     free(texts);
 out:
     if (ctx) stem_context_destroy(ctx);
-    bpe_tokenizer_free(es.tok);
-    smollm2_free(&es.model);
+    lm_tokenizer_free(es.tok);
+    lm_free(&es.model);
     gguf_close(&gf);
     return rc ? 1 : 0;
 }
