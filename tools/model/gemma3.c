@@ -199,8 +199,13 @@ static int window_attention(const float *q, const float *k, const float *v, floa
                 float mx = -INFINITY;
                 for (int64_t j = j0; j <= t; j++) {
                     const float *kr = kh + j * dh;
+                    float part[8] = {0}; /* 8 partial sums: vectorises without -ffast-math */
+                    int i = 0;
+                    for (; i + 8 <= dh; i += 8)
+                        for (int u = 0; u < 8; u++) part[u] += qr[i + u] * kr[i + u];
                     float s = 0.0f;
-                    for (int i = 0; i < dh; i++) s += qr[i] * kr[i];
+                    for (int u = 0; u < 8; u++) s += part[u];
+                    for (; i < dh; i++) s += qr[i] * kr[i];
                     s *= scale;
                     p[j - j0] = s;
                     mx = s > mx ? s : mx;
