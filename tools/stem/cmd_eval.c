@@ -1,5 +1,6 @@
 /* stem eval: a small LLM (SmolLM2-135M or Gemma-3-270M, GGUF) whose
- * attention layers (Gemma 3: its global ones) run through libstem, to judge block selection on real activations.
+ * attention layers (Gemma 3: its global ones) run through libstem, to
+ * judge block selection on real activations.
  * Perplexity and KL(dense || sparse) of next-token distributions per
  * selector configuration, per-layer attention-output error, greedy
  * continuation, and dumps of logits and post-RoPE Q/K/V. */
