@@ -5,7 +5,7 @@ stated once at a relative depth, and at the end the question followed by
 the key again. Gemma tokenises digits one by one, so the window's last five
 tokens are the key digits: score them with --score-from (ids - 6), see
 bench/eval/gemma3_passkey.sh.
-usage: gemma3_passkey.py TOKENS DEPTH KEY OUT.txt   (TOKENS approximate, ~4.17 chars a token)"""
+usage: gemma3_passkey.py TOKENS DEPTH KEY OUT.txt   (TOKENS an upper bound: ~3.8 chars a token)"""
 import sys
 
 TEXTS = ["data/austen/prideprejudice.txt", "data/austen/emma.txt", "data/austen/persuasion.txt"]
@@ -17,7 +17,7 @@ def main():
     filler = "\n\n".join(open(p, encoding="utf-8").read() for p in TEXTS)
     needle = f"\n\nThe pass key is {key}. Remember it. {key} is the pass key.\n\n"
     question = "\n\nWhat is the pass key? The pass key is " + key
-    chars = int(tokens * 4.17) - len(needle) - len(question)
+    chars = int(tokens * 3.8) - len(needle) - len(question)
     if chars > len(filler):
         sys.exit(f"gemma3_passkey: {tokens} tokens need more filler than the texts hold")
     body = filler[:chars]

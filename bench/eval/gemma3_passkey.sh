@@ -20,6 +20,10 @@ for key in $KEYS; do
         python3 bench/eval/gemma3_passkey.py "$TOKENS" "$depth" "$key" "$txt"
         n=$("$STEM" eval --model gemma3 --text "$txt" --dump-ids "$tmp/ids.npy" |
             sed -n 's/^wrote .*: \([0-9]*\) token ids.*/\1/p')
+        if [ "$n" -gt "$TOKENS" ]; then
+            echo "gemma3_passkey: prompt has $n tokens, more than $TOKENS" >&2
+            exit 1
+        fi
         echo "# passkey $key at depth $depth: $n tokens"
         "$STEM" eval --model gemma3 --text "$txt" --tokens "$n" --score-from $((n - 6)) \
             --cache '' --configs "$CONFIGS" --results "$RESULTS"
