@@ -93,7 +93,8 @@ void lm_tokenizer_free(lm_tokenizer *t)
 
 int64_t lm_encode(const lm_tokenizer *t, const char *text, size_t len, int32_t *ids, int64_t cap)
 {
-    return t->spm ? spm_encode(t->spm, text, len, ids, cap) : bpe_encode(t->bpe, text, len, ids, cap);
+    return t->spm ? spm_encode(t->spm, text, len, ids, cap)
+                  : bpe_encode(t->bpe, text, len, ids, cap);
 }
 
 size_t lm_decode_token(const lm_tokenizer *t, int32_t id, char *out, size_t cap)

@@ -294,7 +294,8 @@ int cmd_eval(int argc, char **argv)
     printf("# model %s (%s): %zu bytes, fnv64 %016llx, %d layers (%d on libstem), d %d, "
            "heads %d/%d x %d, vocab %d, weights %s (loaded in %.1f s)\n",
            a.model, es.model.name, gf.size, (unsigned long long)es.model_hash,
-           es.model.n_layer, es.model.n_attn_layers, es.model.d_model, es.model.n_head, es.model.n_kv_head, es.model.head_dim,
+           es.model.n_layer, es.model.n_attn_layers, es.model.d_model, es.model.n_head,
+           es.model.n_kv_head, es.model.head_dim,
            es.model.n_vocab, es.model.weight_types, load_sec);
     char *texts = strdup(a.texts);
     if (!texts) {
