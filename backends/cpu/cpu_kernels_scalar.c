@@ -332,6 +332,17 @@ static void widen_scalar(const void *src, stem_dtype dtype, int n, float *restri
     }
 }
 
+/* Round to nearest even on the bits; NaN stays a (quiet) NaN. */
+static void narrow_bf16_scalar(const float *restrict x, int n, uint16_t *restrict dst)
+{
+    for (int j = 0; j < n; j++) {
+        uint32_t u;
+        memcpy(&u, x + j, sizeof u);
+        const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        dst[j] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r);
+    }
+}
+
 const stem_cpu_kernels stem_cpu_kernels_scalar = {
     .name = "scalar",
     .gemm = gemm_scalar,
@@ -341,4 +352,5 @@ const stem_cpu_kernels stem_cpu_kernels_scalar = {
     .exp2_sum = exp2_sum_scalar,
     .scale = scale_scalar,
     .widen = widen_scalar,
+    .narrow_bf16 = narrow_bf16_scalar,
 };

@@ -11,7 +11,11 @@
  *   VI, VLOADI, VSET1I   integer vector of VW 32-bit lanes, load, broadcast
  *   VDOT_BF16(acc, a, b) acc + a.lo * b.lo + a.hi * b.hi per lane (bf16 halves)
  *   KERNELS_TABLE_BF16   when set, gemm_bf16 goes into this second table only
- * and after it the ISA-specific helpers declared below (vexp2 and friends).
+ *   GEMM_BF16_TABLE      when set, the function the table names as gemm_bf16
+ *                        (the AMX file's tile GEMM, which calls gemm_bf16_simd
+ *                        for the edges the tiles do not cover)
+ * and before or after it the ISA-specific helpers declared below (vexp2 and
+ * friends).
  * Nothing here is reached unless the dispatcher (cpu_isa.c) found the ISA.
  */
 #include "cpu_common.h"
@@ -22,15 +26,7 @@
 
 #define NV (NR / VW) /* vectors per register-block row */
 
-/* 2^f for |f| <= 1/2: degree-7 Taylor series (truncation 5e-9 relative),
- * the scalar kernels' coefficients. */
-#define EXP2_C7 1.525273380405984e-05f
-#define EXP2_C6 1.5403530393381608e-04f
-#define EXP2_C5 1.3333558146428443e-03f
-#define EXP2_C4 9.618129107628477e-03f
-#define EXP2_C3 5.550410866482158e-02f
-#define EXP2_C2 2.402265069591007e-01f
-#define EXP2_C1 6.931471805599453e-01f
+#include "cpu_exp2_coeffs.h"
 
 /* Defined by the including file. vexp2: exp2_one (below) on every lane. */
 static inline VF vexp2(VF t);
@@ -177,14 +173,14 @@ static void gemm_packed_simd(int m, int n, int k, const float *A, ptrdiff_t lda,
  * and step, NV vectors of NR pairs of B. */
 static inline __attribute__((always_inline)) void
 micro_bf16(const int mr, int kp, const uint32_t *restrict A, ptrdiff_t lda,
-           const uint32_t *restrict B, float *restrict C, ptrdiff_t ldc)
+           const uint32_t *restrict B, float *restrict C, ptrdiff_t ldc, int accumulate)
 {
     VF acc[MR][NV];
 #pragma GCC unroll 16
     for (int r = 0; r < mr; r++)
 #pragma GCC unroll 4
         for (int c = 0; c < NV; c++)
-            acc[r][c] = VZERO();
+            acc[r][c] = accumulate ? VLOAD(C + r * ldc + c * VW) : VZERO();
     for (int p = 0; p < kp; p++) {
         const uint32_t *restrict b = B + (ptrdiff_t)p * NR;
         VI bv[NV];
@@ -208,11 +204,12 @@ micro_bf16(const int mr, int kp, const uint32_t *restrict A, ptrdiff_t lda,
 
 #define MICRO_BF16_CASE(R)                                                              \
     case R:                                                                             \
-        micro_bf16((R) <= MR ? (R) : MR, kp, a, lda, b, c, ldc);                         \
+        micro_bf16((R) <= MR ? (R) : MR, kp, a, lda, b, c, ldc, accumulate);             \
         break
 
 static void gemm_bf16_simd(int m, int n, int kp, const uint32_t *A, ptrdiff_t lda,
-                           const uint32_t *Bp, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc)
+                           const uint32_t *Bp, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc,
+                           int accumulate)
 {
     if (panel_stride <= 0)
         panel_stride = NR * (ptrdiff_t)kp;
@@ -237,7 +234,7 @@ static void gemm_bf16_simd(int m, int n, int kp, const uint32_t *A, ptrdiff_t ld
                 MICRO_BF16_CASE(4);
                 MICRO_BF16_CASE(3);
                 MICRO_BF16_CASE(2);
-            default: micro_bf16(1, kp, a, lda, b, c, ldc); break;
+            default: micro_bf16(1, kp, a, lda, b, c, ldc, accumulate); break;
             }
         }
     }
@@ -352,14 +349,31 @@ static void widen_simd(const void *src, stem_dtype dtype, int n, float *restrict
     }
 }
 
+/* Round to nearest even on the bits (the compiler vectorizes the loop with
+ * the file's ISA); NaN keeps its sign and becomes a quiet NaN, never Inf. */
+static void narrow_bf16_simd(const float *restrict x, int n, uint16_t *restrict dst)
+{
+    for (int j = 0; j < n; j++) {
+        uint32_t u;
+        memcpy(&u, x + j, sizeof u);
+        const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        dst[j] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r);
+    }
+}
+
+#if defined(VDOT_BF16) && !defined(GEMM_BF16_TABLE)
+#define GEMM_BF16_TABLE gemm_bf16_simd
+#endif
+
 const stem_cpu_kernels KERNELS_TABLE = {
     .name = KERNELS_NAME,
     .gemm = gemm_simd,
     .nr = NR,
     .gemm_packed = gemm_packed_simd,
 #if defined(VDOT_BF16) && !defined(KERNELS_TABLE_BF16)
-    .gemm_bf16 = gemm_bf16_simd, /* the only table of this file */
+    .gemm_bf16 = GEMM_BF16_TABLE, /* the only table of this file */
 #endif
+    .narrow_bf16 = narrow_bf16_simd,
     .row_max = row_max_simd,
     .exp2_sum = exp2_sum_simd,
     .scale = scale_simd,
@@ -373,7 +387,8 @@ const stem_cpu_kernels KERNELS_TABLE_BF16 = {
     .gemm = gemm_simd,
     .nr = NR,
     .gemm_packed = gemm_packed_simd,
-    .gemm_bf16 = gemm_bf16_simd,
+    .gemm_bf16 = GEMM_BF16_TABLE,
+    .narrow_bf16 = narrow_bf16_simd,
     .row_max = row_max_simd,
     .exp2_sum = exp2_sum_simd,
     .scale = scale_simd,
