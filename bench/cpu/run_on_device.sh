@@ -75,13 +75,13 @@ for dt in f32 bf16 f16; do
     for d in 128 64; do
         step "stem-$dt-d$d" 90 bash -c "
             '$stem' bench --backend cpu --hq 32 --hkv 8 --markdown --quiet --dtype $dt --d $d --n $small --warmup 1 --repeat 2
-            '$stem' bench --backend cpu --hq 32 --hkv 8 --markdown --quiet --dtype $dt --d $d --n $big --warmup 0 --repeat 1 | tail -n +3" \
+            '$stem' bench --backend cpu --hq 32 --hkv 8 --markdown --quiet --dtype $dt --d $d --n $big --warmup 0 --repeat 1 | grep '^| [0-9]'" \
             2>&1 | tee "$out/stem-$dt-d$d.md"
     done
 done
 if python3 -c "import torch" 2>/dev/null; then
     for dt in fp32 bf16 fp16; do
-        step "torch-$dt" 100 env PYTHONUNBUFFERED=1 python3 bench/cpu/torch_sdpa.py --n "$small,$big" \
+        step "torch-$dt" $([ $dt = fp16 ] && echo 60 || echo 90) env PYTHONUNBUFFERED=1 python3 bench/cpu/torch_sdpa.py --n "$small,$big" \
             --d 128,64 --dtypes $dt --warmup 1 --warmup-max-n 8192 --repeat 1 2>&1 |
             tee "$out/torch-$dt.tsv"
     done
