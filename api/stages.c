@@ -19,6 +19,12 @@ static stem_status check_tensor(const stem_plan *plan, const stem_tensor *t, con
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, name);
     if (!t->buffer)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "%s: %s.buffer is NULL", fn, name);
+    if (t->flags != 0 || t->reserved32 != 0 || t->reserved[0] != 0 || t->reserved[1] != 0 ||
+        t->reserved[2] != 0 || t->reserved[3] != 0)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "%s: %s.flags=0x%x or a reserved word is non-zero (they must be "
+                              "zero: zero-initialise the tensor or use stem_tensor_bhnd/bnhd)",
+                              fn, name, t->flags);
     if (t->buffer->ctx != plan->ctx)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                               "%s: %s.buffer belongs to another context", fn, name);
@@ -175,6 +181,7 @@ static stem_status check_lists(const stem_plan *plan, const stem_tensor *index,
 stem_status stem_score(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
                        const stem_tensor *v, const stem_tensor *scores)
 {
+    stem_enter(plan ? plan->ctx : NULL);
     if (!plan)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_score: plan is NULL");
     const stem_tensor *t[T_COUNT_] = {q, k, v, scores, NULL, NULL, NULL};
@@ -189,6 +196,7 @@ stem_status stem_score(stem_plan *plan, const stem_tensor *q, const stem_tensor 
 stem_status stem_select(stem_plan *plan, const stem_tensor *scores, const stem_tensor *index,
                         const stem_tensor *count)
 {
+    stem_enter(plan ? plan->ctx : NULL);
     if (!plan)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_select: plan is NULL");
     const stem_tensor *t[T_COUNT_] = {NULL, NULL, NULL, scores, index, count, NULL};
@@ -204,6 +212,7 @@ stem_status stem_attention(stem_plan *plan, const stem_tensor *q, const stem_ten
                            const stem_tensor *v, const stem_tensor *index, const stem_tensor *count,
                            const stem_tensor *o)
 {
+    stem_enter(plan ? plan->ctx : NULL);
     if (!plan)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_attention: plan is NULL");
     const stem_tensor *t[T_COUNT_] = {q, k, v, NULL, index, count, o};
@@ -232,6 +241,7 @@ stem_status stem_prefill(stem_plan *plan, const stem_tensor *q, const stem_tenso
                          const stem_tensor *v, const stem_tensor *o, const stem_tensor *scores,
                          const stem_tensor *index, const stem_tensor *count)
 {
+    stem_enter(plan ? plan->ctx : NULL);
     if (!plan)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_prefill: plan is NULL");
     const stem_tensor *t[T_COUNT_] = {q, k, v, scores, index, count, o};
