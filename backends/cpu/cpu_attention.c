@@ -260,9 +260,37 @@ static void load_value_pairs(const attn_job *job, attn_scratch *w, int64_t b, in
     }
 }
 
+/* Values of keys tok0.. into tile columns c0 .. c0 + n - 1 of the
+ * pair-packed tile: two stored rows at a time into whole 32-bit pairs (a
+ * loop the compiler vectorizes) where both are at hand, else one half. */
+static void load_values_bf16(const attn_job *job, attn_scratch *w, int64_t b, int64_t kh,
+                             int64_t tok0, int c0, int n)
+{
+    const int d = job->d, nr = job->nr, kt = job->kt;
+    for (int i = 0; i < n;) {
+        const int c = c0 + i;
+        const uint16_t *x0 = bf16_row(job->v, b, kh, tok0 + i);
+        const uint16_t *x1 = i + 1 < n ? bf16_row(job->v, b, kh, tok0 + i + 1) : NULL;
+        if (c % 2 == 0 && x0 && x1) {
+            uint32_t *dst = w->vb + (ptrdiff_t)(c / 2) * nr;
+            for (int p0 = 0; p0 < d; p0 += nr) {
+                uint32_t *o = dst + (ptrdiff_t)(p0 / nr) * (kt / 2) * nr;
+                const uint16_t *a = x0 + p0, *e = x1 + p0;
+                const int take = d - p0 < nr ? d - p0 : nr;
+                for (int q = 0; q < take; q++)
+                    o[q] = (uint32_t)a[q] | (uint32_t)e[q] << 16;
+            }
+            i += 2;
+        } else {
+            load_value_pairs(job, w, b, kh, tok0 + i, c);
+            i++;
+        }
+    }
+}
+
 /* Widens key tok into tile column c: K into its key panel (stride nr; pairs
  * of dimensions on the bf16 path), V into the dimension panels (nr values
- * each; pairs of keys when P V runs on bf16). */
+ * each) unless P V runs on bf16 (then load_values_bf16 packs V). */
 static void load_key(const attn_job *job, attn_scratch *w, int64_t b, int64_t kh, int64_t tok,
                      int c)
 {
@@ -284,10 +312,8 @@ static void load_key(const attn_job *job, attn_scratch *w, int64_t b, int64_t kh
         for (int p = 0; p < d; p++)
             kdst[(ptrdiff_t)p * nr] = w->row[p];
     }
-    if (job->pv_bf16) {
-        load_value_pairs(job, w, b, kh, tok, c);
+    if (job->pv_bf16)
         return;
-    }
     stem_cpu_widen_row(job->k, job->v, b, kh, tok, d, w->row, 1.0f);
     float *dst = w->vp + (ptrdiff_t)c * nr;
     for (int p = 0; p < d; p += nr) { /* a loop, not memcpy: 32-byte pieces */
@@ -381,6 +407,8 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
             }
             for (int c = 0; c < take; c++)
                 load_key(job, w, b, kh, k0 + j + c, t.cols + c);
+            if (job->pv_bf16)
+                load_values_bf16(job, w, b, kh, k0 + j, t.cols, take);
             t.cols += take;
             j += take;
         }
