@@ -10,7 +10,8 @@
 # (libcmocka0) beside them when the test binary needs it:
 #   BUILD=bin bash bench/cpu/run_on_device.sh
 # CONF_S (default 120) limits each conformance run; NS_SMALL / NS_BIG pick
-# the sizes timed with warm-up (2 runs) and without (1 run).
+# the sizes timed with warm-up (SMALL_RUNS, default 2 runs after 1) and
+# without (1 run); PEAK_S (default 0.25) is the peak probe's time per run.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=/tmp/stem-cpu-device
@@ -65,7 +66,7 @@ done | tee -a "$log"
 
 # Peaks: fp32 FMA (AVX2, AVX-512) and bf16 AMX, 1 thread and all.
 if cc -O2 -fopenmp bench/cpu/fma_peak.c -o /tmp/fma_peak 2>"$out/fma_peak-build.txt"; then
-    step peak 30 /tmp/fma_peak 0.25 | tee "$out/peak.tsv"
+    step peak 30 /tmp/fma_peak "${PEAK_S:-0.25}" | tee "$out/peak.tsv"
 fi
 
 # stem bench (Llama-3-8B layer: Hq 32, Hkv 8), then torch on the same shapes.
@@ -74,7 +75,7 @@ big="${NS_BIG:-16384,32768}"
 for dt in f32 bf16 f16; do
     for d in 128 64; do
         step "stem-$dt-d$d" 90 bash -c "
-            '$stem' bench --backend cpu --hq 32 --hkv 8 --markdown --quiet --dtype $dt --d $d --n $small --warmup 1 --repeat 2
+            '$stem' bench --backend cpu --hq 32 --hkv 8 --markdown --quiet --dtype $dt --d $d --n $small ${SMALL_RUNS:---warmup 1 --repeat 2}
             '$stem' bench --backend cpu --hq 32 --hkv 8 --markdown --quiet --dtype $dt --d $d --n $big --warmup 0 --repeat 1 | grep '^| [0-9]'" \
             2>&1 | tee "$out/stem-$dt-d$d.md"
     done
