@@ -32,6 +32,7 @@ void stem_config_init(stem_config *cfg)
     cfg->uniform_k = 0;
     cfg->xattn_threshold = 0.9f;
     cfg->dense_layers = 2;
+    cfg->dense_above_density = 0.0;
 }
 
 void stem_attention_desc_init(stem_attention_desc *desc)
@@ -59,7 +60,7 @@ void stem_plan_info_init(stem_plan_info *info)
 }
 
 static const char *const selector_names[STEM_SELECTOR_COUNT] = {
-    "stem", "stem_paper", "uniform", "xattention", "dense"};
+    "stem", "stem_paper", "uniform", "xattention", "dense", "xattention_strict"};
 
 const char *stem_selector_name(stem_selector selector)
 {
@@ -89,7 +90,8 @@ stem_status stem_selector_from_name(const char *name, stem_selector *out)
         }
     }
     return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
-                          "unknown selector '%s' (stem, stem_paper, uniform, xattention, dense)",
+                          "unknown selector '%s' (stem, stem_paper, uniform, xattention, "
+                          "xattention_strict, dense)",
                           name);
 }
 

@@ -332,7 +332,7 @@ stem_status stem_cpu_score(stem_plan *plan, const stem_tensor *q, const stem_ten
     job.g = (int)(plan->desc.num_q_heads / plan->desc.num_kv_heads);
     job.width = (int64_t)job.stride * job.d;
     job.threads = ctx->threads;
-    if (plan->cfg.selector == STEM_SELECTOR_XATTENTION)
+    if (stem_selector_is_xattention(plan->cfg.selector))
         return score_xattention(&job);
     return score_phase(&job);
 }

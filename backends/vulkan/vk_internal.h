@@ -56,6 +56,7 @@ typedef struct vk_params {
 #define VKF_REVERSE 2u /* phase sum of keys (segment S-1-t) */
 #define VKF_BONUS 4u   /* value bonus on */
 #define VKF_PHASE2 8u  /* second dispatch of a two-pass kernel */
+#define VKF_XATTN_DIAG 16u /* XAttention official rule from key block 0 (diagonal forced) */
 
 /* Spec constants of a pipeline (shaders read constant_id 0..5). */
 #define VK_SPEC_COUNT 6

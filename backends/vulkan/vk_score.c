@@ -131,7 +131,7 @@ stem_status stem_vk_score(stem_plan *plan, const stem_tensor *q, const stem_tens
         st = vk_sync_wrapped_in(c, ts, 4);
     if (st != STEM_OK)
         return st;
-    if (plan->cfg.selector == STEM_SELECTOR_XATTENTION)
+    if (stem_selector_is_xattention(plan->cfg.selector))
         st = score_xattention(plan, c, binds, &p);
     else
         st = score_phase(plan, c, binds, &p);

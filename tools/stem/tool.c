@@ -43,6 +43,7 @@ static const knob knobs[] = {
     KNOB("uniform-k", uniform_k, K_I32, "uniform budget, 0 = equal-cost default"),
     KNOB("tau", xattn_threshold, K_F32, "xattention mass threshold"),
     KNOB("dense-layers", dense_layers, K_I32, "layers below this run dense"),
+    KNOB("dense-above", dense_above_density, K_F64, "budget density >= this: run dense, 0 = off"),
 };
 #define NKNOBS (sizeof knobs / sizeof knobs[0])
 
@@ -195,7 +196,7 @@ int tool_parse_common(tool_opts *o, int argc, char **argv, int *i) {
             return -1;
         if (stem_selector_from_name(v, &o->cfg.selector) != STEM_OK)
             return tool_error("--selector: unknown '%s' (stem, stem_paper, uniform, xattention, "
-                              "dense)",
+                              "xattention_strict, dense)",
                               v),
                    -1;
         return 1;
@@ -229,7 +230,8 @@ void tool_print_common_help(FILE *f) {
           "  --backend NAME        first device of cpu | cuda | opencl | vulkan\n"
           "  --threads N           CPU backend threads (0 = default)\n"
           "algorithm options (defaults reproduce the official code):\n"
-          "  --selector NAME       stem | stem_paper | uniform | xattention | dense\n"
+          "  --selector NAME       stem | stem_paper | uniform | xattention |\n"
+          "                        xattention_strict | dense\n"
           "  --scale X             softmax scale (0 = 1/sqrt(d))\n"
           "  --layer N             model layer index (-1 = unknown, never forced dense)\n",
           f);

@@ -21,10 +21,12 @@ layout(std140, set = 0, binding = 11) uniform Params {
 #define SEL_UNIFORM 2u
 #define SEL_XATTN 3u
 #define SEL_DENSE 4u
+#define SEL_XATTN_STRICT 5u
 #define FLAG_DENSE 1u
 #define FLAG_REVERSE 2u
 #define FLAG_BONUS 4u
 #define FLAG_PHASE2 8u
+#define FLAG_XATTN_DIAG 16u
 
 // Flattened workgroup index (dispatches are split over x and y).
 uint wg_id() { return gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x; }
