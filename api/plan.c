@@ -2,6 +2,7 @@
 #include "stem_internal.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,11 +52,52 @@ static stem_status check_desc(const stem_attention_desc *d)
     if (d->causal == 0)
         return stem_set_error(STEM_ERR_UNSUPPORTED,
                               "causal=0: only causal prefill is supported");
-    if (d->kv_len != d->q_len)
-        return stem_set_error(STEM_ERR_UNSUPPORTED,
-                              "q_len=%lld != kv_len=%lld: only prefill (q_len == kv_len) is "
-                              "supported",
+    if (d->q_len > d->kv_len)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "q_len=%lld > kv_len=%lld: the queries' own keys must be among "
+                              "the kv_len visible keys (bottom-right alignment)",
                               (long long)d->q_len, (long long)d->kv_len);
+    if (d->kv_len >= lim)
+        return bad("kv_len must stay below 2^31");
+    if (d->prompt_len != 0 && (d->prompt_len < d->kv_len || d->prompt_len >= lim))
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "prompt_len=%lld must be 0 (= kv_len) or in [kv_len=%lld, 2^31)",
+                              (long long)d->prompt_len, (long long)d->kv_len);
+    if (d->vstats_mode != STEM_VSTATS_VISIBLE && d->vstats_mode != STEM_VSTATS_PROVIDED)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "vstats_mode=%d must be STEM_VSTATS_VISIBLE (0) or "
+                              "STEM_VSTATS_PROVIDED (1)",
+                              (int)d->vstats_mode);
+    return STEM_OK;
+}
+
+/* Pass size; STEM_PREFILL_PASS_BYTES (bytes, > 0) overrides it so tests can
+ * force many small passes on small problems. */
+static size_t prefill_pass_bytes(void)
+{
+    const char *e = getenv("STEM_PREFILL_PASS_BYTES");
+    if (e && *e) {
+        char *end = NULL;
+        unsigned long long v = strtoull(e, &end, 10);
+        if (end && *end == '\0' && v > 0)
+            return (size_t)v;
+    }
+    return STEM_PREFILL_PASS_BYTES;
+}
+
+/* Shapes beyond a fresh prefill need the backend's declared capability. */
+static stem_status check_caps(const stem_context *ctx, const stem_attention_desc *d)
+{
+    const unsigned caps = ctx->ops->caps;
+    if (d->q_len < d->kv_len && !(caps & STEM_CAP_Q_OFFSET))
+        return stem_set_error(STEM_ERR_UNSUPPORTED,
+                              "q_len=%lld < kv_len=%lld (chunked or prefix-cached prefill) is "
+                              "not supported by backend %s yet",
+                              (long long)d->q_len, (long long)d->kv_len, ctx->ops->name);
+    if (d->vstats_mode == STEM_VSTATS_PROVIDED && !(caps & STEM_CAP_VSTATS))
+        return stem_set_error(STEM_ERR_UNSUPPORTED,
+                              "vstats_mode=PROVIDED is not supported by backend %s yet",
+                              ctx->ops->name);
     return STEM_OK;
 }
 
@@ -111,9 +153,9 @@ static stem_status check_config(const stem_config *c, int64_t n_tokens)
 
 /* Query heads per stem_prefill pass: a multiple of the GQA group, or a
  * divisor of it, so every pass is a well-formed (Hq', Hkv') problem. */
-static int64_t heads_per_pass(int64_t hq, int64_t group, size_t per_head)
+static int64_t heads_per_pass(int64_t hq, int64_t group, size_t per_head, size_t pass_bytes)
 {
-    int64_t fit = (int64_t)(STEM_PREFILL_PASS_BYTES / (per_head ? per_head : 1));
+    int64_t fit = (int64_t)(pass_bytes / (per_head ? per_head : 1));
     if (fit >= hq)
         return hq;
     if (fit >= group)
@@ -130,7 +172,9 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
     if (!ctx || !desc || !out)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_plan_create: %s is NULL",
                               !ctx ? "ctx" : !desc ? "desc" : "out");
-    CHECK_STRUCT_SIZE(desc, sizeof *desc, "stem_plan_create", "stem_attention_desc_init");
+    /* Fields appended after layer_index are read only when struct_size covers them. */
+    CHECK_STRUCT_SIZE(desc, offsetof(stem_attention_desc, prompt_len), "stem_plan_create",
+                      "stem_attention_desc_init");
     stem_config c;
     stem_config_init(&c);
     if (cfg) {
@@ -138,11 +182,26 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
         c = *cfg;
         c.struct_size = sizeof c;
     }
-    stem_attention_desc d = *desc;
+    stem_attention_desc d;
+    stem_attention_desc_init(&d);
+    memcpy(&d, desc, desc->struct_size < sizeof d ? desc->struct_size : sizeof d);
     d.struct_size = sizeof d;
     stem_status st = check_desc(&d);
+    const int64_t prompt_len = d.prompt_len > 0 ? d.prompt_len : d.kv_len;
     if (st == STEM_OK)
-        st = check_config(&c, d.q_len);
+        st = check_config(&c, prompt_len);
+    if (st == STEM_OK && d.vstats_mode == STEM_VSTATS_PROVIDED &&
+        c.selector != STEM_SELECTOR_STEM && c.selector != STEM_SELECTOR_DENSE)
+        st = stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                            "vstats_mode=PROVIDED: value statistics exist only for the stem "
+                            "selector (and dense, which writes stem scores), not %s",
+                            stem_selector_name(c.selector));
+    if (st == STEM_OK && c.selector == STEM_SELECTOR_XATTENTION && d.q_len < d.kv_len)
+        st = stem_set_error(STEM_ERR_UNSUPPORTED,
+                            "selector xattention with q_len < kv_len (chunked or prefix-cached "
+                            "prefill) is not defined yet");
+    if (st == STEM_OK)
+        st = check_caps(ctx, &d);
     if (st == STEM_OK && ctx->ops->plan_check)
         st = ctx->ops->plan_check(ctx, &d, &c);
     if (st != STEM_OK)
@@ -155,7 +214,12 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
     plan->desc = d;
     plan->cfg = c;
     plan->scale = d.softmax_scale > 0.0f ? d.softmax_scale : (float)(1.0 / sqrt((double)d.head_dim));
-    plan->n_blocks = (d.q_len + c.block_size - 1) / c.block_size;
+    plan->q_offset = d.kv_len - d.q_len;
+    plan->n_blocks = (d.kv_len + c.block_size - 1) / c.block_size;
+    plan->row0 = plan->q_offset / c.block_size;
+    plan->n_rows = plan->n_blocks - plan->row0;
+    plan->prompt_len = prompt_len;
+    plan->n_prompt = (prompt_len + c.block_size - 1) / c.block_size;
     plan->group = c.block_size / c.stride;
     st = stem_schedule_build(plan);
     if (st != STEM_OK) {
@@ -164,16 +228,16 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
     }
     /* stem_prefill passes: everything at once when it fits, else one batch
      * entry and a chunk of query heads at a time. */
-    const size_t per_head = (size_t)plan->n_blocks * (size_t)plan->n_blocks * 8 +
-                            (size_t)plan->n_blocks * 4;
+    const size_t per_head = (size_t)plan->n_rows * (size_t)plan->n_blocks * 8 +
+                            (size_t)plan->n_rows * 4;
     const int64_t g = d.num_q_heads / d.num_kv_heads;
-    if ((double)d.batch * (double)d.num_q_heads * (double)per_head <=
-        (double)STEM_PREFILL_PASS_BYTES) {
+    const size_t pass_bytes = prefill_pass_bytes();
+    if ((double)d.batch * (double)d.num_q_heads * (double)per_head <= (double)pass_bytes) {
         plan->batch_per_pass = d.batch;
         plan->heads_per_pass = d.num_q_heads;
     } else {
         plan->batch_per_pass = 1;
-        plan->heads_per_pass = heads_per_pass(d.num_q_heads, g, per_head);
+        plan->heads_per_pass = heads_per_pass(d.num_q_heads, g, per_head, pass_bytes);
     }
     plan->workspace_bytes =
         (size_t)plan->batch_per_pass * (size_t)plan->heads_per_pass * per_head;
@@ -207,11 +271,11 @@ stem_status stem_plan_get_info(const stem_plan *plan, stem_plan_info *info)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_plan_get_info: %s is NULL",
                               plan ? "info" : "plan");
     CHECK_STRUCT_SIZE(info, sizeof *info, "stem_plan_get_info", "stem_plan_info_init");
-    info->num_q_blocks = plan->n_blocks;
+    info->num_q_blocks = plan->n_rows;
     info->num_k_blocks = plan->n_blocks;
     info->dense = plan->dense;
     info->k_start = plan->k_start;
-    info->k_end = plan->budget[plan->n_blocks - 1];
+    info->k_end = plan->budget[plan->n_prompt - 1];
     info->budget_density = plan->budget_density;
     info->workspace_bytes = plan->workspace_bytes;
     info->selector = plan->cfg.selector;
@@ -223,11 +287,11 @@ stem_status stem_plan_get_budget(const stem_plan *plan, int32_t *budget, size_t 
     if (!plan || !budget)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_plan_get_budget: %s is NULL",
                               plan ? "budget" : "plan");
-    if (count < (size_t)plan->n_blocks)
+    if (count < (size_t)plan->n_rows)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                               "stem_plan_get_budget: count=%zu < %lld query blocks", count,
-                              (long long)plan->n_blocks);
-    memcpy(budget, plan->budget, (size_t)plan->n_blocks * sizeof *budget);
+                              (long long)plan->n_rows);
+    memcpy(budget, plan->budget + plan->row0, (size_t)plan->n_rows * sizeof *budget);
     return STEM_OK;
 }
 

@@ -240,4 +240,5 @@ const stem_backend_ops stem_cpu_backend_ops = {
     .select = stem_cpu_select,
     .attention = stem_cpu_attention,
     .synchronize = cpu_synchronize,
+    .caps = STEM_CAP_Q_OFFSET | STEM_CAP_VSTATS | STEM_CAP_LSE,
 };

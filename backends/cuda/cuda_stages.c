@@ -126,7 +126,8 @@ stem_status stem_cuda_plan_init(stem_plan *plan)
     return st;
 }
 
-/* Scoring scratch, sized for the whole plan (prefill passes use a part). */
+/* Scoring scratch, sized for the whole plan from plan->desc (a stem_prefill
+ * pass uses a part of it; a later stem_score on the same plan the whole). */
 static stem_status ensure_score_scratch(stem_plan *plan, stem_cuda_context *c, stem_cuda_plan *pl)
 {
     if (pl->vb)
@@ -161,8 +162,8 @@ static unsigned grid_for(int64_t items, unsigned threads)
     return (unsigned)(g < 1 ? 1 : g > 65535 * 16 ? 65535 * 16 : g); /* grid-stride loops */
 }
 
-stem_status stem_cuda_score(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                            const stem_tensor *v, const stem_tensor *scores)
+stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                            const stem_tensor *k, const stem_tensor *v, const stem_tensor *scores)
 {
     stem_cuda_context *c = stem_cuda_ctx(plan->ctx);
     stem_cuda_plan *pl = plan->impl;
@@ -184,17 +185,17 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_tensor *q, const stem_te
     p.gmax = pl->gmax;
     p.vb = pl->vb;
     p.n_tokens = d->q_len;
-    p.batch = (int)d->batch;
+    p.batch = (int)pass->batch;
     p.n_blocks = (int)plan->n_blocks;
     p.block = cfg->block_size;
     p.stride = cfg->stride;
     p.group = plan->group;
-    p.hq = (int)d->num_q_heads;
-    p.hkv = (int)d->num_kv_heads;
+    p.hq = (int)pass->num_q_heads;
+    p.hkv = (int)pass->num_kv_heads;
     p.head_dim = (int)d->head_dim;
     p.selector = (int)cfg->selector;
     p.beta = cfg->beta;
-    const int64_t n = plan->n_blocks, bq = d->batch * d->num_q_heads;
+    const int64_t n = plan->n_blocks, bq = pass->batch * pass->num_q_heads;
     void *args[] = {&p};
     if (cfg->selector == STEM_SELECTOR_XATTENTION) {
         p.coef = (float)((double)plan->scale / ((double)cfg->stride * cfg->norm) * LOG2E);
@@ -204,7 +205,7 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_tensor *q, const stem_te
     p.coef = (float)((double)plan->scale /
                      ((double)cfg->stride * cfg->norm * plan->group * plan->group));
     p.with_bonus = cfg->selector != STEM_SELECTOR_UNIFORM && cfg->beta != 0.0f;
-    const int64_t bkv = d->batch * d->num_kv_heads;
+    const int64_t bkv = pass->batch * pass->num_kv_heads;
     int is_key = 0;
     void *ps_args[] = {&p, &is_key};
     st = stem_cuda_launch(c, STEM_CUDA_FN_PHASE_SUMS, (unsigned)(bq * n), 1, 1, 256, 0, ps_args,
@@ -231,8 +232,8 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_tensor *q, const stem_te
     return st;
 }
 
-stem_status stem_cuda_select(stem_plan *plan, const stem_tensor *scores, const stem_tensor *index,
-                             const stem_tensor *count)
+stem_status stem_cuda_select(stem_plan *plan, const stem_pass *pass, const stem_tensor *scores,
+                             const stem_tensor *index, const stem_tensor *count)
 {
     stem_cuda_context *c = stem_cuda_ctx(plan->ctx);
     stem_cuda_plan *pl = plan->impl;
@@ -247,7 +248,7 @@ stem_status stem_cuda_select(stem_plan *plan, const stem_tensor *scores, const s
     p.count = ktensor(count);
     p.budget = pl->budget;
     p.n_blocks = (int)plan->n_blocks;
-    p.hq = (int)plan->desc.num_q_heads;
+    p.hq = (int)pass->num_q_heads;
     p.mode = (cfg->selector == STEM_SELECTOR_DENSE || plan->dense)   ? 1
              : cfg->selector == STEM_SELECTOR_XATTENTION ? 2
                                                           : 0;
@@ -256,7 +257,7 @@ stem_status stem_cuda_select(stem_plan *plan, const stem_tensor *scores, const s
     p.tau = cfg->xattn_threshold;
     void *args[] = {&p};
     return stem_cuda_launch(c, STEM_CUDA_FN_SELECT, (unsigned)plan->n_blocks,
-                            (unsigned)(plan->desc.batch * plan->desc.num_q_heads), 1, 256, 0, args,
+                            (unsigned)(pass->batch * pass->num_q_heads), 1, 256, 0, args,
                             "selection");
 }
 
@@ -268,9 +269,10 @@ static int mma_layout_ok(const stem_tensor *t)
            t->strides[0] % 8 == 0 && base % 16 == 0;
 }
 
-stem_status stem_cuda_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                                const stem_tensor *v, const stem_tensor *index,
-                                const stem_tensor *count, const stem_tensor *out)
+stem_status stem_cuda_attention(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                                const stem_tensor *k, const stem_tensor *v,
+                                const stem_tensor *index, const stem_tensor *count,
+                                const stem_tensor *out)
 {
     stem_cuda_context *c = stem_cuda_ctx(plan->ctx);
     stem_status st = stem_cuda_enter(c, "stem_attention");
@@ -288,12 +290,12 @@ stem_status stem_cuda_attention(stem_plan *plan, const stem_tensor *q, const ste
     p.n_tokens = d->q_len;
     p.n_blocks = (int)plan->n_blocks;
     p.block = plan->cfg.block_size;
-    p.hq = (int)d->num_q_heads;
-    p.group = (int)(d->num_q_heads / d->num_kv_heads);
+    p.hq = (int)pass->num_q_heads;
+    p.group = (int)(pass->num_q_heads / pass->num_kv_heads);
     p.head_dim = (int)d->head_dim;
     p.scale_log2 = (float)((double)plan->scale * LOG2E);
     void *args[] = {&p};
-    const unsigned bq = (unsigned)(d->batch * d->num_q_heads);
+    const unsigned bq = (unsigned)(pass->batch * pass->num_q_heads);
     const int tc_dtype = d->dtype == STEM_DTYPE_BF16 || d->dtype == STEM_DTYPE_F16;
     const int tc = !c->force_generic && tc_dtype && (d->head_dim == 64 || d->head_dim == 128) &&
                    (p.block == 64 || p.block == 128) && mma_layout_ok(q) && mma_layout_ok(k) &&

@@ -33,16 +33,16 @@ static stem_status read_span(const stem_plan *plan, const stem_tensor *t, int32_
 
 /* On CPU devices (PoCL) a blocking read costs little, so block lists are
  * checked like the CPU backend does; GPU kernels skip invalid entries. */
-static stem_status check_lists(const stem_plan *plan, const stem_tensor *index,
-                               const stem_tensor *count)
+static stem_status check_lists(const stem_plan *plan, const stem_pass *pass,
+                               const stem_tensor *index, const stem_tensor *count)
 {
     int32_t *ix = NULL, *cn = NULL;
     stem_status st = read_span(plan, index, &ix);
     if (st == STEM_OK)
         st = read_span(plan, count, &cn);
     const int64_t n = plan->n_blocks;
-    for (int64_t b = 0; st == STEM_OK && b < plan->desc.batch; b++)
-        for (int64_t h = 0; st == STEM_OK && h < plan->desc.num_q_heads; h++)
+    for (int64_t b = 0; st == STEM_OK && b < pass->batch; b++)
+        for (int64_t h = 0; st == STEM_OK && h < pass->num_q_heads; h++)
             for (int64_t i = 0; st == STEM_OK && i < n; i++) {
                 const int32_t cnt =
                     cn[b * count->strides[0] + h * count->strides[1] + i * count->strides[2]];
@@ -74,15 +74,16 @@ static stem_status check_lists(const stem_plan *plan, const stem_tensor *index,
     return st;
 }
 
-stem_status stem_ocl_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                               const stem_tensor *v, const stem_tensor *index,
-                               const stem_tensor *count, const stem_tensor *out)
+stem_status stem_ocl_attention(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                               const stem_tensor *k, const stem_tensor *v,
+                               const stem_tensor *index, const stem_tensor *count,
+                               const stem_tensor *out)
 {
     const stem_ocl_context *c = stem_ocl_ctx(plan->ctx);
     const stem_ocl_plan *p = plan->impl;
     const stem_attention_desc *d = &plan->desc;
     if (!c->limits.is_gpu) {
-        const stem_status st = check_lists(plan, index, count);
+        const stem_status st = check_lists(plan, pass, index, count);
         if (st != STEM_OK)
             return st;
     }
@@ -98,8 +99,8 @@ stem_status stem_ocl_attention(stem_plan *plan, const stem_tensor *q, const stem
     stem_ocl_arg_tensor(&a, count);
     stem_ocl_arg_tensor(&a, out);
     stem_ocl_arg_int(&a, out_dtype);
-    stem_ocl_arg_int(&a, (int32_t)d->num_q_heads);
-    stem_ocl_arg_int(&a, (int32_t)(d->num_q_heads / d->num_kv_heads));
+    stem_ocl_arg_int(&a, (int32_t)pass->num_q_heads);
+    stem_ocl_arg_int(&a, (int32_t)(pass->num_q_heads / pass->num_kv_heads));
     stem_ocl_arg_int(&a, (int32_t)d->q_len);
     stem_ocl_arg_int(&a, (int32_t)plan->n_blocks);
     stem_ocl_arg_int(&a, plan->cfg.block_size);
@@ -107,7 +108,7 @@ stem_status stem_ocl_attention(stem_plan *plan, const stem_tensor *q, const stem
     const size_t row_ls = 16; /* the smallest block size */
     const size_t groups[3] = {
         (size_t)(rows ? plan->cfg.block_size / (int)row_ls : plan->cfg.block_size / p->shape.bq),
-        (size_t)plan->n_blocks, (size_t)(d->batch * d->num_q_heads)};
+        (size_t)plan->n_blocks, (size_t)(pass->batch * pass->num_q_heads)};
     const size_t local[3] = {rows ? row_ls : (size_t)(p->shape.bq * p->shape.tpr), 1, 1};
     return stem_ocl_launch(plan, &a, rows ? "row_attention" : "block_attention", groups, local);
 }

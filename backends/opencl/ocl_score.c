@@ -7,8 +7,8 @@
 
 static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
 
-static stem_status score_xattention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                                    const stem_tensor *scores)
+static stem_status score_xattention(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                                    const stem_tensor *k, const stem_tensor *scores)
 {
     const stem_ocl_context *c = stem_ocl_ctx(plan->ctx);
     const stem_ocl_plan *p = plan->impl;
@@ -20,30 +20,30 @@ static stem_status score_xattention(stem_plan *plan, const stem_tensor *q, const
     stem_ocl_arg_tensor(&a, q);
     stem_ocl_arg_tensor(&a, k);
     stem_ocl_arg_tensor(&a, scores);
-    stem_ocl_arg_int(&a, (int32_t)d->num_q_heads);
-    stem_ocl_arg_int(&a, (int32_t)(d->num_q_heads / d->num_kv_heads));
+    stem_ocl_arg_int(&a, (int32_t)pass->num_q_heads);
+    stem_ocl_arg_int(&a, (int32_t)(pass->num_q_heads / pass->num_kv_heads));
     stem_ocl_arg_int(&a, (int32_t)d->q_len);
     stem_ocl_arg_int(&a, (int32_t)plan->n_blocks);
     stem_ocl_arg_int(&a, plan->cfg.stride);
     stem_ocl_arg_int(&a, plan->group);
     stem_ocl_arg_float(&a, qcoef);
-    const size_t groups[3] = {1, (size_t)plan->n_blocks, (size_t)(d->batch * d->num_q_heads)};
+    const size_t groups[3] = {1, (size_t)plan->n_blocks, (size_t)(pass->batch * pass->num_q_heads)};
     const size_t local[3] = {(size_t)p->shape.sel_ls, 1, 1};
     return stem_ocl_launch(plan, &a, "xattn_score", groups, local);
 }
 
-stem_status stem_ocl_score(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                           const stem_tensor *v, const stem_tensor *scores)
+stem_status stem_ocl_score(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                           const stem_tensor *k, const stem_tensor *v, const stem_tensor *scores)
 {
     if (plan->cfg.selector == STEM_SELECTOR_XATTENTION)
-        return score_xattention(plan, q, k, scores);
+        return score_xattention(plan, pass, q, k, scores);
     const stem_ocl_context *c = stem_ocl_ctx(plan->ctx);
     const stem_ocl_api *cl = c->cl;
     const stem_ocl_plan *p = plan->impl;
     const stem_attention_desc *d = &plan->desc;
     const int64_t n = plan->n_blocks, S = plan->cfg.stride, G = plan->group;
     const int64_t W = S * d->head_dim, ng = n * G;
-    const int64_t bhq = d->batch * d->num_q_heads, bhkv = d->batch * d->num_kv_heads;
+    const int64_t bhq = pass->batch * pass->num_q_heads, bhkv = pass->batch * pass->num_kv_heads;
     const int mode = plan->cfg.selector == STEM_SELECTOR_UNIFORM || plan->cfg.beta == 0.0f ? 0
                      : plan->cfg.selector == STEM_SELECTOR_STEM_PAPER                     ? 2
                                                                                           : 1;
@@ -64,7 +64,7 @@ stem_status stem_ocl_score(stem_plan *plan, const stem_tensor *q, const stem_ten
     for (int which = 0; which < 2 && st == STEM_OK; which++) {
         stem_ocl_args_begin(&a, cl, p->k_phase_sum);
         stem_ocl_arg_tensor(&a, which ? k : q);
-        stem_ocl_arg_int(&a, (int32_t)(which ? d->num_kv_heads : d->num_q_heads));
+        stem_ocl_arg_int(&a, (int32_t)(which ? pass->num_kv_heads : pass->num_q_heads));
         stem_ocl_arg_int(&a, (int32_t)d->q_len);
         stem_ocl_arg_int(&a, (int32_t)n);
         stem_ocl_arg_int(&a, plan->cfg.block_size);
@@ -79,7 +79,7 @@ stem_status stem_ocl_score(stem_plan *plan, const stem_tensor *q, const stem_ten
     if (st == STEM_OK && mode != 0) {
         stem_ocl_args_begin(&a, cl, p->k_vgroup_max);
         stem_ocl_arg_tensor(&a, v);
-        stem_ocl_arg_int(&a, (int32_t)d->num_kv_heads);
+        stem_ocl_arg_int(&a, (int32_t)pass->num_kv_heads);
         stem_ocl_arg_int(&a, (int32_t)d->q_len);
         stem_ocl_arg_int(&a, (int32_t)S);
         stem_ocl_arg_int(&a, (int32_t)ng);
@@ -108,9 +108,9 @@ stem_status stem_ocl_score(stem_plan *plan, const stem_tensor *q, const stem_ten
         stem_ocl_arg_mem(&a, kf);
         stem_ocl_arg_mem(&a, vb);
         stem_ocl_arg_tensor(&a, scores);
-        stem_ocl_arg_int(&a, (int32_t)d->num_q_heads);
-        stem_ocl_arg_int(&a, (int32_t)(d->num_q_heads / d->num_kv_heads));
-        stem_ocl_arg_int(&a, (int32_t)d->num_kv_heads);
+        stem_ocl_arg_int(&a, (int32_t)pass->num_q_heads);
+        stem_ocl_arg_int(&a, (int32_t)(pass->num_q_heads / pass->num_kv_heads));
+        stem_ocl_arg_int(&a, (int32_t)pass->num_kv_heads);
         stem_ocl_arg_int(&a, (int32_t)n);
         stem_ocl_arg_int(&a, (int32_t)W);
         stem_ocl_arg_float(&a, coef);

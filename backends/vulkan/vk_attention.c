@@ -38,9 +38,10 @@ int vk_attention_tile(const stem_vk_context *c, int64_t d, int32_t block, uint32
     return 0;
 }
 
-stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                              const stem_tensor *v, const stem_tensor *index,
-                              const stem_tensor *count, const stem_tensor *out)
+stem_status stem_vk_attention(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                              const stem_tensor *k, const stem_tensor *v,
+                              const stem_tensor *index, const stem_tensor *count,
+                              const stem_tensor *out)
 {
     stem_vk_context *c = vk_ctx(plan->ctx);
     const vk_plan *vp = (const vk_plan *)plan->impl;
@@ -48,7 +49,7 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_
     vk_params p;
     memset(binds, 0, sizeof binds);
     memset(&p, 0, sizeof p);
-    vk_params_plan(plan, &p);
+    vk_params_plan(plan, pass, &p);
     stem_status st = vk_bind_tensor(c, q, VKB_Q, binds, &p);
     if (st == STEM_OK)
         st = vk_bind_tensor(c, k, VKB_K, binds, &p);
@@ -84,7 +85,7 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_
     st = vk_pipeline(c, kernel, spec, &pipe);
     if (st != STEM_OK)
         return st;
-    const uint64_t items = (uint64_t)(plan->desc.batch * plan->desc.num_q_heads *
+    const uint64_t items = (uint64_t)(pass->batch * pass->num_q_heads *
                                       plan->n_blocks) *
                            (uint64_t)(plan->cfg.block_size / (int32_t)rows);
     p.dims2[1] = (uint32_t)out->dtype;

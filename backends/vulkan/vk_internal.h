@@ -169,16 +169,17 @@ void vk_bind_mem(vk_mem *m, int binding, vk_bind *binds);
 stem_status vk_sync_wrapped_in(stem_vk_context *c, const stem_tensor *const *ts, int n);
 stem_status vk_sync_wrapped_out(stem_vk_context *c, const stem_tensor *const *ts, int n);
 /* Common plan fields of a params block. */
-void vk_params_plan(const stem_plan *plan, vk_params *p);
+void vk_params_plan(const stem_plan *plan, const stem_pass *pass, vk_params *p);
 
 /* Stages (vk_score.c, vk_select.c, vk_attention.c). */
-stem_status stem_vk_score(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                          const stem_tensor *v, const stem_tensor *scores);
-stem_status stem_vk_select(stem_plan *plan, const stem_tensor *scores, const stem_tensor *index,
-                           const stem_tensor *count);
-stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                              const stem_tensor *v, const stem_tensor *index,
-                              const stem_tensor *count, const stem_tensor *out);
+stem_status stem_vk_score(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                          const stem_tensor *k, const stem_tensor *v, const stem_tensor *scores);
+stem_status stem_vk_select(stem_plan *plan, const stem_pass *pass, const stem_tensor *scores,
+                           const stem_tensor *index, const stem_tensor *count);
+stem_status stem_vk_attention(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                              const stem_tensor *k, const stem_tensor *v,
+                              const stem_tensor *index, const stem_tensor *count,
+                              const stem_tensor *out);
 /* Attention tile for head_dim d within the shared-memory limit, for the
  * kernel the context uses (vk_attention.c); 0 if none fits. */
 int vk_attention_tile(const stem_vk_context *c, int64_t d, int32_t block, uint32_t *qt,
