@@ -265,24 +265,33 @@ void stem_call_io_init(stem_call_io *io)
     io->struct_size = sizeof *io;
 }
 
-/* PROVIDED statistics must be usable: finite, std >= 0. Checked where the
- * tensor is host-addressable (GPU backends take them as given). */
+/* PROVIDED statistics must be usable: finite, std >= 0. Device buffers are
+ * read back for it (B * Hkv pairs, one small blocking read per call). */
 static stem_status check_vstats_in(const stem_plan *plan, const stem_tensor *t)
 {
-    if (!t->buffer->host)
-        return STEM_OK;
-    for (int64_t b = 0; b < plan->desc.batch; ++b)
-        for (int64_t h = 0; h < plan->desc.num_kv_heads; ++h) {
-            float ms[2];
-            memcpy(&ms[0], stem_tensor_host_ptr(t, b, h, 0, 0), sizeof ms[0]);
-            memcpy(&ms[1], stem_tensor_host_ptr(t, b, h, 0, 1), sizeof ms[1]);
-            if (!(ms[0] - ms[0] == 0.0f) || !(ms[1] - ms[1] == 0.0f) || ms[1] < 0.0f)
-                return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
-                                      "stem_prefill_ex: vstats_in[%lld][%lld] = (%g, %g): mean "
-                                      "and std must be finite, std >= 0",
-                                      (long long)b, (long long)h, (double)ms[0], (double)ms[1]);
+    const int64_t nb = plan->desc.batch, nh = plan->desc.num_kv_heads;
+    const int64_t span = (nb - 1) * t->strides[0] + (nh - 1) * t->strides[1] + t->strides[3] + 1;
+    float *img = malloc((size_t)span * sizeof(float));
+    if (!img)
+        return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "stem_prefill_ex: out of host memory");
+    stem_status st = STEM_OK;
+    if (t->buffer->host)
+        memcpy(img, (const char *)t->buffer->host + t->offset, (size_t)span * sizeof(float));
+    else
+        st = plan->ctx->ops->buffer_read(plan->ctx, t->buffer, t->offset, img,
+                                         (size_t)span * sizeof(float));
+    for (int64_t b = 0; st == STEM_OK && b < nb; ++b)
+        for (int64_t h = 0; st == STEM_OK && h < nh; ++h) {
+            const float *ms = img + b * t->strides[0] + h * t->strides[1];
+            const float mean = ms[0], sd = ms[t->strides[3]];
+            if (!(mean - mean == 0.0f) || !(sd - sd == 0.0f) || sd < 0.0f)
+                st = stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                                    "stem_prefill_ex: vstats_in[%lld][%lld] = (%g, %g): mean "
+                                    "and std must be finite, std >= 0",
+                                    (long long)b, (long long)h, (double)mean, (double)sd);
         }
-    return STEM_OK;
+    free(img);
+    return st;
 }
 
 static stem_status prefill(stem_plan *plan, const char *fn, const stem_tensor *q,

@@ -347,7 +347,8 @@ typedef struct stem_call_io {
     const stem_tensor *scores, *index, *count; /* as stem_prefill's optional outputs */
     /* f32 [B, Hkv, 1, 2]: (mean, std) of the value bonus's log group maxima
      * (docs/semantics.md section 2); required by STEM_VSTATS_PROVIDED plans
-     * (std >= 0, both finite), ignored otherwise. */
+     * (checked: finite, std >= 0; a small blocking read on GPU backends),
+     * ignored otherwise. */
     const stem_tensor *vstats_in;
     /* f32 [B, Hkv, 1, 2]: the statistics the call used (STEM and DENSE
      * selectors; (0, 0) when no full stride group is visible). */

@@ -424,4 +424,5 @@ const stem_backend_ops stem_opencl_backend_ops = {
     .select = stem_ocl_select,
     .attention = stem_ocl_attention,
     .synchronize = ocl_synchronize,
+    .caps = STEM_CAP_Q_OFFSET | STEM_CAP_VSTATS | STEM_CAP_LSE,
 };

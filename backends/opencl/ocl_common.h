@@ -151,6 +151,8 @@ typedef struct stem_ocl_args {
 void stem_ocl_args_begin(stem_ocl_args *a, const stem_ocl_api *cl, cl_kernel k);
 void stem_ocl_arg_mem(stem_ocl_args *a, cl_mem m);
 void stem_ocl_arg_tensor(stem_ocl_args *a, const stem_tensor *t);
+/* An optional f32 tensor: absent (NULL) travels as `fallback` with offset -1. */
+void stem_ocl_arg_opt_tensor(stem_ocl_args *a, const stem_tensor *t, cl_mem fallback);
 void stem_ocl_arg_int(stem_ocl_args *a, int32_t v);
 void stem_ocl_arg_long(stem_ocl_args *a, int64_t v);
 void stem_ocl_arg_float(stem_ocl_args *a, float v);

@@ -23,7 +23,8 @@ stem_status stem_ocl_select(stem_plan *plan, const stem_pass *pass, const stem_t
     stem_ocl_arg_int(&a, cfg->sink_blocks);
     stem_ocl_arg_int(&a, cfg->local_blocks);
     stem_ocl_arg_float(&a, cfg->xattn_threshold);
-    const size_t groups[3] = {1, (size_t)plan->n_blocks, (size_t)(pass->batch * pass->num_q_heads)};
+    stem_ocl_arg_int(&a, (int32_t)pass->row0);
+    const size_t groups[3] = {1, (size_t)pass->n_rows, (size_t)(pass->batch * pass->num_q_heads)};
     const size_t local[3] = {(size_t)p->shape.sel_ls, 1, 1};
     return stem_ocl_launch(plan, &a, "select_rows", groups, local);
 }
