@@ -86,7 +86,7 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_pass *pass, const stem
     if (st != STEM_OK)
         return st;
     const uint64_t items = (uint64_t)(pass->batch * pass->num_q_heads *
-                                      plan->n_blocks) *
+                                      pass->n_rows) *
                            (uint64_t)(plan->cfg.block_size / (int32_t)rows);
     p.dims2[1] = (uint32_t)out->dtype;
     p.dims2[2] = (uint32_t)items;

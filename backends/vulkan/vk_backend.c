@@ -586,4 +586,5 @@ const stem_backend_ops stem_vulkan_backend_ops = {
     .select = stem_vk_select,
     .attention = stem_vk_attention,
     .synchronize = vk_synchronize,
+    .caps = STEM_CAP_Q_OFFSET, /* value statistics in/out and lse: not yet */
 };

@@ -242,7 +242,7 @@ void vk_params_plan(const stem_plan *plan, const stem_pass *pass, vk_params *p)
     p->dims0[0] = (uint32_t)pass->batch;
     p->dims0[1] = (uint32_t)pass->num_q_heads;
     p->dims0[2] = (uint32_t)pass->num_kv_heads;
-    p->dims0[3] = (uint32_t)d->q_len;
+    p->dims0[3] = (uint32_t)pass->kv_len; /* N: visible keys (queries end there too) */
     p->dims1[0] = (uint32_t)d->head_dim;
     p->dims1[1] = (uint32_t)cfg->block_size;
     p->dims1[2] = (uint32_t)cfg->stride;
@@ -258,4 +258,7 @@ void vk_params_plan(const stem_plan *plan, const stem_pass *pass, vk_params *p)
                        ((double)cfg->stride * cfg->norm * plan->group * plan->group));
     p->f0[2] = cfg->beta;
     p->f1[0] = cfg->xattn_threshold;
+    p->geom[0] = (uint32_t)pass->q_offset;
+    p->geom[1] = (uint32_t)pass->row0;
+    p->geom[2] = (uint32_t)pass->n_rows;
 }

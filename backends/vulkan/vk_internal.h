@@ -50,6 +50,7 @@ typedef struct vk_params {
     uint32_t dims3[4];   /* selector, sink blocks, local blocks, flags (VKF_*) */
     float f0[4];         /* scale, routing coefficient, beta, q multiplier */
     float f1[4];         /* tau */
+    uint32_t geom[4];    /* query offset P, row0 = floor(P / B), rows of the call, 0 */
 } vk_params;
 
 #define VKF_DENSE 1u   /* plan keeps every causal block */

@@ -14,11 +14,12 @@ static stem_status score_phase(stem_plan *plan, const stem_pass *pass, stem_vk_c
 {
     const stem_attention_desc *d = &plan->desc;
     const uint64_t n = (uint64_t)plan->n_blocks, W = (uint64_t)plan->cfg.stride * d->head_dim;
+    const uint64_t nr = (uint64_t)pass->n_rows; /* query rows of the call */
     const uint64_t hq = (uint64_t)(pass->batch * pass->num_q_heads);
     const uint64_t hkv = (uint64_t)(pass->batch * pass->num_kv_heads);
     const uint64_t G = (uint64_t)plan->group;
     const int bonus = plan->cfg.selector != STEM_SELECTOR_UNIFORM && plan->cfg.beta != 0.0f;
-    stem_status st = vk_scratch(c, 0, hq * n * W * 4);
+    stem_status st = vk_scratch(c, 0, hq * nr * W * 4);
     if (st == STEM_OK)
         st = vk_scratch(c, 1, hkv * n * W * 4);
     if (st == STEM_OK)
@@ -47,8 +48,8 @@ static stem_status score_phase(stem_plan *plan, const stem_pass *pass, stem_vk_c
         return st;
     /* Query phase sums: the Q tensor in slot 0. */
     vk_params pq = *p;
-    pq.dims2[2] = (uint32_t)(hq * n * W);
-    st = vk_dispatch(c, ps, binds, &pq, ceil_div(hq * n * W, 64));
+    pq.dims2[2] = (uint32_t)(hq * nr * W);
+    st = vk_dispatch(c, ps, binds, &pq, ceil_div(hq * nr * W, 64));
     /* Key phase sums: the K tensor moved into slot 0, reversed segments. */
     if (st == STEM_OK) {
         vk_bind kb[VKB_COUNT_];
@@ -74,10 +75,10 @@ static stem_status score_phase(stem_plan *plan, const stem_pass *pass, stem_vk_c
     if (st == STEM_OK)
         st = vk_dispatch(c, vbp, binds, &pv, hkv);
     if (st == STEM_OK) {
-        const uint64_t tn = ceil_div(n, 16);
+        const uint64_t tn = ceil_div(n, 16), tr = ceil_div(nr, 16);
         vk_params pg = *p;
-        pg.dims2[2] = (uint32_t)(hq * tn * tn);
-        st = vk_dispatch(c, gemm, binds, &pg, hq * tn * tn);
+        pg.dims2[2] = (uint32_t)(hq * tn * tr);
+        st = vk_dispatch(c, gemm, binds, &pg, hq * tn * tr);
     }
     if (st != STEM_OK) {
         vk_abort(c);

@@ -29,7 +29,7 @@ stem_status stem_vk_select(stem_plan *plan, const stem_pass *pass, const stem_te
     st = vk_pipeline(c, VKK_SELECT, spec, &pipe);
     if (st != STEM_OK)
         return st;
-    const uint64_t rows = (uint64_t)(pass->batch * pass->num_q_heads * plan->n_blocks);
+    const uint64_t rows = (uint64_t)(pass->batch * pass->num_q_heads * pass->n_rows);
     p.dims2[2] = (uint32_t)rows;
     st = vk_begin(c);
     if (st == STEM_OK)

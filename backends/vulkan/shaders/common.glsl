@@ -14,6 +14,8 @@ layout(std140, set = 0, binding = 11) uniform Params {
     uvec4 dims3;   // selector, sink, local, flags
     vec4 f0;       // scale, routing coefficient, beta, q multiplier
     vec4 f1;       // tau
+    uvec4 geom;    // query offset P (queries are positions [P, N)), row0 = floor(P / B),
+                   // rows of the call (absolute blocks row0 ..), -
 } P;
 
 #define SEL_STEM 0u
