@@ -376,4 +376,5 @@ const stem_backend_ops stem_cuda_backend_ops = {
     .select = stem_cuda_select,
     .attention = stem_cuda_attention,
     .synchronize = cuda_synchronize,
+    .caps = STEM_CAP_Q_OFFSET, /* value statistics in/out and lse: not yet */
 };

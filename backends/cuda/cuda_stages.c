@@ -21,7 +21,7 @@ static stem_ktensor ktensor(const stem_tensor *t)
 
 static int64_t n_blocks_of(const stem_attention_desc *d, const stem_config *cfg)
 {
-    return (d->q_len + cfg->block_size - 1) / cfg->block_size;
+    return (d->kv_len + cfg->block_size - 1) / cfg->block_size; /* key blocks */
 }
 
 stem_status stem_cuda_plan_check(const stem_context *ctx, const stem_attention_desc *desc,
@@ -184,7 +184,10 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_t
     p.kflat = pl->kflat;
     p.gmax = pl->gmax;
     p.vb = pl->vb;
-    p.n_tokens = d->q_len;
+    p.n_tokens = pass->kv_len;
+    p.q_offset = pass->q_offset;
+    p.row0 = (int)pass->row0;
+    p.n_rows = (int)pass->n_rows;
     p.batch = (int)pass->batch;
     p.n_blocks = (int)plan->n_blocks;
     p.block = cfg->block_size;
@@ -195,7 +198,7 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_t
     p.head_dim = (int)d->head_dim;
     p.selector = (int)cfg->selector;
     p.beta = cfg->beta;
-    const int64_t n = plan->n_blocks, bq = pass->batch * pass->num_q_heads;
+    const int64_t n = plan->n_blocks, nr = pass->n_rows, bq = pass->batch * pass->num_q_heads;
     void *args[] = {&p};
     if (cfg->selector == STEM_SELECTOR_XATTENTION) {
         p.coef = (float)((double)plan->scale / ((double)cfg->stride * cfg->norm) * LOG2E);
@@ -208,7 +211,7 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_t
     const int64_t bkv = pass->batch * pass->num_kv_heads;
     int is_key = 0;
     void *ps_args[] = {&p, &is_key};
-    st = stem_cuda_launch(c, STEM_CUDA_FN_PHASE_SUMS, (unsigned)(bq * n), 1, 1, 256, 0, ps_args,
+    st = stem_cuda_launch(c, STEM_CUDA_FN_PHASE_SUMS, (unsigned)(bq * nr), 1, 1, 256, 0, ps_args,
                           "query phase sums");
     is_key = 1; /* the launch copied the arguments */
     if (st == STEM_OK)
@@ -225,10 +228,10 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_t
         if (r)
             st = stem_cuda_fail(r, "clearing the value bonus");
     }
-    const unsigned tiles = (unsigned)((n + 63) / 64);
+    const unsigned tiles = (unsigned)((n + 63) / 64), row_tiles = (unsigned)((nr + 63) / 64);
     if (st == STEM_OK)
-        st = stem_cuda_launch(c, STEM_CUDA_FN_SCORE_GEMM, tiles, tiles, (unsigned)bq, 256, 0, args,
-                              "score GEMM");
+        st = stem_cuda_launch(c, STEM_CUDA_FN_SCORE_GEMM, tiles, row_tiles, (unsigned)bq, 256, 0,
+                              args, "score GEMM");
     return st;
 }
 
@@ -249,6 +252,7 @@ stem_status stem_cuda_select(stem_plan *plan, const stem_pass *pass, const stem_
     p.budget = pl->budget;
     p.n_blocks = (int)plan->n_blocks;
     p.hq = (int)pass->num_q_heads;
+    p.row0 = (int)pass->row0;
     p.mode = (cfg->selector == STEM_SELECTOR_DENSE || plan->dense)   ? 1
              : cfg->selector == STEM_SELECTOR_XATTENTION ? 2
                                                           : 0;
@@ -256,7 +260,7 @@ stem_status stem_cuda_select(stem_plan *plan, const stem_pass *pass, const stem_
     p.local_blocks = cfg->local_blocks;
     p.tau = cfg->xattn_threshold;
     void *args[] = {&p};
-    return stem_cuda_launch(c, STEM_CUDA_FN_SELECT, (unsigned)plan->n_blocks,
+    return stem_cuda_launch(c, STEM_CUDA_FN_SELECT, (unsigned)pass->n_rows,
                             (unsigned)(pass->batch * pass->num_q_heads), 1, 256, 0, args,
                             "selection");
 }
@@ -287,7 +291,9 @@ stem_status stem_cuda_attention(stem_plan *plan, const stem_pass *pass, const st
     p.index = ktensor(index);
     p.count = ktensor(count);
     p.out = ktensor(out);
-    p.n_tokens = d->q_len;
+    p.n_tokens = pass->kv_len;
+    p.q_offset = pass->q_offset;
+    p.row0 = (int)pass->row0;
     p.n_blocks = (int)plan->n_blocks;
     p.block = plan->cfg.block_size;
     p.hq = (int)pass->num_q_heads;
@@ -297,7 +303,8 @@ stem_status stem_cuda_attention(stem_plan *plan, const stem_pass *pass, const st
     void *args[] = {&p};
     const unsigned bq = (unsigned)(pass->batch * pass->num_q_heads);
     const int tc_dtype = d->dtype == STEM_DTYPE_BF16 || d->dtype == STEM_DTYPE_F16;
-    const int tc = !c->force_generic && tc_dtype && (d->head_dim == 64 || d->head_dim == 128) &&
+    /* Chunked calls (q_offset > 0) take the generic kernel for now. */
+    const int tc = !c->force_generic && pass->q_offset == 0 && tc_dtype && (d->head_dim == 64 || d->head_dim == 128) &&
                    (p.block == 64 || p.block == 128) && mma_layout_ok(q) && mma_layout_ok(k) &&
                    mma_layout_ok(v);
     if (tc) {

@@ -310,7 +310,7 @@ static stem_status ocl_plan_check(const stem_context *ctx, const stem_attention_
                               "dtype %s not supported by backend opencl; supported: f32, f16, "
                               "bf16",
                               stem_dtype_name(desc->dtype));
-    const int64_t n = (desc->q_len + cfg->block_size - 1) / cfg->block_size;
+    const int64_t n = (desc->kv_len + cfg->block_size - 1) / cfg->block_size; /* key blocks */
     stem_ocl_shape shape;
     return stem_ocl_shape_choose(&stem_ocl_ctx(ctx)->limits, desc, cfg, n, &shape);
 }

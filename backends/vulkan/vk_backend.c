@@ -520,7 +520,7 @@ static stem_status vk_plan_check(const stem_context *ctx, const stem_attention_d
     if (st != STEM_OK)
         return st;
     /* Shaders index in 32 bits: phase sums and block lists must fit. */
-    const int64_t n = (desc->q_len + cfg->block_size - 1) / cfg->block_size;
+    const int64_t n = (desc->kv_len + cfg->block_size - 1) / cfg->block_size; /* key blocks */
     const double flat = (double)desc->batch * (double)desc->num_q_heads * (double)n *
                         (double)cfg->stride * (double)d;
     const double lists = (double)desc->batch * (double)desc->num_q_heads * (double)n * (double)n;
