@@ -85,10 +85,21 @@ static size_t prefill_pass_bytes(void)
     return STEM_PREFILL_PASS_BYTES;
 }
 
-/* Shapes beyond a fresh prefill need the backend's declared capability. */
+/* The backend's declared limits and capabilities (ops table), one message each. */
 static stem_status check_caps(const stem_context *ctx, const stem_attention_desc *d)
 {
-    const unsigned caps = ctx->ops->caps;
+    const stem_backend_ops *ops = ctx->ops;
+    if (!(ops->dtypes & (1u << (unsigned)d->dtype)))
+        return stem_set_error(STEM_ERR_UNSUPPORTED, "dtype %s not supported by backend %s",
+                              stem_dtype_name(d->dtype), ops->name);
+    if (d->head_dim < ops->head_dim_min || d->head_dim > ops->head_dim_max ||
+        d->head_dim % (ops->head_dim_step > 0 ? ops->head_dim_step : 1) != 0)
+        return stem_set_error(STEM_ERR_UNSUPPORTED,
+                              "head_dim=%lld not supported by backend %s; supported: multiples "
+                              "of %d from %d to %d",
+                              (long long)d->head_dim, ops->name, (int)ops->head_dim_step,
+                              (int)ops->head_dim_min, (int)ops->head_dim_max);
+    const unsigned caps = ops->caps;
     if (d->q_len < d->kv_len && !(caps & STEM_CAP_Q_OFFSET))
         return stem_set_error(STEM_ERR_UNSUPPORTED,
                               "q_len=%lld < kv_len=%lld (chunked or prefix-cached prefill) is "

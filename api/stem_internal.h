@@ -100,6 +100,11 @@ typedef struct stem_backend_ops {
                              const stem_tensor *count, const stem_tensor *out);
     stem_status (*synchronize)(stem_context *ctx);
     unsigned caps; /* STEM_CAP_* */
+    /* Declared limits, checked by the core before plan_check (one message
+     * for every backend): Q/K/V dtypes (bit 1 << stem_dtype) and head_dim,
+     * a multiple of head_dim_step in [head_dim_min, head_dim_max]. */
+    unsigned dtypes;
+    int32_t head_dim_min, head_dim_max, head_dim_step;
 } stem_backend_ops;
 
 struct stem_context {

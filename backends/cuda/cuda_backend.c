@@ -377,4 +377,8 @@ const stem_backend_ops stem_cuda_backend_ops = {
     .attention = stem_cuda_attention,
     .synchronize = cuda_synchronize,
     .caps = STEM_CAP_Q_OFFSET, /* value statistics in/out and lse: not yet */
+    .dtypes = (1u << STEM_DTYPE_F32) | (1u << STEM_DTYPE_F16) | (1u << STEM_DTYPE_BF16),
+    .head_dim_min = 8,
+    .head_dim_max = 256,
+    .head_dim_step = 8,
 };
