@@ -4,6 +4,8 @@
  *   C1 block-aligned chunks with PROVIDED statistics = one-shot (selection
  *      exact, outputs bitwise on the CPU backend, within tolerance elsewhere);
  *   C2 VISIBLE statistics: the last chunk = one-shot, every chunk well formed;
+ *   C3 unaligned chunks against the reference on each call (and, with PROVIDED
+ *      statistics, inner rows = one-shot);
  *   C4 prefix-cached calls (aligned and unaligned prefix) against the shared
  *      reference: scores, selection, outputs, lse, statistics;
  *   C7 row invariants on every selection the cases produce;
@@ -536,6 +538,60 @@ static void prefix_vs_reference(conf_test *T, const conf_misuse *m)
                      budget[r0], ref_budget[o.row0 + r0]);
 }
 
+/* C3: unaligned chunks (P mod B != 0, P mod S != 0): every call against the
+ * reference on the same call; with PROVIDED statistics (a = 1, pinned to the
+ * one-shot ones) every row lying wholly inside a call also equals one-shot. */
+static void unaligned_chunks(conf_test *T, const conf_misuse *m)
+{
+    enum { N = 1500, C = 501 };
+    const int provided = m->a;
+    ck_data D;
+    ck_data_make(T, &D, 1, 2, 1, N, 32, STEM_SYNTH_STRUCTURED, 4001);
+    stem_config cfg;
+    ck_config(&cfg, 64, 8);
+    cfg.k_start = 6;
+    cfg.sink_blocks = 2;
+    cfg.local_blocks = 2;
+    ck_out one;
+    ck_call_spec s1 = {0, N, 0, STEM_VSTATS_VISIBLE, NULL, 0, 0, provided};
+    if (ck_call(T, &T->res, &D, &cfg, &s1, &one) != STEM_OK)
+        return;
+    if (provided && !one.vstats)
+        return; /* no statistics output on this backend (refusal checked) */
+    for (int64_t P = 0; P < N; P += C) {
+        const int64_t L = P + C < N ? P + C : N;
+        ck_call_spec c = {P, L, N, provided ? STEM_VSTATS_PROVIDED : STEM_VSTATS_VISIBLE,
+                          provided ? one.vstats : NULL, 1, 1, 0};
+        conf_res keep;
+        memset(&keep, 0, sizeof keep);
+        ck_out o;
+        if (ck_call(T, &keep, &D, &cfg, &c, &o) != STEM_OK) {
+            res_release(&keep);
+            return; /* refusal checked */
+        }
+        ck_ref r;
+        ck_reference(&keep, &D, &cfg, P, L, N, provided ? one.vstats : NULL, &r);
+        char what[96];
+        snprintf(what, sizeof what, "chunk [%lld, %lld)", (long long)P, (long long)L);
+        ck_invariants(&D, &cfg, &o, what);
+        ck_compare_ref(T, &D, &o, &r, L - P, what);
+        if (provided) /* rows wholly inside [P, L) */
+            for (int64_t bh = 0; bh < D.batch * D.hq; ++bh)
+                for (int64_t rr = 0; rr < o.rows; ++rr) {
+                    const int64_t I = o.row0 + rr;
+                    if (I * 64 < P || (I + 1) * 64 > L)
+                        continue;
+                    const int32_t cnt = o.count[bh * o.rows + rr];
+                    if (cnt != one.count[bh * one.rows + I] ||
+                        memcmp(o.index + (bh * o.rows + rr) * o.nk,
+                               one.index + (bh * one.rows + I) * one.nk, (size_t)cnt * 4))
+                        fail_msg("%s: inner row %lld differs from one-shot", what,
+                                 (long long)I);
+                }
+        res_release(&keep);
+    }
+}
+
 /* C10: extreme PROVIDED statistics reach the scores as the reference says. */
 static void provided_extreme(conf_test *T, const conf_misuse *m)
 {
@@ -814,6 +870,12 @@ int conf_add_chunked_cases(conf_misuse *list, int cap)
         list[k].a = prefixes[i][0];
         list[k++].b = prefixes[i][1];
     }
+    snprintf(list[k].name, sizeof list[k].name, "chunked_c3_unaligned_visible");
+    list[k].fn = unaligned_chunks;
+    list[k++].a = 0;
+    snprintf(list[k].name, sizeof list[k].name, "chunked_c3_unaligned_provided");
+    list[k].fn = unaligned_chunks;
+    list[k++].a = 1;
     snprintf(list[k].name, sizeof list[k].name, "chunked_c8_dense_bottom_right");
     list[k].fn = dense_bottom_right;
     list[k++].a = 0;
