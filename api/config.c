@@ -78,6 +78,7 @@ static int equal_nocase(const char *a, const char *b)
 
 stem_status stem_selector_from_name(const char *name, stem_selector *out)
 {
+    stem_enter(NULL);
     if (!name || !out)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_selector_from_name: %s is NULL",
                               name ? "out" : "name");

@@ -1,6 +1,7 @@
 /* Contexts (one device + its queue) and buffers. */
 #include "stem_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,8 +14,14 @@ void stem_context_desc_init(stem_context_desc *desc)
     desc->device = STEM_DEVICE_AUTO;
 }
 
+static void context_free(stem_context *ctx)
+{
+    free(ctx->cache_dir);
+    free(ctx);
+}
+
 static stem_status context_open(const stem_context_desc *desc, const stem_device_info *dev,
-                                stem_context **out)
+                                uint32_t global_index, stem_context **out)
 {
     const stem_backend_ops *ops = stem_backend_ops_get(dev->backend);
     if (!ops)
@@ -27,31 +34,48 @@ static stem_status context_open(const stem_context_desc *desc, const stem_device
     ctx->desc = *desc;
     ctx->device = *dev;
     ctx->backend_index = dev->backend_index;
+    /* One copy for every backend: the caller's string need not outlive the call. */
+    if (desc->cache_dir) {
+        const size_t len = strlen(desc->cache_dir);
+        ctx->cache_dir = malloc(len + 1);
+        if (!ctx->cache_dir) {
+            free(ctx);
+            return stem_set_error(STEM_ERR_OUT_OF_MEMORY,
+                                  "stem_context_create: out of host memory");
+        }
+        memcpy(ctx->cache_dir, desc->cache_dir, len + 1);
+    }
+    ctx->desc.cache_dir = ctx->cache_dir;
     stem_status st = ops->context_init(ctx, dev->backend_index);
     if (st != STEM_OK) {
-        free(ctx);
+        context_free(ctx);
         return st;
     }
+    stem_log(ctx, STEM_LOG_INFO, "context: device %u, %s \"%s\" (%s)%s", global_index,
+             stem_backend_name(dev->backend), dev->name, dev->detail,
+             desc->native_queue ? ", on the caller's queue" : "");
     *out = ctx;
     return STEM_OK;
 }
 
 stem_status stem_context_create(const stem_context_desc *desc, stem_context **out)
 {
-    if (!out)
-        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_context_create: out is NULL");
     stem_context_desc d;
     stem_context_desc_init(&d);
     if (desc) {
-        CHECK_STRUCT_SIZE(desc, sizeof d, "stem_context_create", "stem_context_desc_init");
-        d = *desc;
-        d.struct_size = sizeof d;
+        stem_enter_log(NULL, NULL); /* desc is not known to be valid yet */
+        stem_status st = stem_struct_in(&d, sizeof d, desc, STEM_MIN_CONTEXT_DESC,
+                                        "stem_context_create", "desc", "stem_context_desc_init");
+        if (st != STEM_OK)
+            return st;
     }
+    stem_enter_log(d.log, d.log_user);
+    if (!out)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_context_create: out is NULL");
     if (d.num_threads < 0)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                               "stem_context_create: num_threads=%d must be >= 0", d.num_threads);
-    uint32_t count = 0;
-    stem_device_count(&count);
+    uint32_t count = stem_registry_device_count();
     stem_device_info dev;
     stem_device_info_init(&dev);
     if (d.device != STEM_DEVICE_AUTO) {
@@ -59,52 +83,76 @@ stem_status stem_context_create(const stem_context_desc *desc, stem_context **ou
             return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                                   "stem_context_create: device %d out of range (%u devices)",
                                   d.device, count);
-        stem_status st = stem_device_get_info((uint32_t)d.device, &dev);
-        if (st != STEM_OK)
-            return st;
-        return context_open(&d, &dev, out);
+        if (!stem_registry_device((uint32_t)d.device, &dev))
+            return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                                  "stem_context_create: device %d vanished while probing",
+                                  d.device);
+        return context_open(&d, &dev, (uint32_t)d.device, out);
     }
     /* AUTO: the first device that opens, in the list's best-first order,
      * taking real GPUs first, then the CPU backend, and only then GPU
      * backends that run on a CPU (PoCL, lavapipe): those are slower than the
-     * CPU backend on the same cores. */
-    stem_status last = stem_set_error(STEM_ERR_BACKEND_UNAVAILABLE,
-                                      "stem_context_create: no device available");
+     * CPU backend on the same cores. A device that fails to open is a
+     * warning, not an error, unless none opens. */
+    int tried = 0;
+    char why[512] = "";
     for (int pass = 0; pass < 3; ++pass)
         for (uint32_t i = 0; i < count; ++i) {
-            if (stem_device_get_info(i, &dev) != STEM_OK)
+            if (!stem_registry_device(i, &dev))
                 continue;
             const int cpu_backend = dev.backend == STEM_BACKEND_CPU;
             const int tier = dev.is_gpu ? 0 : cpu_backend ? 1 : 2;
             if (tier != pass)
                 continue;
-            last = context_open(&d, &dev, out);
-            if (last == STEM_OK)
+            stem_log_fn log;
+            void *user;
+            stem_log_mute(&log, &user);
+            stem_status st = context_open(&d, &dev, i, out);
+            stem_log_unmute(log, user);
+            if (st == STEM_OK) {
+                stem_enter_log(log, user); /* clears the failed attempts' messages */
                 return STEM_OK;
+            }
+            ++tried;
+            snprintf(why, sizeof why, "%s", stem_last_error());
+            stem_log(NULL, STEM_LOG_WARN, "context: device %u (%s \"%s\") did not open: %s", i,
+                     stem_backend_name(dev.backend), dev.name, why);
         }
-    return last;
+    if (tried)
+        return stem_set_error(STEM_ERR_BACKEND_UNAVAILABLE,
+                              "stem_context_create: no device opened (last: %s)", why);
+    return stem_set_error(STEM_ERR_BACKEND_UNAVAILABLE,
+                          "stem_context_create: no device available");
 }
 
-void stem_context_destroy(stem_context *ctx)
+stem_status stem_context_destroy(stem_context *ctx)
 {
+    stem_enter(ctx);
     if (!ctx)
-        return;
+        return STEM_OK;
+    if (ctx->live_buffers || ctx->live_plans)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_context_destroy: %zu buffer(s) and %zu plan(s) of this context "
+                              "are still alive; destroy them first (nothing was destroyed)",
+                              ctx->live_buffers, ctx->live_plans);
     ctx->ops->context_fini(ctx);
-    free(ctx);
+    context_free(ctx);
+    return STEM_OK;
 }
 
 stem_status stem_context_get_device(const stem_context *ctx, stem_device_info *info)
 {
+    stem_enter(ctx);
     if (!ctx || !info)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                               "stem_context_get_device: %s is NULL", ctx ? "info" : "ctx");
-    CHECK_STRUCT_SIZE(info, sizeof *info, "stem_context_get_device", "stem_device_info_init");
-    *info = ctx->device;
-    return STEM_OK;
+    return stem_struct_out(info, &ctx->device, sizeof ctx->device, STEM_MIN_DEVICE_INFO,
+                           "stem_context_get_device", "info", "stem_device_info_init");
 }
 
 stem_status stem_synchronize(stem_context *ctx)
 {
+    stem_enter(ctx);
     if (!ctx)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_synchronize: ctx is NULL");
     return ctx->ops->synchronize(ctx);
@@ -115,6 +163,7 @@ stem_status stem_synchronize(stem_context *ctx)
 static stem_status buffer_new(stem_context *ctx, size_t bytes, const char *fn,
                               stem_buffer **out, stem_buffer **buf)
 {
+    stem_enter(ctx);
     if (!ctx || !out)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn,
                               ctx ? "out" : "ctx");
@@ -134,18 +183,19 @@ stem_status stem_buffer_create(stem_context *ctx, size_t bytes, stem_buffer **ou
     stem_status st = buffer_new(ctx, bytes, "stem_buffer_create", out, &buf);
     if (st != STEM_OK)
         return st;
-    buf->owned = 1;
     st = ctx->ops->buffer_alloc(ctx, buf, bytes);
     if (st != STEM_OK) {
         free(buf);
         return st;
     }
+    ctx->live_buffers++;
     *out = buf;
     return STEM_OK;
 }
 
 stem_status stem_buffer_wrap_host(stem_context *ctx, void *host, size_t bytes, stem_buffer **out)
 {
+    stem_enter(ctx);
     if (!host)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_buffer_wrap_host: host is NULL");
     stem_buffer *buf = NULL;
@@ -157,6 +207,7 @@ stem_status stem_buffer_wrap_host(stem_context *ctx, void *host, size_t bytes, s
         free(buf);
         return st;
     }
+    ctx->live_buffers++;
     *out = buf;
     return STEM_OK;
 }
@@ -165,7 +216,11 @@ void stem_buffer_destroy(stem_buffer *buf)
 {
     if (!buf)
         return;
-    buf->ctx->ops->buffer_free(buf->ctx, buf);
+    stem_context *ctx = buf->ctx;
+    stem_enter_void(ctx);
+    ctx->ops->buffer_free(ctx, buf);
+    if (ctx->live_buffers)
+        ctx->live_buffers--;
     free(buf);
 }
 
@@ -186,6 +241,7 @@ static stem_status check_range(const stem_buffer *buf, size_t offset, const void
 
 stem_status stem_buffer_write(stem_buffer *buf, size_t offset, const void *src, size_t bytes)
 {
+    stem_enter(buf ? buf->ctx : NULL);
     stem_status st = check_range(buf, offset, src, bytes, "stem_buffer_write");
     if (st != STEM_OK || bytes == 0)
         return st;
@@ -194,6 +250,7 @@ stem_status stem_buffer_write(stem_buffer *buf, size_t offset, const void *src, 
 
 stem_status stem_buffer_read(stem_buffer *buf, size_t offset, void *dst, size_t bytes)
 {
+    stem_enter(buf ? buf->ctx : NULL);
     stem_status st = check_range(buf, offset, dst, bytes, "stem_buffer_read");
     if (st != STEM_OK || bytes == 0)
         return st;

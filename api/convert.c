@@ -103,6 +103,7 @@ static void store_from_f32(void *dst, stem_dtype t, size_t i, float f)
 stem_status stem_convert(const void *src, stem_dtype src_dtype, void *dst, stem_dtype dst_dtype,
                          size_t count)
 {
+    stem_enter(NULL);
     if ((!src || !dst) && count > 0)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_convert: %s is NULL",
                               src ? "dst" : "src");

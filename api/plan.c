@@ -180,24 +180,27 @@ static int64_t heads_per_pass(int64_t hq, int64_t group, size_t per_head, size_t
 stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
                              const stem_config *cfg, stem_plan **out)
 {
+    stem_enter(ctx);
     if (!ctx || !desc || !out)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_plan_create: %s is NULL",
                               !ctx ? "ctx" : !desc ? "desc" : "out");
-    /* Fields appended after layer_index are read only when struct_size covers them. */
-    CHECK_STRUCT_SIZE(desc, offsetof(stem_attention_desc, prompt_len), "stem_plan_create",
-                      "stem_attention_desc_init");
+    /* Fields after layer_index (prompt_len, vstats_mode) keep their defaults
+     * for a caller whose struct_size ends before them. */
+    stem_attention_desc d;
+    stem_attention_desc_init(&d);
+    stem_status st = stem_struct_in(&d, sizeof d, desc, STEM_MIN_ATTENTION_DESC,
+                                    "stem_plan_create", "desc", "stem_attention_desc_init");
+    if (st != STEM_OK)
+        return st;
     stem_config c;
     stem_config_init(&c);
     if (cfg) {
-        CHECK_STRUCT_SIZE(cfg, sizeof c, "stem_plan_create", "stem_config_init");
-        c = *cfg;
-        c.struct_size = sizeof c;
+        st = stem_struct_in(&c, sizeof c, cfg, STEM_MIN_CONFIG, "stem_plan_create", "cfg",
+                            "stem_config_init");
+        if (st != STEM_OK)
+            return st;
     }
-    stem_attention_desc d;
-    stem_attention_desc_init(&d);
-    memcpy(&d, desc, desc->struct_size < sizeof d ? desc->struct_size : sizeof d);
-    d.struct_size = sizeof d;
-    stem_status st = check_desc(&d);
+    st = check_desc(&d);
     const int64_t prompt_len = d.prompt_len > 0 ? d.prompt_len : d.kv_len;
     if (st == STEM_OK)
         st = check_config(&c, prompt_len);
@@ -260,6 +263,8 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
             return st;
         }
     }
+    ctx->live_plans++;
+    stem_log_plan(plan);
     *out = plan;
     return STEM_OK;
 }
@@ -268,6 +273,9 @@ void stem_plan_destroy(stem_plan *plan)
 {
     if (!plan)
         return;
+    stem_enter_void(plan->ctx);
+    if (plan->ctx->live_plans)
+        plan->ctx->live_plans--;
     if (plan->ctx->ops->plan_fini)
         plan->ctx->ops->plan_fini(plan);
     if (plan->workspace_owned)
@@ -278,23 +286,27 @@ void stem_plan_destroy(stem_plan *plan)
 
 stem_status stem_plan_get_info(const stem_plan *plan, stem_plan_info *info)
 {
+    stem_enter(plan ? plan->ctx : NULL);
     if (!plan || !info)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_plan_get_info: %s is NULL",
                               plan ? "info" : "plan");
-    CHECK_STRUCT_SIZE(info, sizeof *info, "stem_plan_get_info", "stem_plan_info_init");
-    info->num_q_blocks = plan->n_rows;
-    info->num_k_blocks = plan->n_blocks;
-    info->dense = plan->dense;
-    info->k_start = plan->k_start;
-    info->k_end = plan->budget[plan->n_prompt - 1];
-    info->budget_density = plan->budget_density;
-    info->workspace_bytes = plan->workspace_bytes;
-    info->selector = plan->cfg.selector;
-    return STEM_OK;
+    stem_plan_info i;
+    stem_plan_info_init(&i);
+    i.num_q_blocks = plan->n_rows;
+    i.num_k_blocks = plan->n_blocks;
+    i.dense = plan->dense;
+    i.k_start = plan->k_start;
+    i.k_end = plan->budget[plan->n_prompt - 1];
+    i.budget_density = plan->budget_density;
+    i.workspace_bytes = plan->workspace_bytes;
+    i.selector = plan->cfg.selector;
+    return stem_struct_out(info, &i, sizeof i, STEM_MIN_PLAN_INFO, "stem_plan_get_info", "info",
+                           "stem_plan_info_init");
 }
 
 stem_status stem_plan_get_budget(const stem_plan *plan, int32_t *budget, size_t count)
 {
+    stem_enter(plan ? plan->ctx : NULL);
     if (!plan || !budget)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_plan_get_budget: %s is NULL",
                               plan ? "budget" : "plan");
@@ -308,6 +320,7 @@ stem_status stem_plan_get_budget(const stem_plan *plan, int32_t *budget, size_t 
 
 stem_status stem_plan_set_workspace(stem_plan *plan, stem_buffer *buf, size_t offset)
 {
+    stem_enter(plan ? plan->ctx : NULL);
     if (!plan || !buf)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_plan_set_workspace: %s is NULL",
                               plan ? "buf" : "plan");

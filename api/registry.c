@@ -59,11 +59,12 @@ static void probe_backend(stem_backend backend, stem_probe_result *out)
         return;
     }
     if (stem_backend_disabled(backend)) {
-        snprintf(out->reason, sizeof out->reason, "disabled by STEM_DISABLE_%s",
-                 backend == STEM_BACKEND_CPU      ? "CPU"
-                 : backend == STEM_BACKEND_CUDA   ? "CUDA"
-                 : backend == STEM_BACKEND_OPENCL ? "OPENCL"
-                                                  : "VULKAN");
+        char upper[32];
+        size_t n = 0;
+        for (const char *p = stem_backend_name(backend); *p && n + 1 < sizeof upper; ++p)
+            upper[n++] = (char)toupper((unsigned char)*p);
+        upper[n] = '\0';
+        snprintf(out->reason, sizeof out->reason, "disabled by STEM_DISABLE_%s", upper);
         return;
     }
     ops->probe(out);
@@ -88,20 +89,24 @@ void stem_backend_info_init(stem_backend_info *info)
 
 stem_status stem_backend_query(stem_backend backend, stem_backend_info *info)
 {
+    stem_enter(NULL);
     if (!info)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_backend_query: info is NULL");
-    CHECK_STRUCT_SIZE(info, sizeof *info, "stem_backend_query", "stem_backend_info_init");
+    CHECK_STRUCT_SIZE(info, STEM_MIN_BACKEND_INFO, "stem_backend_query", "stem_backend_info_init");
     if ((unsigned)backend >= STEM_BACKEND_COUNT)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_backend_query: unknown backend %d",
                               (int)backend);
     stem_probe_result r;
     probe_backend(backend, &r);
-    info->backend = backend;
-    info->compiled = stem_backend_ops_get(backend) != NULL;
-    info->device_count = r.device_count;
-    info->available = r.device_count > 0;
-    snprintf(info->reason, sizeof info->reason, "%s", info->available ? "" : r.reason);
-    return STEM_OK;
+    stem_backend_info b;
+    stem_backend_info_init(&b);
+    b.backend = backend;
+    b.compiled = stem_backend_ops_get(backend) != NULL;
+    b.device_count = r.device_count;
+    b.available = r.device_count > 0;
+    snprintf(b.reason, sizeof b.reason, "%s", b.available ? "" : r.reason);
+    return stem_struct_out(info, &b, sizeof b, STEM_MIN_BACKEND_INFO, "stem_backend_query", "info",
+                           "stem_backend_info_init");
 }
 
 /* Walks the global list; returns 1 and fills *out when index exists. */
@@ -122,11 +127,24 @@ static int global_device(uint32_t index, stem_device_info *out, uint32_t *count)
     return 0;
 }
 
+uint32_t stem_registry_device_count(void)
+{
+    uint32_t count = 0;
+    global_device(0, NULL, &count);
+    return count;
+}
+
+int stem_registry_device(uint32_t index, stem_device_info *out)
+{
+    return global_device(index, out, NULL);
+}
+
 stem_status stem_device_count(uint32_t *count)
 {
+    stem_enter(NULL);
     if (!count)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_device_count: count is NULL");
-    global_device(0, NULL, count);
+    *count = stem_registry_device_count();
     return STEM_OK;
 }
 
@@ -140,15 +158,16 @@ void stem_device_info_init(stem_device_info *info)
 
 stem_status stem_device_get_info(uint32_t index, stem_device_info *info)
 {
+    stem_enter(NULL);
     if (!info)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_device_get_info: info is NULL");
-    CHECK_STRUCT_SIZE(info, sizeof *info, "stem_device_get_info", "stem_device_info_init");
+    CHECK_STRUCT_SIZE(info, STEM_MIN_DEVICE_INFO, "stem_device_get_info", "stem_device_info_init");
     stem_device_info d;
     uint32_t count = 0;
     if (!global_device(index, &d, &count))
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                               "stem_device_get_info: index %u out of range (%u devices)", index,
                               count);
-    *info = d;
-    return STEM_OK;
+    return stem_struct_out(info, &d, sizeof d, STEM_MIN_DEVICE_INFO, "stem_device_get_info",
+                           "info", "stem_device_info_init");
 }

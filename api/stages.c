@@ -19,6 +19,12 @@ static stem_status check_tensor(const stem_plan *plan, const stem_tensor *t, con
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, name);
     if (!t->buffer)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "%s: %s.buffer is NULL", fn, name);
+    if (t->flags != 0 || t->reserved32 != 0 || t->reserved[0] != 0 || t->reserved[1] != 0 ||
+        t->reserved[2] != 0 || t->reserved[3] != 0)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "%s: %s.flags=0x%x or a reserved word is non-zero (they must be "
+                              "zero: zero-initialise the tensor or use stem_tensor_bhnd/bnhd)",
+                              fn, name, t->flags);
     if (t->buffer->ctx != plan->ctx)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                               "%s: %s.buffer belongs to another context", fn, name);
@@ -181,6 +187,7 @@ static stem_status check_lists(const stem_plan *plan, const stem_tensor *index,
 stem_status stem_score(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
                        const stem_tensor *v, const stem_tensor *scores)
 {
+    stem_enter(plan ? plan->ctx : NULL);
     if (!plan)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_score: plan is NULL");
     if (plan->desc.vstats_mode == STEM_VSTATS_PROVIDED)
@@ -200,6 +207,7 @@ stem_status stem_score(stem_plan *plan, const stem_tensor *q, const stem_tensor 
 stem_status stem_select(stem_plan *plan, const stem_tensor *scores, const stem_tensor *index,
                         const stem_tensor *count)
 {
+    stem_enter(plan ? plan->ctx : NULL);
     if (!plan)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_select: plan is NULL");
     const stem_tensor *t[T_COUNT_] = {NULL, NULL, NULL, scores, index, count};
@@ -216,6 +224,7 @@ stem_status stem_attention(stem_plan *plan, const stem_tensor *q, const stem_ten
                            const stem_tensor *v, const stem_tensor *index, const stem_tensor *count,
                            const stem_tensor *o)
 {
+    stem_enter(plan ? plan->ctx : NULL);
     if (!plan)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_attention: plan is NULL");
     const stem_tensor *t[T_COUNT_] = {q, k, v, NULL, index, count, o};
@@ -302,6 +311,7 @@ stem_status stem_prefill(stem_plan *plan, const stem_tensor *q, const stem_tenso
                          const stem_tensor *v, const stem_tensor *o, const stem_tensor *scores,
                          const stem_tensor *index, const stem_tensor *count)
 {
+    stem_enter(plan ? plan->ctx : NULL);
     if (!plan)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_prefill: plan is NULL");
     if (plan->desc.vstats_mode == STEM_VSTATS_PROVIDED)
@@ -324,9 +334,10 @@ stem_status stem_prefill_ex(stem_plan *plan, const stem_tensor *q, const stem_te
     stem_call_io c;
     stem_call_io_init(&c);
     if (io) {
-        CHECK_STRUCT_SIZE(io, sizeof(size_t), "stem_prefill_ex", "stem_call_io_init");
-        memcpy(&c, io, io->struct_size < sizeof c ? io->struct_size : sizeof c);
-        c.struct_size = sizeof c;
+        const stem_status st = stem_struct_in(&c, sizeof c, io, STEM_MIN_CALL_IO,
+                                              "stem_prefill_ex", "io", "stem_call_io_init");
+        if (st != STEM_OK)
+            return st;
     }
     return prefill(plan, "stem_prefill_ex", q, k, v, o, &c);
 }

@@ -8,13 +8,28 @@
  * Conventions
  *  - Every fallible call returns stem_status; STEM_OK is 0. On failure
  *    stem_last_error() (thread-local) holds a readable message, and nothing
- *    the caller owns has been written.
- *  - Descriptor structs start with struct_size; fill them with the matching
- *    *_init() function, then change the fields you need.
- *  - The library never aborts, exits or prints (see stem_context_desc.log).
+ *    the caller owns has been written. Every call that returns stem_status
+ *    clears that message first, so after STEM_OK it reads "".
+ *  - The library never aborts, exits or prints. With a log callback
+ *    (stem_context_desc.log) it reports what it decided (device, plan
+ *    shape, kernel variants) and every failure of a call on that context.
  *  - A context is used by one thread at a time; distinct contexts are
  *    independent. Stages are asynchronous on GPU backends: stem_synchronize
  *    waits; stem_buffer_read/write are blocking.
+ *  - Lifetimes: plans and buffers belong to the context that made them and
+ *    are destroyed before it (stem_context_destroy refuses while any lives).
+ *
+ * Growth rule (ABI)
+ *  - Every struct the caller fills or the library fills for the caller
+ *    starts with size_t struct_size and has a stem_..._init() that sets
+ *    struct_size and the defaults: call it, then change the fields you need.
+ *  - New fields are only ever appended. The library reads (and writes) only
+ *    the fields that lie inside the caller's struct_size, so a caller built
+ *    against an older stem.h gets the defaults for the newer fields.
+ *  - stem_tensor, a small view passed by pointer, has no struct_size: it
+ *    carries flags and reserved words instead, which must be zero today
+ *    (zero-initialise it or use the constructors). Enums may gain values.
+ *  - Versioning and what may change in 0.x: README.md, "Versioning and ABI".
  */
 #ifndef STEM_H
 #define STEM_H
@@ -41,8 +56,10 @@ extern "C" {
 #endif
 
 #define STEM_VERSION_MAJOR 0
-#define STEM_VERSION_MINOR 1
+#define STEM_VERSION_MINOR 2
 #define STEM_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH, for compile-time comparisons. */
+#define STEM_VERSION (STEM_VERSION_MAJOR * 10000 + STEM_VERSION_MINOR * 100 + STEM_VERSION_PATCH)
 
 /* ------------------------------------------------------------------ status */
 
@@ -64,17 +81,22 @@ typedef enum stem_status {
 STEM_API const char *stem_status_name(stem_status status);
 /* Detail of the last failure on this thread ("" if none); never NULL. */
 STEM_API const char *stem_last_error(void);
-/* "0.1.0" */
+/* "0.2.0": the library actually loaded (compare with STEM_VERSION_* to
+ * detect a header/library mismatch). */
 STEM_API const char *stem_version_string(void);
+/* The same as a number, STEM_VERSION's encoding. */
+STEM_API uint32_t stem_version(void);
 
 /* ----------------------------------------------------------------- devices */
 
+/* Open: later versions may add backends. Values are dense from 0, and
+ * stem_backend_name() returns "unknown" past the last one this library
+ * knows, so a loop can list them all. */
 typedef enum stem_backend {
     STEM_BACKEND_CPU = 0,
     STEM_BACKEND_CUDA = 1,
     STEM_BACKEND_OPENCL = 2,
-    STEM_BACKEND_VULKAN = 3,
-    STEM_BACKEND_COUNT = 4
+    STEM_BACKEND_VULKAN = 3
 } stem_backend;
 
 /* "cpu", "cuda", "opencl", "vulkan"; "unknown" otherwise. */
@@ -116,6 +138,15 @@ typedef struct stem_plan stem_plan;
 
 #define STEM_DEVICE_AUTO (-1) /* best real GPU, else the CPU backend, else an emulated GPU */
 
+/* Log levels passed to stem_log_fn (smaller is more severe). */
+#define STEM_LOG_ERROR 1 /* a call on the context failed: the stem_last_error() text */
+#define STEM_LOG_WARN 2  /* a fallback was taken (e.g. a device that failed to open) */
+#define STEM_LOG_INFO 3  /* a decision: device chosen, plan shape, budget, kernel variant */
+#define STEM_LOG_DEBUG 4 /* details for developers */
+
+/* Called on the thread that made the call, with a complete line (no
+ * newline); message is valid only during the call. The callback may read
+ * stem_last_error() but must not call other libstem functions. */
 typedef void (*stem_log_fn)(void *user, int level, const char *message);
 
 typedef struct stem_context_desc {
@@ -135,7 +166,10 @@ STEM_API void stem_context_desc_init(stem_context_desc *desc);
 
 /* desc may be NULL (defaults). */
 STEM_API stem_status stem_context_create(const stem_context_desc *desc, stem_context **out);
-STEM_API void stem_context_destroy(stem_context *ctx);
+/* Destroy every plan and buffer of the context first: while any is alive
+ * this returns STEM_ERR_INVALID_ARGUMENT and destroys nothing. NULL is a
+ * no-op (STEM_OK). */
+STEM_API stem_status stem_context_destroy(stem_context *ctx);
 STEM_API stem_status stem_context_get_device(const stem_context *ctx, stem_device_info *info);
 /* Waits for all work queued on the context. */
 STEM_API stem_status stem_synchronize(stem_context *ctx);
@@ -149,6 +183,8 @@ STEM_API stem_status stem_buffer_create(stem_context *ctx, size_t bytes, stem_bu
  * address host memory returns STEM_ERR_UNSUPPORTED (use stem_buffer_create). */
 STEM_API stem_status stem_buffer_wrap_host(stem_context *ctx, void *host, size_t bytes,
                                            stem_buffer **out);
+/* Before its context is destroyed, and after any stage that uses it has
+ * finished (stem_synchronize). NULL is a no-op. */
 STEM_API void stem_buffer_destroy(stem_buffer *buf);
 STEM_API size_t stem_buffer_size(const stem_buffer *buf);
 /* Blocking copies; [offset, offset + bytes) must lie inside the buffer. */
@@ -177,13 +213,20 @@ STEM_API stem_status stem_convert(const void *src, stem_dtype src_dtype, void *d
 /* A strided 4-D view of a buffer. Logical dims are always [B, H, N, d]
  * (batch, heads, tokens, head_dim); strides are in elements, so BHND, BNHD
  * and padded layouts all fit. Element (b,h,n,i) lives at byte
- * offset + (b*strides[0] + h*strides[1] + n*strides[2] + i*strides[3]) * size. */
+ * offset + (b*strides[0] + h*strides[1] + n*strides[2] + i*strides[3]) * size.
+ * Zero-initialise it (stem_tensor t = {0}, memset) or use the constructors:
+ * flags and the reserved words must be zero, or a stage returns
+ * STEM_ERR_INVALID_ARGUMENT. They leave room for later per-tensor
+ * information (scales, layout tags) without changing the struct's size. */
 typedef struct stem_tensor {
     stem_buffer *buffer;
     size_t offset; /* bytes */
     stem_dtype dtype;
     int64_t dims[4];
     int64_t strides[4];
+    uint32_t flags;       /* none defined yet: must be 0 */
+    uint32_t reserved32;  /* must be 0 */
+    uint64_t reserved[4]; /* must be 0 */
 } stem_tensor;
 
 /* Contiguous [B, H, N, d] (BHND) and [B, N, H, d] (BNHD) views. */
@@ -288,6 +331,8 @@ STEM_API void stem_attention_desc_init(stem_attention_desc *desc);
 /* cfg may be NULL (defaults). The plan copies both descriptors. */
 STEM_API stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
                                       const stem_config *cfg, stem_plan **out);
+/* Before its context is destroyed, and before a workspace buffer given to
+ * stem_plan_set_workspace. NULL is a no-op. */
 STEM_API void stem_plan_destroy(stem_plan *plan);
 
 typedef struct stem_plan_info {

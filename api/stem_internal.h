@@ -6,6 +6,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 /* Records the thread-local error message and returns status. */
 stem_status stem_set_error(stem_status status, const char *fmt, ...)
@@ -14,6 +15,49 @@ stem_status stem_set_error(stem_status status, const char *fmt, ...)
 #endif
     ;
 void stem_clear_error(void);
+
+/* Every public call that returns stem_status starts with one of these: it
+ * clears the thread's error message and makes the context's log callback
+ * (or desc's, or none) the one stem_set_error reports to (level ERROR). */
+void stem_enter(const stem_context *ctx); /* ctx may be NULL: no callback */
+void stem_enter_log(stem_log_fn log, void *user);
+/* The same for calls that return nothing (destroy): the message stays. */
+void stem_enter_void(const stem_context *ctx);
+/* Silence, then restore, error reports around an attempt that may fail
+ * without failing the call (AUTO device fallback). */
+void stem_log_mute(stem_log_fn *saved_log, void **saved_user);
+void stem_log_unmute(stem_log_fn saved_log, void *saved_user);
+/* One line to the context's log callback, if any (ctx NULL: the callback of
+ * the call in progress). Backends use it to name the kernel variant chosen. */
+void stem_log(const stem_context *ctx, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* The growth rule: a caller's struct may be older (smaller) or newer
+ * (larger) than ours. stem_struct_in copies the caller's fields that lie
+ * inside both sizes over dst, which holds our defaults; stem_struct_out
+ * writes only the fields inside the caller's struct_size. Both refuse a
+ * struct_size below min_size, the size of the struct's first released form
+ * (STEM_SIZE_THROUGH(type, its last field then)). */
+#define STEM_SIZE_THROUGH(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
+stem_status stem_struct_in(void *dst, size_t dst_size, const void *src, size_t min_size,
+                           const char *fn, const char *what, const char *init);
+stem_status stem_struct_out(void *dst, const void *src, size_t src_size, size_t min_size,
+                            const char *fn, const char *what, const char *init);
+/* The size each struct had in 0.2, where the growth rule starts. */
+#define STEM_MIN_BACKEND_INFO STEM_SIZE_THROUGH(stem_backend_info, reason)
+#define STEM_MIN_DEVICE_INFO STEM_SIZE_THROUGH(stem_device_info, detail)
+#define STEM_MIN_CONTEXT_DESC STEM_SIZE_THROUGH(stem_context_desc, cache_dir)
+#define STEM_MIN_CONFIG STEM_SIZE_THROUGH(stem_config, dense_layers)
+#define STEM_MIN_ATTENTION_DESC STEM_SIZE_THROUGH(stem_attention_desc, layer_index)
+#define STEM_MIN_PLAN_INFO STEM_SIZE_THROUGH(stem_plan_info, selector)
+#define STEM_MIN_CALL_IO STEM_SIZE_THROUGH(stem_call_io, lse)
+
+/* Backends this library knows (stem_backend values 0 .. COUNT-1); not
+ * public, so a new backend does not change stem.h's constants. */
+#define STEM_BACKEND_COUNT 4
 
 /* STEM_ERR_VERSION_MISMATCH when a caller's struct is older (smaller) than
  * ours; `init` names the function that fills it. */
@@ -112,6 +156,9 @@ struct stem_context {
     stem_context_desc desc;
     stem_device_info device;
     uint32_t backend_index;
+    char *cache_dir; /* the core's copy of desc.cache_dir (desc.cache_dir points here) */
+    size_t live_buffers; /* stem_context_destroy refuses while these are non-zero */
+    size_t live_plans;
     void *impl; /* backend state */
 };
 
@@ -119,7 +166,6 @@ struct stem_buffer {
     stem_context *ctx;
     size_t size;
     void *host;  /* host address when the backend's memory is host memory, else NULL */
-    int owned;   /* library-allocated (vs wrapped) */
     void *impl;  /* backend handle */
 };
 
@@ -169,6 +215,12 @@ stem_status stem_schedule_build(struct stem_plan *plan);
 /* Registry (api/registry.c). */
 const stem_backend_ops *stem_backend_ops_get(stem_backend backend);
 int stem_backend_disabled(stem_backend backend); /* STEM_DISABLE_<NAME>=1 */
+/* The global device list without touching the error state: its length, and
+ * entry `index` (returns 0 when there is none). */
+uint32_t stem_registry_device_count(void);
+int stem_registry_device(uint32_t index, stem_device_info *out);
+/* Logs the resolved plan at INFO (api/errors.c; called by stem_plan_create). */
+void stem_log_plan(const struct stem_plan *plan);
 
 /* Backends compiled in. */
 extern const stem_backend_ops stem_cpu_backend_ops;

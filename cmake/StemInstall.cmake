@@ -1,4 +1,4 @@
-# Install rules: libstem.so (soname = major version), libstem.a, stem.h, the
+# Install rules: libstem.so (soname: see CMakeLists.txt), libstem.a, stem.h, the
 # CMake package (stem::stem, stem::stem_static) and stem.pc. Everything
 # installed is relocatable: `cmake --install build --prefix DIR` works for any
 # DIR, whatever CMAKE_INSTALL_PREFIX was at configure time.
@@ -33,9 +33,15 @@ configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/stemConfig.cmake.in
                               ${PROJECT_BINARY_DIR}/stemConfig.cmake
                               INSTALL_DESTINATION ${STEM_CMAKE_INSTALL_DIR}
                               PATH_VARS CMAKE_INSTALL_INCLUDEDIR)
-# 0.x releases keep the ABI within a major version, as the soname says.
+# Compatible releases share a soname: same major version from 1.0, same
+# major.minor in 0.x (README, "Versioning and ABI").
+if(PROJECT_VERSION_MAJOR EQUAL 0)
+  set(STEM_PACKAGE_COMPAT SameMinorVersion)
+else()
+  set(STEM_PACKAGE_COMPAT SameMajorVersion)
+endif()
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/stemConfigVersion.cmake
-                                 COMPATIBILITY SameMajorVersion)
+                                 COMPATIBILITY ${STEM_PACKAGE_COMPAT})
 install(FILES ${PROJECT_BINARY_DIR}/stemConfig.cmake ${PROJECT_BINARY_DIR}/stemConfigVersion.cmake
         DESTINATION ${STEM_CMAKE_INSTALL_DIR})
 

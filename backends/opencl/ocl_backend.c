@@ -152,7 +152,6 @@ static stem_status ocl_context_init(stem_context *ctx, uint32_t backend_index)
         }
         memcpy(c->cache_dir, ctx->desc.cache_dir, len + 1);
     }
-    ctx->desc.cache_dir = c->cache_dir; /* the caller's string need not outlive the call */
     {
         char plat[160], name[256], drv[128], ver[128];
         platform_string(cl, c->platform, CL_PLATFORM_NAME, plat, sizeof plat);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,17 +52,22 @@ void res_add_context(conf_res *r, stem_context *c)
 }
 
 /* Plans before buffers before contexts: each may reference the next. */
-void res_release(conf_res *r)
+int res_release(conf_res *r)
 {
+    int rc = 0;
     for (int i = r->n_plan - 1; i >= 0; --i)
         stem_plan_destroy(r->plan[i]);
     for (int i = r->n_buf - 1; i >= 0; --i)
         stem_buffer_destroy(r->buf[i]);
     for (int i = r->n_ctx - 1; i >= 0; --i)
-        stem_context_destroy(r->ctx[i]);
+        if (stem_context_destroy(r->ctx[i]) != STEM_OK) {
+            fprintf(stderr, "harness: stem_context_destroy: %s\n", stem_last_error());
+            rc = -1;
+        }
     for (int i = r->n_mem - 1; i >= 0; --i)
         free(r->mem[i]);
     memset(r, 0, sizeof *r);
+    return rc;
 }
 
 int conf_verbose(void)

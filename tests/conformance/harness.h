@@ -8,6 +8,10 @@
 
 #include "stem.h"
 
+/* The backends the suite knows (cpu, cuda, opencl, vulkan): stem_backend is
+ * open, and the names test checks that this library names no more. */
+#define CONF_BACKENDS 4
+
 /* ------------------------------------------------------------ resources */
 
 /* Everything a test allocates, released by the CMocka teardown even when an
@@ -28,7 +32,9 @@ void *res_alloc(conf_res *r, size_t bytes); /* zeroed; fails the test on OOM */
 void res_add_buffer(conf_res *r, stem_buffer *b);
 void res_add_plan(conf_res *r, stem_plan *p);
 void res_add_context(conf_res *r, stem_context *c);
-void res_release(conf_res *r);
+/* Destroys everything in reverse order; -1 (with a message on stderr) when
+ * a context refused to go (a child of it outlived the release). */
+int res_release(conf_res *r);
 
 /* -------------------------------------------------------------- devices */
 

@@ -60,7 +60,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     conf_test *T = *state;
-    res_release(&T->res);
+    if (res_release(&T->res) != 0)
+        T->status = CONF_FAILED; /* something outlived the test */
     return 0;
 }
 
@@ -71,9 +72,9 @@ static int env_is(const char *name, const char *value)
 }
 
 /* STEM_TEST_REQUIRE: comma list of backend names; -1 on an unknown name. */
-static int parse_required(int required[STEM_BACKEND_COUNT])
+static int parse_required(int required[CONF_BACKENDS])
 {
-    memset(required, 0, sizeof(int) * STEM_BACKEND_COUNT);
+    memset(required, 0, sizeof(int) * CONF_BACKENDS);
     const char *s = getenv("STEM_TEST_REQUIRE");
     while (s && *s) {
         while (*s == ',' || isspace((unsigned char)*s))
@@ -84,7 +85,7 @@ static int parse_required(int required[STEM_BACKEND_COUNT])
         if (e == s)
             break;
         int found = 0;
-        for (int b = 0; b < STEM_BACKEND_COUNT; ++b) {
+        for (int b = 0; b < CONF_BACKENDS; ++b) {
             const char *name = stem_backend_name((stem_backend)b);
             if (strlen(name) == (size_t)(e - s) && strncmp(name, s, (size_t)(e - s)) == 0)
                 required[b] = found = 1;
@@ -230,7 +231,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    int required[STEM_BACKEND_COUNT];
+    int required[CONF_BACKENDS];
     if (parse_required(required) != 0)
         return 2;
     const int level = env_is("STEM_TEST_LEVEL", "full");
@@ -273,8 +274,8 @@ int main(int argc, char **argv)
            "reference work %.3g multiply-adds\n",
            nc, nm, level ? "full" : asan_level ? "asan" : "default", cost);
 
-    tally per[STEM_BACKEND_COUNT];
-    int have_device[STEM_BACKEND_COUNT] = {0};
+    tally per[CONF_BACKENDS];
+    int have_device[CONF_BACKENDS] = {0};
     memset(per, 0, sizeof per);
     uint32_t count = 0;
     if (stem_device_count(&count) != STEM_OK)
@@ -285,7 +286,7 @@ int main(int argc, char **argv)
         dev.global_index = d;
         stem_device_info_init(&dev.info);
         if (stem_device_get_info(d, &dev.info) != STEM_OK ||
-            (unsigned)dev.info.backend >= STEM_BACKEND_COUNT) {
+            (unsigned)dev.info.backend >= CONF_BACKENDS) {
             fprintf(stderr, "device %u: stem_device_get_info failed: %s\n", d, stem_last_error());
             continue;
         }
@@ -325,10 +326,14 @@ int main(int argc, char **argv)
         run_group(group, &dev, dev_cases, NULL, ndc, t);
         conf_run_fixture_cases(dev.ctx, level, filter, &t->passed, &t->failed, &t->skipped);
         free(dev_cases);
-        stem_context_destroy(dev.ctx);
+        if (stem_context_destroy(dev.ctx) != STEM_OK) {
+            printf("[  FAILED  ] %s #%u: stem_context_destroy: %s\n", bname,
+                   dev.info.backend_index, stem_last_error());
+            t->failed++;
+        }
     }
     /* Backends without a device: skipped, or failed when required. */
-    for (int b = 0; b < STEM_BACKEND_COUNT; ++b) {
+    for (int b = 0; b < CONF_BACKENDS; ++b) {
         if (have_device[b])
             continue;
         stem_backend_info bi;
@@ -347,8 +352,8 @@ int main(int argc, char **argv)
     }
 
     tally total = {0, 0, 0};
-    char lines[STEM_BACKEND_COUNT + 1][160];
-    for (int b = 0; b < STEM_BACKEND_COUNT; ++b) {
+    char lines[CONF_BACKENDS + 1][160];
+    for (int b = 0; b < CONF_BACKENDS; ++b) {
         snprintf(lines[b], sizeof lines[b], "%s: %ld passed, %ld failed, %ld skipped",
                  stem_backend_name((stem_backend)b), per[b].passed, per[b].failed,
                  per[b].skipped);
@@ -356,9 +361,9 @@ int main(int argc, char **argv)
         total.failed += per[b].failed;
         total.skipped += per[b].skipped;
     }
-    snprintf(lines[STEM_BACKEND_COUNT], sizeof lines[0], "total: %ld passed, %ld failed, %ld skipped",
+    snprintf(lines[CONF_BACKENDS], sizeof lines[0], "total: %ld passed, %ld failed, %ld skipped",
              total.passed, total.failed, total.skipped);
-    for (int i = 0; i <= STEM_BACKEND_COUNT; ++i)
+    for (int i = 0; i <= CONF_BACKENDS; ++i)
         printf("%s\n", lines[i]);
     fflush(stdout);
     int rc = total.failed > 0;
@@ -368,7 +373,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "cannot write %s\n", summary_path);
             rc = 2;
         } else {
-            for (int i = 0; i <= STEM_BACKEND_COUNT; ++i)
+            for (int i = 0; i <= CONF_BACKENDS; ++i)
                 fprintf(f, "%s\n", lines[i]);
             fclose(f);
         }

@@ -178,12 +178,13 @@ static stem_status call_stage(int stage, stem_plan *plan, const stem_tensor *con
 enum {
     MU_NULL, MU_NULLBUF, MU_NEGSTRIDE, MU_OVERLAP, MU_ZEROSTRIDE, MU_OFFSET_PAST,
     MU_EXTENT_PAST, MU_DIMS, MU_DIMS_HEADS, MU_DTYPE, MU_OTHER_CTX, MU_OVER_INPUT,
-    MU_OVER_OUTPUT, MU_N
+    MU_OVER_OUTPUT, MU_FLAGS, MU_RESERVED32, MU_RESERVED, MU_N
 };
 static const char *const muname[MU_N] = {
     "null", "null_buffer", "negative_stride", "overlapping_stride", "zero_stride",
     "offset_past_buffer", "extent_past_buffer", "dims_mismatch", "heads_mismatch",
-    "wrong_dtype", "other_context", "overlaps_input", "overlaps_output"};
+    "wrong_dtype", "other_context", "overlaps_input", "overlaps_output", "flags_set",
+    "reserved32_set", "reserved_set"};
 
 /* Applies mutation mu to tensor slot of stage; returns 0 if not applicable. */
 static int mutate(conf_test *T, fixture *f, int stage, int slot, int mu, stem_tensor *t,
@@ -259,6 +260,10 @@ static int mutate(conf_test *T, fixture *f, int stage, int slot, int mu, stem_te
         t->offset = 0;
         return 1;
     }
+    /* Room kept for later per-tensor information must be zero today. */
+    case MU_FLAGS: t->flags = 1u << (slot % 32); return 1;
+    case MU_RESERVED32: t->reserved32 = 1; return 1;
+    case MU_RESERVED: t->reserved[(stage + slot) % 4] = 1; return 1;
     }
     return 0;
 }
@@ -726,9 +731,12 @@ static void api_check(conf_test *T, const conf_misuse *m)
     }
     case AP_NAMES: {
         static const char *const bn[] = {"cpu", "cuda", "opencl", "vulkan"};
-        for (int b = 0; b < STEM_BACKEND_COUNT; ++b)
+        for (int b = 0; b < CONF_BACKENDS; ++b)
             if (strcmp(stem_backend_name((stem_backend)b), bn[b]) != 0)
                 fail_msg("stem_backend_name(%d) = \"%s\"", b, stem_backend_name((stem_backend)b));
+        if (strcmp(stem_backend_name((stem_backend)CONF_BACKENDS), "unknown") != 0)
+            fail_msg("stem_backend_name(%d) names a backend this suite does not know",
+                     CONF_BACKENDS);
         if (strcmp(stem_backend_name((stem_backend)77), "unknown") != 0)
             fail_msg("stem_backend_name(77) must be \"unknown\"");
         static const char *const sn[] = {"stem", "stem_paper", "uniform", "xattention", "dense"};
@@ -756,7 +764,7 @@ static void api_check(conf_test *T, const conf_misuse *m)
         break;
     }
     case AP_DEVICES: {
-        uint32_t count = 0, per[STEM_BACKEND_COUNT] = {0};
+        uint32_t count = 0, per[CONF_BACKENDS] = {0};
         if (stem_device_count(&count) != STEM_OK || count == 0)
             fail_msg("stem_device_count: %u devices (the CPU is always there)", count);
         for (uint32_t i = 0; i < count; ++i) {
@@ -764,7 +772,7 @@ static void api_check(conf_test *T, const conf_misuse *m)
             stem_device_info_init(&info);
             if (stem_device_get_info(i, &info) != STEM_OK)
                 fail_msg("stem_device_get_info(%u): %s", i, stem_last_error());
-            if ((unsigned)info.backend >= STEM_BACKEND_COUNT || !info.name[0] ||
+            if ((unsigned)info.backend >= CONF_BACKENDS || !info.name[0] ||
                 info.backend_index != per[info.backend])
                 fail_msg("device %u: backend %d, index %u, name \"%s\"", i, (int)info.backend,
                          info.backend_index, info.name);
@@ -774,7 +782,7 @@ static void api_check(conf_test *T, const conf_misuse *m)
                 fail_msg("device %u: the CPU reports 0 compute units", i);
             per[info.backend]++;
         }
-        for (int b = 0; b < STEM_BACKEND_COUNT; ++b) {
+        for (int b = 0; b < CONF_BACKENDS; ++b) {
             stem_backend_info bi;
             stem_backend_info_init(&bi);
             if (stem_backend_query((stem_backend)b, &bi) != STEM_OK)
@@ -1015,7 +1023,7 @@ static void api_check(conf_test *T, const conf_misuse *m)
 int conf_build_misuse(conf_misuse **out)
 {
     int cap = ST_N * T_N * MU_N + ST_N + LI_N + N_PLAN_MUTS + MI_N + AP_N + CONF_HARDENING_CASES +
-              CONF_CHUNKED_CASES;
+              CONF_ABI_CASES + CONF_CHUNKED_CASES;
     conf_misuse *list = calloc((size_t)cap, sizeof *list);
     if (!list)
         return -1;
@@ -1066,6 +1074,7 @@ int conf_build_misuse(conf_misuse **out)
         list[k++].a = a;
     }
     k += conf_add_hardening_cases(list + k, cap - k);
+    k += conf_add_abi_cases(list + k, cap - k);
     k += conf_add_chunked_cases(list + k, cap - k);
     *out = list;
     return k;

@@ -24,6 +24,12 @@ int conf_add_hardening_cases(conf_misuse *list, int cap);
 #define CONF_CHUNKED_CASES 26
 int conf_add_chunked_cases(conf_misuse *list, int cap);
 
+/* ABI and lifetime rules (abi.c): the log callback, stem_last_error()
+ * clearing, destroy order, struct_size growth, versions, cache_dir
+ * ownership. Adds CONF_ABI_CASES entries; returns the count. */
+#define CONF_ABI_CASES 8
+int conf_add_abi_cases(conf_misuse *list, int cap);
+
 /* Builds the misuse list; *out is malloc'ed. */
 int conf_build_misuse(conf_misuse **out);
 

@@ -266,10 +266,18 @@ static void snapshot(stem_buffer *a, stem_buffer *b)
     atomic_store(&countdown, saved);
 }
 
+/* The failed stage's message: the reads below clear stem_last_error(). */
+static char stage_msg[1024];
+static const char *failure_message(void)
+{
+    return stage_msg[0] ? stage_msg : stem_last_error();
+}
+
 /* After a failed stage: its outputs must equal the snapshot. */
 static stem_status untouched(stem_buffer *a, stem_buffer *b, stem_status st, const char **what)
 {
     static unsigned char now_a[sizeof snap_a], now_b[sizeof snap_b];
+    snprintf(stage_msg, sizeof stage_msg, "%s", stem_last_error());
     const long saved = atomic_exchange(&countdown, 0);
     if (snap_a_size &&
         (stem_buffer_read(a, 0, now_a, snap_a_size) != STEM_OK ||
@@ -404,6 +412,7 @@ static void arm(long k)
     atomic_store(&lib_calls, 0);
     atomic_store(&injected, 0);
     atomic_store(&countdown, k);
+    stage_msg[0] = '\0';
 }
 
 static void disarm(void) { atomic_store(&countdown, 0); }
@@ -451,7 +460,7 @@ static int test_device(int32_t device, const char *name)
         if (!hit) {
             if (st != STEM_OK) {
                 printf("FAIL %s: K=%ld: %s returned %s without an injected failure: %s\n", name,
-                       k, what, stem_status_name(st), stem_last_error());
+                       k, what, stem_status_name(st), failure_message());
                 failures++;
             }
             teardown(&r);
@@ -466,13 +475,13 @@ static int test_device(int32_t device, const char *name)
             /* The library coped without the allocation: fine if results hold. */
         } else if (st != STEM_ERR_OUT_OF_MEMORY && st != STEM_ERR_DEVICE_OUT_OF_MEMORY) {
             printf("FAIL %s: K=%ld: %s returned %s, expected STEM_ERR_OUT_OF_MEMORY: %s\n", name,
-                   k, what, stem_status_name(st), stem_last_error());
+                   k, what, stem_status_name(st), failure_message());
             failures++;
-        } else if (!stem_last_error()[0]) {
+        } else if (!failure_message()[0]) {
             printf("FAIL %s: K=%ld: %s failed without a message\n", name, k, what);
             failures++;
         } else if (getenv("STEM_TEST_VERBOSE")) {
-            printf("  K=%ld: %s -> %s: %s\n", k, what, stem_status_name(st), stem_last_error());
+            printf("  K=%ld: %s -> %s: %s\n", k, what, stem_status_name(st), failure_message());
         }
         /* The same objects, injection off: must finish and agree. */
         const char *what2 = "";

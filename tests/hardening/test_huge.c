@@ -633,7 +633,8 @@ static void test_device(int32_t device, const char *name, const stem_device_info
     free(p.q);
     free(p.k);
     free(p.v);
-    stem_context_destroy(ctx);
+    if (stem_context_destroy(ctx) != STEM_OK)
+        FAIL("%s: stem_context_destroy: %s", name, stem_last_error());
 }
 
 /* 4. A workspace larger than the memory available now: the host's
@@ -781,7 +782,8 @@ static void test_too_large(int32_t device, const char *name, const stem_device_i
     stem_plan_destroy(plan);
     for (int i = 0; i < 4; ++i)
         stem_buffer_destroy(b[i]);
-    stem_context_destroy(ctx);
+    if (stem_context_destroy(ctx) != STEM_OK)
+        FAIL("%s: stem_context_destroy: %s", name, stem_last_error());
 }
 
 int main(int argc, char **argv)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The shared library exports exactly the functions stem.h declares with
 # STEM_API (no internal symbol leaks, none missing), and its soname is
-# libstem.so.<major>.
+# libstem.so.<major> (libstem.so.0.<minor> in 0.x).
 # usage: check_exports.sh LIBSTEM_SO STEM_H [NM] [READELF]
 set -euo pipefail
 lib=$1 header=$2 nm=${3:-nm} readelf=${4:-readelf}
@@ -41,9 +41,13 @@ if [ -n "$nonfunc" ]; then
 fi
 
 major=$(sed -nE 's/^#define STEM_VERSION_MAJOR ([0-9]+).*/\1/p' "$header")
+minor=$(sed -nE 's/^#define STEM_VERSION_MINOR ([0-9]+).*/\1/p' "$header")
+# In 0.x a minor release may break the ABI, so the soname names it too.
+want=libstem.so.$major
+[ "$major" = 0 ] && want=libstem.so.0.$minor
 soname=$("$readelf" -d "$lib" | sed -nE 's/.*\(SONAME\).*\[(.*)\]/\1/p')
-if [ "$soname" != "libstem.so.$major" ]; then
-  echo "FAIL: soname '$soname', expected libstem.so.$major" >&2
+if [ "$soname" != "$want" ]; then
+  echo "FAIL: soname '$soname', expected $want" >&2
   status=1
 fi
 [ $status -eq 0 ] && echo "exports: $(wc -l <"$tmp/exported") functions, all declared in stem.h; soname $soname"

@@ -26,8 +26,8 @@ int stem_header_probe(void) {
     stem_config cfg;
     stem_config_init(&cfg);
     stem_tensor t = stem_tensor_bhnd(0, 0, STEM_DTYPE_F32, 1, 1, 1, 1);
-    return (int)cfg.block_size + (int)t.dims[0] + (int)STEM_OK + (int)STEM_BACKEND_COUNT +
-           (stem_status_name(STEM_OK) != 0);
+    return (int)cfg.block_size + (int)t.dims[0] + (int)STEM_OK + (int)STEM_BACKEND_VULKAN + STEM_LOG_INFO +
+           (int)STEM_VERSION + (stem_status_name(STEM_OK) != 0);
 }
 SRC
 cp "$tmp/use.inc" "$tmp/use.c"

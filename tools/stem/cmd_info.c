@@ -46,8 +46,9 @@ int cmd_info(int argc, char **argv) {
         else
             return tool_error("info: unknown option '%s'", argv[i]), 2;
     }
-    stem_backend_info bi[STEM_BACKEND_COUNT];
-    for (int b = 0; b < STEM_BACKEND_COUNT; b++) {
+    const int nb = tool_backend_count();
+    stem_backend_info bi[TOOL_MAX_BACKENDS];
+    for (int b = 0; b < nb; b++) {
         stem_backend_info_init(&bi[b]);
         stem_status st = stem_backend_query((stem_backend)b, &bi[b]);
         if (st != STEM_OK)
@@ -61,7 +62,7 @@ int cmd_info(int argc, char **argv) {
 
     if (json) {
         printf("{\n  \"libstem\": \"%s\",\n  \"backends\": [", stem_version_string());
-        for (int b = 0; b < STEM_BACKEND_COUNT; b++) {
+        for (int b = 0; b < nb; b++) {
             printf("%s\n    {\"name\": \"%s\", \"compiled\": %s, \"available\": %s, "
                    "\"device_count\": %u, \"reason\": ",
                    b ? "," : "", stem_backend_name((stem_backend)b),
@@ -73,7 +74,7 @@ int cmd_info(int argc, char **argv) {
         printf("\n  ],\n  \"auto_device\": %d,\n  \"devices\": [", best);
     } else {
         printf("libstem %s\n\nbackends:\n", stem_version_string());
-        for (int b = 0; b < STEM_BACKEND_COUNT; b++) {
+        for (int b = 0; b < nb; b++) {
             printf("  %-7s %-12s", stem_backend_name((stem_backend)b), backend_state(&bi[b]));
             if (bi[b].available)
                 printf("%u device%s\n", (unsigned)bi[b].device_count,

@@ -270,8 +270,15 @@ void tool_print_common_help(FILE *f) {
     }
 }
 
+int tool_backend_count(void) {
+    int n = 0;
+    while (n < TOOL_MAX_BACKENDS && strcmp(stem_backend_name((stem_backend)n), "unknown") != 0)
+        n++;
+    return n;
+}
+
 static int find_backend(const char *name, stem_backend *out) {
-    for (int b = 0; b < STEM_BACKEND_COUNT; b++) {
+    for (int b = 0; b < tool_backend_count(); b++) {
         if (!strcasecmp(name, stem_backend_name((stem_backend)b))) {
             *out = (stem_backend)b;
             return 0;

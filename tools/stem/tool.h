@@ -39,6 +39,11 @@ int tool_parse_i64_list(const char *opt, const char *s, int64_t *out, int cap, i
 /* Creates the context that --device / --backend / --threads ask for. */
 int tool_open_context(const tool_opts *o, stem_context **ctx, stem_device_info *info);
 
+/* Backends this library names (stem_backend values are dense from 0; the
+ * enum may grow), at most TOOL_MAX_BACKENDS. */
+#define TOOL_MAX_BACKENDS 16
+int tool_backend_count(void);
+
 /* Prints "stem: what: STATUS: detail" to stderr; returns 1 (an exit code). */
 int tool_fail(stem_status st, const char *what);
 /* Prints "stem: message" to stderr; returns 1. */

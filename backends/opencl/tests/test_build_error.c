@@ -38,6 +38,8 @@ static int count_cache_files(const char *dir)
     return n;
 }
 
+static char plan_message[4096];
+
 static stem_status make_plan(int32_t device, const char *cache_dir)
 {
     stem_context_desc cd;
@@ -46,8 +48,10 @@ static stem_status make_plan(int32_t device, const char *cache_dir)
     cd.cache_dir = cache_dir;
     stem_context *ctx = NULL;
     stem_status st = stem_context_create(&cd, &ctx);
-    if (st != STEM_OK)
+    if (st != STEM_OK) {
+        snprintf(plan_message, sizeof plan_message, "%s", stem_last_error());
         return st;
+    }
     stem_attention_desc ad;
     stem_attention_desc_init(&ad);
     ad.num_q_heads = 2;
@@ -57,6 +61,8 @@ static stem_status make_plan(int32_t device, const char *cache_dir)
     ad.dtype = STEM_DTYPE_F16;
     stem_plan *plan = NULL;
     st = stem_plan_create(ctx, &ad, NULL, &plan);
+    /* stem_context_destroy clears stem_last_error(): keep the plan's message. */
+    snprintf(plan_message, sizeof plan_message, "%s", stem_last_error());
     stem_plan_destroy(plan);
     stem_context_destroy(ctx);
     return st;
@@ -89,26 +95,26 @@ int main(void)
     unsetenv("STEM_OPENCL_BUILD_OPTIONS");
     CHECK(st == STEM_ERR_KERNEL_BUILD, "broken build gave %s, want STEM_ERR_KERNEL_BUILD",
           stem_status_name(st));
-    CHECK(strstr(stem_last_error(), "STEM_FORCE_BUILD_ERROR") != NULL &&
-              strstr(stem_last_error(), "build log") != NULL,
-          "message lacks the build log: %s", stem_last_error());
+    CHECK(strstr(plan_message, "STEM_FORCE_BUILD_ERROR") != NULL &&
+              strstr(plan_message, "build log") != NULL,
+          "message lacks the build log: %s", plan_message);
 
     /* 2. An unknown option is a build failure too, not a crash. */
     setenv("STEM_OPENCL_BUILD_OPTIONS", "-no-such-option-for-stem", 1);
     st = make_plan(device, NULL);
     unsetenv("STEM_OPENCL_BUILD_OPTIONS");
     CHECK(st == STEM_ERR_KERNEL_BUILD, "bad option gave %s (%s)", stem_status_name(st),
-          stem_last_error());
+          plan_message);
 
     /* 3. The disk cache: written by the first context, read by the second. */
     char dir[] = "/tmp/stem-ocl-cache-XXXXXX";
     CHECK(mkdtemp(dir) != NULL, "mkdtemp failed");
     st = make_plan(device, dir);
-    CHECK(st == STEM_OK, "plan with cache: %s", stem_last_error());
+    CHECK(st == STEM_OK, "plan with cache: %s", plan_message);
     const int files = count_cache_files(dir);
     CHECK(files == 1, "%d cache files after one build, want 1", files);
     st = make_plan(device, dir);
-    CHECK(st == STEM_OK, "plan from cache: %s", stem_last_error());
+    CHECK(st == STEM_OK, "plan from cache: %s", plan_message);
     CHECK(count_cache_files(dir) == files, "second build did not reuse the cache");
     DIR *d = opendir(dir);
     for (struct dirent *e = d ? readdir(d) : NULL; e; e = readdir(d))
