@@ -61,9 +61,13 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_pass *pass, const stem
         st = vk_bind_tensor(c, count, VKB_COUNT, binds, &p);
     if (st == STEM_OK)
         st = vk_bind_tensor(c, out, VKB_OUT, binds, &p);
-    const stem_tensor *ts[6] = {q, k, v, index, count, out};
+    if (st == STEM_OK && pass->lse) { /* the scores slot is free during attention */
+        st = vk_bind_tensor(c, pass->lse, VKB_SCORES, binds, &p);
+        p.dims3[3] |= VKF_LSE;
+    }
+    const stem_tensor *ts[7] = {q, k, v, index, count, out, pass->lse};
     if (st == STEM_OK)
-        st = vk_sync_wrapped_in(c, ts, 6);
+        st = vk_sync_wrapped_in(c, ts, 7);
     if (st != STEM_OK)
         return st;
     const uint32_t lanes = c->row_attention ? 1u : LANES;
@@ -71,7 +75,8 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_pass *pass, const stem
                                     (uint32_t)plan->desc.head_dim, vp->qt * lanes};
     vk_kernel kernel = c->row_attention ? VKK_ATTENTION_ROWS : VKK_ATTENTION;
     uint32_t rows = vp->qt, nsg, bc;
-    if (vk_coop_tile(c, plan, q, k, v, out, &kernel, &nsg, &bc)) {
+    /* The cooperative-matrix kernel writes no lse. */
+    if (!pass->lse && vk_coop_tile(c, plan, q, k, v, out, &kernel, &nsg, &bc)) {
         rows = nsg * 16;
         /* Headroom above a new reference max (log2 units): less frequent moves, but
          * smaller P in f16; 8 cost the real-model fixture its 2e-3 bound on an H200. */
@@ -101,6 +106,6 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_pass *pass, const stem
     }
     st = vk_submit_wait(c);
     if (st == STEM_OK)
-        st = vk_sync_wrapped_out(c, ts + 5, 1);
+        st = vk_sync_wrapped_out(c, ts + 5, 2);
     return st;
 }

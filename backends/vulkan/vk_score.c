@@ -18,7 +18,9 @@ static stem_status score_phase(stem_plan *plan, const stem_pass *pass, stem_vk_c
     const uint64_t hq = (uint64_t)(pass->batch * pass->num_q_heads);
     const uint64_t hkv = (uint64_t)(pass->batch * pass->num_kv_heads);
     const uint64_t G = (uint64_t)plan->group;
-    const int bonus = plan->cfg.selector != STEM_SELECTOR_UNIFORM && plan->cfg.beta != 0.0f;
+    const int stats = pass->vstats_in || pass->vstats_out; /* STEM / DENSE only (core) */
+    const int bonus =
+        plan->cfg.selector != STEM_SELECTOR_UNIFORM && (plan->cfg.beta != 0.0f || stats);
     stem_status st = vk_scratch(c, 0, hq * nr * W * 4);
     if (st == STEM_OK)
         st = vk_scratch(c, 1, hkv * n * W * 4);
@@ -72,8 +74,19 @@ static stem_status score_phase(stem_plan *plan, const stem_pass *pass, stem_vk_c
         pv.dims2[2] = (uint32_t)(hkv * n * G);
         st = vk_dispatch(c, vn, binds, &pv, ceil_div(hkv * n * G, 64));
     }
+    /* Statistics in/out ride in the scores and index slots of the bonus dispatch. */
+    vk_bind sb[VKB_COUNT_];
+    memcpy(sb, binds, sizeof sb);
+    if (st == STEM_OK && pass->vstats_in) {
+        st = vk_bind_tensor(c, pass->vstats_in, VKB_SCORES, sb, &pv);
+        pv.dims3[3] |= VKF_VSTATS_IN;
+    }
+    if (st == STEM_OK && pass->vstats_out) {
+        st = vk_bind_tensor(c, pass->vstats_out, VKB_INDEX, sb, &pv);
+        pv.dims3[3] |= VKF_VSTATS_OUT;
+    }
     if (st == STEM_OK)
-        st = vk_dispatch(c, vbp, binds, &pv, hkv);
+        st = vk_dispatch(c, vbp, sb, &pv, hkv);
     if (st == STEM_OK) {
         const uint64_t tn = ceil_div(n, 16), tr = ceil_div(nr, 16);
         vk_params pg = *p;
@@ -127,9 +140,9 @@ stem_status stem_vk_score(stem_plan *plan, const stem_pass *pass, const stem_ten
         st = vk_bind_tensor(c, v, VKB_V, binds, &p);
     if (st == STEM_OK)
         st = vk_bind_tensor(c, scores, VKB_SCORES, binds, &p);
-    const stem_tensor *ts[4] = {q, k, v, scores};
+    const stem_tensor *ts[6] = {q, k, v, pass->vstats_in, scores, pass->vstats_out};
     if (st == STEM_OK)
-        st = vk_sync_wrapped_in(c, ts, 4);
+        st = vk_sync_wrapped_in(c, ts, 5);
     if (st != STEM_OK)
         return st;
     if (plan->cfg.selector == STEM_SELECTOR_XATTENTION)
@@ -137,6 +150,6 @@ stem_status stem_vk_score(stem_plan *plan, const stem_pass *pass, const stem_ten
     else
         st = score_phase(plan, pass, c, binds, &p);
     if (st == STEM_OK)
-        st = vk_sync_wrapped_out(c, ts + 3, 1);
+        st = vk_sync_wrapped_out(c, ts + 4, 2);
     return st;
 }

@@ -33,6 +33,8 @@ shared float Ks[KT * KSTR];
 shared float Vs[KT * D];
 shared float Ps[QT * KT];
 
+layout(std430, set = 0, binding = 3) writeonly buffer Lse { float lse[]; }; // FLAG_LSE
+
 void store_out(uint i, float v)
 {
     uint od = P.dims2.y;
@@ -136,5 +138,8 @@ void main()
         float inv = l > 0.0 ? 1.0 / l : (isnan(l) ? l : 0.0); // no visible key: 0
         for (uint t = 0u; t < DPL; t++)
             store_out(elem(6u, P.off1.z, b, h, qi - first, lane + LANES * t), o[t] * inv);
+        if ((P.dims3.w & FLAG_LSE) != 0u && lane == 0u) // m, l in log2 units
+            lse[elem(3u, P.off0.w, b, h, qi - first, 0u)] =
+                l > 0.0 ? (m + log2(l)) * 0.69314718055994531 : (isnan(l) ? l : NEG_INF);
     }
 }

@@ -32,6 +32,7 @@ layout(std430, set = 0, binding = 2) readonly buffer Vb { uint vbuf[]; };
 layout(std430, set = 0, binding = 4) readonly buffer Index { int index_[]; };
 layout(std430, set = 0, binding = 5) readonly buffer Count { int count_[]; };
 layout(std430, set = 0, binding = 6) buffer Out { uint obuf[]; };
+layout(std430, set = 0, binding = 3) writeonly buffer Lse { float lse[]; }; // FLAG_LSE
 
 DEFINE_LOAD(load_q, qbuf)
 DEFINE_LOAD(load_k, kbuf)
@@ -130,5 +131,8 @@ void main()
         uint obase = elem(6u, P.off1.z, b, h, qi - first, 0u);
         for (uint c = 0u; c < D; c++) // not unrolled either: D iterations
             store_out(obase + c * P.str[6].w, o[c] * inv);
+        if ((P.dims3.w & FLAG_LSE) != 0u) // m, l in log2 units
+            lse[elem(3u, P.off0.w, b, h, qi - first, 0u)] =
+                l > 0.0 ? (m + log2(l)) * 0.69314718055994531 : (isnan(l) ? l : NEG_INF);
     }
 }
