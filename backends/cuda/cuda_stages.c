@@ -198,7 +198,14 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_t
     }
     p.coef = (float)((double)plan->scale /
                      ((double)cfg->stride * cfg->norm * plan->group * plan->group));
-    p.with_bonus = cfg->selector != STEM_SELECTOR_UNIFORM && cfg->beta != 0.0f;
+    p.has_vin = pass->vstats_in != NULL;
+    p.has_vout = pass->vstats_out != NULL;
+    if (p.has_vin)
+        p.vin = ktensor(pass->vstats_in);
+    if (p.has_vout)
+        p.vout = ktensor(pass->vstats_out);
+    p.with_bonus = cfg->selector != STEM_SELECTOR_UNIFORM &&
+                   (cfg->beta != 0.0f || p.has_vin || p.has_vout);
     const int64_t bkv = pass->batch * pass->num_kv_heads;
     int is_key = 0;
     void *ps_args[] = {&p, &is_key};
@@ -285,6 +292,9 @@ stem_status stem_cuda_attention(stem_plan *plan, const stem_pass *pass, const st
     p.n_tokens = pass->kv_len;
     p.q_offset = pass->q_offset;
     p.row0 = (int)pass->row0;
+    p.has_lse = pass->lse != NULL;
+    if (p.has_lse)
+        p.lse = ktensor(pass->lse);
     p.n_blocks = (int)plan->n_blocks;
     p.block = plan->cfg.block_size;
     p.hq = (int)pass->num_q_heads;
@@ -294,8 +304,8 @@ stem_status stem_cuda_attention(stem_plan *plan, const stem_pass *pass, const st
     void *args[] = {&p};
     const unsigned bq = (unsigned)(pass->batch * pass->num_q_heads);
     const int tc_dtype = d->dtype == STEM_DTYPE_BF16 || d->dtype == STEM_DTYPE_F16;
-    /* Chunked calls (q_offset > 0) take the generic kernel for now. */
-    const int tc = !c->force_generic && pass->q_offset == 0 && tc_dtype && (d->head_dim == 64 || d->head_dim == 128) &&
+    /* Chunked calls (q_offset > 0) and lse take the generic kernel for now. */
+    const int tc = !c->force_generic && pass->q_offset == 0 && !pass->lse && tc_dtype && (d->head_dim == 64 || d->head_dim == 128) &&
                    (p.block == 64 || p.block == 128) && mma_layout_ok(q) && mma_layout_ok(k) &&
                    mma_layout_ok(v);
     if (tc) {

@@ -76,4 +76,7 @@ extern "C" __global__ void __launch_bounds__(GEN_WARPS * 32) stem_k_attn_generic
         if (c < D)
             kt_store(p.out, oo + c * p.out.s[3], l > 0.0f ? o[r] / l : (isnan(l) ? l : 0.0f));
     }
+    if (p.has_lse && lane == 0) // m, l in log2 units
+        *kt_f32(p.lse, kt_off(p.lse, b, h, i, 0)) =
+            l > 0.0f ? (m + log2f(l)) * 0.69314718055994531f : (isnan(l) ? l : -INFINITY);
 }

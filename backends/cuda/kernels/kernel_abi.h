@@ -26,7 +26,8 @@ typedef struct stem_kattn {
      * index/count are absolute query blocks row0 + r. 0, 0 for a fresh prefill. */
     long long q_offset;
     int row0;
-    int pad_;
+    int has_lse;          /* write lse: f32 [B, Hq, q_len, 1], natural log */
+    stem_ktensor lse;
 } stem_kattn;
 
 /* Block scores: phase sums, value bonus and the causal GEMM. */
@@ -47,6 +48,10 @@ typedef struct stem_kscore {
      * n_rows absolute blocks row0 .. over the query positions [q_offset, L). */
     long long q_offset;
     int row0, n_rows;
+    /* Value statistics f32 [B, Hkv, 1, 2] (mean, sd): used instead of the
+     * computed ones when has_vin, written when has_vout. */
+    int has_vin, has_vout;
+    stem_ktensor vin, vout;
 } stem_kscore;
 
 /* Selection of one plan. */

@@ -89,12 +89,21 @@ extern "C" __global__ void stem_k_value_bonus(stem_kscore p)
         s += dv * dv;
     }
     const double ss = block_sum(s, red);
-    const double sd = gv > 1 ? sqrt(ss / (double)(gv - 1)) : 0.0;
+    double sd = gv > 1 ? sqrt(ss / (double)(gv - 1)) : 0.0, mu = mean;
+    const long long b = kv / p.hkv, kh = kv % p.hkv;
+    if (p.has_vin) { // PROVIDED statistics
+        mu = *kt_f32(p.vin, kt_off(p.vin, b, kh, 0, 0));
+        sd = *kt_f32(p.vin, kt_off(p.vin, b, kh, 0, 1));
+    }
+    if (p.has_vout && threadIdx.x == 0) {
+        *kt_f32(p.vout, kt_off(p.vout, b, kh, 0, 0)) = (float)mu;
+        *kt_f32(p.vout, kt_off(p.vout, b, kh, 0, 1)) = (float)sd;
+    }
     for (long long J = threadIdx.x; J < n; J += blockDim.x) {
         double acc = 0.0;
-        if (gv > 0)
+        if (gv > 0 || p.has_vin)
             for (int a = 0; a < G; a++) {
-                const double z = (log(gmax[J * G + a] + 1e-6) - mean) / (sd + 1e-6);
+                const double z = (log(gmax[J * G + a] + 1e-6) - mu) / (sd + 1e-6);
                 acc += beta * (z > 0.0 ? z : 0.0);
             }
         vb[J] = (float)(acc / (double)G);
