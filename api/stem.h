@@ -295,7 +295,9 @@ STEM_API void stem_config_init(stem_config *cfg);
 typedef enum stem_vstats_mode {
     STEM_VSTATS_VISIBLE = 0,  /* computed over the visible keys [0, kv_len) (default) */
     STEM_VSTATS_PROVIDED = 1  /* (mean, std) per (batch, KV head) given by the caller
-                                 through stem_call_io.vstats_in (stem_prefill_ex) */
+                                 through stem_call_io.vstats_in: such a plan runs only
+                                 through stem_prefill_ex (stem_score and stem_prefill
+                                 answer STEM_ERR_INVALID_ARGUMENT) */
 } stem_vstats_mode;
 
 /* One attention call's shape. Causal prefill, fresh (q_len == kv_len) or
@@ -374,7 +376,8 @@ STEM_API stem_status stem_score(stem_plan *plan, const stem_tensor *q, const ste
 STEM_API stem_status stem_select(stem_plan *plan, const stem_tensor *scores,
                                  const stem_tensor *index, const stem_tensor *count);
 /* Block lists may come from anywhere: entries must be ascending, in
- * [0, row] (causal), count in [0, nk]. A query with no visible key gets 0. */
+ * [0, I] (causal; I = floor(P / B) + r is row r's absolute block), count in
+ * [0, nk]. A query with no visible key gets 0. */
 STEM_API stem_status stem_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
                                     const stem_tensor *v, const stem_tensor *index,
                                     const stem_tensor *count, const stem_tensor *out);
