@@ -59,7 +59,7 @@ void stem_plan_info_init(stem_plan_info *info)
 }
 
 static const char *const selector_names[STEM_SELECTOR_COUNT] = {
-    "stem", "stem_paper", "uniform", "xattention", "dense"};
+    "stem", "stem_paper", "uniform", "xattention", "dense", "xattention_strict"};
 
 const char *stem_selector_name(stem_selector selector)
 {
@@ -89,7 +89,8 @@ stem_status stem_selector_from_name(const char *name, stem_selector *out)
         }
     }
     return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
-                          "unknown selector '%s' (stem, stem_paper, uniform, xattention, dense)",
+                          "unknown selector '%s' (stem, stem_paper, uniform, xattention, "
+                          "xattention_strict, dense)",
                           name);
 }
 

@@ -210,7 +210,7 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
                             "vstats_mode=PROVIDED: value statistics exist only for the stem "
                             "selector (and dense, which writes stem scores), not %s",
                             stem_selector_name(c.selector));
-    if (st == STEM_OK && c.selector == STEM_SELECTOR_XATTENTION && d.q_len < d.kv_len)
+    if (st == STEM_OK && stem_selector_is_xattention(c.selector) && d.q_len < d.kv_len)
         st = stem_set_error(STEM_ERR_UNSUPPORTED,
                             "selector xattention with q_len < kv_len (chunked or prefix-cached "
                             "prefill) is not defined yet");

@@ -62,12 +62,12 @@ stem_status stem_schedule_build(stem_plan *plan)
     default: k = n; break;
     }
     int dense = layer_dense || c->selector == STEM_SELECTOR_DENSE || k >= n;
-    if (c->selector == STEM_SELECTOR_XATTENTION)
+    if (stem_selector_is_xattention(c->selector))
         dense = layer_dense; /* its threshold rule has no dense regime */
 
     for (int64_t i = 0; i < n; ++i)
         budget[i] = (int32_t)n;
-    if (!dense && c->selector != STEM_SELECTOR_XATTENTION) {
+    if (!dense && !stem_selector_is_xattention(c->selector)) {
         const int32_t ks = (int32_t)k;
         if (c->selector == STEM_SELECTOR_STEM) {
             const int64_t L = n - ks;
@@ -101,6 +101,7 @@ stem_status stem_schedule_build(stem_plan *plan)
     plan->k_start = (int32_t)(k < n ? k : n);
     if (dense)
         plan->k_start = (int32_t)n;
-    plan->budget_density = c->selector == STEM_SELECTOR_XATTENTION && !dense ? 0.0 : kept / causal;
+    plan->budget_density =
+        stem_selector_is_xattention(c->selector) && !dense ? 0.0 : kept / causal;
     return STEM_OK;
 }

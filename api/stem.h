@@ -241,12 +241,13 @@ typedef enum stem_selector {
     STEM_SELECTOR_STEM = 0,       /* official-code semantics (default) */
     STEM_SELECTOR_STEM_PAPER = 1, /* paper-literal formulas */
     STEM_SELECTOR_UNIFORM = 2,    /* routing only (beta = 0), constant top-k */
-    STEM_SELECTOR_XATTENTION = 3, /* antidiagonal softmax mass, threshold tau */
+    STEM_SELECTOR_XATTENTION = 3, /* antidiagonal softmax mass, threshold tau (official rule) */
     STEM_SELECTOR_DENSE = 4,      /* every causal block */
-    STEM_SELECTOR_COUNT = 5
+    STEM_SELECTOR_XATTENTION_STRICT = 5, /* the same mass, paper-literal threshold rule */
+    STEM_SELECTOR_COUNT = 6
 } stem_selector;
 
-/* "stem", "stem_paper", "uniform", "xattention", "dense". */
+/* "stem", "stem_paper", "uniform", "xattention", "dense", "xattention_strict". */
 STEM_API const char *stem_selector_name(stem_selector selector);
 /* Parses the names above (case-insensitive). */
 STEM_API stem_status stem_selector_from_name(const char *name, stem_selector *out);

@@ -196,6 +196,25 @@ struct stem_plan {
     void *impl;
 };
 
+/* XATTENTION and XATTENTION_STRICT share the block mass (docs/semantics.md section 3). */
+static inline int stem_selector_is_xattention(stem_selector s)
+{
+    return s == STEM_SELECTOR_XATTENTION || s == STEM_SELECTOR_XATTENTION_STRICT;
+}
+
+/* Which form of the XAttention threshold rule a plan's rows follow (section 5):
+ * 1 = only the diagonal forced and the running mass lagged by one block (the
+ * official rule when the query rows start at key block 0); 0 = blocks 0 and I
+ * forced, no lag (the strict rule, and the official rule with a query offset,
+ * whose block 0 is not overwritten by the diagonal). */
+static inline int stem_xattn_diag_only(const struct stem_plan *plan)
+{
+    /* Absolute block of the call's first query row (0 for a fresh prefill;
+     * chunked XAttention calls are refused at plan creation for now). */
+    const int64_t query_block_offset = plan->row0;
+    return plan->cfg.selector == STEM_SELECTOR_XATTENTION && query_block_offset == 0;
+}
+
 /* Byte address of element (b,h,n,i) of a host-addressable tensor. */
 static inline void *stem_tensor_host_ptr(const stem_tensor *t, int64_t b, int64_t h, int64_t n,
                                          int64_t i)

@@ -163,7 +163,7 @@ static void decode_config(fz *f, stem_config *c)
 {
     stem_config_init(c);
     const uint32_t m = u16(f);
-    c->selector = (stem_selector)(u8(f) % 5);
+    c->selector = (stem_selector)(u8(f) % STEM_SELECTOR_COUNT);
     c->block_size = 16 << (u8(f) % 4);
     c->stride = 1 << (u8(f) % 5);
     c->k_start = (int32_t)(u8(f) % 6);
@@ -276,7 +276,8 @@ static void check_lists(const region *ri, const stem_tensor *ti, const region *r
                         const stem_tensor *tc, const stem_plan_info *info, const stem_config *c)
 {
     const int64_t n = info->num_q_blocks;
-    const int xattn = info->selector == STEM_SELECTOR_XATTENTION;
+    const int xattn = info->selector == STEM_SELECTOR_XATTENTION ||
+                      info->selector == STEM_SELECTOR_XATTENTION_STRICT;
     for (int64_t b = 0; b < ti->dims[0]; ++b)
         for (int64_t h = 0; h < ti->dims[1]; ++h)
             for (int64_t I = 0; I < n; ++I) {
@@ -313,7 +314,8 @@ static void check_lists(const region *ri, const stem_tensor *ti, const region *r
 
 static void check_scores(const region *r, const stem_tensor *t, const stem_plan_info *info)
 {
-    const int xattn = info->selector == STEM_SELECTOR_XATTENTION;
+    const int xattn = info->selector == STEM_SELECTOR_XATTENTION ||
+                      info->selector == STEM_SELECTOR_XATTENTION_STRICT;
     for (int64_t b = 0; b < t->dims[0]; ++b)
         for (int64_t h = 0; h < t->dims[1]; ++h)
             for (int64_t I = 0; I < t->dims[2]; ++I)

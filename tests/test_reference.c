@@ -782,13 +782,13 @@ static void test_select_random_rank(void **state)
     free(index);
 }
 
-/* XATTENTION threshold rule on hand-written masses. */
+/* XATTENTION_STRICT (the paper-literal threshold rule) on hand-written masses. */
 static void test_xattn_select_hand(void **state)
 {
     (void)state;
     enum { n = 5 };
     stem_config cfg = default_config();
-    cfg.selector = STEM_SELECTOR_XATTENTION;
+    cfg.selector = STEM_SELECTOR_XATTENTION_STRICT;
     cfg.block_size = 16;
     cfg.stride = 4;
     double sc[n * n] = {0};
@@ -828,6 +828,206 @@ static void test_xattn_select_hand(void **state)
     cfg.xattn_threshold = 0.75f;
     select_rows(&cfg, n * 16, -1, sc, index, count);
     expect_list(index, count, n, 3, (const int32_t[]){0, 1, 3}, 3);
+}
+
+/* Row I of a 5-block plan through stem_ref_select, both XAttention selectors. */
+static void xattn_rows(stem_selector sel, float tau, const double *row, int64_t I, int32_t *index,
+                       int32_t *count)
+{
+    enum { n = 5 };
+    double sc[n * n] = {0};
+    memcpy(sc + I * n, row, (size_t)(I + 1) * sizeof(double));
+    stem_config cfg = default_config();
+    cfg.selector = sel;
+    cfg.block_size = 16;
+    cfg.stride = 4;
+    cfg.xattn_threshold = tau;
+    select_rows(&cfg, n * 16, -1, sc, index, count);
+}
+
+#define EXPECT_XATTN(sel, tau, row, I, ...)                                                    \
+    do {                                                                                       \
+        int32_t idx_[25], cnt_[5];                                                             \
+        const int32_t want_[] = {__VA_ARGS__};                                                 \
+        xattn_rows((sel), (tau), (row), (I), idx_, cnt_);                                      \
+        expect_list(idx_, cnt_, 5, (I), want_, (int32_t)(sizeof want_ / sizeof want_[0]));    \
+    } while (0)
+
+/* The official XAttention rule (XATTENTION) against the strict one on
+ * hand-written rows. Masses are dyadic and tau is exact in float, so every
+ * running sum and T are exact and "<" is tested at equality too. */
+static void test_xattn_official_hand(void **state)
+{
+    (void)state;
+    const stem_selector OFF = STEM_SELECTOR_XATTENTION, STR = STEM_SELECTOR_XATTENTION_STRICT;
+    /* The shifted sum keeps one more block. T = 0.875 * 1.9375 = 1.6953125.
+     * official: F = W[4] = 1; order 0, 2, 1, 3; o_1 = 0 kept; 2 on F = 1;
+     *   1 on F + W(0) = 1.5 (kept); 3 on 1.75 (dropped).
+     * strict: F = W[0] + W[4] = 1.5; 2 on 1.5 (kept); 1 on 1.75 (dropped). */
+    const double r_lag[5] = {0.5, 0.125, 0.25, 0.0625, 1.0};
+    EXPECT_XATTN(OFF, 0.875f, r_lag, 4, 0, 1, 2, 4);
+    EXPECT_XATTN(STR, 0.875f, r_lag, 4, 0, 2, 4);
+
+    /* Block 0 light: its mass enters the official running sum only at its
+     * rank (last here), the strict one counts it from the start.
+     * T = 0.75 * 1.4375 = 1.078125. official: F = 0.5; order 1, 2, 3, 0;
+     *   1 kept; 2 on 0.5; 3 on 1.0 (kept); 0 on 1.25 (rejected, kept anyway).
+     * strict: F = 0.5625; 1 on 0.5625; 2 on 1.0625 (kept); 3 on 1.3125 (dropped). */
+    const double r_light0[5] = {0.0625, 0.5, 0.25, 0.125, 0.5};
+    EXPECT_XATTN(OFF, 0.75f, r_light0, 4, 0, 1, 2, 3, 4);
+    EXPECT_XATTN(STR, 0.75f, r_light0, 4, 0, 1, 2, 4);
+    /* Block 0 with no mass at all is still kept by the official rule. */
+    const double r_zero0[5] = {0.0, 0.5, 0.25, 0.125, 0.5}; /* T = 1.03125 */
+    EXPECT_XATTN(OFF, 0.75f, r_zero0, 4, 0, 1, 2, 3, 4);
+    EXPECT_XATTN(STR, 0.75f, r_zero0, 4, 0, 1, 2, 4);
+    /* Block 0 heaviest: the official count still runs one block ahead.
+     * T = 0.75 * 2.5 = 1.875. official: F = 0.5; order 0, 1, 2, 3; 1 on 0.5;
+     *   2 on 1.25; 3 on 1.75 (kept). strict: F = 1.25; 1 on 1.25; 2 on 1.75;
+     *   3 on 2.25 (dropped). */
+    const double r_heavy0[5] = {0.75, 0.5, 0.5, 0.25, 0.5};
+    EXPECT_XATTN(OFF, 0.75f, r_heavy0, 4, 0, 1, 2, 3, 4);
+    EXPECT_XATTN(STR, 0.75f, r_heavy0, 4, 0, 1, 2, 4);
+
+    /* Ties at the cut go to the lower block. T = 0.75 * 1.25 = 0.9375.
+     * official: F = 0.25; order 0, 2, 1, 3 (1 before 3); 1 on 0.75 (kept);
+     *   3 on 1.0 (dropped). strict: F = 0.75; 2 on 0.75; 1 on 1.0 (dropped). */
+    const double r_tie[5] = {0.5, 0.125, 0.25, 0.125, 0.25};
+    EXPECT_XATTN(OFF, 0.75f, r_tie, 4, 0, 1, 2, 4);
+    EXPECT_XATTN(STR, 0.75f, r_tie, 4, 0, 2, 4);
+
+    /* "<" at equality. Quarters, T = 0.75: official o_3 = 2 on 0.5 (kept);
+     * strict 2 on 0.75 (dropped). T = 0.5: official 2 on 0.5 (dropped), 1 on
+     * 0.25; strict 1 on 0.5 (dropped). */
+    const double quarters[4] = {0.25, 0.25, 0.25, 0.25};
+    EXPECT_XATTN(OFF, 0.75f, quarters, 3, 0, 1, 2, 3);
+    EXPECT_XATTN(STR, 0.75f, quarters, 3, 0, 1, 3);
+    EXPECT_XATTN(OFF, 0.5f, quarters, 3, 0, 1, 3);
+    EXPECT_XATTN(STR, 0.5f, quarters, 3, 0, 3);
+
+    /* tau = 1 with massless blocks: official 1 on 0.5, 2 on 1.0 = T (dropped);
+     * strict 1 on 1.0 (dropped). */
+    const double massless[4] = {0.5, 0.0, 0.0, 0.5};
+    EXPECT_XATTN(OFF, 1.0f, massless, 3, 0, 1, 3);
+    EXPECT_XATTN(STR, 1.0f, massless, 3, 0, 3);
+
+    /* The first candidate is always kept, whatever tau: here block 1. */
+    const double r_first[4] = {0.125, 0.5, 0.125, 2.0};
+    EXPECT_XATTN(OFF, 1e-7f, r_first, 3, 0, 1, 3);
+    EXPECT_XATTN(STR, 1e-7f, r_first, 3, 0, 3);
+
+    /* Rows 0 and 1 keep every causal block under both rules. */
+    const double r01[2] = {0.25, 2.0};
+    EXPECT_XATTN(OFF, 1e-7f, r01, 0, 0);
+    EXPECT_XATTN(OFF, 1e-7f, r01, 1, 0, 1);
+    EXPECT_XATTN(STR, 1e-7f, r01, 1, 0, 1);
+
+    /* With a query offset (diag_only = 0) the official rule forces blocks 0
+     * and I and does not lag: the strict lists. */
+    unsigned char keep[5] = {0};
+    stem_ref_xattn_row(r_lag, 4, 0.875, 0, keep);
+    assert_memory_equal(keep, ((const unsigned char[5]){1, 0, 1, 0, 1}), 5);
+    memset(keep, 0, sizeof keep);
+    stem_ref_xattn_row(r_light0, 4, 0.75, 0, keep);
+    assert_memory_equal(keep, ((const unsigned char[5]){1, 1, 1, 0, 1}), 5);
+    memset(keep, 0, sizeof keep);
+    stem_ref_xattn_row(r_light0, 4, 0.75, 1, keep);
+    assert_memory_equal(keep, ((const unsigned char[5]){1, 1, 1, 1, 1}), 5);
+}
+
+/* The official tensor steps, written out for one row (independently of
+ * stem_ref_xattn_row): row r of a query chunk whose first block is key
+ * block `offset`, masses w[0..nk) (zero past the diagonal). */
+static void official_steps(const double *w, int64_t nk, int64_t offset, int64_t chunk, int64_t r,
+                           double tau, unsigned char *keep)
+{
+    unsigned char forced[64] = {0};
+    double other[64], vals[64], excl[64], key[64];
+    int64_t order[64];
+    forced[0] = 1;
+    for (int64_t J = offset; J < offset + chunk; J++)
+        forced[J] = J == offset + r; /* the identity over the chunk's columns */
+    double total = 0.0, F = 0.0;
+    for (int64_t J = 0; J < nk; J++) {
+        total += w[J];
+        F += forced[J] ? w[J] : 0.0;
+        other[J] = forced[J] ? 0.0 : w[J];
+        key[J] = forced[J] ? 100000.0 * (1.0 + w[J]) : w[J];
+        order[J] = J;
+    }
+    /* descending sorts (insertion, stable: ties keep the lower index first) */
+    for (int64_t a = 1; a < nk; a++)
+        for (int64_t b = a; b > 0 && other[b] > other[b - 1]; b--) {
+            const double t = other[b];
+            other[b] = other[b - 1];
+            other[b - 1] = t;
+        }
+    for (int64_t a = 1; a < nk; a++)
+        for (int64_t b = a; b > 0 && key[order[b]] > key[order[b - 1]]; b--) {
+            const int64_t t = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = t;
+        }
+    vals[0] = 0.0;
+    vals[1] = F;
+    for (int64_t p = 2; p < nk; p++)
+        vals[p] = other[p - 2];
+    excl[0] = 0.0;
+    for (int64_t p = 1; p < nk; p++)
+        excl[p] = excl[p - 1] + vals[p - 1];
+    const double T = total * tau;
+    memset(keep, 0, (size_t)nk);
+    for (int64_t J = 0; J < nk; J++)
+        keep[J] = forced[J];
+    for (int64_t p = 0; p < nk; p++)
+        keep[excl[p] < T ? order[p] : 0] = 1; /* rejected positions point at block 0 */
+    for (int64_t J = offset + r + 1; J < nk; J++)
+        keep[J] = 0; /* causal */
+}
+
+/* stem_ref_xattn_row against the official steps on random rows: masses
+ * from a few values (ties, zeros), every row of a chunk from key block 0
+ * (diag_only = 1) and of chunks with an offset (diag_only = 0). */
+static void test_xattn_official_steps(void **state)
+{
+    (void)state;
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+    const double levels[6] = {0.0, 0.0625, 0.125, 0.25, 0.375, 1.0};
+    const double taus[5] = {0.3, 0.5, 0.75, 0.9, 1.0};
+    int64_t rows = 0, differ_strict = 0;
+    for (int trial = 0; trial < 3000; trial++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        const int64_t offset = trial % 3 == 0 ? (int64_t)(rng >> 60) % 5 + 1 : 0;
+        const int64_t chunk = (int64_t)((rng >> 40) % 12) + 1;
+        const int64_t r = (int64_t)((rng >> 20) % (uint64_t)chunk);
+        const int64_t I = offset + r, nk = offset + chunk + (int64_t)((rng >> 10) % 3);
+        const double tau = (double)(float)taus[(rng >> 4) % 5];
+        double w[64] = {0};
+        for (int64_t J = 0; J <= I; J++) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            w[J] = levels[(rng >> 33) % 6];
+            if ((rng >> 50) % 7 == 0)
+                w[J] = (double)((rng >> 20) % 1000) / 997.0; /* inexact sums too */
+        }
+        unsigned char want[64], got[64] = {0}, strict[64] = {0};
+        official_steps(w, nk, offset, chunk, r, tau, want);
+        stem_ref_xattn_row(w, I, tau, offset == 0, got);
+        stem_ref_xattn_row(w, I, tau, 0, strict);
+        int diff = 0;
+        for (int64_t J = 0; J < nk; J++) {
+            if (J <= I ? got[J] != want[J] : want[J] != 0)
+                fail_msg("trial %d (offset %lld, I %lld, tau %g): block %lld official %d, "
+                         "reference %d",
+                         trial, (long long)offset, (long long)I, tau, (long long)J, want[J],
+                         J <= I ? got[J] : 0);
+            diff |= J <= I && strict[J] != want[J];
+        }
+        rows++;
+        differ_strict += diff;
+        if (offset > 0)
+            assert_false(diff); /* with an offset the official rule is the strict one */
+    }
+    /* the two rules really differ on a good share of these rows */
+    assert_true(differ_strict > rows / 10);
 }
 
 /* ---------------------------------------------------------------- XATTENTION */
@@ -926,7 +1126,9 @@ static void test_xattn_threshold_extremes(void **state)
         for (int64_t J = 0; J <= r % n; J++)
             assert_int_equal(index[r * n + J], J);
     }
-    cfg.xattn_threshold = 1e-7f; /* forced {0, I} already pass the threshold */
+    cfg.xattn_threshold = 1e-7f;
+    /* strict: the forced {0, I} already pass the threshold */
+    cfg.selector = STEM_SELECTOR_XATTENTION_STRICT;
     stem_ref_select(&pr.p, &cfg, sc, index, count);
     for (int64_t r = 0; r < 2 * n; r++) {
         const int64_t I = r % n;
@@ -936,15 +1138,51 @@ static void test_xattn_threshold_extremes(void **state)
             assert_int_equal(index[r * n + 1], I);
         assert_int_equal(index[r * n + count[r]], -1);
     }
-    /* the default 0.9 lands in between somewhere */
-    cfg.xattn_threshold = 0.9f;
+    /* official: I, block 0 and the heaviest block before I */
+    cfg.selector = STEM_SELECTOR_XATTENTION;
     stem_ref_select(&pr.p, &cfg, sc, index, count);
-    int64_t total = 0, forced = 0;
+    int64_t heaviest_not0 = 0;
+    for (int64_t r = 0; r < 2 * n; r++) {
+        const int64_t I = r % n;
+        int64_t best = 0;
+        for (int64_t J = 1; J < I; J++)
+            if (sc[r * n + J] > sc[r * n + best])
+                best = J;
+        heaviest_not0 += I > 0 && best != 0;
+        const int32_t want = I == 0 ? 1 : best == 0 ? 2 : 3;
+        assert_int_equal(count[r], want);
+        assert_int_equal(index[r * n], 0);
+        assert_int_equal(index[r * n + count[r] - 1], I);
+        if (want == 3)
+            assert_int_equal(index[r * n + 1], best);
+        assert_int_equal(index[r * n + count[r]], -1);
+    }
+    assert_true(heaviest_not0 > 0);
+    /* the default 0.9 lands in between somewhere; the official rule keeps
+     * a superset of the strict one (its running mass is never larger) */
+    cfg.xattn_threshold = 0.9f;
+    int32_t *sindex = malloc((size_t)(2 * n * n) * sizeof(int32_t));
+    int32_t *scount = malloc((size_t)(2 * n) * sizeof(int32_t));
+    assert_non_null(sindex);
+    assert_non_null(scount);
+    cfg.selector = STEM_SELECTOR_XATTENTION_STRICT;
+    stem_ref_select(&pr.p, &cfg, sc, sindex, scount);
+    cfg.selector = STEM_SELECTOR_XATTENTION;
+    stem_ref_select(&pr.p, &cfg, sc, index, count);
+    int64_t total = 0, stotal = 0, forced = 0;
     for (int64_t r = 0; r < 2 * n; r++) {
         total += count[r];
+        stotal += scount[r];
         forced += r % n == 0 ? 1 : 2;
+        for (int32_t a = 0, b = 0; a < scount[r]; a++) {
+            while (b < count[r] && index[r * n + b] < sindex[r * n + a])
+                b++;
+            assert_true(b < count[r] && index[r * n + b] == sindex[r * n + a]);
+        }
     }
-    assert_true(total > forced && total < 2 * n * (n + 1) / 2);
+    assert_true(stotal > forced && total > stotal && total < 2 * n * (n + 1) / 2);
+    free(sindex);
+    free(scount);
     free(index);
     free(count);
     free(sc);
@@ -1308,6 +1546,8 @@ int main(void)
         cmocka_unit_test(test_select_topk_hand),
         cmocka_unit_test(test_select_random_rank),
         cmocka_unit_test(test_xattn_select_hand),
+        cmocka_unit_test(test_xattn_official_hand),
+        cmocka_unit_test(test_xattn_official_steps),
         cmocka_unit_test(test_xattn_masses),
         cmocka_unit_test(test_xattn_threshold_extremes),
         cmocka_unit_test(test_attention_all_blocks_is_dense),

@@ -374,7 +374,7 @@ stem_status stem_cpu_score(stem_plan *plan, const stem_pass *pass, const stem_te
     job.g = (int)(pass->num_q_heads / pass->num_kv_heads); /* heads per KV head in the pass */
     job.width = (int64_t)job.stride * job.d;
     job.threads = ctx->threads;
-    if (plan->cfg.selector == STEM_SELECTOR_XATTENTION)
+    if (stem_selector_is_xattention(plan->cfg.selector))
         return score_xattention(&job);
     return score_phase(&job);
 }

@@ -100,26 +100,39 @@ typedef struct select_job {
     int64_t n, hq, row0; /* key blocks, query heads, absolute block of row 0 */
 } select_job;
 
-/* XAttention threshold rule on W = scores row I; marks kept blocks. */
-static void select_xattention(const select_job *job, const float *w, int64_t I, cand *c,
-                              uint8_t *mark)
+/* XAttention threshold rule on W = scores row I; marks kept blocks.
+ * diag_only (the official rule, rows from key block 0): only I is forced, a
+ * candidate's test lags the running mass by one more block, and block 0 is
+ * kept anyway; otherwise blocks 0 and I are forced (docs/semantics.md 5). */
+static void select_xattention(const select_job *job, const float *w, int64_t I, int diag_only,
+                              cand *c, uint8_t *mark)
 {
     double total = 0.0;
-    for (int64_t J = 0; J <= I; J++)
+    int negative = 0; /* then the running mass may fall again: test every candidate */
+    for (int64_t J = 0; J <= I; J++) {
         total += w[J];
+        negative |= w[J] < 0.0f;
+    }
     const double target = (double)job->plan->cfg.xattn_threshold * total;
-    mark[0] = 1;
+    mark[0] = 1; /* forced, or kept by the official rule anyway */
     mark[I] = 1;
-    double acc = w[0] + (I > 0 ? w[I] : 0.0);
-    /* Others by W descending (ties to the lower J), popped from a heap
-     * until the kept mass reaches the target. */
+    const double forced = diag_only || I == 0 ? w[I] : (double)w[0] + w[I];
+    /* Others by W descending (ties to the lower J), popped from a heap while
+     * the mass the next one is tested on is below the target (masses from
+     * stem_score are >= 0, so the first failure ends the row). */
     int64_t m = 0;
-    for (int64_t J = 1; J < I; J++)
+    for (int64_t J = diag_only ? 0 : 1; J < I; J++)
         c[m++] = (cand){w[J], (int32_t)J};
     heapify(c, m, 1);
-    while (m > 0 && acc < target) {
-        mark[c[0].j] = 1;
+    double acc = forced; /* forced + every popped mass */
+    double before = diag_only ? 0.0 : forced; /* what the next candidate is tested on */
+    while (m > 0 && (before < target || negative)) {
+        if (before < target)
+            mark[c[0].j] = 1;
+        before = acc; /* diag_only: lags one popped mass behind acc */
         acc += c[0].v;
+        if (!diag_only)
+            before = acc;
         c[0] = c[--m];
         sift_down(c, m, 0, 1);
     }
@@ -140,11 +153,11 @@ static void select_row(const select_job *job, int64_t b, int64_t h, int64_t r, f
     if (cfg->selector == STEM_SELECTOR_DENSE || plan->dense) {
         /* also XATTENTION in a dense model layer */
         memset(mark, 1, (size_t)(I + 1));
-    } else if (cfg->selector == STEM_SELECTOR_XATTENTION) {
+    } else if (stem_selector_is_xattention(cfg->selector)) {
         for (int64_t J = 0; J <= I; J++)
             if (isnan(w[J]))
                 w[J] = 0.0f; /* never orders or counts */
-        select_xattention(job, w, I, c, mark);
+        select_xattention(job, w, I, stem_xattn_diag_only(plan), c, mark);
     } else if (I + 1 <= plan->budget[I]) {
         memset(mark, 1, (size_t)(I + 1));
     } else {

@@ -46,7 +46,7 @@ stem_status stem_cuda_plan_check(const stem_context *ctx, const stem_attention_d
         return stem_set_error(STEM_ERR_UNSUPPORTED,
                               "cuda: batch x heads x blocks = %lld exceeds 2^31 - 1 (grid size)",
                               (long long)(n * desc->batch * desc->num_q_heads));
-    if (cfg->selector == STEM_SELECTOR_XATTENTION &&
+    if (stem_selector_is_xattention(cfg->selector) &&
         (int64_t)n * 12 > (int64_t)c->smem_optin - 1024)
         return stem_set_error(STEM_ERR_UNSUPPORTED,
                               "xattention scoring on backend cuda keeps a row of %lld blocks in "
@@ -128,7 +128,7 @@ static stem_status ensure_score_scratch(stem_plan *plan, stem_cuda_context *c, s
     const size_t bq = (size_t)d->batch * (size_t)d->num_q_heads;
     const size_t bkv = (size_t)d->batch * (size_t)d->num_kv_heads;
     stem_status st = STEM_OK;
-    if (plan->cfg.selector != STEM_SELECTOR_XATTENTION) {
+    if (!stem_selector_is_xattention(plan->cfg.selector)) {
         st = dev_alloc(c, &pl->qflat, bq * n * W * 4, "score scratch (query phase sums)");
         if (st == STEM_OK)
             st = dev_alloc(c, &pl->kflat, bkv * n * W * 4, "score scratch (key phase sums)");
@@ -191,7 +191,7 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_t
     p.beta = cfg->beta;
     const int64_t n = plan->n_blocks, nr = pass->n_rows, bq = pass->batch * pass->num_q_heads;
     void *args[] = {&p};
-    if (cfg->selector == STEM_SELECTOR_XATTENTION) {
+    if (stem_selector_is_xattention(cfg->selector)) {
         p.coef = (float)((double)plan->scale / ((double)cfg->stride * cfg->norm) * LOG2E);
         return stem_cuda_launch(c, STEM_CUDA_FN_XATTN_SCORES, (unsigned)n, (unsigned)bq, 1, 256,
                                 (unsigned)(n * 12), args, "xattention scores");
@@ -251,9 +251,10 @@ stem_status stem_cuda_select(stem_plan *plan, const stem_pass *pass, const stem_
     p.n_blocks = (int)plan->n_blocks;
     p.hq = (int)pass->num_q_heads;
     p.row0 = (int)pass->row0;
-    p.mode = (cfg->selector == STEM_SELECTOR_DENSE || plan->dense)   ? 1
-             : cfg->selector == STEM_SELECTOR_XATTENTION ? 2
-                                                          : 0;
+    p.mode = (cfg->selector == STEM_SELECTOR_DENSE || plan->dense) ? 1
+             : !stem_selector_is_xattention(cfg->selector)           ? 0
+             : stem_xattn_diag_only(plan)                             ? 3
+                                                                      : 2;
     p.sink_blocks = cfg->sink_blocks;
     p.local_blocks = cfg->local_blocks;
     p.tau = cfg->xattn_threshold;

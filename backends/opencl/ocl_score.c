@@ -35,7 +35,7 @@ static stem_status score_xattention(stem_plan *plan, const stem_pass *pass, cons
 stem_status stem_ocl_score(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
                            const stem_tensor *k, const stem_tensor *v, const stem_tensor *scores)
 {
-    if (plan->cfg.selector == STEM_SELECTOR_XATTENTION)
+    if (stem_selector_is_xattention(plan->cfg.selector))
         return score_xattention(plan, pass, q, k, scores);
     const stem_ocl_context *c = stem_ocl_ctx(plan->ctx);
     const stem_ocl_api *cl = c->cl;

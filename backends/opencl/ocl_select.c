@@ -8,9 +8,10 @@ stem_status stem_ocl_select(stem_plan *plan, const stem_pass *pass, const stem_t
     const stem_ocl_plan *p = plan->impl;
     const stem_config *cfg = &plan->cfg;
     /* DENSE, or any selector in a dense layer (XATTENTION included). */
-    const int mode = cfg->selector == STEM_SELECTOR_DENSE || plan->dense           ? 1
-                     : cfg->selector == STEM_SELECTOR_XATTENTION                  ? 2
-                                                                                  : 0;
+    const int mode = cfg->selector == STEM_SELECTOR_DENSE || plan->dense ? 1
+                     : !stem_selector_is_xattention(cfg->selector)      ? 0
+                     : stem_xattn_diag_only(plan)                        ? 3
+                                                                         : 2;
     stem_ocl_args a;
     stem_ocl_args_begin(&a, c->cl, p->k_select);
     stem_ocl_arg_tensor(&a, scores);

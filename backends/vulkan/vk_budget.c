@@ -64,7 +64,7 @@ stem_status vk_loop_budget(const stem_vk_context *c, const stem_attention_desc *
     const uint64_t G = B / S, n = (N + B - 1) / B;
     budget_item k[4];
     int nk = 0;
-    if (cfg->selector == STEM_SELECTOR_XATTENTION) {
+    if (stem_selector_is_xattention(cfg->selector)) {
         k[nk++] = (budget_item){"score_xattn", xattn_budget(n, G, S, d)};
         k[nk++] = (budget_item){"select", c256(n) * ((n + 15) / 16 + 20)};
     } else {

@@ -253,6 +253,8 @@ void vk_params_plan(const stem_plan *plan, const stem_pass *pass, vk_params *p)
     p->dims3[1] = (uint32_t)(cfg->sink_blocks > 0 ? cfg->sink_blocks : 0);
     p->dims3[2] = (uint32_t)(cfg->local_blocks > 0 ? cfg->local_blocks : 0);
     p->dims3[3] = plan->dense ? VKF_DENSE : 0u;
+    if (stem_xattn_diag_only(plan))
+        p->dims3[3] |= VKF_XATTN_DIAG;
     p->f0[0] = plan->scale;
     p->f0[1] = (float)((double)plan->scale /
                        ((double)cfg->stride * cfg->norm * plan->group * plan->group));

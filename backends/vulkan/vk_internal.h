@@ -57,10 +57,11 @@ typedef struct vk_params {
 #define VKF_REVERSE 2u /* phase sum of keys (segment S-1-t) */
 #define VKF_BONUS 4u   /* value bonus on */
 #define VKF_PHASE2 8u  /* second dispatch of a two-pass kernel */
+#define VKF_XATTN_DIAG 16u /* XAttention official rule from key block 0 (diagonal forced) */
 /* Per-call tensors ride in slots a stage does not otherwise use: */
-#define VKF_VSTATS_IN 16u  /* vbonus: PROVIDED statistics in the scores slot */
-#define VKF_VSTATS_OUT 32u /* vbonus: statistics used, to the index slot */
-#define VKF_LSE 64u        /* attention: lse to the scores slot */
+#define VKF_VSTATS_IN 32u  /* vbonus: PROVIDED statistics in the scores slot */
+#define VKF_VSTATS_OUT 64u /* vbonus: statistics used, to the index slot */
+#define VKF_LSE 128u       /* attention: lse to the scores slot */
 
 /* Spec constants of a pipeline (shaders read constant_id 0..5). */
 #define VK_SPEC_COUNT 6

@@ -145,7 +145,7 @@ stem_status stem_vk_score(stem_plan *plan, const stem_pass *pass, const stem_ten
         st = vk_sync_wrapped_in(c, ts, 5);
     if (st != STEM_OK)
         return st;
-    if (plan->cfg.selector == STEM_SELECTOR_XATTENTION)
+    if (stem_selector_is_xattention(plan->cfg.selector))
         st = score_xattention(plan, pass, c, binds, &p);
     else
         st = score_phase(plan, pass, c, binds, &p);

@@ -37,7 +37,7 @@ static const char *apply_variant(stem_config *c, int32_t *layer_index, stem_sele
 {
     const int32_t k3 = (int32_t)max64(1, n / 3), k4 = (int32_t)max64(1, n / 4);
     const int32_t k2 = (int32_t)max64(1, n / 2);
-    if (sel == STEM_SELECTOR_XATTENTION) {
+    if (sel == STEM_SELECTOR_XATTENTION || sel == STEM_SELECTOR_XATTENTION_STRICT) {
         switch (v % 7) {
         case 0: return "";
         case 1: c->xattn_threshold = 0.5f; return "tau50";
@@ -99,7 +99,8 @@ double conf_case_cost(const conf_case *c)
     const int64_t N = c->n_tokens, B = c->cfg.block_size;
     const int64_t n = (N + B - 1) / B;
     double dens = 1.0;
-    if (c->cfg.selector == STEM_SELECTOR_XATTENTION) {
+    if (c->cfg.selector == STEM_SELECTOR_XATTENTION ||
+        c->cfg.selector == STEM_SELECTOR_XATTENTION_STRICT) {
         dens = 0.6;
     } else if (c->cfg.selector != STEM_SELECTOR_DENSE) {
         int32_t *budget = malloc((size_t)n * sizeof *budget);
@@ -193,7 +194,7 @@ static void make_case(const primary *pr, uint64_t key, conf_case *c)
      * them in most sparse variants so top-k has something to do. */
     char tagbuf[48];
     if (*tag && n < 32 && pick(key, 17, 8) != 0 && pr->sel != STEM_SELECTOR_XATTENTION &&
-        pr->sel != STEM_SELECTOR_DENSE) {
+        pr->sel != STEM_SELECTOR_XATTENTION_STRICT && pr->sel != STEM_SELECTOR_DENSE) {
         const int32_t lim = (int32_t)(n / 4), sink0 = c->cfg.sink_blocks;
         const int32_t local0 = c->cfg.local_blocks;
         if (c->cfg.sink_blocks > lim)
@@ -296,7 +297,7 @@ int conf_build_cases(int level, conf_case **out)
     for (int t = 0; t < nt; ++t)
         for (int c = 0; c < tiers[t].n_combos; ++c)
             cap += STEM_SELECTOR_COUNT * tiers[t].combos[c].variants;
-    cap += 8;
+    cap += 16;
     conf_case *cases = calloc((size_t)cap, sizeof *cases);
     if (!cases)
         return -1;
@@ -305,6 +306,11 @@ int conf_build_cases(int level, conf_case **out)
         for (int s = 0; s < STEM_SELECTOR_COUNT; ++s)
             for (int c = 0; c < tiers[t].n_combos; ++c)
                 for (int v = 0; v < tiers[t].combos[c].variants; ++v) {
+                    /* The strict rule shares everything but selection with
+                     * XATTENTION: a thinner slice of the table. */
+                    if (s == STEM_SELECTOR_XATTENTION_STRICT &&
+                        (tiers[t].n_tokens < 127 || tiers[t].n_tokens > 1000 || v > 0))
+                        continue;
                     const heads hh = H[tiers[t].combos[c].hidx];
                     primary pr = {(stem_selector)s, tiers[t].n_tokens, hh.hq, hh.hkv,
                                   tiers[t].combos[c].d, (unsigned)v};
@@ -337,6 +343,36 @@ int conf_build_cases(int level, conf_case **out)
         c->cost = conf_case_cost(c);
         snprintf(c->name, sizeof c->name, "stem_d128_h1x1_n9000_b128_s8_bf16_bnhd_structured");
     }
+    /* Cases where XAttention's official and strict rules select differently
+     * in rows of both kinds (checked on the reference masses), under each
+     * selector: a backend running the other rule fails them. */
+    for (int kind = 0; kind < 2; ++kind)
+        for (int sel = 0; sel < 2; ++sel) {
+            const stem_selector xs =
+                sel ? STEM_SELECTOR_XATTENTION_STRICT : STEM_SELECTOR_XATTENTION;
+            primary pr = {xs, 1000, 4, 1, 64, 0};
+            conf_case *c = &cases[count++];
+            make_case(&pr, 0x5B117ull + (uint64_t)kind, c);
+            stem_config_init(&c->cfg);
+            c->cfg.selector = xs;
+            c->cfg.block_size = 16;
+            c->cfg.stride = 4;
+            c->in_dtype = c->out_dtype = STEM_DTYPE_F32;
+            c->in_layout = c->out_layout = c->meta_layout = CONF_BHND;
+            c->kind = kind ? STEM_SYNTH_RANDOM : STEM_SYNTH_STRUCTURED;
+            c->ties = c->small_v = 0;
+            c->batch = 1;
+            c->layer_index = -1;
+            c->softmax_scale = 0.0f;
+            c->custom_lists = 0;
+            c->offsets = 0;
+            c->bufmode = CONF_BUF_SEPARATE;
+            c->prefill = CONF_PREFILL_ALL;
+            c->xattn_split = 1;
+            c->cost = conf_case_cost(c);
+            snprintf(c->name, sizeof c->name, "%s_split_d64_h4x1_n1000_b16_s4_f32_bhnd_%s",
+                     stem_selector_name(xs), kind ? "random" : "structured");
+        }
     /* Unique names, so STEM_TEST_FILTER can always pick exactly one. */
     for (int i = 0; i < count; ++i) {
         int dup = 0;

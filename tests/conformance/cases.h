@@ -36,6 +36,9 @@ typedef struct conf_case {
     int32_t layer_index;
     conf_prefill prefill;
     int custom_lists;                  /* extra stem_attention run on synthetic lists */
+    int xattn_split;                   /* XAttention: the reference masses must give rows where
+                                          the official and strict rules differ, of both kinds
+                                          (conf_xattn_rule_split) */
     uint64_t seed;
     double cost;                       /* estimated reference multiply-adds */
 } conf_case;

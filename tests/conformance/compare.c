@@ -163,7 +163,8 @@ void conf_score_tolerance(const stem_ref_problem *p, const stem_config *cfg,
     const int64_t N = p->n_tokens, d = p->head_dim, B = cfg->block_size, S = cfg->stride;
     const int64_t G = B / S, n = ceil_div(N, B), g = p->hq / p->hkv, nd = N * d;
     const double scale = p->scale, norm = (double)cfg->norm;
-    const int xattn = cfg->selector == STEM_SELECTOR_XATTENTION;
+    const int xattn = cfg->selector == STEM_SELECTOR_XATTENTION ||
+                      cfg->selector == STEM_SELECTOR_XATTENTION_STRICT;
     double *qa = malloc((size_t)(n + 1) * sizeof *qa), *ka = malloc((size_t)(n + 1) * sizeof *ka);
     double *tolvb = malloc((size_t)(n + 1) * sizeof *tolvb);
     double *tn = malloc((size_t)(N + 1) * sizeof *tn), *acc = malloc((size_t)(S * d) * sizeof *acc);
@@ -238,7 +239,8 @@ int conf_compare_scores(const stem_ref_problem *p, const stem_config *cfg, const
                         const double *ref, const double *tol, conf_diag *d)
 {
     const int64_t n = stem_ref_num_blocks(p->n_tokens, cfg->block_size);
-    const int xattn = cfg->selector == STEM_SELECTOR_XATTENTION;
+    const int xattn = cfg->selector == STEM_SELECTOR_XATTENTION ||
+                      cfg->selector == STEM_SELECTOR_XATTENTION_STRICT;
     for (int64_t w = 0; w < p->batch * p->hq; ++w)
         for (int64_t I = 0; I < n; ++I)
             for (int64_t J = 0; J < n; ++J) {
@@ -324,6 +326,44 @@ static void format_row(char *buf, size_t size, const int32_t *row, int32_t c)
         snprintf(buf + at, size - at, ",...");
 }
 
+void conf_xattn_rule_split(const stem_ref_problem *p, const stem_config *cfg, int64_t n,
+                           const double *scores, long *lag, long *sink)
+{
+    unsigned char *a = calloc((size_t)n, 1), *b = calloc((size_t)n, 1);
+    const double tau = (double)cfg->xattn_threshold;
+    *lag = *sink = 0;
+    for (int64_t w = 0; a && b && w < p->batch * p->hq; ++w)
+        for (int64_t I = 2; I < n; ++I) {
+            const double *s = scores + (w * n + I) * n;
+            memset(a, 0, (size_t)n);
+            memset(b, 0, (size_t)n);
+            stem_ref_xattn_row(s, I, tau, 1, a);
+            stem_ref_xattn_row(s, I, tau, 0, b);
+            if (!memcmp(a, b, (size_t)(I + 1)))
+                continue;
+            /* block 0's rank among the candidates [0, I) (ties to the lower block,
+             * so it is first among equals), and the mass its test sees */
+            int64_t rank = 0;
+            double before = 0.0, lowest = INFINITY;
+            for (int64_t J = 1; J < I; ++J)
+                if (s[J] > s[0]) {
+                    ++rank;
+                    before += s[J];
+                    lowest = s[J] < lowest ? s[J] : lowest;
+                }
+            double total = 0.0;
+            for (int64_t J = 0; J <= I; ++J)
+                total += s[J];
+            const double tested = rank == 0 ? 0.0 : s[I] + before - lowest;
+            if (tested < tau * total)
+                ++*lag;
+            else
+                ++*sink;
+        }
+    free(a);
+    free(b);
+}
+
 int conf_compare_selection(const stem_ref_problem *p, const stem_config *cfg, int64_t n,
                            const int32_t *budget, int plan_dense, const double *scores,
                            const double *tol, const int32_t *want_index,
@@ -340,6 +380,9 @@ int conf_compare_selection(const stem_ref_problem *p, const stem_config *cfg, in
         goto done;
     }
     const stem_selector sel = cfg->selector;
+    const int xattn = sel == STEM_SELECTOR_XATTENTION || sel == STEM_SELECTOR_XATTENTION_STRICT;
+    /* the official rule from key block 0 (no query offset here) */
+    const int diag_only = sel == STEM_SELECTOR_XATTENTION;
     for (int64_t w = 0; w < p->batch * p->hq && !rc; ++w)
         for (int64_t I = 0; I < n && !rc; ++I) {
             const int32_t *wr = want_index + (w * n + I) * n, *gr = got_index + (w * n + I) * n;
@@ -365,13 +408,12 @@ int conf_compare_selection(const stem_ref_problem *p, const stem_config *cfg, in
                 continue;
 
             const int full = plan_dense || sel == STEM_SELECTOR_DENSE ||
-                             (sel != STEM_SELECTOR_XATTENTION && budget[I] >= I + 1) ||
-                             (sel == STEM_SELECTOR_XATTENTION && I <= 1);
+                             (!xattn && budget[I] >= I + 1) || (xattn && I <= 1);
             const char *why = NULL;
             int64_t bad = -1;
             if (full) {
                 why = "this row keeps every causal block";
-            } else if (sel != STEM_SELECTOR_XATTENTION) {
+            } else if (!xattn) {
                 /* Top-k of budget[I]; sink and local blocks are forced. */
                 const int64_t kb = budget[I];
                 int64_t m = 0;
@@ -402,13 +444,15 @@ int conf_compare_selection(const stem_ref_problem *p, const stem_config *cfg, in
                         why = "kept block count inconsistent with the row budget";
                 }
             } else {
-                /* XATTENTION: forced {0, I}; others by mass until tau. */
+                /* XAttention: strict: forced {0, I}, others (0, I) by mass;
+                 * official from block 0: forced {I}, others [0, I), block 0
+                 * kept anyway, the test of the r-th lags one candidate. */
                 int64_t m = 0;
                 double total = 0.0, atot = 0.0;
                 for (int64_t J = 0; J <= I; ++J) {
                     total += s[J];
                     atot += fabs(s[J]);
-                    if (J > 0 && J < I)
+                    if (J < I && (J > 0 || diag_only))
                         order[m++] = (cand){s[J], J};
                 }
                 qsort(order, (size_t)m, sizeof *order, cand_cmp);
@@ -419,10 +463,12 @@ int conf_compare_selection(const stem_ref_problem *p, const stem_config *cfg, in
                         sumtol += t[J];
                 const double eps = 8.0 * U32 * (double)(I + 1) * atot +
                                    sumtol * (1.0 + (double)cfg->xattn_threshold);
-                cum[0] = s[0] + s[I];
+                /* cum[r]: the mass the candidate of rank r (0-based) is tested on */
+                double run = diag_only ? s[I] : s[0] + s[I];
                 for (int64_t r = 0; r < m; ++r) {
                     rank[order[r].j] = r;
-                    cum[r + 1] = cum[r] + order[r].s;
+                    cum[r] = !diag_only ? run : r == 0 ? 0.0 : run - order[r - 1].s;
+                    run += order[r].s;
                 }
                 int64_t kept = 0;
                 while (kept < m && cum[kept] < T)
@@ -432,11 +478,12 @@ int conf_compare_selection(const stem_ref_problem *p, const stem_config *cfg, in
                         continue;
                     bad = J;
                     if (J == 0 || J == I) {
-                        why = "a forced block (0 or the diagonal) differs";
+                        why = diag_only ? "block 0 (always kept) or the diagonal differs"
+                                        : "a forced block (0 or the diagonal) differs";
                         continue;
                     }
                     const int64_t r = rank[J];
-                    /* cum[r] is the mass before J in the reference order. */
+                    /* cum[r] is the mass J is tested on in the reference order. */
                     const int near_mass = fabs(cum[r] - T) <= eps;
                     int near_tie = 0;
                     if (t) {

@@ -51,6 +51,15 @@ int conf_compare_selection(const stem_ref_problem *p, const stem_config *cfg, in
                            const int32_t *want_count, const int32_t *got_index,
                            const int32_t *got_count, conf_diag *d);
 
+/* Rows where XAttention's two threshold rules (official from key block 0,
+ * and strict) select differently on the same masses [B][Hq][n][n] at the
+ * config's tau, split by block 0's own test under the official rule:
+ * *lag, block 0 passes it (the difference comes from the shifted running
+ * sum); *sink, it fails (block 0 is kept only because rejected positions
+ * point at it, while the strict rule counts its mass from the start). */
+void conf_xattn_rule_split(const stem_ref_problem *p, const stem_config *cfg, int64_t n,
+                           const double *scores, long *lag, long *sink);
+
 /* Attention output [B][Hq][N][d] against the reference computed with the
  * same lists. loose_p: allow P rounded to the input dtype before P.V (GPU
  * MMA paths); the CPU must not need it. */

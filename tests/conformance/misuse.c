@@ -739,8 +739,13 @@ static void api_check(conf_test *T, const conf_misuse *m)
                      CONF_BACKENDS);
         if (strcmp(stem_backend_name((stem_backend)77), "unknown") != 0)
             fail_msg("stem_backend_name(77) must be \"unknown\"");
-        static const char *const sn[] = {"stem", "stem_paper", "uniform", "xattention", "dense"};
-        static const char *const upper[] = {"STEM", "Stem_Paper", "UNIFORM", "XAttention", "Dense"};
+        static const char *const sn[] = {"stem",  "stem_paper", "uniform",
+                                         "xattention", "dense", "xattention_strict"};
+        static const char *const upper[] = {"STEM",  "Stem_Paper", "UNIFORM",
+                                            "XAttention", "Dense", "XAttention_Strict"};
+        _Static_assert(STEM_SELECTOR_COUNT == 6 && STEM_SELECTOR_XATTENTION == 3 &&
+                           STEM_SELECTOR_DENSE == 4 && STEM_SELECTOR_XATTENTION_STRICT == 5,
+                       "selector values are ABI: new ones are appended");
         for (int s = 0; s < STEM_SELECTOR_COUNT; ++s) {
             stem_selector out = (stem_selector)99;
             if (strcmp(stem_selector_name((stem_selector)s), sn[s]) != 0)
@@ -1023,7 +1028,7 @@ static void api_check(conf_test *T, const conf_misuse *m)
 int conf_build_misuse(conf_misuse **out)
 {
     int cap = ST_N * T_N * MU_N + ST_N + LI_N + N_PLAN_MUTS + MI_N + AP_N + CONF_HARDENING_CASES +
-              CONF_ABI_CASES + CONF_CHUNKED_CASES;
+              CONF_ABI_CASES + CONF_XATTN_RULE_CASES + CONF_CHUNKED_CASES;
     conf_misuse *list = calloc((size_t)cap, sizeof *list);
     if (!list)
         return -1;
@@ -1075,6 +1080,7 @@ int conf_build_misuse(conf_misuse **out)
     }
     k += conf_add_hardening_cases(list + k, cap - k);
     k += conf_add_abi_cases(list + k, cap - k);
+    k += conf_add_xattn_rule_cases(list + k, cap - k);
     k += conf_add_chunked_cases(list + k, cap - k);
     *out = list;
     return k;

@@ -30,6 +30,11 @@ int conf_add_chunked_cases(conf_misuse *list, int cap);
 #define CONF_ABI_CASES 8
 int conf_add_abi_cases(conf_misuse *list, int cap);
 
+/* stem_select on hand-written XAttention masses, both rules (xattn_rules.c):
+ * adds CONF_XATTN_RULE_CASES entries (room for cap); returns the count. */
+#define CONF_XATTN_RULE_CASES 1
+int conf_add_xattn_rule_cases(conf_misuse *list, int cap);
+
 /* Builds the misuse list; *out is malloc'ed. */
 int conf_build_misuse(conf_misuse **out);
 

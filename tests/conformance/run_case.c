@@ -366,7 +366,8 @@ void conf_run_case(conf_test *T)
     if (info.dense && info.k_start != n)
         fail_msg("plan info: dense plan with k_start = %d, expected nk = %lld", info.k_start,
                  (long long)n);
-    if (!info.dense && cfg.selector != STEM_SELECTOR_XATTENTION) {
+    if (!info.dense && cfg.selector != STEM_SELECTOR_XATTENTION &&
+        cfg.selector != STEM_SELECTOR_XATTENTION_STRICT) {
         int dd = 0;
         const int32_t ks = stem_ref_k_start(&cfg, N, c->layer_index, &dd);
         if (info.k_start != ks)
@@ -426,6 +427,15 @@ void conf_run_case(conf_test *T)
     if (conf_compare_selection(&p, &cfg, n, budget, info.dense, ref_s, tol_s, want_i, want_c,
                                got_i, got_c, &dg_l))
         fail_diag("stem_select (vs reference selection on reference scores)", &dg_l);
+
+    long split_lag = -1, split_sink = -1;
+    if (cfg.selector == STEM_SELECTOR_XATTENTION || cfg.selector == STEM_SELECTOR_XATTENTION_STRICT) {
+        conf_xattn_rule_split(&p, &cfg, n, ref_s, &split_lag, &split_sink);
+        if (c->xattn_split && !info.dense && (split_lag == 0 || split_sink == 0))
+            fail_msg("the reference masses do not separate the XAttention rules: %ld rows differ "
+                     "with block 0 kept by mass, %ld with block 0 rejected by mass (want both > 0)",
+                     split_lag, split_sink);
+    }
 
     /* 3. attention over the backend's lists, so tie choices do not matter. */
     CHECK_OK(stem_attention(plan, tq, tk, tv, ti, tc, to), "stem_attention");
@@ -496,9 +506,13 @@ void conf_run_case(conf_test *T)
     }
 
     T->seconds = now_s() - t0;
+    char split[96] = "";
+    if (split_lag >= 0)
+        snprintf(split, sizeof split, "; XAttention rules differ in %ld + %ld rows",
+                 split_lag, split_sink);
     if (conf_verbose())
         print_message("[   INFO   ] %s: %.3f s (reference %.3f s, est %.2g MAC), worst err/tol: "
-                      "scores %.3g, attention %.3g; sparse rows %ld of %lld, tie-zone rows %ld\n",
+                      "scores %.3g, attention %.3g; sparse rows %ld of %lld, tie-zone rows %ld%s\n",
                       c->name, T->seconds, t_ref, c->cost, dg_s.worst, dg_a.worst, dg_l.rows_sparse,
-                      (long long)(rows * n), dg_l.rows_tied);
+                      (long long)(rows * n), dg_l.rows_tied, split);
 }

@@ -140,7 +140,8 @@ int stem_ref_budget(const stem_config *cfg, int64_t n_tokens, int32_t layer_inde
     const int64_t k = stem_ref_k_start(cfg, n_tokens, layer_index, &dense);
     const double mu = (double)cfg->mu;
 
-    if (dense || cfg->selector == STEM_SELECTOR_XATTENTION || cfg->selector == STEM_SELECTOR_DENSE) {
+    if (dense || cfg->selector == STEM_SELECTOR_XATTENTION ||
+        cfg->selector == STEM_SELECTOR_XATTENTION_STRICT || cfg->selector == STEM_SELECTOR_DENSE) {
         for (int64_t I = 0; I < n; I++)
             budget[I] = (int32_t)n;
         return dense;
@@ -297,7 +298,8 @@ void stem_ref_scores(const stem_ref_problem *p, const stem_config *cfg, double *
             double *L = scores + (b * p->hq + h) * n * n;
             memset(acc, 0, (size_t)(n * n) * sizeof(double));
 
-            if (cfg->selector == STEM_SELECTOR_XATTENTION) {
+            if (cfg->selector == STEM_SELECTOR_XATTENTION ||
+                cfg->selector == STEM_SELECTOR_XATTENTION_STRICT) {
                 /* W[I][J] = sum of P[m][c] over the block's real strided rows m (m*S < N). */
                 for (int64_t m = 0; m * S < N; m++) {
                     const int64_t I = m / G;
@@ -410,32 +412,50 @@ static void select_topk_row(const double *row, int64_t I, int64_t k, const stem_
             keep[J] = 1;
 }
 
-/* XATTENTION row I: forced {0, I}, then others by mass while the running mass < tau * total. */
-static void select_xattn_row(const double *W, int64_t I, double tau, cand *cands,
-                             unsigned char *keep)
+/* XATTENTION threshold rule, row I of W (section 5). diag_only: the official
+ * rule for rows that start at key block 0 (only I forced, the running mass
+ * lags one block more, block 0 kept anyway); otherwise blocks 0 and I forced
+ * (the strict rule, and the official rule with a query offset). */
+void stem_ref_xattn_row(const double *W, int64_t I, double tau, int diag_only,
+                        unsigned char *keep)
 {
-    keep[0] = 1;
+    cand *cands = xcalloc(I + 1, sizeof(cand));
+    double *w = xcalloc(I + 1, sizeof(double));
+    for (int64_t J = 0; J <= I; J++)
+        w[J] = isnan(W[J]) ? 0.0 : W[J]; /* a NaN mass counts as 0 */
     keep[I] = 1;
-    const double F = W[0] + (I > 0 ? W[I] : 0.0);
+    if (!diag_only)
+        keep[0] = 1;
+    const double F = diag_only || I == 0 ? w[I] : w[0] + w[I];
     double total = 0.0;
     for (int64_t J = 0; J <= I; J++)
-        total += W[J];
+        total += w[J];
     const double T = tau * total;
 
     int64_t nc = 0;
-    for (int64_t J = 1; J < I; J++) {
-        cands[nc].v = W[J];
+    for (int64_t J = diag_only ? 0 : 1; J < I; J++) {
+        cands[nc].v = w[J];
         cands[nc].j = J;
         nc++;
     }
     qsort(cands, (size_t)nc, sizeof(cand), cand_cmp);
-    /* keep o_r iff F + W(o_1) + ... + W(o_{r-1}) < T, tested for every r as written */
-    double running = F;
-    for (int64_t r = 0; r < nc; r++) {
-        if (running < T)
-            keep[cands[r].j] = 1;
-        running += cands[r].v;
+    /* Tested for every r as written (masses may be negative here):
+     * strict:    keep o_r iff F + W(o_1) + ... + W(o_{r-1}) < T
+     * diag_only: keep o_1 iff 0 < T; o_r (r >= 2) iff F + W(o_1) + ... + W(o_{r-2}) < T */
+    double *cum = xcalloc(nc + 1, sizeof(double)); /* cum[q] = F + W(o_1) + ... + W(o_q) */
+    cum[0] = F;
+    for (int64_t q = 1; q <= nc; q++)
+        cum[q] = cum[q - 1] + cands[q - 1].v;
+    for (int64_t r = 1; r <= nc; r++) {
+        const double before = !diag_only ? cum[r - 1] : r == 1 ? 0.0 : cum[r - 2];
+        if (before < T)
+            keep[cands[r - 1].j] = 1;
     }
+    if (diag_only)
+        keep[0] = 1;
+    free(cum);
+    free(cands);
+    free(w);
 }
 
 void stem_ref_select(const stem_ref_problem *p, const stem_config *cfg, const double *scores,
@@ -459,8 +479,11 @@ void stem_ref_select(const stem_ref_problem *p, const stem_config *cfg, const do
                 if (dense || cfg->selector == STEM_SELECTOR_DENSE) {
                     for (int64_t J = 0; J <= I; J++)
                         keep[J] = 1;
-                } else if (cfg->selector == STEM_SELECTOR_XATTENTION) {
-                    select_xattn_row(row, I, tau, cands, keep);
+                } else if (cfg->selector == STEM_SELECTOR_XATTENTION ||
+                           cfg->selector == STEM_SELECTOR_XATTENTION_STRICT) {
+                    /* rows start at key block 0 (no query offset) */
+                    stem_ref_xattn_row(row, I, tau, cfg->selector == STEM_SELECTOR_XATTENTION,
+                                       keep);
                 } else {
                     select_topk_row(row, I, budget[I], cfg, cands, keep);
                 }

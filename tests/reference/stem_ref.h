@@ -43,6 +43,13 @@ void stem_ref_scores(const stem_ref_problem *p, const stem_config *cfg, double *
 void stem_ref_select(const stem_ref_problem *p, const stem_config *cfg, const double *scores,
                      int32_t *index, int32_t *count);
 
+/* The XAttention threshold rule on row I of masses W[0..I] (section 5); sets
+ * keep[J] for the kept J <= I (clears nothing). diag_only = 1: the official
+ * rule for a row whose query chunk starts at key block 0; 0: blocks 0 and I
+ * forced (XATTENTION_STRICT, or XATTENTION with a query offset). */
+void stem_ref_xattn_row(const double *W, int64_t I, double tau, int diag_only,
+                        unsigned char *keep);
+
 /* Exact attention over the expanded token mask (section 6). */
 void stem_ref_attention(const stem_ref_problem *p, int32_t block_size, const int32_t *index,
                         const int32_t *count, double *out);

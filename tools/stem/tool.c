@@ -195,7 +195,7 @@ int tool_parse_common(tool_opts *o, int argc, char **argv, int *i) {
             return -1;
         if (stem_selector_from_name(v, &o->cfg.selector) != STEM_OK)
             return tool_error("--selector: unknown '%s' (stem, stem_paper, uniform, xattention, "
-                              "dense)",
+                              "xattention_strict, dense)",
                               v),
                    -1;
         return 1;
@@ -229,7 +229,8 @@ void tool_print_common_help(FILE *f) {
           "  --backend NAME        first device of cpu | cuda | opencl | vulkan\n"
           "  --threads N           CPU backend threads (0 = default)\n"
           "algorithm options (defaults reproduce the official code):\n"
-          "  --selector NAME       stem | stem_paper | uniform | xattention | dense\n"
+          "  --selector NAME       stem | stem_paper | uniform | xattention |\n"
+          "                        xattention_strict | dense\n"
           "  --scale X             softmax scale (0 = 1/sqrt(d))\n"
           "  --layer N             model layer index (-1 = unknown, never forced dense)\n",
           f);

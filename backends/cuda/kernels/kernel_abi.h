@@ -59,7 +59,9 @@ typedef struct stem_kselect {
     stem_ktensor scores, index, count;
     unsigned long long budget; /* i32 [n] */
     int n_blocks, hq;
-    int mode;                  /* 0 top-k, 1 every causal block, 2 XAttention threshold */
+    int mode;                  /* 0 top-k, 1 every causal block, 2 XAttention threshold
+                                  (blocks 0 and I forced), 3 XAttention official rule
+                                  from key block 0 (diagonal forced) */
     int sink_blocks, local_blocks;
     float tau;
     int row0;                  /* row r of scores/index/count is the absolute block row0 + r */

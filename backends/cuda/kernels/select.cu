@@ -51,10 +51,14 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) stem_k_select(stem_kse
     const long long srow = kt_off(st, b, h, r, 0);
     const int budget = reinterpret_cast<const int *>(p.budget)[I];
     const int all_rows = p.mode == 1 || (p.mode == 0 && I + 1 <= budget);
+    const int diag_only = p.mode == 3;
 
     // What decides membership (besides forced blocks):
     //  top-k:  key > thr, or key == thr and among the first `take_eq` such J
-    //  XAttention: F + mass of better candidates < T
+    //  XAttention: F + mass of better candidates < T (mode 2, blocks 0 and I
+    //  forced); mode 3 (official rule from key block 0): only I forced, the
+    //  first candidate kept, the mass of the one just before J left out,
+    //  block 0 kept anyway
     unsigned thr = 0, take_eq = 0;
     int take_all_finite = 0;
     double F = 0.0, T = 0.0;
@@ -109,7 +113,8 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) stem_k_select(stem_kse
         tot = block_sum(tot, red);
         T = (double)p.tau * tot;
         const float w0 = *kt_f32(st, srow), wi = *kt_f32(st, srow + I * st.s[3]);
-        F = (isnan(w0) ? 0.0 : (double)w0) + (I > 0 ? (isnan(wi) ? 0.0 : (double)wi) : 0.0);
+        const double m0 = isnan(w0) ? 0.0 : (double)w0, mi = isnan(wi) ? 0.0 : (double)wi;
+        F = diag_only || I == 0 ? mi : m0 + mi;
     }
 
     // Ascending pass in chunks: decide, then place by a prefix sum.
@@ -136,13 +141,23 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) stem_k_select(stem_kse
                 } else {
                     const float wj = isnan(v) ? 0.0f : v;
                     double before = 0.0;
-                    for (long long K = 1; K < I; K++) {
+                    float lw = 0.0f; // the candidate ranked just before J so far
+                    long long lk = -1;
+                    for (long long K = diag_only ? 0 : 1; K < I; K++) {
                         float wk = *kt_f32(st, srow + K * st.s[3]);
                         wk = isnan(wk) ? 0.0f : wk;
-                        if (wk > wj || (wk == wj && K < J))
+                        if (wk > wj || (wk == wj && K < J)) {
                             before += wk;
+                            if (lk < 0 || wk < lw || (wk == lw && K > lk)) {
+                                lw = wk;
+                                lk = K;
+                            }
+                        }
                     }
-                    keep = F + before < T;
+                    if (!diag_only)
+                        keep = F + before < T;
+                    else
+                        keep = lk < 0 ? 0.0 < T : F + (before - (double)lw) < T;
                 }
             }
         }

@@ -4,7 +4,8 @@
  * order (score descending, then block ascending), so the kept set is unique
  * and ties go to the lower block; a scan then writes the ascending list.
  * mode 0: top-k with sink and local blocks, 1: every causal block,
- * 2: XATTENTION threshold rule. */
+ * 2: XAttention threshold rule with blocks 0 and I forced, 3: the official
+ * XAttention rule for rows from key block 0 (only I forced, lagged mass). */
 
 /* y ranks before x (at J' vs J): larger score, then lower block. */
 #define RANKS_BEFORE(y, jy, x, jx) ((y) > (x) || ((y) == (x) && (jy) < (jx)))
@@ -25,7 +26,7 @@ __kernel void select_rows(TENSOR_F32(scores), TENSOR_I32(index), TENSOR_I32(coun
 
     for (int J = lid; J < len; J += SEL_LS) {
         float x = scores[AT(scores, b, h, r, J)];
-        if (mode == 2 && isnan(x))
+        if (mode >= 2 && isnan(x))
             x = 0.0f; /* never orders or counts */
         w[J] = x;
     }
@@ -33,7 +34,7 @@ __kernel void select_rows(TENSOR_F32(scores), TENSOR_I32(index), TENSOR_I32(coun
 
     /* XATTENTION's row mass; reduced by every item (no barrier under a branch). */
     acc_t s = 0;
-    if (mode == 2)
+    if (mode >= 2)
         for (int J = lid; J < len; J += SEL_LS)
             s += w[J];
     red[lid] = s;
@@ -64,22 +65,35 @@ __kernel void select_rows(TENSOR_F32(scores), TENSOR_I32(index), TENSOR_I32(coun
             keep[J] = (uchar)kept;
         }
     } else {
-        /* XATTENTION: blocks 0 and I forced; another block is kept iff the
-         * forced mass plus the mass of the blocks ranked before it is still
-         * below tau * row mass. */
+        /* XAttention: a candidate is kept iff the mass it is tested on is
+         * still below tau * row mass. mode 2: candidates (0, I), tested on
+         * the forced mass w[0] + w[I] plus the mass of those ranked before.
+         * mode 3: candidates [0, I), the first always kept, the r-th (r >= 2)
+         * tested on w[I] plus the mass of those ranked before it except the
+         * one just before (the lowest of them); block 0 kept anyway. */
+        const int diag_only = mode == 3;
         const acc_t target = (acc_t)tau * row_mass;
-        const acc_t forced = (acc_t)w[0] + (I > 0 ? (acc_t)w[I] : 0);
+        const acc_t forced = diag_only || I == 0 ? (acc_t)w[I] : (acc_t)w[0] + (acc_t)w[I];
+        const int first = diag_only ? 0 : 1;
         for (int J = lid; J < len; J += SEL_LS) {
             int kept = 1;
-            if (J > 0 && J < I) {
+            if (J >= first && J < I) {
                 const float x = w[J];
                 acc_t before = 0;
-                for (int t = 1; t < I; t++) {
+                int nb = 0, last = -1; /* last: the candidate ranked just before J */
+                for (int t = first; t < I; t++) {
                     const float y = w[t];
-                    if (RANKS_BEFORE(y, t, x, J))
+                    if (RANKS_BEFORE(y, t, x, J)) {
                         before += y;
+                        nb++;
+                        if (last < 0 || RANKS_BEFORE(w[last], last, y, t))
+                            last = t;
+                    }
                 }
-                kept = forced + before < target;
+                if (diag_only && nb > 0)
+                    before -= w[last];
+                kept = diag_only && nb == 0 ? 0 < target : forced + before < target;
+                kept |= J == 0;
             }
             keep[J] = (uchar)kept;
         }

@@ -23,13 +23,15 @@ layout(std140, set = 0, binding = 11) uniform Params {
 #define SEL_UNIFORM 2u
 #define SEL_XATTN 3u
 #define SEL_DENSE 4u
+#define SEL_XATTN_STRICT 5u
 #define FLAG_DENSE 1u
 #define FLAG_REVERSE 2u
 #define FLAG_BONUS 4u
 #define FLAG_PHASE2 8u
-#define FLAG_VSTATS_IN 16u  // vbonus: PROVIDED (mean, sd) in binding 3 (the scores slot)
-#define FLAG_VSTATS_OUT 32u // vbonus: statistics used, to binding 4 (the index slot)
-#define FLAG_LSE 64u        // attention: natural-log lse to binding 3 (the scores slot)
+#define FLAG_XATTN_DIAG 16u
+#define FLAG_VSTATS_IN 32u  // vbonus: PROVIDED (mean, sd) in binding 3 (the scores slot)
+#define FLAG_VSTATS_OUT 64u // vbonus: statistics used, to binding 4 (the index slot)
+#define FLAG_LSE 128u       // attention: natural-log lse to binding 3 (the scores slot)
 
 // Flattened workgroup index (dispatches are split over x and y).
 uint wg_id() { return gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x; }

@@ -3,8 +3,12 @@
 // Top-k by a 4-pass radix select over order-preserving keys (value desc,
 // then index asc, so the kept set is unique), then one ascending pass that
 // ranks the threshold ties by index, adds the forced blocks and writes the
-// list with a workgroup prefix sum. XAttention keeps block J when the
-// forced mass plus the mass ranked before J is still below tau * total.
+// list with a workgroup prefix sum. XAttention keeps block J when the mass
+// J is tested on is still below tau * total: the forced mass (blocks 0 and
+// I) plus the mass ranked before J; with FLAG_XATTN_DIAG (the official rule
+// from key block 0) only I is forced, block 0 competes and is kept anyway,
+// the first candidate is always kept, and the mass of the candidate ranked
+// just before J is left out.
 //
 // Loop budget (llvmpipe: 65535 iterations of non-unrolled loops per
 // invocation, all loops together; see vk_loop_budget). With c = ceil(n/256):
@@ -86,7 +90,8 @@ void main()
     gI = row;
     uint sel = P.dims3.x;
     int sink = int(P.dims3.y), local_ = int(P.dims3.z);
-    bool xattn = sel == SEL_XATTN;
+    bool xattn = sel == SEL_XATTN || sel == SEL_XATTN_STRICT;
+    bool diag_only = (P.dims3.w & FLAG_XATTN_DIAG) != 0u;
     bool all_ = sel == SEL_DENSE || (P.dims3.w & FLAG_DENSE) != 0u ||
                 (!xattn && int(I) + 1 <= budget[I]);
 
@@ -146,7 +151,7 @@ void main()
         for (uint J = tid; J <= I; J += 256u)
             s += xw(J);
         target = P.f1.x * reduce_sum(s);
-        F = xw(0u) + (I > 0u ? xw(I) : 0.0);
+        F = diag_only || I == 0u ? xw(I) : xw(0u) + xw(I);
     }
 
     uint eq_carry = 0u, pos_carry = 0u;
@@ -161,17 +166,28 @@ void main()
                 if (J == 0u || J == I) {
                     keep = true;
                 } else {
-                    // 16 blocks per iteration (unrolled), in ascending j as before.
-                    float wj = xw(J), before = 0.0;
-                    for (uint j0 = 1u; j0 < I; j0 += 16u) {
+                    // 16 blocks per iteration (unrolled), in ascending j as before;
+                    // (lw, lj): the candidate ranked just before J so far.
+                    uint first = diag_only ? 0u : 1u;
+                    float wj = xw(J), before = 0.0, lw = 0.0;
+                    uint lj = 0xffffffffu;
+                    for (uint j0 = first; j0 < I; j0 += 16u) {
                         [[unroll]] for (uint u = 0u; u < 16u; u++) {
                             uint j = j0 + u;
                             float wo = xw(min(j, I - 1u));
-                            if (j < I && (wo > wj || (wo == wj && j < J)))
+                            if (j < I && (wo > wj || (wo == wj && j < J))) {
                                 before += wo;
+                                if (lj == 0xffffffffu || wo < lw || (wo == lw && j > lj)) {
+                                    lw = wo;
+                                    lj = j;
+                                }
+                            }
                         }
                     }
-                    keep = F + before < target;
+                    if (!diag_only)
+                        keep = F + before < target;
+                    else
+                        keep = lj == 0xffffffffu ? 0.0 < target : F + (before - lw) < target;
                 }
             } else {
                 float x = score_at(J);

@@ -1,0 +1,115 @@
+/* stem eval, shared between its files: configurations, the attention hook
+ * state, the scoring sums, the arguments and the run's state.
+ *   cmd_eval.c            the driver: one window per text, the result table
+ *   cmd_eval_args.c       --help and argument / configuration parsing
+ *   cmd_eval_hook.c       every attention layer through libstem (+ Q/K/V dumps)
+ *   cmd_eval_score.c      perplexity, KL and top-1 agreement of a window
+ *   cmd_eval_cache.c      the dense hidden-state cache and its keys
+ *   cmd_eval_generate.c   forwards, greedy continuation, logits dumps
+ *   cmd_eval_provenance.c the commit recorded with each result */
+#ifndef STEM_CMD_EVAL_H
+#define STEM_CMD_EVAL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "stem.h"
+#include "tool.h"
+
+#include "../model/smollm2.h"
+#include "../model/tokenizer.h"
+
+#define EVAL_DEFAULT_MODEL ".model/SmolLM2-135M-Instruct.Q4_1.gguf"
+#define EVAL_MAX_CONFIGS 64
+#define EVAL_MAX_TEXTS 8
+
+typedef struct eval_config {
+    char label[96];
+    stem_config cfg;
+} eval_config;
+
+typedef struct stem_call {
+    stem_context *ctx;
+    int heads_q, heads_kv, head_dim;
+} stem_call;
+
+typedef struct hook {
+    stem_call sc;
+    stem_config cfg;            /* the configuration every layer runs */
+    int64_t n;
+    double kept, causal;        /* kept / causal blocks summed over layers and heads */
+    stem_status status;
+    /* per-layer error of other configurations on these activations */
+    const eval_config *err_cfgs;
+    int n_err;
+    double *err;                /* [n_err][n_layer] relative L2 error */
+    double *err_density;        /* [n_err][n_layer] */
+    int64_t err_from;           /* first row compared */
+    float *scratch;             /* [Hq][n][dh] */
+    /* dumps */
+    const char *dump_dir;
+    const int64_t *dump_layers;
+    int n_dump_layers, dump_kv_head, dump_q_heads;
+    int failed_dump;
+} hook;
+
+typedef struct score_sums {
+    double nll_dense, nll, kl, kl_max;
+    int64_t top1_same, rows;
+    /* the same over the window's second half, where budgets have decayed */
+    double nll_dense_late, nll_late, kl_late;
+    int64_t rows_late;
+} score_sums;
+
+typedef struct eval_args {
+    tool_opts o;
+    const char *model, *texts, *configs, *err_configs, *cache, *results;
+    const char *dump_logits, *dump_qkv, *dump_ids;
+    int64_t tokens, offset, score_from, generate;
+    int64_t dump_layers[16];
+    int n_dump_layers;
+    int32_t dump_kv_head, dump_q_heads;
+} eval_args;
+
+typedef struct eval_state {
+    smollm2 model;
+    bpe_tokenizer *tok;
+    hook h;
+    char commit[64], date[32], device[512];
+    uint64_t model_hash;
+} eval_state;
+
+/* cmd_eval_args.c: 0, 1 after --help, else 2 (message printed). */
+int eval_parse_args(int argc, char **argv, eval_args *a);
+/* ';'-separated selector[:key=value...] items over base; -1 on error (printed). */
+int eval_parse_configs(const char *spec, const stem_config *base, eval_config *out, int cap,
+                       int *count);
+
+/* cmd_eval_hook.c: smollm2's attention callback; user is a hook. */
+int eval_attention_hook(void *user, int layer, const float *q, const float *k, const float *v,
+                        float *out, int64_t n);
+
+/* cmd_eval_score.c */
+int eval_score_window(const smollm2 *m, const float *hid_dense, const float *hid_sparse,
+                      const int32_t *tokens, int64_t n, int64_t from, float *dense_lp,
+                      int dense_lp_ready, score_sums *s);
+void eval_print_row(FILE *f, const char *label, int block, double density, double ppl,
+                    double ppl_dense, const score_sums *s, double sec);
+
+/* cmd_eval_cache.c */
+uint64_t eval_fnv1a(const void *p, size_t n, uint64_t h);
+int eval_mkdirs(const char *path);
+int eval_load_cache(const char *path, float *hid, size_t bytes);
+void eval_save_cache(const char *path, const float *hid, size_t bytes);
+
+/* cmd_eval_generate.c */
+int eval_forward(eval_state *es, const stem_config *cfg, const int32_t *ids, int64_t n,
+                 float *hidden, double *density);
+int eval_generate(eval_state *es, const int32_t *ids, int64_t n, int64_t count);
+int eval_dump_logits(eval_state *es, const char *path, const int32_t *ids, int64_t n,
+                     const float *hid);
+
+/* cmd_eval_provenance.c */
+void eval_git_commit(char *out, size_t cap);
+
+#endif
