@@ -147,6 +147,10 @@ static stem_status check_config(const stem_config *c, int64_t n_tokens)
         !finite_nonneg(c->paper_short_rate) || !finite_nonneg(c->paper_long_rate))
         return bad("medium_rate, large_rate, paper_short_rate and paper_long_rate must be "
                    "finite and >= 0");
+    if (!(c->dense_above_density >= 0.0 && c->dense_above_density <= 1.0))
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "dense_above_density=%g must be in [0, 1] (0 = off)",
+                              c->dense_above_density);
     if (!(c->xattn_threshold > 0.0f && c->xattn_threshold <= 1.0f))
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "xattn_threshold=%g must be in (0, 1]",
                               (double)c->xattn_threshold);
@@ -239,6 +243,18 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
     if (st != STEM_OK) {
         free(plan);
         return st;
+    }
+    /* Near-dense budgets run dense: scoring and selection would cost more
+     * than the few skipped blocks save. */
+    if (c.dense_above_density > 0.0 && !plan->dense && !stem_selector_is_xattention(c.selector) &&
+        plan->budget_density >= c.dense_above_density) {
+        /* Keyed on the prompt's schedule like the budget, so every chunk of a
+         * prompt decides alike. */
+        plan->dense = 1;
+        plan->k_start = (int32_t)plan->n_prompt;
+        plan->budget_density = 1.0;
+        for (int64_t i = 0; i < plan->n_prompt; ++i)
+            plan->budget[i] = (int32_t)plan->n_prompt;
     }
     /* stem_prefill passes: everything at once when it fits, else one batch
      * entry and a chunk of query heads at a time. */
