@@ -55,8 +55,9 @@ typedef struct attn_scratch {
 
 typedef struct attn_job {
     const stem_cpu_kernels *k;
-    const stem_tensor *q, *kk, *v, *index, *count, *out;
-    int64_t n_tokens, n_blocks, hkv, chunks;
+    const stem_tensor *q, *kk, *v, *index, *count, *out, *lse;
+    int64_t n_tokens, n_blocks, hkv, chunks; /* n_tokens: visible keys L; n_blocks: key blocks */
+    int64_t q_offset, row0, n_rows;          /* query 0 at position q_offset; rows from row0 */
     int bs, d, dp, kt, nr; /* block size, head_dim, padded to nr, keys per tile, panel width */
     int group, gh;         /* Hq / Hkv, query heads per item */
     float qmul;            /* scale * log2(e) */
@@ -68,6 +69,7 @@ typedef struct attn_job {
  * diagonal-block keys at offsets diag_key0.. from the block start. */
 typedef struct tile_state {
     int cols, diag_col, diag_key0;
+    int qoff;       /* in-block offset of the item's first query (partial first row) */
     uint32_t heads; /* heads that listed every block in the tile */
 } tile_state;
 
@@ -147,8 +149,8 @@ static void tile_head(const attn_job *job, attn_scratch *w, const tile_state *t,
         if (job->bf16) /* Q stayed exact bf16: scale the logits instead */
             k->scale(s, cols, job->qmul);
         if (t->diag_col >= 0) {
-            /* key offset diag_key0 + (c - diag_col) is visible iff <= i */
-            int first_masked = t->diag_col + (i - t->diag_key0) + 1;
+            /* key offset diag_key0 + (c - diag_col) is visible iff <= qoff + i */
+            int first_masked = t->diag_col + (t->qoff + i - t->diag_key0) + 1;
             if (first_masked < t->diag_col)
                 first_masked = t->diag_col;
             for (int c = first_masked; c < cols; c++)
@@ -325,10 +327,10 @@ static void load_key(const attn_job *job, attn_scratch *w, int64_t b, int64_t kh
     }
 }
 
-/* Length of head h's list for row I, clamped to [0, nk]. */
-static int64_t list_count(const attn_job *job, int64_t b, int64_t h, int64_t I)
+/* Length of head h's list for row r, clamped to [0, nk]. */
+static int64_t list_count(const attn_job *job, int64_t b, int64_t h, int64_t r)
 {
-    int64_t cnt = *stem_cpu_i32_at(job->count, b, h, I, 0);
+    int64_t cnt = *stem_cpu_i32_at(job->count, b, h, r, 0);
     if (cnt < 0)
         cnt = 0;
     if (cnt > job->n_blocks)
@@ -339,24 +341,27 @@ static int64_t list_count(const attn_job *job, int64_t b, int64_t h, int64_t I)
 static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
 {
     const int bs = job->bs, d = job->d, dp = job->dp, kt = job->kt;
-    const int64_t I = id % job->n_blocks;
-    int64_t r = id / job->n_blocks;
+    const int64_t row = id % job->n_rows, I = job->row0 + row; /* absolute query block */
+    int64_t r = id / job->n_rows;
     const int64_t chunk = r % job->chunks;
     r /= job->chunks;
     const int64_t kh = r % job->hkv, b = r / job->hkv;
     const int64_t h0 = kh * job->group + chunk * job->gh;
     const int nh = (int)(job->group - chunk * job->gh < job->gh ? job->group - chunk * job->gh
                                                                  : job->gh);
-    const int64_t q0 = I * bs;
-    const int rows = (int)(job->n_tokens - q0 < bs ? job->n_tokens - q0 : bs);
+    /* The call's queries in block I: positions [p0, p1), rows p - q_offset of q. */
+    const int64_t p0 = I * bs > job->q_offset ? I * bs : job->q_offset;
+    const int64_t p1 = (I + 1) * bs < job->n_tokens ? (I + 1) * bs : job->n_tokens;
+    const int64_t q0 = p0 - job->q_offset;
+    const int rows = (int)(p1 - p0);
 
     /* Which heads list which blocks. */
     memset(w->heads, 0, (size_t)(I + 1) * sizeof(uint32_t));
     for (int hh = 0; hh < nh; hh++) {
-        const int64_t cnt = list_count(job, b, h0 + hh, I);
+        const int64_t cnt = list_count(job, b, h0 + hh, row);
         int64_t prev = -1;
         for (int64_t p = 0; p < cnt; p++) {
-            const int64_t J = *stem_cpu_i32_at(job->index, b, h0 + hh, I, p);
+            const int64_t J = *stem_cpu_i32_at(job->index, b, h0 + hh, row, p);
             /* The core checks lists; still never read outside causal blocks. */
             if (J <= prev || J > I)
                 continue;
@@ -385,7 +390,7 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
         }
     }
 
-    tile_state t = {0, -1, 0, 0};
+    tile_state t = {0, -1, 0, (int)(p0 - I * bs), 0};
     for (int64_t J = 0; J <= I; J++) {
         const uint32_t heads = w->heads[J];
         if (!heads)
@@ -422,6 +427,11 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
             const float inv = li > 0.0f ? 1.0f / li : isnan(li) ? li : 0.0f; /* no visible key: 0 */
             stem_cpu_store_row(job->out, b, h0 + hh, q0 + i, d,
                                w->o + (ptrdiff_t)hh * bs * dp + (ptrdiff_t)i * dp, inv);
+            if (job->lse) /* natural log of the denominator: (m + log2 l) ln 2 */
+                *stem_cpu_f32_at(job->lse, b, h0 + hh, q0 + i, 0) =
+                    li > 0.0f ? (w->m[hh * bs + i] + log2f(li)) * 0.69314718055994531f
+                    : isnan(li) ? li
+                                : -INFINITY;
         }
 }
 
@@ -461,9 +471,10 @@ static int heads_per_item(const stem_plan *plan, int group, int bs, int d, int d
     return (int)((group + chunks - 1) / chunks);
 }
 
-stem_status stem_cpu_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                               const stem_tensor *v, const stem_tensor *index,
-                               const stem_tensor *count, const stem_tensor *out)
+stem_status stem_cpu_attention(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                               const stem_tensor *k, const stem_tensor *v,
+                               const stem_tensor *index, const stem_tensor *count,
+                               const stem_tensor *out)
 {
     const stem_cpu_context *ctx = stem_cpu_ctx(plan);
     attn_job job;
@@ -474,15 +485,19 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_tensor *q, const stem
     job.index = index;
     job.count = count;
     job.out = out;
-    job.n_tokens = plan->desc.q_len;
-    job.n_blocks = plan->n_blocks;
-    job.hkv = plan->desc.num_kv_heads;
+    job.lse = pass->lse;
+    job.n_tokens = pass->kv_len;
+    job.n_blocks = pass->n_keys;
+    job.q_offset = pass->q_offset;
+    job.row0 = pass->row0;
+    job.n_rows = pass->n_rows;
+    job.hkv = pass->num_kv_heads;
     job.bs = plan->cfg.block_size;
     job.d = (int)plan->desc.head_dim;
     job.nr = ctx->k->nr;
     job.dp = (job.d + job.nr - 1) / job.nr * job.nr;
     job.kt = (key_tile(job.d) + job.nr - 1) / job.nr * job.nr;
-    job.group = (int)(plan->desc.num_q_heads / plan->desc.num_kv_heads);
+    job.group = (int)(pass->num_q_heads / pass->num_kv_heads); /* heads per KV head in the pass */
     job.gh = heads_per_item(plan, job.group, job.bs, job.d, job.dp, job.kt);
     job.chunks = (job.group + job.gh - 1) / job.gh;
     job.qmul = plan->scale * 1.4426950408889634f;
@@ -494,8 +509,8 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_tensor *q, const stem
                k->dtype == STEM_DTYPE_BF16 && job.d % 2 == 0;
     job.pv_bf16 = job.bf16 && v->dtype == STEM_DTYPE_BF16;
 
-    const int64_t n = plan->n_blocks;
-    const int64_t items = plan->desc.batch * job.hkv * job.chunks * n;
+    const int64_t n = pass->n_rows;
+    const int64_t items = pass->batch * job.hkv * job.chunks * n;
     const int threads = ctx->threads;
 
     /* Every thread's tiles and the item order up front, so running out of
@@ -517,14 +532,14 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_tensor *q, const stem
 
     /* Cost of an item ~ blocks its heads listed (each a tile of GEMMs). */
     for (int64_t it = 0; it < items; it++) {
-        const int64_t I = it % n, r = it / n;
+        const int64_t row = it % n, I = job.row0 + row, r = it / n;
         const int64_t chunk = r % job.chunks, bk = r / job.chunks; /* bk = b * Hkv + kh */
         const int64_t b = bk / job.hkv, h0 = (bk % job.hkv) * job.group + chunk * job.gh;
         const int64_t nh = job.group - chunk * job.gh < job.gh ? job.group - chunk * job.gh
                                                                : job.gh;
         int64_t cost = 0;
         for (int64_t h = h0; h < h0 + nh; h++) {
-            const int64_t c = list_count(&job, b, h, I);
+            const int64_t c = list_count(&job, b, h, row);
             cost += c < I + 1 ? c : I + 1;
         }
         order[it].cost = cost;
