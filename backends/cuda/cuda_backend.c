@@ -485,17 +485,18 @@ CUDA_ENTRY(entry_buffer_read, cuda_buffer_read, ctx,
 CUDA_ENTRY(entry_synchronize, cuda_synchronize, ctx, (stem_context * ctx), (ctx))
 CUDA_ENTRY(entry_plan_init, stem_cuda_plan_init, plan->ctx, (stem_plan * plan), (plan))
 CUDA_ENTRY(entry_score, stem_cuda_score, plan->ctx,
-           (stem_plan * plan, const stem_tensor *q, const stem_tensor *k, const stem_tensor *v,
-            const stem_tensor *scores),
-           (plan, q, k, v, scores))
+           (stem_plan * plan, const stem_pass *pass, const stem_tensor *q, const stem_tensor *k,
+            const stem_tensor *v, const stem_tensor *scores),
+           (plan, pass, q, k, v, scores))
 CUDA_ENTRY(entry_select, stem_cuda_select, plan->ctx,
-           (stem_plan * plan, const stem_tensor *scores, const stem_tensor *index,
-            const stem_tensor *count),
-           (plan, scores, index, count))
+           (stem_plan * plan, const stem_pass *pass, const stem_tensor *scores,
+            const stem_tensor *index, const stem_tensor *count),
+           (plan, pass, scores, index, count))
 CUDA_ENTRY(entry_attention, stem_cuda_attention, plan->ctx,
-           (stem_plan * plan, const stem_tensor *q, const stem_tensor *k, const stem_tensor *v,
-            const stem_tensor *index, const stem_tensor *count, const stem_tensor *out),
-           (plan, q, k, v, index, count, out))
+           (stem_plan * plan, const stem_pass *pass, const stem_tensor *q, const stem_tensor *k,
+            const stem_tensor *v, const stem_tensor *index, const stem_tensor *count,
+            const stem_tensor *out),
+           (plan, pass, q, k, v, index, count, out))
 #undef CUDA_ENTRY
 
 static void entry_buffer_free(stem_context *ctx, stem_buffer *buf)
@@ -536,4 +537,9 @@ const stem_backend_ops stem_cuda_backend_ops = {
     .select = entry_select,
     .attention = entry_attention,
     .synchronize = entry_synchronize,
+    .caps = STEM_CAP_Q_OFFSET | STEM_CAP_VSTATS | STEM_CAP_LSE,
+    .dtypes = (1u << STEM_DTYPE_F32) | (1u << STEM_DTYPE_F16) | (1u << STEM_DTYPE_BF16),
+    .head_dim_min = 8,
+    .head_dim_max = 256,
+    .head_dim_step = 8,
 };
