@@ -357,17 +357,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     stem_plan_info info;
     stem_plan_info_init(&info);
     CHECK(stem_plan_get_info(plan, &info) == STEM_OK, "%s", stem_last_error());
-    const int64_t n = info.num_q_blocks;
-    CHECK(n == (d.q_len + c.block_size - 1) / c.block_size, "num_q_blocks %lld", (long long)n);
-    CHECK(info.k_end >= 0 && info.k_start >= 0 && info.k_start <= n, "k_start %d of %lld",
-          info.k_start, (long long)n);
+    /* Bottom-right queries: rows are the absolute query blocks of the last
+     * q_len of kv_len keys; the budget is keyed on the prompt (kv_len here). */
+    const int64_t n = info.num_q_blocks, nk = info.num_k_blocks;
+    const int64_t prefix = d.kv_len - d.q_len;
+    CHECK(nk == (d.kv_len + c.block_size - 1) / c.block_size, "num_k_blocks %lld", (long long)nk);
+    CHECK(n == nk - prefix / c.block_size, "num_q_blocks %lld of %lld key blocks", (long long)n,
+          (long long)nk);
+    CHECK(info.k_end >= 0 && info.k_start >= 0 && info.k_start <= nk, "k_start %d of %lld",
+          info.k_start, (long long)nk);
     if (n <= 4096) {
         int32_t budget[4096];
         CHECK(stem_plan_get_budget(plan, budget, (size_t)n) == STEM_OK, "%s", stem_last_error());
         for (int64_t i = 0; i < n; ++i)
-            CHECK(budget[i] >= 1 && budget[i] <= n, "budget[%lld] = %d", (long long)i, budget[i]);
+            CHECK(budget[i] >= 1 && budget[i] <= nk, "budget[%lld] = %d", (long long)i, budget[i]);
     }
-    if (d.batch * d.num_q_heads * d.q_len * d.head_dim > MAX_ELEMS || n > MAX_BLOCKS) {
+    /* The stages below are driven with fresh-prefill tensors; chunked calls
+     * have their own cases in the conformance and misuse tables. */
+    if (d.batch * d.num_q_heads * d.q_len * d.head_dim > MAX_ELEMS || n > MAX_BLOCKS ||
+        d.q_len != d.kv_len) {
         stem_plan_destroy(plan);
         return 0;
     }
