@@ -29,6 +29,11 @@
  *  - New fields are only ever appended. The library reads (and writes) only
  *    the fields that lie inside the caller's struct_size, so a caller built
  *    against an older stem.h gets the defaults for the newer fields.
+ *  - Limit until 1.0: stem_..._init() writes the whole struct of the library
+ *    it runs in, so it is safe only with the header that library was built
+ *    from. In 0.x every minor version has its own soname (README), so a
+ *    program never meets a library with larger structs; before 1.0 the
+ *    _init functions will take the caller's size.
  *  - stem_tensor, a small view passed by pointer, has no struct_size: it
  *    carries flags and reserved words instead, which must be zero today
  *    (zero-initialise it or use the constructors). Enums may gain values.
