@@ -81,13 +81,35 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
     const smollm2 *m = &es->model;
     const int64_t n = a->tokens;
     const int32_t *ids = all + a->offset;
-    const int64_t from = a->score_from >= 0 ? (a->score_from < n - 1 ? a->score_from : n - 2)
-                                            : 0;
+    if (a->dense_from >= n) {
+        free(all);
+        return tool_error("eval: --dense-from %lld must be below --tokens %lld",
+                          (long long)a->dense_from, (long long)n);
+    }
+    /* deployment mode scores the first answer token (from the last prompt
+     * row) and the dense-decoded rest */
+    const int64_t from0 = a->score_from >= 0 ? a->score_from
+                                             : (a->dense_from > 0 ? a->dense_from - 1 : 0);
+    const int64_t from = from0 < n - 1 ? from0 : n - 2;
+    es->h.dense_from = a->dense_from;
+    const int64_t plan_rows = a->dense_from > 0 ? a->dense_from : n;
+    for (int c = 0; c < n_cfgs; c++)
+        if (eval_prepare_config(es, (eval_config *)&cfgs[c], plan_rows)) {
+            free(all);
+            return 1;
+        }
+    for (int c = 0; c < n_err; c++)
+        if (eval_prepare_config(es, (eval_config *)&err_cfgs[c], plan_rows)) {
+            free(all);
+            return 1;
+        }
     uint64_t ids_hash = eval_fnv1a(ids, (size_t)n * sizeof *ids, 1469598103934665603ull);
     printf("# text %s: %lld tokens; window [%lld, %lld), ids fnv64 %016llx; scored positions "
-           "[%lld, %lld)\n",
+           "[%lld, %lld)%s\n",
            text_path, (long long)count, (long long)a->offset, (long long)(a->offset + n),
-           (unsigned long long)ids_hash, (long long)from, (long long)(n - 1));
+           (unsigned long long)ids_hash, (long long)from, (long long)(n - 1),
+           a->dense_from > 0 ? "; deployment mode: prompt [0, P) sparse, rows >= P dense" : "");
+    if (a->dense_from > 0) printf("# P = %lld\n", (long long)a->dense_from);
     fflush(stdout);
     int rc = 0;
     if (a->generate > 0) {
@@ -167,7 +189,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
             fprintf(res, "text\toffset\ttokens\tscore_from\tconfig\tselector\tblock\tk\ttau\tmu\t"
                          "beta\tdense_layers\tdensity\tppl\tppl_dense\tkl_mean\tkl_max\ttop1_agree"
                          "\tseconds\tcommit\tmodel_fnv64\tppl_2nd_half\tppl_dense_2nd_half"
-                         "\tkl_2nd_half\n");
+                         "\tkl_2nd_half\tdense_from\tnll_sum\tnll_dense_sum\tkl_sum\trows\n");
     }
     printf("%-34s %5s %8s %9s %9s %10s %10s %9s %7s %8s\n", "config", "block", "density", "ppl",
            "ppl_dense", "kl_mean", "kl_2nd_half", "kl_max", "top1", "seconds");
@@ -176,7 +198,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
     for (int c = 0; c < n_cfgs && !rc; c++) {
         double density = 1.0;
         t0 = tool_now_ms();
-        if ((rc = eval_forward(es, &cfgs[c].cfg, ids, n, hid, &density))) break;
+        if ((rc = eval_forward_config(es, &cfgs[c], ids, n, hid, &density))) break;
         if (eval_score_window(m, hid_dense, hid, ids, n, from, dense_lp, 1, &s)) {
             rc = tool_error("eval: out of memory scoring");
             break;
@@ -189,14 +211,16 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
             const stem_config *k = &cfgs[c].cfg;
             fprintf(res,
                     "%s\t%lld\t%lld\t%lld\t%s\t%s\t%d\t%d\t%g\t%g\t%g\t%d\t%.6f\t%.6f\t%.6f\t%.6e"
-                    "\t%.6e\t%.6f\t%.1f\t%s\t%016llx\t%.6f\t%.6f\t%.6e\n",
+                    "\t%.6e\t%.6f\t%.1f\t%s\t%016llx\t%.6f\t%.6f\t%.6e\t%lld\t%.6f\t%.6f\t%.6e"
+                    "\t%lld\n",
                     base_name(text_path), (long long)a->offset, (long long)n, (long long)from,
                     cfgs[c].label, stem_selector_name(k->selector), k->block_size, k->k_start,
                     (double)k->xattn_threshold, k->mu, (double)k->beta, k->dense_layers, density,
                     ppl, ppl_dense, s.kl / (double)s.rows, s.kl_max,
                     (double)s.top1_same / (double)s.rows, sec, es->commit,
                     (unsigned long long)es->model_hash, exp(s.nll_late / (double)s.rows_late),
-                    exp(s.nll_dense_late / (double)s.rows_late), s.kl_late / (double)s.rows_late);
+                    exp(s.nll_dense_late / (double)s.rows_late), s.kl_late / (double)s.rows_late,
+                    (long long)a->dense_from, s.nll, s.nll_dense, s.kl, (long long)s.rows);
             fflush(res);
         }
     }
@@ -293,6 +317,10 @@ int cmd_eval(int argc, char **argv)
            a.model, gf.size, (unsigned long long)es.model_hash, es.model.n_layer,
            es.model.d_model, es.model.n_head, es.model.n_kv_head, es.model.head_dim,
            es.model.n_vocab, es.model.weight_types, load_sec);
+    if (a.task) {
+        rc = eval_task(&es, &a, cfgs, n_cfgs);
+        goto out;
+    }
     char *texts = strdup(a.texts);
     if (!texts) {
         rc = tool_error("eval: out of memory");
