@@ -123,7 +123,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
     float *hid_dense = malloc(hbytes), *hid = malloc(hbytes), *dense_lp = NULL;
     float *scratch = n_err ? malloc((size_t)n * (size_t)(m->n_head * m->head_dim) * sizeof(float))
                            : NULL;
-    double *err = n_err ? calloc((size_t)n_err * 64 * 2, sizeof(double)) : NULL;
+    double *err = n_err ? calloc((size_t)n_err * 64 * 4, sizeof(double)) : NULL;
     if (!hid_dense || !hid || (n_err && (!scratch || !err))) {
         rc = tool_error("eval: out of memory");
         goto done;
@@ -146,6 +146,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
         h->n_err = n_err;
         h->err = err;
         h->err_density = err ? err + (size_t)n_err * 64 : NULL;
+        h->err_halves = err ? err + (size_t)n_err * 64 * 2 : NULL;
         h->err_from = from;
         h->scratch = scratch;
         h->dump_dir = a->dump_qkv;
@@ -238,7 +239,8 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
             int fresh = stat(lp, &st) != 0;
             lf = fopen(lp, "a");
             if (lf && fresh)
-                fprintf(lf, "text\toffset\ttokens\tconfig\tlayer\trel_l2\tdensity\tcommit\n");
+                fprintf(lf, "text\toffset\ttokens\tconfig\tlayer\trel_l2\tdensity\tcommit"
+                            "\trel_l2_1st_half\trel_l2_2nd_half\tscore_from\n");
         }
         for (int l = 0; l < m->n_layer; l++) {
             printf("%d", l);
@@ -247,9 +249,12 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
                 double dd = err[(size_t)n_err * 64 + (size_t)c * 64 + (size_t)l];
                 printf("\t%.3e [%.3f]", e, dd);
                 if (lf)
-                    fprintf(lf, "%s\t%lld\t%lld\t%s\t%d\t%.6e\t%.6f\t%s\n", base_name(text_path),
-                            (long long)a->offset, (long long)n, err_cfgs[c].label, l, e, dd,
-                            es->commit);
+                    fprintf(lf, "%s\t%lld\t%lld\t%s\t%d\t%.6e\t%.6f\t%s\t%.6e\t%.6e\t%lld\n",
+                            base_name(text_path), (long long)a->offset, (long long)n,
+                            err_cfgs[c].label, l, e, dd, es->commit,
+                            err[(size_t)n_err * 128 + ((size_t)c * 64 + (size_t)l) * 2],
+                            err[(size_t)n_err * 128 + ((size_t)c * 64 + (size_t)l) * 2 + 1],
+                            (long long)from);
             }
             printf("\n");
         }

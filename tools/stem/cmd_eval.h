@@ -48,6 +48,7 @@ typedef struct hook {
     int n_err;
     double *err;                /* [n_err][n_layer] relative L2 error */
     double *err_density;        /* [n_err][n_layer] */
+    double *err_halves;         /* [n_err][n_layer][2]: rows [0, n/2) and [n/2, n) */
     int64_t err_from;           /* first row compared */
     float *scratch;             /* [Hq][n][dh] */
     /* dumps */

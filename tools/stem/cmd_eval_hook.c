@@ -259,16 +259,25 @@ int eval_attention_hook(void *user, int layer, const float *q, const float *k,
             h->status = st;
             return 2;
         }
-        double num = 0.0, den = 0.0;
+        /* relative L2 over rows [err_from, n), and over each half of the window */
+        double num = 0.0, den = 0.0, nh[2] = {0, 0}, dh[2] = {0, 0};
         for (int hh = 0; hh < hq; hh++)
-            for (int64_t t = h->err_from; t < n; t++)
+            for (int64_t t = 0; t < n; t++) {
+                double nt = 0.0, dt = 0.0;
                 for (int i = 0; i < d; i++) {
                     int64_t at = ((int64_t)hh * n + t) * d + i;
                     double diff = (double)h->scratch[at] - out[at];
-                    num += diff * diff;
-                    den += (double)out[at] * out[at];
+                    nt += diff * diff;
+                    dt += (double)out[at] * out[at];
                 }
+                if (t >= h->err_from) num += nt, den += dt;
+                nh[t >= n / 2] += nt;
+                dh[t >= n / 2] += dt;
+            }
         h->err[(size_t)c * 64 + (size_t)layer] = den > 0 ? sqrt(num / den) : 0.0;
+        for (int half = 0; half < 2; half++)
+            h->err_halves[((size_t)c * 64 + (size_t)layer) * 2 + (size_t)half] =
+                dh[half] > 0 ? sqrt(nh[half] / dh[half]) : 0.0;
         h->err_density[(size_t)c * 64 + (size_t)layer] = density_of(counts, hq, nq2);
     }
     free(counts);
