@@ -32,6 +32,7 @@ void stem_config_init(stem_config *cfg)
     cfg->uniform_k = 0;
     cfg->xattn_threshold = 0.9f;
     cfg->dense_layers = 2;
+    cfg->dense_above_density = 0.0;
 }
 
 void stem_attention_desc_init(stem_attention_desc *desc)

@@ -94,6 +94,10 @@ static stem_status check_config(const stem_config *c, int64_t n_tokens)
         !finite_nonneg(c->paper_short_rate) || !finite_nonneg(c->paper_long_rate))
         return bad("medium_rate, large_rate, paper_short_rate and paper_long_rate must be "
                    "finite and >= 0");
+    if (!(c->dense_above_density >= 0.0 && c->dense_above_density <= 1.0))
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "dense_above_density=%g must be in [0, 1] (0 = off)",
+                              c->dense_above_density);
     if (!(c->xattn_threshold > 0.0f && c->xattn_threshold <= 1.0f))
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "xattn_threshold=%g must be in (0, 1]",
                               (double)c->xattn_threshold);
@@ -166,6 +170,16 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
     if (st != STEM_OK) {
         free(plan);
         return st;
+    }
+    /* Near-dense budgets run dense: scoring and selection would cost more
+     * than the few skipped blocks save. */
+    if (c.dense_above_density > 0.0 && !plan->dense && !stem_selector_is_xattention(c.selector) &&
+        plan->budget_density >= c.dense_above_density) {
+        plan->dense = 1;
+        plan->k_start = (int32_t)plan->n_blocks;
+        plan->budget_density = 1.0;
+        for (int64_t i = 0; i < plan->n_blocks; ++i)
+            plan->budget[i] = (int32_t)plan->n_blocks;
     }
     /* stem_prefill passes: everything at once when it fits, else one batch
      * entry and a chunk of query heads at a time. */

@@ -287,6 +287,11 @@ typedef struct stem_config {
     float xattn_threshold;       /* tau (0.9), in (0, 1] */
     /* Model-level: layers with layer_index < dense_layers run dense (2). */
     int32_t dense_layers;
+    /* > 0: a plan whose budget keeps at least this fraction of the causal
+     * blocks runs dense instead (every causal block, no scoring), since
+     * scoring and selection cannot pay off there. 0 = off (default, as the
+     * official code); in [0, 1]. Not applied to the XATTENTION selectors. */
+    double dense_above_density;
 } stem_config;
 STEM_API void stem_config_init(stem_config *cfg);
 

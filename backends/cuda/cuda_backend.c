@@ -2,10 +2,10 @@
  *
  * Environment:
  *   STEM_CUDA_LIBRARY=path          driver library to dlopen (default libcuda.so.1)
- *   STEM_CUDA_GENERIC_ATTENTION=1   exact f32 CUDA-core attention for every dtype
- *   STEM_CUDA_ATTN_WIDE=0           block 128: the 8-warp x 16-row kernel instead of
- *                                   the default 4-warp x 32-row one
- *   STEM_CUDA_ATTN_QSMEM=1          16-row kernels at head_dim 128 re-read Q from shared memory */
+ *   STEM_CUDA_ATTN=sm90|sm90s|sm90p|mma|generic  that family of attention kernels first
+ *                                   (cuda_variants.c); plans it cannot run take the defaults
+ *   STEM_CUDA_GENERIC_ATTENTION=1   same as STEM_CUDA_ATTN=generic
+ *   STEM_CUDA_SCORE_GEMM=tc         the score GEMM on tensor cores (3xTF32 mma.sync) */
 #include "cuda_common.h"
 
 #include <stdio.h>
@@ -13,42 +13,26 @@
 #include <string.h>
 
 /* Generated from the .cu files at build time (backend.cmake). */
-extern const unsigned char stem_cuda_fatbin_score[];
-extern const unsigned char stem_cuda_fatbin_select[];
-extern const unsigned char stem_cuda_fatbin_attention_generic[];
-extern const unsigned char stem_cuda_fatbin_attention_mma[];
+#define STEM_CUDA_FATBIN_DECL(id, file, arch) extern const unsigned char stem_cuda_fatbin_##file[];
+STEM_CUDA_MODULES(STEM_CUDA_FATBIN_DECL)
+#undef STEM_CUDA_FATBIN_DECL
 
-static const unsigned char *const module_image[STEM_CUDA_MOD_COUNT] = {
-    stem_cuda_fatbin_score, stem_cuda_fatbin_select, stem_cuda_fatbin_attention_generic,
-    stem_cuda_fatbin_attention_mma};
+static const struct {
+    const unsigned char *image;
+    int arch; /* 0: any device; 90: compute capability 9.0 only */
+} module_table[STEM_CUDA_MOD_COUNT] = {
+#define STEM_CUDA_MODULE_ROW(id, file, arch) {stem_cuda_fatbin_##file, arch},
+    STEM_CUDA_MODULES(STEM_CUDA_MODULE_ROW)
+#undef STEM_CUDA_MODULE_ROW
+};
 
 static const struct {
     int mod;
     const char *name;
 } kernel_table[STEM_CUDA_FN_COUNT] = {
-    {STEM_CUDA_MOD_SCORE, "stem_k_phase_sums"},
-    {STEM_CUDA_MOD_SCORE, "stem_k_group_vmax"},
-    {STEM_CUDA_MOD_SCORE, "stem_k_value_bonus"},
-    {STEM_CUDA_MOD_SCORE, "stem_k_score_gemm"},
-    {STEM_CUDA_MOD_SCORE, "stem_k_xattn_scores"},
-    {STEM_CUDA_MOD_SELECT, "stem_k_select"},
-    {STEM_CUDA_MOD_ATTN_GENERIC, "stem_k_attn_generic"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_f16_d64_b64"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_f16_d64_b128"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_f16_d128_b64"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_f16_d128_b128"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_bf16_d64_b64"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_bf16_d64_b128"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_bf16_d128_b64"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_bf16_d128_b128"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_f16_d128_b64_qsmem"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_f16_d128_b128_qsmem"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_bf16_d128_b64_qsmem"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_mma_bf16_d128_b128_qsmem"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_wide_f16_d64"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_wide_f16_d128"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_wide_bf16_d64"},
-    {STEM_CUDA_MOD_ATTN_MMA, "stem_k_attn_wide_bf16_d128"},
+#define STEM_CUDA_KERNEL_ROW(id, mod, sym) {STEM_CUDA_MOD_##mod, sym},
+    STEM_CUDA_KERNELS(STEM_CUDA_KERNEL_ROW)
+#undef STEM_CUDA_KERNEL_ROW
 };
 
 /* The kernels are built for sm_80 and sm_90a (SASS) plus compute_90 PTX. */
@@ -69,13 +53,16 @@ stem_status stem_cuda_enter(stem_cuda_context *c, const char *what)
     return r ? stem_cuda_fail(r, what) : STEM_OK;
 }
 
-stem_status stem_cuda_launch(stem_cuda_context *c, int fn, unsigned gx, unsigned gy, unsigned gz,
-                             unsigned threads, unsigned shmem, void **params, const char *what)
+stem_status stem_cuda_launch(stem_cuda_context *c, CUfunction fn, unsigned gx, unsigned gy,
+                             unsigned gz, unsigned threads, unsigned shmem, void **params,
+                             const char *what)
 {
     if (gx == 0 || gy == 0 || gz == 0)
         return STEM_OK;
-    const CUresult r = c->api->cuLaunchKernel(c->fn[fn], gx, gy, gz, threads, 1, 1, shmem,
-                                              c->stream, params, NULL);
+    /* cuLaunchKernelEx (resolved when present) is for launches that need
+     * attributes (clusters); none does yet. */
+    const CUresult r =
+        c->api->cuLaunchKernel(fn, gx, gy, gz, threads, 1, 1, shmem, c->stream, params, NULL);
     return r ? stem_cuda_fail(r, what) : STEM_OK;
 }
 
@@ -211,14 +198,20 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
         }
         c->own_stream = 1;
     }
-    for (int m = 0; m < STEM_CUDA_MOD_COUNT; m++)
-        if ((r = api->cuModuleLoadData(&c->mod[m], module_image[m]))) {
+    const int cc = c->cc_major * 10 + c->cc_minor;
+    for (int m = 0; m < STEM_CUDA_MOD_COUNT; m++) {
+        if (module_table[m].arch && module_table[m].arch != cc)
+            continue; /* an arch-specific image (sm_90a) runs on that arch only */
+        if ((r = api->cuModuleLoadData(&c->mod[m], module_table[m].image))) {
             c->mod[m] = NULL;
+            if (module_table[m].arch)
+                continue; /* its variants stay off; the portable kernels remain */
             st = stem_set_error(STEM_ERR_KERNEL_BUILD,
                                 "cuda: loading kernel image %d for sm_%d%d failed: %s", m,
                                 c->cc_major, c->cc_minor, stem_cuda_error_name(r));
             goto fail;
         }
+    }
     for (int f = 0; f < STEM_CUDA_FN_COUNT; f++)
         if ((r = api->cuModuleGetFunction(&c->fn[f], c->mod[kernel_table[f].mod],
                                           kernel_table[f].name))) {
@@ -226,29 +219,28 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
                                 kernel_table[f].name, stem_cuda_error_name(r));
             goto fail;
         }
-    /* Large dynamic shared memory needs an opt-in per kernel. */
-    for (int i = 0; i < 8; i++)
-        if ((r = api->cuFuncSetAttribute(c->fn[STEM_CUDA_FN_MMA_FIRST + i],
-                                         STEM_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                         (int)stem_cuda_mma_smem(i & 2 ? 128 : 64,
-                                                                 i & 1 ? 128 : 64)))) {
-            st = stem_cuda_fail(r, "cuFuncSetAttribute(attention shared memory)");
+    /* Attention variants of the loaded images; large dynamic shared memory
+     * needs an opt-in per kernel; a variant the device cannot hold stays off. */
+    for (int i = 0; i < stem_cuda_attn_variant_count; i++) {
+        const stem_cuda_attn_variant *var = &stem_cuda_attn_variants[i];
+        if (!c->mod[var->module])
+            continue;
+        if ((r = api->cuModuleGetFunction(&c->attn_fn[i], c->mod[var->module], var->symbol))) {
+            c->attn_fn[i] = NULL;
+            if (module_table[var->module].arch)
+                continue;
+            st = stem_set_error(STEM_ERR_KERNEL_BUILD, "cuda: kernel %s missing: %s",
+                                var->symbol, stem_cuda_error_name(r));
             goto fail;
         }
-    for (int i = 0; i < 4; i++)
-        if ((r = api->cuFuncSetAttribute(c->fn[STEM_CUDA_FN_MMA_QSMEM_FIRST + i],
-                                         STEM_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                         (int)stem_cuda_mma_smem(128, i & 1 ? 128 : 64)))) {
-            st = stem_cuda_fail(r, "cuFuncSetAttribute(attention shared memory)");
-            goto fail;
-        }
-    for (int i = 0; i < 4; i++)
-        if ((r = api->cuFuncSetAttribute(c->fn[STEM_CUDA_FN_WIDE_FIRST + i],
-                                         STEM_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                                         (int)stem_cuda_wide_smem(i & 1 ? 128 : 64)))) {
-            st = stem_cuda_fail(r, "cuFuncSetAttribute(attention shared memory)");
-            goto fail;
-        }
+        const unsigned smem = var->smem ? var->smem(var->head_dim) : 0;
+        if (smem > 48 * 1024 &&
+            ((int)smem > c->smem_optin ||
+             api->cuFuncSetAttribute(c->attn_fn[i],
+                                     STEM_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                     (int)smem)))
+            c->attn_fn[i] = NULL;
+    }
     if (c->smem_optin > 1024 &&
         (r = api->cuFuncSetAttribute(c->fn[STEM_CUDA_FN_XATTN_SCORES],
                                      STEM_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -256,14 +248,15 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
         st = stem_cuda_fail(r, "cuFuncSetAttribute(xattention shared memory)");
         goto fail;
     }
+    const char *sg = getenv("STEM_CUDA_SCORE_GEMM");
+    c->score_tc = sg && !strcmp(sg, "tc");
+    const char *fam = getenv("STEM_CUDA_ATTN");
     const char *gen = getenv("STEM_CUDA_GENERIC_ATTENTION");
-    c->force_generic = gen && *gen && strcmp(gen, "0") != 0;
-    const char *qsm = getenv("STEM_CUDA_ATTN_QSMEM");
-    c->q_in_smem = qsm && *qsm && strcmp(qsm, "0") != 0;
-    /* The wide (FA2-shaped) kernel is the faster one for block 128 (H200:
-     * 213-259 vs 197-227 TFLOP/s); STEM_CUDA_ATTN_WIDE=0 selects the other. */
-    const char *wide = getenv("STEM_CUDA_ATTN_WIDE");
-    c->wide = !(wide && strcmp(wide, "0") == 0);
+    for (int i = 0; fam && i < stem_cuda_attn_variant_count; i++)
+        if (!strcmp(fam, stem_cuda_attn_variants[i].family))
+            c->attn_family = stem_cuda_attn_variants[i].family;
+    if (gen && *gen && strcmp(gen, "0") != 0)
+        c->attn_family = "generic";
     ctx->impl = c;
     return STEM_OK;
 fail:

@@ -8,26 +8,67 @@
 
 #include <stdint.h>
 
-/* Kernel images (fatbins generated at build time, see backend.cmake). */
-enum { STEM_CUDA_MOD_SCORE, STEM_CUDA_MOD_SELECT, STEM_CUDA_MOD_ATTN_GENERIC,
-       STEM_CUDA_MOD_ATTN_MMA, STEM_CUDA_MOD_COUNT };
+/* Kernel images (fatbins generated at build time, see backend.cmake):
+ * X(id, file stem, arch). arch 0: SASS for sm_80 and sm_90a plus PTX, loads
+ * everywhere; 90: only an sm_90a image, loaded on compute capability 9.0. */
+#define STEM_CUDA_MODULES(X)                                                                       \
+    X(SCORE, score, 0)                                                                             \
+    X(SELECT, select, 0)                                                                           \
+    X(ATTN_GENERIC, attention_generic, 0)                                                          \
+    X(ATTN_MMA, attention_mma, 0)                                                                  \
+    X(ATTN_SM90, attention_sm90, 90)
 
 enum {
-    STEM_CUDA_FN_PHASE_SUMS,
-    STEM_CUDA_FN_GROUP_VMAX,
-    STEM_CUDA_FN_VALUE_BONUS,
-    STEM_CUDA_FN_SCORE_GEMM,
-    STEM_CUDA_FN_XATTN_SCORES,
-    STEM_CUDA_FN_SELECT,
-    STEM_CUDA_FN_ATTN_GENERIC,
-    /* tensor-core attention: + 4 * bf16 + 2 * (head_dim 128) + (block 128) */
-    STEM_CUDA_FN_MMA_FIRST,
-    /* head_dim 128 with Q re-read from shared memory: + 2 * bf16 + (block 128) */
-    STEM_CUDA_FN_MMA_QSMEM_FIRST = STEM_CUDA_FN_MMA_FIRST + 8,
-    /* block 128, 4 warps x 32 rows, 32-key tiles: + 2 * bf16 + (head_dim 128) */
-    STEM_CUDA_FN_WIDE_FIRST = STEM_CUDA_FN_MMA_QSMEM_FIRST + 4,
-    STEM_CUDA_FN_COUNT = STEM_CUDA_FN_WIDE_FIRST + 4
+#define STEM_CUDA_MOD_ENUM(id, file, arch) STEM_CUDA_MOD_##id,
+    STEM_CUDA_MODULES(STEM_CUDA_MOD_ENUM)
+#undef STEM_CUDA_MOD_ENUM
+    STEM_CUDA_MOD_COUNT
 };
+
+/* Scoring and selection kernels: X(id, module, symbol). */
+#define STEM_CUDA_KERNELS(X)                                                                       \
+    X(PHASE_SUMS, SCORE, "stem_k_phase_sums")                                                      \
+    X(GROUP_VMAX, SCORE, "stem_k_group_vmax")                                                      \
+    X(VALUE_BONUS, SCORE, "stem_k_value_bonus")                                                    \
+    X(SCORE_GEMM, SCORE, "stem_k_score_gemm")                                                      \
+    X(SCORE_GEMM_TC, SCORE, "stem_k_score_gemm_tc")                                                \
+    X(XATTN_SCORES, SCORE, "stem_k_xattn_scores")                                                  \
+    X(SELECT, SELECT, "stem_k_select")
+
+enum {
+#define STEM_CUDA_FN_ENUM(id, mod, sym) STEM_CUDA_FN_##id,
+    STEM_CUDA_KERNELS(STEM_CUDA_FN_ENUM)
+#undef STEM_CUDA_FN_ENUM
+    STEM_CUDA_FN_COUNT
+};
+
+struct stem_cuda_context;
+
+/* One attention kernel variant. The table (cuda_variants.c) is ordered by
+ * preference; the first entry whose fields match the plan and whose
+ * supports() accepts the tensors runs. */
+typedef struct stem_cuda_attn_variant {
+    const char *symbol;
+    const char *family;  /* "sm90" / "sm90s" / "sm90p" (wgmma + TMA; overlapped / serial softmax /
+                            overlapped + ping-pong),
+                            "mma" (mma.sync), "generic" (f32) */
+    int module;          /* STEM_CUDA_MOD_* */
+    int dtype;           /* stem_dtype, or -1 for any */
+    int head_dim;        /* 0: any */
+    int block;           /* block_size, 0: any */
+    int rows;            /* query rows per CTA (one query block for the tensor-core kernels) */
+    int threads;
+    int tma;             /* takes three tensor maps (Q, K, V) after the parameters */
+    int opt_in;          /* 1: only when STEM_CUDA_ATTN names the family (not yet run
+                            through the suite on a GPU; see bench/results/cuda.md) */
+    unsigned (*smem)(int head_dim); /* dynamic shared memory; NULL: none */
+    int (*supports)(const struct stem_cuda_context *c, const stem_tensor *q,
+                    const stem_tensor *k, const stem_tensor *v);
+} stem_cuda_attn_variant;
+
+extern const stem_cuda_attn_variant stem_cuda_attn_variants[];
+extern const int stem_cuda_attn_variant_count;
+#define STEM_CUDA_ATTN_VARIANT_MAX 24
 
 /* Per-context state (ctx->impl). */
 typedef struct stem_cuda_context {
@@ -37,11 +78,11 @@ typedef struct stem_cuda_context {
     CUstream stream;   /* ours, or desc.native_queue */
     int own_stream;
     int cc_major, cc_minor, sm_count, smem_optin;
-    int force_generic; /* STEM_CUDA_GENERIC_ATTENTION=1: f32 CUDA-core attention only */
-    int q_in_smem;     /* STEM_CUDA_ATTN_QSMEM=1: head_dim 128 re-reads Q from shared memory */
-    int wide;          /* block 128 uses 4 warps x 32 rows (STEM_CUDA_ATTN_WIDE=0: 8 x 16) */
+    int score_tc;      /* STEM_CUDA_SCORE_GEMM=tc: the 3xTF32 tensor-core score GEMM */
+    const char *attn_family; /* STEM_CUDA_ATTN: that family first; NULL: table order */
     CUmodule mod[STEM_CUDA_MOD_COUNT];
     CUfunction fn[STEM_CUDA_FN_COUNT];
+    CUfunction attn_fn[STEM_CUDA_ATTN_VARIANT_MAX]; /* NULL: variant not loaded on this device */
 } stem_cuda_context;
 
 /* Per-plan state (plan->impl): device copies and scoring scratch. */
@@ -59,8 +100,9 @@ static inline stem_cuda_context *stem_cuda_ctx(const stem_context *ctx)
 stem_status stem_cuda_enter(stem_cuda_context *c, const char *what);
 /* STEM_ERR_BACKEND_API (or DEVICE_OUT_OF_MEMORY) naming the call. */
 stem_status stem_cuda_fail(CUresult r, const char *what);
-stem_status stem_cuda_launch(stem_cuda_context *c, int fn, unsigned gx, unsigned gy, unsigned gz,
-                             unsigned threads, unsigned shmem, void **params, const char *what);
+stem_status stem_cuda_launch(stem_cuda_context *c, CUfunction fn, unsigned gx, unsigned gy,
+                             unsigned gz, unsigned threads, unsigned shmem, void **params,
+                             const char *what);
 
 /* Plans and stages (cuda_stages.c). */
 stem_status stem_cuda_plan_check(const stem_context *ctx, const stem_attention_desc *desc,
@@ -74,19 +116,5 @@ stem_status stem_cuda_select(stem_plan *plan, const stem_tensor *scores, const s
 stem_status stem_cuda_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
                                 const stem_tensor *v, const stem_tensor *index,
                                 const stem_tensor *count, const stem_tensor *out);
-
-/* Dynamic shared memory of the tensor-core attention kernel: a Q tile of
- * 64 (block 64) or 128 (block 128) rows and two (K, V) tiles of 64 rows,
- * rows padded by 8 elements. */
-static inline unsigned stem_cuda_mma_smem(int head_dim, int block)
-{
-    return (unsigned)((block + 4 * 64) * (head_dim + 8) * 2);
-}
-
-/* ... and of the wide variant: 128 Q rows, two (K, V) tiles of 32 rows. */
-static inline unsigned stem_cuda_wide_smem(int head_dim)
-{
-    return (unsigned)((128 + 4 * 32) * (head_dim + 8) * 2);
-}
 
 #endif /* STEM_CUDA_COMMON_H */

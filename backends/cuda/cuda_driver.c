@@ -12,13 +12,15 @@ static int g_ok;
 static char g_why[256];
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-/* Resolves `name` into *slot; 0 when missing (message in g_why). */
-static int bind(void *lib, void *slot, const char *name)
+/* Resolves `name` into *slot; 0 when missing (message in g_why when the
+ * entry point is required; optional ones stay NULL). */
+static int bind(void *lib, void *slot, const char *name, int required)
 {
     void *sym = dlsym(lib, name);
     if (!sym) {
-        snprintf(g_why, sizeof g_why, "CUDA driver lacks %s", name);
-        return 0;
+        if (required && !g_why[0])
+            snprintf(g_why, sizeof g_why, "CUDA driver lacks %s", name);
+        return !required;
     }
     memcpy(slot, &sym, sizeof sym); /* object pointer -> function pointer, without a cast warning */
     return 1;
@@ -38,31 +40,10 @@ static void load_once(void)
     stem_cuda_api *a = &g_api;
     a->lib = lib;
     int ok = 1;
-#define BIND(field, sym) ok = ok && bind(lib, &a->field, sym)
-    BIND(cuInit, "cuInit");
-    BIND(cuDriverGetVersion, "cuDriverGetVersion");
-    BIND(cuDeviceGetCount, "cuDeviceGetCount");
-    BIND(cuDeviceGet, "cuDeviceGet");
-    BIND(cuDeviceGetName, "cuDeviceGetName");
-    BIND(cuDeviceTotalMem, "cuDeviceTotalMem_v2");
-    BIND(cuDeviceGetAttribute, "cuDeviceGetAttribute");
-    BIND(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
-    BIND(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2");
-    BIND(cuCtxSetCurrent, "cuCtxSetCurrent");
-    BIND(cuStreamCreate, "cuStreamCreate");
-    BIND(cuStreamDestroy, "cuStreamDestroy_v2");
-    BIND(cuStreamSynchronize, "cuStreamSynchronize");
-    BIND(cuMemAlloc, "cuMemAlloc_v2");
-    BIND(cuMemFree, "cuMemFree_v2");
-    BIND(cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2");
-    BIND(cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2");
-    BIND(cuMemsetD8Async, "cuMemsetD8Async");
-    BIND(cuModuleLoadData, "cuModuleLoadData");
-    BIND(cuModuleUnload, "cuModuleUnload");
-    BIND(cuModuleGetFunction, "cuModuleGetFunction");
-    BIND(cuFuncSetAttribute, "cuFuncSetAttribute");
-    BIND(cuLaunchKernel, "cuLaunchKernel");
-    BIND(cuGetErrorName, "cuGetErrorName");
+#define BIND(field, sym, params, required)                                                  \
+    if (!bind(lib, &a->field, sym, required))                                                    \
+        ok = 0;
+    STEM_CUDA_DRIVER_ENTRIES(BIND)
 #undef BIND
     if (!ok) {
         dlclose(lib);

@@ -26,34 +26,69 @@ typedef struct CUevent_st *CUevent;
 #define STEM_CUDA_ERROR_OUT_OF_MEMORY 2
 #define STEM_CUDA_ERROR_NO_DEVICE 100
 
+/* Tensor map for the bulk tensor copy engine (TMA): an opaque 128-byte
+ * value, 64-byte aligned, encoded on the host and passed to kernels by value. */
+typedef struct stem_cu_tensor_map {
+    _Alignas(64) uint64_t opaque[16];
+} stem_cu_tensor_map;
+#define STEM_CU_TENSOR_MAP_DATA_TYPE_FLOAT16 6
+#define STEM_CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 9
+#define STEM_CU_TENSOR_MAP_SWIZZLE_128B 3
+#define STEM_CU_TENSOR_MAP_L2_PROMOTION_L2_256B 3
+
+/* cuLaunchKernelEx's configuration (no launch attributes used). */
+typedef struct stem_cu_launch_config {
+    unsigned grid[3], block[3];
+    unsigned shared_bytes;
+    CUstream stream;
+    void *attrs;
+    unsigned num_attrs;
+} stem_cu_launch_config;
+
+/* Every entry point: X(field, symbol, return/params, required). Optional ones
+ * (required 0) are NULL when the driver lacks them; code checks before use. */
+#define STEM_CUDA_DRIVER_ENTRIES(X)                                                              \
+    X(cuInit, "cuInit", (unsigned flags), 1)                                                     \
+    X(cuDriverGetVersion, "cuDriverGetVersion", (int *version), 1)                               \
+    X(cuDeviceGetCount, "cuDeviceGetCount", (int *count), 1)                                     \
+    X(cuDeviceGet, "cuDeviceGet", (CUdevice * dev, int ordinal), 1)                              \
+    X(cuDeviceGetName, "cuDeviceGetName", (char *name, int len, CUdevice dev), 1)                \
+    X(cuDeviceTotalMem, "cuDeviceTotalMem_v2", (size_t * bytes, CUdevice dev), 1)                \
+    X(cuDeviceGetAttribute, "cuDeviceGetAttribute", (int *value, int attrib, CUdevice dev), 1)   \
+    X(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", (CUcontext * ctx, CUdevice dev), 1) \
+    X(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2", (CUdevice dev), 1)             \
+    X(cuCtxSetCurrent, "cuCtxSetCurrent", (CUcontext ctx), 1)                                    \
+    X(cuStreamCreate, "cuStreamCreate", (CUstream * stream, unsigned flags), 1)                  \
+    X(cuStreamDestroy, "cuStreamDestroy_v2", (CUstream stream), 1)                               \
+    X(cuStreamSynchronize, "cuStreamSynchronize", (CUstream stream), 1)                          \
+    X(cuMemAlloc, "cuMemAlloc_v2", (CUdeviceptr * ptr, size_t bytes), 1)                         \
+    X(cuMemFree, "cuMemFree_v2", (CUdeviceptr ptr), 1)                                           \
+    X(cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2",                                                 \
+      (CUdeviceptr dst, const void *src, size_t bytes, CUstream s), 1)                           \
+    X(cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2",                                                 \
+      (void *dst, CUdeviceptr src, size_t bytes, CUstream s), 1)                                 \
+    X(cuMemsetD8Async, "cuMemsetD8Async",                                                        \
+      (CUdeviceptr dst, unsigned char value, size_t n, CUstream s), 1)                           \
+    X(cuModuleLoadData, "cuModuleLoadData", (CUmodule * mod, const void *image), 1)              \
+    X(cuModuleUnload, "cuModuleUnload", (CUmodule mod), 1)                                       \
+    X(cuModuleGetFunction, "cuModuleGetFunction", (CUfunction * fn, CUmodule mod, const char *name), 1) \
+    X(cuFuncSetAttribute, "cuFuncSetAttribute", (CUfunction fn, int attrib, int value), 1)       \
+    X(cuLaunchKernel, "cuLaunchKernel",                                                          \
+      (CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,            \
+       unsigned bz, unsigned shmem, CUstream s, void **params, void **extra), 1)                 \
+    X(cuGetErrorName, "cuGetErrorName", (CUresult err, const char **str), 1)                     \
+    X(cuLaunchKernelEx, "cuLaunchKernelEx",                                                      \
+      (const stem_cu_launch_config *config, CUfunction f, void **params, void **extra), 0)       \
+    X(cuTensorMapEncodeTiled, "cuTensorMapEncodeTiled",                                          \
+      (stem_cu_tensor_map * map, int dtype, unsigned rank, void *base, const uint64_t *dims,     \
+       const uint64_t *strides, const unsigned *box, const unsigned *elem_strides,               \
+       int interleave, int swizzle, int l2_promotion, int oob_fill), 0)
+
 typedef struct stem_cuda_api {
     void *lib;
-    CUresult (*cuInit)(unsigned flags);
-    CUresult (*cuDriverGetVersion)(int *version);
-    CUresult (*cuDeviceGetCount)(int *count);
-    CUresult (*cuDeviceGet)(CUdevice *dev, int ordinal);
-    CUresult (*cuDeviceGetName)(char *name, int len, CUdevice dev);
-    CUresult (*cuDeviceTotalMem)(size_t *bytes, CUdevice dev);
-    CUresult (*cuDeviceGetAttribute)(int *value, int attrib, CUdevice dev);
-    CUresult (*cuDevicePrimaryCtxRetain)(CUcontext *ctx, CUdevice dev);
-    CUresult (*cuDevicePrimaryCtxRelease)(CUdevice dev);
-    CUresult (*cuCtxSetCurrent)(CUcontext ctx);
-    CUresult (*cuStreamCreate)(CUstream *stream, unsigned flags);
-    CUresult (*cuStreamDestroy)(CUstream stream);
-    CUresult (*cuStreamSynchronize)(CUstream stream);
-    CUresult (*cuMemAlloc)(CUdeviceptr *ptr, size_t bytes);
-    CUresult (*cuMemFree)(CUdeviceptr ptr);
-    CUresult (*cuMemcpyHtoDAsync)(CUdeviceptr dst, const void *src, size_t bytes, CUstream s);
-    CUresult (*cuMemcpyDtoHAsync)(void *dst, CUdeviceptr src, size_t bytes, CUstream s);
-    CUresult (*cuMemsetD8Async)(CUdeviceptr dst, unsigned char value, size_t n, CUstream s);
-    CUresult (*cuModuleLoadData)(CUmodule *mod, const void *image);
-    CUresult (*cuModuleUnload)(CUmodule mod);
-    CUresult (*cuModuleGetFunction)(CUfunction *fn, CUmodule mod, const char *name);
-    CUresult (*cuFuncSetAttribute)(CUfunction fn, int attrib, int value);
-    CUresult (*cuLaunchKernel)(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
-                               unsigned by, unsigned bz, unsigned shmem, CUstream s,
-                               void **params, void **extra);
-    CUresult (*cuGetErrorName)(CUresult err, const char **str);
+#define STEM_CUDA_API_FIELD(field, sym, params, required) CUresult(*field) params;
+    STEM_CUDA_DRIVER_ENTRIES(STEM_CUDA_API_FIELD)
+#undef STEM_CUDA_API_FIELD
 } stem_cuda_api;
 
 /* The process-wide table, loaded once (thread-safe); NULL with `why`

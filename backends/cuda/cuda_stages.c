@@ -198,7 +198,7 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_tensor *q, const stem_te
     void *args[] = {&p};
     if (stem_selector_is_xattention(cfg->selector)) {
         p.coef = (float)((double)plan->scale / ((double)cfg->stride * cfg->norm) * LOG2E);
-        return stem_cuda_launch(c, STEM_CUDA_FN_XATTN_SCORES, (unsigned)n, (unsigned)bq, 1, 256,
+        return stem_cuda_launch(c, c->fn[STEM_CUDA_FN_XATTN_SCORES], (unsigned)n, (unsigned)bq, 1, 256,
                                 (unsigned)(n * 12), args, "xattention scores");
     }
     p.coef = (float)((double)plan->scale /
@@ -207,17 +207,17 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_tensor *q, const stem_te
     const int64_t bkv = d->batch * d->num_kv_heads;
     int is_key = 0;
     void *ps_args[] = {&p, &is_key};
-    st = stem_cuda_launch(c, STEM_CUDA_FN_PHASE_SUMS, (unsigned)(bq * n), 1, 1, 256, 0, ps_args,
+    st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_PHASE_SUMS], (unsigned)(bq * n), 1, 1, 256, 0, ps_args,
                           "query phase sums");
     is_key = 1; /* the launch copied the arguments */
     if (st == STEM_OK)
-        st = stem_cuda_launch(c, STEM_CUDA_FN_PHASE_SUMS, (unsigned)(bkv * n), 1, 1, 256, 0,
+        st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_PHASE_SUMS], (unsigned)(bkv * n), 1, 1, 256, 0,
                               ps_args, "key phase sums");
     if (st == STEM_OK && p.with_bonus) {
-        st = stem_cuda_launch(c, STEM_CUDA_FN_GROUP_VMAX, grid_for(bkv * n * plan->group * 32, 256),
+        st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_GROUP_VMAX], grid_for(bkv * n * plan->group * 32, 256),
                               1, 1, 256, 0, args, "value norms");
         if (st == STEM_OK)
-            st = stem_cuda_launch(c, STEM_CUDA_FN_VALUE_BONUS, (unsigned)bkv, 1, 1, 256, 0, args,
+            st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_VALUE_BONUS], (unsigned)bkv, 1, 1, 256, 0, args,
                                   "value bonus");
     } else if (st == STEM_OK) {
         const CUresult r = c->api->cuMemsetD8Async(pl->vb, 0, (size_t)(bkv * n) * 4, c->stream);
@@ -226,8 +226,10 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_tensor *q, const stem_te
     }
     const unsigned tiles = (unsigned)((n + 63) / 64);
     if (st == STEM_OK)
-        st = stem_cuda_launch(c, STEM_CUDA_FN_SCORE_GEMM, tiles, tiles, (unsigned)bq, 256, 0, args,
-                              "score GEMM");
+        st = c->score_tc ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], tiles, tiles,
+                                            (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)")
+                         : stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], tiles, tiles,
+                                            (unsigned)bq, 256, 0, args, "score GEMM");
     return st;
 }
 
@@ -256,17 +258,85 @@ stem_status stem_cuda_select(stem_plan *plan, const stem_tensor *scores, const s
     p.local_blocks = cfg->local_blocks;
     p.tau = cfg->xattn_threshold;
     void *args[] = {&p};
-    return stem_cuda_launch(c, STEM_CUDA_FN_SELECT, (unsigned)plan->n_blocks,
+    return stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SELECT], (unsigned)plan->n_blocks,
                             (unsigned)(plan->desc.batch * plan->desc.num_q_heads), 1, 256, 0, args,
                             "selection");
 }
 
-/* Rows the tensor-core kernel loads with 16-byte copies. */
-static int mma_layout_ok(const stem_tensor *t)
+static int variant_fits(const stem_cuda_context *c, const stem_plan *plan, int i,
+                        const stem_tensor *q, const stem_tensor *k, const stem_tensor *v, int tma)
 {
-    const uintptr_t base = (uintptr_t)t->buffer->impl + t->offset;
-    return t->strides[3] == 1 && t->strides[2] % 8 == 0 && t->strides[1] % 8 == 0 &&
-           t->strides[0] % 8 == 0 && base % 16 == 0;
+    const stem_cuda_attn_variant *var = &stem_cuda_attn_variants[i];
+    const stem_attention_desc *d = &plan->desc;
+    return c->attn_fn[i] && (tma || !var->tma) &&
+           (var->dtype < 0 || var->dtype == (int)d->dtype) &&
+           (var->head_dim == 0 || var->head_dim == d->head_dim) &&
+           (var->block == 0 || var->block == plan->cfg.block_size) && var->supports(c, q, k, v);
+}
+
+/* The variant to run, from index `from` on (table order): first a row of
+ * the family STEM_CUDA_ATTN names, then any row that is not opt-in (the
+ * generic kernel takes everything). With tma = 0 the TMA rows are passed
+ * over. -1 only when no image loaded. */
+static int choose_variant(const stem_cuda_context *c, const stem_plan *plan, const stem_tensor *q,
+                          const stem_tensor *k, const stem_tensor *v, int from, int tma)
+{
+    for (int i = from; c->attn_family && i < stem_cuda_attn_variant_count; i++)
+        if (!strcmp(c->attn_family, stem_cuda_attn_variants[i].family) &&
+            variant_fits(c, plan, i, q, k, v, tma))
+            return i;
+    for (int i = from; i < stem_cuda_attn_variant_count; i++)
+        if (!stem_cuda_attn_variants[i].opt_in && variant_fits(c, plan, i, q, k, v, tma))
+            return i;
+    return -1;
+}
+
+/* Tensor map of a [batch][heads][tokens][d] view for the sm90 kernel: dims
+ * (innermost first) {64 elements, tokens, d / 64 panels, heads, batch}, box
+ * {64, 128, d / 64, 1, 1}, 128-byte swizzle (one box row is one 128-byte
+ * swizzle span). Size-1 dims get a harmless stride. 0 on failure. */
+static int encode_tmap(const stem_cuda_context *c, stem_cu_tensor_map *map, const stem_tensor *t,
+                       int64_t tokens, int64_t heads, int64_t batch, int64_t head_dim)
+{
+    const uint64_t el = 2, row = (uint64_t)t->strides[2] * el;
+    const uint64_t hs = heads > 1 ? (uint64_t)t->strides[1] * el : 128;
+    const uint64_t bs = batch > 1 ? (uint64_t)t->strides[0] * el : 128;
+    const uint64_t dims[5] = {64, (uint64_t)tokens, (uint64_t)(head_dim / 64), (uint64_t)heads,
+                              (uint64_t)batch};
+    const uint64_t strides[4] = {tokens > 1 ? row : 128, 128, hs, bs};
+    const unsigned box[5] = {64, 128, (unsigned)(head_dim / 64), 1, 1};
+    const unsigned estr[5] = {1, 1, 1, 1, 1};
+    void *base = (void *)((uintptr_t)t->buffer->impl + t->offset);
+    const int dtype = t->dtype == STEM_DTYPE_BF16 ? STEM_CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                  : STEM_CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
+    return c->api->cuTensorMapEncodeTiled(map, dtype, 5, base, dims, strides, box, estr, 0,
+                                          STEM_CU_TENSOR_MAP_SWIZZLE_128B,
+                                          STEM_CU_TENSOR_MAP_L2_PROMOTION_L2_256B, 0) == 0;
+}
+
+/* Launches variant `vi`: one CTA per `rows` query rows and (batch, head). */
+static stem_status launch_variant(stem_cuda_context *c, const stem_plan *plan, int vi,
+                                  stem_kattn *p, const stem_tensor *q, const stem_tensor *k,
+                                  const stem_tensor *v)
+{
+    const stem_cuda_attn_variant *var = &stem_cuda_attn_variants[vi];
+    const stem_attention_desc *d = &plan->desc;
+    const unsigned bq = (unsigned)(d->batch * d->num_q_heads);
+    const unsigned tiles = (unsigned)((d->q_len + var->rows - 1) / var->rows);
+    const unsigned smem = var->smem ? var->smem((int)d->head_dim) : 0;
+    if (!var->tma) {
+        void *args[] = {p};
+        return stem_cuda_launch(c, c->attn_fn[vi], tiles, bq, 1, (unsigned)var->threads, smem,
+                                args, "attention");
+    }
+    stem_cu_tensor_map maps[3];
+    if (!encode_tmap(c, &maps[0], q, d->q_len, d->num_q_heads, d->batch, d->head_dim) ||
+        !encode_tmap(c, &maps[1], k, d->q_len, d->num_kv_heads, d->batch, d->head_dim) ||
+        !encode_tmap(c, &maps[2], v, d->q_len, d->num_kv_heads, d->batch, d->head_dim))
+        return STEM_ERR_UNSUPPORTED; /* the caller falls back to another variant */
+    void *args[] = {p, &maps[0], &maps[1], &maps[2]};
+    return stem_cuda_launch(c, c->attn_fn[vi], tiles, bq, 1, (unsigned)var->threads, smem, args,
+                            "attention (sm90)");
 }
 
 stem_status stem_cuda_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
@@ -293,27 +363,14 @@ stem_status stem_cuda_attention(stem_plan *plan, const stem_tensor *q, const ste
     p.group = (int)(d->num_q_heads / d->num_kv_heads);
     p.head_dim = (int)d->head_dim;
     p.scale_log2 = (float)((double)plan->scale * LOG2E);
-    void *args[] = {&p};
-    const unsigned bq = (unsigned)(d->batch * d->num_q_heads);
-    const int tc_dtype = d->dtype == STEM_DTYPE_BF16 || d->dtype == STEM_DTYPE_F16;
-    const int tc = !c->force_generic && tc_dtype && (d->head_dim == 64 || d->head_dim == 128) &&
-                   (p.block == 64 || p.block == 128) && mma_layout_ok(q) && mma_layout_ok(k) &&
-                   mma_layout_ok(v);
-    if (tc) {
-        const int bf16 = d->dtype == STEM_DTYPE_BF16, d128 = d->head_dim == 128;
-        const int b128 = p.block == 128, rows = p.block; /* one query block per CTA */
-        if (c->wide && b128)
-            return stem_cuda_launch(c, STEM_CUDA_FN_WIDE_FIRST + 2 * bf16 + d128,
-                                    (unsigned)((d->q_len + 127) / 128), bq, 1, 128,
-                                    stem_cuda_wide_smem((int)d->head_dim), args,
-                                    "tensor-core attention");
-        const int fn = c->q_in_smem && d128 ? STEM_CUDA_FN_MMA_QSMEM_FIRST + 2 * bf16 + b128
-                                             : STEM_CUDA_FN_MMA_FIRST + 4 * bf16 + 2 * d128 + b128;
-        return stem_cuda_launch(c, fn, (unsigned)((d->q_len + rows - 1) / rows), bq, 1,
-                                (unsigned)(rows / 16 * 32),
-                                stem_cuda_mma_smem((int)d->head_dim, p.block), args,
-                                "tensor-core attention");
+    int vi = choose_variant(c, plan, q, k, v, 0, 1);
+    if (vi < 0)
+        return stem_set_error(STEM_ERR_BACKEND_API, "cuda: no attention kernel loaded");
+    st = launch_variant(c, plan, vi, &p, q, k, v);
+    if (st == STEM_ERR_UNSUPPORTED) { /* the tensor maps refused this layout */
+        vi = choose_variant(c, plan, q, k, v, vi + 1, 0);
+        st = vi < 0 ? stem_set_error(STEM_ERR_BACKEND_API, "cuda: no attention kernel loaded")
+                    : launch_variant(c, plan, vi, &p, q, k, v);
     }
-    return stem_cuda_launch(c, STEM_CUDA_FN_ATTN_GENERIC, (unsigned)((d->q_len + 3) / 4), bq, 1,
-                            128, 0, args, "attention");
+    return st;
 }

@@ -403,6 +403,8 @@ static const plan_mut plan_muts[] = {
     {"norm_negative", STEM_ERR_INVALID_ARGUMENT},
     {"xattn_threshold_0", STEM_ERR_INVALID_ARGUMENT},
     {"xattn_threshold_1p5", STEM_ERR_INVALID_ARGUMENT},
+    {"dense_above_density_1p5", STEM_ERR_INVALID_ARGUMENT},
+    {"dense_above_density_nan", STEM_ERR_INVALID_ARGUMENT},
     {"beta_nan", STEM_ERR_INVALID_ARGUMENT},
 };
 #define N_PLAN_MUTS ((int)(sizeof plan_muts / sizeof plan_muts[0]))
@@ -466,6 +468,8 @@ static void misuse_plan(conf_test *T, const conf_misuse *m)
     case 40: c.norm = -1.0f; break;
     case 41: c.selector = STEM_SELECTOR_XATTENTION; c.xattn_threshold = 0.0f; break;
     case 42: c.selector = STEM_SELECTOR_XATTENTION; c.xattn_threshold = 1.5f; break;
+    case 43: c.dense_above_density = 1.5; break;
+    case 44: c.dense_above_density = NAN; break;
     default: c.beta = NAN; break;
     }
     set_marker();
@@ -853,7 +857,7 @@ static void api_check(conf_test *T, const conf_misuse *m)
             c.large_rate != 0.1 || c.large_bias != 30 || c.k_start != 0 ||
             c.paper_short_rate != 0.2 || c.paper_long_rate != 0.1 ||
             c.paper_switch_tokens != 16384 || c.paper_min_blocks != 54 || c.uniform_k != 0 ||
-            c.xattn_threshold != 0.9f || c.dense_layers != 2)
+            c.xattn_threshold != 0.9f || c.dense_layers != 2 || c.dense_above_density != 0.0)
             fail_msg("stem_config_init does not give the documented defaults");
         stem_attention_desc d;
         memset(&d, 0xEE, sizeof d);
@@ -1011,6 +1015,28 @@ static void api_check(conf_test *T, const conf_misuse *m)
         if (stem_plan_get_budget(f.plan, budget, 3) != STEM_OK || budget[0] != 1 ||
             budget[2] != 1 || info.k_end != 1)
             fail_msg("stem_plan_get_budget: k_start 1 must give budget 1 everywhere");
+        /* dense_above_density: at or below the budget density the plan runs
+         * dense (budget nk everywhere); just above it, it keeps its budget. */
+        for (int above = 0; above < 2; ++above) {
+            stem_config c = f.cfg;
+            c.dense_above_density = info.budget_density * (above ? 1.0001 : 1.0);
+            stem_plan *pl = NULL;
+            if (stem_plan_create(ctx, &f.desc, &c, &pl) != STEM_OK)
+                fail_msg("stem_plan_create(dense_above_density %g): %s", c.dense_above_density,
+                         stem_last_error());
+            stem_plan_info pi;
+            stem_plan_info_init(&pi);
+            int32_t b3[3] = {0, 0, 0};
+            const int ok = stem_plan_get_info(pl, &pi) == STEM_OK &&
+                           stem_plan_get_budget(pl, b3, 3) == STEM_OK;
+            stem_plan_destroy(pl);
+            if (!ok || pi.dense != !above || b3[2] != (above ? 1 : 3) ||
+                pi.budget_density != (above ? info.budget_density : 1.0))
+                fail_msg("dense_above_density %g (budget density %g): dense %d, budget[2] %d, "
+                         "density %g",
+                         c.dense_above_density, info.budget_density, pi.dense, b3[2],
+                         pi.budget_density);
+        }
         /* A caller workspace at a 16-byte offset is accepted. */
         stem_buffer *ws = NULL;
         if (stem_buffer_create(ctx, info.workspace_bytes + 16, &ws) != STEM_OK)

@@ -43,6 +43,7 @@ static const knob knobs[] = {
     KNOB("uniform-k", uniform_k, K_I32, "uniform budget, 0 = equal-cost default"),
     KNOB("tau", xattn_threshold, K_F32, "xattention mass threshold"),
     KNOB("dense-layers", dense_layers, K_I32, "layers below this run dense"),
+    KNOB("dense-above", dense_above_density, K_F64, "budget density >= this: run dense, 0 = off"),
 };
 #define NKNOBS (sizeof knobs / sizeof knobs[0])
 

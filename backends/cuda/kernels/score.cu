@@ -158,6 +158,118 @@ extern "C" __global__ void __launch_bounds__(256) stem_k_score_gemm(stem_kscore 
         }
 }
 
+// The same on tensor cores (STEM_CUDA_SCORE_GEMM=tc until it has passed the
+// suite on a GPU) with f32-level accuracy (phase sums of 16-bit inputs are
+// not 16-bit numbers, and the scores' tolerance is f32-level): each f32
+// operand is split into a TF32 high part and a TF32 remainder, and the
+// product is hi*hi + hi*lo + lo*hi (mma.sync m16n8k8, f32 accumulate; the
+// dropped lo*lo term is below f32 rounding). 64x64 output tiles, 4 warps of
+// 32x32, 32-wide K chunks through shared memory; tiles above the diagonal
+// only write -inf.
+#define TC_T 64
+#define TC_K 32
+#define TC_LD (TC_K + 4) // padded rows: fragment reads are conflict-free
+
+__device__ __forceinline__ unsigned to_tf32(float x)
+{
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+    return r;
+}
+
+__device__ __forceinline__ void mma_tf32(float c[4], const unsigned a[4], const unsigned b[2])
+{
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_kscore p)
+{
+    __shared__ __align__(16) float As[TC_T][TC_LD], Bs[TC_T][TC_LD];
+    const int n = p.n_blocks, g = p.hq / p.hkv;
+    const int W = p.stride * p.head_dim; // a multiple of 8
+    const int J0 = blockIdx.x * TC_T, I0 = blockIdx.y * TC_T;
+    const long long bh = blockIdx.z, b = bh / p.hq, h = bh % p.hq, kv = b * p.hkv + h / g;
+    const stem_ktensor &st = p.scores;
+    if (J0 > I0 + TC_T - 1) {
+        for (int e = threadIdx.x; e < TC_T * TC_T; e += blockDim.x) {
+            const int I = I0 + e / TC_T, J = J0 + e % TC_T;
+            if (I < n && J < n)
+                *kt_f32(st, kt_off(st, b, h, I, J)) = -INFINITY;
+        }
+        return;
+    }
+    const float *qf = reinterpret_cast<const float *>(p.qflat) + (bh * n) * (long long)W;
+    const float *kf = reinterpret_cast<const float *>(p.kflat) + (kv * n) * (long long)W;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32; // this warp's 32x32 sub-tile
+    const int gr = lane >> 2, tc = lane & 3;
+    float acc[2][4][4] = {};
+    for (int k0 = 0; k0 < W; k0 += TC_K) {
+        for (int e = threadIdx.x; e < TC_T * TC_K / 4; e += blockDim.x) {
+            const int r = e / (TC_K / 4), c = (e % (TC_K / 4)) * 4;
+            const bool kin = k0 + c < W; // W and c are multiples of 4
+            float4 av = make_float4(0.f, 0.f, 0.f, 0.f), bv = av;
+            if (kin && I0 + r < n)
+                av = *reinterpret_cast<const float4 *>(qf + (long long)(I0 + r) * W + k0 + c);
+            if (kin && J0 + r < n)
+                bv = *reinterpret_cast<const float4 *>(kf + (long long)(J0 + r) * W + k0 + c);
+            *reinterpret_cast<float4 *>(&As[r][c]) = av;
+            *reinterpret_cast<float4 *>(&Bs[r][c]) = bv;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < TC_K; kk += 8) {
+            unsigned ah[2][4], al[2][4], bh2[4][2], bl[4][2];
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                const int r = wm + mt * 16 + gr;
+                const float x[4] = {As[r][kk + tc], As[r + 8][kk + tc], As[r][kk + tc + 4],
+                                    As[r + 8][kk + tc + 4]};
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    ah[mt][i] = to_tf32(x[i]);
+                    al[mt][i] = to_tf32(x[i] - __uint_as_float(ah[mt][i]));
+                }
+            }
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++) {
+                const int c = wn + nt * 8 + gr;
+                const float y[2] = {Bs[c][kk + tc], Bs[c][kk + tc + 4]};
+#pragma unroll
+                for (int i = 0; i < 2; i++) {
+                    bh2[nt][i] = to_tf32(y[i]);
+                    bl[nt][i] = to_tf32(y[i] - __uint_as_float(bh2[nt][i]));
+                }
+            }
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++) {
+                    mma_tf32(acc[mt][nt], al[mt], bh2[nt]);
+                    mma_tf32(acc[mt][nt], ah[mt], bl[nt]);
+                    mma_tf32(acc[mt][nt], ah[mt], bh2[nt]);
+                }
+        }
+        __syncthreads();
+    }
+    const float *vb = reinterpret_cast<const float *>(p.vb) + kv * n;
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int I = I0 + wm + mt * 16 + gr + (e >> 1) * 8;
+                const int J = J0 + wn + nt * 8 + tc * 2 + (e & 1);
+                if (I < n && J < n)
+                    *kt_f32(st, kt_off(st, b, h, I, J)) =
+                        J > I ? -INFINITY : p.coef * acc[mt][nt][e] + vb[J];
+            }
+}
+
 // A[m][c] * coef: strided antidiagonal dot of query row m and key column c.
 __device__ float xattn_logit(const stem_kscore &p, long long b, long long h, long long kh,
                              long long m, long long c)

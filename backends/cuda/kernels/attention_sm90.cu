@@ -1,0 +1,368 @@
+// Block-sparse FlashAttention forward for sm_90a (H100 / H200 / H20), in
+// the FlashAttention-3 style (see cuda-kernel-design.md section 7):
+//  - one CTA per (128-row query block, batch x head), 384 threads: warpgroup
+//    0 is the producer (one thread issues every bulk tensor copy, the rest
+//    give their registers away), warpgroups 1 and 2 are consumers owning 64
+//    query rows each;
+//  - Q and the kept 128-key K / V blocks come by TMA (tensor maps encoded on
+//    the host, 128-byte swizzle); the block list drives the K / V
+//    coordinates; K and V go through a ring of STAGES mbarrier-guarded slots;
+//  - S = Q K^T by wgmma from shared memory, O += P V by wgmma with P from
+//    registers and V read through the transpose bit; softmax in registers,
+//    serial within a warpgroup (the two warpgroups overlap each other's
+//    GEMMs and softmax only through the warp schedulers);
+//  - the list is walked from its end, so the diagonal (the only block that
+//    needs the per-token causal mask) comes first; GQA heads read K / V of
+//    their KV head in place.
+// Taken for block 128, head_dim 64 / 128, f16 / bf16 and tensors the TMA can
+// describe (16-byte aligned base and strides, unit element stride).
+#include "attn_common.cuh"
+#include "wgmma.cuh"
+
+#define BM 128   // query rows per CTA = block size
+#define BN 128   // keys per K / V block
+#define THREADS 384
+
+// The 128-byte CUtensorMap, passed by value.
+struct __align__(64) tmap {
+    unsigned long long v[16];
+};
+
+__device__ __forceinline__ unsigned saddr(const void *p)
+{
+    return (unsigned)__cvta_generic_to_shared(p);
+}
+
+// ------------------------------------------------------------- mbarrier
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(unsigned bar)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity)
+{
+    unsigned done = 0;
+    do {
+        asm volatile("{\n.reg .pred p;\n"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+
+// One 5-D box {64 elements, 128 rows, panels, 1 head, 1 batch} into shared
+// memory as [panel][row][64 elements], completing on `bar`.
+__device__ __forceinline__ void tma_load(unsigned dst, const tmap *map, int row, int head,
+                                         int batch, unsigned bar)
+{
+    asm volatile("cp.async.bulk.tensor.5d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3, %4, %5, %6}], [%7];\n" ::"r"(dst),
+                 "l"(reinterpret_cast<unsigned long long>(map)), "r"(0), "r"(row), "r"(0),
+                 "r"(head), "r"(batch), "r"(bar)
+                 : "memory");
+}
+
+template <int N> __device__ __forceinline__ void setmaxnreg_inc()
+{
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N> __device__ __forceinline__ void setmaxnreg_dec()
+{
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+
+template <int D, bool BF16> struct sm90_mma;
+#define STEM_SM90_MMA(D, BF16, TY)                                                                 \
+    template <> struct sm90_mma<D, BF16> {                                                         \
+        static __device__ __forceinline__ void qk(float (&s)[BN / 8][4], unsigned long long a,   \
+                                                  unsigned long long b, int acc)                   \
+        {                                                                                          \
+            wgmma_ss_m64n128_##TY(s, a, b, acc);                                                   \
+        }                                                                                          \
+        static __device__ __forceinline__ void pv(float (&o)[D / 8][4], const unsigned (&a)[4],  \
+                                                  unsigned long long b)                            \
+        {                                                                                          \
+            wgmma_rs_m64n##D##_##TY##_tb(o, a, b);                                                 \
+        }                                                                                          \
+    };
+STEM_SM90_MMA(64, true, bf16)
+STEM_SM90_MMA(128, true, bf16)
+STEM_SM90_MMA(64, false, f16)
+STEM_SM90_MMA(128, false, f16)
+
+// Shared memory: Q, STAGES x (K, V), each [panel][128 rows][128 bytes],
+// 1024-byte aligned (the swizzle atom); then the barriers and the block
+// index of each stage. Host mirror: stem_cuda_sm90_smem().
+template <int D, int STAGES> struct sm90_smem {
+    static constexpr unsigned TILE = BM * D * 2; // bytes of one 128-row tile
+    static constexpr unsigned Q = 0, K = TILE, V = K + STAGES * TILE, BAR = V + STAGES * TILE;
+    static constexpr unsigned BYTES = BAR + 256 + 1024; // + barriers + alignment slack
+};
+
+// Named barriers 1 and 2 (256 threads: one consumer warpgroup syncs, the
+// other arrives) hand the tensor cores from one consumer warpgroup to the other.
+__device__ __forceinline__ void named_sync(unsigned id)
+{
+    asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory");
+}
+__device__ __forceinline__ void named_arrive(unsigned id)
+{
+    asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory");
+}
+
+// OVERLAP: softmax of block i under the P V GEMM of block i - 1 (else serial).
+// PINGPONG (with OVERLAP): the two consumer warpgroups take turns issuing
+// their GEMMs, so one's softmax runs under the other's GEMMs.
+template <int D, bool BF16, int STAGES, bool OVERLAP, bool PINGPONG>
+__device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, const tmap *tk,
+                                          const tmap *tv)
+{
+    typedef sm90_smem<D, STAGES> L;
+    constexpr int PANEL = BM * 128; // bytes of one 64-column panel of a tile
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    unsigned char *smem = smem_raw + ((1024 - (saddr(smem_raw) & 1023)) & 1023);
+    const unsigned sbase = saddr(smem);
+    const unsigned barQ = sbase + L::BAR;
+    unsigned long long *bars = reinterpret_cast<unsigned long long *>(smem + L::BAR);
+    // bars[0] Q, then per stage s: K full, V full, K empty, V empty
+    volatile int *stage_j = reinterpret_cast<volatile int *>(bars + 1 + 4 * STAGES);
+#define BAR_KFULL(s) (barQ + 8u * (1u + (unsigned)(s)))
+#define BAR_VFULL(s) (barQ + 8u * (1u + STAGES + (unsigned)(s)))
+#define BAR_KEMPTY(s) (barQ + 8u * (1u + 2u * STAGES + (unsigned)(s)))
+#define BAR_VEMPTY(s) (barQ + 8u * (1u + 3u * STAGES + (unsigned)(s)))
+
+    const int tid = threadIdx.x, wg = tid / 128;
+    const attn_geom g = attn_geometry(p);
+    // Tiles are absolute query blocks (late, longer rows first); with a
+    // query offset the first and last may be partial: q0 < 0 rows and rows
+    // past q_len are zero-filled by the TMA and never stored.
+    const long long I = g.q_offset / BM + (gridDim.x - 1 - blockIdx.x);
+    const long long qa0 = I * BM, q0 = qa0 - g.q_offset;
+    const long long bh = blockIdx.y, b = bh / p.hq, h = bh % p.hq, kh = h / p.group;
+
+    if (tid == 0) {
+        mbar_init(barQ, 1);
+        for (int s = 0; s < STAGES; s++) {
+            mbar_init(BAR_KFULL(s), 1);
+            mbar_init(BAR_VFULL(s), 1);
+            mbar_init(BAR_KEMPTY(s), 8); // one arrival per consumer warp
+            mbar_init(BAR_VEMPTY(s), 8);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        // ------------------------------------------------------ producer
+        setmaxnreg_dec<24>();
+        auto load_v = [&](int i, int J) {
+            const int s = i % STAGES;
+            mbar_wait(BAR_VEMPTY(s), ((i / STAGES) & 1) ^ 1);
+            mbar_expect_tx(BAR_VFULL(s), L::TILE);
+            tma_load(sbase + L::V + s * L::TILE, tv, J * BN, (int)kh, (int)b, BAR_VFULL(s));
+        };
+        if (tid == 0) {
+            asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tq)) : "memory");
+            asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tk)) : "memory");
+            asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tv)) : "memory");
+            mbar_expect_tx(barQ, L::TILE);
+            tma_load(sbase + L::Q, tq, (int)q0, (int)h, (int)b, barQ);
+            // K of entry i, then V of entry i - 1 (the order the consumers
+            // use them in the overlapped loop); a stage holding J = -1 ends it.
+            const list_row row = list_row_of(p, b, h, I);
+            long long prev = I + 1; // valid entries walked from the end: strictly descending
+            int i = 0, jprev = 0;
+            long long Jn = row.cnt > 0 ? row.idx[(row.cnt - 1) * row.step] : -1;
+            for (int jj = row.cnt - 1; jj >= 0; jj--) {
+                const long long J = Jn; // the next entry is read one ahead, before the waits
+                Jn = jj > 0 ? row.idx[(jj - 1) * row.step] : -1;
+                if (J < 0 || J >= prev)
+                    continue;
+                prev = J;
+                const int s = i % STAGES;
+                mbar_wait(BAR_KEMPTY(s), ((i / STAGES) & 1) ^ 1);
+                stage_j[s] = (int)J;
+                mbar_expect_tx(BAR_KFULL(s), L::TILE);
+                tma_load(sbase + L::K + s * L::TILE, tk, (int)(J * BN), (int)kh, (int)b, BAR_KFULL(s));
+                if (i > 0)
+                    load_v(i - 1, jprev);
+                jprev = (int)J;
+                i++;
+            }
+            const int s = i % STAGES;
+            mbar_wait(BAR_KEMPTY(s), ((i / STAGES) & 1) ^ 1);
+            stage_j[s] = -1;
+            mbar_arrive(BAR_KFULL(s));
+            if (i > 0)
+                load_v(i - 1, jprev);
+        }
+        return;
+    }
+
+    // --------------------------------------------------------- consumers
+    setmaxnreg_inc<240>();
+    const int w = wg - 1, t = tid & 127, wi = t >> 5, lane = tid & 31;
+    const long long qw0 = qa0 + 64 * w;                 // first absolute query row of this WG
+    const long long qlo = qw0 + 16 * wi + (lane >> 2);  // this thread's rows: qlo, qlo + 8
+    float o[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; i++)
+        o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    const unsigned qdesc0 = sbase + L::Q + 64 * w * 128;
+
+    // S = Q K^T: D / 16 k-steps of m64n128k16; a k-step is +32 bytes inside
+    // a 64-column panel, the next panel is +PANEL bytes.
+    auto issue_qk = [&](float (&sc)[BN / 8][4], int s) {
+        const unsigned kbase = sbase + L::K + s * L::TILE;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            const unsigned off = (kk / 4) * PANEL + (kk % 4) * 32;
+            sm90_mma<D, BF16>::qk(sc, smem_desc(qdesc0 + off, 16, 1024),
+                                  smem_desc(kbase + off, 16, 1024), kk > 0);
+        }
+        wgmma_commit();
+    };
+    // O += P V: V is [key][d] (d contiguous) = MN-major B; a k-step is 16
+    // keys = +2048 bytes, the d-panels are PANEL bytes apart (LBO).
+    auto issue_pv = [&](const unsigned (&pa)[BN / 16][4], int s) {
+        const unsigned vbase = sbase + L::V + s * L::TILE;
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; kk++)
+            sm90_mma<D, BF16>::pv(o, pa[kk], smem_desc(vbase + kk * 2048, PANEL, 1024));
+        wgmma_commit();
+    };
+    // Mask (diagonal block / keys past kv_len only) and the online-softmax step.
+    auto softmax = [&](float (&sc)[BN / 8][4], long long J, float alpha[2]) {
+        const long long key0 = J * BN;
+        if (key0 + BN - 1 > qw0 || key0 + BN > g.kv_len)
+            scale_mask<BN / 8, true>(sc, p.scale_log2, key0, qlo, qlo + 8, g.kv_len, lane);
+        else
+            scale_mask<BN / 8, false>(sc, p.scale_log2, key0, qlo, qlo + 8, g.kv_len, lane);
+        softmax_step<BN / 8>(sc, m, l, alpha);
+    };
+    // Ping-pong turns: warpgroup w issues after bar (1 + w) and then passes
+    // the turn on; warpgroup 1 gives warpgroup 0 the first turn, and skips
+    // the hand-over after its last issue so every barrier phase completes.
+    auto turn_begin = [&]() {
+        if (PINGPONG)
+            named_sync(1 + w);
+    };
+    auto turn_end = [&](bool last) {
+        if (PINGPONG && !(last && w == 1))
+            named_arrive(2 - w);
+    };
+    auto release = [&](unsigned bar) {
+        __syncwarp();
+        if (lane == 0)
+            mbar_arrive(bar);
+    };
+
+    float sc[BN / 8][4];
+    unsigned pa[BN / 16][4];
+    float alpha[2];
+    mbar_wait(barQ, 0);
+    mbar_wait(BAR_KFULL(0), 0);
+    long long J = stage_j[0];
+    const bool have = J >= 0;
+    if (PINGPONG && have && w == 1)
+        named_arrive(1);
+    if (have) { // first (diagonal) block
+        turn_begin();
+        wgmma_fence();
+        issue_qk(sc, 0);
+        turn_end(false);
+        wgmma_wait<0>();
+        release(BAR_KEMPTY(0));
+        softmax(sc, J, alpha);
+        pack_p<BN / 8, BF16>(sc, pa);
+    }
+    int i = 1;
+    for (; have; i++) {
+        const int s = i % STAGES, sp = (i - 1) % STAGES;
+        mbar_wait(BAR_KFULL(s), (i / STAGES) & 1);
+        J = stage_j[s];
+        if (J < 0)
+            break;
+        if (!OVERLAP) { // serial: O += P V of the previous block, then S of this one
+            mbar_wait(BAR_VFULL(sp), ((i - 1) / STAGES) & 1);
+            wgmma_fence();
+            issue_pv(pa, sp);
+            wgmma_wait<0>();
+            release(BAR_VEMPTY(sp));
+            issue_qk(sc, s);
+            wgmma_wait<0>();
+            release(BAR_KEMPTY(s));
+            softmax(sc, J, alpha);
+            rescale_o<D / 8>(o, alpha);
+            pack_p<BN / 8, BF16>(sc, pa);
+            continue;
+        }
+        // Overlapped: S of this block and O += P V of the previous one go to
+        // the tensor cores together; this block's softmax runs while P V is
+        // still in flight; O is rescaled once P V has landed.
+        mbar_wait(BAR_VFULL(sp), ((i - 1) / STAGES) & 1);
+        turn_begin();
+        wgmma_fence();
+        issue_qk(sc, s);
+        issue_pv(pa, sp);
+        turn_end(false);
+        wgmma_wait<1>();
+        release(BAR_KEMPTY(s));
+        softmax(sc, J, alpha);
+        wgmma_wait<0>();
+        release(BAR_VEMPTY(sp));
+        rescale_o<D / 8>(o, alpha);
+        pack_p<BN / 8, BF16>(sc, pa);
+    }
+    if (have) { // P V of the last block
+        const int sp = (i - 1) % STAGES;
+        mbar_wait(BAR_VFULL(sp), ((i - 1) / STAGES) & 1);
+        turn_begin();
+        wgmma_fence();
+        issue_pv(pa, sp);
+        turn_end(true);
+        wgmma_wait<0>();
+        release(BAR_VEMPTY(sp));
+    }
+    finish_rows(l);
+    const long long row_lo = qlo - g.q_offset;
+    store_rows<D / 8>(p, g, b, h, row_lo, row_lo + 8, o, l, lane);
+#undef BAR_KFULL
+#undef BAR_VFULL
+#undef BAR_KEMPTY
+#undef BAR_VEMPTY
+}
+
+#define STEM_ATTN_SM90(name, D, BF16, STAGES, OVERLAP, PINGPONG)                                  \
+    extern "C" __global__ void __launch_bounds__(THREADS, 1)                                     \
+        name(const __grid_constant__ stem_kattn p, const __grid_constant__ tmap tq,               \
+             const __grid_constant__ tmap tk, const __grid_constant__ tmap tv)                   \
+    {                                                                                             \
+        attn_sm90<D, BF16, STAGES, OVERLAP, PINGPONG>(p, &tq, &tk, &tv);                          \
+    }
+// Intra-warpgroup overlap of softmax and GEMMs (the default).
+STEM_ATTN_SM90(stem_k_attn_sm90_bf16_d128, 128, true, 2, true, false)
+STEM_ATTN_SM90(stem_k_attn_sm90_bf16_d64, 64, true, 3, true, false)
+STEM_ATTN_SM90(stem_k_attn_sm90_f16_d128, 128, false, 2, true, false)
+STEM_ATTN_SM90(stem_k_attn_sm90_f16_d64, 64, false, 3, true, false)
+// Serial softmax per warpgroup (STEM_CUDA_ATTN=sm90s; the baseline of the overlap).
+STEM_ATTN_SM90(stem_k_attn_sm90s_bf16_d128, 128, true, 2, false, false)
+STEM_ATTN_SM90(stem_k_attn_sm90s_bf16_d64, 64, true, 3, false, false)
+STEM_ATTN_SM90(stem_k_attn_sm90s_f16_d128, 128, false, 2, false, false)
+STEM_ATTN_SM90(stem_k_attn_sm90s_f16_d64, 64, false, 3, false, false)
+// Overlap + ping-pong between the consumer warpgroups (STEM_CUDA_ATTN=sm90p).
+STEM_ATTN_SM90(stem_k_attn_sm90p_bf16_d128, 128, true, 2, true, true)
+STEM_ATTN_SM90(stem_k_attn_sm90p_bf16_d64, 64, true, 3, true, true)
+STEM_ATTN_SM90(stem_k_attn_sm90p_f16_d128, 128, false, 2, true, true)
+STEM_ATTN_SM90(stem_k_attn_sm90p_f16_d64, 64, false, 3, true, true)
