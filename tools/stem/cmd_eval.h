@@ -22,11 +22,14 @@
 #define EVAL_DEFAULT_MODEL ".model/SmolLM2-135M-Instruct.Q4_1.gguf"
 #define EVAL_MAX_CONFIGS 64
 #define EVAL_MAX_TEXTS 8
+/* test-only block choices made in the tool (cmd_eval_oracle.c), not library selectors */
+#define EVAL_HOST_ORACLE 1  /* true softmax mass per block */
+#define EVAL_HOST_MAXPOOL 2 /* Stem's antidiagonal score, max- instead of mean-pooled */
 
 typedef struct eval_config {
     char label[96];
     stem_config cfg;
-    int oracle;       /* blocks by true attention mass under cfg's budget (test only) */
+    int oracle;       /* EVAL_HOST_*: blocks chosen on the host under cfg's budget (test only) */
     int32_t match_k;  /* > 0: uniform_k = the equal-cost partner of Stem k_start match_k */
 } eval_config;
 
@@ -99,11 +102,12 @@ int eval_attention_hook(void *user, int layer, const float *q, const float *k, c
 
 /* cmd_eval_oracle.c: per head, the top budget[I] key blocks of each query
  * block I by the true softmax mass of rows [0, rows) (keys of the same
- * rows), plus sink and local blocks; idx [Hq][nq][nq] ascending, -1 padded;
+ * rows; kind EVAL_HOST_ORACLE) or by the max-pooled antidiagonal score
+ * (EVAL_HOST_MAXPOOL), plus sink and local blocks; idx [Hq][nq][nq] ascending, -1 padded;
  * cnt [Hq][nq]. Arrays are head-major [H][n][d]. 0, or -1 out of memory. */
 int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, int64_t rows,
                        int64_t n, int block, const int32_t *budget, int sink, int local,
-                       int32_t *idx, int32_t *cnt);
+                       int kind, int stride, int32_t *idx, int32_t *cnt);
 /* Equal-cost uniform partner of Stem k_start = match_k over `rows` tokens:
  * the uniform k whose summed top-k budget (stem_plan_get_budget, forced
  * blocks excluded) is closest to Stem's (ties: the smaller). */

@@ -24,7 +24,9 @@ static void usage(FILE *f)
             "                        'stem:b=64:k=16;uniform:b=64:match=16;xattention:tau=0.9'\n"
             "                        Test-only selectors: oracle (Stem's budget) and\n"
             "                        oracle_uniform (constant budget) keep the blocks with the\n"
-            "                        most true attention mass (full attention on the host)\n"
+            "                        most true attention mass (full attention on the host);\n"
+            "                        stem_maxpool: Stem's budget, its antidiagonal score\n"
+            "                        max-pooled over the block's strided groups (no bonus)\n"
             "  --dense-from P        deployment mode: the first P tokens are the prompt, run\n"
             "                        through libstem with a plan keyed on P; rows >= P are dense\n"
             "                        (sparse prefill + dense decode). Scores positions >= P-1\n"
@@ -78,8 +80,12 @@ int eval_parse_configs(const char *spec, const stem_config *base, eval_config *o
         /* test-only: oracle block choice under Stem's (oracle) or a constant
          * (oracle_uniform) budget */
         if (!strcmp(tok, "oracle") || !strcmp(tok, "oracle_uniform")) {
-            c->oracle = 1;
+            c->oracle = EVAL_HOST_ORACLE;
             c->cfg.selector = tok[6] ? STEM_SELECTOR_UNIFORM : STEM_SELECTOR_STEM;
+        } else if (!strcmp(tok, "stem_maxpool")) {
+            /* test-only estimator variant: Stem's budget, max-pooled score, no bonus */
+            c->oracle = EVAL_HOST_MAXPOOL;
+            c->cfg.selector = STEM_SELECTOR_STEM;
         } else if (stem_selector_from_name(tok, &c->cfg.selector) != STEM_OK) {
             free(copy);
             return tool_error("eval: unknown selector '%s'", tok), -1;

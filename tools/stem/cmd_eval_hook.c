@@ -94,7 +94,7 @@ static stem_status run_stem_rows(const stem_call *sc, const stem_config *cfg, in
         if (st == STEM_OK &&
             eval_oracle_select(q, k, sc->heads_q, sc->heads_kv, sc->head_dim, rows, n,
                                cfg->block_size, budget, cfg->sink_blocks, cfg->local_blocks,
-                               idx, cnt))
+                               oracle, cfg->stride, idx, cnt))
             st = STEM_ERR_OUT_OF_MEMORY;
         free(budget);
     }

@@ -9,9 +9,38 @@
 
 #include "cmd_eval.h"
 
+/* Max-pooled antidiagonal score of key block J for query block I: Stem's
+ * strided antidiagonal dot products (query rows reversed within each group of
+ * `stride` rows), scaled as Stem's, maxed instead of averaged over the G x G
+ * group pairs, so one strong key group is not diluted by its block. */
+static double maxpool_score(const float *qh, const float *kh, int d, int64_t rows, int block,
+                            int stride, int64_t I, int64_t J, float scale)
+{
+    double best = -INFINITY;
+    const int G = block / stride;
+    for (int a = 0; a < G; a++)
+        for (int b = 0; b < G; b++) {
+            double s = 0.0;
+            int any = 0;
+            for (int t = 0; t < stride; t++) {
+                const int64_t qr = I * block + a * stride + (stride - 1 - t);
+                const int64_t kr = J * block + b * stride + t;
+                if (qr >= rows || kr >= rows) continue;
+                any = 1;
+                const float *x = qh + qr * d, *y = kh + kr * d;
+                float s8[8] = {0};
+                for (int i = 0; i + 8 <= d; i += 8)
+                    for (int u = 0; u < 8; u++) s8[u] += x[i + u] * y[i + u];
+                s += (s8[0] + s8[1] + s8[2] + s8[3]) + (s8[4] + s8[5] + s8[6] + s8[7]);
+            }
+            if (any && s * scale / stride > best) best = s * scale / stride;
+        }
+    return best;
+}
+
 int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, int64_t rows,
                        int64_t n, int block, const int32_t *budget, int sink, int local,
-                       int32_t *idx, int32_t *cnt)
+                       int kind, int stride, int32_t *idx, int32_t *cnt)
 {
     const int g = hq / hk;
     const int64_t nq = (rows + block - 1) / block;
@@ -28,9 +57,13 @@ int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, in
             if (!p || !mass || !keep) continue;
             const int64_t h = w / nq, I = nq - 1 - w % nq; /* long rows first */
             const float *kh = k + (h / g) * n * d;
-            for (int64_t J = 0; J <= I; J++) mass[J] = 0.0;
+            for (int64_t J = 0; J <= I; J++)
+                mass[J] = kind == EVAL_HOST_MAXPOOL
+                              ? maxpool_score(q + h * n * d, kh, d, rows, block, stride, I, J,
+                                              scale)
+                              : 0.0;
             const int64_t t1 = (I + 1) * block < rows ? (I + 1) * block : rows;
-            for (int64_t t = I * block; t < t1; t++) {
+            for (int64_t t = I * block; kind == EVAL_HOST_ORACLE && t < t1; t++) {
                 const float *qr = q + (h * n + t) * d;
                 float mx = -INFINITY;
                 for (int64_t j = 0; j <= t; j++) {
