@@ -50,6 +50,10 @@ def units_task(rows):
     data = defaultdict(dict)
     for r in rows:
         u = (r["task"], r["length"], r["key_index"], r["depth"])
+        if r["config"] in data[u] and abs(data[u][r["config"]]["p_first"] -
+                                          float(r["p_first"])) > 1e-4:
+            sys.exit("bootstrap: %s %s differs between files: not the same prompts" %
+                     (u, r["config"]))
         data[u][r["config"]] = {"density": float(r["density"]), "p_first": float(r["p_first"]),
                                 "top1_first": float(r["top1_first"]), "exact": float(r["exact"]),
                                 "nll_rest": float(r["nll_rest"]), "depth": float(r["depth"])}
