@@ -75,19 +75,26 @@ stem_status stem_context_create(const stem_context_desc *desc, stem_context **ou
     if (d.num_threads < 0)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                               "stem_context_create: num_threads=%d must be >= 0", d.num_threads);
+    /* Probing is not the caller's failure: whatever a probe records is
+     * neither logged nor left in stem_last_error(). */
+    stem_log_fn log;
+    void *user;
+    stem_log_mute(&log, &user);
     uint32_t count = stem_registry_device_count();
     stem_device_info dev;
     stem_device_info_init(&dev);
+    const int found = d.device != STEM_DEVICE_AUTO && d.device >= 0 &&
+                      (uint32_t)d.device < count && stem_registry_device((uint32_t)d.device, &dev);
+    stem_enter_log(log, user);
     if (d.device != STEM_DEVICE_AUTO) {
-        if (d.device < 0 || (uint32_t)d.device >= count)
+        if (!found)
             return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                                   "stem_context_create: device %d out of range (%u devices)",
                                   d.device, count);
-        if (!stem_registry_device((uint32_t)d.device, &dev))
-            return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
-                                  "stem_context_create: device %d vanished while probing",
-                                  d.device);
-        return context_open(&d, &dev, (uint32_t)d.device, out);
+        stem_status st = context_open(&d, &dev, (uint32_t)d.device, out);
+        if (st == STEM_OK)
+            stem_enter_log(log, user); /* anything a backend recorded on the way */
+        return st;
     }
     /* AUTO: the first device that opens, in the list's best-first order,
      * taking real GPUs first, then the CPU backend, and only then GPU
@@ -98,15 +105,18 @@ stem_status stem_context_create(const stem_context_desc *desc, stem_context **ou
     char why[512] = "";
     for (int pass = 0; pass < 3; ++pass)
         for (uint32_t i = 0; i < count; ++i) {
-            if (!stem_registry_device(i, &dev))
+            stem_log_mute(&log, &user);
+            const int listed = stem_registry_device(i, &dev);
+            if (!listed) {
+                stem_log_unmute(log, user);
                 continue;
+            }
             const int cpu_backend = dev.backend == STEM_BACKEND_CPU;
             const int tier = dev.is_gpu ? 0 : cpu_backend ? 1 : 2;
-            if (tier != pass)
+            if (tier != pass) {
+                stem_log_unmute(log, user);
                 continue;
-            stem_log_fn log;
-            void *user;
-            stem_log_mute(&log, &user);
+            }
             stem_status st = context_open(&d, &dev, i, out);
             stem_log_unmute(log, user);
             if (st == STEM_OK) {

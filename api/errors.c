@@ -156,12 +156,25 @@ void stem_log_plan(const struct stem_plan *plan)
              (long long)d->batch, (long long)d->num_q_heads, (long long)d->num_kv_heads,
              (long long)d->q_len, (long long)d->head_dim, stem_dtype_name(d->dtype),
              stem_backend_name(ctx->device.backend), stem_selector_name(c->selector),
-             c->block_size, c->stride, (long long)plan->n_blocks,
+             c->block_size, c->stride, (long long)plan->n_rows,
              plan->dense ? "dense (every causal block)" : "sparse");
+    if (d->q_len < d->kv_len) {
+        stem_log(ctx, STEM_LOG_INFO,
+                 "plan: chunked / prefix-cached call: queries [%lld, %lld) of %lld visible keys, "
+                 "rows %lld..%lld, budget keyed on prompt_len %lld, %s value statistics",
+                 (long long)plan->q_offset, (long long)d->kv_len, (long long)d->kv_len,
+                 (long long)plan->row0, (long long)(plan->n_blocks - 1),
+                 (long long)plan->prompt_len,
+                 d->vstats_mode == STEM_VSTATS_PROVIDED ? "PROVIDED" : "VISIBLE");
+        if (d->prompt_len == 0)
+            stem_log(ctx, STEM_LOG_WARN,
+                     "plan: q_len < kv_len without prompt_len: the budget is keyed on kv_len; "
+                     "for chunked prefill pass the full prompt length (docs/semantics.md 8)");
+    }
     if (!plan->dense)
         stem_log(ctx, STEM_LOG_INFO,
                  "plan: budget k_start %d -> k_end %d blocks, density %.4f of causal blocks",
-                 plan->k_start, plan->budget[plan->n_blocks - 1], plan->budget_density);
+                 plan->k_start, plan->budget[plan->n_prompt - 1], plan->budget_density);
     stem_log(ctx, STEM_LOG_INFO,
              "plan: stem_prefill in %lld pass(es) of %lld batch x %lld query heads, "
              "workspace %zu bytes",

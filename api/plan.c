@@ -2,6 +2,7 @@
 #include "stem_internal.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,11 +52,63 @@ static stem_status check_desc(const stem_attention_desc *d)
     if (d->causal == 0)
         return stem_set_error(STEM_ERR_UNSUPPORTED,
                               "causal=0: only causal prefill is supported");
-    if (d->kv_len != d->q_len)
-        return stem_set_error(STEM_ERR_UNSUPPORTED,
-                              "q_len=%lld != kv_len=%lld: only prefill (q_len == kv_len) is "
-                              "supported",
+    if (d->q_len > d->kv_len)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "q_len=%lld > kv_len=%lld: the queries' own keys must be among "
+                              "the kv_len visible keys (bottom-right alignment)",
                               (long long)d->q_len, (long long)d->kv_len);
+    if (d->kv_len >= lim)
+        return bad("kv_len must stay below 2^31");
+    if (d->prompt_len != 0 && (d->prompt_len < d->kv_len || d->prompt_len >= lim))
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "prompt_len=%lld must be 0 (= kv_len) or in [kv_len=%lld, 2^31)",
+                              (long long)d->prompt_len, (long long)d->kv_len);
+    if (d->vstats_mode != STEM_VSTATS_VISIBLE && d->vstats_mode != STEM_VSTATS_PROVIDED)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "vstats_mode=%d must be STEM_VSTATS_VISIBLE (0) or "
+                              "STEM_VSTATS_PROVIDED (1)",
+                              (int)d->vstats_mode);
+    return STEM_OK;
+}
+
+/* Pass size; STEM_PREFILL_PASS_BYTES (bytes, > 0) overrides it so tests can
+ * force many small passes on small problems. */
+static size_t prefill_pass_bytes(void)
+{
+    const char *e = getenv("STEM_PREFILL_PASS_BYTES");
+    if (e && *e) {
+        char *end = NULL;
+        unsigned long long v = strtoull(e, &end, 10);
+        if (end && *end == '\0' && v > 0)
+            return (size_t)v;
+    }
+    return STEM_PREFILL_PASS_BYTES;
+}
+
+/* The backend's declared limits and capabilities (ops table), one message each. */
+static stem_status check_caps(const stem_context *ctx, const stem_attention_desc *d)
+{
+    const stem_backend_ops *ops = ctx->ops;
+    if (!(ops->dtypes & (1u << (unsigned)d->dtype)))
+        return stem_set_error(STEM_ERR_UNSUPPORTED, "dtype %s not supported by backend %s",
+                              stem_dtype_name(d->dtype), ops->name);
+    if (d->head_dim < ops->head_dim_min || d->head_dim > ops->head_dim_max ||
+        d->head_dim % (ops->head_dim_step > 0 ? ops->head_dim_step : 1) != 0)
+        return stem_set_error(STEM_ERR_UNSUPPORTED,
+                              "head_dim=%lld not supported by backend %s; supported: multiples "
+                              "of %d from %d to %d",
+                              (long long)d->head_dim, ops->name, (int)ops->head_dim_step,
+                              (int)ops->head_dim_min, (int)ops->head_dim_max);
+    const unsigned caps = ops->caps;
+    if (d->q_len < d->kv_len && !(caps & STEM_CAP_Q_OFFSET))
+        return stem_set_error(STEM_ERR_UNSUPPORTED,
+                              "q_len=%lld < kv_len=%lld (chunked or prefix-cached prefill) is "
+                              "not supported by backend %s yet",
+                              (long long)d->q_len, (long long)d->kv_len, ctx->ops->name);
+    if (d->vstats_mode == STEM_VSTATS_PROVIDED && !(caps & STEM_CAP_VSTATS))
+        return stem_set_error(STEM_ERR_UNSUPPORTED,
+                              "vstats_mode=PROVIDED is not supported by backend %s yet",
+                              ctx->ops->name);
     return STEM_OK;
 }
 
@@ -115,9 +168,9 @@ static stem_status check_config(const stem_config *c, int64_t n_tokens)
 
 /* Query heads per stem_prefill pass: a multiple of the GQA group, or a
  * divisor of it, so every pass is a well-formed (Hq', Hkv') problem. */
-static int64_t heads_per_pass(int64_t hq, int64_t group, size_t per_head)
+static int64_t heads_per_pass(int64_t hq, int64_t group, size_t per_head, size_t pass_bytes)
 {
-    int64_t fit = (int64_t)(STEM_PREFILL_PASS_BYTES / (per_head ? per_head : 1));
+    int64_t fit = (int64_t)(pass_bytes / (per_head ? per_head : 1));
     if (fit >= hq)
         return hq;
     if (fit >= group)
@@ -135,6 +188,8 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
     if (!ctx || !desc || !out)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_plan_create: %s is NULL",
                               !ctx ? "ctx" : !desc ? "desc" : "out");
+    /* Fields after layer_index (prompt_len, vstats_mode) keep their defaults
+     * for a caller whose struct_size ends before them. */
     stem_attention_desc d;
     stem_attention_desc_init(&d);
     stem_status st = stem_struct_in(&d, sizeof d, desc, STEM_MIN_ATTENTION_DESC,
@@ -150,8 +205,21 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
             return st;
     }
     st = check_desc(&d);
+    const int64_t prompt_len = d.prompt_len > 0 ? d.prompt_len : d.kv_len;
     if (st == STEM_OK)
-        st = check_config(&c, d.q_len);
+        st = check_config(&c, prompt_len);
+    if (st == STEM_OK && d.vstats_mode == STEM_VSTATS_PROVIDED &&
+        c.selector != STEM_SELECTOR_STEM && c.selector != STEM_SELECTOR_DENSE)
+        st = stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                            "vstats_mode=PROVIDED: value statistics exist only for the stem "
+                            "selector (and dense, which writes stem scores), not %s",
+                            stem_selector_name(c.selector));
+    if (st == STEM_OK && stem_selector_is_xattention(c.selector) && d.q_len < d.kv_len)
+        st = stem_set_error(STEM_ERR_UNSUPPORTED,
+                            "selector xattention with q_len < kv_len (chunked or prefix-cached "
+                            "prefill) is not defined yet");
+    if (st == STEM_OK)
+        st = check_caps(ctx, &d);
     if (st == STEM_OK && ctx->ops->plan_check)
         st = ctx->ops->plan_check(ctx, &d, &c);
     if (st != STEM_OK)
@@ -164,7 +232,12 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
     plan->desc = d;
     plan->cfg = c;
     plan->scale = d.softmax_scale > 0.0f ? d.softmax_scale : (float)(1.0 / sqrt((double)d.head_dim));
-    plan->n_blocks = (d.q_len + c.block_size - 1) / c.block_size;
+    plan->q_offset = d.kv_len - d.q_len;
+    plan->n_blocks = (d.kv_len + c.block_size - 1) / c.block_size;
+    plan->row0 = plan->q_offset / c.block_size;
+    plan->n_rows = plan->n_blocks - plan->row0;
+    plan->prompt_len = prompt_len;
+    plan->n_prompt = (prompt_len + c.block_size - 1) / c.block_size;
     plan->group = c.block_size / c.stride;
     st = stem_schedule_build(plan);
     if (st != STEM_OK) {
@@ -175,24 +248,26 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
      * than the few skipped blocks save. */
     if (c.dense_above_density > 0.0 && !plan->dense && !stem_selector_is_xattention(c.selector) &&
         plan->budget_density >= c.dense_above_density) {
+        /* Keyed on the prompt's schedule like the budget, so every chunk of a
+         * prompt decides alike. */
         plan->dense = 1;
-        plan->k_start = (int32_t)plan->n_blocks;
+        plan->k_start = (int32_t)plan->n_prompt;
         plan->budget_density = 1.0;
-        for (int64_t i = 0; i < plan->n_blocks; ++i)
-            plan->budget[i] = (int32_t)plan->n_blocks;
+        for (int64_t i = 0; i < plan->n_prompt; ++i)
+            plan->budget[i] = (int32_t)plan->n_prompt;
     }
     /* stem_prefill passes: everything at once when it fits, else one batch
      * entry and a chunk of query heads at a time. */
-    const size_t per_head = (size_t)plan->n_blocks * (size_t)plan->n_blocks * 8 +
-                            (size_t)plan->n_blocks * 4;
+    const size_t per_head = (size_t)plan->n_rows * (size_t)plan->n_blocks * 8 +
+                            (size_t)plan->n_rows * 4;
     const int64_t g = d.num_q_heads / d.num_kv_heads;
-    if ((double)d.batch * (double)d.num_q_heads * (double)per_head <=
-        (double)STEM_PREFILL_PASS_BYTES) {
+    const size_t pass_bytes = prefill_pass_bytes();
+    if ((double)d.batch * (double)d.num_q_heads * (double)per_head <= (double)pass_bytes) {
         plan->batch_per_pass = d.batch;
         plan->heads_per_pass = d.num_q_heads;
     } else {
         plan->batch_per_pass = 1;
-        plan->heads_per_pass = heads_per_pass(d.num_q_heads, g, per_head);
+        plan->heads_per_pass = heads_per_pass(d.num_q_heads, g, per_head, pass_bytes);
     }
     plan->workspace_bytes =
         (size_t)plan->batch_per_pass * (size_t)plan->heads_per_pass * per_head;
@@ -233,11 +308,11 @@ stem_status stem_plan_get_info(const stem_plan *plan, stem_plan_info *info)
                               plan ? "info" : "plan");
     stem_plan_info i;
     stem_plan_info_init(&i);
-    i.num_q_blocks = plan->n_blocks;
+    i.num_q_blocks = plan->n_rows;
     i.num_k_blocks = plan->n_blocks;
     i.dense = plan->dense;
     i.k_start = plan->k_start;
-    i.k_end = plan->budget[plan->n_blocks - 1];
+    i.k_end = plan->budget[plan->n_prompt - 1];
     i.budget_density = plan->budget_density;
     i.workspace_bytes = plan->workspace_bytes;
     i.selector = plan->cfg.selector;
@@ -251,11 +326,11 @@ stem_status stem_plan_get_budget(const stem_plan *plan, int32_t *budget, size_t 
     if (!plan || !budget)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_plan_get_budget: %s is NULL",
                               plan ? "budget" : "plan");
-    if (count < (size_t)plan->n_blocks)
+    if (count < (size_t)plan->n_rows)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                               "stem_plan_get_budget: count=%zu < %lld query blocks", count,
-                              (long long)plan->n_blocks);
-    memcpy(budget, plan->budget, (size_t)plan->n_blocks * sizeof *budget);
+                              (long long)plan->n_rows);
+    memcpy(budget, plan->budget + plan->row0, (size_t)plan->n_rows * sizeof *budget);
     return STEM_OK;
 }
 

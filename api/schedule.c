@@ -47,7 +47,8 @@ static int64_t paper_k_start(const stem_config *c, int64_t n, int64_t n_tokens)
 stem_status stem_schedule_build(stem_plan *plan)
 {
     const stem_config *c = &plan->cfg;
-    const int64_t n = plan->n_blocks;
+    /* Keyed on the prompt (n_prompt >= the call's key blocks), per absolute row. */
+    const int64_t n = plan->n_prompt;
     int32_t *budget = malloc((size_t)n * sizeof *budget);
     if (!budget)
         return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "stem_plan_create: out of host memory");
@@ -57,7 +58,7 @@ stem_status stem_schedule_build(stem_plan *plan)
     switch (c->selector) {
     case STEM_SELECTOR_STEM:
     case STEM_SELECTOR_UNIFORM: k = official_k_start(c, n); break;
-    case STEM_SELECTOR_STEM_PAPER: k = paper_k_start(c, n, plan->desc.q_len); break;
+    case STEM_SELECTOR_STEM_PAPER: k = paper_k_start(c, n, plan->prompt_len); break;
     default: k = n; break;
     }
     int dense = layer_dense || c->selector == STEM_SELECTOR_DENSE || k >= n;

@@ -96,10 +96,12 @@ static stem_status check_disjoint(const char *fn, const byte_range *a, const cha
 #define F32_MASK (1u << STEM_DTYPE_F32)
 #define I32_MASK (1u << STEM_DTYPE_I32)
 
-enum { T_Q, T_K, T_V, T_SCORES, T_INDEX, T_COUNT, T_OUT, T_COUNT_ };
+enum { T_Q, T_K, T_V, T_SCORES, T_INDEX, T_COUNT, T_OUT, T_VSTATS_IN, T_VSTATS_OUT, T_LSE,
+       T_COUNT_ };
 
-static const char *const tensor_names[T_COUNT_] = {"q", "k", "v", "scores", "index", "count",
-                                                   "out"};
+static const char *const tensor_names[T_COUNT_] = {"q",   "k",         "v",          "scores",
+                                                   "index", "count",   "out",        "vstats_in",
+                                                   "vstats_out", "lse"};
 
 /* Validates the tensors a stage uses (NULL entries in `use` are skipped)
  * and that outputs (from first_output on) overlap nothing else. */
@@ -108,19 +110,22 @@ static stem_status check_all(const stem_plan *plan, const char *fn,
                              const int is_output[T_COUNT_])
 {
     const stem_attention_desc *d = &plan->desc;
-    const int64_t n = plan->n_blocks;
+    const int64_t n = plan->n_blocks, nr = plan->n_rows;
     const int64_t dims[T_COUNT_][4] = {
         {d->batch, d->num_q_heads, d->q_len, d->head_dim},
         {d->batch, d->num_kv_heads, d->kv_len, d->head_dim},
         {d->batch, d->num_kv_heads, d->kv_len, d->head_dim},
-        {d->batch, d->num_q_heads, n, n},
-        {d->batch, d->num_q_heads, n, n},
-        {d->batch, d->num_q_heads, n, 1},
+        {d->batch, d->num_q_heads, nr, n},
+        {d->batch, d->num_q_heads, nr, n},
+        {d->batch, d->num_q_heads, nr, 1},
         {d->batch, d->num_q_heads, d->q_len, d->head_dim},
+        {d->batch, d->num_kv_heads, 1, 2},
+        {d->batch, d->num_kv_heads, 1, 2},
+        {d->batch, d->num_q_heads, d->q_len, 1},
     };
     const unsigned qkv_mask = 1u << (unsigned)d->dtype;
-    const unsigned masks[T_COUNT_] = {qkv_mask, qkv_mask, qkv_mask, F32_MASK,
-                                      I32_MASK, I32_MASK, FLOAT_MASK};
+    const unsigned masks[T_COUNT_] = {qkv_mask, qkv_mask, qkv_mask, F32_MASK, I32_MASK,
+                                      I32_MASK, FLOAT_MASK, F32_MASK, F32_MASK, F32_MASK};
     byte_range r[T_COUNT_];
     for (int i = 0; i < T_COUNT_; ++i) {
         if (!use[i])
@@ -153,25 +158,26 @@ static stem_status check_lists(const stem_plan *plan, const stem_tensor *index,
     const int64_t n = plan->n_blocks;
     for (int64_t b = 0; b < plan->desc.batch; ++b)
         for (int64_t h = 0; h < plan->desc.num_q_heads; ++h)
-            for (int64_t i = 0; i < n; ++i) {
+            for (int64_t r = 0; r < plan->n_rows; ++r) {
+                const int64_t i = plan->row0 + r; /* absolute query block */
                 int32_t c;
-                memcpy(&c, stem_tensor_host_ptr(count, b, h, i, 0), sizeof c);
+                memcpy(&c, stem_tensor_host_ptr(count, b, h, r, 0), sizeof c);
                 if (c < 0 || c > n)
                     return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                                           "stem_attention: count[%lld][%lld][%lld]=%d outside "
                                           "[0, %lld]",
-                                          (long long)b, (long long)h, (long long)i, c,
+                                          (long long)b, (long long)h, (long long)r, c,
                                           (long long)n);
                 int32_t prev = -1;
                 for (int32_t j = 0; j < c; ++j) {
                     int32_t v;
-                    memcpy(&v, stem_tensor_host_ptr(index, b, h, i, j), sizeof v);
+                    memcpy(&v, stem_tensor_host_ptr(index, b, h, r, j), sizeof v);
                     if (v <= prev || v > i)
                         return stem_set_error(
                             STEM_ERR_INVALID_ARGUMENT,
                             "stem_attention: index[%lld][%lld][%lld][%d]=%d must be ascending "
                             "and in [0, %lld] (causal)",
-                            (long long)b, (long long)h, (long long)i, j, v, (long long)i);
+                            (long long)b, (long long)h, (long long)r, j, v, (long long)i);
                     prev = v;
                 }
             }
@@ -184,13 +190,18 @@ stem_status stem_score(stem_plan *plan, const stem_tensor *q, const stem_tensor 
     stem_enter(plan ? plan->ctx : NULL);
     if (!plan)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_score: plan is NULL");
-    const stem_tensor *t[T_COUNT_] = {q, k, v, scores, NULL, NULL, NULL};
-    const int use[T_COUNT_] = {1, 1, 1, 1, 0, 0, 0};
-    const int out[T_COUNT_] = {0, 0, 0, 1, 0, 0, 0};
+    if (plan->desc.vstats_mode == STEM_VSTATS_PROVIDED)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_score: a vstats_mode=PROVIDED plan takes its statistics "
+                              "through stem_prefill_ex");
+    const stem_tensor *t[T_COUNT_] = {q, k, v, scores};
+    const int use[T_COUNT_] = {1, 1, 1, 1};
+    const int out[T_COUNT_] = {0, 0, 0, 1};
     stem_status st = check_all(plan, "stem_score", t, use, out);
     if (st != STEM_OK)
         return st;
-    return plan->ctx->ops->score(plan, q, k, v, scores);
+    const stem_pass pass = stem_plan_whole_pass(plan);
+    return plan->ctx->ops->score(plan, &pass, q, k, v, scores);
 }
 
 stem_status stem_select(stem_plan *plan, const stem_tensor *scores, const stem_tensor *index,
@@ -199,13 +210,14 @@ stem_status stem_select(stem_plan *plan, const stem_tensor *scores, const stem_t
     stem_enter(plan ? plan->ctx : NULL);
     if (!plan)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_select: plan is NULL");
-    const stem_tensor *t[T_COUNT_] = {NULL, NULL, NULL, scores, index, count, NULL};
-    const int use[T_COUNT_] = {0, 0, 0, 1, 1, 1, 0};
-    const int out[T_COUNT_] = {0, 0, 0, 0, 1, 1, 0};
+    const stem_tensor *t[T_COUNT_] = {NULL, NULL, NULL, scores, index, count};
+    const int use[T_COUNT_] = {0, 0, 0, 1, 1, 1};
+    const int out[T_COUNT_] = {0, 0, 0, 0, 1, 1};
     stem_status st = check_all(plan, "stem_select", t, use, out);
     if (st != STEM_OK)
         return st;
-    return plan->ctx->ops->select(plan, scores, index, count);
+    const stem_pass pass = stem_plan_whole_pass(plan);
+    return plan->ctx->ops->select(plan, &pass, scores, index, count);
 }
 
 stem_status stem_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
@@ -223,7 +235,8 @@ stem_status stem_attention(stem_plan *plan, const stem_tensor *q, const stem_ten
         st = check_lists(plan, index, count);
     if (st != STEM_OK)
         return st;
-    return plan->ctx->ops->attention(plan, q, k, v, index, count, o);
+    const stem_pass pass = stem_plan_whole_pass(plan);
+    return plan->ctx->ops->attention(plan, &pass, q, k, v, index, count, o);
 }
 
 /* A view of heads [h0, h0 + nh) of batch entries [b0, b0 + nb). */
@@ -237,6 +250,63 @@ static stem_tensor slice(const stem_tensor *t, int64_t b0, int64_t nb, int64_t h
     return s;
 }
 
+stem_pass stem_plan_whole_pass(const stem_plan *plan)
+{
+    stem_pass p;
+    memset(&p, 0, sizeof p);
+    p.batch = plan->desc.batch;
+    p.num_q_heads = plan->desc.num_q_heads;
+    p.num_kv_heads = plan->desc.num_kv_heads;
+    p.q_len = plan->desc.q_len;
+    p.kv_len = plan->desc.kv_len;
+    p.q_offset = plan->q_offset;
+    p.row0 = plan->row0;
+    p.n_rows = plan->n_rows;
+    p.n_keys = plan->n_blocks;
+    return p;
+}
+
+void stem_call_io_init(stem_call_io *io)
+{
+    if (!io)
+        return;
+    memset(io, 0, sizeof *io);
+    io->struct_size = sizeof *io;
+}
+
+/* PROVIDED statistics must be usable: finite, std >= 0. Device buffers are
+ * read back for it (B * Hkv pairs, one small blocking read per call). */
+static stem_status check_vstats_in(const stem_plan *plan, const stem_tensor *t)
+{
+    const int64_t nb = plan->desc.batch, nh = plan->desc.num_kv_heads;
+    const int64_t span = (nb - 1) * t->strides[0] + (nh - 1) * t->strides[1] + t->strides[3] + 1;
+    float *img = malloc((size_t)span * sizeof(float));
+    if (!img)
+        return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "stem_prefill_ex: out of host memory");
+    stem_status st = STEM_OK;
+    if (t->buffer->host)
+        memcpy(img, (const char *)t->buffer->host + t->offset, (size_t)span * sizeof(float));
+    else
+        st = plan->ctx->ops->buffer_read(plan->ctx, t->buffer, t->offset, img,
+                                         (size_t)span * sizeof(float));
+    for (int64_t b = 0; st == STEM_OK && b < nb; ++b)
+        for (int64_t h = 0; st == STEM_OK && h < nh; ++h) {
+            const float *ms = img + b * t->strides[0] + h * t->strides[1];
+            const float mean = ms[0], sd = ms[t->strides[3]];
+            if (!(mean - mean == 0.0f) || !(sd - sd == 0.0f) || sd < 0.0f)
+                st = stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                                    "stem_prefill_ex: vstats_in[%lld][%lld] = (%g, %g): mean "
+                                    "and std must be finite, std >= 0",
+                                    (long long)b, (long long)h, (double)mean, (double)sd);
+        }
+    free(img);
+    return st;
+}
+
+static stem_status prefill(stem_plan *plan, const char *fn, const stem_tensor *q,
+                           const stem_tensor *k, const stem_tensor *v, const stem_tensor *o,
+                           const stem_call_io *io);
+
 stem_status stem_prefill(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
                          const stem_tensor *v, const stem_tensor *o, const stem_tensor *scores,
                          const stem_tensor *index, const stem_tensor *count)
@@ -244,15 +314,72 @@ stem_status stem_prefill(stem_plan *plan, const stem_tensor *q, const stem_tenso
     stem_enter(plan ? plan->ctx : NULL);
     if (!plan)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_prefill: plan is NULL");
-    const stem_tensor *t[T_COUNT_] = {q, k, v, scores, index, count, o};
-    const int use[T_COUNT_] = {1, 1, 1, scores != NULL, index != NULL, count != NULL, 1};
-    const int out[T_COUNT_] = {0, 0, 0, 1, 1, 1, 1};
-    stem_status st = check_all(plan, "stem_prefill", t, use, out);
+    if (plan->desc.vstats_mode == STEM_VSTATS_PROVIDED)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_prefill: a vstats_mode=PROVIDED plan needs vstats_in "
+                              "(stem_prefill_ex)");
+    stem_call_io io;
+    stem_call_io_init(&io);
+    io.scores = scores;
+    io.index = index;
+    io.count = count;
+    return prefill(plan, "stem_prefill", q, k, v, o, &io);
+}
+
+stem_status stem_prefill_ex(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
+                            const stem_tensor *v, const stem_tensor *o, const stem_call_io *io)
+{
+    if (!plan)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_prefill_ex: plan is NULL");
+    stem_call_io c;
+    stem_call_io_init(&c);
+    if (io) {
+        const stem_status st = stem_struct_in(&c, sizeof c, io, STEM_MIN_CALL_IO,
+                                              "stem_prefill_ex", "io", "stem_call_io_init");
+        if (st != STEM_OK)
+            return st;
+    }
+    return prefill(plan, "stem_prefill_ex", q, k, v, o, &c);
+}
+
+static stem_status prefill(stem_plan *plan, const char *fn, const stem_tensor *q,
+                           const stem_tensor *k, const stem_tensor *v, const stem_tensor *o,
+                           const stem_call_io *io)
+{
+    const stem_tensor *scores = io->scores, *index = io->index, *count = io->count;
+    const int provided = plan->desc.vstats_mode == STEM_VSTATS_PROVIDED;
+    const stem_tensor *vin = provided ? io->vstats_in : NULL;
+    const stem_tensor *vout = io->vstats_out, *lse = io->lse;
+    if (provided && !vin)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "%s: vstats_mode=PROVIDED needs io->vstats_in", fn);
+    const stem_selector sel = plan->cfg.selector;
+    if (vout && sel != STEM_SELECTOR_STEM && sel != STEM_SELECTOR_DENSE)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "%s: vstats_out: value statistics exist only for the stem "
+                              "selector (and dense), not %s",
+                              fn, stem_selector_name(sel));
+    const unsigned caps = plan->ctx->ops->caps;
+    if ((vout || vin) && !(caps & STEM_CAP_VSTATS))
+        return stem_set_error(STEM_ERR_UNSUPPORTED,
+                              "%s: value statistics in/out are not supported by backend %s yet",
+                              fn, plan->ctx->ops->name);
+    if (lse && !(caps & STEM_CAP_LSE))
+        return stem_set_error(STEM_ERR_UNSUPPORTED,
+                              "%s: the lse output is not supported by backend %s yet", fn,
+                              plan->ctx->ops->name);
+    const stem_tensor *t[T_COUNT_] = {q, k, v, scores, index, count, o, vin, vout, lse};
+    const int use[T_COUNT_] = {1, 1, 1, scores != NULL, index != NULL, count != NULL, 1,
+                               vin != NULL, vout != NULL, lse != NULL};
+    const int out[T_COUNT_] = {0, 0, 0, 1, 1, 1, 1, 0, 1, 1};
+    stem_status st = check_all(plan, fn, t, use, out);
+    if (st == STEM_OK && vin)
+        st = check_vstats_in(plan, vin);
     if (st != STEM_OK)
         return st;
 
     const stem_attention_desc *d = &plan->desc;
-    const int64_t n = plan->n_blocks;
+    const int64_t n = plan->n_blocks, nr = plan->n_rows;
     const int need_ws = !scores || !index || !count;
     if (need_ws && !plan->workspace) {
         st = stem_buffer_create(plan->ctx, plan->workspace_bytes, &plan->workspace);
@@ -264,37 +391,51 @@ stem_status stem_prefill(stem_plan *plan, const stem_tensor *q, const stem_tenso
     const int64_t nb = plan->batch_per_pass, nh = plan->heads_per_pass;
     const int64_t g = d->num_q_heads / d->num_kv_heads;
     /* Workspace tensors for one pass: scores, index, count, each [nb, nh, ...]. */
-    const size_t nn = (size_t)n * (size_t)n;
+    const size_t rn = (size_t)nr * (size_t)n;
     stem_tensor ws_s, ws_i, ws_c;
     if (need_ws) {
         const size_t base = plan->workspace_offset;
         const size_t per = (size_t)nb * (size_t)nh;
-        ws_s = stem_tensor_bhnd(plan->workspace, base, STEM_DTYPE_F32, nb, nh, n, n);
-        ws_i = stem_tensor_bhnd(plan->workspace, base + per * nn * 4, STEM_DTYPE_I32, nb, nh, n, n);
-        ws_c = stem_tensor_bhnd(plan->workspace, base + per * nn * 8, STEM_DTYPE_I32, nb, nh, n, 1);
+        ws_s = stem_tensor_bhnd(plan->workspace, base, STEM_DTYPE_F32, nb, nh, nr, n);
+        ws_i = stem_tensor_bhnd(plan->workspace, base + per * rn * 4, STEM_DTYPE_I32, nb, nh, nr,
+                                n);
+        ws_c = stem_tensor_bhnd(plan->workspace, base + per * rn * 8, STEM_DTYPE_I32, nb, nh, nr,
+                                1);
     }
-    /* Each pass is a smaller, well-formed problem on a shallow plan copy. */
-    stem_plan sub = *plan;
+    /* Each pass: batch entries [b0, b0 + nb) and query heads [h0, h0 + hc). */
+    stem_pass pass = stem_plan_whole_pass(plan);
     for (int64_t b0 = 0; b0 < d->batch; b0 += nb) {
         for (int64_t h0 = 0; h0 < d->num_q_heads; h0 += nh) {
             const int64_t hc = nh < d->num_q_heads - h0 ? nh : d->num_q_heads - h0;
             const int64_t kv0 = h0 / g;
             const int64_t kvc = hc >= g ? hc / g : 1;
-            sub.desc.batch = nb;
-            sub.desc.num_q_heads = hc;
-            sub.desc.num_kv_heads = kvc;
+            pass.batch = nb;
+            pass.num_q_heads = hc;
+            pass.num_kv_heads = kvc;
             stem_tensor sq = slice(q, b0, nb, h0, hc), sk = slice(k, b0, nb, kv0, kvc),
                         sv = slice(v, b0, nb, kv0, kvc), so = slice(o, b0, nb, h0, hc);
             stem_tensor ss = scores ? slice(scores, b0, nb, h0, hc) : slice(&ws_s, 0, nb, 0, hc);
             stem_tensor si = index ? slice(index, b0, nb, h0, hc) : slice(&ws_i, 0, nb, 0, hc);
             stem_tensor sc = count ? slice(count, b0, nb, h0, hc) : slice(&ws_c, 0, nb, 0, hc);
+            stem_tensor svi, svo, sl;
+            if (vin)
+                svi = slice(vin, b0, nb, kv0, kvc);
+            if (vout)
+                svo = slice(vout, b0, nb, kv0, kvc);
+            if (lse)
+                sl = slice(lse, b0, nb, h0, hc);
+            pass.vstats_in = vin ? &svi : NULL;
+            /* Statistics of a KV head shared by several passes (heads per pass
+             * below the group) are the same in each: any pass may write them. */
+            pass.vstats_out = vout ? &svo : NULL;
+            pass.lse = lse ? &sl : NULL;
             /* A dense plan's selection reads no scores: skip them unless asked for. */
-            if (scores || !plan->dense)
-                st = plan->ctx->ops->score(&sub, &sq, &sk, &sv, &ss);
+            if (scores || vout || !plan->dense)
+                st = plan->ctx->ops->score(plan, &pass, &sq, &sk, &sv, &ss);
             if (st == STEM_OK)
-                st = plan->ctx->ops->select(&sub, &ss, &si, &sc);
+                st = plan->ctx->ops->select(plan, &pass, &ss, &si, &sc);
             if (st == STEM_OK)
-                st = plan->ctx->ops->attention(&sub, &sq, &sk, &sv, &si, &sc, &so);
+                st = plan->ctx->ops->attention(plan, &pass, &sq, &sk, &sv, &si, &sc, &so);
             if (st != STEM_OK)
                 return st;
         }

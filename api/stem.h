@@ -297,19 +297,42 @@ STEM_API void stem_config_init(stem_config *cfg);
 
 /* --------------------------------------------------------------- the plan */
 
-/* One attention call's shape. Causal prefill only for now (q_len == kv_len). */
+/* Value statistics of the STEM value bonus (docs/semantics.md section 2). */
+typedef enum stem_vstats_mode {
+    STEM_VSTATS_VISIBLE = 0,  /* computed over the visible keys [0, kv_len) (default) */
+    STEM_VSTATS_PROVIDED = 1  /* (mean, std) per (batch, KV head) given by the caller
+                                 through stem_call_io.vstats_in: such a plan runs only
+                                 through stem_prefill_ex (stem_score and stem_prefill
+                                 answer STEM_ERR_INVALID_ARGUMENT) */
+} stem_vstats_mode;
+
+/* One attention call's shape. Causal prefill, fresh (q_len == kv_len) or
+ * chunked / prefix-cached (q_len < kv_len):
+ *  - the queries are the LAST q_len positions: query i sits at absolute
+ *    position P + i, P = kv_len - q_len, and sees keys [0, P + i]
+ *    (bottom-right causal alignment);
+ *  - k and v hold all kv_len visible keys, the call's own keys included;
+ *  - selection rows are absolute query blocks I = floor(position / B): the
+ *    call touches rows floor(P / B) .. ceil(kv_len / B) - 1 (the first and
+ *    last may be partial) against ceil(kv_len / B) key blocks. */
 typedef struct stem_attention_desc {
     size_t struct_size;
     int64_t batch;
     int64_t num_q_heads;   /* Hq, a multiple of num_kv_heads (GQA) */
     int64_t num_kv_heads;  /* Hkv */
-    int64_t q_len;         /* N */
-    int64_t kv_len;        /* must equal q_len */
+    int64_t q_len;         /* M: this call's queries, 1 <= q_len <= kv_len */
+    int64_t kv_len;        /* L: visible keys, prefix + this call's tokens */
     int64_t head_dim;      /* d */
     stem_dtype dtype;      /* dtype of Q, K, V (f32, f16, bf16) */
     int32_t causal;        /* must be 1 */
     float softmax_scale;   /* 0 = 1/sqrt(d); also scales the routing term */
     int32_t layer_index;   /* model layer, -1 = unknown (never forced dense) */
+    /* Appended; a caller whose struct_size ends before them gets the defaults. */
+    int64_t prompt_len;    /* the prompt length the budget is keyed on (where prefill
+                              ends): >= kv_len; 0 = kv_len. For chunked prefill pass the
+                              full prompt length with every chunk, else early chunks get
+                              the (sparser) schedule of a shorter prompt */
+    int32_t vstats_mode;   /* stem_vstats_mode (STEM_VSTATS_VISIBLE) */
 } stem_attention_desc;
 STEM_API void stem_attention_desc_init(stem_attention_desc *desc);
 
@@ -322,8 +345,8 @@ STEM_API void stem_plan_destroy(stem_plan *plan);
 
 typedef struct stem_plan_info {
     size_t struct_size;
-    int64_t num_q_blocks;    /* nq = ceil(N / B) */
-    int64_t num_k_blocks;    /* nk = ceil(N / B) */
+    int64_t num_q_blocks;    /* nq: selection rows of a call, ceil(L / B) - floor(P / B) */
+    int64_t num_k_blocks;    /* nk = ceil(L / B) */
     int32_t dense;           /* this plan keeps every causal block */
     int32_t k_start;         /* blocks; = nk when dense */
     int32_t k_end;           /* last row's budget */
@@ -333,8 +356,9 @@ typedef struct stem_plan_info {
 } stem_plan_info;
 STEM_API void stem_plan_info_init(stem_plan_info *info);
 STEM_API stem_status stem_plan_get_info(const stem_plan *plan, stem_plan_info *info);
-/* Per query-block top-k budget (before forced blocks), count = nq entries.
- * XATTENTION and DENSE report nk for every row. */
+/* Per query-block top-k budget (before forced blocks) of the call's rows
+ * (absolute rows floor(P / B) ..), count >= nq entries. XATTENTION and DENSE
+ * report the prompt's block count for every row. */
 STEM_API stem_status stem_plan_get_budget(const stem_plan *plan, int32_t *budget, size_t count);
 /* Optional caller-provided workspace for stem_prefill (>= workspace_bytes
  * from offset). Without one, the plan allocates it on first use. */
@@ -342,21 +366,24 @@ STEM_API stem_status stem_plan_set_workspace(stem_plan *plan, stem_buffer *buf, 
 
 /* ----------------------------------------------------------------- stages */
 
-/* Tensors (logical dims):
- *   q      [B, Hq,  N, d]   f32 | f16 | bf16 (desc.dtype)
- *   k, v   [B, Hkv, N, d]   desc.dtype
+/* Tensors (logical dims; M = q_len, L = kv_len, P = L - M):
+ *   q      [B, Hq,  M, d]   f32 | f16 | bf16 (desc.dtype)
+ *   k, v   [B, Hkv, L, d]   desc.dtype
  *   scores [B, Hq, nq, nk]  f32   block logits; -inf above the diagonal
  *                                 (XATTENTION: block softmax mass, 0 above)
  *   index  [B, Hq, nq, nk]  i32   kept key blocks, ascending, padded with -1
  *   count  [B, Hq, nq, 1]   i32   number of kept blocks per row
- *   out    [B, Hq,  N, d]   f32 | f16 | bf16
- * out must not overlap q, k or v. */
+ *   out    [B, Hq,  M, d]   f32 | f16 | bf16
+ * nk = ceil(L / B) key blocks; nq = nk - floor(P / B) rows: row r is the
+ * absolute query block floor(P / B) + r and holds only this call's queries
+ * (for a fresh prefill nq = nk = ceil(N / B)). out must not overlap q, k or v. */
 STEM_API stem_status stem_score(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
                                 const stem_tensor *v, const stem_tensor *scores);
 STEM_API stem_status stem_select(stem_plan *plan, const stem_tensor *scores,
                                  const stem_tensor *index, const stem_tensor *count);
 /* Block lists may come from anywhere: entries must be ascending, in
- * [0, row] (causal), count in [0, nk]. A query with no visible key gets 0. */
+ * [0, I] (causal; I = floor(P / B) + r is row r's absolute block), count in
+ * [0, nk]. A query with no visible key gets 0. */
 STEM_API stem_status stem_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
                                     const stem_tensor *v, const stem_tensor *index,
                                     const stem_tensor *count, const stem_tensor *out);
@@ -366,6 +393,32 @@ STEM_API stem_status stem_prefill(stem_plan *plan, const stem_tensor *q, const s
                                   const stem_tensor *v, const stem_tensor *out,
                                   const stem_tensor *scores, const stem_tensor *index,
                                   const stem_tensor *count);
+
+/* Per-call inputs and outputs of stem_prefill_ex beyond q, k, v, out. Every
+ * field is optional (NULL) unless stated. */
+typedef struct stem_call_io {
+    size_t struct_size;
+    const stem_tensor *scores, *index, *count; /* as stem_prefill's optional outputs */
+    /* f32 [B, Hkv, 1, 2]: (mean, std) of the value bonus's log group maxima
+     * (docs/semantics.md section 2); required by STEM_VSTATS_PROVIDED plans
+     * (checked: finite, std >= 0; a small blocking read on GPU backends),
+     * ignored otherwise. */
+    const stem_tensor *vstats_in;
+    /* f32 [B, Hkv, 1, 2]: the statistics the call used (STEM and DENSE
+     * selectors; (0, 0) when no full stride group is visible). */
+    const stem_tensor *vstats_out;
+    /* f32 [B, Hq, M, 1]: natural log of each query's softmax denominator over
+     * the keys it attended (scale included), -inf for a query with none; lets
+     * an engine merge partial attentions. */
+    const stem_tensor *lse;
+} stem_call_io;
+STEM_API void stem_call_io_init(stem_call_io *io);
+/* stem_prefill with per-call inputs/outputs; io may be NULL (= stem_prefill
+ * without optional outputs). A backend without value statistics or lse
+ * output answers STEM_ERR_UNSUPPORTED when they are asked for. */
+STEM_API stem_status stem_prefill_ex(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
+                                     const stem_tensor *v, const stem_tensor *out,
+                                     const stem_call_io *io);
 
 #ifdef __cplusplus
 }

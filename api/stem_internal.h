@@ -53,6 +53,7 @@ stem_status stem_struct_out(void *dst, const void *src, size_t src_size, size_t 
 #define STEM_MIN_CONFIG STEM_SIZE_THROUGH(stem_config, dense_layers)
 #define STEM_MIN_ATTENTION_DESC STEM_SIZE_THROUGH(stem_attention_desc, layer_index)
 #define STEM_MIN_PLAN_INFO STEM_SIZE_THROUGH(stem_plan_info, selector)
+#define STEM_MIN_CALL_IO STEM_SIZE_THROUGH(stem_call_io, lse)
 
 /* Backends this library knows (stem_backend values 0 .. COUNT-1); not
  * public, so a new backend does not change stem.h's constants. */
@@ -79,6 +80,35 @@ typedef struct stem_probe_result {
 
 struct stem_plan;
 
+/* What one stage call computes: the problem's geometry and the slice of it
+ * this pass covers. The core builds it (stem_prefill cuts a large problem
+ * into passes of batch entries and query heads); backends read sizes from
+ * here, never from plan->desc, so a pass is never mistaken for the plan.
+ * Tensors handed with a pass are views of the pass's slice. */
+typedef struct stem_pass {
+    int64_t batch;         /* batch entries of this pass */
+    int64_t num_q_heads;   /* query heads of this pass */
+    int64_t num_kv_heads;  /* their KV heads */
+    int64_t q_len;         /* M: queries per (entry, head) */
+    int64_t kv_len;        /* L: visible keys */
+    int64_t q_offset;      /* P = L - M: absolute position of query 0 */
+    int64_t row0;          /* absolute query block of row 0: floor(P / B) */
+    int64_t n_rows;        /* rows of scores/index/count: ceil(L / B) - row0 */
+    int64_t n_keys;        /* key blocks: ceil(L / B) */
+    /* Optional per-call tensors (NULL when absent), sliced like the rest:
+     * vstats_in f32 [batch, Hkv, 1, 2] (PROVIDED plans, scoring),
+     * vstats_out the same shape (scoring), lse f32 [batch, Hq, M, 1] (attention). */
+    const stem_tensor *vstats_in, *vstats_out, *lse;
+} stem_pass;
+
+/* Capabilities beyond a fresh prefill, declared in the ops table; the core
+ * answers STEM_ERR_UNSUPPORTED with one shared message for what is missing. */
+enum {
+    STEM_CAP_Q_OFFSET = 1u << 0, /* q_len < kv_len (chunked / prefix-cached prefill) */
+    STEM_CAP_VSTATS = 1u << 1,   /* vstats_in (PROVIDED) and vstats_out */
+    STEM_CAP_LSE = 1u << 2       /* lse output */
+};
+
 /* One table per backend, registered in api/registry.c. The core validates
  * every argument before calling in: tensors match the plan, lie inside
  * their buffers and belong to the plan's context. */
@@ -103,14 +133,22 @@ typedef struct stem_backend_ops {
     /* Support check for head_dim, dtypes, block size: STEM_ERR_UNSUPPORTED + message. */
     stem_status (*plan_check)(const stem_context *ctx, const stem_attention_desc *desc,
                               const stem_config *cfg);
-    stem_status (*score)(struct stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                         const stem_tensor *v, const stem_tensor *scores);
-    stem_status (*select)(struct stem_plan *plan, const stem_tensor *scores,
-                          const stem_tensor *index, const stem_tensor *count);
-    stem_status (*attention)(struct stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                             const stem_tensor *v, const stem_tensor *index,
+    /* Stages; pass (never NULL) says what to compute, see stem_pass. */
+    stem_status (*score)(struct stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                         const stem_tensor *k, const stem_tensor *v, const stem_tensor *scores);
+    stem_status (*select)(struct stem_plan *plan, const stem_pass *pass,
+                          const stem_tensor *scores, const stem_tensor *index,
+                          const stem_tensor *count);
+    stem_status (*attention)(struct stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                             const stem_tensor *k, const stem_tensor *v, const stem_tensor *index,
                              const stem_tensor *count, const stem_tensor *out);
     stem_status (*synchronize)(stem_context *ctx);
+    unsigned caps; /* STEM_CAP_* */
+    /* Declared limits, checked by the core before plan_check (one message
+     * for every backend): Q/K/V dtypes (bit 1 << stem_dtype) and head_dim,
+     * a multiple of head_dim_step in [head_dim_min, head_dim_max]. */
+    unsigned dtypes;
+    int32_t head_dim_min, head_dim_max, head_dim_step;
 } stem_backend_ops;
 
 struct stem_context {
@@ -137,11 +175,17 @@ struct stem_plan {
     stem_attention_desc desc;
     stem_config cfg;
     float scale;         /* resolved softmax scale */
-    int64_t n_blocks;    /* nq = nk = ceil(N / B) */
+    int64_t q_offset;    /* P = kv_len - q_len */
+    int64_t row0;        /* floor(P / B): absolute query block of row 0 */
+    int64_t n_rows;      /* selection rows: n_blocks - row0 */
+    int64_t n_blocks;    /* key blocks nk = ceil(kv_len / B) */
+    int64_t prompt_len;  /* resolved desc.prompt_len (>= kv_len) */
+    int64_t n_prompt;    /* ceil(prompt_len / B): budget rows */
     int32_t group;       /* G = B / S */
     int dense;           /* every causal block is kept */
     int32_t k_start;
-    int32_t *budget;     /* [n_blocks] per-row top-k budget (before forced blocks) */
+    int32_t *budget;     /* [n_prompt] top-k budget per ABSOLUTE row (before forced
+                            blocks); rows of a call are budget[row0 ..] */
     double budget_density;
     size_t workspace_bytes;
     int64_t batch_per_pass;  /* stem_prefill slices: batch entries ... */
@@ -165,7 +209,9 @@ static inline int stem_selector_is_xattention(stem_selector s)
  * whose block 0 is not overwritten by the diagonal). */
 static inline int stem_xattn_diag_only(const struct stem_plan *plan)
 {
-    const int64_t query_block_offset = 0; /* query rows start at key block 0 (q_len == kv_len) */
+    /* Absolute block of the call's first query row (0 for a fresh prefill;
+     * chunked XAttention calls are refused at plan creation for now). */
+    const int64_t query_block_offset = plan->row0;
     return plan->cfg.selector == STEM_SELECTOR_XATTENTION && query_block_offset == 0;
 }
 
@@ -178,6 +224,9 @@ static inline void *stem_tensor_host_ptr(const stem_tensor *t, int64_t b, int64_
                      i * t->strides[3]) *
                     (int64_t)stem_dtype_size(t->dtype));
 }
+
+/* The whole plan as one pass (stem_score, stem_select, stem_attention). */
+stem_pass stem_plan_whole_pass(const struct stem_plan *plan);
 
 /* Budget schedule for a resolved plan (api/schedule.c). */
 stem_status stem_schedule_build(struct stem_plan *plan);

@@ -1444,9 +1444,91 @@ static void test_pipeline_all_selectors(void **state)
     free_problem(&pr);
 }
 
+/* The chunked-call reference (stem_ref_call_*): a fresh call (P = 0) is the
+ * one-shot reference; an aligned prefix call with the one-shot statistics
+ * and prompt_len = N gives the one-shot rows and outputs (semantics.md 8). */
+static void test_call_matches_oneshot(void **state)
+{
+    (void)state;
+    const int64_t hq = 2, hkv = 1, N = 600, d = 16, B = 32;
+    const int64_t n = (N + B - 1) / B;
+    problem pr = make_problem(77, 1, hq, hkv, N, d, 2.0);
+    stem_config cfg = default_config();
+    cfg.block_size = (int32_t)B;
+    cfg.stride = 4;
+    cfg.k_start = 5;
+    double *sc = calloc((size_t)(hq * n * n), sizeof(double));
+    double *sc2 = calloc((size_t)(hq * n * n), sizeof(double));
+    int32_t *ix = calloc((size_t)(hq * n * n), sizeof(int32_t));
+    int32_t *ix2 = calloc((size_t)(hq * n * n), sizeof(int32_t));
+    int32_t *ct = calloc((size_t)(hq * n), sizeof(int32_t));
+    int32_t *ct2 = calloc((size_t)(hq * n), sizeof(int32_t));
+    double *out = calloc((size_t)(hq * N * d), sizeof(double));
+    double *out2 = calloc((size_t)(hq * N * d), sizeof(double));
+    double *lse = calloc((size_t)(hq * N), sizeof(double));
+    double vstats[2];
+    assert_non_null(sc);
+    assert_non_null(sc2);
+    assert_non_null(ix);
+    assert_non_null(ix2);
+    assert_non_null(ct);
+    assert_non_null(ct2);
+    assert_non_null(out);
+    assert_non_null(out2);
+    assert_non_null(lse);
+    stem_ref_scores(&pr.p, &cfg, sc);
+    stem_ref_select(&pr.p, &cfg, sc, ix, ct);
+    stem_ref_attention(&pr.p, (int32_t)B, ix, ct, out);
+
+    stem_ref_call c = {1, hq, hkv, d, N, N, N, pr.p.scale, -1, pr.q, pr.k, pr.v, NULL};
+    stem_ref_call_scores(&c, &cfg, sc2, vstats);
+    for (int64_t i = 0; i < hq * n * n; i++)
+        assert_true(isinf(sc[i]) ? sc2[i] == sc[i] : fabs(sc2[i] - sc[i]) <= 1e-9 * (1 + fabs(sc[i])));
+    stem_ref_call_select(&c, &cfg, sc, ix2, ct2); /* same scores: same lists */
+    assert_memory_equal(ix, ix2, (size_t)(hq * n * n) * sizeof(int32_t));
+    assert_memory_equal(ct, ct2, (size_t)(hq * n) * sizeof(int32_t));
+    stem_ref_call_attention(&c, (int32_t)B, ix, ct, out2, lse);
+    for (int64_t i = 0; i < hq * N * d; i++)
+        assert_true(fabs(out2[i] - out[i]) <= 1e-12);
+    for (int64_t i = 0; i < hq * N; i++)
+        assert_true(isfinite(lse[i]));
+
+    /* Prefix P = 7 blocks, the one-shot statistics: rows 7.. and their outputs. */
+    const int64_t P = 7 * B, M = N - P, rows = n - 7;
+    double *q2 = calloc((size_t)(hq * M * d), sizeof(double));
+    assert_non_null(q2);
+    for (int64_t h = 0; h < hq; h++)
+        memcpy(q2 + h * M * d, pr.q + (h * N + P) * d, (size_t)(M * d) * sizeof(double));
+    stem_ref_call cp = {1, hq, hkv, d, M, N, N, pr.p.scale, -1, q2, pr.k, pr.v, vstats};
+    stem_ref_call_scores(&cp, &cfg, sc2, NULL);
+    stem_ref_call_select(&cp, &cfg, sc2, ix2, ct2);
+    for (int64_t h = 0; h < hq; h++)
+        for (int64_t r = 0; r < rows; r++) {
+            assert_int_equal(ct2[h * rows + r], ct[h * n + 7 + r]);
+            assert_memory_equal(ix2 + (h * rows + r) * n, ix + (h * n + 7 + r) * n,
+                                (size_t)n * sizeof(int32_t));
+        }
+    stem_ref_call_attention(&cp, (int32_t)B, ix2, ct2, out2, NULL);
+    for (int64_t h = 0; h < hq; h++)
+        for (int64_t i = 0; i < M * d; i++)
+            assert_true(fabs(out2[h * M * d + i] - out[(h * N + P) * d + i]) <= 1e-12);
+    free(q2);
+    free(sc);
+    free(sc2);
+    free(ix);
+    free(ix2);
+    free(ct);
+    free(ct2);
+    free(out);
+    free(out2);
+    free(lse);
+    free_problem(&pr);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_call_matches_oneshot),
         cmocka_unit_test(test_num_blocks),
         cmocka_unit_test(test_stem_schedule_official),
         cmocka_unit_test(test_stem_schedule_mu_is_double),

@@ -11,9 +11,12 @@
  * Per head and tile: S = Q K^T (Q pre-multiplied by scale * log2(e) so the
  * softmax runs on exp2), online softmax (running max m, sum l, rescaled
  * accumulator), O += P V. Only the diagonal block needs the per-token mask.
- * With bf16 Q and K and a bf16 dot product (avx512_bf16), Q and K stay bf16
- * pairs and S = Q K^T runs on it, scaled afterwards. A tile only ever holds blocks listed by the same set of heads, so no head
- * computes a column it did not select: time follows the kept blocks.
+ * With bf16 Q and K and a bf16 dot product (avx512_bf16 or AMX tiles), Q and
+ * K stay bf16 pairs and S = Q K^T runs on it, scaled afterwards; with bf16 V
+ * too, P is rounded to bf16 and O += P V runs on it as well, V packed as
+ * pairs of keys (the VNNI layout of AMX's B tile). A tile only ever holds
+ * blocks listed by the same set of heads, so no head computes a column it
+ * did not select: time follows the kept blocks.
  *
  * Items run heaviest first (most listed blocks) under dynamic scheduling, so
  * the threads finish together.
@@ -46,22 +49,27 @@ typedef struct attn_scratch {
     uint32_t *heads; /* [nk] bit hh set: head hh of the item lists block J */
     uint32_t *qb;    /* bf16 dot path: [gh][bs x d/2] query tiles as bf16 pairs, unscaled */
     uint32_t *kb;    /* bf16 dot path: key tile, panels of nr keys: [kt / nr][d/2][nr] pairs */
+    uint32_t *vb;    /* bf16 P V: value tile, panels of nr dims: [dp / nr][kt/2][nr] key pairs */
+    uint32_t *pb;    /* bf16 P V: [bs x kt/2] probabilities as bf16 pairs of keys */
 } attn_scratch;
 
 typedef struct attn_job {
     const stem_cpu_kernels *k;
-    const stem_tensor *q, *kk, *v, *index, *count, *out;
-    int64_t n_tokens, n_blocks, hkv, chunks;
+    const stem_tensor *q, *kk, *v, *index, *count, *out, *lse;
+    int64_t n_tokens, n_blocks, hkv, chunks; /* n_tokens: visible keys L; n_blocks: key blocks */
+    int64_t q_offset, row0, n_rows;          /* query 0 at position q_offset; rows from row0 */
     int bs, d, dp, kt, nr; /* block size, head_dim, padded to nr, keys per tile, panel width */
     int group, gh;         /* Hq / Hkv, query heads per item */
     float qmul;            /* scale * log2(e) */
     int bf16;              /* S = Q K^T by the bf16 dot product (bf16 Q and K, gemm_bf16) */
+    int pv_bf16;           /* O += P V by it too, P rounded to bf16 (bf16 V as well) */
 } attn_job;
 
 /* Key tile being filled: columns [0, cols); [diag_col, cols) hold
  * diagonal-block keys at offsets diag_key0.. from the block start. */
 typedef struct tile_state {
     int cols, diag_col, diag_key0;
+    int qoff;       /* in-block offset of the item's first query (partial first row) */
     uint32_t heads; /* heads that listed every block in the tile */
 } tile_state;
 
@@ -78,6 +86,8 @@ static void scratch_free(attn_scratch *w)
     free(w->heads);
     free(w->qb);
     free(w->kb);
+    free(w->vb);
+    free(w->pb);
     memset(w, 0, sizeof *w);
 }
 
@@ -99,8 +109,12 @@ static int scratch_alloc(attn_scratch *w, const attn_job *job)
         w->qb = stem_cpu_alloc(gh * bs * (d / 2) * sizeof(uint32_t));
         w->kb = stem_cpu_alloc(kt * (d / 2) * sizeof(uint32_t));
     }
+    if (job->pv_bf16) {
+        w->vb = stem_cpu_alloc(dp * (kt / 2) * sizeof(uint32_t));
+        w->pb = stem_cpu_alloc(bs * (kt / 2) * sizeof(uint32_t));
+    }
     if (!w->q || !w->o || !w->m || !w->l || !w->kp || !w->vp || !w->s || !w->row || !w->heads ||
-        (job->bf16 && (!w->qb || !w->kb))) {
+        (job->bf16 && (!w->qb || !w->kb)) || (job->pv_bf16 && (!w->vb || !w->pb))) {
         scratch_free(w);
         return 0;
     }
@@ -110,6 +124,8 @@ static int scratch_alloc(attn_scratch *w, const attn_job *job)
     memset(w->vp, 0, dp * kt * sizeof(float));
     if (job->bf16)
         memset(w->kb, 0, kt * (d / 2) * sizeof(uint32_t));
+    if (job->pv_bf16)
+        memset(w->vb, 0, dp * (kt / 2) * sizeof(uint32_t));
     return 1;
 }
 
@@ -124,7 +140,7 @@ static void tile_head(const attn_job *job, attn_scratch *w, const tile_state *t,
     float *m = w->m + (ptrdiff_t)hh * bs, *l = w->l + (ptrdiff_t)hh * bs;
     if (job->bf16)
         k->gemm_bf16(rows, colsp, d / 2, w->qb + (ptrdiff_t)hh * bs * (d / 2), d / 2, w->kb,
-                     (ptrdiff_t)(d / 2) * nr, w->s, kt);
+                     (ptrdiff_t)(d / 2) * nr, w->s, kt, 0);
     else
         k->gemm_packed(rows, colsp, d, w->q + (ptrdiff_t)hh * bs * d, d, w->kp,
                        (ptrdiff_t)d * nr, w->s, kt, 0);
@@ -133,8 +149,8 @@ static void tile_head(const attn_job *job, attn_scratch *w, const tile_state *t,
         if (job->bf16) /* Q stayed exact bf16: scale the logits instead */
             k->scale(s, cols, job->qmul);
         if (t->diag_col >= 0) {
-            /* key offset diag_key0 + (c - diag_col) is visible iff <= i */
-            int first_masked = t->diag_col + (i - t->diag_key0) + 1;
+            /* key offset diag_key0 + (c - diag_col) is visible iff <= qoff + i */
+            int first_masked = t->diag_col + (t->qoff + i - t->diag_key0) + 1;
             if (first_masked < t->diag_col)
                 first_masked = t->diag_col;
             for (int c = first_masked; c < cols; c++)
@@ -158,11 +174,46 @@ static void tile_head(const attn_job *job, attn_scratch *w, const tile_state *t,
             k->scale(o + (ptrdiff_t)i * dp, d, alpha);
         m[i] = m_new;
     }
+    if (job->pv_bf16) {
+        /* P to bf16 pairs of keys, zero past cols (the padded keys of vb are
+         * zero too, so they add nothing). The row sums l stay those of the
+         * unrounded P: |O - O~| <= u_bf16 * max|V| per component. */
+        for (int i = 0; i < rows; i++) {
+            uint16_t *pr = (uint16_t *)(w->pb + (ptrdiff_t)i * (kt / 2));
+            k->narrow_bf16(w->s + (ptrdiff_t)i * kt, cols, pr);
+            memset(pr + cols, 0, (size_t)(colsp - cols) * sizeof(uint16_t));
+        }
+        k->gemm_bf16(rows, dp, colsp / 2, w->pb, kt / 2, w->vb, (ptrdiff_t)(kt / 2) * nr, o, dp,
+                     1);
+        return;
+    }
     k->gemm_packed(rows, dp, cols, w->s, kt, w->vp, (ptrdiff_t)kt * nr, o, dp, 1);
+}
+
+/* Keys [cols, colsp) of the pair-packed value tile to zero: a short tile's
+ * padding must not carry an earlier tile's values (a NaN there times a zero
+ * weight would still be NaN). */
+static void clear_value_pad(const attn_job *job, attn_scratch *w, int cols)
+{
+    const int nr = job->nr, kt = job->kt;
+    const int colsp = (cols + nr - 1) / nr * nr;
+    if (cols == colsp)
+        return;
+    uint16_t *vb16 = (uint16_t *)w->vb;
+    for (int pnl = 0; pnl < job->dp / nr; pnl++) {
+        uint16_t *panel = vb16 + (ptrdiff_t)pnl * (kt / 2) * nr * 2;
+        if (cols & 1) /* the high half of the last pair */
+            for (int j = 0; j < nr; j++)
+                panel[((ptrdiff_t)(cols / 2) * nr + j) * 2 + 1] = 0;
+        const int p0 = (cols + 1) / 2;
+        memset(panel + (ptrdiff_t)p0 * nr * 2, 0, (size_t)(colsp / 2 - p0) * nr * 2 * sizeof(uint16_t));
+    }
 }
 
 static void flush_tile(const attn_job *job, attn_scratch *w, tile_state *t, int rows)
 {
+    if (job->pv_bf16)
+        clear_value_pad(job, w, t->cols);
     for (int hh = 0; hh < job->gh; hh++)
         if (t->heads & (1u << hh))
             tile_head(job, w, t, hh, rows);
@@ -180,23 +231,91 @@ static inline uint32_t bf16_pair(float lo, float hi)
     return (a >> 16) | (b & 0xffff0000u);
 }
 
+/* Row tok of a bf16 tensor with contiguous rows, as stored; NULL otherwise. */
+static const uint16_t *bf16_row(const stem_tensor *t, int64_t b, int64_t h, int64_t tok)
+{
+    if (t->dtype != STEM_DTYPE_BF16 || t->strides[3] != 1)
+        return NULL;
+    return (const uint16_t *)(const void *)stem_cpu_row(t, b, h, tok);
+}
+
+/* Value row of key c into the pair-packed tile: dimension j of key c is half
+ * c % 2 of pair (c / 2, j) in panel j / nr. */
+static void load_value_pairs(const attn_job *job, attn_scratch *w, int64_t b, int64_t kh,
+                             int64_t tok, int c)
+{
+    const int d = job->d, nr = job->nr, kt = job->kt;
+    const uint16_t *x = bf16_row(job->v, b, kh, tok);
+    if (!x) /* strided rows: widen (exact), the top halves are the bf16 values */
+        stem_cpu_widen_row(job->k, job->v, b, kh, tok, d, w->row, 1.0f);
+    uint16_t *vb16 = (uint16_t *)w->vb + ((ptrdiff_t)(c / 2) * nr) * 2 + (c & 1);
+    for (int p = 0; p < d; p++) {
+        uint16_t val;
+        if (x) {
+            val = x[p];
+        } else {
+            uint32_t u;
+            memcpy(&u, w->row + p, sizeof u);
+            val = (uint16_t)(u >> 16);
+        }
+        vb16[((ptrdiff_t)(p / nr) * (kt / 2) * nr + p % nr) * 2] = val;
+    }
+}
+
+/* Values of keys tok0.. into tile columns c0 .. c0 + n - 1 of the
+ * pair-packed tile: two stored rows at a time into whole 32-bit pairs (a
+ * loop the compiler vectorizes) where both are at hand, else one half. */
+static void load_values_bf16(const attn_job *job, attn_scratch *w, int64_t b, int64_t kh,
+                             int64_t tok0, int c0, int n)
+{
+    const int d = job->d, nr = job->nr, kt = job->kt;
+    for (int i = 0; i < n;) {
+        const int c = c0 + i;
+        const uint16_t *x0 = bf16_row(job->v, b, kh, tok0 + i);
+        const uint16_t *x1 = i + 1 < n ? bf16_row(job->v, b, kh, tok0 + i + 1) : NULL;
+        if (c % 2 == 0 && x0 && x1) {
+            uint32_t *dst = w->vb + (ptrdiff_t)(c / 2) * nr;
+            for (int p0 = 0; p0 < d; p0 += nr) {
+                uint32_t *o = dst + (ptrdiff_t)(p0 / nr) * (kt / 2) * nr;
+                const uint16_t *a = x0 + p0, *e = x1 + p0;
+                const int take = d - p0 < nr ? d - p0 : nr;
+                for (int q = 0; q < take; q++)
+                    o[q] = (uint32_t)a[q] | (uint32_t)e[q] << 16;
+            }
+            i += 2;
+        } else {
+            load_value_pairs(job, w, b, kh, tok0 + i, c);
+            i++;
+        }
+    }
+}
+
 /* Widens key tok into tile column c: K into its key panel (stride nr; pairs
  * of dimensions on the bf16 path), V into the dimension panels (nr values
- * each). */
+ * each) unless P V runs on bf16 (then load_values_bf16 packs V). */
 static void load_key(const attn_job *job, attn_scratch *w, int64_t b, int64_t kh, int64_t tok,
                      int c)
 {
     const int d = job->d, nr = job->nr, kt = job->kt;
-    stem_cpu_widen_row(job->k, job->kk, b, kh, tok, d, w->row, 1.0f);
     if (job->bf16) {
         uint32_t *kdst = w->kb + (ptrdiff_t)(c / nr) * (d / 2) * nr + c % nr;
-        for (int p = 0; p < d / 2; p++)
-            kdst[(ptrdiff_t)p * nr] = bf16_pair(w->row[2 * p], w->row[2 * p + 1]);
+        const uint16_t *x = bf16_row(job->kk, b, kh, tok);
+        if (x) { /* the stored pairs are the packed pairs */
+            for (int p = 0; p < d / 2; p++)
+                kdst[(ptrdiff_t)p * nr] = (uint32_t)x[2 * p] | (uint32_t)x[2 * p + 1] << 16;
+        } else {
+            stem_cpu_widen_row(job->k, job->kk, b, kh, tok, d, w->row, 1.0f);
+            for (int p = 0; p < d / 2; p++)
+                kdst[(ptrdiff_t)p * nr] = bf16_pair(w->row[2 * p], w->row[2 * p + 1]);
+        }
     } else {
+        stem_cpu_widen_row(job->k, job->kk, b, kh, tok, d, w->row, 1.0f);
         float *kdst = w->kp + (ptrdiff_t)(c / nr) * d * nr + c % nr;
         for (int p = 0; p < d; p++)
             kdst[(ptrdiff_t)p * nr] = w->row[p];
     }
+    if (job->pv_bf16)
+        return;
     stem_cpu_widen_row(job->k, job->v, b, kh, tok, d, w->row, 1.0f);
     float *dst = w->vp + (ptrdiff_t)c * nr;
     for (int p = 0; p < d; p += nr) { /* a loop, not memcpy: 32-byte pieces */
@@ -208,10 +327,10 @@ static void load_key(const attn_job *job, attn_scratch *w, int64_t b, int64_t kh
     }
 }
 
-/* Length of head h's list for row I, clamped to [0, nk]. */
-static int64_t list_count(const attn_job *job, int64_t b, int64_t h, int64_t I)
+/* Length of head h's list for row r, clamped to [0, nk]. */
+static int64_t list_count(const attn_job *job, int64_t b, int64_t h, int64_t r)
 {
-    int64_t cnt = *stem_cpu_i32_at(job->count, b, h, I, 0);
+    int64_t cnt = *stem_cpu_i32_at(job->count, b, h, r, 0);
     if (cnt < 0)
         cnt = 0;
     if (cnt > job->n_blocks)
@@ -222,24 +341,27 @@ static int64_t list_count(const attn_job *job, int64_t b, int64_t h, int64_t I)
 static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
 {
     const int bs = job->bs, d = job->d, dp = job->dp, kt = job->kt;
-    const int64_t I = id % job->n_blocks;
-    int64_t r = id / job->n_blocks;
+    const int64_t row = id % job->n_rows, I = job->row0 + row; /* absolute query block */
+    int64_t r = id / job->n_rows;
     const int64_t chunk = r % job->chunks;
     r /= job->chunks;
     const int64_t kh = r % job->hkv, b = r / job->hkv;
     const int64_t h0 = kh * job->group + chunk * job->gh;
     const int nh = (int)(job->group - chunk * job->gh < job->gh ? job->group - chunk * job->gh
                                                                  : job->gh);
-    const int64_t q0 = I * bs;
-    const int rows = (int)(job->n_tokens - q0 < bs ? job->n_tokens - q0 : bs);
+    /* The call's queries in block I: positions [p0, p1), rows p - q_offset of q. */
+    const int64_t p0 = I * bs > job->q_offset ? I * bs : job->q_offset;
+    const int64_t p1 = (I + 1) * bs < job->n_tokens ? (I + 1) * bs : job->n_tokens;
+    const int64_t q0 = p0 - job->q_offset;
+    const int rows = (int)(p1 - p0);
 
     /* Which heads list which blocks. */
     memset(w->heads, 0, (size_t)(I + 1) * sizeof(uint32_t));
     for (int hh = 0; hh < nh; hh++) {
-        const int64_t cnt = list_count(job, b, h0 + hh, I);
+        const int64_t cnt = list_count(job, b, h0 + hh, row);
         int64_t prev = -1;
         for (int64_t p = 0; p < cnt; p++) {
-            const int64_t J = *stem_cpu_i32_at(job->index, b, h0 + hh, I, p);
+            const int64_t J = *stem_cpu_i32_at(job->index, b, h0 + hh, row, p);
             /* The core checks lists; still never read outside causal blocks. */
             if (J <= prev || J > I)
                 continue;
@@ -268,7 +390,7 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
         }
     }
 
-    tile_state t = {0, -1, 0, 0};
+    tile_state t = {0, -1, 0, (int)(p0 - I * bs), 0};
     for (int64_t J = 0; J <= I; J++) {
         const uint32_t heads = w->heads[J];
         if (!heads)
@@ -290,6 +412,8 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
             }
             for (int c = 0; c < take; c++)
                 load_key(job, w, b, kh, k0 + j + c, t.cols + c);
+            if (job->pv_bf16)
+                load_values_bf16(job, w, b, kh, k0 + j, t.cols, take);
             t.cols += take;
             j += take;
         }
@@ -303,6 +427,11 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
             const float inv = li > 0.0f ? 1.0f / li : isnan(li) ? li : 0.0f; /* no visible key: 0 */
             stem_cpu_store_row(job->out, b, h0 + hh, q0 + i, d,
                                w->o + (ptrdiff_t)hh * bs * dp + (ptrdiff_t)i * dp, inv);
+            if (job->lse) /* natural log of the denominator: (m + log2 l) ln 2 */
+                *stem_cpu_f32_at(job->lse, b, h0 + hh, q0 + i, 0) =
+                    li > 0.0f ? (w->m[hh * bs + i] + log2f(li)) * 0.69314718055994531f
+                    : isnan(li) ? li
+                                : -INFINITY;
         }
 }
 
@@ -342,9 +471,10 @@ static int heads_per_item(const stem_plan *plan, int group, int bs, int d, int d
     return (int)((group + chunks - 1) / chunks);
 }
 
-stem_status stem_cpu_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                               const stem_tensor *v, const stem_tensor *index,
-                               const stem_tensor *count, const stem_tensor *out)
+stem_status stem_cpu_attention(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                               const stem_tensor *k, const stem_tensor *v,
+                               const stem_tensor *index, const stem_tensor *count,
+                               const stem_tensor *out)
 {
     const stem_cpu_context *ctx = stem_cpu_ctx(plan);
     attn_job job;
@@ -355,26 +485,32 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_tensor *q, const stem
     job.index = index;
     job.count = count;
     job.out = out;
-    job.n_tokens = plan->desc.q_len;
-    job.n_blocks = plan->n_blocks;
-    job.hkv = plan->desc.num_kv_heads;
+    job.lse = pass->lse;
+    job.n_tokens = pass->kv_len;
+    job.n_blocks = pass->n_keys;
+    job.q_offset = pass->q_offset;
+    job.row0 = pass->row0;
+    job.n_rows = pass->n_rows;
+    job.hkv = pass->num_kv_heads;
     job.bs = plan->cfg.block_size;
     job.d = (int)plan->desc.head_dim;
     job.nr = ctx->k->nr;
     job.dp = (job.d + job.nr - 1) / job.nr * job.nr;
     job.kt = (key_tile(job.d) + job.nr - 1) / job.nr * job.nr;
-    job.group = (int)(plan->desc.num_q_heads / plan->desc.num_kv_heads);
+    job.group = (int)(pass->num_q_heads / pass->num_kv_heads); /* heads per KV head in the pass */
     job.gh = heads_per_item(plan, job.group, job.bs, job.d, job.dp, job.kt);
     job.chunks = (job.group + job.gh - 1) / job.gh;
     job.qmul = plan->scale * 1.4426950408889634f;
     /* bf16 products are exact in f32, so the dot product keeps S as exact
-     * as the f32 path. P V stays f32: P rounded to bf16 would exceed the
-     * CPU's f32-level output tolerance. */
+     * as the f32 path. P rounded to bf16 for P V moves each output
+     * component by at most 2^-8 max|V| (docs/semantics.md, section 6), the
+     * tolerance bf16 inputs have on every backend. */
     job.bf16 = ctx->k->gemm_bf16 != NULL && q->dtype == STEM_DTYPE_BF16 &&
                k->dtype == STEM_DTYPE_BF16 && job.d % 2 == 0;
+    job.pv_bf16 = job.bf16 && v->dtype == STEM_DTYPE_BF16;
 
-    const int64_t n = plan->n_blocks;
-    const int64_t items = plan->desc.batch * job.hkv * job.chunks * n;
+    const int64_t n = pass->n_rows;
+    const int64_t items = pass->batch * job.hkv * job.chunks * n;
     const int threads = ctx->threads;
 
     /* Every thread's tiles and the item order up front, so running out of
@@ -396,14 +532,14 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_tensor *q, const stem
 
     /* Cost of an item ~ blocks its heads listed (each a tile of GEMMs). */
     for (int64_t it = 0; it < items; it++) {
-        const int64_t I = it % n, r = it / n;
+        const int64_t row = it % n, I = job.row0 + row, r = it / n;
         const int64_t chunk = r % job.chunks, bk = r / job.chunks; /* bk = b * Hkv + kh */
         const int64_t b = bk / job.hkv, h0 = (bk % job.hkv) * job.group + chunk * job.gh;
         const int64_t nh = job.group - chunk * job.gh < job.gh ? job.group - chunk * job.gh
                                                                : job.gh;
         int64_t cost = 0;
         for (int64_t h = h0; h < h0 + nh; h++) {
-            const int64_t c = list_count(&job, b, h, I);
+            const int64_t c = list_count(&job, b, h, row);
             cost += c < I + 1 ? c : I + 1;
         }
         order[it].cost = cost;

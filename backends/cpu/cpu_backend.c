@@ -196,17 +196,7 @@ static stem_status cpu_plan_check(const stem_context *ctx, const stem_attention_
                                   const stem_config *cfg)
 {
     (void)ctx;
-    const int64_t d = desc->head_dim;
-    if (d < 8 || d > 256 || d % 8 != 0)
-        return stem_set_error(STEM_ERR_UNSUPPORTED,
-                              "head_dim=%lld not supported by backend cpu; supported: multiples "
-                              "of 8 from 8 to 256",
-                              (long long)d);
-    if (desc->dtype != STEM_DTYPE_F32 && desc->dtype != STEM_DTYPE_F16 &&
-        desc->dtype != STEM_DTYPE_BF16)
-        return stem_set_error(STEM_ERR_UNSUPPORTED,
-                              "dtype %s not supported by backend cpu; supported: f32, f16, bf16",
-                              stem_dtype_name(desc->dtype));
+    (void)desc; /* dtypes and head_dim: declared in the ops table, checked by the core */
     if (cfg->block_size < 1 || cfg->block_size > 128 || cfg->stride < 1 ||
         cfg->stride > cfg->block_size || cfg->block_size % cfg->stride != 0)
         return stem_set_error(STEM_ERR_UNSUPPORTED,
@@ -240,4 +230,9 @@ const stem_backend_ops stem_cpu_backend_ops = {
     .select = stem_cpu_select,
     .attention = stem_cpu_attention,
     .synchronize = cpu_synchronize,
+    .caps = STEM_CAP_Q_OFFSET | STEM_CAP_VSTATS | STEM_CAP_LSE,
+    .dtypes = (1u << STEM_DTYPE_F32) | (1u << STEM_DTYPE_F16) | (1u << STEM_DTYPE_BF16),
+    .head_dim_min = 8,
+    .head_dim_max = 256,
+    .head_dim_step = 8,
 };

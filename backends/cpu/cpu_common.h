@@ -34,13 +34,14 @@ static inline const stem_cpu_context *stem_cpu_ctx(const stem_plan *plan)
 }
 
 /* Stages (cpu_score.c, cpu_select.c, cpu_attention.c). */
-stem_status stem_cpu_score(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                           const stem_tensor *v, const stem_tensor *scores);
-stem_status stem_cpu_select(stem_plan *plan, const stem_tensor *scores, const stem_tensor *index,
-                            const stem_tensor *count);
-stem_status stem_cpu_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                               const stem_tensor *v, const stem_tensor *index,
-                               const stem_tensor *count, const stem_tensor *out);
+stem_status stem_cpu_score(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                           const stem_tensor *k, const stem_tensor *v, const stem_tensor *scores);
+stem_status stem_cpu_select(stem_plan *plan, const stem_pass *pass, const stem_tensor *scores,
+                            const stem_tensor *index, const stem_tensor *count);
+stem_status stem_cpu_attention(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                               const stem_tensor *k, const stem_tensor *v,
+                               const stem_tensor *index, const stem_tensor *count,
+                               const stem_tensor *out);
 
 /* Index of the calling thread in the current team (0 outside one). */
 static inline int stem_cpu_thread_id(void)

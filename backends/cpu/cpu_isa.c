@@ -1,4 +1,6 @@
-/* CPU backend: runtime ISA detection (CPUID + XGETBV) and kernel dispatch. */
+/* CPU backend: runtime ISA detection (CPUID + XGETBV, and for AMX the Linux
+ * permission for the tile data state) and kernel dispatch. */
+#define _GNU_SOURCE /* syscall() */
 #include "cpu_kernels.h"
 
 #include <ctype.h>
@@ -8,6 +10,12 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #define STEM_CPU_X86 1
+#endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define STEM_CPU_ARCH_REQ_XCOMP_PERM 0x1023 /* asm/prctl.h, Linux 5.16 */
+#define STEM_CPU_XFEATURE_XTILEDATA 18
 #endif
 
 #ifdef STEM_CPU_X86
@@ -42,9 +50,28 @@ stem_cpu_isa stem_cpu_isa_detect(void)
     const int avx512f = (b >> 16) & 1, avx512bw = (b >> 30) & 1, avx512vl = (b >> 31) & 1;
     if (!avx2 || !fma || !f16c) /* the AVX2 kernels use all three */
         return STEM_CPU_ISA_SCALAR;
-    if (avx512f && avx512bw && avx512vl && (xcr0 & 0xE0) == 0xE0)
-        return STEM_CPU_ISA_AVX512;
-    return STEM_CPU_ISA_AVX2;
+    if (!(avx512f && avx512bw && avx512vl && (xcr0 & 0xE0) == 0xE0))
+        return STEM_CPU_ISA_AVX2;
+    /* AMX: the tile unit with bf16 (leaf 7 EDX bits 24, 22), AVX512_BF16 for
+     * the edges (leaf 7.1 EAX bit 5), XTILECFG + XTILEDATA enabled by the OS
+     * in XCR0 (bits 17, 18), and this process granted the tile data state:
+     * Linux keeps it off until asked, and a tile instruction faults before. */
+    const int amx_tile = (d >> 24) & 1, amx_bf16 = (d >> 22) & 1;
+    int avx512_bf16 = 0;
+    if (a >= 1) {
+        unsigned a1, b1, c1, d1;
+        __cpuid_count(7, 1, a1, b1, c1, d1);
+        avx512_bf16 = (a1 >> 5) & 1;
+    }
+    if (amx_tile && amx_bf16 && avx512_bf16 && (xcr0 & 0x60000) == 0x60000) {
+#ifdef STEM_CPU_ARCH_REQ_XCOMP_PERM
+        /* Idempotent; granted once for the whole process. */
+        if (syscall(SYS_arch_prctl, STEM_CPU_ARCH_REQ_XCOMP_PERM,
+                    STEM_CPU_XFEATURE_XTILEDATA) == 0)
+            return STEM_CPU_ISA_AMX;
+#endif
+    }
+    return STEM_CPU_ISA_AVX512;
 #else
     return STEM_CPU_ISA_SCALAR;
 #endif
@@ -72,6 +99,7 @@ const char *stem_cpu_isa_name(stem_cpu_isa isa)
     case STEM_CPU_ISA_SCALAR: return "scalar";
     case STEM_CPU_ISA_AVX2: return "avx2";
     case STEM_CPU_ISA_AVX512: return "avx512";
+    case STEM_CPU_ISA_AMX: return "amx";
     default: return "unknown";
     }
 }
@@ -99,6 +127,15 @@ stem_cpu_isa stem_cpu_isa_cap(stem_cpu_isa isa)
 const stem_cpu_kernels *stem_cpu_kernels_for(stem_cpu_isa isa, stem_cpu_isa *used)
 {
 #ifdef STEM_CPU_SIMD_KERNELS
+#ifdef STEM_CPU_AMX
+    /* isa is at most what stem_cpu_isa_detect found, which asked for the
+     * tile state when it reported AMX. */
+    if (isa >= STEM_CPU_ISA_AMX) {
+        if (used)
+            *used = STEM_CPU_ISA_AMX;
+        return &stem_cpu_kernels_amx;
+    }
+#endif
     if (isa >= STEM_CPU_ISA_AVX512) {
         if (used)
             *used = STEM_CPU_ISA_AVX512;

@@ -20,5 +20,17 @@ if(STEM_CPU_CC_AVX512)
   set_source_files_properties(
     ${CMAKE_CURRENT_SOURCE_DIR}/backends/cpu/cpu_kernels_avx512.c
     PROPERTIES COMPILE_OPTIONS "${STEM_CPU_AVX512_FLAGS}")
+  # AMX tiles (TDPBF16PS) for the pair GEMM, in the AMX table's own file
+  # (gcc 11+). STEM_CPU_AMX=OFF leaves it out.
+  option(STEM_CPU_AMX "Build the CPU backend's AMX-BF16 table where the compiler can" ON)
+  if(STEM_CPU_AMX AND STEM_CPU_CC_AVX512BF16)
+    check_c_compiler_flag("-mavx512f -mavx512bf16 -mamx-tile -mamx-bf16" STEM_CPU_CC_AMX)
+  endif()
+  if(STEM_CPU_AMX AND STEM_CPU_CC_AMX)
+    set_source_files_properties(
+      ${CMAKE_CURRENT_SOURCE_DIR}/backends/cpu/cpu_kernels_amx.c
+      PROPERTIES COMPILE_OPTIONS "${STEM_CPU_AVX512_FLAGS};-mamx-tile;-mamx-bf16")
+    target_compile_definitions(stem_objects PRIVATE STEM_CPU_AMX=1)
+  endif()
   target_compile_definitions(stem_objects PRIVATE STEM_CPU_SIMD_KERNELS=1)
 endif()

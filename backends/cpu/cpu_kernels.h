@@ -20,11 +20,12 @@ typedef enum stem_cpu_isa {
     STEM_CPU_ISA_SCALAR = 0,
     STEM_CPU_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
     STEM_CPU_ISA_AVX512 = 2, /* AVX-512 F + BW + VL */
-    STEM_CPU_ISA_COUNT = 3
+    STEM_CPU_ISA_AMX = 3,    /* AVX-512 + AVX512_BF16 + AMX-TILE + AMX-BF16, OS permission */
+    STEM_CPU_ISA_COUNT = 4
 } stem_cpu_isa;
 
 struct stem_cpu_kernels {
-    const char *name; /* "scalar", "avx2", "avx512", "avx512+bf16" */
+    const char *name; /* "scalar", "avx2", "avx512", "avx512+bf16", "amx" */
 
     /* C[i][j] (+)= sum_{p<k} A[i*lda + p] * B[p*ldb + j] for i < m, j < n.
      * accumulate = 0 overwrites C. Used for S = Q K^T (B = K transposed),
@@ -44,14 +45,20 @@ struct stem_cpu_kernels {
     void (*gemm_packed)(int m, int n, int k, const float *A, ptrdiff_t lda, const float *Bp,
                         ptrdiff_t panel_stride, float *C, ptrdiff_t ldc, int accumulate);
 
-    /* C[i][j] = sum_{p<kp} dot2(A[i*lda + p], Bp(p, j)) for i < m, j < n, every
-     * uint32_t holding two bf16 (element 2p in the low half, 2p+1 in the
-     * high half); Bp is packed like gemm_packed's B (panels of nr columns of
-     * pairs), n a multiple of nr. Products of two bf16 are exact in f32, so
-     * only the f32 sums round, as in gemm. NULL where the CPU has no bf16
-     * dot product (avx512_bf16 vdpbf16ps). Overwrites C. */
+    /* C[i][j] (+)= sum_{p<kp} dot2(A[i*lda + p], Bp(p, j)) for i < m, j < n,
+     * every uint32_t holding two bf16 (element 2p in the low half, 2p+1 in
+     * the high half); Bp is packed like gemm_packed's B (panels of nr columns
+     * of pairs: the VNNI layout of AMX's B tile when nr = 32), n a multiple
+     * of nr. Products of two bf16 are exact in f32, so only the f32 sums
+     * round, as in gemm. NULL where the CPU has no bf16 dot product
+     * (avx512_bf16 vdpbf16ps, or AMX tiles). accumulate = 0 overwrites C. */
     void (*gemm_bf16)(int m, int n, int kp, const uint32_t *A, ptrdiff_t lda,
-                      const uint32_t *Bp, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc);
+                      const uint32_t *Bp, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc,
+                      int accumulate);
+
+    /* dst[j] = x[j] rounded to bf16 (nearest even; NaN stays NaN) for j < n.
+     * Used for P before P V on bf16 inputs when gemm_bf16 exists. */
+    void (*narrow_bf16)(const float *x, int n, uint16_t *dst);
 
     /* max_j x[j] (-inf for n == 0; NaN entries are ignored). */
     float (*row_max)(const float *x, int n);
@@ -81,10 +88,17 @@ extern const stem_cpu_kernels stem_cpu_kernels_avx512; /* cpu_kernels_avx512.c *
 #ifdef STEM_CPU_AVX512_BF16
 extern const stem_cpu_kernels stem_cpu_kernels_avx512_bf16;
 #endif
+/* The AVX-512 + bf16 kernels again with gemm_bf16 on AMX tiles
+ * (cpu_kernels_amx.c), built where the compiler takes -mamx-tile -mamx-bf16
+ * (STEM_CPU_AMX). */
+#ifdef STEM_CPU_AMX
+extern const stem_cpu_kernels stem_cpu_kernels_amx;
+#endif
 #endif
 
 /* Runtime ISA detection (cpu_isa.c). */
-stem_cpu_isa stem_cpu_isa_detect(void);        /* what the CPU + OS support */
+stem_cpu_isa stem_cpu_isa_detect(void);        /* what the CPU + OS support; for AMX
+                                                  * also asks Linux for the tile state */
 int stem_cpu_has_avx512_bf16(void);             /* CPUID.(7,1):EAX.AVX512_BF16 */
 stem_cpu_isa stem_cpu_isa_cap(stem_cpu_isa isa); /* capped by STEM_CPU_MAX_ISA */
 const char *stem_cpu_isa_name(stem_cpu_isa isa);

@@ -1,98 +1,20 @@
 /*
- * CPU backend: AVX-512 (F, BW, VL; BF16 for one kernel) kernels. Built with
- * -mavx512f -mavx512bw -mavx512vl [-mavx512bf16] -mavx2 -mfma -mf16c for this
- * file only (cpu_isa_flags.cmake);
- * reached only through the kernel table after CPUID + XGETBV said the CPU
- * and OS support it (ZMM and opmask state enabled).
- *
- * Register block 8 x 32: 16 accumulators + 2 B vectors + 1 broadcast of the
- * 32 ZMM registers; 128-row tiles split into 16 whole blocks.
+ * CPU backend: AVX-512 (F, BW, VL; BF16 for the pair GEMM) kernels. Built
+ * with -mavx512f -mavx512bw -mavx512vl [-mavx512bf16] -mavx2 -mfma -mf16c for
+ * this file only (cpu_isa_flags.cmake); reached only through the kernel
+ * table after CPUID + XGETBV said the CPU and OS support it (ZMM and opmask
+ * state enabled). Definitions in cpu_kernels_avx512.h.
  */
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__FMA__)
-#include <immintrin.h>
+#include "cpu_kernels_avx512.h"
 
-#define VF __m512
-#define VW 16
-#define VLOAD(p) _mm512_loadu_ps(p)
-#define VSTORE(p, x) _mm512_storeu_ps((p), (x))
-#define VSET1(x) _mm512_set1_ps(x)
-#define VZERO() _mm512_setzero_ps()
-#define VFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
-#define VMUL(a, b) _mm512_mul_ps((a), (b))
-#define VSUB(a, b) _mm512_sub_ps((a), (b))
-#define VADD(a, b) _mm512_add_ps((a), (b))
-#define VMAX(a, b) _mm512_max_ps((a), (b))
-#define MR 8
-#define NR 32
 #define KERNELS_NAME "avx512"
 #define KERNELS_TABLE stem_cpu_kernels_avx512
-#ifdef __AVX512BF16__
-/* vdpbf16ps for S = Q K^T on bf16 inputs, in a second table that cpu_isa.c
- * hands out only when CPUID reports AVX512_BF16; nothing else in this file
- * uses the extension (the compiler never emits it for f32 code). */
-#define VI __m512i
-#define VLOADI(p) _mm512_loadu_si512((const void *)(p))
-#define VSET1I(x) _mm512_set1_epi32(x)
-#define VDOT_BF16(acc, a, b) _mm512_dpbf16_ps((acc), (__m512bh)(a), (__m512bh)(b))
+#ifdef VDOT_BF16
 #define KERNELS_TABLE_BF16 stem_cpu_kernels_avx512_bf16
 #endif
 
 #include "cpu_kernels_simd.h"
-
-static inline VF vexp2(VF t)
-{
-    const __m512 lo = _mm512_set1_ps(-126.0f);
-    const __mmask16 keep = _mm512_cmp_ps_mask(t, lo, _CMP_GE_OQ); /* false for NaN */
-    const __mmask16 nan = _mm512_cmp_ps_mask(t, t, _CMP_UNORD_Q);
-    __m512 tc = _mm512_max_ps(t, lo); /* NaN lanes take -126: the cast stays defined */
-    tc = _mm512_min_ps(tc, _mm512_set1_ps(127.0f));
-    const __m512 r = _mm512_roundscale_ps(tc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 f = _mm512_sub_ps(tc, r);
-    __m512 p = _mm512_set1_ps(EXP2_C7);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_C6));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_C5));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_C4));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_C3));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_C2));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_C1));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    const __m512i e = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_cvtps_epi32(r), _mm512_set1_epi32(127)), 23);
-    const __m512 v = _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-    /* keep ? v : (nan ? t : 0) */
-    return _mm512_mask_mov_ps(_mm512_maskz_mov_ps(keep, v), nan, t);
-}
-
-static inline float vhsum(VF x)
-{
-    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(x),
-                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline float vhmax(VF x)
-{
-    const __m256 h = _mm256_max_ps(_mm512_castps512_ps256(x),
-                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_max_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-static inline VF vload_f16(const uint16_t *p)
-{
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)p));
-}
-
-static inline VF vload_bf16(const uint16_t *p)
-{
-    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)p));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
-}
 #else
 typedef int stem_cpu_kernels_avx512_unavailable;
 #endif

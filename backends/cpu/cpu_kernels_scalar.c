@@ -1,13 +1,16 @@
 /*
- * CPU backend: portable micro-kernels (no ISA-specific intrinsics, no -march).
+ * CPU backend: portable micro-kernels (no ISA-specific intrinsics, no -march),
+ * instantiated from the SIMD template (cpu_kernels_simd.h) like the AVX2 and
+ * AVX-512 tables.
  *
- * The GEMM register block and exp2 use GCC/Clang generic vectors of 4 floats:
- * the compiler lowers them to SSE2 on baseline x86-64, NEON on arm64, or
- * scalar code elsewhere. Plain-loop auto-vectorization of the same block
- * measured 25-60% slower and varied with unrelated code changes (gcc 12
- * sometimes vectorizes the k loop instead of keeping the block in registers).
- * Other compilers get the plain C loops. No -ffast-math is assumed: partial
- * sums are explicit.
+ * The vector type is a GCC/Clang generic vector of 4 floats: the compiler
+ * lowers it to SSE2 on baseline x86-64, NEON on arm64, or scalar code
+ * elsewhere. Plain-loop auto-vectorization of the same block measured
+ * 25-60% slower and varied with unrelated code changes (gcc 12 sometimes
+ * vectorizes the k loop instead of keeping the block in registers). Other
+ * compilers get the template with a vector of one float. No FMA is assumed
+ * (a * b + c, never fmaf, which would be a library call), nor -ffast-math:
+ * partial sums are explicit.
  */
 #include "cpu_common.h"
 
@@ -16,7 +19,6 @@
 #include <string.h>
 
 #if defined(__GNUC__) && !defined(STEM_CPU_NO_VEC)
-#define STEM_CPU_VEC 1
 typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
 /* memcpy keeps unaligned access and aliasing well defined; it compiles to movups. */
@@ -34,198 +36,63 @@ static inline v4f splat4(float x)
 {
     return (v4f){x, x, x, x};
 }
-#endif
+/* max(a, b) as the template wants it: b when a is NaN (a > b is false). */
+static inline v4f max4(v4f a, v4f b)
+{
+    const v4i gt = a > b;
+    return (v4f)(((v4i)a & gt) | ((v4i)b & ~gt));
+}
 
-#ifdef STEM_CPU_VEC
-/* Register block of the GEMM: MR rows of A times NR columns of B in 12
- * accumulators, plus 2 for B and 1 for A (15 of the 16 SSE registers).
- * A is packed once per row block with every element pre-broadcast to a
- * vector, so the inner loop loads instead of shuffling: 6x8 this way
+#define VF v4f
+#define VW 4
+#define VLOAD(p) ld4(p)
+#define VSTORE(p, x) st4((p), (x))
+#define VSET1(x) splat4(x)
+#define VZERO() splat4(0.0f)
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VMUL(a, b) ((a) * (b))
+#define VSUB(a, b) ((a) - (b))
+#define VADD(a, b) ((a) + (b))
+#define VMAX(a, b) max4((a), (b))
+/* Register block 6 x 8: 12 accumulators, plus 2 for B and 1 for A (15 of
+ * the 16 SSE registers). A is packed once per row block with every element
+ * pre-broadcast, so the inner loop loads instead of shuffling: 6x8 this way
  * measured ~45% faster than 4x8 with broadcasts in the loop. */
 #define MR 6
 #define NR 8
+#define GEMM_PACK_A 1
 #define KC 256 /* depth chunk: the packed A block is KC * MR * 16 B = 24 KiB */
-
-/* mr is a compile-time constant at every call (block_rows), so each
- * instance keeps its accumulators in registers. */
-static inline __attribute__((always_inline)) void
-block_vec(const int mr, int k, const v4f *restrict a, const float *restrict B, ptrdiff_t ldb,
-          float *restrict C, ptrdiff_t ldc, int accumulate)
-{
-    v4f acc[MR][NR / 4];
-    for (int r = 0; r < mr; r++)
-        for (int c = 0; c < NR / 4; c++)
-            acc[r][c] = accumulate ? ld4(C + r * ldc + 4 * c) : splat4(0.0f);
-    for (int p = 0; p < k; p++) {
-        const float *restrict b = B + (ptrdiff_t)p * ldb;
-        v4f bv[NR / 4];
-        for (int c = 0; c < NR / 4; c++)
-            bv[c] = ld4(b + 4 * c);
-        for (int r = 0; r < mr; r++) {
-            const v4f x = a[p * MR + r];
-            for (int c = 0; c < NR / 4; c++)
-                acc[r][c] += x * bv[c];
-        }
-    }
-    for (int r = 0; r < mr; r++)
-        for (int c = 0; c < NR / 4; c++)
-            st4(C + r * ldc + 4 * c, acc[r][c]);
-}
-
-/* Full-width block of 1..MR rows (row counts from powers-of-two blocks
- * leave remainders of 2 or 4: those stay vectorized too). */
-static void block_rows(int mr, int k, const v4f *restrict a, const float *restrict B,
-                       ptrdiff_t ldb, float *restrict C, ptrdiff_t ldc, int accumulate)
-{
-    switch (mr) {
-    case 6: block_vec(6, k, a, B, ldb, C, ldc, accumulate); break;
-    case 5: block_vec(5, k, a, B, ldb, C, ldc, accumulate); break;
-    case 4: block_vec(4, k, a, B, ldb, C, ldc, accumulate); break;
-    case 3: block_vec(3, k, a, B, ldb, C, ldc, accumulate); break;
-    case 2: block_vec(2, k, a, B, ldb, C, ldc, accumulate); break;
-    default: block_vec(1, k, a, B, ldb, C, ldc, accumulate); break;
-    }
-}
-
-/* Partial-width blocks at the right edge; reads only valid columns of B. */
-static void block_edge(int mr, int nr, int k, const v4f *restrict a, const float *restrict B,
-                       ptrdiff_t ldb, float *restrict C, ptrdiff_t ldc, int accumulate)
-{
-    float acc[MR][NR];
-    for (int r = 0; r < mr; r++)
-        for (int c = 0; c < nr; c++)
-            acc[r][c] = accumulate ? C[r * ldc + c] : 0.0f;
-    for (int p = 0; p < k; p++) {
-        const float *restrict b = B + (ptrdiff_t)p * ldb;
-        for (int r = 0; r < mr; r++) {
-            const float x = a[p * MR + r][0];
-            for (int c = 0; c < nr; c++)
-                acc[r][c] += x * b[c];
-        }
-    }
-    for (int r = 0; r < mr; r++)
-        for (int c = 0; c < nr; c++)
-            C[r * ldc + c] = acc[r][c];
-}
-
-/* B's column block j starts at B + j (row-major, ldb) or, when packed, at
- * panel j / NR (panel_stride apart, rows NR apart). */
-static void gemm_any(int m, int n, int k, const float *A, ptrdiff_t lda, const float *B,
-                     ptrdiff_t ldb, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc,
-                     int accumulate)
-{
-    v4f a[KC * MR];
-    if (k <= 0) { /* empty sum */
-        for (int i = 0; i < m && !accumulate; i++)
-            memset(C + (ptrdiff_t)i * ldc, 0, (size_t)n * sizeof(float));
-        return;
-    }
-    for (int p0 = 0; p0 < k; p0 += KC) {
-        const int kc = k - p0 < KC ? k - p0 : KC;
-        const int acc = accumulate || p0 > 0;
-        for (int i = 0; i < m; i += MR) {
-            const int mr = m - i < MR ? m - i : MR;
-            for (int p = 0; p < kc; p++)
-                for (int r = 0; r < MR; r++)
-                    a[p * MR + r] = splat4(r < mr ? A[(ptrdiff_t)(i + r) * lda + p0 + p] : 0.0f);
-            float *c = C + (ptrdiff_t)i * ldc;
-            for (int j = 0; j < n; j += NR) {
-                const int nr = n - j < NR ? n - j : NR;
-                const float *b = panel_stride ? B + (ptrdiff_t)(j / NR) * panel_stride : B + j;
-                b += (ptrdiff_t)p0 * ldb;
-                if (nr == NR)
-                    block_rows(mr, kc, a, b, ldb, c + j, ldc, acc);
-                else
-                    block_edge(mr, nr, kc, a, b, ldb, c + j, ldc, acc);
-            }
-        }
-    }
-}
-
-#else /* plain C */
-
+#else          /* plain C: a "vector" of one float */
+#define VF float
+#define VW 1
+#define VLOAD(p) (*(p))
+#define VSTORE(p, x) (*(p) = (x))
+#define VSET1(x) (x)
+#define VZERO() 0.0f
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VMUL(a, b) ((a) * (b))
+#define VSUB(a, b) ((a) - (b))
+#define VADD(a, b) ((a) + (b))
+#define VMAX(a, b) ((a) > (b) ? (a) : (b))
 #define MR 4
 #define NR 8
-
-static void block_any(int mr, int nr, int k, const float *restrict A, ptrdiff_t lda,
-                      const float *restrict B, ptrdiff_t ldb, float *restrict C, ptrdiff_t ldc,
-                      int accumulate)
-{
-    float acc[MR][NR];
-    for (int r = 0; r < mr; r++)
-        for (int c = 0; c < nr; c++)
-            acc[r][c] = accumulate ? C[r * ldc + c] : 0.0f;
-    for (int p = 0; p < k; p++) {
-        const float *restrict b = B + (ptrdiff_t)p * ldb;
-        for (int r = 0; r < mr; r++) {
-            const float x = A[r * lda + p];
-            for (int c = 0; c < nr; c++)
-                acc[r][c] += x * b[c];
-        }
-    }
-    for (int r = 0; r < mr; r++)
-        for (int c = 0; c < nr; c++)
-            C[r * ldc + c] = acc[r][c];
-}
-
-static void gemm_any(int m, int n, int k, const float *A, ptrdiff_t lda, const float *B,
-                     ptrdiff_t ldb, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc,
-                     int accumulate)
-{
-    for (int j = 0; j < n; j += NR) {
-        const int nr = n - j < NR ? n - j : NR;
-        const float *b = panel_stride ? B + (ptrdiff_t)(j / NR) * panel_stride : B + j;
-        for (int i = 0; i < m; i += MR) {
-            const int mr = m - i < MR ? m - i : MR;
-            block_any(mr, nr, k, A + (ptrdiff_t)i * lda, lda, b, ldb, C + (ptrdiff_t)i * ldc + j,
-                      ldc, accumulate);
-        }
-    }
-}
 #endif
+#define SFMA(a, b, c) ((a) * (b) + (c))
+#define KERNELS_OWN_EXP2_ONE 1
+#define KERNELS_NAME "scalar"
+#define KERNELS_TABLE stem_cpu_kernels_scalar
 
-static void gemm_scalar(int m, int n, int k, const float *A, ptrdiff_t lda, const float *B,
-                        ptrdiff_t ldb, float *C, ptrdiff_t ldc, int accumulate)
-{
-    gemm_any(m, n, k, A, lda, B, ldb, 0, C, ldc, accumulate);
-}
-
-/* Panels are NR columns wide, so each register block reads one panel with
- * rows NR apart: contiguous, which the prefetcher follows. */
-static void gemm_packed_scalar(int m, int n, int k, const float *A, ptrdiff_t lda,
-                               const float *Bp, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc,
-                               int accumulate)
-{
-    gemm_any(m, n, k, A, lda, Bp, NR, panel_stride > 0 ? panel_stride : NR * (ptrdiff_t)k, C,
-             ldc, accumulate);
-}
-
-static float row_max_scalar(const float *restrict x, int n)
-{
-    float part[8];
-    for (int c = 0; c < 8; c++)
-        part[c] = -INFINITY;
-    int j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int c = 0; c < 8; c++)
-            part[c] = x[j + c] > part[c] ? x[j + c] : part[c]; /* NaN never wins */
-    float m = -INFINITY;
-    for (; j < n; j++)
-        m = x[j] > m ? x[j] : m;
-    for (int c = 0; c < 8; c++)
-        m = part[c] > m ? part[c] : m;
-    return m;
-}
+#include "cpu_kernels_simd.h"
 
 /* 2^f for |f| <= 1/2: degree-6 minimax polynomial (1.9e-9 relative; the f32
  * evaluation adds about 1.5 ulp). One less degree than a Taylor series of
  * the same accuracy. */
-#define EXP2_C6 1.5345812004000534e-04f
-#define EXP2_C5 1.3399931219124377e-03f
-#define EXP2_C4 9.6184889571025130e-03f
-#define EXP2_C3 5.5503287769656406e-02f
-#define EXP2_C2 2.4022646890634405e-01f
-#define EXP2_C1 6.9314720573726730e-01f
+#define EXP2_M6 1.5345812004000534e-04f
+#define EXP2_M5 1.3399931219124377e-03f
+#define EXP2_M4 9.6184889571025130e-03f
+#define EXP2_M3 5.5503287769656406e-02f
+#define EXP2_M2 2.4022646890634405e-01f
+#define EXP2_M1 6.9314720573726730e-01f
 
 /* 2^t for t <= 127: t = r + f with r an integer and |f| <= 1/2, 2^r built in
  * the exponent bits. Results below 2^-126 flush to 0; NaN passes through. */
@@ -235,12 +102,12 @@ static inline float exp2_one(float t)
     tc = tc <= 127.0f ? tc : 127.0f;
     const float r = (tc + 12582912.0f) - 12582912.0f; /* round to nearest (1.5 * 2^23) */
     const float f = tc - r;
-    float p = EXP2_C6;
-    p = p * f + EXP2_C5;
-    p = p * f + EXP2_C4;
-    p = p * f + EXP2_C3;
-    p = p * f + EXP2_C2;
-    p = p * f + EXP2_C1;
+    float p = EXP2_M6;
+    p = p * f + EXP2_M5;
+    p = p * f + EXP2_M4;
+    p = p * f + EXP2_M3;
+    p = p * f + EXP2_M2;
+    p = p * f + EXP2_M1;
     p = p * f + 1.0f;
     union {
         uint32_t u;
@@ -251,94 +118,73 @@ static inline float exp2_one(float t)
     return t >= -126.0f ? v : (t != t ? t : 0.0f);
 }
 
-#ifdef STEM_CPU_VEC
-/* exp2_one on 4 lanes for t <= 0 (exp2_sum's contract), in as few
- * operations as SSE2 allows: one mask both clamps and zeroes. keep is true
- * for t >= -126 and for NaN; lanes below -126 compute 2^0 from t = 0 and
- * are then zeroed, and a NaN lane stays NaN through every step. */
-static inline v4f exp2_v4(v4f t)
+#if VW == 4
+/* exp2_one on 4 lanes for t <= 0 (exp2_sum's contract, the template's only
+ * use), in as few operations as SSE2 allows: one mask both clamps and
+ * zeroes. keep is true for t >= -126 and for NaN; lanes below -126 compute
+ * 2^0 from t = 0 and are then zeroed, and a NaN lane stays NaN through
+ * every step. */
+static inline VF vexp2(VF t)
 {
     const v4i keep = ~(t < splat4(-126.0f));
     const v4f tc = (v4f)((v4i)t & keep);
     const v4f r = (tc + splat4(12582912.0f)) - splat4(12582912.0f);
     const v4f f = tc - r;
-    v4f p = splat4(EXP2_C6);
-    p = p * f + splat4(EXP2_C5);
-    p = p * f + splat4(EXP2_C4);
-    p = p * f + splat4(EXP2_C3);
-    p = p * f + splat4(EXP2_C2);
-    p = p * f + splat4(EXP2_C1);
+    v4f p = splat4(EXP2_M6);
+    p = p * f + splat4(EXP2_M5);
+    p = p * f + splat4(EXP2_M4);
+    p = p * f + splat4(EXP2_M3);
+    p = p * f + splat4(EXP2_M2);
+    p = p * f + splat4(EXP2_M1);
     p = p * f + splat4(1.0f);
     const v4i e = (__builtin_convertvector(r, v4i) + 127) << 23;
     return (v4f)((v4i)(p * (v4f)e) & keep);
 }
+
+static inline float vhsum(VF x)
+{
+    return (x[0] + x[2]) + (x[1] + x[3]);
+}
+
+static inline float vhmax(VF x) /* no NaN lanes */
+{
+    const float a = x[0] > x[2] ? x[0] : x[2], b = x[1] > x[3] ? x[1] : x[3];
+    return a > b ? a : b;
+}
+
+static inline VF vload_f16(const uint16_t *p)
+{
+    return (v4f){stem_cpu_f16(p[0]), stem_cpu_f16(p[1]), stem_cpu_f16(p[2]), stem_cpu_f16(p[3])};
+}
+
+static inline VF vload_bf16(const uint16_t *p)
+{
+    const v4i w = {p[0], p[1], p[2], p[3]};
+    return (v4f)(w << 16);
+}
+#else
+static inline VF vexp2(VF t)
+{
+    return exp2_one(t);
+}
+
+static inline float vhsum(VF x)
+{
+    return x;
+}
+
+static inline float vhmax(VF x)
+{
+    return x;
+}
+
+static inline VF vload_f16(const uint16_t *p)
+{
+    return stem_cpu_f16(*p);
+}
+
+static inline VF vload_bf16(const uint16_t *p)
+{
+    return stem_cpu_bf16(*p);
+}
 #endif
-
-static float exp2_sum_scalar(float *restrict x, int n, float sub)
-{
-    int j = 0;
-    float s = 0.0f;
-#ifdef STEM_CPU_VEC
-    v4f s0 = splat4(0.0f), s1 = splat4(0.0f);
-    const v4f vsub = splat4(sub);
-    for (; j + 8 <= n; j += 8) {
-        const v4f a = exp2_v4(ld4(x + j) - vsub), b = exp2_v4(ld4(x + j + 4) - vsub);
-        st4(x + j, a);
-        st4(x + j + 4, b);
-        s0 += a;
-        s1 += b;
-    }
-    s0 += s1;
-    s = (s0[0] + s0[2]) + (s0[1] + s0[3]);
-#endif
-    for (; j < n; j++) {
-        const float v = exp2_one(x[j] - sub);
-        x[j] = v;
-        s += v;
-    }
-    return s;
-}
-
-static void scale_scalar(float *restrict x, int n, float a)
-{
-    for (int j = 0; j < n; j++)
-        x[j] *= a;
-}
-
-static void widen_scalar(const void *src, stem_dtype dtype, int n, float *restrict dst, float mul)
-{
-    switch (dtype) {
-    case STEM_DTYPE_F32: {
-        const float *x = (const float *)src;
-        for (int j = 0; j < n; j++)
-            dst[j] = mul * x[j];
-        break;
-    }
-    case STEM_DTYPE_F16: {
-        const uint16_t *x = (const uint16_t *)src;
-        for (int j = 0; j < n; j++)
-            dst[j] = mul * stem_cpu_f16(x[j]);
-        break;
-    }
-    case STEM_DTYPE_BF16: {
-        const uint16_t *x = (const uint16_t *)src;
-        for (int j = 0; j < n; j++)
-            dst[j] = mul * stem_cpu_bf16(x[j]);
-        break;
-    }
-    default:
-        memset(dst, 0, (size_t)n * sizeof(float));
-        break;
-    }
-}
-
-const stem_cpu_kernels stem_cpu_kernels_scalar = {
-    .name = "scalar",
-    .gemm = gemm_scalar,
-    .nr = NR,
-    .gemm_packed = gemm_packed_scalar,
-    .row_max = row_max_scalar,
-    .exp2_sum = exp2_sum_scalar,
-    .scale = scale_scalar,
-    .widen = widen_scalar,
-};

@@ -11,7 +11,18 @@
  *   VI, VLOADI, VSET1I   integer vector of VW 32-bit lanes, load, broadcast
  *   VDOT_BF16(acc, a, b) acc + a.lo * b.lo + a.hi * b.hi per lane (bf16 halves)
  *   KERNELS_TABLE_BF16   when set, gemm_bf16 goes into this second table only
- * and after it the ISA-specific helpers declared below (vexp2 and friends).
+ *   GEMM_PACK_A, KC      when set, A is packed per row block and depth chunk
+ *                        of KC with every element pre-broadcast to a vector
+ *                        (for ISAs whose broadcast from memory costs a
+ *                        shuffle: SSE2), instead of broadcast in the loop
+ *   SFMA(a, b, c)        scalar a * b + c (default fmaf; plain where the
+ *                        ISA has no FMA and fmaf would be a library call)
+ *   KERNELS_OWN_EXP2_ONE the includer defines exp2_one (below) itself
+ *   GEMM_BF16_TABLE      when set, the function the table names as gemm_bf16
+ *                        (the AMX file's tile GEMM, which calls gemm_bf16_simd
+ *                        for the edges the tiles do not cover)
+ * and before or after it the ISA-specific helpers declared below (vexp2 and
+ * friends).
  * Nothing here is reached unless the dispatcher (cpu_isa.c) found the ISA.
  */
 #include "cpu_common.h"
@@ -22,15 +33,27 @@
 
 #define NV (NR / VW) /* vectors per register-block row */
 
-/* 2^f for |f| <= 1/2: degree-7 Taylor series (truncation 5e-9 relative),
- * the scalar kernels' coefficients. */
-#define EXP2_C7 1.525273380405984e-05f
-#define EXP2_C6 1.5403530393381608e-04f
-#define EXP2_C5 1.3333558146428443e-03f
-#define EXP2_C4 9.618129107628477e-03f
-#define EXP2_C3 5.550410866482158e-02f
-#define EXP2_C2 2.402265069591007e-01f
-#define EXP2_C1 6.931471805599453e-01f
+#ifndef SFMA
+#define SFMA(a, b, c) fmaf((a), (b), (c))
+#endif
+#if defined(__GNUC__)
+#define STEM_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define STEM_ALWAYS_INLINE inline
+#endif
+
+/* A operand of the register blocks: row r, depth p. */
+#ifdef GEMM_PACK_A
+typedef VF a_elem; /* a[p * MR + r], pre-broadcast */
+#define A_BCAST(A, lda, r, p) ((void)(lda), (A)[(p) * MR + (r)])
+#define A_VALUE(A, lda, r, p) ((void)(lda), (A)[(p) * MR + (r)][0])
+#else
+typedef float a_elem; /* A[r * lda + p], row-major */
+#define A_BCAST(A, lda, r, p) VSET1((A)[(r) * (lda) + (p)])
+#define A_VALUE(A, lda, r, p) ((A)[(r) * (lda) + (p)])
+#endif
+
+#include "cpu_exp2_coeffs.h"
 
 /* Defined by the including file. vexp2: exp2_one (below) on every lane. */
 static inline VF vexp2(VF t);
@@ -44,9 +67,9 @@ static inline VF vload_bf16(const uint16_t *p);
 /* C[0..mr)[0..NR) (+)= A[0..mr)[0..k) * B[0..k)[0..NR): mr * NV accumulators
  * stay in registers (mr is a compile-time constant at every call); each
  * step loads NV vectors of B and broadcasts one A element per row straight
- * from memory, so A needs no packing. */
-static inline __attribute__((always_inline)) void
-micro_block(const int mr, int k, const float *restrict A, ptrdiff_t lda, const float *restrict B,
+ * from memory, so A needs no packing (GEMM_PACK_A: loads it pre-broadcast). */
+static STEM_ALWAYS_INLINE void
+micro_block(const int mr, int k, const a_elem *restrict A, ptrdiff_t lda, const float *restrict B,
             ptrdiff_t ldb, float *restrict C, ptrdiff_t ldc, int accumulate)
 {
     VF acc[MR][NV];
@@ -63,7 +86,7 @@ micro_block(const int mr, int k, const float *restrict A, ptrdiff_t lda, const f
             bv[c] = VLOAD(b + c * VW);
 #pragma GCC unroll 16
         for (int r = 0; r < mr; r++) {
-            const VF a = VSET1(A[r * lda + p]);
+            const VF a = A_BCAST(A, lda, r, p);
 #pragma GCC unroll 4
             for (int c = 0; c < NV; c++)
                 acc[r][c] = VFMA(a, bv[c], acc[r][c]);
@@ -82,7 +105,7 @@ micro_block(const int mr, int k, const float *restrict A, ptrdiff_t lda, const f
         break
 
 /* Full-width block of 1..MR rows. */
-static void block_rows(int mr, int k, const float *restrict A, ptrdiff_t lda,
+static void block_rows(int mr, int k, const a_elem *restrict A, ptrdiff_t lda,
                        const float *restrict B, ptrdiff_t ldb, float *restrict C, ptrdiff_t ldc,
                        int accumulate)
 {
@@ -108,7 +131,7 @@ static void block_rows(int mr, int k, const float *restrict A, ptrdiff_t lda,
 
 /* Partial-width block at the right edge of a row-major B (never in the
  * packed layout, whose panels are whole): reads only valid columns. */
-static void block_edge(int mr, int nr, int k, const float *restrict A, ptrdiff_t lda,
+static void block_edge(int mr, int nr, int k, const a_elem *restrict A, ptrdiff_t lda,
                        const float *restrict B, ptrdiff_t ldb, float *restrict C, ptrdiff_t ldc,
                        int accumulate)
 {
@@ -119,9 +142,9 @@ static void block_edge(int mr, int nr, int k, const float *restrict A, ptrdiff_t
     for (int p = 0; p < k; p++) {
         const float *restrict b = B + (ptrdiff_t)p * ldb;
         for (int r = 0; r < mr; r++) {
-            const float x = A[r * lda + p];
+            const float x = A_VALUE(A, lda, r, p);
             for (int c = 0; c < nr; c++)
-                acc[r][c] = fmaf(x, b[c], acc[r][c]);
+                acc[r][c] = SFMA(x, b[c], acc[r][c]);
         }
     }
     for (int r = 0; r < mr; r++)
@@ -129,6 +152,43 @@ static void block_edge(int mr, int nr, int k, const float *restrict A, ptrdiff_t
             C[r * ldc + c] = acc[r][c];
 }
 
+#ifdef GEMM_PACK_A
+/* Depth chunks of KC outermost, then row blocks: each row block of A is
+ * packed pre-broadcast (KC * MR vectors) once and serves every column block.
+ * Column block j starts at B + j (row-major, ldb) or at panel j / NR
+ * (packed: panel_stride apart, rows NR apart). */
+static void gemm_any(int m, int n, int k, const float *A, ptrdiff_t lda, const float *B,
+                     ptrdiff_t ldb, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc,
+                     int accumulate)
+{
+    VF a[KC * MR];
+    if (k <= 0) { /* empty sum */
+        for (int i = 0; i < m && !accumulate; i++)
+            memset(C + (ptrdiff_t)i * ldc, 0, (size_t)n * sizeof(float));
+        return;
+    }
+    for (int p0 = 0; p0 < k; p0 += KC) {
+        const int kc = k - p0 < KC ? k - p0 : KC;
+        const int acc = accumulate || p0 > 0;
+        for (int i = 0; i < m; i += MR) {
+            const int mr = m - i < MR ? m - i : MR;
+            for (int p = 0; p < kc; p++)
+                for (int r = 0; r < MR; r++)
+                    a[p * MR + r] = VSET1(r < mr ? A[(ptrdiff_t)(i + r) * lda + p0 + p] : 0.0f);
+            float *c = C + (ptrdiff_t)i * ldc;
+            for (int j = 0; j < n; j += NR) {
+                const int nr = n - j < NR ? n - j : NR;
+                const float *b = panel_stride ? B + (ptrdiff_t)(j / NR) * panel_stride : B + j;
+                b += (ptrdiff_t)p0 * ldb;
+                if (nr == NR)
+                    block_rows(mr, kc, a, 0, b, ldb, c + j, ldc, acc);
+                else
+                    block_edge(mr, nr, kc, a, 0, b, ldb, c + j, ldc, acc);
+            }
+        }
+    }
+}
+#else
 /* Column blocks outermost: one NR-wide slice of B (k x NR, 8-16 KiB at
  * k = 128) stays in L1 while every row block of A streams past it. Column
  * block j starts at B + j (row-major, ldb) or at panel j / NR (packed:
@@ -156,6 +216,7 @@ static void gemm_any(int m, int n, int k, const float *A, ptrdiff_t lda, const f
         }
     }
 }
+#endif
 
 static void gemm_simd(int m, int n, int k, const float *A, ptrdiff_t lda, const float *B,
                       ptrdiff_t ldb, float *C, ptrdiff_t ldc, int accumulate)
@@ -175,16 +236,16 @@ static void gemm_packed_simd(int m, int n, int k, const float *A, ptrdiff_t lda,
 #ifdef VDOT_BF16 /* VDOT_BF16(acc, a, b): acc + dot products of bf16 pairs */
 /* As micro_block, over pairs: one 32-bit broadcast of A (two bf16) per row
  * and step, NV vectors of NR pairs of B. */
-static inline __attribute__((always_inline)) void
+static STEM_ALWAYS_INLINE void
 micro_bf16(const int mr, int kp, const uint32_t *restrict A, ptrdiff_t lda,
-           const uint32_t *restrict B, float *restrict C, ptrdiff_t ldc)
+           const uint32_t *restrict B, float *restrict C, ptrdiff_t ldc, int accumulate)
 {
     VF acc[MR][NV];
 #pragma GCC unroll 16
     for (int r = 0; r < mr; r++)
 #pragma GCC unroll 4
         for (int c = 0; c < NV; c++)
-            acc[r][c] = VZERO();
+            acc[r][c] = accumulate ? VLOAD(C + r * ldc + c * VW) : VZERO();
     for (int p = 0; p < kp; p++) {
         const uint32_t *restrict b = B + (ptrdiff_t)p * NR;
         VI bv[NV];
@@ -208,11 +269,12 @@ micro_bf16(const int mr, int kp, const uint32_t *restrict A, ptrdiff_t lda,
 
 #define MICRO_BF16_CASE(R)                                                              \
     case R:                                                                             \
-        micro_bf16((R) <= MR ? (R) : MR, kp, a, lda, b, c, ldc);                         \
+        micro_bf16((R) <= MR ? (R) : MR, kp, a, lda, b, c, ldc, accumulate);             \
         break
 
 static void gemm_bf16_simd(int m, int n, int kp, const uint32_t *A, ptrdiff_t lda,
-                           const uint32_t *Bp, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc)
+                           const uint32_t *Bp, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc,
+                           int accumulate)
 {
     if (panel_stride <= 0)
         panel_stride = NR * (ptrdiff_t)kp;
@@ -237,7 +299,7 @@ static void gemm_bf16_simd(int m, int n, int kp, const uint32_t *A, ptrdiff_t ld
                 MICRO_BF16_CASE(4);
                 MICRO_BF16_CASE(3);
                 MICRO_BF16_CASE(2);
-            default: micro_bf16(1, kp, a, lda, b, c, ldc); break;
+            default: micro_bf16(1, kp, a, lda, b, c, ldc, accumulate); break;
             }
         }
     }
@@ -246,6 +308,9 @@ static void gemm_bf16_simd(int m, int n, int kp, const uint32_t *A, ptrdiff_t ld
 
 /* --------------------------------------------------------------- softmax */
 
+#ifdef KERNELS_OWN_EXP2_ONE
+static inline float exp2_one(float t);
+#else
 /* 2^t for t <= 127 (tails): the scalar kernels' formula, with FMA. */
 static inline float exp2_one(float t)
 {
@@ -267,6 +332,7 @@ static inline float exp2_one(float t)
     const float v = p * s;
     return t >= -126.0f ? v : (t != t ? t : 0.0f);
 }
+#endif
 
 static float row_max_simd(const float *restrict x, int n)
 {
@@ -352,14 +418,31 @@ static void widen_simd(const void *src, stem_dtype dtype, int n, float *restrict
     }
 }
 
+/* Round to nearest even on the bits (the compiler vectorizes the loop with
+ * the file's ISA); NaN keeps its sign and becomes a quiet NaN, never Inf. */
+static void narrow_bf16_simd(const float *restrict x, int n, uint16_t *restrict dst)
+{
+    for (int j = 0; j < n; j++) {
+        uint32_t u;
+        memcpy(&u, x + j, sizeof u);
+        const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        dst[j] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r);
+    }
+}
+
+#if defined(VDOT_BF16) && !defined(GEMM_BF16_TABLE)
+#define GEMM_BF16_TABLE gemm_bf16_simd
+#endif
+
 const stem_cpu_kernels KERNELS_TABLE = {
     .name = KERNELS_NAME,
     .gemm = gemm_simd,
     .nr = NR,
     .gemm_packed = gemm_packed_simd,
 #if defined(VDOT_BF16) && !defined(KERNELS_TABLE_BF16)
-    .gemm_bf16 = gemm_bf16_simd, /* the only table of this file */
+    .gemm_bf16 = GEMM_BF16_TABLE, /* the only table of this file */
 #endif
+    .narrow_bf16 = narrow_bf16_simd,
     .row_max = row_max_simd,
     .exp2_sum = exp2_sum_simd,
     .scale = scale_simd,
@@ -373,7 +456,8 @@ const stem_cpu_kernels KERNELS_TABLE_BF16 = {
     .gemm = gemm_simd,
     .nr = NR,
     .gemm_packed = gemm_packed_simd,
-    .gemm_bf16 = gemm_bf16_simd,
+    .gemm_bf16 = GEMM_BF16_TABLE,
+    .narrow_bf16 = narrow_bf16_simd,
     .row_max = row_max_simd,
     .exp2_sum = exp2_sum_simd,
     .scale = scale_simd,

@@ -19,9 +19,11 @@
 
 typedef struct score_job {
     const stem_plan *plan;
+    const stem_pass *pass;
     const stem_cpu_kernels *k;
     const stem_tensor *q, *kk, *v, *scores;
-    int64_t n_tokens, n_blocks, hq;
+    int64_t n_tokens, n_blocks, hq; /* n_tokens: visible keys L; n_blocks: key blocks */
+    int64_t q_offset, row0, n_rows; /* queries sit at positions q_offset..; rows from row0 */
     int bs, stride, group, d, g; /* block, S, G = B/S, head_dim, Hq/Hkv */
     int64_t width;               /* S * d */
     int threads;
@@ -48,8 +50,42 @@ static double group_vmax(const score_job *job, int64_t b, int64_t kh, int64_t gi
     return mx;
 }
 
-/* vb[n] of one KV head from its group maxima gmax[n*G] (section 2). */
-static void value_bonus(const score_job *job, const double *gmax, double *vb)
+/* Statistics of the STEM bonus for KV head (b, kh): the caller's (PROVIDED)
+ * or the z-score's over the groups made only of visible tokens; written to
+ * vstats_out when asked for. */
+static void value_stats(const score_job *job, int64_t b, int64_t kh, const double *gmax,
+                        double *mean_out, double *sd_out)
+{
+    const stem_pass *pass = job->pass;
+    const int64_t gv = job->n_tokens / job->stride;
+    double mean = 0.0, sd = 0.0;
+    if (pass->vstats_in) {
+        mean = *stem_cpu_f32_at(pass->vstats_in, b, kh, 0, 0);
+        sd = *stem_cpu_f32_at(pass->vstats_in, b, kh, 0, 1);
+    } else {
+        for (int64_t gi = 0; gi < gv; gi++)
+            mean += log(gmax[gi] + 1e-6);
+        if (gv > 0)
+            mean /= (double)gv;
+        if (gv > 1) {
+            for (int64_t gi = 0; gi < gv; gi++) {
+                const double dv = log(gmax[gi] + 1e-6) - mean;
+                sd += dv * dv;
+            }
+            sd = sqrt(sd / (double)(gv - 1));
+        }
+    }
+    if (pass->vstats_out) {
+        *stem_cpu_f32_at(pass->vstats_out, b, kh, 0, 0) = (float)mean;
+        *stem_cpu_f32_at(pass->vstats_out, b, kh, 0, 1) = (float)sd;
+    }
+    *mean_out = mean;
+    *sd_out = sd;
+}
+
+/* vb[n] of KV head (b, kh) from its group maxima gmax[n*G] (section 2). */
+static void value_bonus(const score_job *job, int64_t b, int64_t kh, const double *gmax,
+                        double *vb)
 {
     const stem_config *cfg = &job->plan->cfg;
     const int64_t n = job->n_blocks, N = job->n_tokens;
@@ -66,23 +102,15 @@ static void value_bonus(const score_job *job, const double *gmax, double *vb)
         return;
     }
     /* STEM (official code): z-score of log group maxima over the groups made
-     * only of real tokens, ReLU, beta, mean over the block's G groups. */
+     * only of visible tokens (or the caller's statistics), ReLU, beta, mean
+     * over the block's G groups. */
     const int64_t gv = N / S;
-    double mean = 0.0, sd = 0.0;
-    for (int64_t gi = 0; gi < gv; gi++)
-        mean += log(gmax[gi] + 1e-6);
-    if (gv > 0)
-        mean /= (double)gv;
-    if (gv > 1) {
-        for (int64_t gi = 0; gi < gv; gi++) {
-            const double dv = log(gmax[gi] + 1e-6) - mean;
-            sd += dv * dv;
-        }
-        sd = sqrt(sd / (double)(gv - 1));
-    }
+    double mean, sd;
+    value_stats(job, b, kh, gmax, &mean, &sd);
+    const int any = job->pass->vstats_in ? 1 : gv > 0;
     for (int64_t J = 0; J < n; J++) {
         double s = 0.0;
-        if (gv > 0)
+        if (any)
             for (int a = 0; a < G; a++) {
                 const double z = (log(gmax[J * G + a] + 1e-6) - mean) / (sd + 1e-6);
                 s += beta * (z > 0.0 ? z : 0.0);
@@ -97,12 +125,14 @@ static void value_bonus(const score_job *job, const double *gmax, double *vb)
 #define PANEL 16
 
 /* Phase sums of block `blk` of (b, h) in tensor t: out[seg(t) * d + e] =
- * sum_{a<G} x[blk*B + a*S + t][e], seg(t) = t (query) or S-1-t (key).
- * Summed in double (the pass is O(N d), cheap), stored as f32. */
+ * sum_{a<G} x[blk*B + a*S + t][e], seg(t) = t (query) or S-1-t (key), over
+ * the absolute positions present: keys [0, L), queries [P, L) (row p - P of
+ * q). Summed in double (the pass is O(N d), cheap), stored as f32. */
 static void phase_sum(const score_job *job, const stem_tensor *t, int64_t b, int64_t h,
                       int64_t blk, int reverse, double *acc, float *row, float *out,
                       ptrdiff_t out_step)
 {
+    const int64_t first = reverse ? 0 : job->q_offset, base = reverse ? 0 : job->q_offset;
     const int S = job->stride, G = job->group, d = job->d;
     const int64_t W = job->width;
     for (int64_t i = 0; i < W; i++)
@@ -112,7 +142,9 @@ static void phase_sum(const score_job *job, const stem_tensor *t, int64_t b, int
             const int64_t tok = blk * job->bs + (int64_t)a * S + ph;
             if (tok >= job->n_tokens)
                 break;
-            stem_cpu_load_row(t, b, h, tok, d, row, 1, 1.0f);
+            if (tok < first)
+                continue;
+            stem_cpu_load_row(t, b, h, tok - base, d, row, 1, 1.0f);
             double *seg = acc + (int64_t)(reverse ? S - 1 - ph : ph) * d;
             for (int e = 0; e < d; e++)
                 seg[e] += row[e];
@@ -129,9 +161,11 @@ static stem_status score_phase(const score_job *job)
 {
     const stem_plan *plan = job->plan;
     const int64_t n = job->n_blocks, W = job->width, ng = n * job->group;
-    const int64_t nkv = plan->desc.batch * plan->desc.num_kv_heads, hkv = plan->desc.num_kv_heads;
+    const int64_t nkv = job->pass->batch * job->pass->num_kv_heads,
+                  hkv = job->pass->num_kv_heads;
     const int threads = job->threads, d = job->d, g = job->g;
-    const int with_bonus = plan->cfg.selector != STEM_SELECTOR_UNIFORM && plan->cfg.beta != 0.0f;
+    const int with_bonus = (plan->cfg.selector != STEM_SELECTOR_UNIFORM && plan->cfg.beta != 0.0f) ||
+                           job->pass->vstats_out != NULL;
     const float coef = (float)((double)plan->scale /
                                ((double)job->stride * plan->cfg.norm * job->group * job->group));
 
@@ -166,32 +200,36 @@ static stem_status score_phase(const score_job *job)
     }
     for (int64_t kv = 0; kv < nkv; kv++) {
         if (with_bonus)
-            value_bonus(job, gmax + kv * ng, vb + kv * n);
+            value_bonus(job, kv / hkv, kv % hkv, gmax + kv * ng, vb + kv * n);
         else
             for (int64_t J = 0; J < n; J++)
                 vb[kv * n + J] = 0.0;
     }
 
-    const int64_t n_panels = (n + PANEL - 1) / PANEL;
-    const int64_t items = plan->desc.batch * job->hq * n_panels;
+    const int64_t nr = job->n_rows, row0 = job->row0;
+    const int64_t n_panels = (nr + PANEL - 1) / PANEL;
+    const int64_t items = job->pass->batch * job->hq * n_panels;
     /* Later panels have more columns: hand them out first. */
     STEM_CPU_PRAGMA(parallel for num_threads(threads) schedule(dynamic, 1))
     for (int64_t it = 0; it < items; it++) {
         const int tid = stem_cpu_thread_id();
         const int64_t pi = n_panels - 1 - it % n_panels, bh = it / n_panels;
         const int64_t b = bh / job->hq, h = bh % job->hq, kv = b * hkv + h / g;
-        const int64_t i0 = pi * PANEL, i1 = i0 + PANEL < n ? i0 + PANEL : n;
+        /* Rows i0..i1 of the call = absolute query blocks row0 + i. */
+        const int64_t i0 = pi * PANEL, i1 = i0 + PANEL < nr ? i0 + PANEL : nr;
         float *qf = qflat + (ptrdiff_t)tid * PANEL * W;
         float *r = panel + (ptrdiff_t)tid * PANEL * n;
-        for (int64_t I = i0; I < i1; I++)
-            phase_sum(job, job->q, b, h, I, 0, acc + (ptrdiff_t)tid * W,
-                      row + (ptrdiff_t)tid * d, qf + (I - i0) * W, 1);
-        job->k->gemm((int)(i1 - i0), (int)i1, (int)W, qf, W, kflat_t + kv * W * n, n, r, n, 0);
+        for (int64_t i = i0; i < i1; i++)
+            phase_sum(job, job->q, b, h, row0 + i, 0, acc + (ptrdiff_t)tid * W,
+                      row + (ptrdiff_t)tid * d, qf + (i - i0) * W, 1);
+        job->k->gemm((int)(i1 - i0), (int)(row0 + i1), (int)W, qf, W, kflat_t + kv * W * n, n, r,
+                     n, 0);
         const double *vbk = vb + kv * n;
-        for (int64_t I = i0; I < i1; I++) {
-            const float *ri = r + (I - i0) * n;
+        for (int64_t i = i0; i < i1; i++) {
+            const float *ri = r + (i - i0) * n;
+            const int64_t I = row0 + i;
             for (int64_t J = 0; J < n; J++)
-                *stem_cpu_f32_at(job->scores, b, h, I, J) =
+                *stem_cpu_f32_at(job->scores, b, h, i, J) =
                     J <= I ? ri[J] * coef + (float)vbk[J] : -INFINITY;
         }
     }
@@ -280,8 +318,8 @@ static stem_status score_xattention(const score_job *job)
         goto done;
     }
 
-    for (int64_t b = 0; b < plan->desc.batch; b++)
-        for (int64_t kh = 0; kh < plan->desc.num_kv_heads; kh++) {
+    for (int64_t b = 0; b < job->pass->batch; b++)
+        for (int64_t kh = 0; kh < job->pass->num_kv_heads; kh++) {
             STEM_CPU_PRAGMA(parallel for num_threads(threads) schedule(static))
             for (int64_t c = 0; c < C; c++)
                 for (int t = 0; t < S; t++) {
@@ -311,25 +349,29 @@ done:
     return st;
 }
 
-stem_status stem_cpu_score(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                           const stem_tensor *v, const stem_tensor *scores)
+stem_status stem_cpu_score(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                           const stem_tensor *k, const stem_tensor *v, const stem_tensor *scores)
 {
     const stem_cpu_context *ctx = stem_cpu_ctx(plan);
     score_job job;
     job.plan = plan;
+    job.pass = pass;
+    job.q_offset = pass->q_offset;
+    job.row0 = pass->row0;
+    job.n_rows = pass->n_rows;
     job.k = ctx->k;
     job.q = q;
     job.kk = k;
     job.v = v;
     job.scores = scores;
-    job.n_tokens = plan->desc.q_len;
-    job.n_blocks = plan->n_blocks;
-    job.hq = plan->desc.num_q_heads;
+    job.n_tokens = pass->kv_len;
+    job.n_blocks = pass->n_keys;
+    job.hq = pass->num_q_heads;
     job.bs = plan->cfg.block_size;
     job.stride = plan->cfg.stride;
     job.group = plan->group;
     job.d = (int)plan->desc.head_dim;
-    job.g = (int)(plan->desc.num_q_heads / plan->desc.num_kv_heads);
+    job.g = (int)(pass->num_q_heads / pass->num_kv_heads); /* heads per KV head in the pass */
     job.width = (int64_t)job.stride * job.d;
     job.threads = ctx->threads;
     if (stem_selector_is_xattention(plan->cfg.selector))

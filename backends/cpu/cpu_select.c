@@ -97,7 +97,7 @@ static void select_best(cand *a, int64_t n, int64_t k)
 typedef struct select_job {
     const stem_plan *plan;
     const stem_tensor *scores, *index, *count;
-    int64_t n, hq;
+    int64_t n, hq, row0; /* key blocks, query heads, absolute block of row 0 */
 } select_job;
 
 /* XAttention threshold rule on W = scores row I; marks kept blocks.
@@ -138,14 +138,15 @@ static void select_xattention(const select_job *job, const float *w, int64_t I, 
     }
 }
 
-static void select_row(const select_job *job, int64_t b, int64_t h, int64_t I, float *w, cand *c,
+/* Row r of the call = absolute query block I = row0 + r. */
+static void select_row(const select_job *job, int64_t b, int64_t h, int64_t r, float *w, cand *c,
                        uint8_t *mark)
 {
     const stem_plan *plan = job->plan;
     const stem_config *cfg = &plan->cfg;
-    const int64_t n = job->n;
+    const int64_t n = job->n, I = job->row0 + r;
     for (int64_t J = 0; J <= I; J++) {
-        const float x = *stem_cpu_f32_at(job->scores, b, h, I, J);
+        const float x = *stem_cpu_f32_at(job->scores, b, h, r, J);
         w[J] = x;
         mark[J] = 0;
     }
@@ -177,18 +178,18 @@ static void select_row(const select_job *job, int64_t b, int64_t h, int64_t I, f
     int32_t cnt = 0;
     for (int64_t J = 0; J <= I; J++)
         if (mark[J])
-            *stem_cpu_i32_at(job->index, b, h, I, cnt++) = (int32_t)J;
+            *stem_cpu_i32_at(job->index, b, h, r, cnt++) = (int32_t)J;
     for (int64_t p = cnt; p < n; p++)
-        *stem_cpu_i32_at(job->index, b, h, I, p) = -1;
-    *stem_cpu_i32_at(job->count, b, h, I, 0) = cnt;
+        *stem_cpu_i32_at(job->index, b, h, r, p) = -1;
+    *stem_cpu_i32_at(job->count, b, h, r, 0) = cnt;
 }
 
-stem_status stem_cpu_select(stem_plan *plan, const stem_tensor *scores, const stem_tensor *index,
-                            const stem_tensor *count)
+stem_status stem_cpu_select(stem_plan *plan, const stem_pass *pass, const stem_tensor *scores,
+                            const stem_tensor *index, const stem_tensor *count)
 {
     const stem_cpu_context *ctx = stem_cpu_ctx(plan);
-    select_job job = {plan, scores, index, count, plan->n_blocks, plan->desc.num_q_heads};
-    const int64_t n = plan->n_blocks, rows = plan->desc.batch * job.hq * n;
+    select_job job = {plan, scores, index, count, pass->n_keys, pass->num_q_heads, pass->row0};
+    const int64_t n = pass->n_keys, nr = pass->n_rows, rows = pass->batch * job.hq * nr;
     const int threads = ctx->threads;
     float *w = stem_cpu_alloc((size_t)threads * n * sizeof(float));
     cand *c = stem_cpu_alloc((size_t)threads * n * sizeof(cand));
@@ -202,8 +203,8 @@ stem_status stem_cpu_select(stem_plan *plan, const stem_tensor *scores, const st
     STEM_CPU_PRAGMA(parallel for num_threads(threads) schedule(dynamic, 16))
     for (int64_t it = 0; it < rows; it++) {
         const int tid = stem_cpu_thread_id();
-        const int64_t I = it % n, bh = it / n;
-        select_row(&job, bh / job.hq, bh % job.hq, I, w + (ptrdiff_t)tid * n,
+        const int64_t r = it % nr, bh = it / nr;
+        select_row(&job, bh / job.hq, bh % job.hq, r, w + (ptrdiff_t)tid * n,
                    c + (ptrdiff_t)tid * n, mark + (ptrdiff_t)tid * n);
     }
     free(w);

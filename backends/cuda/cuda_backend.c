@@ -369,4 +369,9 @@ const stem_backend_ops stem_cuda_backend_ops = {
     .select = stem_cuda_select,
     .attention = stem_cuda_attention,
     .synchronize = cuda_synchronize,
+    .caps = STEM_CAP_Q_OFFSET | STEM_CAP_VSTATS | STEM_CAP_LSE,
+    .dtypes = (1u << STEM_DTYPE_F32) | (1u << STEM_DTYPE_F16) | (1u << STEM_DTYPE_BF16),
+    .head_dim_min = 8,
+    .head_dim_max = 256,
+    .head_dim_step = 8,
 };

@@ -109,12 +109,13 @@ stem_status stem_cuda_plan_check(const stem_context *ctx, const stem_attention_d
                                  const stem_config *cfg);
 stem_status stem_cuda_plan_init(stem_plan *plan);
 void stem_cuda_plan_fini(stem_plan *plan);
-stem_status stem_cuda_score(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                            const stem_tensor *v, const stem_tensor *scores);
-stem_status stem_cuda_select(stem_plan *plan, const stem_tensor *scores, const stem_tensor *index,
-                             const stem_tensor *count);
-stem_status stem_cuda_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                                const stem_tensor *v, const stem_tensor *index,
-                                const stem_tensor *count, const stem_tensor *out);
+stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                            const stem_tensor *k, const stem_tensor *v, const stem_tensor *scores);
+stem_status stem_cuda_select(stem_plan *plan, const stem_pass *pass, const stem_tensor *scores,
+                             const stem_tensor *index, const stem_tensor *count);
+stem_status stem_cuda_attention(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                                const stem_tensor *k, const stem_tensor *v,
+                                const stem_tensor *index, const stem_tensor *count,
+                                const stem_tensor *out);
 
 #endif /* STEM_CUDA_COMMON_H */

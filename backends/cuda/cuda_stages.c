@@ -21,24 +21,15 @@ static stem_ktensor ktensor(const stem_tensor *t)
 
 static int64_t n_blocks_of(const stem_attention_desc *d, const stem_config *cfg)
 {
-    return (d->q_len + cfg->block_size - 1) / cfg->block_size;
+    return (d->kv_len + cfg->block_size - 1) / cfg->block_size; /* key blocks */
 }
 
 stem_status stem_cuda_plan_check(const stem_context *ctx, const stem_attention_desc *desc,
                                  const stem_config *cfg)
 {
     const stem_cuda_context *c = stem_cuda_ctx(ctx);
-    const int64_t d = desc->head_dim;
-    if (d < 8 || d > 256 || d % 8 != 0)
-        return stem_set_error(STEM_ERR_UNSUPPORTED,
-                              "head_dim=%lld not supported by backend cuda; supported: multiples "
-                              "of 8 from 8 to 256 (tensor cores for 64 and 128)",
-                              (long long)d);
-    if (desc->dtype != STEM_DTYPE_F32 && desc->dtype != STEM_DTYPE_F16 &&
-        desc->dtype != STEM_DTYPE_BF16)
-        return stem_set_error(STEM_ERR_UNSUPPORTED,
-                              "dtype %s not supported by backend cuda; supported: f32, f16, bf16",
-                              stem_dtype_name(desc->dtype));
+    /* dtypes and head_dim (8..256, multiples of 8; tensor cores for 64 and 128):
+     * declared in the ops table, checked by the core. */
     if (cfg->block_size < 1 || cfg->block_size > 128 || cfg->stride < 1 ||
         cfg->stride > cfg->block_size || cfg->block_size % cfg->stride != 0)
         return stem_set_error(STEM_ERR_UNSUPPORTED,
@@ -126,7 +117,8 @@ stem_status stem_cuda_plan_init(stem_plan *plan)
     return st;
 }
 
-/* Scoring scratch, sized for the whole plan (prefill passes use a part). */
+/* Scoring scratch, sized for the whole plan from plan->desc (a stem_prefill
+ * pass uses a part of it; a later stem_score on the same plan the whole). */
 static stem_status ensure_score_scratch(stem_plan *plan, stem_cuda_context *c, stem_cuda_plan *pl)
 {
     if (pl->vb)
@@ -161,8 +153,8 @@ static unsigned grid_for(int64_t items, unsigned threads)
     return (unsigned)(g < 1 ? 1 : g > 65535 * 16 ? 65535 * 16 : g); /* grid-stride loops */
 }
 
-stem_status stem_cuda_score(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                            const stem_tensor *v, const stem_tensor *scores)
+stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                            const stem_tensor *k, const stem_tensor *v, const stem_tensor *scores)
 {
     stem_cuda_context *c = stem_cuda_ctx(plan->ctx);
     stem_cuda_plan *pl = plan->impl;
@@ -183,18 +175,21 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_tensor *q, const stem_te
     p.kflat = pl->kflat;
     p.gmax = pl->gmax;
     p.vb = pl->vb;
-    p.n_tokens = d->q_len;
-    p.batch = (int)d->batch;
+    p.n_tokens = pass->kv_len;
+    p.q_offset = pass->q_offset;
+    p.row0 = (int)pass->row0;
+    p.n_rows = (int)pass->n_rows;
+    p.batch = (int)pass->batch;
     p.n_blocks = (int)plan->n_blocks;
     p.block = cfg->block_size;
     p.stride = cfg->stride;
     p.group = plan->group;
-    p.hq = (int)d->num_q_heads;
-    p.hkv = (int)d->num_kv_heads;
+    p.hq = (int)pass->num_q_heads;
+    p.hkv = (int)pass->num_kv_heads;
     p.head_dim = (int)d->head_dim;
     p.selector = (int)cfg->selector;
     p.beta = cfg->beta;
-    const int64_t n = plan->n_blocks, bq = d->batch * d->num_q_heads;
+    const int64_t n = plan->n_blocks, nr = pass->n_rows, bq = pass->batch * pass->num_q_heads;
     void *args[] = {&p};
     if (stem_selector_is_xattention(cfg->selector)) {
         p.coef = (float)((double)plan->scale / ((double)cfg->stride * cfg->norm) * LOG2E);
@@ -203,11 +198,19 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_tensor *q, const stem_te
     }
     p.coef = (float)((double)plan->scale /
                      ((double)cfg->stride * cfg->norm * plan->group * plan->group));
-    p.with_bonus = cfg->selector != STEM_SELECTOR_UNIFORM && cfg->beta != 0.0f;
-    const int64_t bkv = d->batch * d->num_kv_heads;
+    p.has_vin = pass->vstats_in != NULL;
+    p.has_vout = pass->vstats_out != NULL;
+    if (p.has_vin)
+        p.vin = ktensor(pass->vstats_in);
+    if (p.has_vout)
+        p.vout = ktensor(pass->vstats_out);
+    p.with_bonus = cfg->selector != STEM_SELECTOR_UNIFORM &&
+                   (cfg->beta != 0.0f || p.has_vin || p.has_vout);
+    const int64_t bkv = pass->batch * pass->num_kv_heads;
     int is_key = 0;
     void *ps_args[] = {&p, &is_key};
-    st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_PHASE_SUMS], (unsigned)(bq * n), 1, 1, 256, 0, ps_args,
+    st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_PHASE_SUMS], (unsigned)(bq * nr), 1, 1, 256, 0,
+                          ps_args,
                           "query phase sums");
     is_key = 1; /* the launch copied the arguments */
     if (st == STEM_OK)
@@ -224,17 +227,19 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_tensor *q, const stem_te
         if (r)
             st = stem_cuda_fail(r, "clearing the value bonus");
     }
-    const unsigned tiles = (unsigned)((n + 63) / 64);
+    const unsigned tiles = (unsigned)((n + 63) / 64), row_tiles = (unsigned)((nr + 63) / 64);
     if (st == STEM_OK)
-        st = c->score_tc ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], tiles, tiles,
-                                            (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)")
-                         : stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], tiles, tiles,
-                                            (unsigned)bq, 256, 0, args, "score GEMM");
+        /* The tensor-core GEMM covers fresh prefills (rows = key blocks) only. */
+        st = c->score_tc && pass->row0 == 0 && nr == n
+                 ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], tiles, tiles,
+                                    (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)")
+                 : stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], tiles, row_tiles,
+                                    (unsigned)bq, 256, 0, args, "score GEMM");
     return st;
 }
 
-stem_status stem_cuda_select(stem_plan *plan, const stem_tensor *scores, const stem_tensor *index,
-                             const stem_tensor *count)
+stem_status stem_cuda_select(stem_plan *plan, const stem_pass *pass, const stem_tensor *scores,
+                             const stem_tensor *index, const stem_tensor *count)
 {
     stem_cuda_context *c = stem_cuda_ctx(plan->ctx);
     stem_cuda_plan *pl = plan->impl;
@@ -249,7 +254,8 @@ stem_status stem_cuda_select(stem_plan *plan, const stem_tensor *scores, const s
     p.count = ktensor(count);
     p.budget = pl->budget;
     p.n_blocks = (int)plan->n_blocks;
-    p.hq = (int)plan->desc.num_q_heads;
+    p.hq = (int)pass->num_q_heads;
+    p.row0 = (int)pass->row0;
     p.mode = (cfg->selector == STEM_SELECTOR_DENSE || plan->dense) ? 1
              : !stem_selector_is_xattention(cfg->selector)           ? 0
              : stem_xattn_diag_only(plan)                             ? 3
@@ -258,8 +264,8 @@ stem_status stem_cuda_select(stem_plan *plan, const stem_tensor *scores, const s
     p.local_blocks = cfg->local_blocks;
     p.tau = cfg->xattn_threshold;
     void *args[] = {&p};
-    return stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SELECT], (unsigned)plan->n_blocks,
-                            (unsigned)(plan->desc.batch * plan->desc.num_q_heads), 1, 256, 0, args,
+    return stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SELECT], (unsigned)pass->n_rows,
+                            (unsigned)(pass->batch * pass->num_q_heads), 1, 256, 0, args,
                             "selection");
 }
 
@@ -277,16 +283,19 @@ static int variant_fits(const stem_cuda_context *c, const stem_plan *plan, int i
 /* The variant to run, from index `from` on (table order): first a row of
  * the family STEM_CUDA_ATTN names, then any row that is not opt-in (the
  * generic kernel takes everything). With tma = 0 the TMA rows are passed
- * over. -1 only when no image loaded. */
+ * over; with generic_only only the generic family (the one that takes a
+ * query offset and writes lse). -1 only when no image loaded. */
 static int choose_variant(const stem_cuda_context *c, const stem_plan *plan, const stem_tensor *q,
-                          const stem_tensor *k, const stem_tensor *v, int from, int tma)
+                          const stem_tensor *k, const stem_tensor *v, int from, int tma,
+                          int generic_only)
 {
-    for (int i = from; c->attn_family && i < stem_cuda_attn_variant_count; i++)
+    for (int i = from; c->attn_family && !generic_only && i < stem_cuda_attn_variant_count; i++)
         if (!strcmp(c->attn_family, stem_cuda_attn_variants[i].family) &&
             variant_fits(c, plan, i, q, k, v, tma))
             return i;
     for (int i = from; i < stem_cuda_attn_variant_count; i++)
-        if (!stem_cuda_attn_variants[i].opt_in && variant_fits(c, plan, i, q, k, v, tma))
+        if (!stem_cuda_attn_variants[i].opt_in && variant_fits(c, plan, i, q, k, v, tma) &&
+            (!generic_only || !strcmp(stem_cuda_attn_variants[i].family, "generic")))
             return i;
     return -1;
 }
@@ -314,15 +323,16 @@ static int encode_tmap(const stem_cuda_context *c, stem_cu_tensor_map *map, cons
                                           STEM_CU_TENSOR_MAP_L2_PROMOTION_L2_256B, 0) == 0;
 }
 
-/* Launches variant `vi`: one CTA per `rows` query rows and (batch, head). */
-static stem_status launch_variant(stem_cuda_context *c, const stem_plan *plan, int vi,
-                                  stem_kattn *p, const stem_tensor *q, const stem_tensor *k,
-                                  const stem_tensor *v)
+/* Launches variant `vi`: one CTA per `rows` query rows and (batch, head) of
+ * the pass. */
+static stem_status launch_variant(stem_cuda_context *c, const stem_plan *plan,
+                                  const stem_pass *pass, int vi, stem_kattn *p,
+                                  const stem_tensor *q, const stem_tensor *k, const stem_tensor *v)
 {
     const stem_cuda_attn_variant *var = &stem_cuda_attn_variants[vi];
     const stem_attention_desc *d = &plan->desc;
-    const unsigned bq = (unsigned)(d->batch * d->num_q_heads);
-    const unsigned tiles = (unsigned)((d->q_len + var->rows - 1) / var->rows);
+    const unsigned bq = (unsigned)(pass->batch * pass->num_q_heads);
+    const unsigned tiles = (unsigned)((pass->q_len + var->rows - 1) / var->rows);
     const unsigned smem = var->smem ? var->smem((int)d->head_dim) : 0;
     if (!var->tma) {
         void *args[] = {p};
@@ -330,18 +340,21 @@ static stem_status launch_variant(stem_cuda_context *c, const stem_plan *plan, i
                                 args, "attention");
     }
     stem_cu_tensor_map maps[3];
-    if (!encode_tmap(c, &maps[0], q, d->q_len, d->num_q_heads, d->batch, d->head_dim) ||
-        !encode_tmap(c, &maps[1], k, d->q_len, d->num_kv_heads, d->batch, d->head_dim) ||
-        !encode_tmap(c, &maps[2], v, d->q_len, d->num_kv_heads, d->batch, d->head_dim))
+    if (!encode_tmap(c, &maps[0], q, pass->q_len, pass->num_q_heads, pass->batch, d->head_dim) ||
+        !encode_tmap(c, &maps[1], k, pass->kv_len, pass->num_kv_heads, pass->batch,
+                     d->head_dim) ||
+        !encode_tmap(c, &maps[2], v, pass->kv_len, pass->num_kv_heads, pass->batch,
+                     d->head_dim))
         return STEM_ERR_UNSUPPORTED; /* the caller falls back to another variant */
     void *args[] = {p, &maps[0], &maps[1], &maps[2]};
     return stem_cuda_launch(c, c->attn_fn[vi], tiles, bq, 1, (unsigned)var->threads, smem, args,
                             "attention (sm90)");
 }
 
-stem_status stem_cuda_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                                const stem_tensor *v, const stem_tensor *index,
-                                const stem_tensor *count, const stem_tensor *out)
+stem_status stem_cuda_attention(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                                const stem_tensor *k, const stem_tensor *v,
+                                const stem_tensor *index, const stem_tensor *count,
+                                const stem_tensor *out)
 {
     stem_cuda_context *c = stem_cuda_ctx(plan->ctx);
     stem_status st = stem_cuda_enter(c, "stem_attention");
@@ -356,21 +369,28 @@ stem_status stem_cuda_attention(stem_plan *plan, const stem_tensor *q, const ste
     p.index = ktensor(index);
     p.count = ktensor(count);
     p.out = ktensor(out);
-    p.n_tokens = d->q_len;
+    p.n_tokens = pass->kv_len;
+    p.q_offset = pass->q_offset;
+    p.row0 = (int)pass->row0;
+    p.has_lse = pass->lse != NULL;
+    if (p.has_lse)
+        p.lse = ktensor(pass->lse);
     p.n_blocks = (int)plan->n_blocks;
     p.block = plan->cfg.block_size;
-    p.hq = (int)d->num_q_heads;
-    p.group = (int)(d->num_q_heads / d->num_kv_heads);
+    p.hq = (int)pass->num_q_heads;
+    p.group = (int)(pass->num_q_heads / pass->num_kv_heads);
     p.head_dim = (int)d->head_dim;
     p.scale_log2 = (float)((double)plan->scale * LOG2E);
-    int vi = choose_variant(c, plan, q, k, v, 0, 1);
+    /* Chunked calls (q_offset > 0) and lse take the generic kernel for now. */
+    const int generic_only = pass->q_offset != 0 || pass->lse != NULL;
+    int vi = choose_variant(c, plan, q, k, v, 0, 1, generic_only);
     if (vi < 0)
         return stem_set_error(STEM_ERR_BACKEND_API, "cuda: no attention kernel loaded");
-    st = launch_variant(c, plan, vi, &p, q, k, v);
+    st = launch_variant(c, plan, pass, vi, &p, q, k, v);
     if (st == STEM_ERR_UNSUPPORTED) { /* the tensor maps refused this layout */
-        vi = choose_variant(c, plan, q, k, v, vi + 1, 0);
+        vi = choose_variant(c, plan, q, k, v, vi + 1, 0, generic_only);
         st = vi < 0 ? stem_set_error(STEM_ERR_BACKEND_API, "cuda: no attention kernel loaded")
-                    : launch_variant(c, plan, vi, &p, q, k, v);
+                    : launch_variant(c, plan, pass, vi, &p, q, k, v);
     }
     return st;
 }

@@ -33,36 +33,37 @@ static stem_status read_span(const stem_plan *plan, const stem_tensor *t, int32_
 
 /* On CPU devices (PoCL) a blocking read costs little, so block lists are
  * checked like the CPU backend does; GPU kernels skip invalid entries. */
-static stem_status check_lists(const stem_plan *plan, const stem_tensor *index,
-                               const stem_tensor *count)
+static stem_status check_lists(const stem_plan *plan, const stem_pass *pass,
+                               const stem_tensor *index, const stem_tensor *count)
 {
     int32_t *ix = NULL, *cn = NULL;
     stem_status st = read_span(plan, index, &ix);
     if (st == STEM_OK)
         st = read_span(plan, count, &cn);
     const int64_t n = plan->n_blocks;
-    for (int64_t b = 0; st == STEM_OK && b < plan->desc.batch; b++)
-        for (int64_t h = 0; st == STEM_OK && h < plan->desc.num_q_heads; h++)
-            for (int64_t i = 0; st == STEM_OK && i < n; i++) {
+    for (int64_t b = 0; st == STEM_OK && b < pass->batch; b++)
+        for (int64_t h = 0; st == STEM_OK && h < pass->num_q_heads; h++)
+            for (int64_t r = 0; st == STEM_OK && r < pass->n_rows; r++) {
+                const int64_t i = pass->row0 + r; /* absolute query block */
                 const int32_t cnt =
-                    cn[b * count->strides[0] + h * count->strides[1] + i * count->strides[2]];
+                    cn[b * count->strides[0] + h * count->strides[1] + r * count->strides[2]];
                 if (cnt < 0 || cnt > n) {
                     st = stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                                         "stem_attention: count[%lld][%lld][%lld]=%d outside "
                                         "[0, %lld]",
-                                        (long long)b, (long long)h, (long long)i, cnt,
+                                        (long long)b, (long long)h, (long long)r, cnt,
                                         (long long)n);
                     break;
                 }
                 int32_t prev = -1;
                 for (int32_t j = 0; j < cnt; j++) {
                     const int32_t v = ix[b * index->strides[0] + h * index->strides[1] +
-                                         i * index->strides[2] + j * index->strides[3]];
+                                         r * index->strides[2] + j * index->strides[3]];
                     if (v <= prev || v > i) {
                         st = stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                                             "stem_attention: index[%lld][%lld][%lld][%d]=%d must "
                                             "be ascending and in [0, %lld] (causal)",
-                                            (long long)b, (long long)h, (long long)i, j, v,
+                                            (long long)b, (long long)h, (long long)r, j, v,
                                             (long long)i);
                         break;
                     }
@@ -74,15 +75,15 @@ static stem_status check_lists(const stem_plan *plan, const stem_tensor *index,
     return st;
 }
 
-stem_status stem_ocl_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                               const stem_tensor *v, const stem_tensor *index,
-                               const stem_tensor *count, const stem_tensor *out)
+stem_status stem_ocl_attention(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                               const stem_tensor *k, const stem_tensor *v,
+                               const stem_tensor *index, const stem_tensor *count,
+                               const stem_tensor *out)
 {
     const stem_ocl_context *c = stem_ocl_ctx(plan->ctx);
     const stem_ocl_plan *p = plan->impl;
-    const stem_attention_desc *d = &plan->desc;
     if (!c->limits.is_gpu) {
-        const stem_status st = check_lists(plan, index, count);
+        const stem_status st = check_lists(plan, pass, index, count);
         if (st != STEM_OK)
             return st;
     }
@@ -98,16 +99,20 @@ stem_status stem_ocl_attention(stem_plan *plan, const stem_tensor *q, const stem
     stem_ocl_arg_tensor(&a, count);
     stem_ocl_arg_tensor(&a, out);
     stem_ocl_arg_int(&a, out_dtype);
-    stem_ocl_arg_int(&a, (int32_t)d->num_q_heads);
-    stem_ocl_arg_int(&a, (int32_t)(d->num_q_heads / d->num_kv_heads));
-    stem_ocl_arg_int(&a, (int32_t)d->q_len);
+    stem_ocl_arg_int(&a, (int32_t)pass->num_q_heads);
+    stem_ocl_arg_int(&a, (int32_t)(pass->num_q_heads / pass->num_kv_heads));
+    stem_ocl_arg_int(&a, (int32_t)pass->kv_len);
     stem_ocl_arg_int(&a, (int32_t)plan->n_blocks);
     stem_ocl_arg_int(&a, plan->cfg.block_size);
     stem_ocl_arg_float(&a, plan->scale * 1.4426950408889634f);
+    stem_ocl_arg_opt_tensor(&a, pass->lse, stem_ocl_mem(count->buffer));
+    stem_ocl_arg_long(&a, pass->q_offset);
+    stem_ocl_arg_int(&a, (int32_t)pass->row0);
+    stem_ocl_arg_int(&a, (int32_t)pass->n_rows);
     const size_t row_ls = 16; /* the smallest block size */
     const size_t groups[3] = {
         (size_t)(rows ? plan->cfg.block_size / (int)row_ls : plan->cfg.block_size / p->shape.bq),
-        (size_t)plan->n_blocks, (size_t)(d->batch * d->num_q_heads)};
+        (size_t)pass->n_rows, (size_t)(pass->batch * pass->num_q_heads)};
     const size_t local[3] = {rows ? row_ls : (size_t)(p->shape.bq * p->shape.tpr), 1, 1};
     return stem_ocl_launch(plan, &a, rows ? "row_attention" : "block_attention", groups, local);
 }

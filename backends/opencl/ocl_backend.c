@@ -297,19 +297,8 @@ static stem_status ocl_buffer_read(stem_context *ctx, stem_buffer *buf, size_t o
 static stem_status ocl_plan_check(const stem_context *ctx, const stem_attention_desc *desc,
                                   const stem_config *cfg)
 {
-    const int64_t d = desc->head_dim;
-    if (d < 8 || d > 256 || d % 8 != 0)
-        return stem_set_error(STEM_ERR_UNSUPPORTED,
-                              "head_dim=%lld not supported by backend opencl; supported: "
-                              "multiples of 8 from 8 to 256",
-                              (long long)d);
-    if (desc->dtype != STEM_DTYPE_F32 && desc->dtype != STEM_DTYPE_F16 &&
-        desc->dtype != STEM_DTYPE_BF16)
-        return stem_set_error(STEM_ERR_UNSUPPORTED,
-                              "dtype %s not supported by backend opencl; supported: f32, f16, "
-                              "bf16",
-                              stem_dtype_name(desc->dtype));
-    const int64_t n = (desc->q_len + cfg->block_size - 1) / cfg->block_size;
+    /* dtypes and head_dim: declared in the ops table, checked by the core */
+    const int64_t n = (desc->kv_len + cfg->block_size - 1) / cfg->block_size; /* key blocks */
     stem_ocl_shape shape;
     return stem_ocl_shape_choose(&stem_ocl_ctx(ctx)->limits, desc, cfg, n, &shape);
 }
@@ -423,4 +412,9 @@ const stem_backend_ops stem_opencl_backend_ops = {
     .select = stem_ocl_select,
     .attention = stem_ocl_attention,
     .synchronize = ocl_synchronize,
+    .caps = STEM_CAP_Q_OFFSET | STEM_CAP_VSTATS | STEM_CAP_LSE,
+    .dtypes = (1u << STEM_DTYPE_F32) | (1u << STEM_DTYPE_F16) | (1u << STEM_DTYPE_BF16),
+    .head_dim_min = 8,
+    .head_dim_max = 256,
+    .head_dim_step = 8,
 };

@@ -131,13 +131,14 @@ stem_status stem_ocl_program_get(stem_ocl_context *c, const char *options, cl_pr
 void stem_ocl_programs_release(stem_ocl_context *c);
 
 /* Stages (ocl_score.c, ocl_select.c, ocl_attention.c). */
-stem_status stem_ocl_score(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                           const stem_tensor *v, const stem_tensor *scores);
-stem_status stem_ocl_select(stem_plan *plan, const stem_tensor *scores, const stem_tensor *index,
-                            const stem_tensor *count);
-stem_status stem_ocl_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                               const stem_tensor *v, const stem_tensor *index,
-                               const stem_tensor *count, const stem_tensor *out);
+stem_status stem_ocl_score(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                           const stem_tensor *k, const stem_tensor *v, const stem_tensor *scores);
+stem_status stem_ocl_select(stem_plan *plan, const stem_pass *pass, const stem_tensor *scores,
+                            const stem_tensor *index, const stem_tensor *count);
+stem_status stem_ocl_attention(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                               const stem_tensor *k, const stem_tensor *v,
+                               const stem_tensor *index, const stem_tensor *count,
+                               const stem_tensor *out);
 
 /* Kernel-argument helpers (ocl_launch.c). A tensor travels as its cl_mem,
  * its offset in elements and its four strides in elements. */
@@ -150,6 +151,8 @@ typedef struct stem_ocl_args {
 void stem_ocl_args_begin(stem_ocl_args *a, const stem_ocl_api *cl, cl_kernel k);
 void stem_ocl_arg_mem(stem_ocl_args *a, cl_mem m);
 void stem_ocl_arg_tensor(stem_ocl_args *a, const stem_tensor *t);
+/* An optional f32 tensor: absent (NULL) travels as `fallback` with offset -1. */
+void stem_ocl_arg_opt_tensor(stem_ocl_args *a, const stem_tensor *t, cl_mem fallback);
 void stem_ocl_arg_int(stem_ocl_args *a, int32_t v);
 void stem_ocl_arg_long(stem_ocl_args *a, int64_t v);
 void stem_ocl_arg_float(stem_ocl_args *a, float v);

@@ -21,6 +21,18 @@ void stem_ocl_arg_int(stem_ocl_args *a, int32_t v) { arg(a, sizeof(cl_int), &v);
 void stem_ocl_arg_long(stem_ocl_args *a, int64_t v) { arg(a, sizeof(cl_long), &v); }
 void stem_ocl_arg_float(stem_ocl_args *a, float v) { arg(a, sizeof(cl_float), &v); }
 
+void stem_ocl_arg_opt_tensor(stem_ocl_args *a, const stem_tensor *t, cl_mem fallback)
+{
+    if (t) {
+        stem_ocl_arg_tensor(a, t);
+        return;
+    }
+    stem_ocl_arg_mem(a, fallback);
+    stem_ocl_arg_long(a, -1);
+    for (int i = 0; i < 4; i++)
+        stem_ocl_arg_long(a, 0);
+}
+
 void stem_ocl_arg_tensor(stem_ocl_args *a, const stem_tensor *t)
 {
     stem_ocl_arg_mem(a, stem_ocl_mem(t->buffer));

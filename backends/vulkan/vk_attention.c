@@ -38,9 +38,10 @@ int vk_attention_tile(const stem_vk_context *c, int64_t d, int32_t block, uint32
     return 0;
 }
 
-stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                              const stem_tensor *v, const stem_tensor *index,
-                              const stem_tensor *count, const stem_tensor *out)
+stem_status stem_vk_attention(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                              const stem_tensor *k, const stem_tensor *v,
+                              const stem_tensor *index, const stem_tensor *count,
+                              const stem_tensor *out)
 {
     stem_vk_context *c = vk_ctx(plan->ctx);
     const vk_plan *vp = (const vk_plan *)plan->impl;
@@ -48,7 +49,7 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_
     vk_params p;
     memset(binds, 0, sizeof binds);
     memset(&p, 0, sizeof p);
-    vk_params_plan(plan, &p);
+    vk_params_plan(plan, pass, &p);
     stem_status st = vk_bind_tensor(c, q, VKB_Q, binds, &p);
     if (st == STEM_OK)
         st = vk_bind_tensor(c, k, VKB_K, binds, &p);
@@ -60,9 +61,13 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_
         st = vk_bind_tensor(c, count, VKB_COUNT, binds, &p);
     if (st == STEM_OK)
         st = vk_bind_tensor(c, out, VKB_OUT, binds, &p);
-    const stem_tensor *ts[6] = {q, k, v, index, count, out};
+    if (st == STEM_OK && pass->lse) { /* the scores slot is free during attention */
+        st = vk_bind_tensor(c, pass->lse, VKB_SCORES, binds, &p);
+        p.dims3[3] |= VKF_LSE;
+    }
+    const stem_tensor *ts[7] = {q, k, v, index, count, out, pass->lse};
     if (st == STEM_OK)
-        st = vk_sync_wrapped_in(c, ts, 6);
+        st = vk_sync_wrapped_in(c, ts, 7);
     if (st != STEM_OK)
         return st;
     const uint32_t lanes = c->row_attention ? 1u : LANES;
@@ -70,7 +75,8 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_
                                     (uint32_t)plan->desc.head_dim, vp->qt * lanes};
     vk_kernel kernel = c->row_attention ? VKK_ATTENTION_ROWS : VKK_ATTENTION;
     uint32_t rows = vp->qt, nsg, bc;
-    if (vk_coop_tile(c, plan, q, k, v, out, &kernel, &nsg, &bc)) {
+    /* The cooperative-matrix kernel writes no lse. */
+    if (!pass->lse && vk_coop_tile(c, plan, q, k, v, out, &kernel, &nsg, &bc)) {
         rows = nsg * 16;
         /* Headroom above a new reference max (log2 units): less frequent moves, but
          * smaller P in f16; 8 cost the real-model fixture its 2e-3 bound on an H200. */
@@ -84,8 +90,8 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_
     st = vk_pipeline(c, kernel, spec, &pipe);
     if (st != STEM_OK)
         return st;
-    const uint64_t items = (uint64_t)(plan->desc.batch * plan->desc.num_q_heads *
-                                      plan->n_blocks) *
+    const uint64_t items = (uint64_t)(pass->batch * pass->num_q_heads *
+                                      pass->n_rows) *
                            (uint64_t)(plan->cfg.block_size / (int32_t)rows);
     p.dims2[1] = (uint32_t)out->dtype;
     p.dims2[2] = (uint32_t)items;
@@ -100,6 +106,6 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_
     }
     st = vk_submit_wait(c);
     if (st == STEM_OK)
-        st = vk_sync_wrapped_out(c, ts + 5, 1);
+        st = vk_sync_wrapped_out(c, ts + 5, 2);
     return st;
 }

@@ -498,18 +498,8 @@ static stem_status vk_plan_check(const stem_context *ctx, const stem_attention_d
                                  const stem_config *cfg)
 {
     const stem_vk_context *c = vk_ctx(ctx);
+    /* dtypes and head_dim: declared in the ops table, checked by the core */
     const int64_t d = desc->head_dim;
-    if (d < 8 || d > 256 || d % 8 != 0)
-        return stem_set_error(STEM_ERR_UNSUPPORTED,
-                              "head_dim=%lld not supported by backend vulkan; supported: "
-                              "multiples of 8 from 8 to 256",
-                              (long long)d);
-    if (desc->dtype != STEM_DTYPE_F32 && desc->dtype != STEM_DTYPE_F16 &&
-        desc->dtype != STEM_DTYPE_BF16)
-        return stem_set_error(STEM_ERR_UNSUPPORTED,
-                              "dtype %s not supported by backend vulkan; supported: f32, f16, "
-                              "bf16",
-                              stem_dtype_name(desc->dtype));
     uint32_t qt, kt;
     if (!vk_attention_tile(c, d, cfg->block_size, &qt, &kt))
         return stem_set_error(STEM_ERR_UNSUPPORTED,
@@ -520,7 +510,7 @@ static stem_status vk_plan_check(const stem_context *ctx, const stem_attention_d
     if (st != STEM_OK)
         return st;
     /* Shaders index in 32 bits: phase sums and block lists must fit. */
-    const int64_t n = (desc->q_len + cfg->block_size - 1) / cfg->block_size;
+    const int64_t n = (desc->kv_len + cfg->block_size - 1) / cfg->block_size; /* key blocks */
     const double flat = (double)desc->batch * (double)desc->num_q_heads * (double)n *
                         (double)cfg->stride * (double)d;
     const double lists = (double)desc->batch * (double)desc->num_q_heads * (double)n * (double)n;
@@ -586,4 +576,9 @@ const stem_backend_ops stem_vulkan_backend_ops = {
     .select = stem_vk_select,
     .attention = stem_vk_attention,
     .synchronize = vk_synchronize,
+    .caps = STEM_CAP_Q_OFFSET | STEM_CAP_VSTATS | STEM_CAP_LSE,
+    .dtypes = (1u << STEM_DTYPE_F32) | (1u << STEM_DTYPE_F16) | (1u << STEM_DTYPE_BF16),
+    .head_dim_min = 8,
+    .head_dim_max = 256,
+    .head_dim_step = 8,
 };

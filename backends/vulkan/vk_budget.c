@@ -59,7 +59,7 @@ stem_status vk_loop_budget(const stem_vk_context *c, const stem_attention_desc *
 {
     if (!vk_is_llvmpipe(c))
         return STEM_OK;
-    const uint64_t N = (uint64_t)desc->q_len, B = (uint64_t)cfg->block_size;
+    const uint64_t N = (uint64_t)desc->kv_len, B = (uint64_t)cfg->block_size;
     const uint64_t S = (uint64_t)cfg->stride, d = (uint64_t)desc->head_dim;
     const uint64_t G = B / S, n = (N + B - 1) / B;
     budget_item k[4];
@@ -90,6 +90,6 @@ stem_status vk_loop_budget(const stem_vk_context *c, const stem_attention_desc *
                 "silently); N=%lld with block_size=%d, stride=%d, head_dim=%lld is beyond what "
                 "this device computes correctly (use the cpu backend)",
                 k[i].kernel, (unsigned long long)k[i].iters, LP_LOOP_LIMIT,
-                (long long)desc->q_len, cfg->block_size, cfg->stride, (long long)desc->head_dim);
+                (long long)desc->kv_len, cfg->block_size, cfg->stride, (long long)desc->head_dim);
     return STEM_OK;
 }

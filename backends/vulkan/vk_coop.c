@@ -136,8 +136,9 @@ int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_ten
 {
     const int64_t d = plan->desc.head_dim;
     const int32_t block = plan->cfg.block_size;
+    /* The cooperative-matrix kernel runs fresh prefills only (q_len == kv_len). */
     if (!c->coop || plan->desc.dtype != STEM_DTYPE_F16 || d % 16 != 0 || d > 256 ||
-        block % 16 != 0)
+        block % 16 != 0 || plan->q_offset != 0)
         return 0;
     if (!rows_aligned(q) || !rows_aligned(k) || !rows_aligned(v) || out->strides[3] != 1)
         return 0;

@@ -235,20 +235,20 @@ stem_status vk_sync_wrapped_out(stem_vk_context *c, const stem_tensor *const *ts
     return STEM_OK;
 }
 
-void vk_params_plan(const stem_plan *plan, vk_params *p)
+void vk_params_plan(const stem_plan *plan, const stem_pass *pass, vk_params *p)
 {
     const stem_attention_desc *d = &plan->desc;
     const stem_config *cfg = &plan->cfg;
-    p->dims0[0] = (uint32_t)d->batch;
-    p->dims0[1] = (uint32_t)d->num_q_heads;
-    p->dims0[2] = (uint32_t)d->num_kv_heads;
-    p->dims0[3] = (uint32_t)d->q_len;
+    p->dims0[0] = (uint32_t)pass->batch;
+    p->dims0[1] = (uint32_t)pass->num_q_heads;
+    p->dims0[2] = (uint32_t)pass->num_kv_heads;
+    p->dims0[3] = (uint32_t)pass->kv_len; /* N: visible keys (queries end there too) */
     p->dims1[0] = (uint32_t)d->head_dim;
     p->dims1[1] = (uint32_t)cfg->block_size;
     p->dims1[2] = (uint32_t)cfg->stride;
     p->dims1[3] = (uint32_t)plan->group;
     p->dims2[0] = (uint32_t)plan->n_blocks;
-    p->dims2[3] = (uint32_t)(d->num_q_heads / d->num_kv_heads);
+    p->dims2[3] = (uint32_t)(pass->num_q_heads / pass->num_kv_heads);
     p->dims3[0] = (uint32_t)cfg->selector;
     p->dims3[1] = (uint32_t)(cfg->sink_blocks > 0 ? cfg->sink_blocks : 0);
     p->dims3[2] = (uint32_t)(cfg->local_blocks > 0 ? cfg->local_blocks : 0);
@@ -260,4 +260,7 @@ void vk_params_plan(const stem_plan *plan, vk_params *p)
                        ((double)cfg->stride * cfg->norm * plan->group * plan->group));
     p->f0[2] = cfg->beta;
     p->f1[0] = cfg->xattn_threshold;
+    p->geom[0] = (uint32_t)pass->q_offset;
+    p->geom[1] = (uint32_t)pass->row0;
+    p->geom[2] = (uint32_t)pass->n_rows;
 }

@@ -50,6 +50,7 @@ typedef struct vk_params {
     uint32_t dims3[4];   /* selector, sink blocks, local blocks, flags (VKF_*) */
     float f0[4];         /* scale, routing coefficient, beta, q multiplier */
     float f1[4];         /* tau */
+    uint32_t geom[4];    /* query offset P, row0 = floor(P / B), rows of the call, 0 */
 } vk_params;
 
 #define VKF_DENSE 1u   /* plan keeps every causal block */
@@ -57,6 +58,10 @@ typedef struct vk_params {
 #define VKF_BONUS 4u   /* value bonus on */
 #define VKF_PHASE2 8u  /* second dispatch of a two-pass kernel */
 #define VKF_XATTN_DIAG 16u /* XAttention official rule from key block 0 (diagonal forced) */
+/* Per-call tensors ride in slots a stage does not otherwise use: */
+#define VKF_VSTATS_IN 32u  /* vbonus: PROVIDED statistics in the scores slot */
+#define VKF_VSTATS_OUT 64u /* vbonus: statistics used, to the index slot */
+#define VKF_LSE 128u       /* attention: lse to the scores slot */
 
 /* Spec constants of a pipeline (shaders read constant_id 0..5). */
 #define VK_SPEC_COUNT 6
@@ -170,16 +175,17 @@ void vk_bind_mem(vk_mem *m, int binding, vk_bind *binds);
 stem_status vk_sync_wrapped_in(stem_vk_context *c, const stem_tensor *const *ts, int n);
 stem_status vk_sync_wrapped_out(stem_vk_context *c, const stem_tensor *const *ts, int n);
 /* Common plan fields of a params block. */
-void vk_params_plan(const stem_plan *plan, vk_params *p);
+void vk_params_plan(const stem_plan *plan, const stem_pass *pass, vk_params *p);
 
 /* Stages (vk_score.c, vk_select.c, vk_attention.c). */
-stem_status stem_vk_score(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                          const stem_tensor *v, const stem_tensor *scores);
-stem_status stem_vk_select(stem_plan *plan, const stem_tensor *scores, const stem_tensor *index,
-                           const stem_tensor *count);
-stem_status stem_vk_attention(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
-                              const stem_tensor *v, const stem_tensor *index,
-                              const stem_tensor *count, const stem_tensor *out);
+stem_status stem_vk_score(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                          const stem_tensor *k, const stem_tensor *v, const stem_tensor *scores);
+stem_status stem_vk_select(stem_plan *plan, const stem_pass *pass, const stem_tensor *scores,
+                           const stem_tensor *index, const stem_tensor *count);
+stem_status stem_vk_attention(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
+                              const stem_tensor *k, const stem_tensor *v,
+                              const stem_tensor *index, const stem_tensor *count,
+                              const stem_tensor *out);
 /* Attention tile for head_dim d within the shared-memory limit, for the
  * kernel the context uses (vk_attention.c); 0 if none fits. */
 int vk_attention_tile(const stem_vk_context *c, int64_t d, int32_t block, uint32_t *qt,

@@ -3,8 +3,8 @@
 
 #include <string.h>
 
-stem_status stem_vk_select(stem_plan *plan, const stem_tensor *scores, const stem_tensor *index,
-                           const stem_tensor *count)
+stem_status stem_vk_select(stem_plan *plan, const stem_pass *pass, const stem_tensor *scores,
+                           const stem_tensor *index, const stem_tensor *count)
 {
     stem_vk_context *c = vk_ctx(plan->ctx);
     vk_plan *vp = (vk_plan *)plan->impl;
@@ -12,7 +12,7 @@ stem_status stem_vk_select(stem_plan *plan, const stem_tensor *scores, const ste
     vk_params p;
     memset(binds, 0, sizeof binds);
     memset(&p, 0, sizeof p);
-    vk_params_plan(plan, &p);
+    vk_params_plan(plan, pass, &p);
     stem_status st = vk_bind_tensor(c, scores, VKB_SCORES, binds, &p);
     if (st == STEM_OK)
         st = vk_bind_tensor(c, index, VKB_INDEX, binds, &p);
@@ -29,7 +29,7 @@ stem_status stem_vk_select(stem_plan *plan, const stem_tensor *scores, const ste
     st = vk_pipeline(c, VKK_SELECT, spec, &pipe);
     if (st != STEM_OK)
         return st;
-    const uint64_t rows = (uint64_t)(plan->desc.batch * plan->desc.num_q_heads * plan->n_blocks);
+    const uint64_t rows = (uint64_t)(pass->batch * pass->num_q_heads * pass->n_rows);
     p.dims2[2] = (uint32_t)rows;
     st = vk_begin(c);
     if (st == STEM_OK)

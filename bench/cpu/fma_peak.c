@@ -1,16 +1,24 @@
 /*
- * FMA peak probe: the fp32 FMA throughput this CPU sustains, the ceiling the
- * CPU backend's GFLOP/s are compared with. Every thread runs chains of
- * independent vector FMAs (enough to cover latency x ports) on registers
- * only; GFLOP/s = 2 * lanes * FMAs / seconds. Reported for AVX2 (8 lanes)
- * and, where the CPU has it, AVX-512 (16 lanes), on one thread and on all.
+ * FMA and AMX peak probe: the fp32 FMA throughput this CPU sustains, the
+ * ceiling the CPU backend's f32 GFLOP/s are compared with, and the bf16 tile
+ * throughput (AMX TDPBF16PS), the ceiling of its bf16 path. Every thread
+ * runs chains of independent vector FMAs (enough to cover latency x ports)
+ * on registers only; GFLOP/s = 2 * lanes * FMAs / seconds. Reported for AVX2
+ * (8 lanes) and, where the CPU has them, AVX-512 (16 lanes) and AMX-BF16
+ * (four independent 16 x 16 f32 tiles, each TDPBF16PS 16 * 16 * 32 * 2
+ * flops, operands in tiles), on one thread and on all.
  *
  * Build: cc -O2 -fopenmp fma_peak.c -o fma_peak   (no -march: each probe
  * carries its own target attribute and runs only if CPUID says so)
  * Usage: fma_peak [seconds per measurement, default 1]
  */
+#define _GNU_SOURCE /* syscall() */
 #include <immintrin.h>
 #include <omp.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -60,8 +68,41 @@ __attribute__((target("avx512f"))) static float run_avx512(long iters)
     return s;
 }
 
-/* GFLOP/s of `threads` threads each running `iters` iterations. */
-static double measure(int avx512, int threads, long iters, volatile float *sink)
+__attribute__((target("amx-tile,amx-bf16"))) static float run_amx(long iters)
+{
+    uint8_t cfg[64] = {0}; /* palette 1, tiles 0-7 of 16 rows x 64 bytes */
+    cfg[0] = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg[16 + 2 * t] = 64;
+        cfg[48 + t] = 16;
+    }
+    uint16_t src[16 * 32];
+    for (int i = 0; i < 16 * 32; i++)
+        src[i] = 0x3c00 + (uint16_t)(i & 7); /* small bf16 values near 2^-7 */
+    float out[16 * 16];
+    _tile_loadconfig(cfg);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    _tile_loadd(4, src, 64);
+    _tile_loadd(5, src, 64);
+    _tile_loadd(6, src, 64);
+    _tile_loadd(7, src, 64);
+    for (long i = 0; i < iters; i++) {
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, out, 64);
+    _tile_release();
+    return out[0];
+}
+
+/* GFLOP/s of `threads` threads each running `iters` iterations; kind 0
+ * AVX2, 1 AVX-512, 2 AMX-BF16. */
+static double measure(int kind, int threads, long iters, volatile float *sink)
 {
     double t0 = 0.0, t1 = 0.0;
 #pragma omp parallel num_threads(threads)
@@ -69,25 +110,27 @@ static double measure(int avx512, int threads, long iters, volatile float *sink)
 #pragma omp barrier
 #pragma omp master
         t0 = now();
-        const float s = avx512 ? run_avx512(iters) : run_avx2(iters);
+        const float s = kind == 2 ? run_amx(iters) : kind ? run_avx512(iters) : run_avx2(iters);
 #pragma omp atomic
         *sink += s;
 #pragma omp barrier
 #pragma omp master
         t1 = now();
     }
-    const double fmas = (double)threads * (double)iters * (avx512 ? 2 * CHAINS : CHAINS);
-    return 2.0 * (avx512 ? 16 : 8) * fmas / (t1 - t0) * 1e-9;
+    if (kind == 2)
+        return (double)threads * (double)iters * 4.0 * 16 * 16 * 32 * 2 / (t1 - t0) * 1e-9;
+    const double fmas = (double)threads * (double)iters * (kind ? 2 * CHAINS : CHAINS);
+    return 2.0 * (kind ? 16 : 8) * fmas / (t1 - t0) * 1e-9;
 }
 
 /* Best of three runs of about `seconds` each. */
-static double probe(int avx512, int threads, double seconds)
+static double probe(int kind, int threads, double seconds)
 {
     volatile float sink = 0.0f;
     long iters = 1 << 16;
     while (1) { /* calibrate on this thread count */
         const double t0 = now();
-        measure(avx512, threads, iters, &sink);
+        measure(kind, threads, iters, &sink);
         const double dt = now() - t0;
         if (dt > 0.05) {
             iters = (long)((double)iters * seconds / dt);
@@ -97,7 +140,7 @@ static double probe(int avx512, int threads, double seconds)
     }
     double best = 0.0;
     for (int r = 0; r < 3; r++) {
-        const double g = measure(avx512, threads, iters, &sink);
+        const double g = measure(kind, threads, iters, &sink);
         best = g > best ? g : best;
     }
     return best;
@@ -108,19 +151,26 @@ int main(int argc, char **argv)
     const double seconds = argc > 1 ? atof(argv[1]) : 1.0;
     __builtin_cpu_init();
     const int all = omp_get_max_threads();
-    printf("# fma_peak: fp32 FMA GFLOP/s, best of 3 x %.1f s, threads 1 and %d\n", seconds, all);
+    printf("# fma_peak: fp32 FMA and bf16 AMX GFLOP/s, best of 3 x %.1f s, threads 1 and %d\n",
+           seconds, all);
     printf("isa\tthreads\tGFLOP/s\tper_thread\n");
-    for (int isa = 0; isa < 2; isa++) {
-        const int ok = isa ? __builtin_cpu_supports("avx512f")
-                           : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    static const char *const names[3] = {"avx2", "avx512", "amx-bf16"};
+    for (int isa = 0; isa < 3; isa++) {
+        int ok = isa == 2   ? __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16")
+                 : isa == 1 ? __builtin_cpu_supports("avx512f")
+                            : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        /* Linux grants the tile data state only on request (0x1023 =
+         * ARCH_REQ_XCOMP_PERM, 18 = XFEATURE_XTILEDATA). */
+        if (ok && isa == 2 && syscall(SYS_arch_prctl, 0x1023, 18) != 0)
+            ok = 0;
         if (!ok) {
-            printf("%s\t-\tnot supported\t-\n", isa ? "avx512" : "avx2");
+            printf("%s\t-\tnot supported\t-\n", names[isa]);
             continue;
         }
         const int counts[2] = {1, all};
         for (int i = 0; i < (all > 1 ? 2 : 1); i++) {
             const double g = probe(isa, counts[i], seconds);
-            printf("%s\t%d\t%.1f\t%.1f\n", isa ? "avx512" : "avx2", counts[i], g, g / counts[i]);
+            printf("%s\t%d\t%.1f\t%.1f\n", names[isa], counts[i], g, g / counts[i]);
             fflush(stdout);
         }
     }

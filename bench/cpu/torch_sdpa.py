@@ -1,10 +1,10 @@
 """Torch CPU SDPA, the peer of `stem bench --backend cpu`: the same shapes,
-timed in the same script. Causal, GQA (enable_gqa=True), fp32 and bf16;
+timed in the same script. Causal, GQA (enable_gqa=True), fp32, bf16, fp16;
 median of the timed runs after warm-up. FLOPs as in stem bench: causal
 dense = 2 * B * Hq * N^2 * d.
 
 usage: python3 torch_sdpa.py --n 4096,8192 --d 128,64 --hq 32 --hkv 8
-           [--dtypes fp32,bf16] [--repeat 2] [--threads T]
+           [--dtypes fp32,bf16,fp16] [--repeat 2] [--warmup 1] [--threads T]
 Prints one tab-separated line per run as soon as it is timed."""
 import argparse
 import statistics
@@ -22,11 +22,14 @@ def main():
     ap.add_argument("--hkv", type=int, default=8)
     ap.add_argument("--dtypes", default="fp32,bf16")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--warmup-max-n", type=int, default=0,
+                    help="warm up only at N up to this (0: every N); larger N run warm anyway")
     ap.add_argument("--threads", type=int, default=0)
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     print(f"# torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"B=1 Hq={a.hq} Hkv={a.hkv}, causal, enable_gqa=True")
     print("dtype\td\tN\tms\tGFLOP/s")
@@ -37,13 +40,14 @@ def main():
                 q = torch.randn(1, a.hq, n, d, generator=g).to(dtypes[dname])
                 k = torch.randn(1, a.hkv, n, d, generator=g).to(dtypes[dname])
                 v = torch.randn(1, a.hkv, n, d, generator=g).to(dtypes[dname])
+                warm = a.warmup if a.warmup_max_n <= 0 or n <= a.warmup_max_n else 0
                 times = []
                 with torch.no_grad():
-                    for r in range(a.repeat + 1):  # the first run warms up
+                    for r in range(warm + a.repeat):  # the first `warm` runs warm up
                         t0 = time.perf_counter()
                         F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
                         times.append(time.perf_counter() - t0)
-                ms = statistics.median(times[1:]) * 1e3
+                ms = statistics.median(times[warm:]) * 1e3
                 flops = 2.0 * a.hq * n * n * d
                 print(f"{dname}\t{d}\t{n}\t{ms:.1f}\t{flops / ms * 1e-6:.1f}", flush=True)
 

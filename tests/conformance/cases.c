@@ -268,6 +268,8 @@ int conf_build_cases(int level, conf_case **out)
             add_combo(t, h, 64, v);
             add_combo(t, h, 128, v);
         }
+        /* head_dim 256 (Gemma 3: 4 query heads on 1 KV head) */
+        if (small_n[i] == 17 || small_n[i] == 129) add_combo(t, 1, 256, 1);
     }
     tier *t1k = &tiers[nt++], *t4k = &tiers[nt++], *t9k = &tiers[nt++];
     *t1k = (tier){1000, {{0, 0, 0}}, 0};
@@ -278,6 +280,7 @@ int conf_build_cases(int level, conf_case **out)
         add_combo(t1k, h, 128, 2);
     }
     add_combo(t1k, 3, 64, level ? 2 : 1);
+    add_combo(t1k, 1, 256, 1);
     add_combo(t4k, 0, 64, 1);
     add_combo(t4k, 0, 128, 1);
     add_combo(t4k, 1, 64, 1);

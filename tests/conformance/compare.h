@@ -62,7 +62,8 @@ void conf_xattn_rule_split(const stem_ref_problem *p, const stem_config *cfg, in
 
 /* Attention output [B][Hq][N][d] against the reference computed with the
  * same lists. loose_p: allow P rounded to the input dtype before P.V (GPU
- * MMA paths); the CPU must not need it. */
+ * MMA paths; the CPU's bf16 dot-product paths for bf16 inputs): adds
+ * 2^-8 (bf16) or 2^-11 (f16) times max|V| (docs/semantics.md, section 6). */
 int conf_compare_attention(const stem_ref_problem *p, int32_t block_size, const int32_t *index,
                            const int32_t *count, const double *ref, const double *got,
                            stem_dtype in_dtype, stem_dtype out_dtype, int loose_p, conf_diag *d);

@@ -1,15 +1,25 @@
 /* test_conformance: the case table and the misuse checks on every device of
  * every backend compiled in, then one summary line per backend.
  *
- *   test_conformance [--summary PATH] [--list]
+ *   test_conformance [--summary PATH] [--deferred PATH] [--list] [--plan]
+ *   --plan                        per device: "run <backend> #<i> <case>" for each
+ *                                 table case it would run, "defer ..." for each
+ *                                 it leaves to make test-full; runs nothing
  *   STEM_TEST_REQUIRE=cpu,opencl  backends that must have a device (else FAIL)
  *   STEM_TEST_FILTER=substring    run only cases whose name contains it
- *   STEM_TEST_LEVEL=full          a longer sweep (more cases, larger N)
+ *   STEM_TEST_LEVEL=full          a longer sweep (more cases, larger N; the
+ *                                 emulated devices' and lower-ISA sweeps whole)
  *   STEM_TEST_LEVEL=asan          every misuse case, the cheap table cases and
  *                                 1 in 4 of the mid-cost ones (sanitizer builds)
  *   STEM_TEST_VERBOSE=1           per-case timing and worst error/tolerance
  *   STEM_TEST_ONLY=opencl,vulkan  run only these backends' devices
  *   STEM_TEST_EMULATED=all        every case on emulated devices too (see below)
+ *
+ * The default level is make test's: one run per backend within its 5-minute
+ * ctest budget on a 2-core machine. There the emulated devices and the CPU
+ * reruns on lower ISAs take a slice of the table (make_test_keeps); the
+ * cases they leave out run under STEM_TEST_LEVEL=full (make test-full), and
+ * --deferred PATH lists them by name.
  */
 #if defined(__linux__) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L /* setenv, execv */
@@ -127,20 +137,93 @@ static int backend_selected(int b)
  * Every selector, dtype, layout, GQA shape and block size stays in the cheap
  * cases; long rows are test_vk_limits' (32K-key rows, XAttention at 2K). */
 #define CONF_VULKAN_EMULATED_MAX 2e9
-static int thin_cases_for(const conf_device *dev, const conf_case *in, int n, conf_case *out)
+static int emulated_device(const conf_device *dev)
 {
     const char *all = getenv("STEM_TEST_EMULATED");
-    const int emulated = !dev->info.is_gpu && dev->info.backend != STEM_BACKEND_CPU &&
-                         !(all && strcmp(all, "all") == 0);
+    return !dev->info.is_gpu && dev->info.backend != STEM_BACKEND_CPU &&
+           !(all && strcmp(all, "all") == 0);
+}
+
+/* The sweep of an emulated device: the costly cases 1 in 3 (1 in 10 and
+ * none past CONF_VULKAN_EMULATED_MAX on Vulkan), counted along `in`. */
+static int emulated_sweep(const conf_device *dev, const conf_case *in, int n, conf_case *out)
+{
+    const int emulated = emulated_device(dev);
     const int vulkan = dev->info.backend == STEM_BACKEND_VULKAN;
-    int m = 0, costly = 0;
+    int m = 0, costly = 0, wide = 0;
     for (int i = 0; i < n; ++i) {
         if (emulated && in[i].cost > CONF_EMULATED_COST_CAP &&
             ((vulkan && in[i].cost > CONF_VULKAN_EMULATED_MAX) || costly++ % (vulkan ? 10 : 3) != 0))
             continue;
+        /* lavapipe compiles a head_dim 256 pipeline in about a CPU-minute:
+         * one such case there, every one on real GPUs */
+        if (emulated && vulkan && in[i].head_dim > 128 && wide++ > 0)
+            continue;
         out[m++] = in[i];
     }
     return m;
+}
+
+/* make test's slice (default level) where a whole sweep does not fit its
+ * 5-minute budget on 2 cores: emulated devices (PoCL, lavapipe; per case
+ * 10-100x the CPU backend's time, mostly kernel builds and interpretation)
+ * and the CPU backend rerun on a lower ISA (STEM_CPU_MAX_ISA; the best ISA
+ * runs everything). A case is kept 1 in keep[class] by a hash of its name,
+ * class by estimated reference cost, so the slice does not move when cases
+ * are added elsewhere in the table; 0 keeps none of the class. The cheap
+ * classes keep every selector, dtype, layout, GQA shape and block size. */
+static const double make_test_class_max[] = {1e7, 3e7, 1e8, 3e8, 1e9};
+#define MT_CLASSES 6
+static const int make_test_keep_opencl[MT_CLASSES] = {1, 1, 2, 4, 8, 0};
+static const int make_test_keep_vulkan[MT_CLASSES] = {2, 2, 5, 8, 0, 0};
+static const int make_test_keep_isa[MT_CLASSES] = {1, 1, 1, 2, 4, 0};
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; ++s)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+static int make_test_keeps(const conf_device *dev, const conf_case *c)
+{
+    const char *isa = getenv("STEM_CPU_MAX_ISA");
+    const int *keep = NULL;
+    if (emulated_device(dev))
+        keep = dev->info.backend == STEM_BACKEND_VULKAN ? make_test_keep_vulkan
+                                                        : make_test_keep_opencl;
+    else if (dev->info.backend == STEM_BACKEND_CPU && isa && *isa)
+        keep = make_test_keep_isa;
+    if (!keep)
+        return 1;
+    int cls = 0;
+    while (cls < MT_CLASSES - 1 && c->cost > make_test_class_max[cls])
+        ++cls;
+    return keep[cls] > 0 && name_hash(c->name) % (uint64_t)keep[cls] == 0;
+}
+
+/* The table cases to run on dev, out of in[0, n): at the full level the
+ * emulated sweep of the default table's cases (in[0, n_default)) and,
+ * separately, of the full level's extra ones (in[n_default, n)), so it runs
+ * at least everything the default level ever ran there; at make test's
+ * level its slice of the sweep, the rest going to deferred. */
+static int thin_cases_for(const conf_device *dev, int make_test, const conf_case *in, int n,
+                          int n_default, conf_case *out, conf_case *deferred, int *n_deferred)
+{
+    *n_deferred = 0;
+    int m = emulated_sweep(dev, in, n_default, out);
+    m += emulated_sweep(dev, in + n_default, n - n_default, out + m);
+    if (!make_test)
+        return m;
+    int kept = 0;
+    for (int i = 0; i < m; ++i) {
+        if (make_test_keeps(dev, &out[i]))
+            out[kept++] = out[i];
+        else
+            deferred[(*n_deferred)++] = out[i];
+    }
+    return kept;
 }
 
 /* Under ASan + UBSan everything runs 3-10x slower while the misuse cases,
@@ -219,15 +302,20 @@ static void prefer_passive_openmp(char **argv)
 int main(int argc, char **argv)
 {
     prefer_passive_openmp(argv);
-    const char *summary_path = NULL;
-    int list_only = 0;
+    const char *summary_path = NULL, *deferred_path = NULL;
+    int list_only = 0, plan_only = 0;
     for (int i = 1; i < argc; ++i) {
         if (strcmp(argv[i], "--summary") == 0 && i + 1 < argc) {
             summary_path = argv[++i];
+        } else if (strcmp(argv[i], "--deferred") == 0 && i + 1 < argc) {
+            deferred_path = argv[++i];
         } else if (strcmp(argv[i], "--list") == 0) {
             list_only = 1;
+        } else if (strcmp(argv[i], "--plan") == 0) {
+            plan_only = 1;
         } else {
-            fprintf(stderr, "usage: %s [--summary PATH] [--list]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--summary PATH] [--deferred PATH] [--list] [--plan]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -236,6 +324,7 @@ int main(int argc, char **argv)
         return 2;
     const int level = env_is("STEM_TEST_LEVEL", "full");
     const int asan_level = env_is("STEM_TEST_LEVEL", "asan");
+    const int make_test = !level && !asan_level;
     const char *filter = getenv("STEM_TEST_FILTER");
     if (filter && !*filter)
         filter = NULL;
@@ -248,12 +337,42 @@ int main(int argc, char **argv)
         fprintf(stderr, "out of memory building the case table\n");
         return 2;
     }
+    /* At the full level, the default table's cases first (in their own
+     * order), then the extra ones: thin_cases_for sweeps them apart. */
+    int n_default = n_all_cases;
+    if (level) {
+        conf_case *defaults = NULL;
+        const int nd = conf_build_cases(0, &defaults);
+        conf_case *sorted = malloc(sizeof *sorted * (size_t)(n_all_cases ? n_all_cases : 1));
+        char *taken = calloc((size_t)(n_all_cases ? n_all_cases : 1), 1);
+        if (nd < 0 || !sorted || !taken) {
+            fprintf(stderr, "out of memory building the case table\n");
+            return 2;
+        }
+        int k = 0;
+        for (int j = 0; j < nd; ++j)
+            for (int i = 0; i < n_all_cases; ++i)
+                if (!taken[i] && strcmp(all_cases[i].name, defaults[j].name) == 0) {
+                    sorted[k++] = all_cases[i];
+                    taken[i] = 1;
+                    break;
+                }
+        n_default = k;
+        for (int i = 0; i < n_all_cases; ++i)
+            if (!taken[i])
+                sorted[k++] = all_cases[i];
+        free(all_cases);
+        free(defaults);
+        free(taken);
+        all_cases = sorted;
+    }
     /* Apply the filter in place. */
-    int nc = 0, nm = 0;
+    int nc = 0, nm = 0, nc_default = 0;
     double cost = 0.0;
     const int n_table = asan_level ? asan_subset(all_cases, n_all_cases) : n_all_cases;
     for (int i = 0; i < n_table; ++i)
         if (!filter || strstr(all_cases[i].name, filter)) {
+            nc_default += i < n_default;
             all_cases[nc++] = all_cases[i];
             cost += all_cases[i].cost;
         }
@@ -274,6 +393,11 @@ int main(int argc, char **argv)
            "reference work %.3g multiply-adds\n",
            nc, nm, level ? "full" : asan_level ? "asan" : "default", cost);
 
+    FILE *deferred_file = NULL;
+    if (deferred_path && !(deferred_file = fopen(deferred_path, "w"))) {
+        fprintf(stderr, "cannot write %s\n", deferred_path);
+        return 2;
+    }
     tally per[CONF_BACKENDS];
     int have_device[CONF_BACKENDS] = {0};
     memset(per, 0, sizeof per);
@@ -295,6 +419,24 @@ int main(int argc, char **argv)
         tally *t = &per[dev.info.backend];
         have_device[dev.info.backend] = 1;
         const char *bname = stem_backend_name(dev.info.backend);
+        if (plan_only) {
+            conf_case *run = malloc(sizeof *run * (size_t)(nc ? nc : 1));
+            conf_case *later = malloc(sizeof *later * (size_t)(nc ? nc : 1));
+            if (!run || !later) {
+                fprintf(stderr, "out of memory\n");
+                return 2;
+            }
+            int n_later = 0;
+            const int nr =
+                thin_cases_for(&dev, make_test, all_cases, nc, nc_default, run, later, &n_later);
+            for (int i = 0; i < nr; ++i)
+                printf("run %s #%u %s\n", bname, dev.info.backend_index, run[i].name);
+            for (int i = 0; i < n_later; ++i)
+                printf("defer %s #%u %s\n", bname, dev.info.backend_index, later[i].name);
+            free(run);
+            free(later);
+            continue;
+        }
         stem_context_desc cd;
         stem_context_desc_init(&cd);
         cd.device = (int32_t)d;
@@ -313,16 +455,29 @@ int main(int argc, char **argv)
         snprintf(group, sizeof group, "%s #%u conformance (%s; %s)", bname,
                  dev.info.backend_index, dev.info.name, dev.info.detail);
         conf_case *dev_cases = malloc(sizeof *dev_cases * (size_t)(nc ? nc : 1));
-        if (!dev_cases) {
+        conf_case *later = malloc(sizeof *later * (size_t)(nc ? nc : 1));
+        if (!dev_cases || !later) {
             fprintf(stderr, "out of memory\n");
             return 2;
         }
-        const int ndc = thin_cases_for(&dev, all_cases, nc, dev_cases);
-        if (ndc < nc)
-            printf("%s #%u runs on a CPU (emulated): %d of %d table cases, the costliest 1 in %s "
+        int n_later = 0;
+        const int ndc =
+            thin_cases_for(&dev, make_test, all_cases, nc, nc_default, dev_cases, later, &n_later);
+        if (emulated_device(&dev))
+            printf("%s #%u runs on a CPU (emulated): the costliest cases 1 in %s "
                    "(STEM_TEST_EMULATED=all for every case)\n",
-                   bname, dev.info.backend_index, ndc, nc,
-                   dev.info.backend == STEM_BACKEND_VULKAN ? "10, none past 2e9 MAC" : "3");
+                   bname, dev.info.backend_index,
+                   dev.info.backend == STEM_BACKEND_VULKAN
+                       ? "10, none past 2e9 MAC, one at head_dim 256"
+                       : "3");
+        if (n_later)
+            printf("%s #%u: make test runs %d of these %d table cases; the other %d run in "
+                   "make test-full (STEM_TEST_LEVEL=full)%s%s\n",
+                   bname, dev.info.backend_index, ndc, ndc + n_later, n_later,
+                   deferred_path ? ", listed in " : "", deferred_path ? deferred_path : "");
+        for (int i = 0; deferred_file && i < n_later; ++i)
+            fprintf(deferred_file, "%s #%u: %s\n", bname, dev.info.backend_index, later[i].name);
+        free(later);
         run_group(group, &dev, dev_cases, NULL, ndc, t);
         conf_run_fixture_cases(dev.ctx, level, filter, &t->passed, &t->failed, &t->skipped);
         free(dev_cases);
@@ -331,6 +486,11 @@ int main(int argc, char **argv)
                    dev.info.backend_index, stem_last_error());
             t->failed++;
         }
+    }
+    if (plan_only) {
+        free(all_cases);
+        free(all_mis);
+        return 0;
     }
     /* Backends without a device: skipped, or failed when required. */
     for (int b = 0; b < CONF_BACKENDS; ++b) {
@@ -378,6 +538,8 @@ int main(int argc, char **argv)
             fclose(f);
         }
     }
+    if (deferred_file)
+        fclose(deferred_file);
     free(all_cases);
     free(all_mis);
     return rc;

@@ -378,7 +378,7 @@ static const plan_mut plan_muts[] = {
     {"head_dim_negative", STEM_ERR_INVALID_ARGUMENT},
     {"n_0", STEM_ERR_INVALID_ARGUMENT},
     {"n_negative", STEM_ERR_INVALID_ARGUMENT},
-    {"q_len_ne_kv_len", STEM_ERR_UNSUPPORTED},
+    {"q_len_gt_kv_len", STEM_ERR_INVALID_ARGUMENT},
     {"causal_0", STEM_ERR_UNSUPPORTED},
     {"dtype_i32", STEM_ERR_INVALID_ARGUMENT},
     {"dtype_unknown", STEM_ERR_INVALID_ARGUMENT},
@@ -443,7 +443,7 @@ static void misuse_plan(conf_test *T, const conf_misuse *m)
     case 15: d.head_dim = -64; break;
     case 16: d.q_len = d.kv_len = 0; break;
     case 17: d.q_len = d.kv_len = -5; break;
-    case 18: d.kv_len = 200; break;
+    case 18: d.q_len = 200; break; /* more queries than visible keys */
     case 19: d.causal = 0; break;
     case 20: d.dtype = STEM_DTYPE_I32; break;
     case 21: d.dtype = (stem_dtype)77; break;
@@ -1054,7 +1054,7 @@ static void api_check(conf_test *T, const conf_misuse *m)
 int conf_build_misuse(conf_misuse **out)
 {
     int cap = ST_N * T_N * MU_N + ST_N + LI_N + N_PLAN_MUTS + MI_N + AP_N + CONF_HARDENING_CASES +
-              CONF_ABI_CASES + CONF_XATTN_RULE_CASES;
+              CONF_ABI_CASES + CONF_XATTN_RULE_CASES + CONF_CHUNKED_CASES;
     conf_misuse *list = calloc((size_t)cap, sizeof *list);
     if (!list)
         return -1;
@@ -1107,6 +1107,7 @@ int conf_build_misuse(conf_misuse **out)
     k += conf_add_hardening_cases(list + k, cap - k);
     k += conf_add_abi_cases(list + k, cap - k);
     k += conf_add_xattn_rule_cases(list + k, cap - k);
+    k += conf_add_chunked_cases(list + k, cap - k);
     *out = list;
     return k;
 }

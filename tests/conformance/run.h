@@ -19,6 +19,11 @@ typedef struct conf_misuse {
 #define CONF_HARDENING_CASES 13
 int conf_add_hardening_cases(conf_misuse *list, int cap);
 
+/* Chunked and prefix-cached prefill cases (chunked.c): adds
+ * CONF_CHUNKED_CASES entries to list (room for cap); returns the count. */
+#define CONF_CHUNKED_CASES 26
+int conf_add_chunked_cases(conf_misuse *list, int cap);
+
 /* ABI and lifetime rules (abi.c): the log callback, stem_last_error()
  * clearing, destroy order, struct_size growth, versions, cache_dir
  * ownership. Adds CONF_ABI_CASES entries; returns the count. */

@@ -585,3 +585,233 @@ void stem_ref_attention(const stem_ref_problem *p, int32_t block_size, const int
     free(key);
     free(acc);
 }
+
+/* ------------------------------------------- chunked / prefix-cached calls */
+
+int64_t stem_ref_call_rows(const stem_ref_call *c, int32_t block_size, int64_t *row0,
+                           int64_t *nk)
+{
+    const int64_t P = c->kv_len - c->q_len;
+    const int64_t n = stem_ref_num_blocks(c->kv_len, block_size);
+    const int64_t r0 = P / block_size;
+    if (row0)
+        *row0 = r0;
+    if (nk)
+        *nk = n;
+    return n - r0;
+}
+
+/* Query row of absolute position p, or NULL when p is not one of the call's queries. */
+static const double *call_q(const stem_ref_call *c, int64_t b, int64_t h, int64_t p)
+{
+    const int64_t P = c->kv_len - c->q_len;
+    if (p < P || p >= c->kv_len)
+        return NULL;
+    return c->q + (((b * c->hq + h) * c->q_len) + (p - P)) * c->head_dim;
+}
+
+static const double *call_kv(const stem_ref_call *c, const double *base, int64_t b, int64_t kh)
+{
+    return base + ((b * c->hkv + kh) * c->kv_len) * c->head_dim;
+}
+
+void stem_ref_call_scores(const stem_ref_call *c, const stem_config *cfg, double *scores,
+                          double *vstats_out)
+{
+    const int64_t L = c->kv_len, d = c->head_dim;
+    const int64_t Bk = cfg->block_size, S = cfg->stride, G = Bk / S;
+    int64_t row0, n;
+    const int64_t rows = stem_ref_call_rows(c, cfg->block_size, &row0, &n);
+    const int64_t group = c->hq / c->hkv;
+    const double norm = (double)cfg->norm, beta = (double)cfg->beta;
+    if (n == 0)
+        return;
+    double *vb = xcalloc(n, sizeof(double));
+    double *lv = xcalloc(n * G, sizeof(double));
+    for (int64_t b = 0; b < c->batch; b++) {
+        for (int64_t h = 0; h < c->hq; h++) {
+            const int64_t kh = h / group;
+            const double *K = call_kv(c, c->k, b, kh), *V = call_kv(c, c->v, b, kh);
+            /* Value bonus over the visible keys [0, L) (section 2 with N = L), or
+             * with the caller's statistics. */
+            for (int64_t J = 0; J < n; J++)
+                vb[J] = 0.0;
+            if (cfg->selector == STEM_SELECTOR_STEM || cfg->selector == STEM_SELECTOR_DENSE) {
+                for (int64_t gi = 0; gi < n * G; gi++) {
+                    double mx = 0.0;
+                    for (int64_t t = gi * S; t < gi * S + S; t++) {
+                        const double vn = t < L ? l2norm(V + t * d, d) : 0.0;
+                        if (vn > mx)
+                            mx = vn;
+                    }
+                    lv[gi] = log(mx + 1e-6);
+                }
+                const int64_t Gv = L / S;
+                double mean = 0.0, sd = 0.0;
+                if (c->vstats) {
+                    mean = c->vstats[(b * c->hkv + kh) * 2];
+                    sd = c->vstats[(b * c->hkv + kh) * 2 + 1];
+                } else if (Gv > 0) {
+                    for (int64_t gi = 0; gi < Gv; gi++)
+                        mean += lv[gi];
+                    mean /= (double)Gv;
+                    if (Gv > 1) {
+                        double ss = 0.0;
+                        for (int64_t gi = 0; gi < Gv; gi++)
+                            ss += (lv[gi] - mean) * (lv[gi] - mean);
+                        sd = sqrt(ss / (double)(Gv - 1));
+                    }
+                }
+                if (vstats_out && h % group == 0) {
+                    vstats_out[(b * c->hkv + kh) * 2] = mean;
+                    vstats_out[(b * c->hkv + kh) * 2 + 1] = sd;
+                }
+                /* Choice: provided statistics apply even when no full group is visible. */
+                if (c->vstats || Gv > 0)
+                    for (int64_t J = 0; J < n; J++) {
+                        double acc = 0.0;
+                        for (int64_t a = 0; a < G; a++) {
+                            const double z = (lv[J * G + a] - mean) / (sd + 1e-6);
+                            acc += beta * (z > 0.0 ? z : 0.0);
+                        }
+                        vb[J] = acc / (double)G;
+                    }
+            } else if (cfg->selector == STEM_SELECTOR_STEM_PAPER) {
+                value_bonus_paper(V, L, d, Bk, n, beta, vb);
+            }
+            const double rscale = c->scale / ((double)S * norm * (double)(G * G));
+            for (int64_t r = 0; r < rows; r++) {
+                const int64_t I = row0 + r;
+                double *out = scores + ((b * c->hq + h) * rows + r) * n;
+                for (int64_t J = 0; J < n; J++) {
+                    if (J > I) {
+                        out[J] = -INFINITY;
+                        continue;
+                    }
+                    /* sum over a < G, b < G of A[I*G + a][J*G + b], absolute strided
+                     * coordinates; absent query positions are zero rows. */
+                    double acc = 0.0;
+                    for (int64_t a = 0; a < G; a++) {
+                        const int64_t m = I * G + a;
+                        for (int64_t bb = 0; bb < G; bb++) {
+                            const int64_t cc = J * G + bb;
+                            for (int64_t t = 0; t < S; t++) {
+                                const double *qr = call_q(c, b, h, m * S + S - 1 - t);
+                                const int64_t ki = cc * S + t;
+                                if (qr && ki < L)
+                                    acc += dot(qr, K + ki * d, d);
+                            }
+                        }
+                    }
+                    out[J] = rscale * acc + vb[J];
+                }
+            }
+        }
+    }
+    free(vb);
+    free(lv);
+}
+
+void stem_ref_call_select(const stem_ref_call *c, const stem_config *cfg, const double *scores,
+                          int32_t *index, int32_t *count)
+{
+    int64_t row0, n;
+    const int64_t rows = stem_ref_call_rows(c, cfg->block_size, &row0, &n);
+    const int64_t np = stem_ref_num_blocks(c->prompt_len, cfg->block_size);
+    if (n == 0)
+        return;
+    /* The budget of absolute row I comes from the prompt's schedule. */
+    int32_t *budget = xcalloc(np, sizeof(int32_t));
+    const int dense = stem_ref_budget(cfg, c->prompt_len, c->layer_index, budget);
+    unsigned char *keep = xcalloc(n, 1);
+    cand *cands = xcalloc(n, sizeof(cand));
+    for (int64_t bh = 0; bh < c->batch * c->hq; bh++)
+        for (int64_t r = 0; r < rows; r++) {
+            const int64_t I = row0 + r;
+            const double *row = scores + (bh * rows + r) * n;
+            memset(keep, 0, (size_t)n);
+            if (dense || cfg->selector == STEM_SELECTOR_DENSE) {
+                for (int64_t J = 0; J <= I; J++)
+                    keep[J] = 1;
+            } else {
+                select_topk_row(row, I, budget[I], cfg, cands, keep);
+            }
+            int32_t *list = index + (bh * rows + r) * n;
+            int64_t k = 0;
+            for (int64_t J = 0; J <= I; J++)
+                if (keep[J])
+                    list[k++] = (int32_t)J;
+            count[bh * rows + r] = (int32_t)k;
+            for (int64_t x = k; x < n; x++)
+                list[x] = -1;
+        }
+    free(budget);
+    free(keep);
+    free(cands);
+}
+
+void stem_ref_call_attention(const stem_ref_call *c, int32_t block_size, const int32_t *index,
+                             const int32_t *count, double *out, double *lse)
+{
+    const int64_t L = c->kv_len, M = c->q_len, P = L - M, d = c->head_dim, Bk = block_size;
+    int64_t row0, n;
+    const int64_t rows = stem_ref_call_rows(c, block_size, &row0, &n);
+    const int64_t group = c->hq / c->hkv;
+    unsigned char *keep = xcalloc(n, 1);
+    double *logit = xcalloc(L, sizeof(double));
+    int64_t *key = xcalloc(L, sizeof(int64_t));
+    double *acc = xcalloc(d, sizeof(double));
+    for (int64_t b = 0; b < c->batch; b++)
+        for (int64_t h = 0; h < c->hq; h++) {
+            const int64_t bh = b * c->hq + h;
+            const double *K = call_kv(c, c->k, b, h / group), *V = call_kv(c, c->v, b, h / group);
+            for (int64_t i = 0; i < M; i++) {
+                const int64_t p = P + i, I = p / Bk, r = I - row0;
+                memset(keep, 0, (size_t)n);
+                int64_t cnt = count[bh * rows + r];
+                cnt = cnt < 0 ? 0 : cnt > n ? n : cnt;
+                for (int64_t x = 0; x < cnt; x++) {
+                    const int32_t J = index[(bh * rows + r) * n + x];
+                    if (J >= 0 && J <= I)
+                        keep[J] = 1;
+                }
+                const double *qr = call_q(c, b, h, p);
+                int64_t nv = 0;
+                double mx = -INFINITY;
+                for (int64_t j = 0; j <= p; j++) {
+                    if (!keep[j / Bk])
+                        continue;
+                    logit[nv] = c->scale * dot(qr, K + j * d, d);
+                    key[nv] = j;
+                    if (logit[nv] > mx)
+                        mx = logit[nv];
+                    nv++;
+                }
+                double *o = out + (bh * M + i) * d;
+                if (nv == 0) {
+                    for (int64_t x = 0; x < d; x++)
+                        o[x] = 0.0;
+                    if (lse)
+                        lse[bh * M + i] = -INFINITY;
+                    continue;
+                }
+                double sum = 0.0;
+                for (int64_t x = 0; x < d; x++)
+                    acc[x] = 0.0;
+                for (int64_t t = 0; t < nv; t++) {
+                    const double e = exp(logit[t] - mx);
+                    sum += e;
+                    for (int64_t x = 0; x < d; x++)
+                        acc[x] += e * V[key[t] * d + x];
+                }
+                for (int64_t x = 0; x < d; x++)
+                    o[x] = acc[x] / sum;
+                if (lse)
+                    lse[bh * M + i] = mx + log(sum);
+            }
+        }
+    free(keep);
+    free(logit);
+    free(key);
+    free(acc);
+}

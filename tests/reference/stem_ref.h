@@ -54,6 +54,35 @@ void stem_ref_xattn_row(const double *W, int64_t I, double tau, int diag_only,
 void stem_ref_attention(const stem_ref_problem *p, int32_t block_size, const int32_t *index,
                         const int32_t *count, double *out);
 
+/* ---- Chunked and prefix-cached calls (q_len <= kv_len), docs/semantics.md
+ * section 8. Query i sits at absolute position P + i, P = kv_len - q_len;
+ * rows are absolute query blocks row0 = floor(P / B) .. nk - 1, nk =
+ * ceil(kv_len / B). Selectors STEM, STEM_PAPER, UNIFORM, DENSE.
+ *   q [B][Hq][M][d], k and v [B][Hkv][L][d], scores and index
+ *   [B][Hq][rows][nk], count [B][Hq][rows], out [B][Hq][M][d], lse [B][Hq][M],
+ *   vstats [B][Hkv][2] (mean, sd). */
+typedef struct stem_ref_call {
+    int64_t batch, hq, hkv, head_dim;
+    int64_t q_len, kv_len; /* M <= L */
+    int64_t prompt_len;    /* N >= L: the budget's prompt */
+    double scale;
+    int32_t layer_index;
+    const double *q, *k, *v;
+    const double *vstats; /* NULL: VISIBLE statistics; else PROVIDED (mean, sd) per KV head */
+} stem_ref_call;
+
+/* Rows of the call; *row0 = floor(P / B), *nk = ceil(L / B). */
+int64_t stem_ref_call_rows(const stem_ref_call *c, int32_t block_size, int64_t *row0,
+                           int64_t *nk);
+/* Scores of the call's rows; vstats_out (may be NULL) gets the statistics used. */
+void stem_ref_call_scores(const stem_ref_call *c, const stem_config *cfg, double *scores,
+                          double *vstats_out);
+void stem_ref_call_select(const stem_ref_call *c, const stem_config *cfg, const double *scores,
+                          int32_t *index, int32_t *count);
+/* lse may be NULL: natural log of each query's softmax denominator, -inf without keys. */
+void stem_ref_call_attention(const stem_ref_call *c, int32_t block_size, const int32_t *index,
+                             const int32_t *count, double *out, double *lse);
+
 /* Eq. 4 of the paper, in blocks: C = n k - k^2/2 - k (1 - mu) (n - k) / 2. */
 double stem_ref_eq4_cost(int64_t n, int32_t k_start, double mu);
 

@@ -1,5 +1,5 @@
 /* Dequantisation of the ggml tensor types found in GGUF files (F32, F16,
- * Q4_0, Q4_1, Q8_0) to f32, one row at a time. */
+ * Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K) to f32, one row at a time. */
 #ifndef STEM_MODEL_DEQUANT_H
 #define STEM_MODEL_DEQUANT_H
 

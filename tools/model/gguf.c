@@ -83,7 +83,10 @@ static uint64_t ggml_row_bytes(uint32_t type, uint64_t ne0, int *ok)
     case GGML_F16: return ne0 * 2;
     case GGML_Q4_0: if (ne0 % 32) break; return ne0 / 32 * 18;
     case GGML_Q4_1: if (ne0 % 32) break; return ne0 / 32 * 20;
+    case GGML_Q5_0: if (ne0 % 32) break; return ne0 / 32 * 22;
     case GGML_Q8_0: if (ne0 % 32) break; return ne0 / 32 * 34;
+    case GGML_Q4_K: if (ne0 % 256) break; return ne0 / 256 * 144;
+    case GGML_Q6_K: if (ne0 % 256) break; return ne0 / 256 * 210;
     default: break;
     }
     *ok = 0;

@@ -13,7 +13,10 @@ enum gguf_value_type {
 };
 
 /* ggml tensor types this reader can dequantise */
-enum ggml_type { GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q8_0 = 8 };
+enum ggml_type {
+    GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q5_0 = 6, GGML_Q8_0 = 8,
+    GGML_Q4_K = 12, GGML_Q6_K = 14
+};
 
 typedef struct gguf_kv {
     const char *key;      /* points into the mapping, not NUL-terminated */

@@ -6,73 +6,7 @@
 #include <string.h>
 
 #include "dequant.h"
-
-static float *load_rows(const gguf_file *f, const char *name, int64_t ne0, int64_t rows,
-                        char *err, size_t err_len)
-{
-    const gguf_tensor *t = gguf_find_tensor(f, name);
-    if (!t) {
-        snprintf(err, err_len, "tensor %s missing", name);
-        return NULL;
-    }
-    if ((int64_t)t->ne[0] != ne0 || (int64_t)(t->ne[1] * t->ne[2] * t->ne[3]) != rows) {
-        snprintf(err, err_len, "tensor %s has shape [%llu, %llu], expected [%lld, %lld]", name,
-                 (unsigned long long)t->ne[0], (unsigned long long)t->ne[1], (long long)ne0,
-                 (long long)rows);
-        return NULL;
-    }
-    uint64_t rb = ggml_type_row_bytes(t->type, (uint64_t)ne0);
-    if (!t->data || rb == 0) {
-        snprintf(err, err_len, "tensor %s: type %u unsupported", name, t->type);
-        return NULL;
-    }
-    float *w = malloc((size_t)(ne0 * rows) * sizeof(float));
-    if (!w) {
-        snprintf(err, err_len, "out of memory for %s", name);
-        return NULL;
-    }
-    for (int64_t r = 0; r < rows; r++)
-        dequantize_row(t->type, t->data + (uint64_t)r * rb, w + r * ne0, (uint64_t)ne0);
-    return w;
-}
-
-static void note_type(smollm2 *m, const gguf_file *f, const char *name)
-{
-    const gguf_tensor *t = gguf_find_tensor(f, name);
-    if (!t) return;
-    const char *tn = ggml_type_name(t->type);
-    if (strstr(m->weight_types, tn)) return;
-    size_t used = strlen(m->weight_types);
-    snprintf(m->weight_types + used, sizeof m->weight_types - used, "%s%s", used ? "+" : "", tn);
-}
-
-/* Packs the row-concatenation of up to three [rows_i][k] tensors. */
-static int pack_stack(const gguf_file *f, packed_matrix *p, int64_t k, const char *const *names,
-                      const int64_t *rows, int count, char *err, size_t err_len)
-{
-    int64_t total = 0;
-    for (int i = 0; i < count; i++) total += rows[i];
-    float *all = malloc((size_t)(total * k) * sizeof(float));
-    if (!all) {
-        snprintf(err, err_len, "out of memory");
-        return -1;
-    }
-    int64_t at = 0;
-    for (int i = 0; i < count; i++) {
-        float *w = load_rows(f, names[i], k, rows[i], err, err_len);
-        if (!w) {
-            free(all);
-            return -1;
-        }
-        memcpy(all + at * k, w, (size_t)(rows[i] * k) * sizeof(float));
-        at += rows[i];
-        free(w);
-    }
-    int rc = packed_matrix_init(p, all, total, k);
-    free(all);
-    if (rc) snprintf(err, err_len, "out of memory packing weights");
-    return rc;
-}
+#include "weights.h"
 
 int smollm2_load(const gguf_file *f, smollm2 *m, char *err, size_t err_len)
 {
@@ -105,20 +39,20 @@ int smollm2_load(const gguf_file *f, smollm2 *m, char *err, size_t err_len)
     m->n_vocab = (int)emb->ne[1];
     const int64_t d = m->d_model, dq = (int64_t)m->n_head * m->head_dim,
                   dkv = (int64_t)m->n_kv_head * m->head_dim, ff = m->d_ff;
-    note_type(m, f, "blk.0.attn_q.weight");
-    note_type(m, f, "token_embd.weight");
-    note_type(m, f, "blk.0.attn_norm.weight");
-    m->tok_embd = load_rows(f, "token_embd.weight", d, m->n_vocab, err, err_len);
+    weights_note_type(m->weight_types, sizeof m->weight_types, f, "blk.0.attn_q.weight");
+    weights_note_type(m->weight_types, sizeof m->weight_types, f, "token_embd.weight");
+    weights_note_type(m->weight_types, sizeof m->weight_types, f, "blk.0.attn_norm.weight");
+    m->tok_embd = weights_load_rows(f, "token_embd.weight", d, m->n_vocab, err, err_len);
     if (!m->tok_embd) goto fail;
     if (gguf_find_tensor(f, "output.weight")) {
         const char *nm[1] = {"output.weight"};
         int64_t rows[1] = {m->n_vocab};
-        if (pack_stack(f, &m->lm_head, d, nm, rows, 1, err, err_len)) goto fail;
+        if (weights_pack_stack(f, &m->lm_head, d, nm, rows, 1, err, err_len)) goto fail;
     } else if (packed_matrix_init(&m->lm_head, m->tok_embd, m->n_vocab, d)) {
         snprintf(err, err_len, "out of memory");
         goto fail;
     }
-    m->out_norm = load_rows(f, "output_norm.weight", d, 1, err, err_len);
+    m->out_norm = weights_load_rows(f, "output_norm.weight", d, 1, err, err_len);
     if (!m->out_norm) goto fail;
     m->layers = calloc((size_t)m->n_layer, sizeof *m->layers);
     if (!m->layers) goto fail;
@@ -127,8 +61,8 @@ int smollm2_load(const gguf_file *f, smollm2 *m, char *err, size_t err_len)
         char n0[64], n1[64], n2[64];
         snprintf(n0, sizeof n0, "blk.%d.attn_norm.weight", l);
         snprintf(n1, sizeof n1, "blk.%d.ffn_norm.weight", l);
-        L->attn_norm = load_rows(f, n0, d, 1, err, err_len);
-        L->ffn_norm = load_rows(f, n1, d, 1, err, err_len);
+        L->attn_norm = weights_load_rows(f, n0, d, 1, err, err_len);
+        L->ffn_norm = weights_load_rows(f, n1, d, 1, err, err_len);
         if (!L->attn_norm || !L->ffn_norm) goto fail;
         /* The GGUF converter stores Q/K rows in the interleaved (adjacent
          * pair) RoPE order, so the forward rotates pairs (2i, 2i+1). */
@@ -137,20 +71,20 @@ int smollm2_load(const gguf_file *f, smollm2 *m, char *err, size_t err_len)
         snprintf(n2, sizeof n2, "blk.%d.attn_v.weight", l);
         const char *qkv[3] = {n0, n1, n2};
         int64_t qkv_rows[3] = {dq, dkv, dkv};
-        if (pack_stack(f, &L->wqkv, d, qkv, qkv_rows, 3, err, err_len)) goto fail;
+        if (weights_pack_stack(f, &L->wqkv, d, qkv, qkv_rows, 3, err, err_len)) goto fail;
         snprintf(n0, sizeof n0, "blk.%d.attn_output.weight", l);
         const char *o[1] = {n0};
         int64_t o_rows[1] = {d};
-        if (pack_stack(f, &L->wo, dq, o, o_rows, 1, err, err_len)) goto fail;
+        if (weights_pack_stack(f, &L->wo, dq, o, o_rows, 1, err, err_len)) goto fail;
         snprintf(n0, sizeof n0, "blk.%d.ffn_gate.weight", l);
         snprintf(n1, sizeof n1, "blk.%d.ffn_up.weight", l);
         const char *gu[2] = {n0, n1};
         int64_t gu_rows[2] = {ff, ff};
-        if (pack_stack(f, &L->w_gate_up, d, gu, gu_rows, 2, err, err_len)) goto fail;
+        if (weights_pack_stack(f, &L->w_gate_up, d, gu, gu_rows, 2, err, err_len)) goto fail;
         snprintf(n0, sizeof n0, "blk.%d.ffn_down.weight", l);
         const char *dn[1] = {n0};
         int64_t dn_rows[1] = {d};
-        if (pack_stack(f, &L->w_down, ff, dn, dn_rows, 1, err, err_len)) goto fail;
+        if (weights_pack_stack(f, &L->w_down, ff, dn, dn_rows, 1, err, err_len)) goto fail;
     }
     return 0;
 fail:

@@ -37,6 +37,7 @@ typedef struct bench_cli {
     int warmup, repeat; /* -1 = unset */
     int dense;          /* run the dense comparison */
     int markdown, json, quiet;
+    int64_t chunk, prefix; /* --chunk C / --prefix P: chunked mode (0 = off) */
 } bench_cli;
 
 void bench_cli_init(bench_cli *c);
@@ -51,5 +52,16 @@ void bench_print_opts_help(void);
  * or 1 after printing the error. */
 int bench_case(stem_context *ctx, const tool_opts *o, const bench_shape *s, int warmup, int repeat,
                int dense, int quiet, bench_result *r);
+
+/* Chunked (or one prefix-cached) prefill of the same prompt against
+ * one-shot (bench_chunk.c). */
+typedef struct bench_chunk_result {
+    int calls;
+    double oneshot_ms, chunked_ms; /* medians; chunked = all calls */
+    double rows_equal;             /* fraction of the calls' rows equal to one-shot rows */
+    double rel_diff;               /* ||O_chunked - O_oneshot|| / ||O_oneshot|| */
+} bench_chunk_result;
+int bench_chunked(stem_context *ctx, const tool_opts *o, const bench_shape *s, int64_t chunk,
+                  int64_t prefix, int warmup, int repeat, int quiet, bench_chunk_result *r);
 
 #endif

@@ -33,6 +33,9 @@ void bench_print_opts_help(void) {
          "  --seed S              generator seed (1)\n"
          "  --warmup N --repeat N warm-up and timed runs; the median is reported\n"
          "  --no-dense            skip the dense run (no speedup, no error)\n"
+         "  --chunk C             chunked prefill in calls of C queries (prompt_len = N) vs\n"
+         "                        one-shot: time, rows equal to one-shot, output difference\n"
+         "  --prefix P            the same for one prefix-cached call (queries [P, N))\n"
          "  --markdown | --json   output format (default: aligned text)\n"
          "  --quiet               no progress lines on stderr");
 }
@@ -49,6 +52,10 @@ int bench_parse_opt(bench_cli *c, int argc, char **argv, int *i) {
         return c->json = 1, 1;
     if (!strcmp(a, "--quiet"))
         return c->quiet = 1, 1;
+    if ((v = tool_take(argc, argv, i, "--chunk", &m)) || m)
+        return v && tool_parse_i64("--chunk", v, 1, INT64_MAX, &c->chunk) == 0 ? 1 : -1;
+    if ((v = tool_take(argc, argv, i, "--prefix", &m)) || m)
+        return v && tool_parse_i64("--prefix", v, 1, INT64_MAX, &c->prefix) == 0 ? 1 : -1;
     if ((v = tool_take(argc, argv, i, "--n", &m)) || m)
         return v && tool_parse_i64_list("--n", v, c->n, BENCH_MAX_N, &c->nn) == 0 ? 1 : -1;
     static const struct {
@@ -473,6 +480,38 @@ int cmd_bench(int argc, char **argv) {
     tool_utc_date(date, sizeof date);
     bench_result res[BENCH_MAX_N];
     int rc = 0;
+    if (c.chunk > 0 || c.prefix > 0) { /* chunked mode: its own table */
+        print_preamble(&c, &dev, warmup, repeat, date);
+        printf("%s%s %lld; prompt_len = N, VISIBLE statistics; rows equal = the calls' rows "
+               "equal to one-shot rows; rel diff = output vs one-shot\n",
+               c.markdown ? "- " : "# ", c.prefix > 0 ? "prefix" : "chunk",
+               (long long)(c.prefix > 0 ? c.prefix : c.chunk));
+        if (c.markdown)
+            printf("\n| N | calls | one-shot ms | chunked ms | ratio | rows equal | rel diff |\n"
+                   "|---:|---:|---:|---:|---:|---:|---:|\n");
+        else
+            printf("%7s  %5s  %11s  %10s  %6s  %10s  %9s\n", "N", "calls", "one-shot ms",
+                   "chunked ms", "ratio", "rows equal", "rel diff");
+        for (int i = 0; i < c.nn && rc == 0; i++) {
+            bench_shape s = c.shape;
+            s.n = c.n[i];
+            bench_chunk_result cr;
+            rc = bench_chunked(ctx, &c.o, &s, c.chunk, c.prefix, warmup, repeat, c.quiet, &cr);
+            if (rc != 0)
+                break;
+            if (c.markdown)
+                printf("| %lld | %d | %.3f | %.3f | %.2fx | %.4f | %.2e |\n", (long long)s.n,
+                       cr.calls, cr.oneshot_ms, cr.chunked_ms, cr.chunked_ms / cr.oneshot_ms,
+                       cr.rows_equal, cr.rel_diff);
+            else
+                printf("%7lld  %5d  %11.3f  %10.3f  %5.2fx  %10.4f  %9.2e\n", (long long)s.n,
+                       cr.calls, cr.oneshot_ms, cr.chunked_ms, cr.chunked_ms / cr.oneshot_ms,
+                       cr.rows_equal, cr.rel_diff);
+            fflush(stdout);
+        }
+        stem_context_destroy(ctx);
+        return rc;
+    }
     if (!c.json) {
         print_preamble(&c, &dev, warmup, repeat, date);
         print_header(c.markdown);

@@ -1,5 +1,6 @@
-/* stem eval: a small LLM (SmolLM2-135M, GGUF) whose every attention layer
- * runs through libstem, to judge block selection on real activations.
+/* stem eval: a small LLM (SmolLM2-135M or Gemma-3-270M, GGUF) whose
+ * attention layers (Gemma 3: its global ones) run through libstem, to
+ * judge block selection on real activations.
  * Perplexity and KL(dense || sparse) of next-token distributions per
  * selector configuration, per-layer attention-output error, greedy
  * continuation, and dumps of logits and post-RoPE Q/K/V. */
@@ -58,7 +59,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
         free(text);
         return tool_error("eval: out of memory");
     }
-    int64_t count = bpe_encode(es->tok, text, len, all, cap);
+    int64_t count = lm_encode(es->tok, text, len, all, cap);
     free(text);
     if (count < 0) {
         free(all);
@@ -78,7 +79,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
         return tool_error("eval: %s has %lld tokens, the window needs %lld", text_path,
                           (long long)count, (long long)(a->offset + a->tokens));
     }
-    const smollm2 *m = &es->model;
+    const lm_model *m = &es->model;
     const int64_t n = a->tokens;
     const int32_t *ids = all + a->offset;
     if (a->dense_from >= n) {
@@ -243,6 +244,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
                             "\trel_l2_1st_half\trel_l2_2nd_half\tscore_from\n");
         }
         for (int l = 0; l < m->n_layer; l++) {
+            if (m->arch == LM_GEMMA3 && !m->gem.layers[l].global) continue; /* not on libstem */
             printf("%d", l);
             for (int c = 0; c < n_err; c++) {
                 double e = err[(size_t)c * 64 + (size_t)l];
@@ -285,18 +287,19 @@ int cmd_eval(int argc, char **argv)
         return 2;
     gguf_file gf;
     char err[512] = "";
+    if (!strcmp(a.model, "gemma3")) a.model = EVAL_GEMMA3_MODEL;
     if (gguf_open(a.model, &gf, err, sizeof err))
         return tool_error("eval: %s (get the model with scripts/get-model.sh, or pass "
                           "--model / set STEM_MODEL)",
                           err);
     es.model_hash = eval_fnv1a(gf.map, gf.size, 1469598103934665603ull);
     double t0 = tool_now_ms();
-    if (smollm2_load(&gf, &es.model, err, sizeof err)) {
+    if (lm_load(&gf, &es.model, err, sizeof err)) {
         gguf_close(&gf);
         return tool_error("eval: %s: %s", a.model, err);
     }
-    if (bpe_tokenizer_load(&gf, &es.tok, err, sizeof err)) {
-        smollm2_free(&es.model);
+    if (lm_tokenizer_load(&gf, &es.tok, err, sizeof err)) {
+        lm_free(&es.model);
         gguf_close(&gf);
         return tool_error("eval: %s: %s", a.model, err);
     }
@@ -317,10 +320,11 @@ int cmd_eval(int argc, char **argv)
     tool_utc_date(es.date, sizeof es.date);
     tool_device_line(&info, es.device, sizeof es.device);
     printf("# stem eval  %s  commit %s  device %s\n", es.date, es.commit, es.device);
-    printf("# model %s: %zu bytes, fnv64 %016llx, %d layers, d %d, heads %d/%d x %d, "
-           "vocab %d, weights %s (loaded in %.1f s)\n",
-           a.model, gf.size, (unsigned long long)es.model_hash, es.model.n_layer,
-           es.model.d_model, es.model.n_head, es.model.n_kv_head, es.model.head_dim,
+    printf("# model %s (%s): %zu bytes, fnv64 %016llx, %d layers (%d on libstem), d %d, "
+           "heads %d/%d x %d, vocab %d, weights %s (loaded in %.1f s)\n",
+           a.model, es.model.name, gf.size, (unsigned long long)es.model_hash,
+           es.model.n_layer, es.model.n_attn_layers, es.model.d_model, es.model.n_head,
+           es.model.n_kv_head, es.model.head_dim,
            es.model.n_vocab, es.model.weight_types, load_sec);
     if (a.task) {
         rc = eval_task(&es, &a, cfgs, n_cfgs);
@@ -337,8 +341,8 @@ int cmd_eval(int argc, char **argv)
     free(texts);
 out:
     if (ctx) stem_context_destroy(ctx);
-    bpe_tokenizer_free(es.tok);
-    smollm2_free(&es.model);
+    lm_tokenizer_free(es.tok);
+    lm_free(&es.model);
     gguf_close(&gf);
     return rc ? 1 : 0;
 }

@@ -16,10 +16,10 @@
 #include "stem.h"
 #include "tool.h"
 
-#include "../model/smollm2.h"
-#include "../model/tokenizer.h"
+#include "../model/lm.h"
 
 #define EVAL_DEFAULT_MODEL ".model/SmolLM2-135M-Instruct.Q4_1.gguf"
+#define EVAL_GEMMA3_MODEL ".model/gemma-3-270m-q4_k_m.gguf"
 #define EVAL_MAX_CONFIGS 64
 #define EVAL_MAX_TEXTS 8
 /* test-only block choices made in the tool (cmd_eval_oracle.c), not library selectors */
@@ -83,8 +83,8 @@ typedef struct eval_args {
 } eval_args;
 
 typedef struct eval_state {
-    smollm2 model;
-    bpe_tokenizer *tok;
+    lm_model model;
+    lm_tokenizer *tok;
     hook h;
     char commit[64], date[32], device[512];
     uint64_t model_hash;
@@ -96,7 +96,7 @@ int eval_parse_args(int argc, char **argv, eval_args *a);
 int eval_parse_configs(const char *spec, const stem_config *base, eval_config *out, int cap,
                        int *count);
 
-/* cmd_eval_hook.c: smollm2's attention callback; user is a hook. */
+/* cmd_eval_hook.c: the model's attention callback; user is a hook. */
 int eval_attention_hook(void *user, int layer, const float *q, const float *k, const float *v,
                         float *out, int64_t n);
 
@@ -120,7 +120,7 @@ int eval_prepare_config(eval_state *es, eval_config *c, int64_t rows);
 int eval_task(eval_state *es, const eval_args *a, eval_config *cfgs, int n_cfgs);
 
 /* cmd_eval_score.c */
-int eval_score_window(const smollm2 *m, const float *hid_dense, const float *hid_sparse,
+int eval_score_window(const lm_model *m, const float *hid_dense, const float *hid_sparse,
                       const int32_t *tokens, int64_t n, int64_t from, float *dense_lp,
                       int dense_lp_ready, score_sums *s);
 void eval_print_row(FILE *f, const char *label, int block, double density, double ppl,

@@ -9,10 +9,11 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: stem eval [options]\n"
-            "Runs SmolLM2-135M (GGUF) with every attention layer on libstem.\n"
+            "Runs SmolLM2-135M or Gemma-3-270M (GGUF; Gemma 3: the global layers) on libstem.\n"
             "  --model PATH          GGUF file (default $STEM_MODEL, else " EVAL_DEFAULT_MODEL
             ";\n"
-            "                        fetch it with scripts/get-model.sh)\n"
+            "                        fetch it with scripts/get-model.sh); 'gemma3' names\n"
+            "                        " EVAL_GEMMA3_MODEL " (scripts/get-model-gemma3.sh)\n"
             "  --text F[,F...]       UTF-8 texts, one window each (data/austen/prideprejudice.txt)\n"
             "  --tokens N            window length in tokens (8192)\n"
             "  --offset T            first token of each window (0)\n"

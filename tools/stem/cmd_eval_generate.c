@@ -16,7 +16,7 @@ int eval_forward(eval_state *es, const stem_config *cfg, const int32_t *ids, int
     h->n = n;
     h->kept = h->causal = 0.0;
     h->status = STEM_OK;
-    int rc = smollm2_forward(&es->model, ids, n, eval_attention_hook, h, hidden);
+    int rc = lm_forward(&es->model, ids, n, eval_attention_hook, h, hidden);
     if (rc == -1) return tool_error("eval: out of memory in the forward pass");
     if (rc) return tool_fail(h->status, "eval: attention");
     if (density) *density = h->causal > 0 ? h->kept / h->causal : 1.0;
@@ -34,7 +34,7 @@ int eval_forward_config(eval_state *es, const eval_config *c, const int32_t *ids
 
 int eval_generate(eval_state *es, const int32_t *ids, int64_t n, int64_t count)
 {
-    const smollm2 *m = &es->model;
+    const lm_model *m = &es->model;
     int32_t *seq = malloc((size_t)(n + count) * sizeof *seq);
     float *hid = malloc((size_t)(n + count) * (size_t)m->d_model * sizeof(float));
     float *logits = malloc((size_t)m->n_vocab * sizeof(float));
@@ -49,7 +49,7 @@ int eval_generate(eval_state *es, const int32_t *ids, int64_t n, int64_t count)
     char piece[256];
     printf("prompt: ...");
     for (int64_t i = n > 48 ? n - 48 : 0; i < n; i++) {
-        bpe_decode_token(es->tok, seq[i], piece, sizeof piece);
+        lm_decode_token(es->tok, seq[i], piece, sizeof piece);
         fputs(piece, stdout);
     }
     printf("\ngreedy: ");
@@ -57,12 +57,12 @@ int eval_generate(eval_state *es, const int32_t *ids, int64_t n, int64_t count)
     for (int64_t g = 0; g < count && !rc; g++) {
         rc = eval_forward(es, &dense, seq, n + g, hid, NULL);
         if (rc) break;
-        smollm2_logits(m, hid + (n + g - 1) * m->d_model, 1, logits);
+        lm_logits(m, hid + (n + g - 1) * m->d_model, 1, logits);
         int32_t best = 0;
         for (int32_t i = 1; i < m->n_vocab; i++)
             if (logits[i] > logits[best]) best = i;
         seq[n + g] = best;
-        bpe_decode_token(es->tok, best, piece, sizeof piece);
+        lm_decode_token(es->tok, best, piece, sizeof piece);
         fputs(piece, stdout);
         fflush(stdout);
     }
@@ -74,11 +74,11 @@ int eval_generate(eval_state *es, const int32_t *ids, int64_t n, int64_t count)
 int eval_dump_logits(eval_state *es, const char *path, const int32_t *ids, int64_t n,
                      const float *hid)
 {
-    const smollm2 *m = &es->model;
+    const lm_model *m = &es->model;
     float *logits = malloc((size_t)n * (size_t)m->n_vocab * sizeof(float));
     char err[256], ids_path[1024];
     if (!logits) return tool_error("eval: out of memory for %lld logits rows", (long long)n);
-    smollm2_logits(m, hid, n, logits);
+    lm_logits(m, hid, n, logits);
     int64_t shape[2] = {n, m->n_vocab};
     int rc = npy_write_file(path, NPY_F32, 2, shape, logits, err, sizeof err);
     free(logits);

@@ -24,7 +24,7 @@ enum { LOGIT_CHUNK = 128 };
 
 /* Scores rows [from, n-1) of a window: next-token NLL of the sparse run,
  * the dense run and KL(dense || sparse). */
-int eval_score_window(const smollm2 *m, const float *hid_dense, const float *hid_sparse,
+int eval_score_window(const lm_model *m, const float *hid_dense, const float *hid_sparse,
                       const int32_t *tokens, int64_t n, int64_t from, float *dense_lp,
                       int dense_lp_ready, score_sums *s)
 {
@@ -42,9 +42,9 @@ int eval_score_window(const smollm2 *m, const float *hid_dense, const float *hid
         /* dense log-probabilities: computed once per window when dense_lp
          * (rows [from, n-1)) is given, then reused by every configuration */
         float *dl = dense_lp ? dense_lp + (r0 - from) * V : ld;
-        if (!dense_lp || !dense_lp_ready) smollm2_logits(m, hid_dense + r0 * m->d_model, rows, dl);
+        if (!dense_lp || !dense_lp_ready) lm_logits(m, hid_dense + r0 * m->d_model, rows, dl);
         const int dense_raw = !dense_lp || !dense_lp_ready;
-        if (hid_sparse) smollm2_logits(m, hid_sparse + r0 * m->d_model, rows, ls);
+        if (hid_sparse) lm_logits(m, hid_sparse + r0 * m->d_model, rows, ls);
         double nll_d = 0, nll_s = 0, kl = 0, klmax = s->kl_max, nd_l = 0, ns_l = 0, kl_l = 0;
         int64_t same = 0, late = 0;
 #pragma omp parallel for reduction(+ : nll_d, nll_s, kl, same, nd_l, ns_l, kl_l, late) \

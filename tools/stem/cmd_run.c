@@ -21,6 +21,9 @@ typedef struct run_args {
     stem_dtype out_dtype;
     int time;
     int repeat;
+    int64_t prefix;     /* --prefix P / --q-len M: the call's queries are positions [P, N) */
+    int64_t q_len;
+    int64_t prompt_len; /* --prompt-len (0 = N) */
 } run_args;
 
 static void help(void) {
@@ -39,7 +42,12 @@ static void help(void) {
          "  --dtype T             convert inputs to f32 | f16 | bf16 before running\n"
          "  --out-dtype T         output dtype (default: the run dtype)\n"
          "  --time                time each stage (after one warm-up prefill)\n"
-         "  --repeat N            timed repetitions with --time, median reported (1)");
+         "  --repeat N            timed repetitions with --time, median reported (1)\n"
+         "  --prefix P            prefix-cached call: queries are positions [P, N) of q.npy,\n"
+         "                        keys all N (out.npy then has N - P rows; block rows are the\n"
+         "                        absolute query blocks floor(P/B) .. ceil(N/B)-1)\n"
+         "  --q-len M             the same with P = N - M\n"
+         "  --prompt-len L        prompt length the budget is keyed on (default N)");
     tool_print_common_help(stdout);
 }
 
@@ -76,6 +84,15 @@ static int parse_args(int argc, char **argv, run_args *a) {
             if (!v || tool_parse_dtype(v, &a->out_dtype) != 0)
                 return tool_error("--out-dtype: expected f32, f16 or bf16"), 2;
             a->has_out_dtype = 1;
+        } else if ((v = tool_take(argc, argv, &i, "--prefix", &m)) || m) {
+            if (!v || tool_parse_i64("--prefix", v, 0, INT64_MAX, &a->prefix) != 0)
+                return 2;
+        } else if ((v = tool_take(argc, argv, &i, "--q-len", &m)) || m) {
+            if (!v || tool_parse_i64("--q-len", v, 1, INT64_MAX, &a->q_len) != 0)
+                return 2;
+        } else if ((v = tool_take(argc, argv, &i, "--prompt-len", &m)) || m) {
+            if (!v || tool_parse_i64("--prompt-len", v, 1, INT64_MAX, &a->prompt_len) != 0)
+                return 2;
         } else if ((v = tool_take(argc, argv, &i, "--repeat", &m)) || m) {
             int32_t n;
             if (!v || tool_parse_i32("--repeat", v, 1, 100000, &n) != 0)
@@ -337,7 +354,20 @@ int cmd_run(int argc, char **argv) {
     desc.batch = dims[0][0];
     desc.num_q_heads = dims[0][1];
     desc.num_kv_heads = dims[1][1];
-    desc.q_len = desc.kv_len = dims[0][2];
+    /* A prefix-cached call: the last M = N - P queries against all N keys. */
+    const int64_t N = dims[0][2];
+    if (a.q_len > 0 && a.prefix > 0) {
+        tool_error("--prefix and --q-len: give one");
+        goto done;
+    }
+    const int64_t P = a.q_len > 0 ? N - a.q_len : a.prefix, M = N - P;
+    if (P < 0 || M < 1) {
+        tool_error("--prefix/--q-len: need 0 <= prefix < N = %lld", (long long)N);
+        goto done;
+    }
+    desc.q_len = M;
+    desc.kv_len = N;
+    desc.prompt_len = a.prompt_len;
     desc.head_dim = dims[0][3];
     desc.dtype = dtype;
     desc.causal = 1;
@@ -354,9 +384,9 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
 
-    const int64_t B = dims[0][0], Hq = dims[0][1], N = dims[0][2], d = dims[0][3];
-    const int64_t nq = pi.num_q_blocks, nk = pi.num_k_blocks;
-    const int64_t out_dims[4] = {B, Hq, N, d}, blk_dims[4] = {B, Hq, nq, nk};
+    const int64_t B = dims[0][0], Hq = dims[0][1], d = dims[0][3];
+    const int64_t nq = pi.num_q_blocks, nk = pi.num_k_blocks, row0 = nk - nq;
+    const int64_t out_dims[4] = {B, Hq, M, d}, blk_dims[4] = {B, Hq, nq, nk};
     const int64_t cnt_dims[3] = {B, Hq, nq};
     size_t bytes[7] = {in[0].nbytes, in[1].nbytes, in[2].nbytes,
                        tool_mul_size(4, out_dims, stem_dtype_size(out_dtype)),
@@ -378,14 +408,16 @@ int cmd_run(int argc, char **argv) {
             npy_free(&in[i]); /* device has it now; halves peak host memory */
     }
     stem_tensor t[7] = {
-        stem_tensor_bhnd(buf[0], 0, dtype, B, Hq, N, d),
+        stem_tensor_bhnd(buf[0], 0, dtype, B, Hq, N, d), /* narrowed to [P, N) below */
         stem_tensor_bhnd(buf[1], 0, dtype, B, dims[1][1], N, d),
         stem_tensor_bhnd(buf[2], 0, dtype, B, dims[2][1], N, d),
-        stem_tensor_bhnd(buf[3], 0, out_dtype, B, Hq, N, d),
+        stem_tensor_bhnd(buf[3], 0, out_dtype, B, Hq, M, d),
         stem_tensor_bhnd(buf[4], 0, STEM_DTYPE_F32, B, Hq, nq, nk),
         stem_tensor_bhnd(buf[5], 0, STEM_DTYPE_I32, B, Hq, nq, nk),
         stem_tensor_bhnd(buf[6], 0, STEM_DTYPE_I32, B, Hq, nq, 1),
     };
+    t[0].dims[2] = M; /* queries P .. N-1 of q.npy: a view, no copy */
+    t[0].offset = (size_t)(P * t[0].strides[2]) * stem_dtype_size(dtype);
     run_times rt = {0, 0, 0, 0};
     if (a.time) {
         st = timed_stages(ctx, plan, t, a.repeat, &rt);
@@ -415,7 +447,7 @@ int cmd_run(int argc, char **argv) {
     /* Density: kept blocks over causal blocks (row I sees min(I+1, nk)). */
     const int32_t *counts = host[3];
     uint64_t causal_row_sum = 0, kept = 0;
-    for (int64_t I = 0; I < nq; I++)
+    for (int64_t I = row0; I < row0 + nq; I++) /* absolute query blocks of the call */
         causal_row_sum += (uint64_t)(I + 1 < nk ? I + 1 : nk);
     head_density = calloc((size_t)Hq + 1, sizeof *head_density);
     if (!head_density) {
@@ -466,6 +498,10 @@ int cmd_run(int argc, char **argv) {
     char devline[600];
     tool_device_line(&dev, devline, sizeof devline);
     printf("device    %s\n", devline);
+    if (P > 0)
+        printf("call      queries [%lld, %lld) of %lld keys (prefix %lld), rows %lld..%lld\n",
+               (long long)P, (long long)N, (long long)N, (long long)P, (long long)row0,
+               (long long)(nk - 1));
     printf("shape     B=%lld Hq=%lld Hkv=%lld N=%lld d=%lld %s -> %s\n", (long long)B,
            (long long)Hq, (long long)dims[1][1], (long long)N, (long long)d,
            stem_dtype_name(dtype), stem_dtype_name(out_dtype));

@@ -11,18 +11,19 @@ extern "C" __global__ void __launch_bounds__(GEN_WARPS * 32) stem_k_attn_generic
 {
     __shared__ float qs[GEN_WARPS][GEN_MAX_D];
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, D = p.head_dim;
-    const long long i = (long long)blockIdx.x * GEN_WARPS + w;
+    // Query i of the call sits at position pos = q_offset + i (keys [0, pos]).
+    const long long i = (long long)blockIdx.x * GEN_WARPS + w, pos = p.q_offset + i;
     const long long bh = blockIdx.y, b = bh / p.hq, h = bh % p.hq, kh = h / p.group;
-    if (i >= p.n_tokens)
+    if (pos >= p.n_tokens)
         return; // no block-wide barrier below
     const long long oq = kt_off(p.q, b, h, i, 0);
     for (int c = lane; c < D; c += 32)
         qs[w][c] = kt_load(p.q, oq + c * p.q.s[3]);
     __syncwarp();
-    const long long I = i / p.block;
-    int cnt = *kt_i32(p.count, kt_off(p.count, b, h, I, 0));
+    const long long I = pos / p.block, row = I - p.row0;
+    int cnt = *kt_i32(p.count, kt_off(p.count, b, h, row, 0));
     cnt = cnt < 0 ? 0 : (cnt > p.n_blocks ? p.n_blocks : cnt);
-    const long long irow = kt_off(p.index, b, h, I, 0);
+    const long long irow = kt_off(p.index, b, h, row, 0);
     float m = -INFINITY, l = 0.0f, o[GEN_MAX_D / 32];
 #pragma unroll
     for (int r = 0; r < GEN_MAX_D / 32; r++)
@@ -36,7 +37,7 @@ extern "C" __global__ void __launch_bounds__(GEN_WARPS * 32) stem_k_attn_generic
         long long kend = J * p.block + p.block;
         kend = kend < p.n_tokens ? kend : p.n_tokens;
         if (J == I)
-            kend = kend < i + 1 ? kend : i + 1; // causal mask inside the diagonal block
+            kend = kend < pos + 1 ? kend : pos + 1; // causal mask inside the diagonal block
         for (long long j0 = J * p.block; j0 < kend; j0 += 32) {
             const long long j = j0 + lane;
             float s = -INFINITY;
@@ -75,4 +76,7 @@ extern "C" __global__ void __launch_bounds__(GEN_WARPS * 32) stem_k_attn_generic
         if (c < D)
             kt_store(p.out, oo + c * p.out.s[3], l > 0.0f ? o[r] / l : (isnan(l) ? l : 0.0f));
     }
+    if (p.has_lse && lane == 0) // m, l in log2 units
+        *kt_f32(p.lse, kt_off(p.lse, b, h, i, 0)) =
+            l > 0.0f ? (m + log2f(l)) * 0.69314718055994531f : (isnan(l) ? l : -INFINITY);
 }

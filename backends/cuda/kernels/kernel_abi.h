@@ -21,6 +21,13 @@ typedef struct stem_kattn {
     int hq, group;       /* query heads, Hq / Hkv */
     int head_dim;
     float scale_log2;    /* softmax scale * log2(e) */
+    /* Chunked calls (q_len < kv_len): n_tokens is the visible key count L, the
+     * queries are positions [q_offset, L) (query i at q_offset + i), rows of
+     * index/count are absolute query blocks row0 + r. 0, 0 for a fresh prefill. */
+    long long q_offset;
+    int row0;
+    int has_lse;          /* write lse: f32 [B, Hq, q_len, 1], natural log */
+    stem_ktensor lse;
 } stem_kattn;
 
 /* Block scores: phase sums, value bonus and the causal GEMM. */
@@ -37,6 +44,14 @@ typedef struct stem_kscore {
     int with_bonus;
     float beta;
     float coef;         /* scale / (S * norm * G * G); XATTENTION: scale / (S * norm) * log2(e) */
+    /* Chunked calls: n_tokens = L; query phase sums and score rows cover the
+     * n_rows absolute blocks row0 .. over the query positions [q_offset, L). */
+    long long q_offset;
+    int row0, n_rows;
+    /* Value statistics f32 [B, Hkv, 1, 2] (mean, sd): used instead of the
+     * computed ones when has_vin, written when has_vout. */
+    int has_vin, has_vout;
+    stem_ktensor vin, vout;
 } stem_kscore;
 
 /* Selection of one plan. */
@@ -49,6 +64,7 @@ typedef struct stem_kselect {
                                   from key block 0 (diagonal forced) */
     int sink_blocks, local_blocks;
     float tau;
+    int row0;                  /* row r of scores/index/count is the absolute block row0 + r */
 } stem_kselect;
 
 #endif /* STEM_CUDA_KERNEL_ABI_H */

@@ -11,17 +11,20 @@ extern "C" __global__ void stem_k_phase_sums(stem_kscore p, int is_key)
 {
     const stem_ktensor &t = is_key ? p.k : p.q;
     const int H = is_key ? p.hkv : p.hq;
-    const int W = p.stride * p.head_dim, n = p.n_blocks;
+    // Queries: the call's rows (absolute blocks row0 ..) over positions >= q_offset.
+    const int W = p.stride * p.head_dim, n = is_key ? p.n_blocks : p.n_rows;
     const long long row = blockIdx.x, blk = row % n, bh = row / n, b = bh / H, h = bh % H;
+    const long long first = is_key ? 0 : p.q_offset, ablk = is_key ? blk : p.row0 + blk;
     float *out = reinterpret_cast<float *>(is_key ? p.kflat : p.qflat) + row * W;
-    const long long base = kt_off(t, b, h, blk * p.block, 0);
-    const int last = (int)min((long long)p.block, p.n_tokens - blk * p.block); // real tokens
+    const int last = (int)min((long long)p.block, p.n_tokens - ablk * p.block); // real tokens
+    const int skip = (int)max(0LL, min((long long)p.block, first - ablk * p.block));
     for (int w = threadIdx.x; w < W; w += blockDim.x) {
         const int seg = w / p.head_dim, e = w - seg * p.head_dim;
         const int ph = is_key ? p.stride - 1 - seg : seg;
         double acc = 0.0;
         for (int r = ph; r < last; r += p.stride)
-            acc += kt_load(t, base + r * t.s[2] + e * t.s[3]);
+            if (r >= skip)
+                acc += kt_load(t, kt_off(t, b, h, ablk * p.block + r - first, e));
         out[w] = (float)acc;
     }
 }
@@ -86,12 +89,21 @@ extern "C" __global__ void stem_k_value_bonus(stem_kscore p)
         s += dv * dv;
     }
     const double ss = block_sum(s, red);
-    const double sd = gv > 1 ? sqrt(ss / (double)(gv - 1)) : 0.0;
+    double sd = gv > 1 ? sqrt(ss / (double)(gv - 1)) : 0.0, mu = mean;
+    const long long b = kv / p.hkv, kh = kv % p.hkv;
+    if (p.has_vin) { // PROVIDED statistics
+        mu = *kt_f32(p.vin, kt_off(p.vin, b, kh, 0, 0));
+        sd = *kt_f32(p.vin, kt_off(p.vin, b, kh, 0, 1));
+    }
+    if (p.has_vout && threadIdx.x == 0) {
+        *kt_f32(p.vout, kt_off(p.vout, b, kh, 0, 0)) = (float)mu;
+        *kt_f32(p.vout, kt_off(p.vout, b, kh, 0, 1)) = (float)sd;
+    }
     for (long long J = threadIdx.x; J < n; J += blockDim.x) {
         double acc = 0.0;
-        if (gv > 0)
+        if (gv > 0 || p.has_vin)
             for (int a = 0; a < G; a++) {
-                const double z = (log(gmax[J * G + a] + 1e-6) - mean) / (sd + 1e-6);
+                const double z = (log(gmax[J * G + a] + 1e-6) - mu) / (sd + 1e-6);
                 acc += beta * (z > 0.0 ? z : 0.0);
             }
         vb[J] = (float)(acc / (double)G);
@@ -107,28 +119,29 @@ extern "C" __global__ void stem_k_value_bonus(stem_kscore p)
 extern "C" __global__ void __launch_bounds__(256) stem_k_score_gemm(stem_kscore p)
 {
     __shared__ float As[SG_K][SG_T + 4], Bs[SG_K][SG_T + 4];
-    const int n = p.n_blocks, g = p.hq / p.hkv;
+    // Rows r < n_rows are the absolute blocks row0 + r; n key blocks.
+    const int n = p.n_blocks, g = p.hq / p.hkv, nr = p.n_rows, row0 = p.row0;
     const long long W = (long long)p.stride * p.head_dim;
     const int J0 = blockIdx.x * SG_T, I0 = blockIdx.y * SG_T;
     const long long bh = blockIdx.z, b = bh / p.hq, h = bh % p.hq, kv = b * p.hkv + h / g;
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     const stem_ktensor &st = p.scores;
-    if (J0 > I0 + SG_T - 1) {
+    if (J0 > row0 + I0 + SG_T - 1) {
         for (int e = threadIdx.x; e < SG_T * SG_T; e += blockDim.x) {
-            const int I = I0 + e / SG_T, J = J0 + e % SG_T;
-            if (I < n && J < n)
-                *kt_f32(st, kt_off(st, b, h, I, J)) = -INFINITY;
+            const int r = I0 + e / SG_T, J = J0 + e % SG_T;
+            if (r < nr && J < n)
+                *kt_f32(st, kt_off(st, b, h, r, J)) = -INFINITY;
         }
         return;
     }
-    const float *qf = reinterpret_cast<const float *>(p.qflat) + (bh * n) * W;
+    const float *qf = reinterpret_cast<const float *>(p.qflat) + (bh * nr) * W;
     const float *kf = reinterpret_cast<const float *>(p.kflat) + (kv * n) * W;
     float acc[4][4] = {};
     for (long long k0 = 0; k0 < W; k0 += SG_K) {
         for (int e = threadIdx.x; e < SG_T * SG_K; e += blockDim.x) {
             const int r = e / SG_K, kk = e % SG_K;
             const bool kin = k0 + kk < W;
-            As[kk][r] = (I0 + r < n && kin) ? qf[(long long)(I0 + r) * W + k0 + kk] : 0.0f;
+            As[kk][r] = (I0 + r < nr && kin) ? qf[(long long)(I0 + r) * W + k0 + kk] : 0.0f;
             Bs[kk][r] = (J0 + r < n && kin) ? kf[(long long)(J0 + r) * W + k0 + kk] : 0.0f;
         }
         __syncthreads();
@@ -151,10 +164,11 @@ extern "C" __global__ void __launch_bounds__(256) stem_k_score_gemm(stem_kscore 
     const float *vb = reinterpret_cast<const float *>(p.vb) + kv * n;
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++) {
-            const int I = I0 + ty + 16 * i, J = J0 + tx + 16 * j;
-            if (I >= n || J >= n)
+            const int r = I0 + ty + 16 * i, J = J0 + tx + 16 * j;
+            if (r >= nr || J >= n)
                 continue;
-            *kt_f32(st, kt_off(st, b, h, I, J)) = J > I ? -INFINITY : p.coef * acc[i][j] + vb[J];
+            *kt_f32(st, kt_off(st, b, h, r, J)) =
+                J > row0 + r ? -INFINITY : p.coef * acc[i][j] + vb[J];
         }
 }
 

@@ -45,9 +45,10 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) stem_k_select(stem_kse
     __shared__ double red[SEL_THREADS / 32];
     __shared__ unsigned s_digit, s_remaining;
     const int n = p.n_blocks;
-    const long long I = blockIdx.x, bh = blockIdx.y, b = bh / p.hq, h = bh % p.hq;
+    // Block row r of the call is the absolute query block I = row0 + r.
+    const long long r = blockIdx.x, I = p.row0 + r, bh = blockIdx.y, b = bh / p.hq, h = bh % p.hq;
     const stem_ktensor &st = p.scores;
-    const long long srow = kt_off(st, b, h, I, 0);
+    const long long srow = kt_off(st, b, h, r, 0);
     const int budget = reinterpret_cast<const int *>(p.budget)[I];
     const int all_rows = p.mode == 1 || (p.mode == 0 && I + 1 <= budget);
     const int diag_only = p.mode == 3;
@@ -118,7 +119,7 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) stem_k_select(stem_kse
 
     // Ascending pass in chunks: decide, then place by a prefix sum.
     const stem_ktensor &it = p.index;
-    const long long irow = kt_off(it, b, h, I, 0);
+    const long long irow = kt_off(it, b, h, r, 0);
     int placed = 0, eq_seen = 0;
     for (long long base = 0; base <= I; base += blockDim.x) {
         const long long J = base + threadIdx.x;
@@ -174,5 +175,5 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) stem_k_select(stem_kse
     for (long long j = placed + threadIdx.x; j < n; j += blockDim.x)
         *kt_i32(it, irow + j * it.s[3]) = -1;
     if (threadIdx.x == 0)
-        *kt_i32(p.count, kt_off(p.count, b, h, I, 0)) = placed;
+        *kt_i32(p.count, kt_off(p.count, b, h, r, 0)) = placed;
 }

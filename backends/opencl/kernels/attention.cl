@@ -8,38 +8,53 @@
 #define ACC ((HEAD_DIM + TPR - 1) / TPR)
 #define LS (BQ * TPR)
 
+/* Chunked calls: rows r = 0 .. nr - 1 are the absolute query blocks row0 + r;
+ * the call's queries are the positions [q_first, n_tokens), position p at
+ * row p - q_first of q and out. lse (natural log of the softmax denominator)
+ * is written when lse_off >= 0. */
+inline void store_lse(TENSOR_F32(lse), int b, int h, long row, float m, float l)
+{
+    if (lse_off >= 0)
+        lse[AT(lse, b, h, row, 0)] =
+            l > 0.0f ? (m + log2(l)) * 0.69314718055994531f : (isnan(l) ? l : -INFINITY);
+}
+
 __kernel void block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index),
                               TENSOR_I32(count), __global void *out, long out_off, long out_s0,
                               long out_s1, long out_s2, long out_s3, int out_dtype, int hq,
-                              int g, int n_tokens, int n, int block, float qmul)
+                              int g, int n_tokens, int n, int block, float qmul, TENSOR_F32(lse),
+                              long q_first, int row0, int nr)
 {
     __local float Qs[BQ][HEAD_DIM + 1];
     __local float Ks[KT][HEAD_DIM + 1];
     __local float Vs[KT][HEAD_DIM + 1];
     __local float Ss[BQ][KT + 1];
     const int lid = get_local_id(0), r = lid / TPR, c = lid % TPR;
-    const int I = n - 1 - (int)get_group_id(1); /* late rows (most keys) first */
+    const int row = nr - 1 - (int)get_group_id(1); /* late rows (most keys) first */
+    const int I = row0 + row;
     const int bh = get_group_id(2), b = bh / hq, h = bh % hq, kh = h / g;
     const long q0 = (long)I * block + (long)get_group_id(0) * BQ;
-    /* A slice past N (only in the last block) lists no keys to visit. */
-    const int live_slice = q0 < n_tokens;
+    /* A slice past N or before the call's first query lists no keys to visit. */
+    const int live_slice = q0 < n_tokens && q0 + BQ > q_first;
     const long qtok = q0 + r;
     const long last_q = min(q0 + BQ - 1, (long)n_tokens - 1);
 
     for (int i = lid; i < BQ * HEAD_DIM; i += LS) {
         const int rr = i / HEAD_DIM, e = i % HEAD_DIM;
         const long tok = q0 + rr;
-        Qs[rr][e] = tok < n_tokens ? qmul * LOAD_IN(q, AT(q, b, h, tok, e)) : 0.0f;
+        Qs[rr][e] = tok < n_tokens && tok >= q_first
+                        ? qmul * LOAD_IN(q, AT(q, b, h, tok - q_first, e))
+                        : 0.0f;
     }
     float acc[ACC];
     for (int i = 0; i < ACC; i++)
         acc[i] = 0.0f;
     float m = -INFINITY, l = 0.0f;
 
-    const int cnt = live_slice ? clamp(count[AT(count, b, h, I, 0)], 0, n) : 0;
+    const int cnt = live_slice ? clamp(count[AT(count, b, h, row, 0)], 0, n) : 0;
     int prev = -1;
     for (int p = 0; p < cnt; p++) {
-        const int J = index[AT(index, b, h, I, p)];
+        const int J = index[AT(index, b, h, row, p)];
         if (J <= prev || J > I)
             continue; /* invalid entries are skipped (no sync to report them) */
         prev = J;
@@ -96,14 +111,16 @@ __kernel void block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index)
             }
         }
     }
-    if (qtok >= n_tokens)
+    if (qtok >= n_tokens || qtok < q_first)
         return;
     const float inv = l > 0.0f ? 1.0f / l : (isnan(l) ? l : 0.0f); /* no visible key: zero output */
     for (int i = 0; i < ACC; i++) {
         const int col = c + i * TPR;
         if (col < HEAD_DIM)
-            store_out(out, AT(out, b, h, qtok, col), out_dtype, acc[i] * inv);
+            store_out(out, AT(out, b, h, qtok - q_first, col), out_dtype, acc[i] * inv);
     }
+    if (c == 0)
+        store_lse(lse, lse_off, lse_s0, lse_s1, lse_s2, lse_s3, b, h, qtok - q_first, m, l);
 }
 
 /* The same stage for CPU devices (PoCL): one work-item per query row, no
@@ -115,24 +132,25 @@ __kernel void block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index)
 __kernel void row_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index),
                             TENSOR_I32(count), __global void *out, long out_off, long out_s0,
                             long out_s1, long out_s2, long out_s3, int out_dtype, int hq, int g,
-                            int n_tokens, int n, int block, float qmul)
+                            int n_tokens, int n, int block, float qmul, TENSOR_F32(lse),
+                            long q_first, int row0, int nr)
 {
-    const int I = n - 1 - (int)get_group_id(1);
+    const int row = nr - 1 - (int)get_group_id(1), I = row0 + row;
     const int bh = get_group_id(2), b = bh / hq, h = bh % hq, kh = h / g;
     const long qtok = (long)I * block + get_global_id(0);
-    if (get_global_id(0) >= block || qtok >= n_tokens)
+    if (get_global_id(0) >= block || qtok >= n_tokens || qtok < q_first)
         return;
     float qv[HEAD_DIM], acc[HEAD_DIM], s[ROW_CHUNK];
-    const long qrow = AT(q, b, h, qtok, 0);
+    const long qrow = AT(q, b, h, qtok - q_first, 0);
     for (int e = 0; e < HEAD_DIM; e++) {
         qv[e] = qmul * LOAD_IN(q, qrow + e * q_s3);
         acc[e] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f;
-    const int cnt = clamp(count[AT(count, b, h, I, 0)], 0, n);
+    const int cnt = clamp(count[AT(count, b, h, row, 0)], 0, n);
     int prev = -1;
     for (int p = 0; p < cnt; p++) {
-        const int J = index[AT(index, b, h, I, p)];
+        const int J = index[AT(index, b, h, row, p)];
         if (J <= prev || J > I)
             continue;
         prev = J;
@@ -165,5 +183,6 @@ __kernel void row_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index),
     }
     const float inv = l > 0.0f ? 1.0f / l : (isnan(l) ? l : 0.0f);
     for (int e = 0; e < HEAD_DIM; e++)
-        store_out(out, AT(out, b, h, qtok, e), out_dtype, acc[e] * inv);
+        store_out(out, AT(out, b, h, qtok - q_first, e), out_dtype, acc[e] * inv);
+    store_lse(lse, lse_off, lse_s0, lse_s1, lse_s2, lse_s3, b, h, qtok - q_first, m, l);
 }

@@ -4,10 +4,12 @@
  * head (value_bonus), then one causal GEMM Qflat . Kflat^T (score_gemm).
  * XATTENTION: strided softmax mass per block (xattn_score). */
 
-/* out[(bh * n + blk) * W + seg * d + e] = sum_{a<G} x[blk*B + a*S + t][e],
+/* out[(bh * n + blk) * W + seg * d + e] = sum_{a<G} x[p][e] over the
+ * positions p = (row0 + blk)*B + a*S + t present in x: [x_first, n_tokens),
+ * row p - x_first (queries of a chunk start at x_first = P; keys at 0);
  * seg = t (queries) or S-1-t (keys, reverse = 1); W = S * d. */
 __kernel void phase_sum(TENSOR(x), int heads, int n_tokens, int n_blocks, int block, int stride,
-                        int group, int reverse, __global float *out)
+                        int group, int reverse, __global float *out, long x_first, int row0)
 {
     const int W = stride * HEAD_DIM;
     const int col = get_global_id(0), blk = get_global_id(1), bh = get_global_id(2);
@@ -18,10 +20,11 @@ __kernel void phase_sum(TENSOR(x), int heads, int n_tokens, int n_blocks, int bl
     const int b = bh / heads, h = bh % heads;
     float s = 0.0f;
     for (int a = 0; a < group; a++) {
-        const long tok = (long)blk * block + (long)a * stride + ph;
+        const long tok = (long)(row0 + blk) * block + (long)a * stride + ph;
         if (tok >= n_tokens)
             break;
-        s += LOAD_IN(x, AT(x, b, h, tok, e));
+        if (tok >= x_first)
+            s += LOAD_IN(x, AT(x, b, h, tok - x_first, e));
     }
     out[((long)bh * n_blocks + blk) * W + col] = s;
 }
@@ -65,9 +68,12 @@ inline acc_t group_sum(acc_t x, __local acc_t *red)
 }
 
 /* vb[bh * n + J] of one KV head (one work-group of SEL_LS items each).
- * mode 0: none (zeros), 1: STEM (z-scored log maxima), 2: STEM_PAPER. */
+ * mode 0: none (zeros), 1: STEM (z-scored log maxima), 2: STEM_PAPER.
+ * STEM statistics: vin's (mean, sd) when vin_off >= 0 (PROVIDED), else over
+ * the gv full groups; written to vout when vout_off >= 0. */
 __kernel void value_bonus(__global const float *gmax, int ng, int n_blocks, int group, int gv,
-                          int mode, float beta, __global float *vb)
+                          int mode, float beta, __global float *vb, TENSOR_F32(vin),
+                          TENSOR_F32(vout), int hkv)
 {
     __local acc_t red[SEL_LS];
     const int lid = get_local_id(0), bh = get_group_id(2);
@@ -86,7 +92,16 @@ __kernel void value_bonus(__global const float *gmax, int ng, int n_blocks, int 
             s += dv * dv;
         }
     const acc_t ss = group_sum(s, red);
-    const acc_t sd = gv > 1 ? sqrt(ss / (gv - 1)) : 0;
+    acc_t sd = gv > 1 ? sqrt(ss / (gv - 1)) : 0, mu = gv > 0 ? mean : 0;
+    const int provided = vin_off >= 0;
+    if (provided) {
+        mu = vin[AT(vin, bh / hkv, bh % hkv, 0, 0)];
+        sd = vin[AT(vin, bh / hkv, bh % hkv, 0, 1)];
+    }
+    if (vout_off >= 0 && lid == 0) {
+        vout[AT(vout, bh / hkv, bh % hkv, 0, 0)] = (float)mu;
+        vout[AT(vout, bh / hkv, bh % hkv, 0, 1)] = (float)sd;
+    }
     for (int J = lid; J < n_blocks; J += SEL_LS) {
         acc_t t = 0;
         if (mode == 2) {
@@ -95,9 +110,9 @@ __kernel void value_bonus(__global const float *gmax, int ng, int n_blocks, int 
                 mx = fmax(mx, g[J * group + a]);
             const acc_t lv = log((acc_t)mx + 1e-6);
             t = (acc_t)beta * (lv > 0 ? lv : 0);
-        } else if (mode == 1 && gv > 0) {
+        } else if (mode == 1 && (gv > 0 || provided)) {
             for (int a = 0; a < group; a++) {
-                const acc_t z = (log((acc_t)g[J * group + a] + 1e-6) - mean) / (sd + 1e-6);
+                const acc_t z = (log((acc_t)g[J * group + a] + 1e-6) - mu) / (sd + 1e-6);
                 t += (acc_t)beta * (z > 0 ? z : 0);
             }
             t /= group;
@@ -108,39 +123,39 @@ __kernel void value_bonus(__global const float *gmax, int ng, int n_blocks, int 
 
 #define ST 16 /* score_gemm tile */
 
-/* scores[b,h,I,J] = coef * dot(Qflat[I], Kflat[J]) + vb[J] for J <= I, -inf
- * above the diagonal; 16 x 16 work-groups, tiles of both operands in local
- * memory. */
+/* scores[b,h,r,J] = coef * dot(Qflat[r], Kflat[J]) + vb[J] for J <= I =
+ * row0 + r, -inf above the diagonal (nr rows, n key blocks); 16 x 16
+ * work-groups, tiles of both operands in local memory. */
 __kernel void score_gemm(__global const float *qf, __global const float *kf,
                          __global const float *vb, TENSOR_F32(scores), int hq, int g, int hkv,
-                         int n, int W, float coef)
+                         int n, int W, float coef, int nr, int row0)
 {
     __local float As[ST][ST + 1], Bs[ST][ST + 1];
     const int lx = get_local_id(0), ly = get_local_id(1);
     const int tj = get_group_id(0), ti = get_group_id(1), bh = get_group_id(2);
-    const int I = ti * ST + ly, J = tj * ST + lx;
+    const int r = ti * ST + ly, I = row0 + r, J = tj * ST + lx;
     const int b = bh / hq, h = bh % hq;
     const long kvh = (long)b * hkv + h / g;
-    if (tj > ti) { /* the whole tile lies above the diagonal */
-        if (I < n && J < n)
-            scores[AT(scores, b, h, I, J)] = -INFINITY;
+    if (tj * ST > row0 + ti * ST + ST - 1) { /* the whole tile lies above the diagonal */
+        if (r < nr && J < n)
+            scores[AT(scores, b, h, r, J)] = -INFINITY;
         return;
     }
-    const __global float *qrow = qf + ((long)bh * n + I) * W;
+    const __global float *qrow = qf + ((long)bh * nr + r) * W;
     const __global float *krow = kf + (kvh * n + tj * ST + ly) * W;
     const int krow_ok = tj * ST + ly < n;
     float acc = 0.0f;
     for (int w0 = 0; w0 < W; w0 += ST) {
         const int w = w0 + lx;
-        As[ly][lx] = I < n && w < W ? qrow[w] : 0.0f;
+        As[ly][lx] = r < nr && w < W ? qrow[w] : 0.0f;
         Bs[ly][lx] = krow_ok && w < W ? krow[w] : 0.0f;
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int t = 0; t < ST; t++)
             acc += As[ly][t] * Bs[lx][t];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    if (I < n && J < n)
-        scores[AT(scores, b, h, I, J)] = J <= I ? acc * coef + vb[kvh * n + J] : -INFINITY;
+    if (r < nr && J < n)
+        scores[AT(scores, b, h, r, J)] = J <= I ? acc * coef + vb[kvh * n + J] : -INFINITY;
 }
 
 /* Strided logit A[m][c] * qcoef (log2 units): the S phases of query row m

@@ -12,19 +12,20 @@
 
 __kernel void select_rows(TENSOR_F32(scores), TENSOR_I32(index), TENSOR_I32(count),
                           __global const int *budget, int hq, int n, int mode, int sink,
-                          int local_blocks, float tau)
+                          int local_blocks, float tau, int row0)
 {
     __local float w[SEL_CAP];
     __local uchar keep[SEL_CAP];
     __local int scan[SEL_LS];
     __local acc_t red[SEL_LS];
     const int lid = get_local_id(0);
-    const int I = get_group_id(1), bh = get_group_id(2);
+    /* Row r of the call is the absolute query block I = row0 + r. */
+    const int r = get_group_id(1), I = row0 + r, bh = get_group_id(2);
     const int b = bh / hq, h = bh % hq;
     const int len = I + 1;
 
     for (int J = lid; J < len; J += SEL_LS) {
-        float x = scores[AT(scores, b, h, I, J)];
+        float x = scores[AT(scores, b, h, r, J)];
         if (mode >= 2 && isnan(x))
             x = 0.0f; /* never orders or counts */
         w[J] = x;
@@ -114,9 +115,9 @@ __kernel void select_rows(TENSOR_F32(scores), TENSOR_I32(index), TENSOR_I32(coun
     }
     for (int J = lo; J < hi; J++)
         if (keep[J])
-            index[AT(index, b, h, I, base++)] = J;
+            index[AT(index, b, h, r, base++)] = J;
     for (int p = total + lid; p < n; p += SEL_LS)
-        index[AT(index, b, h, I, p)] = -1;
+        index[AT(index, b, h, r, p)] = -1;
     if (lid == 0)
-        count[AT(count, b, h, I, 0)] = total;
+        count[AT(count, b, h, r, 0)] = total;
 }

@@ -33,6 +33,8 @@ shared float Ks[KT * KSTR];
 shared float Vs[KT * D];
 shared float Ps[QT * KT];
 
+layout(std430, set = 0, binding = 3) writeonly buffer Lse { float lse[]; }; // FLAG_LSE
+
 void store_out(uint i, float v)
 {
     uint od = P.dims2.y;
@@ -54,7 +56,11 @@ void main()
         return;
     uint Hq = P.dims0.y, N = P.dims0.w, B = P.dims1.y, n = P.dims2.x;
     uint rt_count = B / QT;
-    uint rt = id % rt_count, I = (id / rt_count) % n, bh = id / (rt_count * n);
+    // Row `row` of the call is the absolute block I; queries are positions
+    // [P, N), position p at row p - P of q and out.
+    uint nr = P.geom.z, first = P.geom.x;
+    uint rt = id % rt_count, row = (id / rt_count) % nr, bh = id / (rt_count * nr);
+    uint I = P.geom.y + row;
     uint b = bh / Hq, h = bh % Hq, kh = h / P.dims2.w;
     uint r = tid / LANES, lane = tid % LANES;
     uint q0 = I * B + rt * QT, qi = q0 + r;
@@ -62,17 +68,19 @@ void main()
 
     for (uint e = tid; e < QT * D; e += QT * LANES) {
         uint rr = e / D, c = e % D, tok = q0 + rr;
-        Qs[e] = tok < N ? load_q(elem(0u, P.off0.x, b, h, tok, c)) * P.f0.w : 0.0;
+        Qs[e] = tok < N && tok >= first
+                    ? load_q(elem(0u, P.off0.x, b, h, tok - first, c)) * P.f0.w
+                    : 0.0;
     }
     float o[DPL];
     for (uint t = 0u; t < DPL; t++)
         o[t] = 0.0;
     float m = NEG_INF, l = 0.0;
 
-    int cnt = clamp(count_[elem(5u, P.off1.y, b, h, I, 0u)], 0, int(n));
+    int cnt = q0 + QT > first ? clamp(count_[elem(5u, P.off1.y, b, h, row, 0u)], 0, int(n)) : 0;
     int prev = -1;
     for (int p = 0; p < cnt; p++) {
-        int J = index_[elem(4u, P.off1.x, b, h, I, uint(p))];
+        int J = index_[elem(4u, P.off1.x, b, h, row, uint(p))];
         if (J <= prev || J > int(I)) // invalid entries are skipped (no sync to report them)
             continue;
         prev = J;
@@ -126,9 +134,12 @@ void main()
             }
         }
     }
-    if (qi < N) {
+    if (qi < N && qi >= first) {
         float inv = l > 0.0 ? 1.0 / l : (isnan(l) ? l : 0.0); // no visible key: 0
         for (uint t = 0u; t < DPL; t++)
-            store_out(elem(6u, P.off1.z, b, h, qi, lane + LANES * t), o[t] * inv);
+            store_out(elem(6u, P.off1.z, b, h, qi - first, lane + LANES * t), o[t] * inv);
+        if ((P.dims3.w & FLAG_LSE) != 0u && lane == 0u) // m, l in log2 units
+            lse[elem(3u, P.off0.w, b, h, qi - first, 0u)] =
+                l > 0.0 ? (m + log2(l)) * 0.69314718055994531 : (isnan(l) ? l : NEG_INF);
     }
 }

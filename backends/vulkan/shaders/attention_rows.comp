@@ -32,6 +32,7 @@ layout(std430, set = 0, binding = 2) readonly buffer Vb { uint vbuf[]; };
 layout(std430, set = 0, binding = 4) readonly buffer Index { int index_[]; };
 layout(std430, set = 0, binding = 5) readonly buffer Count { int count_[]; };
 layout(std430, set = 0, binding = 6) buffer Out { uint obuf[]; };
+layout(std430, set = 0, binding = 3) writeonly buffer Lse { float lse[]; }; // FLAG_LSE
 
 DEFINE_LOAD(load_q, qbuf)
 DEFINE_LOAD(load_k, kbuf)
@@ -57,15 +58,20 @@ void main()
         return;
     uint Hq = P.dims0.y, N = P.dims0.w, B = P.dims1.y, n = P.dims2.x;
     uint rt_count = B / QT;
-    uint rt = id % rt_count, I = (id / rt_count) % n, bh = id / (rt_count * n);
+    // Row `row` of the call is the absolute block I; queries are positions
+    // [P, N), position p at row p - P of q and out.
+    uint nr = P.geom.z, first = P.geom.x;
+    uint rt = id % rt_count, row = (id / rt_count) % nr, bh = id / (rt_count * nr);
+    uint I = P.geom.y + row;
     uint b = bh / Hq, h = bh % Hq, kh = h / P.dims2.w;
     uint q0 = I * B + rt * QT, qi = q0 + tid;
+    bool mine = qi < N && qi >= first;
     const float NEG_INF = uintBitsToFloat(0xff800000u);
     uint ks = P.str[1].w, vs = P.str[2].w;
 
     float q[D], o[D], s[KT];
-    uint qbase = elem(0u, P.off0.x, b, h, min(qi, N - 1u), 0u);
-    float qmul = qi < N ? P.f0.w : 0.0;
+    uint qbase = elem(0u, P.off0.x, b, h, mine ? qi - first : 0u, 0u);
+    float qmul = mine ? P.f0.w : 0.0;
     // Not unrolled (D iterations): one load site instead of D keeps the JIT
     // code small; q[] is then a stack array, read at constant indices below.
     for (uint c = 0u; c < D; c++)
@@ -74,14 +80,14 @@ void main()
         o[c] = 0.0;
     float m = NEG_INF, l = 0.0;
 
-    int cnt = clamp(count_[elem(5u, P.off1.y, b, h, I, 0u)], 0, int(n));
+    int cnt = clamp(count_[elem(5u, P.off1.y, b, h, row, 0u)], 0, int(n));
     uint spb = B / KT, steps = uint(cnt) * spb;
     int prev = -1, J = 0;
     bool listed = false;
     for (uint t = 0u; t < steps; t++) {
         uint p = t / spb, kc = (t - p * spb) * KT;
         if (kc == 0u) { // first step of list entry p; invalid entries are skipped
-            J = index_[elem(4u, P.off1.x, b, h, I, p)];
+            J = index_[elem(4u, P.off1.x, b, h, row, p)];
             listed = J > prev && J <= int(I);
             if (listed)
                 prev = J;
@@ -120,10 +126,13 @@ void main()
             m = m_new;
         }
     }
-    if (qi < N) {
+    if (mine) {
         float inv = l > 0.0 ? 1.0 / l : (isnan(l) ? l : 0.0); // no visible key: 0
-        uint obase = elem(6u, P.off1.z, b, h, qi, 0u);
+        uint obase = elem(6u, P.off1.z, b, h, qi - first, 0u);
         for (uint c = 0u; c < D; c++) // not unrolled either: D iterations
             store_out(obase + c * P.str[6].w, o[c] * inv);
+        if ((P.dims3.w & FLAG_LSE) != 0u) // m, l in log2 units
+            lse[elem(3u, P.off0.w, b, h, qi - first, 0u)] =
+                l > 0.0 ? (m + log2(l)) * 0.69314718055994531 : (isnan(l) ? l : NEG_INF);
     }
 }

@@ -14,6 +14,8 @@ layout(std140, set = 0, binding = 11) uniform Params {
     uvec4 dims3;   // selector, sink, local, flags
     vec4 f0;       // scale, routing coefficient, beta, q multiplier
     vec4 f1;       // tau
+    uvec4 geom;    // query offset P (queries are positions [P, N)), row0 = floor(P / B),
+                   // rows of the call (absolute blocks row0 ..), -
 } P;
 
 #define SEL_STEM 0u
@@ -27,6 +29,9 @@ layout(std140, set = 0, binding = 11) uniform Params {
 #define FLAG_BONUS 4u
 #define FLAG_PHASE2 8u
 #define FLAG_XATTN_DIAG 16u
+#define FLAG_VSTATS_IN 32u  // vbonus: PROVIDED (mean, sd) in binding 3 (the scores slot)
+#define FLAG_VSTATS_OUT 64u // vbonus: statistics used, to binding 4 (the index slot)
+#define FLAG_LSE 128u       // attention: natural-log lse to binding 3 (the scores slot)
 
 // Flattened workgroup index (dispatches are split over x and y).
 uint wg_id() { return gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x; }

@@ -1,6 +1,7 @@
 #version 450
 // Block scores from phase sums (section 3): one 16x16 tile of
-// L[I][J] = coef * dot(Qflat[I], Kflat[J]) + vb[J] (J <= I), -inf above.
+// L[r][J] = coef * dot(Qflat[r], Kflat[J]) + vb[J] (J <= I = row0 + r), -inf
+// above; rows r of the call (P.geom.z), n key blocks.
 #extension GL_GOOGLE_include_directive : enable
 #include "common.glsl"
 
@@ -16,24 +17,25 @@ shared float Bs[16][17];
 void main()
 {
     uint id = wg_id();
-    uint n = P.dims2.x, tn = (n + 15u) / 16u;
+    uint n = P.dims2.x, tn = (n + 15u) / 16u, nr = P.geom.z, tr = (nr + 15u) / 16u;
+    uint row0 = P.geom.y;
     if (id >= P.dims2.z)
         return;
-    uint tj = id % tn, ti = (id / tn) % tn, bh = id / (tn * tn);
+    uint tj = id % tn, ti = (id / tn) % tr, bh = id / (tn * tr);
     uint Hq = P.dims0.y, Hkv = P.dims0.z, g = P.dims2.w;
     uint b = bh / Hq, h = bh % Hq, kv = b * Hkv + h / g;
     uint W = P.dims1.z * P.dims1.x;
     uint lx = gl_LocalInvocationID.x, ly = gl_LocalInvocationID.y;
-    uint I = ti * 16u + ly, J = tj * 16u + lx;
+    uint r = ti * 16u + ly, I = row0 + r, J = tj * 16u + lx;
     const float NEG_INF = uintBitsToFloat(0xff800000u);
-    if (tj > ti) { // whole tile above the diagonal
-        if (I < n && J < n)
-            scores[elem(3u, P.off0.w, b, h, I, J)] = NEG_INF;
+    if (tj * 16u > row0 + ti * 16u + 15u) { // whole tile above the diagonal
+        if (r < nr && J < n)
+            scores[elem(3u, P.off0.w, b, h, r, J)] = NEG_INF;
         return;
     }
     float acc = 0.0;
-    uint arow = bh * n + ti * 16u + ly, brow = kv * n + tj * 16u + ly;
-    bool aok = ti * 16u + ly < n, bok = tj * 16u + ly < n;
+    uint arow = bh * nr + r, brow = kv * n + tj * 16u + ly;
+    bool aok = r < nr, bok = tj * 16u + ly < n;
     for (uint k0 = 0u; k0 < W; k0 += 16u) {
         uint kk = k0 + lx;
         As[ly][lx] = aok && kk < W ? qflat[arow * W + kk] : 0.0;
@@ -43,6 +45,6 @@ void main()
             acc += As[ly][p] * Bs[lx][p];
         barrier();
     }
-    if (I < n && J < n)
-        scores[elem(3u, P.off0.w, b, h, I, J)] = J <= I ? acc * P.f0.y + vb[kv * n + J] : NEG_INF;
+    if (r < nr && J < n)
+        scores[elem(3u, P.off0.w, b, h, r, J)] = J <= I ? acc * P.f0.y + vb[kv * n + J] : NEG_INF;
 }

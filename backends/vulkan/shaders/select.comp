@@ -83,11 +83,11 @@ float xw(uint J)
 void main()
 {
     uint id = wg_id(), tid = gl_LocalInvocationID.x;
-    uint n = P.dims2.x, Hq = P.dims0.y;
-    uint I = id % n, bh = id / n;
+    uint n = P.dims2.x, Hq = P.dims0.y, nr = P.geom.z;
+    uint row = id % nr, I = P.geom.y + row, bh = id / nr; // absolute block of the call's row
     gb = bh / Hq;
     gh = bh % Hq;
-    gI = I;
+    gI = row;
     uint sel = P.dims3.x;
     int sink = int(P.dims3.y), local_ = int(P.dims3.z);
     bool xattn = sel == SEL_XATTN || sel == SEL_XATTN_STRICT;
@@ -206,11 +206,11 @@ void main()
         uint chunk_keep;
         uint pos = prefix_sum(keep ? 1u : 0u, chunk_keep);
         if (keep)
-            index_[elem(4u, P.off1.x, gb, gh, I, pos_carry + pos - 1u)] = int(J);
+            index_[elem(4u, P.off1.x, gb, gh, row, pos_carry + pos - 1u)] = int(J);
         pos_carry += chunk_keep;
     }
     for (uint p = pos_carry + tid; p < n; p += 256u)
-        index_[elem(4u, P.off1.x, gb, gh, I, p)] = -1;
+        index_[elem(4u, P.off1.x, gb, gh, row, p)] = -1;
     if (tid == 0u)
-        count_[elem(5u, P.off1.y, gb, gh, I, 0u)] = int(pos_carry);
+        count_[elem(5u, P.off1.y, gb, gh, row, 0u)] = int(pos_carry);
 }

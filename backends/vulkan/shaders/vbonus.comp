@@ -8,6 +8,8 @@
 layout(local_size_x = 256) in;
 layout(std430, set = 0, binding = 9) readonly buffer Gmax { float gmax[]; };
 layout(std430, set = 0, binding = 10) writeonly buffer Vb { float vb[]; };
+layout(std430, set = 0, binding = 3) readonly buffer Vin { float vin[]; };   // FLAG_VSTATS_IN
+layout(std430, set = 0, binding = 4) writeonly buffer Vout { float vout[]; }; // FLAG_VSTATS_OUT
 
 shared float red[256];
 
@@ -59,9 +61,20 @@ void main()
     }
     float ss = reduce_sum(s);
     float sd = gv > 1u ? sqrt(ss / float(gv - 1u)) : 0.0;
+    // (b, KV head) of this workgroup: dims0.y holds Hkv here.
+    uint b = bh / P.dims0.y, kh = bh % P.dims0.y;
+    bool provided = (P.dims3.w & FLAG_VSTATS_IN) != 0u;
+    if (provided) {
+        mean = vin[elem(3u, P.off0.w, b, kh, 0u, 0u)];
+        sd = vin[elem(3u, P.off0.w, b, kh, 0u, 1u)];
+    }
+    if ((P.dims3.w & FLAG_VSTATS_OUT) != 0u && tid == 0u) {
+        vout[elem(4u, P.off1.x, b, kh, 0u, 0u)] = mean;
+        vout[elem(4u, P.off1.x, b, kh, 0u, 1u)] = sd;
+    }
     for (uint J = tid; J < n; J += 256u) {
         float acc = 0.0;
-        if (gv > 0u)
+        if (gv > 0u || provided)
             for (uint a = 0u; a < G; a++) {
                 float z = (log(gmax[bh * nG + J * G + a] + 1e-6) - mean) / (sd + 1e-6);
                 acc += beta * max(z, 0.0);
