@@ -49,11 +49,11 @@ static int tb_push(tokbuf *b, const int32_t *ids, int64_t n)
     return 0;
 }
 
-static int tb_text(tokbuf *b, const bpe_tokenizer *tok, const char *text)
+static int tb_text(tokbuf *b, const lm_tokenizer *tok, const char *text)
 {
     size_t len = strlen(text);
     int32_t tmp[1024];
-    int64_t n = bpe_encode(tok, text, len, tmp, 1024);
+    int64_t n = lm_encode(tok, text, len, tmp, 1024);
     if (n < 0 || n > 1024) return -1;
     return tb_push(b, tmp, n);
 }
@@ -95,10 +95,10 @@ typedef struct answer_score {
 } answer_score;
 
 /* logits of rows [P-1, n-1): the answer's tokens ans[0..A) */
-static int score_answer(const smollm2 *m, const float *hid, int64_t P, const int32_t *ans,
+static int score_answer(const lm_model *m, const float *hid, int64_t P, const int32_t *ans,
                         int64_t A, float *logits, answer_score *r)
 {
-    smollm2_logits(m, hid + (P - 1) * m->d_model, A, logits);
+    lm_logits(m, hid + (P - 1) * m->d_model, A, logits);
     memset(r, 0, sizeof *r);
     r->exact = 1;
     for (int64_t a = 0; a < A; a++) {
@@ -130,7 +130,7 @@ int eval_task(eval_state *es, const eval_args *a, eval_config *cfgs, int n_cfgs)
     int64_t lengths[16], depths[32];
     int n_len = parse_list(a->lengths, lengths, 16), n_dep = parse_list(a->depths, depths, 32);
     if (n_len <= 0 || n_dep <= 0) return tool_error("eval: bad --lengths or --depths");
-    const smollm2 *m = &es->model;
+    const lm_model *m = &es->model;
     /* filler: every --text, tokenized once */
     tokbuf fill[EVAL_MAX_TEXTS] = {{0}};
     int n_fill = 0, rc = 0;
@@ -145,7 +145,7 @@ int eval_task(eval_state *es, const eval_args *a, eval_config *cfgs, int n_cfgs)
         }
         fill[n_fill].cap = (int64_t)len + 16;
         fill[n_fill].ids = malloc((size_t)fill[n_fill].cap * sizeof(int32_t));
-        fill[n_fill].n = fill[n_fill].ids ? bpe_encode(es->tok, s, len, fill[n_fill].ids,
+        fill[n_fill].n = fill[n_fill].ids ? lm_encode(es->tok, s, len, fill[n_fill].ids,
                                                        fill[n_fill].cap)
                                           : -1;
         free(s);
@@ -236,7 +236,7 @@ int eval_task(eval_state *es, const eval_args *a, eval_config *cfgs, int n_cfgs)
                 int64_t split = q.n;
                 for (int64_t i = 0; i < q.n && !bad; i++) {
                     char piece[64];
-                    bpe_decode_token(es->tok, q.ids[i], piece, sizeof piece);
+                    lm_decode_token(es->tok, q.ids[i], piece, sizeof piece);
                     if (strpbrk(piece, "0123456789")) {
                         split = i;
                         break;
@@ -281,7 +281,7 @@ int eval_task(eval_state *es, const eval_args *a, eval_config *cfgs, int n_cfgs)
                         printf("# answer tokens:");
                         for (int64_t i = 0; i < A; i++) {
                             char piece[64];
-                            bpe_decode_token(es->tok, ans.ids[i], piece, sizeof piece);
+                            lm_decode_token(es->tok, ans.ids[i], piece, sizeof piece);
                             printf(" [%s]", piece);
                         }
                         printf("\n");
