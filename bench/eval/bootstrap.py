@@ -93,6 +93,8 @@ def main():
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--by-depth", action="store_true")
+    ap.add_argument("--depth-table", metavar="METRIC",
+                    help="task: only a depth x configuration table of METRIC (mean [95%%])")
     a = ap.parse_args()
     rows = [r for f in a.files for r in load(f)]
     data, metrics = (units_prose if a.kind == "prose" else units_task)(rows)
@@ -121,6 +123,19 @@ def main():
             groups.append(("depth " + d, [u for u in units if u[3] == d]))
     print("# %s: %d units (%d incomplete dropped), %d bootstrap resamples, seed %d" %
           (", ".join(a.files), len(units), dropped, a.n, a.seed))
+    if a.depth_table:
+        depths = sorted({u[3] for u in units}, key=float)
+        print("\n| %s | %s | all |" % (a.depth_table, " | ".join("depth %s%%" % d for d in depths)))
+        print("|---|" + "---|" * (len(depths) + 1))
+        for c in configs:
+            cells = []
+            for d in depths + [None]:
+                vals = [data[u][c][a.depth_table] for u in units if d is None or u[3] == d]
+                m, lo, hi = boot(vals, a.n, rng)
+                cells.append("%.2f [%.2f, %.2f]" % (m, lo, hi))
+            print("| `%s` | %s |" % (c, " | ".join(cells)))
+        print("\n(%d prompts per depth at most)" % max(sum(u[3] == d for u in units) for d in depths))
+        return 0
     for gname, us in groups:
         print("\n## %s (%d units)\n" % (gname, len(us)))
         print("| config | " + " | ".join(metrics) + " |")
