@@ -20,7 +20,7 @@ ifneq ($(STEM_TEST_REQUIRE),)
 test: export STEM_TEST_REQUIRE := $(STEM_TEST_REQUIRE)$(TEST_REQUIRE_EXTRA)
 endif
 
-.PHONY: all deps configure build model demo test test-vulkan test-full test-asan test-tsan test-huge fuzz fuzz-long clean
+.PHONY: all deps configure build model demo test test-python-pip test-vulkan test-full test-asan test-tsan test-huge fuzz fuzz-long clean
 
 all: build
 
@@ -68,6 +68,11 @@ test: build
 	@cd $(BUILD) && ctest --output-on-failure --timeout 300; status=$$?; \
 	  echo; echo "== conformance summary =="; \
 	  bash $(CURDIR)/scripts/conformance-summary.sh . || status=1; exit $$status
+
+# `pip install ./python` in a fresh virtual environment, then the package
+# used from outside the tree (needs PyPI for setuptools).
+test-python-pip: deps
+	bash python/tests/pip_install_check.sh
 
 # The Vulkan backend alone (lavapipe will do), in its own build tree; a
 # missing Vulkan device fails instead of skipping. make test runs it too.

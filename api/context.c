@@ -1,6 +1,7 @@
 /* Contexts (one device + its queue) and buffers. */
 #include "stem_internal.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +194,7 @@ stem_status stem_buffer_create(stem_context *ctx, size_t bytes, stem_buffer **ou
     stem_status st = buffer_new(ctx, bytes, "stem_buffer_create", out, &buf);
     if (st != STEM_OK)
         return st;
+    buf->owned = 1;
     st = ctx->ops->buffer_alloc(ctx, buf, bytes);
     if (st != STEM_OK) {
         free(buf);
@@ -220,6 +222,59 @@ stem_status stem_buffer_wrap_host(stem_context *ctx, void *host, size_t bytes, s
     ctx->live_buffers++;
     *out = buf;
     return STEM_OK;
+}
+
+stem_status stem_buffer_wrap_native(stem_context *ctx, void *handle, size_t offset,
+                                    size_t bytes, stem_buffer **out)
+{
+    const char *fn = "stem_buffer_wrap_native";
+    stem_enter(ctx);
+    if (!handle)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "%s: handle is NULL", fn);
+    if (offset > SIZE_MAX - bytes)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "%s: offset %zu + bytes %zu overflows",
+                              fn, offset, bytes);
+    stem_buffer *buf = NULL;
+    stem_status st = buffer_new(ctx, bytes, fn, out, &buf);
+    if (st != STEM_OK)
+        return st;
+    if (!ctx->ops->buffer_wrap_native) {
+        free(buf);
+        return stem_set_error(STEM_ERR_UNSUPPORTED, "%s: the %s backend wraps no native memory",
+                              fn, ctx->ops->name);
+    }
+    st = ctx->ops->buffer_wrap_native(ctx, buf, handle, offset, bytes);
+    if (st != STEM_OK) {
+        free(buf);
+        return st;
+    }
+    ctx->live_buffers++;
+    *out = buf;
+    return STEM_OK;
+}
+
+void stem_native_handles_init(stem_native_handles *handles)
+{
+    if (!handles)
+        return;
+    memset(handles, 0, sizeof *handles);
+    handles->struct_size = sizeof *handles;
+}
+
+stem_status stem_context_get_native(const stem_context *ctx, stem_native_handles *handles)
+{
+    stem_enter(ctx);
+    if (!ctx || !handles)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_context_get_native: %s is NULL",
+                              ctx ? "handles" : "ctx");
+    stem_native_handles h;
+    stem_native_handles_init(&h);
+    h.backend = ctx->device.backend;
+    if (ctx->ops->context_native)
+        ctx->ops->context_native(ctx, &h);
+    return stem_struct_out(handles, &h, sizeof h,
+                           STEM_SIZE_THROUGH(stem_native_handles, queue_family),
+                           "stem_context_get_native", "handles", "stem_native_handles_init");
 }
 
 void stem_buffer_destroy(stem_buffer *buf)

@@ -14,10 +14,13 @@
  *    (stem_context_desc.log) it reports what it decided (device, plan
  *    shape, kernel variants) and every failure of a call on that context.
  *  - A context is used by one thread at a time; distinct contexts are
- *    independent. Stages are asynchronous on GPU backends: stem_synchronize
+ *    independent. Stages are asynchronous on the CUDA and OpenCL backends
+ *    (Vulkan and CPU return when the work is done): stem_synchronize
  *    waits; stem_buffer_read/write are blocking.
  *  - Lifetimes: plans and buffers belong to the context that made them and
  *    are destroyed before it (stem_context_destroy refuses while any lives).
+ *  - CUDA: every call makes libstem's context current for its duration and
+ *    restores the caller's current context before returning.
  *
  * Growth rule (ABI)
  *  - Every struct the caller fills or the library fills for the caller
@@ -156,7 +159,15 @@ typedef struct stem_context_desc {
     stem_log_fn log;       /* optional; the library prints nothing without it */
     void *log_user;
     /* Optional native queue to run on instead of the context's own: a
-     * CUstream (CUDA) or cl_command_queue (OpenCL, same device); NULL = own. */
+     * CUstream (CUDA, of the device's primary context; CU_STREAM_LEGACY,
+     * (void *)1, for the legacy default stream) or cl_command_queue
+     * (OpenCL, same device; the context then uses that queue's cl_context);
+     * NULL = own. Vulkan takes none (STEM_ERR_UNSUPPORTED): it runs on its
+     * own VkDevice and queue, see stem_context_get_native. The caller keeps
+     * the queue alive until stem_context_destroy; libstem never destroys it
+     * and waits on it only in stem_synchronize and stem_buffer_read/write
+     * (CUDA devices without memory pools also when freeing memory of its
+     * own: buffers, plans). */
     void *native_queue;
     /* Optional directory for compiled kernel caches (OpenCL program binaries,
      * Vulkan pipeline cache); copied at create time; NULL = no disk cache. */
@@ -174,6 +185,24 @@ STEM_API stem_status stem_context_get_device(const stem_context *ctx, stem_devic
 /* Waits for all work queued on the context. */
 STEM_API stem_status stem_synchronize(stem_context *ctx);
 
+/* The native objects a context runs on, so a caller can make memory for
+ * stem_buffer_wrap_native and order its own work against libstem's. The
+ * handles stay owned by libstem (valid until stem_context_destroy). */
+typedef struct stem_native_handles {
+    size_t struct_size;
+    stem_backend backend;
+    void *context;         /* CUDA: CUcontext (the device's primary context);
+                              OpenCL: cl_context; Vulkan: VkDevice; CPU: NULL */
+    void *queue;           /* CUstream; cl_command_queue; VkQueue; CPU: NULL */
+    void *device;          /* CUDA: CUdevice (an int, cast); OpenCL: cl_device_id;
+                              Vulkan: VkPhysicalDevice; CPU: NULL */
+    void *instance;        /* Vulkan: VkInstance; else NULL */
+    uint32_t queue_family; /* Vulkan: the queue's family index; else 0 */
+} stem_native_handles;
+STEM_API void stem_native_handles_init(stem_native_handles *handles);
+STEM_API stem_status stem_context_get_native(const stem_context *ctx,
+                                             stem_native_handles *handles);
+
 /* ----------------------------------------------------------------- buffers */
 
 /* Library-owned memory on the context's device. */
@@ -183,8 +212,36 @@ STEM_API stem_status stem_buffer_create(stem_context *ctx, size_t bytes, stem_bu
  * address host memory returns STEM_ERR_UNSUPPORTED (use stem_buffer_create). */
 STEM_API stem_status stem_buffer_wrap_host(stem_context *ctx, void *host, size_t bytes,
                                            stem_buffer **out);
-/* Before its context is destroyed, and after any stage that uses it has
- * finished (stem_synchronize). NULL is a no-op. */
+/* Caller-owned device memory, used in place (zero copy). handle is, per
+ * backend of ctx:
+ *   CPU     a host pointer (as stem_buffer_wrap_host)
+ *   CUDA    a CUdeviceptr cast to void *, allocated on the context's
+ *           device in its primary context (where libstem runs, and where
+ *           the CUDA runtime, PyTorch and CuPy allocate)
+ *   OpenCL  a cl_mem of the context's cl_context (stem_context_get_native);
+ *           libstem holds a reference (clRetainMemObject) until destroy
+ *   Vulkan  a VkBuffer created on the context's VkDevice
+ *           (stem_context_get_native) with usage STORAGE_BUFFER |
+ *           TRANSFER_SRC | TRANSFER_DST, bound to memory, at least
+ *           offset + bytes rounded up to 16 bytes long
+ * The buffer is [offset, offset + bytes) of that memory. Vulkan needs
+ * offset to be a multiple of 16, OpenCL (offset > 0: a sub-buffer) of the
+ * device's base address alignment; CUDA takes any offset (16-byte aligned
+ * tensors get the tensor-core kernels). Ownership: the caller keeps the
+ * memory alive until stem_buffer_destroy; libstem never frees it, never
+ * zero-fills it and never waits on a queue to create or destroy it. Work on
+ * the memory is ordered by the context's queue (native_queue when given):
+ * the caller orders its own accesses against that queue. libstem checks
+ * what the runtime lets it (CUDA: the pointer's device and allocation
+ * range; OpenCL: the object's type, context and size); a VkBuffer cannot
+ * be checked. */
+STEM_API stem_status stem_buffer_wrap_native(stem_context *ctx, void *handle, size_t offset,
+                                             size_t bytes, stem_buffer **out);
+/* Before its context is destroyed. Stages still queued on the buffer are
+ * not disturbed: library-owned memory is released once they are done
+ * (CPU and Vulkan stages have finished on return; OpenCL and CUDA release
+ * in queue order), and wrapped memory is never released, so the caller
+ * keeps it alive until the queued work is done. NULL is a no-op. */
 STEM_API void stem_buffer_destroy(stem_buffer *buf);
 STEM_API size_t stem_buffer_size(const stem_buffer *buf);
 /* Blocking copies; [offset, offset + bytes) must lie inside the buffer. */

@@ -122,6 +122,12 @@ typedef struct stem_backend_ops {
     /* Sets buf->impl (and buf->host when host-addressable). */
     stem_status (*buffer_alloc)(stem_context *ctx, stem_buffer *buf, size_t bytes);
     stem_status (*buffer_wrap_host)(stem_context *ctx, stem_buffer *buf, void *host, size_t bytes);
+    /* Caller-owned native memory (see stem_buffer_wrap_native); the core
+     * has checked handle != NULL and bytes > 0. NULL = unsupported. */
+    stem_status (*buffer_wrap_native)(stem_context *ctx, stem_buffer *buf, void *handle,
+                                      size_t offset, size_t bytes);
+    /* Fills the backend's fields of h (backend is set); NULL = none. */
+    void (*context_native)(const stem_context *ctx, stem_native_handles *h);
     void (*buffer_free)(stem_context *ctx, stem_buffer *buf);
     stem_status (*buffer_write)(stem_context *ctx, stem_buffer *buf, size_t offset,
                                 const void *src, size_t bytes);
@@ -166,6 +172,7 @@ struct stem_buffer {
     stem_context *ctx;
     size_t size;
     void *host;  /* host address when the backend's memory is host memory, else NULL */
+    int owned;   /* made by stem_buffer_create (else the caller's: never freed) */
     void *impl;  /* backend handle */
 };
 

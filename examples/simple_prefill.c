@@ -1,5 +1,6 @@
-/* The README's example, runnable: Stem prefill on host memory, compared
- * with dense attention through the same library. Exits non-zero on error. */
+/* The README's example, runnable: Stem prefill on host data, compared with
+ * dense attention through the same library, on the best device (a GPU, else
+ * the CPU). Exits non-zero on error. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,19 @@
     } while (0)
 
 enum { HQ = 4, HKV = 1, N = 4096, D = 64 };
+
+/* Host data as a buffer: used in place where the device can address host
+ * memory (CPU), else copied into device memory (GPUs answer UNSUPPORTED). */
+static stem_status input_buffer(stem_context *ctx, void *host, size_t bytes, stem_buffer **out)
+{
+    stem_status st = stem_buffer_wrap_host(ctx, host, bytes, out);
+    if (st != STEM_ERR_UNSUPPORTED)
+        return st;
+    st = stem_buffer_create(ctx, bytes, out);
+    if (st == STEM_OK && (st = stem_buffer_write(*out, 0, host, bytes)) != STEM_OK)
+        stem_buffer_destroy(*out);
+    return st;
+}
 
 int main(void)
 {
@@ -56,9 +70,9 @@ int main(void)
     cfg.block_size = 64;      /* ... with 64-token blocks, so 4K tokens are sparse */
 
     stem_buffer *bq, *bk, *bv, *bo;
-    CHECK(stem_buffer_wrap_host(ctx, q, nq * sizeof *q, &bq));
-    CHECK(stem_buffer_wrap_host(ctx, k, nkv * sizeof *k, &bk));
-    CHECK(stem_buffer_wrap_host(ctx, v, nkv * sizeof *v, &bv));
+    CHECK(input_buffer(ctx, q, nq * sizeof *q, &bq));
+    CHECK(input_buffer(ctx, k, nkv * sizeof *k, &bk));
+    CHECK(input_buffer(ctx, v, nkv * sizeof *v, &bv));
     CHECK(stem_buffer_create(ctx, nq * sizeof *q, &bo));
     const stem_tensor tq = stem_tensor_bhnd(bq, 0, STEM_DTYPE_F32, 1, HQ, N, D);
     const stem_tensor tk = stem_tensor_bhnd(bk, 0, STEM_DTYPE_F32, 1, HKV, N, D);

@@ -166,6 +166,13 @@ static stem_status cpu_buffer_wrap_host(stem_context *ctx, stem_buffer *buf, voi
     return STEM_OK;
 }
 
+/* The CPU's native memory is host memory: the handle is a host pointer. */
+static stem_status cpu_buffer_wrap_native(stem_context *ctx, stem_buffer *buf, void *handle,
+                                          size_t offset, size_t bytes)
+{
+    return cpu_buffer_wrap_host(ctx, buf, (char *)handle + offset, bytes);
+}
+
 static void cpu_buffer_free(stem_context *ctx, stem_buffer *buf)
 {
     (void)ctx;
@@ -220,6 +227,7 @@ const stem_backend_ops stem_cpu_backend_ops = {
     .context_fini = cpu_context_fini,
     .buffer_alloc = cpu_buffer_alloc,
     .buffer_wrap_host = cpu_buffer_wrap_host,
+    .buffer_wrap_native = cpu_buffer_wrap_native,
     .buffer_free = cpu_buffer_free,
     .buffer_write = cpu_buffer_write,
     .buffer_read = cpu_buffer_read,

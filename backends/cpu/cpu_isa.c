@@ -114,13 +114,15 @@ static int name_equals(const char *s, const char *lower)
 
 stem_cpu_isa stem_cpu_isa_cap(stem_cpu_isa isa)
 {
+    /* The AMX table has not yet run on AMX hardware, so it is opt-in: only
+     * STEM_CPU_MAX_ISA=amx selects it; without a cap (or with an unknown
+     * value) the best table is AVX-512. */
+    stem_cpu_isa cap = STEM_CPU_ISA_AVX512;
     const char *env = getenv("STEM_CPU_MAX_ISA");
-    if (!env || !*env)
-        return isa;
-    stem_cpu_isa cap = STEM_CPU_ISA_COUNT; /* unknown value: no cap */
-    for (int i = 0; i < STEM_CPU_ISA_COUNT; i++)
-        if (name_equals(env, stem_cpu_isa_name((stem_cpu_isa)i)))
-            cap = (stem_cpu_isa)i;
+    if (env && *env)
+        for (int i = 0; i < STEM_CPU_ISA_COUNT; i++)
+            if (name_equals(env, stem_cpu_isa_name((stem_cpu_isa)i)))
+                cap = (stem_cpu_isa)i;
     return isa < cap ? isa : cap;
 }
 

@@ -2,6 +2,8 @@
  *
  * Environment:
  *   STEM_CUDA_LIBRARY=path          driver library to dlopen (default libcuda.so.1)
+ *   STEM_CUDA_SYNC_ALLOC=1          buffers with cuMemAlloc/cuMemFree (waits) instead of
+ *                                   the device's stream-ordered pool
  *   STEM_CUDA_ATTN=sm90|sm90s|sm90p|mma|generic  that family of attention kernels first
  *                                   (cuda_variants.c); plans it cannot run take the defaults
  *   STEM_CUDA_GENERIC_ATTENTION=1   same as STEM_CUDA_ATTN=generic
@@ -47,10 +49,46 @@ stem_status stem_cuda_fail(CUresult r, const char *what)
                           stem_cuda_error_name(r));
 }
 
+/* Every entry of the ops table below runs between push_ctx and pop_ctx,
+ * so the caller's current context is back in place when a call returns
+ * (cuCtxSetCurrent would replace it for good). Inside, the context is
+ * already current: entering is a no-op kept where the stages state it. */
 stem_status stem_cuda_enter(stem_cuda_context *c, const char *what)
 {
-    const CUresult r = c->api->cuCtxSetCurrent(c->cu);
+    (void)c, (void)what;
+    return STEM_OK;
+}
+
+CUresult stem_cuda_mem_alloc(stem_cuda_context *c, CUdeviceptr *p, size_t bytes)
+{
+    if (!bytes)
+        bytes = 1;
+    return c->stream_alloc ? c->api->cuMemAllocAsync(p, bytes, c->stream)
+                           : c->api->cuMemAlloc(p, bytes);
+}
+
+void stem_cuda_mem_free(stem_cuda_context *c, CUdeviceptr p)
+{
+    if (!p)
+        return;
+    if (c->stream_alloc) {
+        c->api->cuMemFreeAsync(p, c->stream);
+    } else {
+        c->api->cuStreamSynchronize(c->stream); /* queued work may still use it */
+        c->api->cuMemFree(p);
+    }
+}
+
+static stem_status push_ctx(stem_cuda_context *c, const char *what)
+{
+    const CUresult r = c->api->cuCtxPushCurrent(c->cu);
     return r ? stem_cuda_fail(r, what) : STEM_OK;
+}
+
+static void pop_ctx(stem_cuda_context *c)
+{
+    CUcontext popped = NULL;
+    c->api->cuCtxPopCurrent(&popped);
 }
 
 stem_status stem_cuda_launch(stem_cuda_context *c, CUfunction fn, unsigned gx, unsigned gy,
@@ -141,11 +179,11 @@ static void cuda_probe(stem_probe_result *out)
     out->device_count = (uint32_t)n;
 }
 
+/* Called with c->cu pushed (when there is one); pops it. */
 static void context_release(stem_cuda_context *c)
 {
     const stem_cuda_api *api = c->api;
     if (c->cu) {
-        api->cuCtxSetCurrent(c->cu);
         if (c->stream && c->own_stream) {
             api->cuStreamSynchronize(c->stream);
             api->cuStreamDestroy(c->stream);
@@ -153,6 +191,7 @@ static void context_release(stem_cuda_context *c)
         for (int m = 0; m < STEM_CUDA_MOD_COUNT; m++)
             if (c->mod[m])
                 api->cuModuleUnload(c->mod[m]);
+        pop_ctx(c);
         api->cuDevicePrimaryCtxRelease(c->dev);
     }
     free(c);
@@ -179,8 +218,10 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
         st = stem_cuda_fail(r, "cuDevicePrimaryCtxRetain");
         goto fail;
     }
-    if ((r = api->cuCtxSetCurrent(c->cu))) {
-        st = stem_cuda_fail(r, "cuCtxSetCurrent");
+    if ((r = api->cuCtxPushCurrent(c->cu))) {
+        api->cuDevicePrimaryCtxRelease(c->dev);
+        c->cu = NULL;
+        st = stem_cuda_fail(r, "cuCtxPushCurrent");
         goto fail;
     }
     api->cuDeviceGetAttribute(&c->cc_major, STEM_CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, c->dev);
@@ -248,6 +289,14 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
         st = stem_cuda_fail(r, "cuFuncSetAttribute(xattention shared memory)");
         goto fail;
     }
+    /* Stream-ordered allocation where the device has memory pools: buffer
+     * creation and destruction are then queued on the stream instead of
+     * waiting for the device (STEM_CUDA_SYNC_ALLOC=1: cuMemAlloc/cuMemFree). */
+    int pools = 0;
+    api->cuDeviceGetAttribute(&pools, STEM_CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED, c->dev);
+    const char *sync_alloc = getenv("STEM_CUDA_SYNC_ALLOC");
+    c->stream_alloc = pools == 1 && api->cuMemAllocAsync && api->cuMemFreeAsync &&
+                      !(sync_alloc && *sync_alloc && strcmp(sync_alloc, "0") != 0);
     const char *sg = getenv("STEM_CUDA_SCORE_GEMM");
     c->score_tc = sg && !strcmp(sg, "tc");
     const char *fam = getenv("STEM_CUDA_ATTN");
@@ -257,6 +306,7 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
             c->attn_family = stem_cuda_attn_variants[i].family;
     if (gen && *gen && strcmp(gen, "0") != 0)
         c->attn_family = "generic";
+    pop_ctx(c);
     ctx->impl = c;
     return STEM_OK;
 fail:
@@ -266,28 +316,28 @@ fail:
 
 static void cuda_context_fini(stem_context *ctx)
 {
-    if (ctx->impl)
-        context_release(stem_cuda_ctx(ctx));
+    stem_cuda_context *c = stem_cuda_ctx(ctx);
+    if (c && push_ctx(c, "stem_context_destroy") != STEM_OK)
+        c->cu = NULL; /* cannot enter it: leak the driver objects rather than touch them */
+    if (c)
+        context_release(c);
     ctx->impl = NULL;
 }
 
 static stem_status cuda_buffer_alloc(stem_context *ctx, stem_buffer *buf, size_t bytes)
 {
     stem_cuda_context *c = stem_cuda_ctx(ctx);
-    stem_status st = stem_cuda_enter(c, "buffer create");
-    if (st != STEM_OK)
-        return st;
     CUdeviceptr p = 0;
-    CUresult r = c->api->cuMemAlloc(&p, bytes ? bytes : 1);
+    CUresult r = stem_cuda_mem_alloc(c, &p, bytes);
     if (r)
         return r == STEM_CUDA_ERROR_OUT_OF_MEMORY
                    ? stem_set_error(STEM_ERR_DEVICE_OUT_OF_MEMORY,
                                     "cuda buffer of %zu bytes: out of device memory", bytes)
                    : stem_cuda_fail(r, "cuMemAlloc");
-    /* Zeroed so a fresh buffer reads the same on every run and backend. */
-    if ((r = c->api->cuMemsetD8Async(p, 0, bytes, c->stream)) ||
-        (r = c->api->cuStreamSynchronize(c->stream))) {
-        c->api->cuMemFree(p);
+    /* Zeroed so a fresh buffer reads the same on every run and backend;
+     * queued, not waited for: all later use is ordered on the same stream. */
+    if ((r = c->api->cuMemsetD8Async(p, 0, bytes, c->stream))) {
+        stem_cuda_mem_free(c, p);
         return stem_cuda_fail(r, "clearing a new buffer");
     }
     buf->impl = (void *)(uintptr_t)p;
@@ -303,14 +353,70 @@ static stem_status cuda_buffer_wrap_host(stem_context *ctx, stem_buffer *buf, vo
                           "cuda backend does not wrap host memory; use stem_buffer_create");
 }
 
+/* The caller's device memory, in place. The pointer must belong to this
+ * context's device; the range is checked against its allocation where the
+ * driver reports one. */
+static stem_status cuda_buffer_wrap_native(stem_context *ctx, stem_buffer *buf, void *handle,
+                                           size_t offset, size_t bytes)
+{
+    stem_cuda_context *c = stem_cuda_ctx(ctx);
+    const CUdeviceptr p = (CUdeviceptr)(uintptr_t)handle;
+    int ordinal = -1;
+    CUresult r = c->api->cuPointerGetAttribute(&ordinal, STEM_CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+                                               p);
+    if (r)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_buffer_wrap_native: handle is not a CUDA device pointer (%s)",
+                              stem_cuda_error_name(r));
+    if (ordinal != (int)c->dev)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_buffer_wrap_native: the pointer lives on CUDA device %d, the "
+                              "context on device %d",
+                              ordinal, (int)c->dev);
+    /* Memory of another context of the device cannot be used from the
+     * primary one; pool and VMM allocations report no context. */
+    CUcontext owner = NULL;
+    if (!c->api->cuPointerGetAttribute(&owner, STEM_CU_POINTER_ATTRIBUTE_CONTEXT, p) && owner &&
+        owner != c->cu)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_buffer_wrap_native: the pointer was allocated in another CUDA "
+                              "context than the device's primary context, which libstem runs in "
+                              "(the CUDA runtime, PyTorch and CuPy allocate there)");
+    CUdeviceptr start = 0;
+    size_t size = 0;
+    if (!c->api->cuPointerGetAttribute(&start, STEM_CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, p) &&
+        !c->api->cuPointerGetAttribute(&size, STEM_CU_POINTER_ATTRIBUTE_RANGE_SIZE, p) &&
+        size > 0) {
+        const unsigned long long first = (unsigned long long)(p - start);
+        if (first > size || offset > size - first || bytes > size - first - offset)
+            return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                                  "stem_buffer_wrap_native: [%zu, %zu + %zu) from the pointer "
+                                  "runs past its allocation (%zu bytes from %llu in)",
+                                  offset, offset, bytes, size, first);
+    }
+    buf->impl = (void *)(uintptr_t)(p + offset);
+    buf->host = NULL;
+    buf->owned = 0;
+    return STEM_OK;
+}
+
 static void cuda_buffer_free(stem_context *ctx, stem_buffer *buf)
 {
     stem_cuda_context *c = stem_cuda_ctx(ctx);
-    if (buf->impl && stem_cuda_enter(c, "buffer destroy") == STEM_OK) {
-        c->api->cuStreamSynchronize(c->stream); /* queued work may still use it */
-        c->api->cuMemFree((CUdeviceptr)(uintptr_t)buf->impl);
-    }
+    /* Wrapped memory is the caller's: nothing to free, nothing to wait for.
+     * Ours may still be read by queued work: freed in stream order, or
+     * (without memory pools) after waiting for the stream. */
+    if (buf->impl && buf->owned)
+        stem_cuda_mem_free(c, (CUdeviceptr)(uintptr_t)buf->impl);
     buf->impl = NULL;
+}
+
+static void cuda_context_native(const stem_context *ctx, stem_native_handles *h)
+{
+    const stem_cuda_context *c = stem_cuda_ctx(ctx);
+    h->context = c->cu;
+    h->queue = c->stream;
+    h->device = (void *)(intptr_t)c->dev;
 }
 
 static stem_status cuda_buffer_write(stem_context *ctx, stem_buffer *buf, size_t offset,
@@ -351,24 +457,86 @@ static stem_status cuda_synchronize(stem_context *ctx)
     return r ? stem_cuda_fail(r, "stem_synchronize") : STEM_OK;
 }
 
+/* ------------------------------------------- entries: push, run, pop */
+
+#define CUDA_ENTRY(name, fn, ctx_expr, params, args)                                           \
+    static stem_status name params                                                            \
+    {                                                                                          \
+        stem_cuda_context *c_ = stem_cuda_ctx(ctx_expr);                                       \
+        stem_status st_ = push_ctx(c_, #fn);                                                   \
+        if (st_ != STEM_OK)                                                                    \
+            return st_;                                                                        \
+        st_ = fn args;                                                                         \
+        pop_ctx(c_);                                                                           \
+        return st_;                                                                            \
+    }
+
+CUDA_ENTRY(entry_buffer_alloc, cuda_buffer_alloc, ctx,
+           (stem_context * ctx, stem_buffer * buf, size_t bytes), (ctx, buf, bytes))
+CUDA_ENTRY(entry_buffer_wrap_native, cuda_buffer_wrap_native, ctx,
+           (stem_context * ctx, stem_buffer * buf, void *h, size_t off, size_t bytes),
+           (ctx, buf, h, off, bytes))
+CUDA_ENTRY(entry_buffer_write, cuda_buffer_write, ctx,
+           (stem_context * ctx, stem_buffer * buf, size_t off, const void *src, size_t bytes),
+           (ctx, buf, off, src, bytes))
+CUDA_ENTRY(entry_buffer_read, cuda_buffer_read, ctx,
+           (stem_context * ctx, stem_buffer * buf, size_t off, void *dst, size_t bytes),
+           (ctx, buf, off, dst, bytes))
+CUDA_ENTRY(entry_synchronize, cuda_synchronize, ctx, (stem_context * ctx), (ctx))
+CUDA_ENTRY(entry_plan_init, stem_cuda_plan_init, plan->ctx, (stem_plan * plan), (plan))
+CUDA_ENTRY(entry_score, stem_cuda_score, plan->ctx,
+           (stem_plan * plan, const stem_pass *pass, const stem_tensor *q, const stem_tensor *k,
+            const stem_tensor *v, const stem_tensor *scores),
+           (plan, pass, q, k, v, scores))
+CUDA_ENTRY(entry_select, stem_cuda_select, plan->ctx,
+           (stem_plan * plan, const stem_pass *pass, const stem_tensor *scores,
+            const stem_tensor *index, const stem_tensor *count),
+           (plan, pass, scores, index, count))
+CUDA_ENTRY(entry_attention, stem_cuda_attention, plan->ctx,
+           (stem_plan * plan, const stem_pass *pass, const stem_tensor *q, const stem_tensor *k,
+            const stem_tensor *v, const stem_tensor *index, const stem_tensor *count,
+            const stem_tensor *out),
+           (plan, pass, q, k, v, index, count, out))
+#undef CUDA_ENTRY
+
+static void entry_buffer_free(stem_context *ctx, stem_buffer *buf)
+{
+    stem_cuda_context *c = stem_cuda_ctx(ctx);
+    if (push_ctx(c, "stem_buffer_destroy") != STEM_OK)
+        return; /* leaks rather than touching another context's memory */
+    cuda_buffer_free(ctx, buf);
+    pop_ctx(c);
+}
+
+static void entry_plan_fini(stem_plan *plan)
+{
+    stem_cuda_context *c = stem_cuda_ctx(plan->ctx);
+    if (push_ctx(c, "stem_plan_destroy") != STEM_OK)
+        return;
+    stem_cuda_plan_fini(plan);
+    pop_ctx(c);
+}
+
 const stem_backend_ops stem_cuda_backend_ops = {
     .kind = STEM_BACKEND_CUDA,
     .name = "cuda",
     .probe = cuda_probe,
     .context_init = cuda_context_init,
     .context_fini = cuda_context_fini,
-    .buffer_alloc = cuda_buffer_alloc,
+    .buffer_alloc = entry_buffer_alloc,
     .buffer_wrap_host = cuda_buffer_wrap_host,
-    .buffer_free = cuda_buffer_free,
-    .buffer_write = cuda_buffer_write,
-    .buffer_read = cuda_buffer_read,
-    .plan_init = stem_cuda_plan_init,
-    .plan_fini = stem_cuda_plan_fini,
+    .buffer_wrap_native = entry_buffer_wrap_native,
+    .context_native = cuda_context_native,
+    .buffer_free = entry_buffer_free,
+    .buffer_write = entry_buffer_write,
+    .buffer_read = entry_buffer_read,
+    .plan_init = entry_plan_init,
+    .plan_fini = entry_plan_fini,
     .plan_check = stem_cuda_plan_check,
-    .score = stem_cuda_score,
-    .select = stem_cuda_select,
-    .attention = stem_cuda_attention,
-    .synchronize = cuda_synchronize,
+    .score = entry_score,
+    .select = entry_select,
+    .attention = entry_attention,
+    .synchronize = entry_synchronize,
     .caps = STEM_CAP_Q_OFFSET | STEM_CAP_VSTATS | STEM_CAP_LSE,
     .dtypes = (1u << STEM_DTYPE_F32) | (1u << STEM_DTYPE_F16) | (1u << STEM_DTYPE_BF16),
     .head_dim_min = 8,

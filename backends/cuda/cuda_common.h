@@ -77,6 +77,7 @@ typedef struct stem_cuda_context {
     CUcontext cu;      /* the device's primary context (retained) */
     CUstream stream;   /* ours, or desc.native_queue */
     int own_stream;
+    int stream_alloc;  /* buffers come from the device's pool, ordered on stream (no waits) */
     int cc_major, cc_minor, sm_count, smem_optin;
     int score_tc;      /* STEM_CUDA_SCORE_GEMM=tc: the 3xTF32 tensor-core score GEMM */
     const char *attn_family; /* STEM_CUDA_ATTN: that family first; NULL: table order */
@@ -98,6 +99,11 @@ static inline stem_cuda_context *stem_cuda_ctx(const stem_context *ctx)
 
 /* Makes the context's CUDA context current on this thread. */
 stem_status stem_cuda_enter(stem_cuda_context *c, const char *what);
+/* Device memory of the context: from the stream-ordered pool when the
+ * device has one (creation and release queued on c->stream, no waits),
+ * else cuMemAlloc/cuMemFree (the release waits for the stream first). */
+CUresult stem_cuda_mem_alloc(stem_cuda_context *c, CUdeviceptr *p, size_t bytes);
+void stem_cuda_mem_free(stem_cuda_context *c, CUdeviceptr p);
 /* STEM_ERR_BACKEND_API (or DEVICE_OUT_OF_MEMORY) naming the call. */
 stem_status stem_cuda_fail(CUresult r, const char *what);
 stem_status stem_cuda_launch(stem_cuda_context *c, CUfunction fn, unsigned gx, unsigned gy,

@@ -23,6 +23,11 @@ typedef struct CUevent_st *CUevent;
 #define STEM_CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN 97
 #define STEM_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES 8
 #define STEM_CU_STREAM_NON_BLOCKING 0x1
+#define STEM_CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED 115
+#define STEM_CU_POINTER_ATTRIBUTE_CONTEXT 1
+#define STEM_CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL 9
+#define STEM_CU_POINTER_ATTRIBUTE_RANGE_START_ADDR 11
+#define STEM_CU_POINTER_ATTRIBUTE_RANGE_SIZE 12
 #define STEM_CUDA_ERROR_OUT_OF_MEMORY 2
 #define STEM_CUDA_ERROR_NO_DEVICE 100
 
@@ -58,11 +63,17 @@ typedef struct stem_cu_launch_config {
     X(cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", (CUcontext * ctx, CUdevice dev), 1) \
     X(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2", (CUdevice dev), 1)             \
     X(cuCtxSetCurrent, "cuCtxSetCurrent", (CUcontext ctx), 1)                                    \
+    X(cuCtxPushCurrent, "cuCtxPushCurrent_v2", (CUcontext ctx), 1)                               \
+    X(cuCtxPopCurrent, "cuCtxPopCurrent_v2", (CUcontext * ctx), 1)                               \
+    X(cuPointerGetAttribute, "cuPointerGetAttribute", (void *data, int attribute, CUdeviceptr ptr), 1) \
     X(cuStreamCreate, "cuStreamCreate", (CUstream * stream, unsigned flags), 1)                  \
     X(cuStreamDestroy, "cuStreamDestroy_v2", (CUstream stream), 1)                               \
     X(cuStreamSynchronize, "cuStreamSynchronize", (CUstream stream), 1)                          \
     X(cuMemAlloc, "cuMemAlloc_v2", (CUdeviceptr * ptr, size_t bytes), 1)                         \
     X(cuMemFree, "cuMemFree_v2", (CUdeviceptr ptr), 1)                                           \
+    /* stream-ordered allocation (CUDA 11.2+): buffers made and freed without waits */            \
+    X(cuMemAllocAsync, "cuMemAllocAsync", (CUdeviceptr * ptr, size_t bytes, CUstream s), 0)      \
+    X(cuMemFreeAsync, "cuMemFreeAsync", (CUdeviceptr ptr, CUstream s), 0)                        \
     X(cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2",                                                 \
       (CUdeviceptr dst, const void *src, size_t bytes, CUstream s), 1)                           \
     X(cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2",                                                 \

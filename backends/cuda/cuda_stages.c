@@ -57,8 +57,7 @@ stem_status stem_cuda_plan_check(const stem_context *ctx, const stem_attention_d
 
 static void free_ptr(stem_cuda_context *c, CUdeviceptr *p)
 {
-    if (*p)
-        c->api->cuMemFree(*p);
+    stem_cuda_mem_free(c, *p); /* ordered after queued stages that may use it */
     *p = 0;
 }
 
@@ -69,7 +68,6 @@ void stem_cuda_plan_fini(stem_plan *plan)
         return;
     stem_cuda_context *c = stem_cuda_ctx(plan->ctx);
     if (stem_cuda_enter(c, "stem_plan_destroy") == STEM_OK) {
-        c->api->cuStreamSynchronize(c->stream); /* queued stages may still use the scratch */
         free_ptr(c, &pl->budget);
         free_ptr(c, &pl->qflat);
         free_ptr(c, &pl->kflat);
@@ -82,7 +80,7 @@ void stem_cuda_plan_fini(stem_plan *plan)
 
 static stem_status dev_alloc(stem_cuda_context *c, CUdeviceptr *p, size_t bytes, const char *what)
 {
-    const CUresult r = c->api->cuMemAlloc(p, bytes ? bytes : 1);
+    const CUresult r = stem_cuda_mem_alloc(c, p, bytes);
     if (r) {
         *p = 0;
         if (r == STEM_CUDA_ERROR_OUT_OF_MEMORY)
@@ -106,9 +104,10 @@ stem_status stem_cuda_plan_init(stem_plan *plan)
     const size_t bytes = (size_t)plan->n_blocks * sizeof(int32_t);
     st = dev_alloc(c, &pl->budget, bytes, "plan budget");
     if (st == STEM_OK) {
-        CUresult r = c->api->cuMemcpyHtoDAsync(pl->budget, plan->budget, bytes, c->stream);
-        if (!r)
-            r = c->api->cuStreamSynchronize(c->stream);
+        /* No wait: plan->budget lives as long as the plan, so the copy may
+         * still be queued on the caller's stream when this returns. */
+        const CUresult r =
+            c->api->cuMemcpyHtoDAsync(pl->budget, plan->budget, bytes, c->stream);
         if (r)
             st = stem_cuda_fail(r, "copying the plan budget");
     }

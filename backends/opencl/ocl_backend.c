@@ -264,6 +264,71 @@ static stem_status ocl_buffer_wrap_host(stem_context *ctx, stem_buffer *buf, voi
     return STEM_OK;
 }
 
+/* The caller's cl_mem, retained (or a sub-buffer of it at offset): the
+ * runtime keeps the memory alive until both sides released it. */
+static stem_status ocl_buffer_wrap_native(stem_context *ctx, stem_buffer *buf, void *handle,
+                                          size_t offset, size_t bytes)
+{
+    stem_ocl_context *c = stem_ocl_ctx(ctx);
+    const stem_ocl_api *cl = c->cl;
+    cl_mem m = (cl_mem)handle;
+    cl_context mctx = NULL;
+    size_t size = 0;
+    cl_mem_object_type type = 0;
+    cl_int err = cl->clGetMemObjectInfo(m, CL_MEM_TYPE, sizeof type, &type, NULL);
+    if (err == CL_SUCCESS)
+        err = cl->clGetMemObjectInfo(m, CL_MEM_CONTEXT, sizeof mctx, &mctx, NULL);
+    if (err == CL_SUCCESS)
+        err = cl->clGetMemObjectInfo(m, CL_MEM_SIZE, sizeof size, &size, NULL);
+    if (err != CL_SUCCESS || type != CL_MEM_OBJECT_BUFFER)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_buffer_wrap_native: handle is not an OpenCL buffer (%s)",
+                              err != CL_SUCCESS ? stem_ocl_error_name(err) : "not a buffer");
+    if (mctx != c->context)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_buffer_wrap_native: the cl_mem belongs to another cl_context "
+                              "than the stem context's (make it in the one "
+                              "stem_context_get_native returns, or pass your queue as "
+                              "native_queue)");
+    if (offset > size || bytes > size - offset)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_buffer_wrap_native: [%zu, %zu + %zu) exceeds the cl_mem's "
+                              "%zu bytes",
+                              offset, offset, bytes, size);
+    if (offset == 0) {
+        err = cl->clRetainMemObject(m);
+        if (err != CL_SUCCESS)
+            return stem_ocl_fail(err, "clRetainMemObject");
+        buf->impl = m;
+    } else {
+        cl_uint align_bits = 0;
+        c->cl->clGetDeviceInfo(c->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits,
+                               &align_bits, NULL);
+        const size_t align = align_bits >= 8 ? align_bits / 8 : 1;
+        if (offset % align)
+            return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                                  "stem_buffer_wrap_native: offset %zu is not a multiple of this "
+                                  "OpenCL device's base address alignment (%zu bytes)",
+                                  offset, align);
+        const cl_buffer_region region = {offset, bytes};
+        cl_mem sub = cl->clCreateSubBuffer(m, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION,
+                                           &region, &err);
+        if (err != CL_SUCCESS || !sub)
+            return stem_ocl_fail(err, "clCreateSubBuffer");
+        buf->impl = sub;
+    }
+    buf->host = NULL;
+    return STEM_OK;
+}
+
+static void ocl_context_native(const stem_context *ctx, stem_native_handles *h)
+{
+    const stem_ocl_context *c = stem_ocl_ctx(ctx);
+    h->context = c->context;
+    h->queue = c->queue;
+    h->device = c->device;
+}
+
 static void ocl_buffer_free(stem_context *ctx, stem_buffer *buf)
 {
     stem_ocl_context *c = stem_ocl_ctx(ctx);
@@ -402,6 +467,8 @@ const stem_backend_ops stem_opencl_backend_ops = {
     .context_fini = ocl_context_fini,
     .buffer_alloc = ocl_buffer_alloc,
     .buffer_wrap_host = ocl_buffer_wrap_host,
+    .buffer_wrap_native = ocl_buffer_wrap_native,
+    .context_native = ocl_context_native,
     .buffer_free = ocl_buffer_free,
     .buffer_write = ocl_buffer_write,
     .buffer_read = ocl_buffer_read,

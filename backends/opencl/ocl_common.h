@@ -28,6 +28,9 @@
     X(clGetCommandQueueInfo)                                                                       \
     X(clCreateBuffer)                                                                              \
     X(clReleaseMemObject)                                                                          \
+    X(clRetainMemObject)                                                                           \
+    X(clGetMemObjectInfo)                                                                          \
+    X(clCreateSubBuffer)                                                                           \
     X(clEnqueueWriteBuffer)                                                                        \
     X(clEnqueueReadBuffer)                                                                         \
     X(clEnqueueFillBuffer)                                                                         \

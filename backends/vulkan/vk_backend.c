@@ -355,6 +355,14 @@ static stem_status create_objects(stem_vk_context *c)
 
 static stem_status vk_context_init(stem_context *ctx, uint32_t backend_index)
 {
+    /* Running on a caller's queue would mean running on the caller's
+     * VkDevice, with features libstem cannot query; refused rather than
+     * silently ignored. Interop goes the other way: stem_context_get_native. */
+    if (ctx->desc.native_queue)
+        return stem_set_error(STEM_ERR_UNSUPPORTED,
+                              "vulkan: native_queue is not supported; libstem runs on its own "
+                              "VkDevice (stem_context_get_native gives it, to make buffers for "
+                              "stem_buffer_wrap_native)");
     stem_vk_context *c = calloc(1, sizeof *c);
     if (!c)
         return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "vulkan context: out of memory");
@@ -457,11 +465,44 @@ static stem_status vk_buffer_wrap_host(stem_context *ctx, stem_buffer *buf, void
     return STEM_OK;
 }
 
+/* The caller's VkBuffer, bound in place from `offset`; never destroyed. */
+static stem_status vk_buffer_wrap_native(stem_context *ctx, stem_buffer *buf, void *handle,
+                                         size_t offset, size_t bytes)
+{
+    (void)ctx;
+    (void)bytes;
+    if (offset % 16)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "stem_buffer_wrap_native: offset %zu is not a multiple of 16",
+                              offset);
+    vk_buffer *vb = calloc(1, sizeof *vb);
+    if (!vb)
+        return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "vulkan buffer: out of host memory");
+    vb->mem.buffer = (VkBuffer)handle;
+    vb->mem.size = ((VkDeviceSize)bytes + 15) & ~(VkDeviceSize)15;
+    vb->base = offset;
+    vb->foreign = 1;
+    buf->impl = vb;
+    buf->host = NULL;
+    return STEM_OK;
+}
+
+static void vk_context_native(const stem_context *ctx, stem_native_handles *h)
+{
+    const stem_vk_context *c = vk_ctx(ctx);
+    h->instance = c->instance;
+    h->device = c->phys;
+    h->context = c->device;
+    h->queue = c->queue;
+    h->queue_family = c->queue_family;
+}
+
 static void vk_buffer_free(stem_context *ctx, stem_buffer *buf)
 {
     vk_buffer *vb = (vk_buffer *)buf->impl;
     if (vb) {
-        vk_mem_destroy(vk_ctx(ctx), &vb->mem);
+        if (!vb->foreign)
+            vk_mem_destroy(vk_ctx(ctx), &vb->mem);
         free(vb);
     }
     buf->impl = NULL;
@@ -477,7 +518,7 @@ static stem_status vk_buffer_write(stem_context *ctx, stem_buffer *buf, size_t o
             memmove((char *)vb->user_host + offset, src, bytes);
         return STEM_OK;
     }
-    return vk_upload(vk_ctx(ctx), &vb->mem, offset, src, bytes);
+    return vk_upload(vk_ctx(ctx), &vb->mem, vb->base + offset, src, bytes);
 }
 
 static stem_status vk_buffer_read(stem_context *ctx, stem_buffer *buf, size_t offset, void *dst,
@@ -489,7 +530,7 @@ static stem_status vk_buffer_read(stem_context *ctx, stem_buffer *buf, size_t of
             memmove(dst, (const char *)vb->user_host + offset, bytes);
         return STEM_OK;
     }
-    return vk_download(vk_ctx(ctx), &vb->mem, offset, dst, bytes);
+    return vk_download(vk_ctx(ctx), &vb->mem, vb->base + offset, dst, bytes);
 }
 
 /* ---------------------------------------------------------------- plans */
@@ -566,6 +607,8 @@ const stem_backend_ops stem_vulkan_backend_ops = {
     .context_fini = vk_context_fini,
     .buffer_alloc = vk_buffer_alloc,
     .buffer_wrap_host = vk_buffer_wrap_host,
+    .buffer_wrap_native = vk_buffer_wrap_native,
+    .context_native = vk_context_native,
     .buffer_free = vk_buffer_free,
     .buffer_write = vk_buffer_write,
     .buffer_read = vk_buffer_read,

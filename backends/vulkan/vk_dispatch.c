@@ -176,8 +176,9 @@ stem_status vk_bind_tensor(stem_vk_context *c, const stem_tensor *t, int slot, v
     const uint64_t align = c->props.limits.minStorageBufferOffsetAlignment > 4
                                ? c->props.limits.minStorageBufferOffsetAlignment
                                : 4;
-    const uint64_t start = (uint64_t)t->offset / align * align;
-    uint64_t end = (uint64_t)t->offset + (last + 1) * es;
+    const uint64_t at = (uint64_t)vb->base + (uint64_t)t->offset; /* in vb->mem.buffer */
+    const uint64_t start = at / align * align;
+    uint64_t end = at + (last + 1) * es;
     end = (end + 3) & ~(uint64_t)3; /* whole words; buffers are padded to 16 bytes */
     const uint64_t range = end - start;
     if (range > c->props.limits.maxStorageBufferRange)
@@ -189,7 +190,7 @@ stem_status vk_bind_tensor(stem_vk_context *c, const stem_tensor *t, int slot, v
     binds[slot].offset = start;
     binds[slot].range = range;
     /* Element offset and strides fit 32 bits: every element lies inside the range. */
-    p->off[slot] = (uint32_t)(((uint64_t)t->offset - start) / es);
+    p->off[slot] = (uint32_t)((at - start) / es);
     for (int i = 0; i < 4; i++)
         p->str[slot][i] = t->dims[i] > 1 ? (uint32_t)t->strides[i] : 0u;
     return STEM_OK;

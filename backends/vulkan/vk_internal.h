@@ -83,6 +83,8 @@ typedef struct vk_mem {
 typedef struct vk_buffer {
     vk_mem mem;
     void *user_host;    /* wrapped caller memory: the truth, mirrored around stages */
+    VkDeviceSize base;  /* where the stem buffer starts in mem.buffer (wrapped VkBuffer) */
+    int foreign;        /* mem.buffer is the caller's (stem_buffer_wrap_native): not freed */
 } vk_buffer;
 
 #define VK_MAX_DISPATCH 16

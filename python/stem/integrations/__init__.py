@@ -1,0 +1,1 @@
+"""Integrations of libstem with model frameworks (import on demand)."""
