@@ -8,8 +8,12 @@
  * AMX-BF16 in CPUID, the tile state enabled in XCR0, and Linux granted this
  * process the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM).
  */
+/* gcc spells the AMX macros __AMX_TILE__ / __AMX_BF16__, clang __AMXTILE__ / __AMXBF16__. */
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
-    defined(__AVX512BF16__) && defined(__AMX_TILE__) && defined(__AMX_BF16__)
+    defined(__AVX512BF16__) && (defined(__AMX_TILE__) || defined(__AMXTILE__)) && \
+    (defined(__AMX_BF16__) || defined(__AMXBF16__))
+#include <stddef.h>
+
 #include "cpu_kernels_avx512.h"
 
 static void gemm_bf16_amx(int m, int n, int kp, const uint32_t *A, ptrdiff_t lda,
