@@ -82,13 +82,35 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
     const lm_model *m = &es->model;
     const int64_t n = a->tokens;
     const int32_t *ids = all + a->offset;
-    const int64_t from = a->score_from >= 0 ? (a->score_from < n - 1 ? a->score_from : n - 2)
-                                            : 0;
+    if (a->dense_from >= n) {
+        free(all);
+        return tool_error("eval: --dense-from %lld must be below --tokens %lld",
+                          (long long)a->dense_from, (long long)n);
+    }
+    /* deployment mode scores the first answer token (from the last prompt
+     * row) and the dense-decoded rest */
+    const int64_t from0 = a->score_from >= 0 ? a->score_from
+                                             : (a->dense_from > 0 ? a->dense_from - 1 : 0);
+    const int64_t from = from0 < n - 1 ? from0 : n - 2;
+    es->h.dense_from = a->dense_from;
+    const int64_t plan_rows = a->dense_from > 0 ? a->dense_from : n;
+    for (int c = 0; c < n_cfgs; c++)
+        if (eval_prepare_config(es, (eval_config *)&cfgs[c], plan_rows)) {
+            free(all);
+            return 1;
+        }
+    for (int c = 0; c < n_err; c++)
+        if (eval_prepare_config(es, (eval_config *)&err_cfgs[c], plan_rows)) {
+            free(all);
+            return 1;
+        }
     uint64_t ids_hash = eval_fnv1a(ids, (size_t)n * sizeof *ids, 1469598103934665603ull);
     printf("# text %s: %lld tokens; window [%lld, %lld), ids fnv64 %016llx; scored positions "
-           "[%lld, %lld)\n",
+           "[%lld, %lld)%s\n",
            text_path, (long long)count, (long long)a->offset, (long long)(a->offset + n),
-           (unsigned long long)ids_hash, (long long)from, (long long)(n - 1));
+           (unsigned long long)ids_hash, (long long)from, (long long)(n - 1),
+           a->dense_from > 0 ? "; deployment mode: prompt [0, P) sparse, rows >= P dense" : "");
+    if (a->dense_from > 0) printf("# P = %lld\n", (long long)a->dense_from);
     fflush(stdout);
     int rc = 0;
     if (a->generate > 0) {
@@ -102,7 +124,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
     float *hid_dense = malloc(hbytes), *hid = malloc(hbytes), *dense_lp = NULL;
     float *scratch = n_err ? malloc((size_t)n * (size_t)(m->n_head * m->head_dim) * sizeof(float))
                            : NULL;
-    double *err = n_err ? calloc((size_t)n_err * 64 * 2, sizeof(double)) : NULL;
+    double *err = n_err ? calloc((size_t)n_err * 64 * 4, sizeof(double)) : NULL;
     if (!hid_dense || !hid || (n_err && (!scratch || !err))) {
         rc = tool_error("eval: out of memory");
         goto done;
@@ -125,6 +147,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
         h->n_err = n_err;
         h->err = err;
         h->err_density = err ? err + (size_t)n_err * 64 : NULL;
+        h->err_halves = err ? err + (size_t)n_err * 64 * 2 : NULL;
         h->err_from = from;
         h->scratch = scratch;
         h->dump_dir = a->dump_qkv;
@@ -168,7 +191,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
             fprintf(res, "text\toffset\ttokens\tscore_from\tconfig\tselector\tblock\tk\ttau\tmu\t"
                          "beta\tdense_layers\tdensity\tppl\tppl_dense\tkl_mean\tkl_max\ttop1_agree"
                          "\tseconds\tcommit\tmodel_fnv64\tppl_2nd_half\tppl_dense_2nd_half"
-                         "\tkl_2nd_half\n");
+                         "\tkl_2nd_half\tdense_from\tnll_sum\tnll_dense_sum\tkl_sum\trows\n");
     }
     printf("%-34s %5s %8s %9s %9s %10s %10s %9s %7s %8s\n", "config", "block", "density", "ppl",
            "ppl_dense", "kl_mean", "kl_2nd_half", "kl_max", "top1", "seconds");
@@ -177,7 +200,7 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
     for (int c = 0; c < n_cfgs && !rc; c++) {
         double density = 1.0;
         t0 = tool_now_ms();
-        if ((rc = eval_forward(es, &cfgs[c].cfg, ids, n, hid, &density))) break;
+        if ((rc = eval_forward_config(es, &cfgs[c], ids, n, hid, &density))) break;
         if (eval_score_window(m, hid_dense, hid, ids, n, from, dense_lp, 1, &s)) {
             rc = tool_error("eval: out of memory scoring");
             break;
@@ -190,14 +213,16 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
             const stem_config *k = &cfgs[c].cfg;
             fprintf(res,
                     "%s\t%lld\t%lld\t%lld\t%s\t%s\t%d\t%d\t%g\t%g\t%g\t%d\t%.6f\t%.6f\t%.6f\t%.6e"
-                    "\t%.6e\t%.6f\t%.1f\t%s\t%016llx\t%.6f\t%.6f\t%.6e\n",
+                    "\t%.6e\t%.6f\t%.1f\t%s\t%016llx\t%.6f\t%.6f\t%.6e\t%lld\t%.6f\t%.6f\t%.6e"
+                    "\t%lld\n",
                     base_name(text_path), (long long)a->offset, (long long)n, (long long)from,
                     cfgs[c].label, stem_selector_name(k->selector), k->block_size, k->k_start,
                     (double)k->xattn_threshold, k->mu, (double)k->beta, k->dense_layers, density,
                     ppl, ppl_dense, s.kl / (double)s.rows, s.kl_max,
                     (double)s.top1_same / (double)s.rows, sec, es->commit,
                     (unsigned long long)es->model_hash, exp(s.nll_late / (double)s.rows_late),
-                    exp(s.nll_dense_late / (double)s.rows_late), s.kl_late / (double)s.rows_late);
+                    exp(s.nll_dense_late / (double)s.rows_late), s.kl_late / (double)s.rows_late,
+                    (long long)a->dense_from, s.nll, s.nll_dense, s.kl, (long long)s.rows);
             fflush(res);
         }
     }
@@ -215,7 +240,8 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
             int fresh = stat(lp, &st) != 0;
             lf = fopen(lp, "a");
             if (lf && fresh)
-                fprintf(lf, "text\toffset\ttokens\tconfig\tlayer\trel_l2\tdensity\tcommit\n");
+                fprintf(lf, "text\toffset\ttokens\tconfig\tlayer\trel_l2\tdensity\tcommit"
+                            "\trel_l2_1st_half\trel_l2_2nd_half\tscore_from\n");
         }
         for (int l = 0; l < m->n_layer; l++) {
             if (m->arch == LM_GEMMA3 && !m->gem.layers[l].global) continue; /* not on libstem */
@@ -225,9 +251,12 @@ static int eval_window(eval_state *es, const eval_args *a, const char *text_path
                 double dd = err[(size_t)n_err * 64 + (size_t)c * 64 + (size_t)l];
                 printf("\t%.3e [%.3f]", e, dd);
                 if (lf)
-                    fprintf(lf, "%s\t%lld\t%lld\t%s\t%d\t%.6e\t%.6f\t%s\n", base_name(text_path),
-                            (long long)a->offset, (long long)n, err_cfgs[c].label, l, e, dd,
-                            es->commit);
+                    fprintf(lf, "%s\t%lld\t%lld\t%s\t%d\t%.6e\t%.6f\t%s\t%.6e\t%.6e\t%lld\n",
+                            base_name(text_path), (long long)a->offset, (long long)n,
+                            err_cfgs[c].label, l, e, dd, es->commit,
+                            err[(size_t)n_err * 128 + ((size_t)c * 64 + (size_t)l) * 2],
+                            err[(size_t)n_err * 128 + ((size_t)c * 64 + (size_t)l) * 2 + 1],
+                            (long long)from);
             }
             printf("\n");
         }
@@ -297,6 +326,10 @@ int cmd_eval(int argc, char **argv)
            es.model.n_layer, es.model.n_attn_layers, es.model.d_model, es.model.n_head,
            es.model.n_kv_head, es.model.head_dim,
            es.model.n_vocab, es.model.weight_types, load_sec);
+    if (a.task) {
+        rc = eval_task(&es, &a, cfgs, n_cfgs);
+        goto out;
+    }
     char *texts = strdup(a.texts);
     if (!texts) {
         rc = tool_error("eval: out of memory");

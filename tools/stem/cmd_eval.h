@@ -22,10 +22,15 @@
 #define EVAL_GEMMA3_MODEL ".model/gemma-3-270m-q4_k_m.gguf"
 #define EVAL_MAX_CONFIGS 64
 #define EVAL_MAX_TEXTS 8
+/* test-only block choices made in the tool (cmd_eval_oracle.c), not library selectors */
+#define EVAL_HOST_ORACLE 1  /* true softmax mass per block */
+#define EVAL_HOST_MAXPOOL 2 /* Stem's antidiagonal score, max- instead of mean-pooled */
 
 typedef struct eval_config {
     char label[96];
     stem_config cfg;
+    int oracle;       /* EVAL_HOST_*: blocks chosen on the host under cfg's budget (test only) */
+    int32_t match_k;  /* > 0: uniform_k = the equal-cost partner of Stem k_start match_k */
 } eval_config;
 
 typedef struct stem_call {
@@ -36,7 +41,9 @@ typedef struct stem_call {
 typedef struct hook {
     stem_call sc;
     stem_config cfg;            /* the configuration every layer runs */
+    int oracle;                 /* cfg's budget, blocks chosen by true attention mass */
     int64_t n;
+    int64_t dense_from;         /* > 0: rows >= dense_from are dense (deployment mode) */
     double kept, causal;        /* kept / causal blocks summed over layers and heads */
     stem_status status;
     /* per-layer error of other configurations on these activations */
@@ -44,6 +51,7 @@ typedef struct hook {
     int n_err;
     double *err;                /* [n_err][n_layer] relative L2 error */
     double *err_density;        /* [n_err][n_layer] */
+    double *err_halves;         /* [n_err][n_layer][2]: rows [0, n/2) and [n/2, n) */
     int64_t err_from;           /* first row compared */
     float *scratch;             /* [Hq][n][dh] */
     /* dumps */
@@ -65,7 +73,10 @@ typedef struct eval_args {
     tool_opts o;
     const char *model, *texts, *configs, *err_configs, *cache, *results;
     const char *dump_logits, *dump_qkv, *dump_ids;
-    int64_t tokens, offset, score_from, generate;
+    int64_t tokens, offset, score_from, generate, dense_from;
+    /* retrieval tasks (cmd_eval_task.c) */
+    const char *task, *lengths, *depths;
+    int64_t keys, seed, needles;
     int64_t dump_layers[16];
     int n_dump_layers;
     int32_t dump_kv_head, dump_q_heads;
@@ -89,6 +100,25 @@ int eval_parse_configs(const char *spec, const stem_config *base, eval_config *o
 int eval_attention_hook(void *user, int layer, const float *q, const float *k, const float *v,
                         float *out, int64_t n);
 
+/* cmd_eval_oracle.c: per head, the top budget[I] key blocks of each query
+ * block I by the true softmax mass of rows [0, rows) (keys of the same
+ * rows; kind EVAL_HOST_ORACLE) or by the max-pooled antidiagonal score
+ * (EVAL_HOST_MAXPOOL), plus sink and local blocks; idx [Hq][nq][nq] ascending, -1 padded;
+ * cnt [Hq][nq]. Arrays are head-major [H][n][d]. 0, or -1 out of memory. */
+int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, int64_t rows,
+                       int64_t n, int block, const int32_t *budget, int sink, int local,
+                       int kind, int stride, int32_t *idx, int32_t *cnt);
+/* Equal-cost uniform partner of Stem k_start = match_k over `rows` tokens:
+ * the uniform k whose summed top-k budget (stem_plan_get_budget, forced
+ * blocks excluded) is closest to Stem's (ties: the smaller). */
+int eval_match_uniform(stem_context *ctx, const stem_call *sc, const stem_config *cfg,
+                       int32_t match_k, int64_t rows, int32_t *k_out, double *ratio);
+/* a configuration ready to run over `rows` tokens (resolves match_k) */
+int eval_prepare_config(eval_state *es, eval_config *c, int64_t rows);
+
+/* cmd_eval_task.c: --task passkey | needle */
+int eval_task(eval_state *es, const eval_args *a, eval_config *cfgs, int n_cfgs);
+
 /* cmd_eval_score.c */
 int eval_score_window(const lm_model *m, const float *hid_dense, const float *hid_sparse,
                       const int32_t *tokens, int64_t n, int64_t from, float *dense_lp,
@@ -105,6 +135,9 @@ void eval_save_cache(const char *path, const float *hid, size_t bytes);
 /* cmd_eval_generate.c */
 int eval_forward(eval_state *es, const stem_config *cfg, const int32_t *ids, int64_t n,
                  float *hidden, double *density);
+/* the same with an eval_config (oracle flag) */
+int eval_forward_config(eval_state *es, const eval_config *c, const int32_t *ids, int64_t n,
+                        float *hidden, double *density);
 int eval_generate(eval_state *es, const int32_t *ids, int64_t n, int64_t count);
 int eval_dump_logits(eval_state *es, const char *path, const int32_t *ids, int64_t n,
                      const float *hid);

@@ -20,7 +20,26 @@ static void usage(FILE *f)
             "  --configs SPEC        ';'-separated configurations to compare with dense, each\n"
             "                        selector[:key=value...], keys: b (block), k (k_start or\n"
             "                        uniform k), tau (xattention), mu, beta, dl (dense layers),\n"
-            "                        stride; e.g. 'stem:b=64;uniform:b=64:k=40;xattention:tau=0.9'\n"
+            "                        stride, match (uniform: k = the equal-cost partner of Stem\n"
+            "                        k_start=match, from the plan's budgets); e.g.\n"
+            "                        'stem:b=64:k=16;uniform:b=64:match=16;xattention:tau=0.9'\n"
+            "                        Test-only selectors: oracle (Stem's budget) and\n"
+            "                        oracle_uniform (constant budget) keep the blocks with the\n"
+            "                        most true attention mass (full attention on the host);\n"
+            "                        stem_maxpool: Stem's budget, its antidiagonal score\n"
+            "                        max-pooled over the block's strided groups (no bonus)\n"
+            "  --dense-from P        deployment mode: the first P tokens are the prompt, run\n"
+            "                        through libstem with a plan keyed on P; rows >= P are dense\n"
+            "                        (sparse prefill + dense decode). Scores positions >= P-1\n"
+            "                        unless --score-from says otherwise\n"
+            "  --task T              passkey | needle: a retrieval suite instead of --text\n"
+            "                        windows (prompts from the --text filler); scores the first\n"
+            "                        answer token from the last prompt row and the rest of the\n"
+            "                        answer under dense decode\n"
+            "  --lengths L,..        prompt lengths in tokens (2048,4096,8000)\n"
+            "  --depths D,..         needle depths in percent (10,30,50,70,90)\n"
+            "  --keys K              keys per (length, depth) (6)   --seed S (1)\n"
+            "  --needles M           needle task: key-value needles in the prompt (4)\n"
             "  --layer-error SPEC    configurations whose per-layer attention-output error\n"
             "                        against dense is measured on the dense activations\n"
             "  --score-from T        first position whose prediction is scored (0; the second\n"
@@ -57,7 +76,18 @@ int eval_parse_configs(const char *spec, const stem_config *base, eval_config *o
         snprintf(c->label, sizeof c->label, "%s", item);
         char *save2 = NULL;
         char *tok = strtok_r(item, ":", &save2);
-        if (stem_selector_from_name(tok, &c->cfg.selector) != STEM_OK) {
+        c->oracle = 0;
+        c->match_k = 0;
+        /* test-only: oracle block choice under Stem's (oracle) or a constant
+         * (oracle_uniform) budget */
+        if (!strcmp(tok, "oracle") || !strcmp(tok, "oracle_uniform")) {
+            c->oracle = EVAL_HOST_ORACLE;
+            c->cfg.selector = tok[6] ? STEM_SELECTOR_UNIFORM : STEM_SELECTOR_STEM;
+        } else if (!strcmp(tok, "stem_maxpool")) {
+            /* test-only estimator variant: Stem's budget, max-pooled score, no bonus */
+            c->oracle = EVAL_HOST_MAXPOOL;
+            c->cfg.selector = STEM_SELECTOR_STEM;
+        } else if (stem_selector_from_name(tok, &c->cfg.selector) != STEM_OK) {
             free(copy);
             return tool_error("eval: unknown selector '%s'", tok), -1;
         }
@@ -78,6 +108,7 @@ int eval_parse_configs(const char *spec, const stem_config *base, eval_config *o
             else if (!strcmp(tok, "beta")) c->cfg.beta = (float)v;
             else if (!strcmp(tok, "dl")) c->cfg.dense_layers = (int32_t)v;
             else if (!strcmp(tok, "stride")) c->cfg.stride = (int32_t)v;
+            else if (!strcmp(tok, "match")) c->match_k = (int32_t)v;
             else {
                 free(copy);
                 return tool_error("eval: unknown key '%s'", tok), -1;
@@ -104,6 +135,11 @@ int eval_parse_args(int argc, char **argv, eval_args *a)
     a->dump_layers[1] = 14;
     a->n_dump_layers = 2;
     a->dump_q_heads = 2;
+    a->lengths = "2048,4096,8000";
+    a->depths = "10,30,50,70,90";
+    a->keys = 6;
+    a->seed = 1;
+    a->needles = 4;
     for (int i = 1; i < argc; i++) {
         int r = tool_parse_common(&a->o, argc, argv, &i);
         if (r < 0) return 2;
@@ -138,6 +174,13 @@ int eval_parse_args(int argc, char **argv, eval_args *a)
         I64_OPT("--offset", offset, 0, INT64_MAX / 2)
         I64_OPT("--score-from", score_from, 0, 1 << 20)
         I64_OPT("--generate", generate, 0, 4096)
+        I64_OPT("--dense-from", dense_from, 1, 1 << 20)
+        STR_OPT("--task", task)
+        STR_OPT("--lengths", lengths)
+        STR_OPT("--depths", depths)
+        I64_OPT("--keys", keys, 1, 1000)
+        I64_OPT("--seed", seed, 0, INT64_MAX / 2)
+        I64_OPT("--needles", needles, 1, 64)
         if ((v = tool_take(argc, argv, &i, "--dump-layers", &m)) || m) {
             if (!v || tool_parse_i64_list("--dump-layers", v, a->dump_layers, 16,
                                           &a->n_dump_layers))

@@ -23,6 +23,15 @@ int eval_forward(eval_state *es, const stem_config *cfg, const int32_t *ids, int
     return 0;
 }
 
+int eval_forward_config(eval_state *es, const eval_config *c, const int32_t *ids, int64_t n,
+                        float *hidden, double *density)
+{
+    es->h.oracle = c->oracle;
+    int rc = eval_forward(es, &c->cfg, ids, n, hidden, density);
+    es->h.oracle = 0;
+    return rc;
+}
+
 int eval_generate(eval_state *es, const int32_t *ids, int64_t n, int64_t count)
 {
     const lm_model *m = &es->model;

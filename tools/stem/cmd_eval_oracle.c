@@ -1,0 +1,177 @@
+/* stem eval: the ORACLE block choice (test only, never a library
+ * selector): each query block keeps the key blocks that hold the most true
+ * softmax mass, under the budget of the configuration it mirrors, so the
+ * block estimator's quality is separated from the budget allocation. Also
+ * the equal-cost uniform partner of a Stem schedule. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd_eval.h"
+
+/* Max-pooled antidiagonal score of key block J for query block I: Stem's
+ * strided antidiagonal dot products (query rows reversed within each group of
+ * `stride` rows), scaled as Stem's, maxed instead of averaged over the G x G
+ * group pairs, so one strong key group is not diluted by its block. */
+static double maxpool_score(const float *qh, const float *kh, int d, int64_t rows, int block,
+                            int stride, int64_t I, int64_t J, float scale)
+{
+    double best = -INFINITY;
+    const int G = block / stride;
+    for (int a = 0; a < G; a++)
+        for (int b = 0; b < G; b++) {
+            double s = 0.0;
+            int any = 0;
+            for (int t = 0; t < stride; t++) {
+                const int64_t qr = I * block + a * stride + (stride - 1 - t);
+                const int64_t kr = J * block + b * stride + t;
+                if (qr >= rows || kr >= rows) continue;
+                any = 1;
+                const float *x = qh + qr * d, *y = kh + kr * d;
+                float s8[8] = {0};
+                for (int i = 0; i + 8 <= d; i += 8)
+                    for (int u = 0; u < 8; u++) s8[u] += x[i + u] * y[i + u];
+                s += (s8[0] + s8[1] + s8[2] + s8[3]) + (s8[4] + s8[5] + s8[6] + s8[7]);
+            }
+            if (any && s * scale / stride > best) best = s * scale / stride;
+        }
+    return best;
+}
+
+int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, int64_t rows,
+                       int64_t n, int block, const int32_t *budget, int sink, int local,
+                       int kind, int stride, int32_t *idx, int32_t *cnt)
+{
+    const int g = hq / hk;
+    const int64_t nq = (rows + block - 1) / block;
+    const float scale = 1.0f / sqrtf((float)d);
+    int failed = 0;
+#pragma omp parallel reduction(| : failed)
+    {
+        float *p = malloc((size_t)rows * sizeof *p);
+        double *mass = malloc((size_t)nq * sizeof *mass);
+        char *keep = malloc((size_t)nq);
+        if (!p || !mass || !keep) failed = 1;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t w = 0; w < (int64_t)hq * nq; w++) {
+            if (!p || !mass || !keep) continue;
+            const int64_t h = w / nq, I = nq - 1 - w % nq; /* long rows first */
+            const float *kh = k + (h / g) * n * d;
+            for (int64_t J = 0; J <= I; J++)
+                mass[J] = kind == EVAL_HOST_MAXPOOL
+                              ? maxpool_score(q + h * n * d, kh, d, rows, block, stride, I, J,
+                                              scale)
+                              : 0.0;
+            const int64_t t1 = (I + 1) * block < rows ? (I + 1) * block : rows;
+            for (int64_t t = I * block; kind == EVAL_HOST_ORACLE && t < t1; t++) {
+                const float *qr = q + (h * n + t) * d;
+                float mx = -INFINITY;
+                for (int64_t j = 0; j <= t; j++) {
+                    const float *kr = kh + j * d;
+                    float s8[8] = {0};
+                    for (int i = 0; i + 8 <= d; i += 8)
+                        for (int u = 0; u < 8; u++) s8[u] += qr[i + u] * kr[i + u];
+                    p[j] = ((s8[0] + s8[1] + s8[2] + s8[3]) + (s8[4] + s8[5] + s8[6] + s8[7])) *
+                           scale;
+                    mx = p[j] > mx ? p[j] : mx;
+                }
+                double z = 0.0;
+                for (int64_t j = 0; j <= t; j++) z += exp((double)p[j] - mx);
+                for (int64_t j = 0; j <= t; j++) mass[j / block] += exp((double)p[j] - mx) / z;
+            }
+            /* top budget[I] by mass (ties: lower index), then sink and local */
+            memset(keep, 0, (size_t)(I + 1));
+            const int64_t kb = budget[I] < I + 1 ? budget[I] : I + 1;
+            for (int64_t r = 0; r < kb; r++) {
+                int64_t best = -1;
+                for (int64_t J = 0; J <= I; J++)
+                    if (!keep[J] && (best < 0 || mass[J] > mass[best])) best = J;
+                if (best < 0) break;
+                keep[best] = 1;
+            }
+            for (int64_t J = 0; J < sink && J <= I; J++) keep[J] = 1;
+            for (int64_t J = I - local + 1 > 0 ? I - local + 1 : 0; J <= I; J++) keep[J] = 1;
+            int32_t *row = idx + (h * nq + I) * nq;
+            int32_t c = 0;
+            for (int64_t J = 0; J <= I; J++)
+                if (keep[J]) row[c++] = (int32_t)J;
+            for (int64_t J = c; J < nq; J++) row[J] = -1;
+            cnt[h * nq + I] = c;
+        }
+        free(p);
+        free(mass);
+        free(keep);
+    }
+    return failed ? -1 : 0;
+}
+
+static int budget_sum(stem_context *ctx, const stem_call *sc, const stem_config *cfg,
+                      int64_t rows, int64_t *sum)
+{
+    stem_attention_desc desc;
+    stem_attention_desc_init(&desc);
+    desc.batch = 1;
+    desc.num_q_heads = sc->heads_q;
+    desc.num_kv_heads = sc->heads_kv;
+    desc.q_len = desc.kv_len = rows;
+    desc.head_dim = sc->head_dim;
+    desc.dtype = STEM_DTYPE_F32;
+    desc.layer_index = -1;
+    stem_plan *plan = NULL;
+    stem_status st = stem_plan_create(ctx, &desc, cfg, &plan);
+    if (st != STEM_OK) return -1;
+    stem_plan_info info;
+    stem_plan_info_init(&info);
+    stem_plan_get_info(plan, &info);
+    int32_t *b = malloc((size_t)info.num_q_blocks * sizeof *b);
+    if (b) st = stem_plan_get_budget(plan, b, (size_t)info.num_q_blocks);
+    *sum = 0;
+    for (int64_t i = 0; b && st == STEM_OK && i < info.num_q_blocks; i++)
+        *sum += b[i] < i + 1 ? b[i] : i + 1; /* a row cannot keep more than I + 1 */
+    free(b);
+    stem_plan_destroy(plan);
+    return b && st == STEM_OK ? 0 : -1;
+}
+
+int eval_match_uniform(stem_context *ctx, const stem_call *sc, const stem_config *cfg,
+                       int32_t match_k, int64_t rows, int32_t *k_out, double *ratio)
+{
+    stem_config s = *cfg;
+    s.selector = STEM_SELECTOR_STEM;
+    s.k_start = match_k;
+    int64_t target = 0, best_sum = 0, sum = 0;
+    if (budget_sum(ctx, sc, &s, rows, &target)) return -1;
+    const int64_t nq = (rows + cfg->block_size - 1) / cfg->block_size;
+    int32_t best = 1;
+    for (int32_t k = 1; k <= nq; k++) {
+        stem_config u = *cfg;
+        u.selector = STEM_SELECTOR_UNIFORM;
+        u.uniform_k = k;
+        u.k_start = k;
+        if (budget_sum(ctx, sc, &u, rows, &sum)) return -1;
+        if (k == 1 || llabs(sum - target) < llabs(best_sum - target)) {
+            best = k;
+            best_sum = sum;
+        }
+        if (sum > target) break;
+    }
+    *k_out = best;
+    *ratio = target ? (double)best_sum / (double)target : 1.0;
+    return 0;
+}
+
+int eval_prepare_config(eval_state *es, eval_config *c, int64_t rows)
+{
+    if (c->match_k <= 0) return 0;
+    int32_t k = 0;
+    double ratio = 1.0;
+    if (eval_match_uniform(es->h.sc.ctx, &es->h.sc, &c->cfg, c->match_k, rows, &k, &ratio))
+        return tool_error("eval: cannot plan the equal-cost partner of k_start %d",
+                          (int)c->match_k);
+    c->cfg.uniform_k = k;
+    c->cfg.k_start = k;
+    printf("# %s: uniform k %d is the equal-cost partner of Stem k_start %d over %lld tokens "
+           "(top-k blocks %.4f x Stem's)\n",
+           c->label, (int)k, (int)c->match_k, (long long)rows, ratio);
+    return 0;
+}
