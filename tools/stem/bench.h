@@ -48,6 +48,12 @@ int bench_parse_opt(bench_cli *c, int argc, char **argv, int *i);
 int bench_cli_parse(bench_cli *c, int argc, char **argv, const char *cmd, void (*help)(void));
 void bench_print_opts_help(void);
 
+/* Synthetic Q, K, V of the shape (malloc'ed f32 arrays holding s->dtype
+ * values in place): 0, or 1 after printing the error (the caller frees). */
+int bench_inputs(const bench_shape *s, float **hq, float **hk, float **hv);
+/* The fresh-prefill description of the shape (scale and layer from o). */
+void bench_desc(const bench_shape *s, const tool_opts *o, stem_attention_desc *desc);
+
 /* Runs one case on ctx. Progress goes to stderr unless quiet. Returns 0,
  * or 1 after printing the error. */
 int bench_case(stem_context *ctx, const tool_opts *o, const bench_shape *s, int warmup, int repeat,

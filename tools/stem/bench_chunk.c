@@ -74,28 +74,11 @@ int bench_chunked(stem_context *ctx, const tool_opts *o, const bench_shape *s, i
     }
     r->calls = calls;
 
-    hq = malloc(qn * sizeof(float));
-    hk = malloc(kn * sizeof(float));
-    hv = malloc(kn * sizeof(float));
-    if (!hq || !hk || !hv) {
-        tool_error("out of memory for inputs");
+    if (bench_inputs(s, &hq, &hk, &hv))
         goto done;
-    }
-    stem_synth_qkv(s->kind, s->seed, B, Hq, Hkv, N, d, hq, hk, hv);
-    stem_convert(hq, STEM_DTYPE_F32, hq, s->dtype, qn);
-    stem_convert(hk, STEM_DTYPE_F32, hk, s->dtype, kn);
-    stem_convert(hv, STEM_DTYPE_F32, hv, s->dtype, kn);
 
     stem_attention_desc desc;
-    stem_attention_desc_init(&desc);
-    desc.batch = B;
-    desc.num_q_heads = Hq;
-    desc.num_kv_heads = Hkv;
-    desc.head_dim = d;
-    desc.dtype = s->dtype;
-    desc.softmax_scale = o->scale;
-    desc.layer_index = o->layer;
-    desc.q_len = desc.kv_len = N;
+    bench_desc(s, o, &desc);
     CHECK(stem_plan_create(ctx, &desc, &o->cfg, &one), "stem_plan_create (one-shot)");
     /* Every call's plan up front: planning is not part of the timed prefill. */
     desc.prompt_len = N;

@@ -129,6 +129,37 @@ static double load_f32(const void *p, stem_dtype dt, size_t i) {
         }                                                                                     \
     } while (0)
 
+int bench_inputs(const bench_shape *s, float **hq, float **hk, float **hv)
+{
+    const int64_t qd[4] = {s->batch, s->hq, s->n, s->d}, kd[4] = {s->batch, s->hkv, s->n, s->d};
+    const size_t qn = tool_mul_size(4, qd, 1), kn = tool_mul_size(4, kd, 1);
+    *hq = malloc(qn * sizeof(float));
+    *hk = malloc(kn * sizeof(float));
+    *hv = malloc(kn * sizeof(float));
+    if (!*hq || !*hk || !*hv)
+        return tool_error("out of memory for inputs (%zu + 2 x %zu floats)", qn, kn);
+    stem_synth_qkv(s->kind, s->seed, s->batch, s->hq, s->hkv, s->n, s->d, *hq, *hk, *hv);
+    /* In place: element i of the narrower type never overtakes element i. */
+    stem_convert(*hq, STEM_DTYPE_F32, *hq, s->dtype, qn);
+    stem_convert(*hk, STEM_DTYPE_F32, *hk, s->dtype, kn);
+    stem_convert(*hv, STEM_DTYPE_F32, *hv, s->dtype, kn);
+    return 0;
+}
+
+void bench_desc(const bench_shape *s, const tool_opts *o, stem_attention_desc *desc)
+{
+    stem_attention_desc_init(desc);
+    desc->batch = s->batch;
+    desc->num_q_heads = s->hq;
+    desc->num_kv_heads = s->hkv;
+    desc->q_len = desc->kv_len = s->n;
+    desc->head_dim = s->d;
+    desc->dtype = s->dtype;
+    desc->causal = 1;
+    desc->softmax_scale = o->scale;
+    desc->layer_index = o->layer;
+}
+
 int bench_case(stem_context *ctx, const tool_opts *o, const bench_shape *s, int warmup, int repeat,
                int dense, int quiet, bench_result *r) {
     int rc = 1;
@@ -149,30 +180,11 @@ int bench_case(stem_context *ctx, const tool_opts *o, const bench_shape *s, int 
     if (!quiet)
         fprintf(stderr, "[N=%lld] generating %s input\n", (long long)N,
                 s->kind == STEM_SYNTH_STRUCTURED ? "structured" : "random");
-    hq = malloc(qn * sizeof(float));
-    hk = malloc(kn * sizeof(float));
-    hv = malloc(kn * sizeof(float));
-    if (!hq || !hk || !hv) {
-        tool_error("out of memory for inputs (%zu + 2 x %zu floats)", qn, kn);
+    if (bench_inputs(s, &hq, &hk, &hv))
         goto done;
-    }
-    stem_synth_qkv(s->kind, s->seed, B, Hq, Hkv, N, d, hq, hk, hv);
-    /* In place: element i of the narrower type never overtakes element i. */
-    stem_convert(hq, STEM_DTYPE_F32, hq, s->dtype, qn);
-    stem_convert(hk, STEM_DTYPE_F32, hk, s->dtype, kn);
-    stem_convert(hv, STEM_DTYPE_F32, hv, s->dtype, kn);
 
     stem_attention_desc desc;
-    stem_attention_desc_init(&desc);
-    desc.batch = B;
-    desc.num_q_heads = Hq;
-    desc.num_kv_heads = Hkv;
-    desc.q_len = desc.kv_len = N;
-    desc.head_dim = d;
-    desc.dtype = s->dtype;
-    desc.causal = 1;
-    desc.softmax_scale = o->scale;
-    desc.layer_index = o->layer;
+    bench_desc(s, o, &desc);
     CHECK(stem_plan_create(ctx, &desc, &o->cfg, &plan), "stem_plan_create");
     stem_plan_info_init(&r->info);
     CHECK(stem_plan_get_info(plan, &r->info), "stem_plan_get_info");
