@@ -37,6 +37,9 @@ typedef struct stem_call {
     stem_context *ctx;
     int heads_q, heads_kv, head_dim;
 } stem_call;
+/* The f32 fresh-prefill description of one attention call over `rows`
+ * tokens (cmd_eval_hook.c). */
+void eval_call_desc(const stem_call *sc, int64_t rows, int layer, stem_attention_desc *desc);
 
 typedef struct hook {
     stem_call sc;

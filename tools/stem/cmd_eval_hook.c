@@ -57,20 +57,25 @@ static stem_tensor prefix_view(stem_buffer *buf, stem_dtype dt, int64_t heads, i
  * blocks per row (may be NULL); *nq_out gets the number of query blocks.
  * With an oracle, the blocks are chosen by eval_oracle_select from the
  * true attention mass under cfg's budget and handed to stem_attention. */
+void eval_call_desc(const stem_call *sc, int64_t rows, int layer, stem_attention_desc *desc)
+{
+    stem_attention_desc_init(desc);
+    desc->batch = 1;
+    desc->num_q_heads = sc->heads_q;
+    desc->num_kv_heads = sc->heads_kv;
+    desc->q_len = desc->kv_len = rows;
+    desc->head_dim = sc->head_dim;
+    desc->dtype = STEM_DTYPE_F32;
+    desc->layer_index = layer;
+}
+
 static stem_status run_stem_rows(const stem_call *sc, const stem_config *cfg, int oracle,
                                  int layer, const float *q, const float *k, const float *v,
                                  float *out, int64_t rows, int64_t n, int32_t *counts,
                                  int64_t *nq_out)
 {
     stem_attention_desc desc;
-    stem_attention_desc_init(&desc);
-    desc.batch = 1;
-    desc.num_q_heads = sc->heads_q;
-    desc.num_kv_heads = sc->heads_kv;
-    desc.q_len = desc.kv_len = rows;
-    desc.head_dim = sc->head_dim;
-    desc.dtype = STEM_DTYPE_F32;
-    desc.layer_index = layer;
+    eval_call_desc(sc, rows, layer, &desc);
     stem_plan *plan = NULL;
     stem_status st = stem_plan_create(sc->ctx, &desc, cfg, &plan);
     if (st != STEM_OK) return st;

@@ -109,14 +109,7 @@ static int budget_sum(stem_context *ctx, const stem_call *sc, const stem_config 
                       int64_t rows, int64_t *sum)
 {
     stem_attention_desc desc;
-    stem_attention_desc_init(&desc);
-    desc.batch = 1;
-    desc.num_q_heads = sc->heads_q;
-    desc.num_kv_heads = sc->heads_kv;
-    desc.q_len = desc.kv_len = rows;
-    desc.head_dim = sc->head_dim;
-    desc.dtype = STEM_DTYPE_F32;
-    desc.layer_index = -1;
+    eval_call_desc(sc, rows, -1, &desc);
     stem_plan *plan = NULL;
     stem_status st = stem_plan_create(ctx, &desc, cfg, &plan);
     if (st != STEM_OK) return -1;
