@@ -628,7 +628,9 @@ static int test_cuda(uint32_t device)
     unsigned long long p = 0;
     CHECK(g_cu.MemAlloc(&p, PAD + l.bytes + TAIL) == 0, "cuMemAlloc");
     g_cu.CtxPopCurrent(&cur);
-    stem_context_destroy(probe);
+    /* The probe context keeps its hold on the primary context until the end,
+     * as a framework that made the memory and the stream would: the last
+     * release would destroy the primary context with them. */
 
     d.native_queue = stream;
     stem_context *ctx = NULL;
@@ -662,6 +664,7 @@ static int test_cuda(uint32_t device)
     g_cu.MemFree(p);
     g_cu.StreamDestroy(stream);
     g_cu.CtxPopCurrent(&cur);
+    stem_context_destroy(probe);
     if (mine && g_cu.CtxDestroy)
         g_cu.CtxDestroy(mine);
     if (rc == 0)
