@@ -1,7 +1,7 @@
 /* Shared by every kernel: storage types, widening loads, rounding stores.
  * Build-time macros (set by ocl_program.c / ocl_backend.c from the plan and
- * the device): IN_DTYPE 0 f32 | 1 f16 | 2 bf16, HEAD_DIM, BQ, KT, TPR,
- * SEL_CAP, SEL_LS, HAS_FP64, HAS_FP16. */
+ * the device): IN_DTYPE 0 f32 | 1 f16 | 2 bf16, HEAD_DIM, BQ, SEL_CAP, SEL_LS,
+ * HAS_FP64, HAS_FP16; for GPUs KT, RPT, TX, KPT; for CPU devices VW. */
 #ifdef STEM_FORCE_BUILD_ERROR
 #error "STEM_FORCE_BUILD_ERROR: deliberately broken build (tests)"
 #endif
@@ -18,12 +18,15 @@ typedef float acc_t;
 #if IN_DTYPE == 1
 typedef half in_t;
 #define LOAD_IN(p, i) vload_half((i), (p))
+#define LOAD4_IN(p, i) vload_half4(0, (p) + (i))
 #elif IN_DTYPE == 2
 typedef ushort in_t;
 #define LOAD_IN(p, i) as_float((uint)(p)[(i)] << 16)
+#define LOAD4_IN(p, i) as_float4(convert_uint4(vload4(0, (p) + (i))) << 16)
 #else
 typedef float in_t;
 #define LOAD_IN(p, i) ((p)[(i)])
+#define LOAD4_IN(p, i) vload4(0, (p) + (i)) /* four contiguous elements, widened */
 #endif
 
 /* Element (b, h, n, e) of a strided tensor; 64-bit index math. */
