@@ -44,10 +44,15 @@ static void fill_info(const stem_ocl_api *cl, const stem_ocl_device *od, stem_de
         CL_SUCCESS)
         info->compute_units = cus;
     char plat[96], drv[64], ver[64];
+    cl_uint mhz = 0; /* the clock a peak rate is computed from (bench/results/opencl.md) */
     platform_string(cl, od->platform, CL_PLATFORM_NAME, plat, sizeof plat);
     dev_string(cl, od->device, CL_DRIVER_VERSION, drv, sizeof drv);
     dev_string(cl, od->device, CL_DEVICE_VERSION, ver, sizeof ver);
-    snprintf(info->detail, sizeof info->detail, "platform=%s driver=%s %s", plat, drv, ver);
+    if (cl->clGetDeviceInfo(od->device, CL_DEVICE_MAX_CLOCK_FREQUENCY, sizeof mhz, &mhz, NULL) !=
+        CL_SUCCESS)
+        mhz = 0;
+    snprintf(info->detail, sizeof info->detail, "platform=%s driver=%s clock=%u MHz %s", plat, drv,
+             (unsigned)mhz, ver);
 }
 
 static void ocl_probe(stem_probe_result *out)

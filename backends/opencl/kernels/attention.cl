@@ -30,30 +30,40 @@ inline void store_lse(TENSOR_F32(lse), int b, int h, long row, float m, float l)
 #define LS (TY * TX)
 #define NC ((HEAD_DIM / 4 + TX - 1) / TX) /* float4 output columns per item */
 #define DP (HEAD_DIM + 4)                 /* padded row: float4-aligned, spreads banks */
-#define KP (KT + 4)
+#define KP (KT + 4)                       /* padded row of P */
 
 /* Rows [0, nrow) of a [*, HEAD_DIM] tensor slice starting at token tok0,
- * widened to f32 (times mul) into dst[nrow][DP]; rows outside [lo, hi) are 0. */
-inline void tile_load(__local float *dst, int nrow, __global const in_t *t, long base, long s2,
+ * widened to f32 (times mul) into dst[nrow][DP]; rows outside [lo, hi) are 0.
+ * Contiguous rows whose starts are 4-element aligned load 4 elements a time. */
+inline void tile_load(__local float4 *dst, int nrow, __global const in_t *t, long base, long s2,
                       long s3, long tok0, long lo, long hi, float mul, int lid)
 {
-    if (s3 == 1) { /* contiguous rows: 4 elements a load */
+    if (s3 == 1 && ((base | s2) & 3) == 0) {
         for (int i = lid; i < nrow * (HEAD_DIM / 4); i += LS) {
-            const int rr = i / (HEAD_DIM / 4), e = 4 * (i % (HEAD_DIM / 4));
+            const int rr = i / (HEAD_DIM / 4), e4 = i % (HEAD_DIM / 4);
             const long tok = tok0 + rr;
-            const float4 x = tok >= lo && tok < hi ? mul * LOAD4_IN(t, base + tok * s2 + e)
-                                                   : (float4)(0.0f);
-            vstore4(x, 0, dst + rr * DP + e);
+            dst[rr * (DP / 4) + e4] = tok >= lo && tok < hi
+                                          ? mul * LOADA4_IN(t, base + tok * s2 + 4 * e4)
+                                          : (float4)(0.0f);
         }
     } else {
+        __local float *d = (__local float *)dst;
         for (int i = lid; i < nrow * HEAD_DIM; i += LS) {
             const int rr = i / HEAD_DIM, e = i % HEAD_DIM;
             const long tok = tok0 + rr;
-            dst[rr * DP + e] = tok >= lo && tok < hi ? mul * LOAD_IN(t, base + tok * s2 + e * s3)
-                                                     : 0.0f;
+            d[rr * DP + e] = tok >= lo && tok < hi ? mul * LOAD_IN(t, base + tok * s2 + e * s3)
+                                                   : 0.0f;
         }
     }
 }
+
+/* Output columns 4 (tx + TX c) .. + 3 exist for every item when TX float4s
+ * divide a row. */
+#if HEAD_DIM % (4 * TX) == 0
+#define COL_LIVE(col) 1
+#else
+#define COL_LIVE(col) ((col) < HEAD_DIM)
+#endif
 
 __kernel __attribute__((reqd_work_group_size(LS, 1, 1))) void
 block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(count),
@@ -61,9 +71,10 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
                 long out_s3, int out_dtype, int hq, int g, int n_tokens, int n, int block,
                 float qmul, TENSOR_F32(lse), long q_first, int row0, int nr)
 {
-    __local float Qs[BQ * DP];
-    __local float KVs[KT * DP];
-    __local float Ps[BQ * KP];
+    /* float4 arrays: 16-byte aligned, so each float4 read is one vector load */
+    __local float4 Qs[BQ * DP / 4];
+    __local float4 KVs[KT * DP / 4];
+    __local float4 Ps[BQ * KP / 4];
     __local float Red[BQ * TX];
     const int lid = get_local_id(0), tx = lid % TX, ty = lid / TX, r0 = ty * RPT;
     const int row = nr - 1 - (int)get_group_id(1); /* late rows (most keys) first */
@@ -79,7 +90,9 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
               qmul, lid);
     float4 acc[RPT][NC];
     float m[RPT], l[RPT]; /* l: this item's share of the row sum */
+#pragma unroll
     for (int r = 0; r < RPT; r++) {
+#pragma unroll
         for (int c = 0; c < NC; c++)
             acc[r][c] = (float4)(0.0f);
         m[r] = -INFINITY;
@@ -103,16 +116,23 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
             barrier(CLK_LOCAL_MEM_FENCE);
 
             float s[RPT][KPT];
+#pragma unroll
             for (int r = 0; r < RPT; r++)
+#pragma unroll
                 for (int kk = 0; kk < KPT; kk++)
                     s[r][kk] = 0.0f;
-            for (int e = 0; e < HEAD_DIM; e += 4) {
+#pragma unroll 4
+            for (int e4 = 0; e4 < HEAD_DIM / 4; e4++) {
                 float4 qv[RPT], kv[KPT];
+#pragma unroll
                 for (int r = 0; r < RPT; r++)
-                    qv[r] = vload4(0, Qs + (r0 + r) * DP + e);
+                    qv[r] = Qs[(r0 + r) * (DP / 4) + e4];
+#pragma unroll
                 for (int kk = 0; kk < KPT; kk++)
-                    kv[kk] = vload4(0, KVs + (tx + TX * kk) * DP + e);
+                    kv[kk] = KVs[(tx + TX * kk) * (DP / 4) + e4];
+#pragma unroll
                 for (int r = 0; r < RPT; r++)
+#pragma unroll
                     for (int kk = 0; kk < KPT; kk++) {
                         float t = s[r][kk];
                         t = fma(qv[r].x, kv[kk].x, t);
@@ -121,10 +141,12 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
                         s[r][kk] = fma(qv[r].w, kv[kk].w, t);
                     }
             }
+#pragma unroll
             for (int r = 0; r < RPT; r++) {
                 const long qtok = q0 + r0 + r;
                 float mx = -INFINITY;
                 int nan_seen = 0; /* fmax drops NaN: a NaN logit must still poison the row */
+#pragma unroll
                 for (int kk = 0; kk < KPT; kk++) {
                     const long tok = k0 + tx + TX * kk;
                     if (tok >= n_tokens || tok > qtok)
@@ -138,37 +160,45 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
             }
             barrier(CLK_LOCAL_MEM_FENCE); /* partial maxima written; K no longer read */
             tile_load(KVs, KT, v, vbase, v_s2, v_s3, k0, 0, n_tokens, 1.0f, lid);
+#pragma unroll
             for (int r = 0; r < RPT; r++) {
                 float mx = -INFINITY;
+#pragma unroll
                 for (int t = 0; t < TX; t++)
                     mx = fmax(mx, Red[(r0 + r) * TX + t]);
                 const float m_new = fmax(m[r], mx);
                 const int live = m_new != -INFINITY;
                 const float alpha = live ? exp2(m[r] - m_new) : 1.0f; /* 0 on the first tile */
                 float sum = 0.0f;
+#pragma unroll
                 for (int kk = 0; kk < KPT; kk++) {
                     const float pv = live ? exp2(s[r][kk] - m_new) : 0.0f;
                     sum += pv;
-                    Ps[(r0 + r) * KP + tx + TX * kk] = pv;
+                    ((__local float *)Ps)[(r0 + r) * KP + tx + TX * kk] = pv;
                 }
                 l[r] = l[r] * alpha + sum;
+#pragma unroll
                 for (int c = 0; c < NC; c++)
                     acc[r][c] *= alpha;
                 m[r] = m_new;
             }
             barrier(CLK_LOCAL_MEM_FENCE); /* V and P in place */
 
-            for (int j = 0; j < KT; j += 4) {
+#pragma unroll 2
+            for (int j4 = 0; j4 < KT / 4; j4++) {
                 float4 pv[RPT];
+#pragma unroll
                 for (int r = 0; r < RPT; r++)
-                    pv[r] = vload4(0, Ps + (r0 + r) * KP + j);
+                    pv[r] = Ps[(r0 + r) * (KP / 4) + j4];
+#pragma unroll
                 for (int c = 0; c < NC; c++) {
-                    const int col = 4 * (tx + TX * c);
-                    if (col < HEAD_DIM) {
-                        const float4 v0 = vload4(0, KVs + (j + 0) * DP + col);
-                        const float4 v1 = vload4(0, KVs + (j + 1) * DP + col);
-                        const float4 v2 = vload4(0, KVs + (j + 2) * DP + col);
-                        const float4 v3 = vload4(0, KVs + (j + 3) * DP + col);
+                    const int c4 = tx + TX * c; /* float4 column */
+                    if (COL_LIVE(4 * c4)) {
+                        const float4 v0 = KVs[(4 * j4 + 0) * (DP / 4) + c4];
+                        const float4 v1 = KVs[(4 * j4 + 1) * (DP / 4) + c4];
+                        const float4 v2 = KVs[(4 * j4 + 2) * (DP / 4) + c4];
+                        const float4 v3 = KVs[(4 * j4 + 3) * (DP / 4) + c4];
+#pragma unroll
                         for (int r = 0; r < RPT; r++) {
                             float4 o = acc[r][c];
                             o = fma((float4)(pv[r].x), v0, o);
@@ -183,9 +213,11 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
     }
     /* Row sums: the TX items' shares, added once. */
     barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
     for (int r = 0; r < RPT; r++)
         Red[(r0 + r) * TX + tx] = l[r];
     barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
     for (int r = 0; r < RPT; r++) {
         const long qtok = q0 + r0 + r;
         if (qtok >= n_tokens || qtok < q_first)
@@ -195,9 +227,10 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
             lsum += Red[(r0 + r) * TX + t];
         const float inv =
             lsum > 0.0f ? 1.0f / lsum : (isnan(lsum) ? lsum : 0.0f); /* no visible key: 0 */
+#pragma unroll
         for (int c = 0; c < NC; c++) {
             const int col = 4 * (tx + TX * c);
-            if (col < HEAD_DIM) {
+            if (COL_LIVE(col)) {
                 const float4 o = acc[r][c] * inv;
                 const long at = AT(out, b, h, qtok - q_first, col);
                 store_out(out, at, out_dtype, o.x);
