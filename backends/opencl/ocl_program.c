@@ -85,7 +85,7 @@ stem_status stem_ocl_shape_choose(const stem_ocl_limits *lim, const stem_attenti
         while (vw > 4 && d % (2 * vw) != 0)
             vw /= 2;
         out->vw = vw;
-        out->bq = d <= 128 ? 64 : 32;
+        out->bq = d <= 128 ? 128 : 64; /* 64 KiB of Q rows */
     }
     /* Selection: a row of scores (f32), its keep flags and a scan in local memory. */
     int sel_ls = 1;

@@ -252,7 +252,8 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
  * does not depend on the runtime vectorizing across work-items. Per tile of
  * CKT keys: K packed transposed and V widened into private arrays, then for
  * each CR rows a register block of logits (CR x CKT), the online softmax with
- * a vector exp2, and a register block of P V (CR x 2 VW columns at a time). */
+ * a vector exp2, and a register block of P V (CR x 2 VW columns at a time).
+ * K is packed once per tile for all the item's rows (up to a whole block). */
 #ifdef VW
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
@@ -260,8 +261,17 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
 #define intV CAT(int, VW)
 #define vloadV CAT(vload, VW)
 #define vstoreV CAT(vstore, VW)
-#define CR 4        /* rows per register block */
-#define CKT (2 * VW) /* keys per tile */
+#define CR (VW == 16 ? 8 : 4) /* rows per register block: 2 CR accumulators (of 32 / 16 regs) */
+#define CKT (2 * VW)          /* keys per tile */
+
+/* VW contiguous elements from element i, widened. */
+#if IN_DTYPE == 1
+#define LOADV_IN(p, i) CAT(vload_half, VW)(0, (p) + (i))
+#elif IN_DTYPE == 2
+#define LOADV_IN(p, i) CAT(as_float, VW)(CAT(convert_uint, VW)(vloadV(0, (p) + (i))) << 16)
+#else
+#define LOADV_IN(p, i) vloadV(0, (p) + (i))
+#endif
 
 #if VW == 4
 #define IOTA ((intV)(0, 1, 2, 3))
@@ -359,9 +369,19 @@ __kernel void row_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index),
                 const int ok = j < kn;
                 const long ka = ok ? AT(k, b, kh, k0 + j, 0) : 0;
                 const long va = ok ? AT(v, b, kh, k0 + j, 0) : 0;
-                for (int e = 0; e < HEAD_DIM; e++) {
-                    Kt[e * CKT + j] = ok ? LOAD_IN(k, ka + e * k_s3) : 0.0f;
-                    Vp[j * HEAD_DIM + e] = ok ? LOAD_IN(v, va + e * v_s3) : 0.0f;
+                if (ok && k_s3 == 1 && v_s3 == 1) { /* contiguous rows: VW elements a load */
+                    for (int e = 0; e < HEAD_DIM; e += VW) {
+                        float t[VW];
+                        vstoreV(LOADV_IN(k, ka + e), 0, t);
+                        for (int i = 0; i < VW; i++)
+                            Kt[(e + i) * CKT + j] = t[i];
+                        vstoreV(LOADV_IN(v, va + e), 0, Vp + j * HEAD_DIM + e);
+                    }
+                } else {
+                    for (int e = 0; e < HEAD_DIM; e++) {
+                        Kt[e * CKT + j] = ok ? LOAD_IN(k, ka + e * k_s3) : 0.0f;
+                        Vp[j * HEAD_DIM + e] = ok ? LOAD_IN(v, va + e * v_s3) : 0.0f;
+                    }
                 }
             }
             const intV key0 = (intV)((int)(k0 - q0)) + IOTA; /* key - q0, lanes 0..VW-1 */
@@ -369,16 +389,20 @@ __kernel void row_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index),
                 if (q0 + r0 + CR - 1 < k0)
                     continue; /* every key of the tile is after these rows */
                 floatV s0[CR], s1[CR];
+#pragma unroll
                 for (int r = 0; r < CR; r++)
                     s0[r] = s1[r] = (floatV)(0.0f);
+#pragma unroll 4
                 for (int e = 0; e < HEAD_DIM; e++) {
                     const floatV k0v = vloadV(0, Kt + e * CKT), k1v = vloadV(0, Kt + e * CKT + VW);
+#pragma unroll
                     for (int r = 0; r < CR; r++) {
                         const floatV qe = (floatV)(Qp[(r0 + r) * HEAD_DIM + e]);
                         s0[r] = fma(qe, k0v, s0[r]);
                         s1[r] = fma(qe, k1v, s1[r]);
                     }
                 }
+#pragma unroll
                 for (int r = 0; r < CR; r++) {
                     const int rr = r0 + r;
                     /* Masked: keys after the row's token or not in the tile. */
@@ -405,19 +429,23 @@ __kernel void row_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index),
                 }
                 for (int c = 0; c < HEAD_DIM; c += 2 * VW) {
                     floatV o0[CR], o1[CR];
+#pragma unroll
                     for (int r = 0; r < CR; r++) {
                         o0[r] = vloadV(0, Op + (r0 + r) * HEAD_DIM + c);
                         o1[r] = vloadV(0, Op + (r0 + r) * HEAD_DIM + c + VW);
                     }
+#pragma unroll 4
                     for (int j = 0; j < CKT; j++) {
                         const floatV v0 = vloadV(0, Vp + j * HEAD_DIM + c);
                         const floatV v1 = vloadV(0, Vp + j * HEAD_DIM + c + VW);
+#pragma unroll
                         for (int r = 0; r < CR; r++) {
                             const floatV pj = (floatV)(Sp[r * CKT + j]);
                             o0[r] = fma(pj, v0, o0[r]);
                             o1[r] = fma(pj, v1, o1[r]);
                         }
                     }
+#pragma unroll
                     for (int r = 0; r < CR; r++) {
                         vstoreV(o0[r], 0, Op + (r0 + r) * HEAD_DIM + c);
                         vstoreV(o1[r], 0, Op + (r0 + r) * HEAD_DIM + c + VW);
