@@ -3,7 +3,8 @@
 #   bash bench/opencl/device_check.sh BUILD_DIR
 # from a checkout holding a dev-machine build in BUILD_DIR (libstem.so*,
 # tools/stem, tests/test_conformance; configured with STEM_OPENCL=ON and
-# STEM_CUDA=ON) and .devdeps/*.deb (ocl-icd-libopencl1, libcmocka0).
+# STEM_CUDA=ON; optionally cl_devices from bench/opencl/cl_devices.c) and
+# .devdeps/*.deb (ocl-icd-libopencl1, libcmocka0).
 #  1. the OpenCL conformance suite on the NVIDIA device and on PoCL (the
 #     Xeon), in parallel, each process restricted to its platform through
 #     OCL_ICD_VENDORS;
@@ -27,8 +28,12 @@ S="$OUT/summary.txt"
 say() { echo "$*" | tee -a "$S"; }
 t_start=$SECONDS
 
-for f in .devdeps/*.deb; do dpkg -x "$f" / 2>/dev/null; done
-ldconfig 2>/dev/null
+# The ICD loader and cmocka are absent there: unpack the carried packages
+# (only where the libraries are missing).
+if ! ldconfig -p | grep -q 'libOpenCL.so.1 ' || ! ldconfig -p | grep -q 'libcmocka.so.0 '; then
+    for f in .devdeps/*.deb; do dpkg -x "$f" / 2>/dev/null; done
+    ldconfig 2>/dev/null
+fi
 export LD_LIBRARY_PATH="$PWD/$B:${LD_LIBRARY_PATH:-}"
 stem="$B/tools/stem"
 
@@ -38,6 +43,8 @@ say "cpu $(lscpu | sed -n 's/^Model name: *//p') x $(nproc)"
 say "icd files: $(ls /etc/OpenCL/vendors 2>/dev/null | tr '\n' ' ')"
 "$stem" info > "$L/info.txt" 2>&1
 cat "$L/info.txt" >> "$S"
+# clocks, local memory, vector width, extensions (bench/opencl/cl_devices.c)
+[ -x "$B/cl_devices" ] && "$B/cl_devices" >> "$S" 2>&1
 
 # Global device index of the first device of backend $1 whose lines match $2.
 dev() { grep -E -A1 "^ *\[[0-9]+\]\*? +$1:" "$L/info.txt" | grep -B1 -i -E -- "$2" |
