@@ -228,9 +228,10 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_t
     }
     const unsigned tiles = (unsigned)((n + 63) / 64), row_tiles = (unsigned)((nr + 63) / 64);
     if (st == STEM_OK)
-        /* The tensor-core GEMM covers fresh prefills (rows = key blocks) only. */
-        st = c->score_tc && pass->row0 == 0 && nr == n
-                 ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], tiles, tiles,
+        /* The tensor-core GEMM reads rows of W = stride * head_dim floats with
+         * 16-byte loads and steps K by 8: W must be a multiple of 8. */
+        st = c->score_tc && (cfg->stride * d->head_dim) % 8 == 0
+                 ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], tiles, row_tiles,
                                     (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)")
                  : stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], tiles, row_tiles,
                                     (unsigned)bq, 256, 0, args, "score GEMM");

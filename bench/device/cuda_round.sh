@@ -32,7 +32,8 @@ suite() { # suite LABEL SECONDS ENV...
   suite cuda-mma 90 STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda STEM_CUDA_ATTN=mma STEM_TEST_FILTER=_b128_ OMP_NUM_THREADS=2
   suite cuda-mma-chunked 60 STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda STEM_CUDA_ATTN=mma STEM_TEST_FILTER=chunked_ OMP_NUM_THREADS=2
   suite cuda-sm90p 90 STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda STEM_CUDA_ATTN=sm90p STEM_TEST_FILTER=_b128_ OMP_NUM_THREADS=2
-  suite cuda-sm90s 90 STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda STEM_CUDA_ATTN=sm90s STEM_TEST_FILTER=_b128_ OMP_NUM_THREADS=2 ) &
+  suite cuda-sm90s 90 STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda STEM_CUDA_ATTN=sm90s STEM_TEST_FILTER=_b128_ OMP_NUM_THREADS=2
+  suite cuda-score-tc 120 STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda STEM_CUDA_SCORE_GEMM=tc OMP_NUM_THREADS=2 ) &
 suite cpu 200 STEM_TEST_ONLY=cpu STEM_TEST_REQUIRE=cpu OMP_NUM_THREADS=10 &
 wait
 say "suites $((SECONDS - t0)) s"
@@ -65,11 +66,15 @@ for fam in sm90 sm90p mma; do
     say "== stem_cuda_bench STEM_CUDA_ATTN=$fam"
     STEM_CUDA_ATTN=$fam timeout 100 "$B/stem_cuda_bench" $NS >> "$S" 2>&1
 done
+say "== stem_cuda_bench sm90, STEM_CUDA_SCORE_GEMM=tc"
+STEM_CUDA_SCORE_GEMM=tc timeout 100 "$B/stem_cuda_bench" $NS >> "$S" 2>&1
 say "== stem_cuda_bench sm90, STEM_BENCH_DENSE_ABOVE=0.8"
 STEM_BENCH_DENSE_ABOVE=0.8 timeout 60 "$B/stem_cuda_bench" 8192 16384 32768 >> "$S" 2>&1
 say "== SDPA peers"; timeout 120 python3 bench/cuda/sdpa_peers.py $NS >> "$S" 2>&1
 say "== per-kernel profile"
 (cd /tmp && STEM_LIBRARY=$B/libstem.so PYTHONPATH=$OLDPWD/python timeout 90 python3 $OLDPWD/bench/cuda/profile_stages.py 8192 32768 131072) >> "$S" 2>&1
+say "== per-kernel profile, STEM_CUDA_SCORE_GEMM=tc"
+(cd /tmp && STEM_CUDA_SCORE_GEMM=tc STEM_LIBRARY=$B/libstem.so PYTHONPATH=$OLDPWD/python timeout 60 python3 $OLDPWD/bench/cuda/profile_stages.py 8192 131072) 2>&1 | grep -E '^####|score|phase' >> "$S"
 say "== chunked prefill vs one-shot (CUDA, 8K chunks)"
 timeout 90 "$B/tools/stem" bench --backend cuda --n 32768,131072 --chunk 8192 --markdown --quiet \
     --warmup 1 --repeat 3 >> "$S" 2>&1

@@ -239,20 +239,21 @@ __device__ __forceinline__ void mma_tf32(float c[4], const unsigned a[4], const 
 extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_kscore p)
 {
     __shared__ __align__(16) float As[TC_T][TC_LD], Bs[TC_T][TC_LD];
-    const int n = p.n_blocks, g = p.hq / p.hkv;
+    // Rows I < nr are the absolute blocks row0 + I; n key blocks.
+    const int n = p.n_blocks, g = p.hq / p.hkv, nr = p.n_rows, row0 = p.row0;
     const int W = p.stride * p.head_dim; // a multiple of 8
     const int J0 = blockIdx.x * TC_T, I0 = blockIdx.y * TC_T;
     const long long bh = blockIdx.z, b = bh / p.hq, h = bh % p.hq, kv = b * p.hkv + h / g;
     const stem_ktensor &st = p.scores;
-    if (J0 > I0 + TC_T - 1) {
+    if (J0 > row0 + I0 + TC_T - 1) {
         for (int e = threadIdx.x; e < TC_T * TC_T; e += blockDim.x) {
             const int I = I0 + e / TC_T, J = J0 + e % TC_T;
-            if (I < n && J < n)
+            if (I < nr && J < n)
                 *kt_f32(st, kt_off(st, b, h, I, J)) = -INFINITY;
         }
         return;
     }
-    const float *qf = reinterpret_cast<const float *>(p.qflat) + (bh * n) * (long long)W;
+    const float *qf = reinterpret_cast<const float *>(p.qflat) + (bh * nr) * (long long)W;
     const float *kf = reinterpret_cast<const float *>(p.kflat) + (kv * n) * (long long)W;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32; // this warp's 32x32 sub-tile
@@ -263,7 +264,7 @@ extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_ksco
             const int r = e / (TC_K / 4), c = (e % (TC_K / 4)) * 4;
             const bool kin = k0 + c < W; // W and c are multiples of 4
             float4 av = make_float4(0.f, 0.f, 0.f, 0.f), bv = av;
-            if (kin && I0 + r < n)
+            if (kin && I0 + r < nr)
                 av = *reinterpret_cast<const float4 *>(qf + (long long)(I0 + r) * W + k0 + c);
             if (kin && J0 + r < n)
                 bv = *reinterpret_cast<const float4 *>(kf + (long long)(J0 + r) * W + k0 + c);
@@ -315,9 +316,9 @@ extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_ksco
             for (int e = 0; e < 4; e++) {
                 const int I = I0 + wm + mt * 16 + gr + (e >> 1) * 8;
                 const int J = J0 + wn + nt * 8 + tc * 2 + (e & 1);
-                if (I < n && J < n)
+                if (I < nr && J < n)
                     *kt_f32(st, kt_off(st, b, h, I, J)) =
-                        J > I ? -INFINITY : p.coef * acc[mt][nt][e] + vb[J];
+                        J > row0 + I ? -INFINITY : p.coef * acc[mt][nt][e] + vb[J];
             }
 }
 
