@@ -274,21 +274,21 @@ void stem_call_io_init(stem_call_io *io)
     io->struct_size = sizeof *io;
 }
 
-/* PROVIDED statistics must be usable: finite, std >= 0. Device buffers are
- * read back for it (B * Hkv pairs, one small blocking read per call). */
+/* PROVIDED statistics must be usable: finite, std >= 0. Checked where the
+ * library can read them without waiting (host-visible buffers); device
+ * memory is not read back, since that would synchronise the caller's queue
+ * on every chunk. */
 static stem_status check_vstats_in(const stem_plan *plan, const stem_tensor *t)
 {
+    if (!t->buffer->host)
+        return STEM_OK;
     const int64_t nb = plan->desc.batch, nh = plan->desc.num_kv_heads;
     const int64_t span = (nb - 1) * t->strides[0] + (nh - 1) * t->strides[1] + t->strides[3] + 1;
     float *img = malloc((size_t)span * sizeof(float));
     if (!img)
         return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "stem_prefill_ex: out of host memory");
     stem_status st = STEM_OK;
-    if (t->buffer->host)
-        memcpy(img, (const char *)t->buffer->host + t->offset, (size_t)span * sizeof(float));
-    else
-        st = plan->ctx->ops->buffer_read(plan->ctx, t->buffer, t->offset, img,
-                                         (size_t)span * sizeof(float));
+    memcpy(img, (const char *)t->buffer->host + t->offset, (size_t)span * sizeof(float));
     for (int64_t b = 0; st == STEM_OK && b < nb; ++b)
         for (int64_t h = 0; st == STEM_OK && h < nh; ++h) {
             const float *ms = img + b * t->strides[0] + h * t->strides[1];

@@ -462,9 +462,10 @@ typedef struct stem_call_io {
     size_t struct_size;
     const stem_tensor *scores, *index, *count; /* as stem_prefill's optional outputs */
     /* f32 [B, Hkv, 1, 2]: (mean, std) of the value bonus's log group maxima
-     * (docs/semantics.md section 2); required by STEM_VSTATS_PROVIDED plans
-     * (checked: finite, std >= 0; a small blocking read on GPU backends),
-     * ignored otherwise. */
+     * (docs/semantics.md section 2); required by STEM_VSTATS_PROVIDED plans,
+     * ignored otherwise. Must be finite with std >= 0: checked in host-visible
+     * buffers (STEM_ERR_INVALID_ARGUMENT); GPU memory is not read back (no
+     * synchronisation), and bad values there give NaN or meaningless bonuses. */
     const stem_tensor *vstats_in;
     /* f32 [B, Hkv, 1, 2]: the statistics the call used (STEM and DENSE
      * selectors; (0, 0) when no full stride group is visible). */
