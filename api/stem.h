@@ -372,7 +372,9 @@ typedef enum stem_vstats_mode {
  * STEM_Q_PACKED is a varlen plan: every call passes a stem_seqs that gives
  * each sequence b its own query count M_b, visible keys L_b and prompt
  * length N_b, and the plan's batch, q_len and kv_len are upper bounds (on
- * the call's batch, every M_b, every L_b); prompt_len must be 0. */
+ * the call's batch, every M_b, every L_b); prompt_len must be 0.
+ * stem_plan_get_info describes that bound geometry; its workspace_bytes
+ * covers any call (with paged K/V: room to gather one sequence's K and V). */
 typedef enum stem_q_layout {
     STEM_Q_BHND = 0,  /* q [B, Hq, M, d]: every entry the same geometry (default) */
     STEM_Q_PACKED = 1 /* q [1, Hq, T_q, d]: sequence b holds tokens
