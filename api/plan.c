@@ -286,8 +286,18 @@ static stem_status plan_build(stem_context *ctx, const stem_attention_desc *desc
                             "prefill) is not defined yet");
     if (st == STEM_OK)
         st = check_caps(ctx, &d);
-    if (st == STEM_OK && ctx->ops->plan_check)
-        st = ctx->ops->plan_check(ctx, &d, &c);
+    if (st == STEM_OK && ctx->ops->plan_check) {
+        /* A varlen plan runs one sequence at a time: the backend's limits
+         * apply to its largest sequence, not to batch x the bounds. */
+        stem_attention_desc chk = d;
+        if (varlen) {
+            chk.batch = 1;
+            chk.q_layout = STEM_Q_BHND;
+            chk.kv_store = STEM_KV_BHND;
+            chk.page_size = 0;
+        }
+        st = ctx->ops->plan_check(ctx, &chk, &c);
+    }
     if (st != STEM_OK)
         return st;
 
