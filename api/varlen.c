@@ -169,8 +169,7 @@ static void varlen_free(varlen_call *c)
 
 /* Reads and checks the sequence geometry (nothing is written on failure). */
 static stem_status read_geometry(stem_plan *plan, const char *fn, const stem_seqs *s,
-                                 const stem_tensor *q, const stem_tensor *k,
-                                 const stem_tensor *v, varlen_call *c)
+                                 const stem_tensor *k, const stem_tensor *v, varlen_call *c)
 {
     const stem_attention_desc *d = &plan->desc;
     const int64_t B = s->batch, bs = plan->cfg.block_size;
@@ -311,7 +310,6 @@ static stem_status read_geometry(stem_plan *plan, const char *fn, const stem_seq
         g->row_ptr = rows;
         rows += g->rows;
     }
-    (void)q;
     return STEM_OK;
 }
 
@@ -360,7 +358,7 @@ stem_status stem_prefill_varlen(stem_plan *plan, const char *fn, const stem_tens
 
     varlen_call c;
     memset(&c, 0, sizeof c);
-    st = read_geometry(plan, fn, &s, q, k, v, &c);
+    st = read_geometry(plan, fn, &s, k, v, &c);
     const int64_t B = c.batch, hq = d->num_q_heads, hkv = d->num_kv_heads, hd = d->head_dim;
     const int64_t bs = plan->cfg.block_size, W = (d->kv_len + bs - 1) / bs;
     const int64_t T = st == STEM_OK ? c.cu_q[B] : 0;

@@ -621,27 +621,44 @@ static void vl_compare_ref(conf_res *R, const vl_batch *D, const stem_config *cf
     const int64_t B = D->B, hq = D->hq, hkv = D->hkv, d = D->d, T_ = out->T;
     int64_t cu[VL_MAXB + 1], lens[VL_MAXB], prompts[VL_MAXB];
     vl_total_q(D, cu);
-    int64_t maxL = 1, sumL = 0;
-    for (int64_t b = 0; b < B; ++b) {
+    for (int64_t b = 0; b < B; ++b)
         lens[b] = D->s[b].L, prompts[b] = o->with_prompts ? D->s[b].N : 0;
-        maxL = lens[b] > maxL ? lens[b] : maxL;
-        sumL += lens[b];
-    }
-    /* The reference reads keys of the per-sequence BHND form. */
+    /* The reference reads the call's own K/V store (garbage slots included)
+     * through its literal addressing rule, in its layouts: BHND [B][Hkv][rows][d],
+     * PACKED [Hkv][rows][d], PAGED [pages][Hkv][page][d]. */
     double *q = res_alloc(R, (size_t)(hq * (T_ ? T_ : 1) * d) * 8);
-    double *k = res_alloc(R, (size_t)(B * hkv * maxL * d) * 8);
-    double *v = res_alloc(R, (size_t)(B * hkv * maxL * d) * 8);
     for (int64_t b = 0; b < B; ++b) {
         const int64_t M = D->s[b].M, L = D->s[b].L;
         for (int64_t h = 0; h < hq; ++h)
             for (int64_t i = 0; i < M * d; ++i)
                 q[(h * T_ + cu[b]) * d + i] = D->q[b][(h * L + L - M) * d + i];
-        for (int64_t h = 0; h < hkv; ++h)
-            for (int64_t i = 0; i < L * d; ++i) {
-                k[((b * hkv + h) * maxL) * d + i] = D->k[b][h * L * d + i];
-                v[((b * hkv + h) * maxL) * d + i] = D->v[b][h * L * d + i];
-            }
     }
+    vl_store st;
+    vl_store_make(R, D, o, &st);
+    double *k = res_alloc(R, (size_t)st.elems * 8), *v = res_alloc(R, (size_t)st.elems * 8);
+    const int64_t ps = o->page_size, rows = st.rows;
+    for (int64_t x = 0; x < (o->kv_store == STEM_KV_BHND ? B : rows); ++x)
+        for (int64_t h = 0; h < hkv; ++h)
+            for (int64_t y = 0; y < (o->kv_store == STEM_KV_BHND ? rows
+                                     : o->kv_store == STEM_KV_PAGED ? ps : 1); ++y) {
+                int64_t src, dst;
+                if (o->kv_store == STEM_KV_BHND) { /* x = entry, y = row */
+                    src = dst = ((x * hkv + h) * rows + y) * d;
+                } else if (o->kv_store == STEM_KV_PACKED) { /* x = row */
+                    src = (x * hkv + h) * d;
+                    dst = (h * rows + x) * d;
+                } else { /* x = page, y = slot */
+                    src = o->hnd ? ((x * hkv + h) * ps + y) * d : ((x * ps + y) * hkv + h) * d;
+                    dst = ((x * hkv + h) * ps + y) * d;
+                }
+                for (int64_t c = 0; c < d; ++c) {
+                    k[dst + c] = st.k[src + c];
+                    v[dst + c] = st.v[src + c];
+                }
+            }
+    int64_t cukv[VL_MAXB + 1];
+    for (int64_t b = 0; b <= B; ++b)
+        cukv[b] = st.cu_kv[b];
     double *vs = NULL;
     if (o->vstats_in) {
         vs = res_alloc(R, (size_t)(B * hkv * 2) * 8);
@@ -652,7 +669,8 @@ static void vl_compare_ref(conf_res *R, const vl_batch *D, const stem_config *cf
     memset(&s, 0, sizeof s);
     s.batch = B, s.hq = hq, s.hkv = hkv, s.head_dim = d, s.scale = 1.0 / sqrt((double)d);
     s.layer_index = -1, s.cu_q = cu, s.kv_len = lens, s.prompt_len = prompts, s.q = q;
-    s.kv_store = STEM_KV_BHND, s.k = k, s.v = v, s.kv_rows = maxL, s.vstats = vs;
+    s.kv_store = o->kv_store, s.k = k, s.v = v, s.kv_rows = rows, s.vstats = vs;
+    s.cu_kv = cukv, s.page_size = ps, s.table_cols = st.cols, s.block_table = st.table;
     const int64_t Rr = out->R ? out->R : 1;
     int32_t *index = res_alloc(R, (size_t)(hq * Rr * out->W) * 4);
     int32_t *count = res_alloc(R, (size_t)(hq * Rr) * 4);
@@ -735,6 +753,8 @@ static void paged_vs_packed(conf_test *T, const conf_misuse *m)
     char what[64];
     snprintf(what, sizeof what, "paged (page %d, %s) vs packed", m->a, m->b ? "HND" : "NHD");
     vl_same(&D, &packed, &paged, what);
+    if ((m->a == 16 && m->b == 1) || (m->a == 48 && m->b == 0))
+        vl_compare_ref(&T->res, &D, &cfg, &o, &paged, "paged vs reference");
 }
 
 /* ------------------------------------------------------------------ C6 */
