@@ -26,7 +26,7 @@ int conf_add_chunked_cases(conf_misuse *list, int cap);
 
 /* Varlen batches and paged KV cases (varlen.c): adds CONF_VARLEN_CASES
  * entries to list (room for cap); returns the count. */
-#define CONF_VARLEN_CASES 45
+#define CONF_VARLEN_CASES 46
 int conf_add_varlen_cases(conf_misuse *list, int cap);
 
 /* ABI and lifetime rules (abi.c): the log callback, stem_last_error()

@@ -1136,6 +1136,167 @@ static void misuse_varlen(conf_test *T, const conf_misuse *m)
     vl_untouched(btab, sizeof table, table, "block_table");
 }
 
+/* Random geometry, valid or not: the library's verdict must match the
+ * documented rules (docs/semantics.md section 9), a refusal must write
+ * nothing, and an accepted call must fill every query's output. */
+static void random_geometry(conf_test *T, const conf_misuse *m)
+{
+    (void)m;
+    enum { HQ = 2, DH = 16, MB = 3, QB = 24, LB = 100, LK = 90, TK = 200, PS = 16, PAGES = 12,
+           COLS = 8, TMAX = 3 * 30 };
+    stem_config cfg;
+    stem_config_init(&cfg);
+    cfg.block_size = 16, cfg.stride = 4, cfg.k_start = 2;
+    uint64_t seed = 0x5EEDu + (uint64_t)T->dev->info.backend;
+    conf_res *R = &T->res;
+    stem_plan *plans[3] = {NULL, NULL, NULL};
+    for (int store = 0; store < 3; ++store) {
+        stem_attention_desc desc;
+        stem_attention_desc_init(&desc);
+        desc.batch = MB, desc.num_q_heads = HQ, desc.num_kv_heads = 1, desc.head_dim = DH;
+        desc.q_len = QB, desc.kv_len = LB, desc.q_layout = STEM_Q_PACKED;
+        desc.kv_store = store, desc.page_size = store == STEM_KV_PAGED ? PS : 0;
+        const stem_status st = stem_plan_create(T->dev->ctx, &desc, &cfg, &plans[store]);
+        if (st == STEM_ERR_UNSUPPORTED) {
+            vl_check_refusal(T, "random geometry plan");
+            return;
+        }
+        if (st != STEM_OK)
+            fail_msg("random geometry plan: %s", stem_last_error());
+        res_add_plan(R, plans[store]);
+    }
+    const size_t qb = (size_t)TMAX * HQ * DH * 4;
+    const size_t kvb = (size_t)(MB * LK > TK ? MB * LK : TK) * DH * 4 > (size_t)PAGES * PS * DH * 4
+                           ? (size_t)(MB * LK > TK ? MB * LK : TK) * DH * 4
+                           : (size_t)PAGES * PS * DH * 4;
+    float *kv = res_alloc(R, kvb), *q = res_alloc(R, qb);
+    for (size_t i = 0; i < kvb / 4; ++i)
+        kv[i] = (float)((int)(i % 17) - 8) * 0.125f;
+    for (size_t i = 0; i < qb / 4; ++i)
+        q[i] = (float)((int)(i % 13) - 6) * 0.25f;
+    stem_buffer *bq = vl_buffer(T, R, qb, q), *bk = vl_buffer(T, R, kvb, kv),
+                *bv = vl_buffer(T, R, kvb, kv), *bo = vl_buffer(T, R, qb, NULL),
+                *bl = vl_buffer(T, R, (size_t)HQ * TMAX * 4, NULL);
+    stem_buffer *bcu = vl_buffer(T, R, 16, NULL), *bcuk = vl_buffer(T, R, 16, NULL),
+                *blen = vl_buffer(T, R, 16, NULL), *bpr = vl_buffer(T, R, 16, NULL),
+                *btab = vl_buffer(T, R, (size_t)MB * COLS * 4, NULL);
+    float *img = res_alloc(R, qb), *limg = res_alloc(R, (size_t)HQ * TMAX * 4);
+    int accepted = 0, refused = 0;
+    for (int it = 0; it < 150; ++it) {
+        const int store = (int)(vl_rand(&seed) % 3);
+        const int B = 1 + (int)(vl_rand(&seed) % MB);
+        int32_t cu[MB + 1], lens[MB], cukv[MB + 1], prom[MB], table[MB * COLS];
+        cu[0] = 0, cukv[0] = 0;
+        for (int b = 0; b < B; ++b) {
+            const int rare = vl_rand(&seed) % 8 == 0;
+            const int32_t M = (int32_t)(vl_rand(&seed) % (rare ? 40 : 22));
+            lens[b] = rare ? (int32_t)(vl_rand(&seed) % 140) - 5
+                           : M + (int32_t)(vl_rand(&seed) % 60);
+            cu[b + 1] = cu[b] + M;
+            cukv[b + 1] = cukv[b] + lens[b];
+            prom[b] = vl_rand(&seed) % 4 == 0 ? (int32_t)(vl_rand(&seed) % 150) : 0;
+        }
+        if (vl_rand(&seed) % 10 == 0)
+            cu[vl_rand(&seed) % (unsigned)(B + 1)] += (int32_t)(vl_rand(&seed) % 7) - 3;
+        for (int i = 0; i < MB * COLS; ++i)
+            table[i] = vl_rand(&seed) % 25 == 0 ? (int32_t)(vl_rand(&seed) % 16) - 2
+                                                : (int32_t)(vl_rand(&seed) % PAGES);
+        const int32_t Tq = cu[B] >= 0 && cu[B] <= TMAX ? cu[B] : 1;
+        /* The documented rules. */
+        int valid = cu[0] == 0;
+        for (int b = 0; b < B; ++b) {
+            const int32_t M = cu[b + 1] - cu[b], L = lens[b];
+            valid &= M >= 0 && M <= QB && L >= 0 && L <= LB && M <= L;
+            valid &= prom[b] == 0 || prom[b] >= L;
+            if (store == STEM_KV_BHND)
+                valid &= L <= LK;
+            if (store == STEM_KV_PACKED)
+                valid &= cukv[b + 1] <= TK;
+            if (store == STEM_KV_PAGED && M > 0 && M <= L && L >= 0 && L <= LB) {
+                const int used = (L + PS - 1) / PS;
+                valid &= used <= COLS;
+                for (int j = 0; j < used && j < COLS; ++j)
+                    valid &= table[b * COLS + j] >= 0 && table[b * COLS + j] < PAGES;
+            }
+        }
+        valid &= Tq == cu[B];
+        if (stem_buffer_write(bcu, VL_GUARD, cu, (size_t)(B + 1) * 4) != STEM_OK ||
+            stem_buffer_write(bcuk, VL_GUARD, cukv, (size_t)(B + 1) * 4) != STEM_OK ||
+            stem_buffer_write(blen, VL_GUARD, lens, (size_t)B * 4) != STEM_OK ||
+            stem_buffer_write(bpr, VL_GUARD, prom, (size_t)B * 4) != STEM_OK ||
+            stem_buffer_write(btab, VL_GUARD, table, sizeof table) != STEM_OK)
+            fail_msg("stem_buffer_write: %s", stem_last_error());
+        const stem_tensor tq = vl_tensor(bq, STEM_DTYPE_F32, 1, HQ, Tq, DH, Tq * HQ * DH, DH,
+                                         HQ * DH, 1);
+        const stem_tensor to = vl_tensor(bo, STEM_DTYPE_F32, 1, HQ, Tq, DH, Tq * HQ * DH, DH,
+                                         HQ * DH, 1);
+        const stem_tensor tl = vl_tensor(bl, STEM_DTYPE_F32, 1, HQ, Tq, 1, HQ * TMAX, TMAX, 1, 1);
+        stem_tensor tk;
+        if (store == STEM_KV_BHND)
+            tk = vl_tensor(bk, STEM_DTYPE_F32, B, 1, LK, DH, LK * DH, LK * DH, DH, 1);
+        else if (store == STEM_KV_PACKED)
+            tk = vl_tensor(bk, STEM_DTYPE_F32, 1, 1, TK, DH, TK * DH, DH, DH, 1);
+        else
+            tk = vl_tensor(bk, STEM_DTYPE_F32, PAGES, 1, PS, DH, PS * DH, PS * DH, DH, 1);
+        stem_tensor tv = tk;
+        tv.buffer = bv;
+        const stem_tensor tcu = vl_row(bcu, B + 1), tcuk = vl_row(bcuk, B + 1),
+                          tlen = vl_row(blen, B), tpr = vl_row(bpr, B);
+        const stem_tensor ttab = vl_tensor(btab, STEM_DTYPE_I32, 1, 1, B, COLS, MB * COLS,
+                                           MB * COLS, COLS, 1);
+        stem_seqs seqs;
+        stem_seqs_init(&seqs);
+        seqs.batch = B;
+        seqs.cu_seqlens_q = &tcu;
+        seqs.prompt_lens = &tpr;
+        if (store == STEM_KV_PACKED)
+            seqs.cu_seqlens_kv = &tcuk;
+        else
+            seqs.seqlens_kv = &tlen;
+        if (store == STEM_KV_PAGED)
+            seqs.block_table = &ttab;
+        stem_call_io io;
+        stem_call_io_init(&io);
+        io.seqs = &seqs;
+        io.lse = &tl;
+        memset(img, 0xFF, qb);
+        if (stem_buffer_write(bo, VL_GUARD, img, qb) != STEM_OK ||
+            stem_buffer_write(bl, VL_GUARD, img, (size_t)HQ * TMAX * 4) != STEM_OK)
+            fail_msg("stem_buffer_write: %s", stem_last_error());
+        stem_status st = stem_prefill_ex(plans[store], &tq, &tk, &tv, &to, &io);
+        if (st == STEM_OK)
+            st = stem_synchronize(T->dev->ctx);
+        if (st != (valid ? STEM_OK : STEM_ERR_INVALID_ARGUMENT))
+            fail_msg("iteration %d (store %d, B %d): %s (%s), the rules say %s", it, store, B,
+                     stem_status_name(st), stem_last_error(), valid ? "valid" : "invalid");
+        if (!valid) {
+            ++refused;
+            if (!stem_last_error()[0])
+                fail_msg("iteration %d: refused without a message", it);
+            vl_untouched(bo, qb, NULL, "out");
+            vl_untouched(bl, (size_t)HQ * TMAX * 4, NULL, "lse");
+            continue;
+        }
+        ++accepted;
+        vl_read(bo, qb, img, "out");
+        vl_read(bl, (size_t)HQ * TMAX * 4, limg, "lse");
+        for (int64_t i = 0; i < (int64_t)Tq * HQ * DH; ++i)
+            if (!(img[i] - img[i] == 0.0f))
+                fail_msg("iteration %d: out element %lld not written (or not finite)", it,
+                         (long long)i);
+        for (int64_t h = 0; h < HQ; ++h)
+            for (int64_t i = 0; i < Tq; ++i)
+                if (!(limg[h * TMAX + i] - limg[h * TMAX + i] == 0.0f))
+                    fail_msg("iteration %d: lse [%lld][%lld] not written", it, (long long)h,
+                             (long long)i);
+    }
+    if (accepted < 20 || refused < 20)
+        fail_msg("random geometry: %d accepted, %d refused: the mix does not test both", accepted,
+                 refused);
+    if (conf_verbose())
+        print_message("    %d accepted, %d refused\n", accepted, refused);
+}
+
 /* ------------------------------------------------------------- the list */
 
 int conf_add_varlen_cases(conf_misuse *list, int cap)
@@ -1167,6 +1328,8 @@ int conf_add_varlen_cases(conf_misuse *list, int cap)
         list[k].fn = local_mask_export;
         list[k++].a = prefixes[i];
     }
+    snprintf(list[k].name, sizeof list[k].name, "misuse_varlen_random_geometry");
+    list[k++].fn = random_geometry;
     for (int a = 0; a < VM_N; ++a) {
         snprintf(list[k].name, sizeof list[k].name, "misuse_varlen_%s", vm_name[a]);
         list[k].fn = misuse_varlen;
