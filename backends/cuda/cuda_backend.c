@@ -7,7 +7,9 @@
  *   STEM_CUDA_ATTN=sm90|sm90s|sm90p|mma|generic  that family of attention kernels first
  *                                   (cuda_variants.c); plans it cannot run take the defaults
  *   STEM_CUDA_GENERIC_ATTENTION=1   same as STEM_CUDA_ATTN=generic
- *   STEM_CUDA_SCORE_GEMM=tc         the score GEMM on tensor cores (3xTF32 mma.sync) */
+ *   STEM_CUDA_SCORE_GEMM=tc|f32     the score GEMM on tensor cores (3xTF32 mma.sync) or
+ *                                   f32 CUDA cores for every dtype (default: tensor
+ *                                   cores for f16 / bf16 inputs, f32 cores for f32) */
 #include "cuda_common.h"
 
 #include <stdio.h>
@@ -298,7 +300,7 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
     c->stream_alloc = pools == 1 && api->cuMemAllocAsync && api->cuMemFreeAsync &&
                       !(sync_alloc && *sync_alloc && strcmp(sync_alloc, "0") != 0);
     const char *sg = getenv("STEM_CUDA_SCORE_GEMM");
-    c->score_tc = sg && !strcmp(sg, "tc");
+    c->score_tc = !sg || !*sg ? 0 : !strcmp(sg, "tc") ? 1 : !strcmp(sg, "f32") ? -1 : 0;
     const char *fam = getenv("STEM_CUDA_ATTN");
     const char *gen = getenv("STEM_CUDA_GENERIC_ATTENTION");
     for (int i = 0; fam && i < stem_cuda_attn_variant_count; i++)
