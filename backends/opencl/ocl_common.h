@@ -34,6 +34,7 @@
     X(clEnqueueWriteBuffer)                                                                        \
     X(clEnqueueReadBuffer)                                                                         \
     X(clEnqueueFillBuffer)                                                                         \
+    X(clEnqueueCopyBuffer)                                                                         \
     X(clCreateProgramWithSource)                                                                   \
     X(clCreateProgramWithBinary)                                                                   \
     X(clBuildProgram)                                                                              \
@@ -130,6 +131,9 @@ const char *stem_ocl_error_name(cl_int err);
 /* STEM_ERR_BACKEND_API (or DEVICE_OUT_OF_MEMORY for allocation codes) with
  * the call and its code in the message. */
 stem_status stem_ocl_fail(cl_int err, const char *what);
+/* Queued buffer-to-buffer copies (paged K/V gather, ocl_copy.c). */
+stem_status stem_ocl_copy_rects(stem_context *ctx, stem_buffer *dst, const stem_buffer *src,
+                                const stem_copy_rect *rects, size_t count);
 
 /* Programs (ocl_program.c). */
 stem_status stem_ocl_shape_choose(const stem_ocl_limits *lim, const stem_attention_desc *desc,

@@ -155,6 +155,10 @@ stem_status vk_upload(stem_vk_context *c, vk_mem *m, VkDeviceSize offset, const 
 stem_status vk_download(stem_vk_context *c, vk_mem *m, VkDeviceSize offset, void *dst,
                         VkDeviceSize bytes);
 
+/* Queued buffer-to-buffer copies (paged K/V gather, vk_copy.c). */
+stem_status stem_vk_copy_rects(stem_context *ctx, stem_buffer *dst, const stem_buffer *src,
+                               const stem_copy_rect *rects, size_t count);
+
 /* Recording and submission (vk_dispatch.c). */
 stem_status vk_pipeline(stem_vk_context *c, vk_kernel k, const uint32_t spec[VK_SPEC_COUNT],
                         VkPipeline *out);
