@@ -36,6 +36,7 @@ if ! ldconfig -p | grep -q 'libOpenCL.so.1 ' || ! ldconfig -p | grep -q 'libcmoc
     ldconfig 2>/dev/null
 fi
 export LD_LIBRARY_PATH="$PWD/$B:${LD_LIBRARY_PATH:-}"
+export STEM_FIXTURE_DIR="$PWD/tests/fixtures/smollm2" # the build's own path does not exist there
 stem="$B/tools/stem"
 
 say "date $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD 2>/dev/null || cat COMMIT 2>/dev/null || echo unknown)"
