@@ -4,9 +4,9 @@
  * devices, VW set).
  *
  * block_attention, register-tiled for GPUs. One work-group per (b, h,
- * query block I, slice of BQ rows) with TY x TX work-items, TY = BQ / RPT. Key blocks from the row's list are
- * streamed in tiles of KT = TX * KPT keys through local memory (K, then V in
- * the same space). Work-item (ty, tx) holds, in registers, the RPT x KPT
+ * query block I, slice of BQ rows) with TY x TX work-items, TY = BQ / RPT.
+ * Key blocks from the row's list are streamed in tiles of KT = TX * KPT keys
+ * through local memory (K, then V in the same space). Work-item (ty, tx) holds, in registers, the RPT x KPT
  * logits of rows ty * RPT + r and keys tx + TX * kk, and the RPT x (4 NC)
  * outputs of those rows at columns 4 (tx + TX * c) + 0..3: every local read
  * is a float4 that feeds 4 RPT (or 4 KPT) FMAs, and each row's float4 of Q
@@ -315,9 +315,10 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
 #endif /* RPT */
 
 /* The same stage for CPU devices (PoCL), written like a CPU kernel: one
- * work-item per work-group and per (b, h, query block I, slice of BQ rows),
- * explicit VW-wide vectors (the device's native float width) so the code
- * does not depend on the runtime vectorizing across work-items. Per tile of
+ * work-item per work-group and per (b, h, query block I, slice of
+ * min(BQ, block) rows), explicit VW-wide vectors (the device's native float
+ * width) so the code does not depend on the runtime vectorizing across
+ * work-items. Per tile of
  * CKT keys: K packed transposed and V widened into private arrays, then for
  * each CR rows a register block of logits (CR x CKT), the online softmax with
  * a vector exp2, and a register block of P V (CR x 2 VW columns at a time).
