@@ -64,7 +64,7 @@ extern "C" {
 #endif
 
 #define STEM_VERSION_MAJOR 0
-#define STEM_VERSION_MINOR 2
+#define STEM_VERSION_MINOR 3
 #define STEM_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH, for compile-time comparisons. */
 #define STEM_VERSION (STEM_VERSION_MAJOR * 10000 + STEM_VERSION_MINOR * 100 + STEM_VERSION_PATCH)
@@ -89,7 +89,7 @@ typedef enum stem_status {
 STEM_API const char *stem_status_name(stem_status status);
 /* Detail of the last failure on this thread ("" if none); never NULL. */
 STEM_API const char *stem_last_error(void);
-/* "0.2.0": the library actually loaded (compare with STEM_VERSION_* to
+/* "0.3.0": the library actually loaded (compare with STEM_VERSION_* to
  * detect a header/library mismatch). */
 STEM_API const char *stem_version_string(void);
 /* The same as a number, STEM_VERSION's encoding. */

@@ -30,13 +30,13 @@ from ._core import (BackendUnavailableError, InvalidArgumentError, StemError, Un
 __all__ = ["prefill", "score", "select", "attention", "devices", "version", "library_path",
            "StemError", "InvalidArgumentError", "UnsupportedError", "BackendUnavailableError"]
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 Array = Any  # numpy.ndarray | torch.Tensor (or an object with __dlpack__)
 
 
 def version() -> str:
-    """Version of the loaded libstem ("0.2.0")."""
+    """Version of the loaded libstem ("0.3.0")."""
     return _lib.lib().stem_version_string().decode()
 
 
