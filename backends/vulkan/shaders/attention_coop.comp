@@ -15,9 +15,18 @@
 // later), the subgroup takes the slow step: row maxima through shared
 // memory, new references (HEADROOM above the maxima), O and l rescaled by a
 // per-row factor matrix, M rebuilt.
+//
+// One source, two extensions: built as is for VK_NV_cooperative_matrix and
+// with -DKHR for VK_KHR_cooperative_matrix (attention_coop_khr). KHR has no
+// conversion from an accumulator to an A matrix, so P goes through a 16x16
+// f16 square in shared memory there.
 #extension GL_GOOGLE_include_directive : enable
 #extension GL_KHR_memory_scope_semantics : require
+#ifdef KHR
+#extension GL_KHR_cooperative_matrix : require
+#else
 #extension GL_NV_cooperative_matrix : require
+#endif
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #extension GL_EXT_shader_explicit_arithmetic_types_int16 : require
 #extension GL_EXT_shader_16bit_storage : require
@@ -43,8 +52,26 @@ layout(std430, set = 0, binding = 5) readonly buffer Count { int count_[]; };
 layout(std430, set = 0, binding = 6) writeonly buffer Out32 { float o32[]; };
 layout(std430, set = 0, binding = 6) writeonly buffer Out16 { uint16_t ob16[]; };
 
-#define MAT16 fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
+#ifdef KHR
+#define MATA coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>
+#define MATB coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB>
+#define MAT32 coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+#define MATC16 coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+#define LOAD coopMatLoad
+#define STORE coopMatStore
+#define MULADD coopMatMulAdd
+#define ROWS gl_CooperativeMatrixLayoutRowMajor
+#define COLS gl_CooperativeMatrixLayoutColumnMajor
+#else
+#define MATA fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
+#define MATB fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define MAT32 fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
+#define LOAD coopMatLoadNV
+#define STORE coopMatStoreNV
+#define MULADD coopMatMulAddNV
+#define ROWS false
+#define COLS true
+#endif
 
 const uint KS = D / 8u + 1u; // K/V row in 16-byte words, padded by one (fewer bank conflicts)
 const uint DC = D / 16u;     // 16-wide column chunks of head_dim
@@ -57,6 +84,9 @@ shared uvec4 Ksh[BC * KS];
 shared uvec4 Vsh[BC * KS];
 shared float Ssh[NSG * 16u * SP]; // per subgroup: one 16x16 f32 square
 shared float Rsh[NSG * 16u];      // per row: a factor or a reference
+#ifdef KHR
+shared float16_t Psh[NSG * 256u]; // per subgroup: P as a 16x16 f16 square
+#endif
 
 // K and V tiles move global -> registers -> shared: the next tile's loads are
 // issued before the current tile's math, so their latency hides behind it.
@@ -120,7 +150,9 @@ uint next_tile(uint b, uint h, uint I, int cnt, uint wlast)
 }
 
 // A matrix whose component (r, c) is f(r, c), through the subgroup's square.
-MAT32 make_matrix(uint sbase, uint lane, uint what) // what: 0 row, 1 column, 2 Rsh[row]
+// (An out parameter, not a return value: glslang 13 loses the KHR matrix use
+// of a returned matrix.)
+void make_matrix(out MAT32 x, uint sbase, uint lane, uint what) // what: 0 row, 1 column, 2 Rsh[row]
 {
     subgroupMemoryBarrierShared(); // Rsh as just written by this subgroup
     subgroupBarrier();
@@ -131,10 +163,8 @@ MAT32 make_matrix(uint sbase, uint lane, uint what) // what: 0 row, 1 column, 2 
     }
     subgroupMemoryBarrierShared();
     subgroupBarrier();
-    MAT32 x;
-    coopMatLoadNV(x, Ssh, sbase, SP, false);
+    LOAD(x, Ssh, sbase, SP, ROWS);
     subgroupBarrier();
-    return x;
 }
 
 void main()
@@ -156,25 +186,27 @@ void main()
 
     // Q of the subgroup's 16 rows, 16 columns at a time through the (still
     // unused) K tile: 32 words per subgroup.
-    MAT16 qa[DC];
+    MATA qa[DC];
     [[unroll]] for (uint c = 0u; c < DC; c++) {
         uint r = lane / 2u, w = lane % 2u, tok = r0 + r;
         Ksh[sg * 32u + lane] = tok < N ? q8[elem(0u, P.off0.x, b, h, tok, 0u) / 8u + c * 2u + w]
                                        : uvec4(0u);
         subgroupMemoryBarrierShared();
         subgroupBarrier();
-        coopMatLoadNV(qa[c], Ksh, sg * 32u, 2u, false);
+        LOAD(qa[c], Ksh, sg * 32u, 2u, ROWS);
         subgroupBarrier();
     }
 
     // Row and column of each component, the reference matrix, O and l.
-    MAT32 rowm = make_matrix(sbase, lane, 0u), colm = make_matrix(sbase, lane, 1u);
+    MAT32 rowm, colm;
+    make_matrix(rowm, sbase, lane, 0u);
+    make_matrix(colm, sbase, lane, 1u);
     MAT32 ref = MAT32(NEG_INF);
     MAT32 o[DC];
     [[unroll]] for (uint c = 0u; c < DC; c++)
         o[c] = MAT32(0.0);
     MAT32 lsum = MAT32(0.0);
-    const MAT16 ones = MAT16(1.0);
+    const MATB ones = MATB(float16_t(1.0));
     float m = NEG_INF; // lane lr's reference (lanes 2r and 2r + 1 hold row r's)
     uint lr = lane >> 1, hf = lane & 1u;
 
@@ -195,9 +227,9 @@ void main()
             // S = Q K^T for 16 keys: K^T is K read column-major.
             MAT32 s = MAT32(0.0);
             [[unroll]] for (uint c = 0u; c < DC; c++) {
-                MAT16 kb;
-                coopMatLoadNV(kb, Ksh, t * 16u * KS + c * 2u, KS, true);
-                s = coopMatMulAddNV(qa[c], kb, s);
+                MATB kb;
+                LOAD(kb, Ksh, t * 16u * KS + c * 2u, KS, COLS);
+                s = MULADD(qa[c], kb, s);
             }
             // Scaled logits; masked keys -inf. Flag a logit above its reference + 2^8.
             uint kt = k0 + t * 16u;
@@ -210,7 +242,7 @@ void main()
             }
             if (subgroupAny(high)) {
                 // Slow step: row maxima through shared memory, new references.
-                coopMatStoreNV(s, Ssh, sbase, SP, false);
+                STORE(s, Ssh, sbase, SP, ROWS);
                 subgroupMemoryBarrierShared();
                 subgroupBarrier();
                 float mx = NEG_INF;
@@ -227,7 +259,8 @@ void main()
                 subgroupBarrier();
                 if (hf == 0u)
                     Rsh[rbase + lr] = alpha;
-                MAT32 am = make_matrix(sbase, lane, 2u); // alpha of each component's row
+                MAT32 am;
+                make_matrix(am, sbase, lane, 2u); // alpha of each component's row
                 [[unroll]] for (uint c = 0u; c < DC; c++)
                     for (int i = 0; i < am.length(); i++)
                         o[c][i] *= am[i];
@@ -235,18 +268,27 @@ void main()
                     lsum[i] *= am[i];
                 if (hf == 0u)
                     Rsh[rbase + lr] = m;
-                ref = make_matrix(sbase, lane, 2u);
+                make_matrix(ref, sbase, lane, 2u);
             }
             // P = exp2(S - M) (0 for masked keys), O += P V, l += P 1.
             for (int i = 0; i < s.length(); i++)
                 s[i] = s[i] == NEG_INF ? 0.0 : exp2(s[i] - ref[i]);
-            MAT16 pa = MAT16(s);
+#ifdef KHR
+            MATA pa;
+            STORE(MATC16(s), Psh, sg * 256u, 16u, ROWS);
+            subgroupMemoryBarrierShared();
+            subgroupBarrier();
+            LOAD(pa, Psh, sg * 256u, 16u, ROWS);
+            subgroupBarrier();
+#else
+            MATA pa = MATA(s);
+#endif
             [[unroll]] for (uint c = 0u; c < DC; c++) {
-                MAT16 vb;
-                coopMatLoadNV(vb, Vsh, t * 16u * KS + c * 2u, KS, false);
-                o[c] = coopMatMulAddNV(pa, vb, o[c]);
+                MATB vb;
+                LOAD(vb, Vsh, t * 16u * KS + c * 2u, KS, ROWS);
+                o[c] = MULADD(pa, vb, o[c]);
             }
-            lsum = coopMatMulAddNV(pa, ones, lsum);
+            lsum = MULADD(pa, ones, lsum);
         }
         k0 = kn;
     }
@@ -256,7 +298,7 @@ void main()
     [[unroll]] for (uint c = 0u; c < DC; c++) {
         for (int i = 0; i < o[c].length(); i++)
             o[c][i] = lsum[i] == 0.0 ? 0.0 : o[c][i] / lsum[i];
-        coopMatStoreNV(o[c], Ssh, sbase, SP, false);
+        STORE(o[c], Ssh, sbase, SP, ROWS);
         subgroupMemoryBarrierShared();
         subgroupBarrier();
         for (uint e = lane; e < 256u; e += 32u) {
