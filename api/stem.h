@@ -192,7 +192,9 @@ STEM_API void stem_context_desc_init(stem_context_desc *desc);
  * enabled what they need: STEM_VULKAN_QUEUE_COOP_KHR means the device has
  * VK_KHR_cooperative_matrix enabled with the features cooperativeMatrix,
  * shaderFloat16, storageBuffer16BitAccess and vulkanMemoryModel;
- * STEM_VULKAN_QUEUE_COOP_NV the same with VK_NV_cooperative_matrix. */
+ * STEM_VULKAN_QUEUE_COOP_NV the same with VK_NV_cooperative_matrix;
+ * STEM_VULKAN_QUEUE_BF16 (with COOP_KHR) VK_KHR_shader_bfloat16 with
+ * shaderBFloat16Type and shaderBFloat16CooperativeMatrix. */
 typedef struct stem_vulkan_queue {
     size_t struct_size;
     void *instance;        /* VkInstance */
@@ -204,6 +206,7 @@ typedef struct stem_vulkan_queue {
 } stem_vulkan_queue;
 #define STEM_VULKAN_QUEUE_COOP_KHR 1u
 #define STEM_VULKAN_QUEUE_COOP_NV 2u
+#define STEM_VULKAN_QUEUE_BF16 4u
 STEM_API void stem_vulkan_queue_init(stem_vulkan_queue *queue);
 
 /* desc may be NULL (defaults). */

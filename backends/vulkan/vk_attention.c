@@ -77,7 +77,7 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_pass *pass, const stem
         st = vk_bind_tensor(c, out, VKB_OUT, binds, p);
     if (st == STEM_OK && pass->lse) { /* the scores slot is free during attention */
         st = vk_bind_tensor(c, pass->lse, VKB_SCORES, binds, p);
-        p->dims3[3] |= VKF_LSE;
+        p->flags |= VKF_LSE;
     }
     if (st != STEM_OK)
         return st;
@@ -86,18 +86,20 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_pass *pass, const stem
                                     (uint32_t)plan->desc.head_dim, vp->qt * lanes};
     vk_kernel kernel = c->row_attention ? VKK_ATTENTION_ROWS : VKK_ATTENTION;
     uint32_t rows = vp->qt, nsg, bc;
-    /* bf16 (f32 on request) through f16 copies where a matrix unit takes them,
-     * or everywhere with STEM_VULKAN_CONVERT=1 (so the copies run on any device). */
-    const int convertible = vk_convert_dtype(c, plan->desc.dtype);
-    /* The cooperative-matrix kernel writes no lse. */
-    const int coop = !pass->lse && vk_coop_tile(c, plan, q, k, v, out, convertible, &kernel,
-                                                &nsg, &bc);
-    if (convertible && (coop || c->convert)) {
-        const stem_tensor *qkv[3] = {q, k, v};
-        st = vk_convert_prepare(c, qkv, &j.convert, binds, p);
-        if (st != STEM_OK)
-            return st;
-        spec[0] = (uint32_t)STEM_DTYPE_F16;
+    /* The cooperative-matrix kernel writes no lse. It reads f16 (and bf16 where
+     * the KHR path has bf16 matrices) as it is; bf16 otherwise, and f32 on
+     * request, through f16 copies. STEM_VULKAN_CONVERT=1 takes the copies on the
+     * plain kernels too (so they run on any device). */
+    int coop = !pass->lse && vk_coop_tile(c, plan, q, k, v, out, 0, &kernel, &nsg, &bc);
+    if (!coop && vk_convert_dtype(c, plan->desc.dtype)) {
+        coop = !pass->lse && vk_coop_tile(c, plan, q, k, v, out, 1, &kernel, &nsg, &bc);
+        if (coop || c->convert) {
+            const stem_tensor *qkv[3] = {q, k, v};
+            st = vk_convert_prepare(c, qkv, &j.convert, binds, p);
+            if (st != STEM_OK)
+                return st;
+            spec[0] = (uint32_t)STEM_DTYPE_F16;
+        }
     }
     if (coop) {
         rows = nsg * 16;
@@ -113,10 +115,10 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_pass *pass, const stem
         return st;
     j.items = (uint64_t)(pass->batch * pass->num_q_heads * pass->n_rows) *
               (uint64_t)(plan->cfg.block_size / (int32_t)rows);
-    p->dims2[1] = (uint32_t)out->dtype;
-    p->dims2[2] = (uint32_t)j.items;
+    p->out_dtype = (uint32_t)out->dtype;
+    p->items = (uint32_t)j.items;
     /* The plain kernels scale Q; the coop kernel scales the f32 logits. */
-    p->f0[3] = plan->scale * 1.4426950408889634f;
+    p->qmul = plan->scale * 1.4426950408889634f;
     const stem_tensor *ts[7] = {q, k, v, index, count, out, pass->lse};
     return vk_stage_run(c, ts, 7, (1u << 5) | (1u << 6), record_attention, &j);
 }

@@ -270,19 +270,24 @@ static stem_status create_device(stem_vk_context *c)
     di.pQueueCreateInfos = &qi;
     vk_coop_features cf;
     VkResult r = VK_ERROR_FEATURE_NOT_PRESENT;
-    /* The best matrix path the device takes, then the next, then none. */
-    for (int best = VK_COOP_KHR; best > VK_COOP_NONE && !c->coop; best--) {
-        const int path = vk_coop_probe(c, best, &cf);
+    /* The best matrix path the device takes (KHR with bf16, KHR, NV), then none. */
+    static const int tries[3][2] = {{VK_COOP_KHR, 1}, {VK_COOP_KHR, 0}, {VK_COOP_NV, 0}};
+    for (int t = 0; t < 3 && !c->coop; t++) {
+        const int path = vk_coop_probe(c, tries[t][0], tries[t][1], &cf);
         if (path == VK_COOP_NONE)
             break;
-        const char *ext = NULL;
-        di.pNext = vk_coop_chain(&cf, path, &ext);
-        di.enabledExtensionCount = 1;
-        di.ppEnabledExtensionNames = &ext;
+        if (path != tries[t][0] || (tries[t][1] && !cf.with_bf16))
+            continue; /* a later try asks for exactly that */
+        const char *ext[2];
+        uint32_t next = 0;
+        di.pNext = vk_coop_chain(&cf, path, ext, &next);
+        di.enabledExtensionCount = next;
+        di.ppEnabledExtensionNames = ext;
         r = c->f.vkCreateDevice(c->phys, &di, NULL, &c->device);
-        if (r == VK_SUCCESS)
+        if (r == VK_SUCCESS) {
             c->coop = path;
-        best = path; /* next round: the path below this one */
+            c->coop_bf16 = cf.with_bf16;
+        }
     }
     if (!c->coop) { /* the plain kernels need no extension or feature */
         di.pNext = NULL;
@@ -438,7 +443,10 @@ static stem_status vk_context_init(stem_context *ctx, uint32_t backend_index)
     }
     static const char *const paths[3] = {"plain kernels", "VK_NV_cooperative_matrix",
                                          "VK_KHR_cooperative_matrix"};
-    stem_log(ctx, STEM_LOG_INFO, "vulkan: attention on %s%s%s", paths[c->coop],
+    stem_log(ctx, STEM_LOG_INFO, "vulkan: attention on %s%s%s%s", paths[c->coop],
+             c->coop_bf16 ? " (bf16 matrices: VK_KHR_shader_bfloat16)"
+             : c->coop    ? " (bf16 through f16 copies)"
+                          : "",
              c->foreign_device ? ", on the caller's device" : "",
              c->tune.f32_matrix ? ", f32 through f16 copies" : "");
     return STEM_OK;

@@ -36,11 +36,11 @@ stem_status vk_convert_prepare(stem_vk_context *c, const stem_tensor *const qkv[
         memset(j->binds[t], 0, sizeof j->binds[t]);
         st = vk_bind_tensor(c, x, VKB_Q, j->binds[t], cp);
         vk_bind_mem(&c->scratch[VKS_Q16 + t], VKB_QFLAT, j->binds[t]);
-        cp->dims0[0] = (uint32_t)B;
-        cp->dims0[1] = (uint32_t)H;
-        cp->dims0[3] = (uint32_t)R;
-        cp->dims1[0] = (uint32_t)D;
-        cp->dims2[2] = (uint32_t)(elems / 2);
+        cp->batch = (uint32_t)B;
+        cp->heads = (uint32_t)H;
+        cp->n_keys = (uint32_t)R;
+        cp->head_dim = (uint32_t)D;
+        cp->items = (uint32_t)(elems / 2);
         j->items[t] = (elems / 2 + 63) / 64;
         /* The attention reads the copy: contiguous [B][H][R][D] f16. */
         vk_bind_mem(&c->scratch[VKS_Q16 + t], VKB_Q + t, binds);

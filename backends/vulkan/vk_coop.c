@@ -55,8 +55,8 @@ static int has_shape_nv(stem_vk_context *c)
     return ok;
 }
 
-/* The same shape through the KHR query (C and Result f32). */
-static int has_shape_khr(stem_vk_context *c)
+/* The same shape through the KHR query (C and Result f32), A and B of `ab`. */
+static int has_shape_khr(stem_vk_context *c, VkComponentTypeKHR ab)
 {
     PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR get =
         (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR)c->f.vkGetInstanceProcAddr(
@@ -75,8 +75,7 @@ static int has_shape_khr(stem_vk_context *c)
     if (get(c->phys, &n, p) == VK_SUCCESS)
         for (uint32_t i = 0; i < n && !ok; i++)
             ok = p[i].MSize == 16 && p[i].NSize == 16 && p[i].KSize == 16 &&
-                 p[i].AType == VK_COMPONENT_TYPE_FLOAT16_KHR &&
-                 p[i].BType == VK_COMPONENT_TYPE_FLOAT16_KHR &&
+                 p[i].AType == ab && p[i].BType == ab &&
                  p[i].CType == VK_COMPONENT_TYPE_FLOAT32_KHR &&
                  p[i].ResultType == VK_COMPONENT_TYPE_FLOAT32_KHR &&
                  p[i].scope == VK_SCOPE_SUBGROUP_KHR;
@@ -99,11 +98,12 @@ static int path_wanted(void)
 }
 
 /* Subgroups, feature bits and extension of one path. */
-static int path_ok(stem_vk_context *c, int path, vk_coop_features *f)
+static int path_ok(stem_vk_context *c, int path, int bf16, vk_coop_features *f)
 {
     if (path == VK_COOP_KHR) {
         if (stem_vk_spirv(VKK_ATTENTION_COOP_KHR).bytes == 0 || /* built without glslang */
-            !has_extension(c, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME) || !has_shape_khr(c))
+            !has_extension(c, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME) ||
+            !has_shape_khr(c, VK_COMPONENT_TYPE_FLOAT16_KHR))
             return 0;
     } else if (!has_extension(c, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) || !has_shape_nv(c)) {
         return 0;
@@ -125,22 +125,34 @@ static int path_ok(stem_vk_context *c, int path, vk_coop_features *f)
     f->storage16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES;
     f->float16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES;
     f->memory_model.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES;
+    f->bf16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_BFLOAT16_FEATURES_KHR;
+    /* bf16 matrices: the extension, the bf16 shape and the module. */
+    f->with_bf16 = path == VK_COOP_KHR && bf16 &&
+                   stem_vk_spirv(VKK_ATTENTION_COOP_KHR_BF16).bytes > 0 &&
+                   has_extension(c, VK_KHR_SHADER_BFLOAT16_EXTENSION_NAME) &&
+                   has_shape_khr(c, VK_COMPONENT_TYPE_BFLOAT16_KHR);
     VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
-    f2.pNext = vk_coop_chain(f, path, NULL);
+    f2.pNext = vk_coop_chain(f, path, NULL, NULL);
     c->f.vkGetPhysicalDeviceFeatures2(c->phys, &f2);
     const VkBool32 coop = path == VK_COOP_KHR ? f->khr.cooperativeMatrix : f->nv.cooperativeMatrix;
     if (!coop || !f->storage16.storageBuffer16BitAccess || !f->float16.shaderFloat16 ||
         !f->memory_model.vulkanMemoryModel)
         return 0;
+    const int with_bf16 = f->with_bf16 && f->bf16.shaderBFloat16Type &&
+                          f->bf16.shaderBFloat16CooperativeMatrix;
     /* Enable exactly what the shader declares. */
-    const VkStructureType types[5] = {f->khr.sType, f->nv.sType, f->storage16.sType,
-                                      f->float16.sType, f->memory_model.sType};
+    const VkStructureType types[6] = {f->khr.sType,     f->nv.sType,
+                                      f->storage16.sType, f->float16.sType,
+                                      f->memory_model.sType, f->bf16.sType};
     memset(f, 0, sizeof *f);
     f->khr.sType = types[0];
     f->nv.sType = types[1];
     f->storage16.sType = types[2];
     f->float16.sType = types[3];
     f->memory_model.sType = types[4];
+    f->bf16.sType = types[5];
+    f->with_bf16 = with_bf16;
+    f->bf16.shaderBFloat16Type = f->bf16.shaderBFloat16CooperativeMatrix = (VkBool32)with_bf16;
     f->khr.cooperativeMatrix = f->nv.cooperativeMatrix = VK_TRUE;
     f->storage16.storageBuffer16BitAccess = VK_TRUE;
     f->float16.shaderFloat16 = VK_TRUE;
@@ -148,25 +160,36 @@ static int path_ok(stem_vk_context *c, int path, vk_coop_features *f)
     return 1;
 }
 
-void *vk_coop_chain(vk_coop_features *f, int path, const char **extension)
+void *vk_coop_chain(vk_coop_features *f, int path, const char **extensions, uint32_t *n)
 {
+    /* Queries (extensions NULL) chain the bf16 struct to read its bits. */
+    const int bf16 = path == VK_COOP_KHR && f->with_bf16;
     f->storage16.pNext = &f->float16;
     f->float16.pNext = &f->memory_model;
-    f->memory_model.pNext = NULL;
+    f->memory_model.pNext = bf16 ? &f->bf16 : NULL;
+    f->bf16.pNext = NULL;
+    if (n)
+        *n = 0;
     if (path == VK_COOP_KHR) {
         f->khr.pNext = &f->storage16;
-        if (extension)
-            *extension = VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME;
+        if (extensions) {
+            extensions[(*n)++] = VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME;
+            if (bf16)
+                extensions[(*n)++] = VK_KHR_SHADER_BFLOAT16_EXTENSION_NAME;
+        }
         return &f->khr;
     }
     f->nv.pNext = &f->storage16;
-    if (extension)
-        *extension = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
+    if (extensions)
+        extensions[(*n)++] = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
     return &f->nv;
 }
 
-int vk_coop_probe(stem_vk_context *c, int best, vk_coop_features *f)
+int vk_coop_probe(stem_vk_context *c, int best, int bf16, vk_coop_features *f)
 {
+    const char *bf16_env = getenv("STEM_VULKAN_BF16");
+    if (bf16_env && strcmp(bf16_env, "0") == 0)
+        bf16 = 0;
     const int want = path_wanted();
     if (best > want)
         best = want;
@@ -178,11 +201,11 @@ int vk_coop_probe(stem_vk_context *c, int best, vk_coop_features *f)
         return VK_COOP_NONE;
     /* A forced path is that path or none (so a device check sees which ran). */
     const char *forced = getenv("STEM_VULKAN_PATH");
-    if (best == VK_COOP_KHR && path_ok(c, VK_COOP_KHR, f))
+    if (best == VK_COOP_KHR && path_ok(c, VK_COOP_KHR, bf16, f))
         return VK_COOP_KHR;
     if (forced && strcmp(forced, "khr") == 0)
         return VK_COOP_NONE;
-    if (best >= VK_COOP_NV && path_ok(c, VK_COOP_NV, f))
+    if (best >= VK_COOP_NV && path_ok(c, VK_COOP_NV, 0, f))
         return VK_COOP_NV;
     return VK_COOP_NONE;
 }
@@ -214,7 +237,9 @@ int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_ten
     const int64_t d = plan->desc.head_dim;
     const int32_t block = plan->cfg.block_size;
     /* The cooperative-matrix kernel runs fresh prefills only (q_len == kv_len). */
-    if (!c->coop || (plan->desc.dtype != STEM_DTYPE_F16 && !converted) || d % 16 != 0 ||
+    /* Inputs the kernel reads as they are: f16, and bf16 where the KHR path has it. */
+    const int bf16 = !converted && plan->desc.dtype == STEM_DTYPE_BF16 && c->coop_bf16;
+    if (!c->coop || (plan->desc.dtype != STEM_DTYPE_F16 && !bf16 && !converted) || d % 16 != 0 ||
         d > 256 || block % 16 != 0 || plan->q_offset != 0 || out->strides[3] != 1)
         return 0;
     /* The f16 copies are contiguous with 16-byte rows. */
@@ -239,7 +264,9 @@ int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_ten
             if (bcs[j] <= (uint32_t)block && (uint32_t)block % bcs[j] == 0 &&
                 coop_shared(c->coop, rows / 16, bcs[j], (uint64_t)d) <= c->shared_limit &&
                 bcs[j] * ((uint64_t)d / 8 + 1) >= rows / 16 * 32) {
-                *kernel = c->coop == VK_COOP_KHR ? VKK_ATTENTION_COOP_KHR : VKK_ATTENTION_COOP;
+                *kernel = c->coop == VK_COOP_NV ? VKK_ATTENTION_COOP
+                          : bf16                ? VKK_ATTENTION_COOP_KHR_BF16
+                                                : VKK_ATTENTION_COOP_KHR;
                 *nsg = rows / 16;
                 *bc = bcs[j];
                 return 1;
@@ -272,9 +299,10 @@ int vk_coop_adopt(stem_vk_context *c, uint32_t flags)
     const int best = (flags & STEM_VULKAN_QUEUE_COOP_KHR)  ? VK_COOP_KHR
                      : (flags & STEM_VULKAN_QUEUE_COOP_NV) ? VK_COOP_NV
                                                            : VK_COOP_NONE;
-    int path = vk_coop_probe(c, best, &f);
+    int path = vk_coop_probe(c, best, (flags & STEM_VULKAN_QUEUE_BF16) != 0, &f);
     /* KHR was declared but not NV: only KHR may run. */
     if (path == VK_COOP_NV && !(flags & STEM_VULKAN_QUEUE_COOP_NV))
         path = VK_COOP_NONE;
+    c->coop_bf16 = path == VK_COOP_KHR && f.with_bf16;
     return path;
 }

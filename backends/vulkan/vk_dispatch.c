@@ -204,30 +204,30 @@ void vk_params_plan(const stem_plan *plan, const stem_pass *pass, vk_params *p)
 {
     const stem_attention_desc *d = &plan->desc;
     const stem_config *cfg = &plan->cfg;
-    p->dims0[0] = (uint32_t)pass->batch;
-    p->dims0[1] = (uint32_t)pass->num_q_heads;
-    p->dims0[2] = (uint32_t)pass->num_kv_heads;
-    p->dims0[3] = (uint32_t)pass->kv_len; /* N: visible keys (queries end there too) */
-    p->dims1[0] = (uint32_t)d->head_dim;
-    p->dims1[1] = (uint32_t)cfg->block_size;
-    p->dims1[2] = (uint32_t)cfg->stride;
-    p->dims1[3] = (uint32_t)plan->group;
-    p->dims2[0] = (uint32_t)plan->n_blocks;
-    p->dims2[3] = (uint32_t)(pass->num_q_heads / pass->num_kv_heads);
-    p->dims3[0] = (uint32_t)cfg->selector;
-    p->dims3[1] = (uint32_t)(cfg->sink_blocks > 0 ? cfg->sink_blocks : 0);
-    p->dims3[2] = (uint32_t)(cfg->local_blocks > 0 ? cfg->local_blocks : 0);
-    p->dims3[3] = plan->dense ? VKF_DENSE : 0u;
+    p->batch = (uint32_t)pass->batch;
+    p->heads = (uint32_t)pass->num_q_heads;
+    p->hkv = (uint32_t)pass->num_kv_heads;
+    p->n_keys = (uint32_t)pass->kv_len; /* N: visible keys (queries end there too) */
+    p->head_dim = (uint32_t)d->head_dim;
+    p->block_size = (uint32_t)cfg->block_size;
+    p->stride = (uint32_t)cfg->stride;
+    p->group = (uint32_t)plan->group;
+    p->n_blocks = (uint32_t)plan->n_blocks;
+    p->gqa = (uint32_t)(pass->num_q_heads / pass->num_kv_heads);
+    p->selector = (uint32_t)cfg->selector;
+    p->sink_blocks = (uint32_t)(cfg->sink_blocks > 0 ? cfg->sink_blocks : 0);
+    p->local_blocks = (uint32_t)(cfg->local_blocks > 0 ? cfg->local_blocks : 0);
+    p->flags = plan->dense ? VKF_DENSE : 0u;
     if (stem_xattn_diag_only(plan))
-        p->dims3[3] |= VKF_XATTN_DIAG;
-    p->f0[0] = plan->scale;
-    p->f0[1] = (float)((double)plan->scale /
+        p->flags |= VKF_XATTN_DIAG;
+    p->scale = plan->scale;
+    p->route = (float)((double)plan->scale /
                        ((double)cfg->stride * cfg->norm * plan->group * plan->group));
-    p->f0[2] = cfg->beta;
-    p->f1[0] = cfg->xattn_threshold;
-    p->geom[0] = (uint32_t)pass->q_offset;
-    p->geom[1] = (uint32_t)pass->row0;
-    p->geom[2] = (uint32_t)pass->n_rows;
+    p->beta = cfg->beta;
+    p->tau = cfg->xattn_threshold;
+    p->q_offset = (uint32_t)pass->q_offset;
+    p->row0 = (uint32_t)pass->row0;
+    p->n_rows = (uint32_t)pass->n_rows;
 }
 
 /* ---------------------------------------------------------------- stage */

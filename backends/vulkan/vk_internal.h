@@ -40,21 +40,29 @@ typedef enum vk_kernel {
     VKK_ATTENTION_COOP,
     VKK_TO_F16,
     VKK_ATTENTION_COOP_KHR, /* attention_coop.comp built with -DKHR (may be empty) */
+    VKK_ATTENTION_COOP_KHR_BF16, /* the same reading bf16 (bf16_spirv.cmake; may be empty) */
     VKK_COUNT_
 } vk_kernel;
 
-/* Uniform block of every dispatch (std140; mirrors `Params` in common.glsl). */
+/* Uniform block of every dispatch (std140; mirrors `Params` in common.glsl
+ * field by field: each group of four scalars fills one 16-byte row, as the
+ * static assertions below check). */
 typedef struct vk_params {
     uint32_t str[7][4];  /* element strides of q k v scores index count out */
     uint32_t off[8];     /* element offsets from each binding's start, same order */
-    uint32_t dims0[4];   /* batch, heads of the bound tensor (Hq or Hkv), Hkv, N */
-    uint32_t dims1[4];   /* head_dim, block B, stride S, G = B / S */
-    uint32_t dims2[4];   /* n blocks, out dtype, work items, g = Hq / Hkv */
-    uint32_t dims3[4];   /* selector, sink blocks, local blocks, flags (VKF_*) */
-    float f0[4];         /* scale, routing coefficient, beta, q multiplier */
-    float f1[4];         /* tau */
-    uint32_t geom[4];    /* query offset P, row0 = floor(P / B), rows of the call, 0 */
+    uint32_t batch, heads, hkv, n_keys;           /* heads: of the bound tensor (Hq or Hkv);
+                                                     n_keys: N, visible keys */
+    uint32_t head_dim, block_size, stride, group; /* group: G = B / S */
+    uint32_t n_blocks, out_dtype, items, gqa;     /* items: work items; gqa: Hq / Hkv */
+    uint32_t selector, sink_blocks, local_blocks, flags; /* flags: VKF_* */
+    float scale, route, beta, qmul;  /* route: routing coefficient; qmul: q multiplier */
+    float tau, f1_pad1, f1_pad2, f1_pad3;
+    uint32_t q_offset, row0, n_rows, geom_pad;    /* query offset P, floor(P / B), rows */
 } vk_params;
+_Static_assert(offsetof(vk_params, batch) == 144, "vk_params: std140 rows");
+_Static_assert(offsetof(vk_params, selector) == 192, "vk_params: std140 rows");
+_Static_assert(offsetof(vk_params, q_offset) == 240, "vk_params: std140 rows");
+_Static_assert(sizeof(vk_params) == 256, "vk_params: std140 size");
 
 #define VKF_DENSE 1u   /* plan keeps every causal block */
 #define VKF_REVERSE 2u /* phase sum of keys (segment S-1-t) */
@@ -138,6 +146,7 @@ typedef struct stem_vk_context {
     int row_attention;           /* attention_rows kernel (CPU devices; STEM_VULKAN_ROWS) */
     uint32_t shared_limit;       /* maxComputeSharedMemorySize */
     int coop;                    /* cooperative-matrix attention: VK_COOP_* (vk_coop.c) */
+    int coop_bf16;               /* the KHR path reads bf16 in place (VK_KHR_shader_bfloat16) */
     int convert;                 /* STEM_VULKAN_CONVERT=1: bf16/f32 inputs through f16 copies on
                                     every path (the conversion tested where no matrix unit is) */
     vk_tuning tune;
@@ -256,13 +265,16 @@ typedef struct vk_coop_features {
     VkPhysicalDevice16BitStorageFeatures storage16;
     VkPhysicalDeviceShaderFloat16Int8Features float16;
     VkPhysicalDeviceVulkanMemoryModelFeatures memory_model;
+    VkPhysicalDeviceShaderBfloat16FeaturesKHR bf16;
+    int with_bf16;               /* KHR path: bf16 matrices too (VK_KHR_shader_bfloat16) */
 } vk_coop_features;
 /* The path the device can run for attention_coop.comp, KHR before NV, at
  * most `best` (STEM_VULKAN_PATH=khr|nv|plain forces one; STEM_VULKAN_COOP=0
- * is plain); fills f for that path. */
-int vk_coop_probe(stem_vk_context *c, int best, vk_coop_features *f);
-/* The chain to pass to vkCreateDevice and the extension to enable for path. */
-void *vk_coop_chain(vk_coop_features *f, int path, const char **extension);
+ * is plain); fills f for that path, with bf16 where the device has bf16
+ * matrices and `bf16` allows (STEM_VULKAN_BF16=0 says no). */
+int vk_coop_probe(stem_vk_context *c, int best, int bf16, vk_coop_features *f);
+/* The chain to pass to vkCreateDevice and the extensions (up to 2) to enable. */
+void *vk_coop_chain(vk_coop_features *f, int path, const char **extensions, uint32_t *n);
 /* On a caller's device (stem_vulkan_queue): the path its flags allow and
  * the device has. */
 int vk_coop_adopt(stem_vk_context *c, uint32_t flags);

@@ -1,4 +1,4 @@
-/* VK_KHR_cooperative_matrix for Vulkan headers older than 1.3.255 (Debian 12
+/* VK_KHR_cooperative_matrix (and VK_KHR_shader_bfloat16) for Vulkan headers older than 1.3.255 (Debian 12
  * ships 1.3.239): the few definitions vk_coop.c uses, as the registry gives
  * them (extension number 507). Newer headers are used as they are. */
 #ifndef STEM_VK_KHR_COOP_H
@@ -42,6 +42,21 @@ typedef struct VkPhysicalDeviceCooperativeMatrixFeaturesKHR {
 typedef VkResult(VKAPI_PTR *PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR)(
     VkPhysicalDevice physicalDevice, uint32_t *pPropertyCount,
     VkCooperativeMatrixPropertiesKHR *pProperties);
+#endif
+
+/* VK_KHR_shader_bfloat16 (extension number 142), likewise. */
+#ifndef VK_KHR_shader_bfloat16
+#define VK_KHR_shader_bfloat16 1
+#define VK_KHR_SHADER_BFLOAT16_EXTENSION_NAME "VK_KHR_shader_bfloat16"
+#define VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_BFLOAT16_FEATURES_KHR ((VkStructureType)1000141000)
+#define VK_COMPONENT_TYPE_BFLOAT16_KHR ((VkComponentTypeKHR)1000141000)
+typedef struct VkPhysicalDeviceShaderBfloat16FeaturesKHR {
+    VkStructureType sType;
+    void *pNext;
+    VkBool32 shaderBFloat16Type;
+    VkBool32 shaderBFloat16DotProduct;
+    VkBool32 shaderBFloat16CooperativeMatrix;
+} VkPhysicalDeviceShaderBfloat16FeaturesKHR;
 #endif
 
 #endif /* STEM_VK_KHR_COOP_H */

@@ -74,7 +74,7 @@ static stem_status record_phase(stem_vk_context *c, void *arg)
     const uint64_t G = (uint64_t)plan->group;
     /* Query phase sums: the Q tensor in slot 0. */
     vk_params pq = *p;
-    pq.dims2[2] = (uint32_t)(hq * nr * W);
+    pq.items = (uint32_t)(hq * nr * W);
     stem_status st = vk_dispatch(c, j->ps, binds, &pq, ceil_div(hq * nr * W, 64));
     /* Key phase sums: the K tensor moved into slot 0, reversed segments. */
     if (st == STEM_OK) {
@@ -85,17 +85,17 @@ static stem_status record_phase(stem_vk_context *c, void *arg)
         vk_params pk = *p;
         memcpy(pk.str[0], p->str[1], sizeof pk.str[0]);
         pk.off[0] = p->off[1];
-        pk.dims0[1] = (uint32_t)pass->num_kv_heads;
-        pk.dims2[2] = (uint32_t)(hkv * n * W);
-        pk.dims3[3] |= VKF_REVERSE;
+        pk.heads = (uint32_t)pass->num_kv_heads;
+        pk.items = (uint32_t)(hkv * n * W);
+        pk.flags |= VKF_REVERSE;
         st = vk_dispatch(c, j->ps, kb, &pk, ceil_div(hkv * n * W, 64));
     }
     vk_params pv = *p;
-    pv.dims0[1] = (uint32_t)pass->num_kv_heads;
+    pv.heads = (uint32_t)pass->num_kv_heads;
     if (bonus)
-        pv.dims3[3] |= VKF_BONUS;
+        pv.flags |= VKF_BONUS;
     if (st == STEM_OK && bonus) {
-        pv.dims2[2] = (uint32_t)(hkv * n * G);
+        pv.items = (uint32_t)(hkv * n * G);
         st = vk_dispatch(c, j->vn, binds, &pv, ceil_div(hkv * n * G, 64));
     }
     /* Statistics in/out ride in the scores and index slots of the bonus dispatch. */
@@ -103,18 +103,18 @@ static stem_status record_phase(stem_vk_context *c, void *arg)
     memcpy(sb, binds, sizeof sb);
     if (st == STEM_OK && pass->vstats_in) {
         st = vk_bind_tensor(c, pass->vstats_in, VKB_SCORES, sb, &pv);
-        pv.dims3[3] |= VKF_VSTATS_IN;
+        pv.flags |= VKF_VSTATS_IN;
     }
     if (st == STEM_OK && pass->vstats_out) {
         st = vk_bind_tensor(c, pass->vstats_out, VKB_INDEX, sb, &pv);
-        pv.dims3[3] |= VKF_VSTATS_OUT;
+        pv.flags |= VKF_VSTATS_OUT;
     }
     if (st == STEM_OK)
         st = vk_dispatch(c, j->vbp, sb, &pv, hkv);
     if (st == STEM_OK) {
         const uint64_t tn = ceil_div(n, 16), tr = ceil_div(nr, 16);
         vk_params pg = *p;
-        pg.dims2[2] = (uint32_t)(hq * tn * tr);
+        pg.items = (uint32_t)(hq * tn * tr);
         st = vk_dispatch(c, j->gemm, binds, &pg, hq * tn * tr);
     }
     return st;
@@ -129,9 +129,9 @@ static stem_status score_xattention(stem_vk_context *c, score_job *j)
     stem_status st = vk_pipeline(c, VKK_SCORE_XATTN, spec, &j->xattn);
     if (st != STEM_OK)
         return st;
-    j->p.f0[3] =
+    j->p.qmul =
         (float)((double)plan->scale / ((double)plan->cfg.stride * plan->cfg.norm) * LOG2E);
-    j->p.dims2[2] = (uint32_t)(j->pass->batch * j->pass->num_q_heads * plan->n_blocks);
+    j->p.items = (uint32_t)(j->pass->batch * j->pass->num_q_heads * plan->n_blocks);
     return STEM_OK;
 }
 
@@ -139,7 +139,7 @@ static stem_status score_xattention(stem_vk_context *c, score_job *j)
 static stem_status record_xattention(stem_vk_context *c, void *arg)
 {
     score_job *j = (score_job *)arg;
-    return vk_dispatch(c, j->xattn, j->binds, &j->p, j->p.dims2[2]);
+    return vk_dispatch(c, j->xattn, j->binds, &j->p, j->p.items);
 }
 
 stem_status stem_vk_score(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,

@@ -13,7 +13,7 @@ typedef struct select_job {
 static stem_status record_select(stem_vk_context *c, void *arg)
 {
     select_job *j = (select_job *)arg;
-    return vk_dispatch(c, j->pipe, j->binds, &j->p, j->p.dims2[2]);
+    return vk_dispatch(c, j->pipe, j->binds, &j->p, j->p.items);
 }
 
 stem_status stem_vk_select(stem_plan *plan, const stem_pass *pass, const stem_tensor *scores,
@@ -35,7 +35,7 @@ stem_status stem_vk_select(stem_plan *plan, const stem_pass *pass, const stem_te
         st = vk_pipeline(c, VKK_SELECT, spec, &j.pipe);
     if (st != STEM_OK)
         return st;
-    j.p.dims2[2] = (uint32_t)(pass->batch * pass->num_q_heads * pass->n_rows);
+    j.p.items = (uint32_t)(pass->batch * pass->num_q_heads * pass->n_rows);
     const stem_tensor *ts[3] = {scores, index, count};
     return vk_stage_run(c, ts, 3, (1u << 1) | (1u << 2), record_select, &j);
 }

@@ -95,7 +95,7 @@ const uint PER = (WORDS + NSG * 32u - 1u) / (NSG * 32u); // words per invocation
 
 void fetch_tile(uint k0, uint b, uint kh, out uvec4 kr[PER], out uvec4 vr[PER])
 {
-    uint N = P.dims0.w;
+    uint N = P.n_keys;
     [[unroll]] for (uint i = 0u; i < PER; i++) {
         uint e = gl_LocalInvocationID.x + i * NSG * 32u;
         uint j = e / (D / 8u), w = e % (D / 8u), tok = k0 + j;
@@ -128,7 +128,7 @@ uint it_J = 0u, it_kc = 0u;
 
 uint next_tile(uint b, uint h, uint I, int cnt, uint wlast)
 {
-    uint N = P.dims0.w, B = P.dims1.y;
+    uint N = P.n_keys, B = P.block_size;
     if (it_p >= 0) {
         it_kc += BC;
         uint k0 = it_J * B + it_kc;
@@ -170,19 +170,19 @@ void make_matrix(out MAT32 x, uint sbase, uint lane, uint what) // what: 0 row, 
 void main()
 {
     uint id = wg_id();
-    if (id >= P.dims2.z)
+    if (id >= P.items)
         return;
-    uint Hq = P.dims0.y, N = P.dims0.w, B = P.dims1.y, n = P.dims2.x;
+    uint Hq = P.heads, N = P.n_keys, B = P.block_size, n = P.n_blocks;
     uint QR = NSG * 16u, rt_count = B / QR;
     uint rt = id % rt_count, I = (id / rt_count) % n, bh = id / (rt_count * n);
-    uint b = bh / Hq, h = bh % Hq, kh = h / P.dims2.w;
+    uint b = bh / Hq, h = bh % Hq, kh = h / P.gqa;
     uint sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
     uint q0 = I * B + rt * QR;        // first row of the workgroup
     uint r0 = q0 + sg * 16u;          // first row of this subgroup
     uint wlast = q0 + QR - 1u;        // last row of the workgroup
     uint sbase = sg * 16u * SP, rbase = sg * 16u;
     const float NEG_INF = uintBitsToFloat(0xff800000u);
-    const float scale = P.f0.w;       // softmax scale * log2(e)
+    const float scale = P.qmul;       // softmax scale * log2(e)
 
     // Q of the subgroup's 16 rows, 16 columns at a time through the (still
     // unused) K tile: 32 words per subgroup.
@@ -294,7 +294,7 @@ void main()
     }
     // Output: O / l (0 for a row without visible keys; NaN stays NaN), 16
     // columns at a time through the square, with bounds and dtype.
-    uint od = P.dims2.y;
+    uint od = P.out_dtype;
     [[unroll]] for (uint c = 0u; c < DC; c++) {
         for (int i = 0; i < o[c].length(); i++)
             o[c][i] = lsum[i] == 0.0 ? 0.0 : o[c][i] / lsum[i];

@@ -15,9 +15,9 @@ DEFINE_LOAD(load_src, src)
 void main()
 {
     uint w = wg_id() * 64u + gl_LocalInvocationID.x; // output word: elements 2w, 2w + 1
-    if (w >= P.dims2.z)
+    if (w >= P.items)
         return;
-    uint D = P.dims1.x, R = P.dims0.w, H = P.dims0.y; // D is even (head_dim % 8 == 0)
+    uint D = P.head_dim, R = P.n_keys, H = P.heads; // D is even (head_dim % 8 == 0)
     uint e = 2u * w;
     uint i = e % D, t = (e / D) % R, bh = e / (D * R);
     uint s = elem(0u, P.off0.x, bh / H, bh % H, t, i);
