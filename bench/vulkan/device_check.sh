@@ -14,8 +14,8 @@
 # .devdeps: libcmocka0 (apt-get download); .gl: libvulkan1 and the glvnd
 # libraries the NVIDIA ICD loads (amd64 .debs). Env: BUILD, NS (8192,32768),
 # PATHS (khr,nv,plain), SUITE_S (seconds per suite, 150), BENCH_S (per bench, 90),
-# SUITE_FILTER (STEM_TEST_FILTER for the suites), SHAPE (bench shape flags) -- the last
-# two for a dry run on lavapipe: SUITE_FILTER=d64_h1x1 SHAPE="--hq 2 --hkv 1 --d 64" NS=256.
+# SUITE_FILTER (STEM_TEST_FILTER for the suites), SHAPE (bench shape flags), NO_UNPACK --
+# for a dry run on lavapipe: NO_UNPACK=1 SUITE_FILTER=d64_h1x1 SHAPE="--hq 2 --hkv 1 --d 64" NS=256.
 #
 # Knobs the library reads (README, environment table): STEM_VULKAN_PATH=khr|nv|plain
 # (the matrix path, forced: a forced path the device lacks runs the plain kernels,
@@ -43,8 +43,10 @@ step() { # step NAME SECONDS CMD...: time-limited, output kept, never aborts the
     log "$name: rc=$? after $((SECONDS - t0))s (limit ${limit}s)"
 }
 
-for f in .gl/*.deb .devdeps/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
-ldconfig
+if [ -z "${NO_UNPACK:-}" ]; then # NO_UNPACK=1: a dry run on a machine with its own loader
+    for f in .gl/*.deb .devdeps/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
+    ldconfig
+fi
 export LD_LIBRARY_PATH="$PWD/$build${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
