@@ -114,10 +114,10 @@ static int name_equals(const char *s, const char *lower)
 
 stem_cpu_isa stem_cpu_isa_cap(stem_cpu_isa isa)
 {
-    /* The AMX table has not yet run on AMX hardware, so it is opt-in: only
-     * STEM_CPU_MAX_ISA=amx selects it; without a cap (or with an unknown
-     * value) the best table is AVX-512. */
-    stem_cpu_isa cap = STEM_CPU_ISA_AVX512;
+    /* No cap by default: the best table the CPU has (AMX passed the CPU
+     * suite on a Xeon with AMX, bench/results/cpu.md). STEM_CPU_MAX_ISA
+     * caps it (scalar, avx2, avx512, amx); an unknown value is ignored. */
+    stem_cpu_isa cap = STEM_CPU_ISA_AMX;
     const char *env = getenv("STEM_CPU_MAX_ISA");
     if (env && *env)
         for (int i = 0; i < STEM_CPU_ISA_COUNT; i++)

@@ -228,9 +228,10 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_t
     }
     const unsigned tiles = (unsigned)((n + 63) / 64), row_tiles = (unsigned)((nr + 63) / 64);
     if (st == STEM_OK)
-        /* The tensor-core GEMM covers fresh prefills (rows = key blocks) only. */
-        st = c->score_tc && pass->row0 == 0 && nr == n
-                 ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], tiles, tiles,
+        /* The tensor-core GEMM reads rows of W = stride * head_dim floats with
+         * 16-byte loads and steps K by 8: W must be a multiple of 8. */
+        st = c->score_tc && (cfg->stride * d->head_dim) % 8 == 0
+                 ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], tiles, row_tiles,
                                     (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)")
                  : stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], tiles, row_tiles,
                                     (unsigned)bq, 256, 0, args, "score GEMM");
@@ -282,19 +283,16 @@ static int variant_fits(const stem_cuda_context *c, const stem_plan *plan, int i
 /* The variant to run, from index `from` on (table order): first a row of
  * the family STEM_CUDA_ATTN names, then any row that is not opt-in (the
  * generic kernel takes everything). With tma = 0 the TMA rows are passed
- * over; with generic_only only the generic family (the one that takes a
- * query offset and writes lse). -1 only when no image loaded. */
+ * over. -1 only when no image loaded. */
 static int choose_variant(const stem_cuda_context *c, const stem_plan *plan, const stem_tensor *q,
-                          const stem_tensor *k, const stem_tensor *v, int from, int tma,
-                          int generic_only)
+                          const stem_tensor *k, const stem_tensor *v, int from, int tma)
 {
-    for (int i = from; c->attn_family && !generic_only && i < stem_cuda_attn_variant_count; i++)
+    for (int i = from; c->attn_family && i < stem_cuda_attn_variant_count; i++)
         if (!strcmp(c->attn_family, stem_cuda_attn_variants[i].family) &&
             variant_fits(c, plan, i, q, k, v, tma))
             return i;
     for (int i = from; i < stem_cuda_attn_variant_count; i++)
-        if (!stem_cuda_attn_variants[i].opt_in && variant_fits(c, plan, i, q, k, v, tma) &&
-            (!generic_only || !strcmp(stem_cuda_attn_variants[i].family, "generic")))
+        if (!stem_cuda_attn_variants[i].opt_in && variant_fits(c, plan, i, q, k, v, tma))
             return i;
     return -1;
 }
@@ -331,7 +329,12 @@ static stem_status launch_variant(stem_cuda_context *c, const stem_plan *plan,
     const stem_cuda_attn_variant *var = &stem_cuda_attn_variants[vi];
     const stem_attention_desc *d = &plan->desc;
     const unsigned bq = (unsigned)(pass->batch * pass->num_q_heads);
-    const unsigned tiles = (unsigned)((pass->q_len + var->rows - 1) / var->rows);
+    /* Tensor-core variants take one absolute query block per CTA (the
+     * pass's n_rows, one more than q_len / block when the query offset is
+     * unaligned); the generic kernel `rows` queries. */
+    const unsigned tiles = var->rows == plan->cfg.block_size
+                               ? (unsigned)pass->n_rows
+                               : (unsigned)((pass->q_len + var->rows - 1) / var->rows);
     const unsigned smem = var->smem ? var->smem((int)d->head_dim) : 0;
     if (!var->tma) {
         void *args[] = {p};
@@ -380,14 +383,12 @@ stem_status stem_cuda_attention(stem_plan *plan, const stem_pass *pass, const st
     p.group = (int)(pass->num_q_heads / pass->num_kv_heads);
     p.head_dim = (int)d->head_dim;
     p.scale_log2 = (float)((double)plan->scale * LOG2E);
-    /* Chunked calls (q_offset > 0) and lse take the generic kernel for now. */
-    const int generic_only = pass->q_offset != 0 || pass->lse != NULL;
-    int vi = choose_variant(c, plan, q, k, v, 0, 1, generic_only);
+    int vi = choose_variant(c, plan, q, k, v, 0, 1);
     if (vi < 0)
         return stem_set_error(STEM_ERR_BACKEND_API, "cuda: no attention kernel loaded");
     st = launch_variant(c, plan, pass, vi, &p, q, k, v);
     if (st == STEM_ERR_UNSUPPORTED) { /* the tensor maps refused this layout */
-        vi = choose_variant(c, plan, q, k, v, vi + 1, 0, generic_only);
+        vi = choose_variant(c, plan, q, k, v, vi + 1, 0);
         st = vi < 0 ? stem_set_error(STEM_ERR_BACKEND_API, "cuda: no attention kernel loaded")
                     : launch_variant(c, plan, pass, vi, &p, q, k, v);
     }

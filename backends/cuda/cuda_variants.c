@@ -52,11 +52,10 @@ static unsigned sm90_smem(int head_dim)
     return tile * (1u + 2u * stages) + 256u + 1024u;
 }
 
-/* The sm_90a kernels compile and assemble cleanly (no spills, no wgmma
- * serialisation) but have not yet passed the conformance suite on a GPU:
- * until they do, they run only when STEM_CUDA_ATTN=sm90|sm90s|sm90p asks
- * for them. Set to 0 to make the sm90 family the default on sm_90. */
-#define SM90_OPT_IN 1
+/* The sm_90a kernels are the default on sm_90 (they passed the whole CUDA
+ * conformance suite on an H100, bench/results/cuda.md); STEM_CUDA_ATTN=mma
+ * asks for the mma.sync kernels instead. Set to 1 to make them opt-in again. */
+#define SM90_OPT_IN 0
 #define SM90(fam, ty, d)                                                                           \
     {"stem_k_attn_" #fam "_" #ty "_d" #d, #fam, STEM_CUDA_MOD_ATTN_SM90, ty, d, 128, 128, 384, 1,  \
      SM90_OPT_IN, sm90_smem, sm90_supports}

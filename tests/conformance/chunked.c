@@ -42,6 +42,7 @@ static int ck_is_cpu(const conf_test *T) { return T->dev->info.backend == STEM_B
 /* Full-prompt inputs: q [B][Hq][N][d], k, v [B][Hkv][N][d], f32. */
 typedef struct ck_data {
     int64_t batch, hq, hkv, n, d;
+    stem_dtype dtype; /* of q, k, v and out on the device; q, k, v below hold its values */
     float *q, *k, *v;
 } ck_data;
 
@@ -60,6 +61,31 @@ static void ck_data_make(conf_test *T, ck_data *D, int64_t batch, int64_t hq, in
     D->k = res_alloc(&T->res, (size_t)(batch * hkv * n * d) * 4);
     D->v = res_alloc(&T->res, (size_t)(batch * hkv * n * d) * 4);
     stem_synth_qkv(kind, seed, batch, hq, hkv, n, d, D->q, D->k, D->v);
+    D->dtype = STEM_DTYPE_F32;
+}
+
+/* The same data stored as a 16-bit dtype: the values are rounded in place,
+ * so the reference sees exactly what the device reads. */
+static void ck_data_round(ck_data *D, stem_dtype dt)
+{
+    D->dtype = dt;
+    const int64_t nq = D->batch * D->hq * D->n * D->d, nk = D->batch * D->hkv * D->n * D->d;
+    for (int64_t i = 0; i < nq; ++i)
+        D->q[i] = conf_round_to(dt, D->q[i]);
+    for (int64_t i = 0; i < nk; ++i) {
+        D->k[i] = conf_round_to(dt, D->k[i]);
+        D->v[i] = conf_round_to(dt, D->v[i]);
+    }
+}
+
+/* f32 values as the bytes of dtype dt (a new array in R). */
+static void *ck_pack(conf_res *R, const float *x, int64_t count, stem_dtype dt)
+{
+    const size_t es = dt == STEM_DTYPE_F32 ? 4 : 2;
+    unsigned char *b = res_alloc(R, (size_t)count * es);
+    for (int64_t i = 0; i < count; ++i)
+        conf_store(dt, b + (size_t)i * es, x[i]);
+    return b;
 }
 
 /* A buffer holding `bytes` at offset CK_GUARD between canaries. */
@@ -145,6 +171,7 @@ static stem_status ck_call_in(conf_test *T, conf_res *R, conf_res *keep, const c
     desc.q_len = M;
     desc.kv_len = L;
     desc.head_dim = d;
+    desc.dtype = D->dtype;
     desc.prompt_len = s->prompt_len;
     desc.vstats_mode = s->vstats_mode;
     stem_plan *plan = NULL;
@@ -183,20 +210,24 @@ static stem_status ck_call_in(conf_test *T, conf_res *R, conf_res *keep, const c
         memcpy(k + bh * L * d, D->k + bh * D->n * d, (size_t)(L * d) * 4);
         memcpy(v + bh * L * d, D->v + bh * D->n * d, (size_t)(L * d) * 4);
     }
-    const size_t qb = (size_t)(B * hq * M * d) * 4, kb = (size_t)(B * hkv * L * d) * 4;
+    const stem_dtype dt = D->dtype;
+    const size_t es = dt == STEM_DTYPE_F32 ? 4 : 2;
+    const size_t qb = (size_t)(B * hq * M * d) * es, kb = (size_t)(B * hkv * L * d) * es;
     const size_t sb = (size_t)(B * hq * o->rows * o->nk) * 4, cb = (size_t)(B * hq * o->rows) * 4;
     const size_t lb = (size_t)(B * hq * M) * 4, vsb = (size_t)(B * hkv * 2) * 4;
-    stem_buffer *bq = ck_buffer(T, R, qb, q), *bk = ck_buffer(T, R, kb, k), *bv = ck_buffer(T, R, kb, v);
+    stem_buffer *bq = ck_buffer(T, R, qb, ck_pack(R, q, B * hq * M * d, dt)),
+                *bk = ck_buffer(T, R, kb, ck_pack(R, k, B * hkv * L * d, dt)),
+                *bv = ck_buffer(T, R, kb, ck_pack(R, v, B * hkv * L * d, dt));
     stem_buffer *bo = ck_buffer(T, R, qb, NULL), *bi = ck_buffer(T, R, sb, NULL),
                 *bc = ck_buffer(T, R, cb, NULL);
     stem_buffer *bs_ = s->want_scores ? ck_buffer(T, R, sb, NULL) : NULL;
     stem_buffer *bl = s->want_lse ? ck_buffer(T, R, lb, NULL) : NULL;
     stem_buffer *bvo = s->want_vstats ? ck_buffer(T, R, vsb, NULL) : NULL;
     stem_buffer *bvi = s->vstats_in ? ck_buffer(T, R, vsb, s->vstats_in) : NULL;
-    const stem_tensor tq = stem_tensor_bhnd(bq, CK_GUARD, STEM_DTYPE_F32, B, hq, M, d);
-    const stem_tensor tk = stem_tensor_bhnd(bk, CK_GUARD, STEM_DTYPE_F32, B, hkv, L, d);
-    const stem_tensor tv = stem_tensor_bhnd(bv, CK_GUARD, STEM_DTYPE_F32, B, hkv, L, d);
-    const stem_tensor to = stem_tensor_bhnd(bo, CK_GUARD, STEM_DTYPE_F32, B, hq, M, d);
+    const stem_tensor tq = stem_tensor_bhnd(bq, CK_GUARD, dt, B, hq, M, d);
+    const stem_tensor tk = stem_tensor_bhnd(bk, CK_GUARD, dt, B, hkv, L, d);
+    const stem_tensor tv = stem_tensor_bhnd(bv, CK_GUARD, dt, B, hkv, L, d);
+    const stem_tensor to = stem_tensor_bhnd(bo, CK_GUARD, dt, B, hq, M, d);
     const stem_tensor ti = stem_tensor_bhnd(bi, CK_GUARD, STEM_DTYPE_I32, B, hq, o->rows, o->nk);
     const stem_tensor tc = stem_tensor_bhnd(bc, CK_GUARD, STEM_DTYPE_I32, B, hq, o->rows, 1);
     stem_tensor ts, tl, tvo, tvi;
@@ -245,10 +276,13 @@ static stem_status ck_call_in(conf_test *T, conf_res *R, conf_res *keep, const c
     if (st != STEM_OK)
         fail_msg("stem_prefill_ex(P=%lld, L=%lld): %s: %s", (long long)s->P, (long long)L,
                  stem_status_name(st), stem_last_error());
-    o->out = res_alloc(keep, qb);
+    o->out = res_alloc(keep, (size_t)(B * hq * M * d) * 4);
     o->index = res_alloc(keep, sb);
     o->count = res_alloc(keep, cb);
-    ck_read(R, bo, qb, o->out, "out");
+    unsigned char *ob = res_alloc(R, qb);
+    ck_read(R, bo, qb, ob, "out");
+    for (int64_t i = 0; i < B * hq * M * d; ++i)
+        o->out[i] = (float)conf_load(dt, ob + (size_t)i * es);
     ck_read(R, bi, sb, o->index, "index");
     ck_read(R, bc, cb, o->count, "count");
     ck_read(R, bq, qb, NULL, "q");
@@ -516,12 +550,16 @@ static void ck_compare_ref(const conf_test *T, const ck_data *D, const ck_out *o
         for (int64_t i = 0; i < M; ++i) {
             double vmax;
             const double slack = ck_row_slack(D, o, bs, bh / D->hq, bh % D->hq, P, L, i, &vmax);
+            /* 16-bit data: the output's own rounding, and P rounded to the
+             * input type before P V (the tensor-core kernels). */
+            const double u16 = D->dtype == STEM_DTYPE_F32 ? 0.0 : conf_unit_roundoff(D->dtype);
             for (int64_t c = 0; c < D->d; ++c) {
                 const int64_t e = (bh * M + i) * D->d + c;
-                if (!(fabs(o->out[e] - r->out[e]) <= 2e-5 * (1.0 + fabs(r->out[e])) + vmax * slack))
+                const double tol =
+                    (2e-5 + 2.0 * u16) * (1.0 + fabs(r->out[e])) + vmax * (slack + u16);
+                if (!(fabs(o->out[e] - r->out[e]) <= tol))
                     fail_msg("%s: out %lld = %.9g, reference %.9g (allowance %.3g)", what,
-                             (long long)e, (double)o->out[e], r->out[e],
-                             2e-5 * (1.0 + fabs(r->out[e])) + vmax * slack);
+                             (long long)e, (double)o->out[e], r->out[e], tol);
             }
             if (o->lse && !(fabs(o->lse[bh * M + i] - r->lse[bh * M + i]) <=
                             2e-5 * (1.0 + fabs(r->lse[bh * M + i])) + slack))
@@ -580,14 +618,27 @@ static void prefix_vs_reference(conf_test *T, const conf_misuse *m)
 /* C3: unaligned chunks (P mod B != 0, P mod S != 0): every call against the
  * reference on the same call; with PROVIDED statistics (a = 1, pinned to the
  * one-shot ones) every row lying wholly inside a call also equals one-shot. */
+/* C3 shapes (b): f32 on every backend's exact path, and 16-bit shapes the
+ * tensor-core kernels take (block 64 / 128, head_dim 64 / 128). */
+static const struct {
+    stem_dtype dtype;
+    int d, block;
+    const char *name;
+} ck_c3_shapes[] = {{STEM_DTYPE_F32, 32, 64, ""},
+                    {STEM_DTYPE_BF16, 128, 128, "_bf16_d128_b128"},
+                    {STEM_DTYPE_F16, 64, 128, "_f16_d64_b128"},
+                    {STEM_DTYPE_BF16, 64, 64, "_bf16_d64_b64"}};
+
 static void unaligned_chunks(conf_test *T, const conf_misuse *m)
 {
     enum { N = 1500, C = 501 };
-    const int provided = m->a;
+    const int provided = m->a, bsz = ck_c3_shapes[m->b].block;
     ck_data D;
-    ck_data_make(T, &D, 1, 2, 1, N, 32, STEM_SYNTH_STRUCTURED, 4001);
+    ck_data_make(T, &D, 1, 2, 1, N, ck_c3_shapes[m->b].d, STEM_SYNTH_STRUCTURED, 4001);
+    if (ck_c3_shapes[m->b].dtype != STEM_DTYPE_F32)
+        ck_data_round(&D, ck_c3_shapes[m->b].dtype);
     stem_config cfg;
-    ck_config(&cfg, 64, 8);
+    ck_config(&cfg, bsz, 8);
     cfg.k_start = 6;
     cfg.sink_blocks = 2;
     cfg.local_blocks = 2;
@@ -618,7 +669,7 @@ static void unaligned_chunks(conf_test *T, const conf_misuse *m)
             for (int64_t bh = 0; bh < D.batch * D.hq; ++bh)
                 for (int64_t rr = 0; rr < o.rows; ++rr) {
                     const int64_t I = o.row0 + rr;
-                    if (I * 64 < P || (I + 1) * 64 > L)
+                    if (I * bsz < P || (I + 1) * bsz > L)
                         continue;
                     const int32_t cnt = o.count[bh * o.rows + rr];
                     if (cnt != one.count[bh * one.rows + I] ||
@@ -909,12 +960,14 @@ int conf_add_chunked_cases(conf_misuse *list, int cap)
         list[k].a = prefixes[i][0];
         list[k++].b = prefixes[i][1];
     }
-    snprintf(list[k].name, sizeof list[k].name, "chunked_c3_unaligned_visible");
-    list[k].fn = unaligned_chunks;
-    list[k++].a = 0;
-    snprintf(list[k].name, sizeof list[k].name, "chunked_c3_unaligned_provided");
-    list[k].fn = unaligned_chunks;
-    list[k++].a = 1;
+    for (int i = 0; i < (int)(sizeof ck_c3_shapes / sizeof ck_c3_shapes[0]); ++i)
+        for (int pr = 0; pr < 2; ++pr) {
+            snprintf(list[k].name, sizeof list[k].name, "chunked_c3_unaligned_%s%s",
+                     pr ? "provided" : "visible", ck_c3_shapes[i].name);
+            list[k].fn = unaligned_chunks;
+            list[k].a = pr;
+            list[k++].b = i;
+        }
     snprintf(list[k].name, sizeof list[k].name, "chunked_c8_dense_bottom_right");
     list[k].fn = dense_bottom_right;
     list[k++].a = 0;

@@ -21,7 +21,7 @@ int conf_add_hardening_cases(conf_misuse *list, int cap);
 
 /* Chunked and prefix-cached prefill cases (chunked.c): adds
  * CONF_CHUNKED_CASES entries to list (room for cap); returns the count. */
-#define CONF_CHUNKED_CASES 26
+#define CONF_CHUNKED_CASES 32
 int conf_add_chunked_cases(conf_misuse *list, int cap);
 
 /* ABI and lifetime rules (abi.c): the log callback, stem_last_error()

@@ -68,9 +68,11 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
     unsigned short *Vs = Ks + 2 * KC * LD; // [2][KC][LD]
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const attn_geom g = attn_geometry(p);
-    const long long tile = gridDim.x - 1 - blockIdx.x; // late (longer) rows first
-    const long long q0 = tile * BR;                     // first query index of the tile
-    const long long qa0 = g.q_offset + q0, I = qa0 / p.block; // absolute position, list row
+    // Tiles are absolute query blocks (BR = block), late (longer) rows
+    // first; with a query offset q0 < 0 on the first tile (rows not loaded,
+    // not stored).
+    const long long I = g.q_offset / p.block + (gridDim.x - 1 - blockIdx.x);
+    const long long qa0 = I * p.block, q0 = qa0 - g.q_offset; // absolute / call position
     const long long bh = blockIdx.y, b = bh / p.hq, h = bh % p.hq, kh = h / p.group;
     const unsigned short *qg = reinterpret_cast<const unsigned short *>(p.q.ptr) + b * p.q.s[0] + h * p.q.s[1];
     const unsigned short *kg = reinterpret_cast<const unsigned short *>(p.k.ptr) + b * p.k.s[0] + kh * p.k.s[1];
@@ -79,7 +81,8 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
     for (int e = tid; e < BR * CH; e += NW * 32) {
         const int r = e / CH, c = (e % CH) * 8;
         const long long tok = q0 + r;
-        cp_async16(Qs + r * LD + c, qg + (tok < g.q_len ? tok : 0) * p.q.s[2] + c, tok < g.q_len);
+        const bool ok = tok >= 0 && tok < g.q_len;
+        cp_async16(Qs + r * LD + c, qg + (ok ? tok : 0) * p.q.s[2] + c, ok);
     }
     cp_async_commit();
 
@@ -201,7 +204,7 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
     for (int mt = 0; mt < MT; mt++) {
         finish_rows(l[mt]);
         const long long row_lo = q0 + warp * 16 * MT + mt * 16 + (lane >> 2);
-        store_rows<D / 8>(p, g, b, h, row_lo, row_lo + 8, o[mt], l[mt], lane);
+        store_rows<D / 8>(p, g, b, h, row_lo, row_lo + 8, o[mt], l[mt], m[mt], lane);
     }
 }
 

@@ -337,7 +337,7 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
     }
     finish_rows(l);
     const long long row_lo = qlo - g.q_offset;
-    store_rows<D / 8>(p, g, b, h, row_lo, row_lo + 8, o, l, lane);
+    store_rows<D / 8>(p, g, b, h, row_lo, row_lo + 8, o, l, m, lane);
 #undef BAR_KFULL
 #undef BAR_VFULL
 #undef BAR_KEMPTY

@@ -11,9 +11,10 @@
 
 // ------------------------------------------------------------- geometry
 // Query token i sits at absolute position q_offset + i and sees keys
-// j <= q_offset + i, j < kv_len. Rows of the block lists are absolute query
-// blocks. Today q_len = kv_len and q_offset = 0; chunked prefill sets
-// q_offset = kv_len - q_len here and nowhere else.
+// j <= q_offset + i, j < kv_len (chunked / prefix-cached prefill: the
+// queries are the last q_len = kv_len - q_offset positions). Tiles are
+// absolute query blocks, so with an unaligned offset the first tile starts
+// before query 0; its rows before it are never stored.
 struct attn_geom {
     long long q_len, kv_len, q_offset;
 };
@@ -21,9 +22,9 @@ struct attn_geom {
 __device__ __forceinline__ attn_geom attn_geometry(const stem_kattn &p)
 {
     attn_geom g;
-    g.q_len = p.n_tokens;
     g.kv_len = p.n_tokens;
-    g.q_offset = 0;
+    g.q_offset = p.q_offset;
+    g.q_len = p.n_tokens - p.q_offset;
     return g;
 }
 
@@ -37,13 +38,14 @@ struct list_row {
     int cnt;         // clamped count
 };
 
+// I is absolute; the lists hold rows row0 ...
 __device__ __forceinline__ list_row list_row_of(const stem_kattn &p, long long b, long long h,
                                                 long long I)
 {
     list_row r;
-    r.idx = kt_i32(p.index, kt_off(p.index, b, h, I, 0));
+    r.idx = kt_i32(p.index, kt_off(p.index, b, h, I - p.row0, 0));
     r.step = p.index.s[3];
-    const int cnt = *kt_i32(p.count, kt_off(p.count, b, h, I, 0));
+    const int cnt = *kt_i32(p.count, kt_off(p.count, b, h, I - p.row0, 0));
     r.cnt = cnt < 0 ? 0 : (cnt > p.n_blocks ? p.n_blocks : cnt);
     return r;
 }
@@ -215,8 +217,20 @@ __device__ __forceinline__ void finish_rows(float l[2])
 template <int ND>
 __device__ __forceinline__ void store_rows(const stem_kattn &p, const attn_geom &g, long long b,
                                            long long h, long long row_lo, long long row_hi,
-                                           const float (&o)[ND][4], const float l[2], int lane)
+                                           const float (&o)[ND][4], const float l[2],
+                                           const float m[2], int lane)
 {
+    // lse (natural log) of each row, from the running max m (log2 units of
+    // the scaled scores) and the finished sum l: one lane of the quad.
+    if (p.has_lse && (lane & 3) == 0)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const long long row = r ? row_hi : row_lo;
+            if (row >= 0 && row < g.q_len)
+                *kt_f32(p.lse, kt_off(p.lse, b, h, row, 0)) =
+                    l[r] > 0.0f ? (m[r] + log2f(l[r])) * 0.69314718055994531f
+                                : (isnan(l[r]) ? l[r] : -INFINITY);
+        }
 #pragma unroll
     for (int i = 0; i < ND; i++) {
         const int col = i * 8 + (lane & 3) * 2;

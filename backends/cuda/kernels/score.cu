@@ -5,27 +5,64 @@
 
 // Qflat / Kflat rows: out[(bh*n + blk)*W + seg*d + e] = sum_{a<G} x[blk*B + a*S + ph][e],
 // seg = ph (query) or S-1-ph (key). One CTA per row (grid.x = rows), threads
-// over its W = S*d sums (32-bit index math). Summed in double like the
-// reference, stored f32.
-extern "C" __global__ void stem_k_phase_sums(stem_kscore p, int is_key)
+// over its W = S*d sums, two neighbouring columns per thread: with 16-bit
+// rows of unit element stride a warp reads 128 contiguous bytes of a token
+// in one 4-byte load per lane, and the G loads of a sum are independent
+// (unrolled) so many are in flight. Summed in double like the reference
+// (sums of G 16-bit numbers are exact in double, so the order does not
+// matter), stored f32.
+__device__ __forceinline__ float2 kt_load2(const stem_ktensor &t, long long e, bool vec)
+{
+    if (vec) { // e even, 4-byte aligned: one load for the pair
+        const unsigned u = reinterpret_cast<const unsigned *>(t.ptr)[e >> 1];
+        if (t.dtype == STEM_F16)
+            return __half22float2(*reinterpret_cast<const __half2 *>(&u));
+        return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xffff0000u));
+    }
+    return make_float2(kt_load(t, e), kt_load(t, e + t.s[3]));
+}
+
+extern "C" __global__ void __launch_bounds__(256) stem_k_phase_sums(stem_kscore p, int is_key)
 {
     const stem_ktensor &t = is_key ? p.k : p.q;
     const int H = is_key ? p.hkv : p.hq;
     // Queries: the call's rows (absolute blocks row0 ..) over positions >= q_offset.
-    const int W = p.stride * p.head_dim, n = is_key ? p.n_blocks : p.n_rows;
+    const int S = p.stride, D = p.head_dim, W = S * D, n = is_key ? p.n_blocks : p.n_rows;
     const long long row = blockIdx.x, blk = row % n, bh = row / n, b = bh / H, h = bh % H;
     const long long first = is_key ? 0 : p.q_offset, ablk = is_key ? blk : p.row0 + blk;
     float *out = reinterpret_cast<float *>(is_key ? p.kflat : p.qflat) + row * W;
     const int last = (int)min((long long)p.block, p.n_tokens - ablk * p.block); // real tokens
     const int skip = (int)max(0LL, min((long long)p.block, first - ablk * p.block));
-    for (int w = threadIdx.x; w < W; w += blockDim.x) {
-        const int seg = w / p.head_dim, e = w - seg * p.head_dim;
-        const int ph = is_key ? p.stride - 1 - seg : seg;
-        double acc = 0.0;
-        for (int r = ph; r < last; r += p.stride)
-            if (r >= skip)
-                acc += kt_load(t, kt_off(t, b, h, ablk * p.block + r - first, e));
-        out[w] = (float)acc;
+    // Pairs need an even head_dim; one 4-byte load per pair needs 16-bit
+    // elements of unit stride, even row/head/batch strides and an aligned base.
+    const bool pairs = D % 2 == 0;
+    const bool vec = pairs && t.dtype != STEM_F32 && t.s[3] == 1 && t.s[2] % 2 == 0 &&
+                     t.s[1] % 2 == 0 && t.s[0] % 2 == 0 && t.ptr % 4 == 0;
+    const int per = pairs ? 2 : 1, units = W / per;
+    const long long step = (long long)S * t.s[2];
+    for (int u = threadIdx.x; u < units; u += blockDim.x) {
+        const int w = u * per, seg = w / D, e = w - seg * D;
+        const int ph = is_key ? S - 1 - seg : seg;
+        const int r0 = skip > ph ? ph + (skip - ph + S - 1) / S * S : ph;
+        double a0 = 0.0, a1 = 0.0;
+        if (r0 < last) {
+            long long off = kt_off(t, b, h, ablk * p.block + r0 - first, e);
+            const int cnt = (last - r0 + S - 1) / S;
+            if (pairs) {
+#pragma unroll 8
+                for (int a = 0; a < cnt; a++, off += step) {
+                    const float2 x = kt_load2(t, off, vec);
+                    a0 += x.x, a1 += x.y;
+                }
+            } else {
+#pragma unroll 8
+                for (int a = 0; a < cnt; a++, off += step)
+                    a0 += kt_load(t, off);
+            }
+        }
+        out[w] = (float)a0;
+        if (pairs)
+            out[w + 1] = (float)a1;
     }
 }
 
@@ -202,20 +239,21 @@ __device__ __forceinline__ void mma_tf32(float c[4], const unsigned a[4], const 
 extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_kscore p)
 {
     __shared__ __align__(16) float As[TC_T][TC_LD], Bs[TC_T][TC_LD];
-    const int n = p.n_blocks, g = p.hq / p.hkv;
+    // Rows I < nr are the absolute blocks row0 + I; n key blocks.
+    const int n = p.n_blocks, g = p.hq / p.hkv, nr = p.n_rows, row0 = p.row0;
     const int W = p.stride * p.head_dim; // a multiple of 8
     const int J0 = blockIdx.x * TC_T, I0 = blockIdx.y * TC_T;
     const long long bh = blockIdx.z, b = bh / p.hq, h = bh % p.hq, kv = b * p.hkv + h / g;
     const stem_ktensor &st = p.scores;
-    if (J0 > I0 + TC_T - 1) {
+    if (J0 > row0 + I0 + TC_T - 1) {
         for (int e = threadIdx.x; e < TC_T * TC_T; e += blockDim.x) {
             const int I = I0 + e / TC_T, J = J0 + e % TC_T;
-            if (I < n && J < n)
+            if (I < nr && J < n)
                 *kt_f32(st, kt_off(st, b, h, I, J)) = -INFINITY;
         }
         return;
     }
-    const float *qf = reinterpret_cast<const float *>(p.qflat) + (bh * n) * (long long)W;
+    const float *qf = reinterpret_cast<const float *>(p.qflat) + (bh * nr) * (long long)W;
     const float *kf = reinterpret_cast<const float *>(p.kflat) + (kv * n) * (long long)W;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32; // this warp's 32x32 sub-tile
@@ -226,7 +264,7 @@ extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_ksco
             const int r = e / (TC_K / 4), c = (e % (TC_K / 4)) * 4;
             const bool kin = k0 + c < W; // W and c are multiples of 4
             float4 av = make_float4(0.f, 0.f, 0.f, 0.f), bv = av;
-            if (kin && I0 + r < n)
+            if (kin && I0 + r < nr)
                 av = *reinterpret_cast<const float4 *>(qf + (long long)(I0 + r) * W + k0 + c);
             if (kin && J0 + r < n)
                 bv = *reinterpret_cast<const float4 *>(kf + (long long)(J0 + r) * W + k0 + c);
@@ -278,9 +316,9 @@ extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_ksco
             for (int e = 0; e < 4; e++) {
                 const int I = I0 + wm + mt * 16 + gr + (e >> 1) * 8;
                 const int J = J0 + wn + nt * 8 + tc * 2 + (e & 1);
-                if (I < n && J < n)
+                if (I < nr && J < n)
                     *kt_f32(st, kt_off(st, b, h, I, J)) =
-                        J > I ? -INFINITY : p.coef * acc[mt][nt][e] + vb[J];
+                        J > row0 + I ? -INFINITY : p.coef * acc[mt][nt][e] + vb[J];
             }
 }
 
