@@ -14,7 +14,8 @@
 # .devdeps: libcmocka0 (apt-get download); .gl: libvulkan1 and the glvnd
 # libraries the NVIDIA ICD loads (amd64 .debs). Env: BUILD, NS (8192,32768),
 # PATHS (khr,nv,plain), SUITE_S (seconds per suite, 150), BENCH_S (per bench, 90),
-# SUITE_FILTER (STEM_TEST_FILTER for the suites), SHAPE (bench shape flags), NO_UNPACK --
+# VARIANTS (NV tile settings benched at the largest N), SUITE_FILTER (STEM_TEST_FILTER
+# for the suites), SHAPE (bench shape flags), NO_UNPACK --
 # for a dry run on lavapipe: NO_UNPACK=1 SUITE_FILTER=d64_h1x1 SHAPE="--hq 2 --hkv 1 --d 64" NS=256.
 #
 # Knobs the library reads (README, environment table): STEM_VULKAN_PATH=khr|nv|plain
@@ -111,6 +112,10 @@ for p in ${paths//,/ }; do
     [ "$p" = plain ] && continue
     bench "$p-f16" STEM_VULKAN_PATH=$p -- --n "$ns" --dtype f16
     bench "$p-bf16" STEM_VULKAN_PATH=$p -- --n "$ns" --dtype bf16
+done
+# Tile variants of the NV path at the largest N (space-separated; ;-joined env lists).
+for var in ${VARIANTS-STEM_VULKAN_COOP_ROWS=64 STEM_VULKAN_COOP_BC=32}; do
+    bench "nv-f16-${var//[^A-Za-z0-9]/_}" STEM_VULKAN_PATH=nv ${var//;/ } -- --n "${ns##*,}" --dtype f16
 done
 bench khrcopy-bf16 STEM_VULKAN_PATH=khr STEM_VULKAN_BF16=0 -- --n "$ns" --dtype bf16
 bench khr-f32m STEM_VULKAN_PATH=khr STEM_VULKAN_F32_MATRIX=1 -- --n "$ns" --dtype f32

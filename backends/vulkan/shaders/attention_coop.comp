@@ -232,13 +232,23 @@ void main()
                 s = MULADD(qa[c], kb, s);
             }
             // Scaled logits; masked keys -inf. Flag a logit above its reference + 2^8.
+            // Below the diagonal and before N (the subgroup's rows all see all 16
+            // keys: most tiles) the mask is skipped.
             uint kt = k0 + t * 16u;
             bool high = false;
-            for (int i = 0; i < s.length(); i++) {
-                uint tok = kt + uint(colm[i]), q = r0 + uint(rowm[i]);
-                float x = tok <= q && tok < N ? s[i] * scale : NEG_INF;
-                high = high || x > ref[i] + RESCALE_LOG2;
-                s[i] = x;
+            if (kt + 15u <= r0 && kt + 16u <= N) {
+                for (int i = 0; i < s.length(); i++) {
+                    float x = s[i] * scale;
+                    high = high || x > ref[i] + RESCALE_LOG2;
+                    s[i] = x;
+                }
+            } else {
+                for (int i = 0; i < s.length(); i++) {
+                    uint tok = kt + uint(colm[i]), q = r0 + uint(rowm[i]);
+                    float x = tok <= q && tok < N ? s[i] * scale : NEG_INF;
+                    high = high || x > ref[i] + RESCALE_LOG2;
+                    s[i] = x;
+                }
             }
             if (subgroupAny(high)) {
                 // Slow step: row maxima through shared memory, new references.
