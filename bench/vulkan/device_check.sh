@@ -14,7 +14,7 @@
 # .devdeps: libcmocka0 (apt-get download); .gl: libvulkan1 and the glvnd
 # libraries the NVIDIA ICD loads (amd64 .debs). Env: BUILD, NS (8192,32768),
 # PATHS (khr,nv,plain), SUITE_S (seconds per suite, 150), BENCH_S (per bench, 90),
-# VARIANTS (NV tile settings benched at the largest N), SUITE_FILTER (STEM_TEST_FILTER
+# VARIANTS (NV tile settings benched at the largest N, e.g. "STEM_VULKAN_COOP_ROWS=64"), SUITE_FILTER (STEM_TEST_FILTER
 # for the suites), SHAPE (bench shape flags), NO_UNPACK --
 # for a dry run on lavapipe: NO_UNPACK=1 SUITE_FILTER=d64_h1x1 SHAPE="--hq 2 --hkv 1 --d 64" NS=256.
 #
@@ -114,7 +114,7 @@ for p in ${paths//,/ }; do
     bench "$p-bf16" STEM_VULKAN_PATH=$p -- --n "$ns" --dtype bf16
 done
 # Tile variants of the NV path at the largest N (space-separated; ;-joined env lists).
-for var in ${VARIANTS-STEM_VULKAN_COOP_ROWS=64 STEM_VULKAN_COOP_BC=32}; do
+for var in ${VARIANTS:-}; do
     bench "nv-f16-${var//[^A-Za-z0-9]/_}" STEM_VULKAN_PATH=nv ${var//;/ } -- --n "${ns##*,}" --dtype f16
 done
 bench khrcopy-bf16 STEM_VULKAN_PATH=khr STEM_VULKAN_BF16=0 -- --n "$ns" --dtype bf16
