@@ -147,6 +147,7 @@ target_sources(stem_objects PRIVATE
   ${STEM_VK_DIR}/vk_memory.c
   ${STEM_VK_DIR}/vk_dispatch.c
   ${STEM_VK_DIR}/vk_submit.c
+  ${STEM_VK_DIR}/vk_transfer.c
   ${STEM_VK_DIR}/vk_score.c
   ${STEM_VK_DIR}/vk_select.c
   ${STEM_VK_DIR}/vk_attention.c

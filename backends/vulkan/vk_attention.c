@@ -111,6 +111,15 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_pass *pass, const stem
         memcpy(spec, cs, sizeof spec);
     }
     st = vk_pipeline(c, kernel, spec, &j.pipe);
+    if (st == STEM_ERR_KERNEL_BUILD && coop) {
+        /* A driver that lists the extension but cannot build the kernel: this
+         * context runs that variant on the plain kernels from now on. */
+        c->broken_kernels |= 1u << kernel;
+        stem_log(plan->ctx, STEM_LOG_WARN, "%s; attention falls back to the plain kernels",
+                 stem_last_error());
+        stem_clear_error();
+        return stem_vk_attention(plan, pass, q, k, v, index, count, out);
+    }
     if (st != STEM_OK)
         return st;
     j.items = (uint64_t)(pass->batch * pass->num_q_heads * pass->n_rows) *

@@ -264,9 +264,12 @@ int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_ten
             if (bcs[j] <= (uint32_t)block && (uint32_t)block % bcs[j] == 0 &&
                 coop_shared(c->coop, rows / 16, bcs[j], (uint64_t)d) <= c->shared_limit &&
                 bcs[j] * ((uint64_t)d / 8 + 1) >= rows / 16 * 32) {
-                *kernel = c->coop == VK_COOP_NV ? VKK_ATTENTION_COOP
-                          : bf16                ? VKK_ATTENTION_COOP_KHR_BF16
-                                                : VKK_ATTENTION_COOP_KHR;
+                const vk_kernel kk = c->coop == VK_COOP_NV ? VKK_ATTENTION_COOP
+                                     : bf16                ? VKK_ATTENTION_COOP_KHR_BF16
+                                                           : VKK_ATTENTION_COOP_KHR;
+                if (c->broken_kernels & (1u << kk))
+                    return 0;
+                *kernel = kk;
                 *nsg = rows / 16;
                 *bc = bcs[j];
                 return 1;

@@ -147,6 +147,7 @@ typedef struct stem_vk_context {
     uint32_t shared_limit;       /* maxComputeSharedMemorySize */
     int coop;                    /* cooperative-matrix attention: VK_COOP_* (vk_coop.c) */
     int coop_bf16;               /* the KHR path reads bf16 in place (VK_KHR_shader_bfloat16) */
+    uint32_t broken_kernels;     /* bit k: kernel k failed to build here; not taken again */
     int convert;                 /* STEM_VULKAN_CONVERT=1: bf16/f32 inputs through f16 copies on
                                     every path (the conversion tested where no matrix unit is) */
     vk_tuning tune;
@@ -183,11 +184,16 @@ static inline stem_vk_context *vk_ctx(const stem_context *ctx)
     return (stem_vk_context *)ctx->impl;
 }
 
+/* Memory (vk_memory.c), the bottom layer. */
+stem_status vk_error(VkResult r, const char *what);
+stem_status vk_mem_create(stem_vk_context *c, VkDeviceSize bytes, int host_visible,
+                          VkBufferUsageFlags usage, vk_mem *out);
+void vk_mem_destroy(stem_vk_context *c, vk_mem *m);
+
 /* Submission (vk_submit.c). Stages record into a frame's command buffer and
  * return after vkQueueSubmit; stem_synchronize (vk_wait_all) waits. Every
  * command buffer starts with a barrier on all earlier work of the queue, so
  * stages (and a caller's work before them on a shared queue) run in order. */
-stem_status vk_error(VkResult r, const char *what);
 stem_status vk_frames_create(stem_vk_context *c);
 void vk_frames_destroy(stem_vk_context *c);
 /* Opens the next frame for recording (waiting for it if still in flight). */
@@ -199,10 +205,7 @@ void vk_abort(stem_vk_context *c);
 /* Waits for every submitted frame. */
 stem_status vk_wait_all(stem_vk_context *c);
 
-/* Memory (vk_memory.c). */
-stem_status vk_mem_create(stem_vk_context *c, VkDeviceSize bytes, int host_visible,
-                          VkBufferUsageFlags usage, vk_mem *out);
-void vk_mem_destroy(stem_vk_context *c, vk_mem *m);
+/* Transfers (vk_transfer.c). */
 /* Makes scratch[i] at least `bytes` large (waits for queued work to grow it). */
 stem_status vk_scratch(stem_vk_context *c, int i, VkDeviceSize bytes);
 /* Blocking copies between host memory and a device allocation; they wait

@@ -7,21 +7,6 @@
 
 #include <string.h>
 
-stem_status vk_error(VkResult r, const char *what)
-{
-    if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY)
-        return stem_set_error(STEM_ERR_DEVICE_OUT_OF_MEMORY, "vulkan: %s: %s", what,
-                              stem_vk_result_name(r));
-    if (r == VK_ERROR_OUT_OF_HOST_MEMORY)
-        return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "vulkan: %s: %s", what,
-                              stem_vk_result_name(r));
-    if (r == VK_ERROR_DEVICE_LOST)
-        return stem_set_error(STEM_ERR_DEVICE_LOST, "vulkan: %s: %s", what,
-                              stem_vk_result_name(r));
-    return stem_set_error(STEM_ERR_BACKEND_API, "vulkan: %s failed: %s (%d)", what,
-                          stem_vk_result_name(r), (int)r);
-}
-
 static stem_status frame_create(stem_vk_context *c, vk_frame *fr)
 {
     VkCommandPoolCreateInfo cp = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
