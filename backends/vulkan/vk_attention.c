@@ -87,18 +87,21 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_pass *pass, const stem
     vk_kernel kernel = c->row_attention ? VKK_ATTENTION_ROWS : VKK_ATTENTION;
     uint32_t rows = vp->qt, nsg, bc;
     /* The cooperative-matrix kernel writes no lse. It reads f16 (and bf16 where
-     * the KHR path has bf16 matrices) as it is; bf16 otherwise, and f32 on
-     * request, through f16 copies. STEM_VULKAN_CONVERT=1 takes the copies on the
-     * plain kernels too (so they run on any device). */
-    int coop = !pass->lse && vk_coop_tile(c, plan, q, k, v, out, 0, &kernel, &nsg, &bc);
+     * the KHR path has bf16 matrices) as it is; bf16 otherwise through an f16
+     * copy, f32 on request through split hi and lo copies (matrix paths only).
+     * STEM_VULKAN_CONVERT=1 takes the bf16 copies on the plain kernels too (so
+     * they run on any device); =split the f32 split copies, rebuilt as f32. */
+    int coop = !pass->lse && vk_coop_tile(c, plan, q, k, v, out, 0, 0, &kernel, &nsg, &bc);
     if (!coop && vk_convert_dtype(c, plan->desc.dtype)) {
-        coop = !pass->lse && vk_coop_tile(c, plan, q, k, v, out, 1, &kernel, &nsg, &bc);
-        if (coop || c->convert) {
+        const int split = plan->desc.dtype == STEM_DTYPE_F32;
+        coop = !pass->lse && vk_coop_tile(c, plan, q, k, v, out, 1, split, &kernel, &nsg, &bc);
+        const int check = !coop && split && c->convert == 2; /* STEM_VULKAN_CONVERT=split */
+        if (coop || (c->convert == 1 && !split) || check) {
             const stem_tensor *qkv[3] = {q, k, v};
-            st = vk_convert_prepare(c, qkv, &j.convert, binds, p);
+            st = vk_convert_prepare(c, qkv, split, check, &j.convert, binds, p);
             if (st != STEM_OK)
                 return st;
-            spec[0] = (uint32_t)STEM_DTYPE_F16;
+            spec[0] = (uint32_t)(check ? STEM_DTYPE_F32 : STEM_DTYPE_F16);
         }
     }
     if (coop) {

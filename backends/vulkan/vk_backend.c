@@ -429,7 +429,7 @@ static stem_status vk_context_init(stem_context *ctx, uint32_t backend_index)
     const char *rows = getenv("STEM_VULKAN_ROWS");
     c->row_attention = rows && *rows ? strcmp(rows, "0") != 0 : c->host_buffers;
     const char *conv = getenv("STEM_VULKAN_CONVERT");
-    c->convert = conv && strcmp(conv, "1") == 0;
+    c->convert = !conv ? 0 : strcmp(conv, "1") == 0 ? 1 : strcmp(conv, "split") == 0 ? 2 : 0;
     cache_file_name(c, ctx->desc.cache_dir);
     if (!c->foreign_device)
         st = create_device(c);
@@ -448,7 +448,7 @@ static stem_status vk_context_init(stem_context *ctx, uint32_t backend_index)
              : c->coop    ? " (bf16 through f16 copies)"
                           : "",
              c->foreign_device ? ", on the caller's device" : "",
-             c->tune.f32_matrix ? ", f32 through f16 copies" : "");
+             c->tune.f32_matrix ? ", f32 as split f16 copies" : "");
     return STEM_OK;
 }
 

@@ -224,15 +224,15 @@ static int rows_aligned(const stem_tensor *t)
 
 /* Shared bytes: K and V tiles of bc padded rows, one 16x20 f32 square and 16
  * floats per subgroup (and, for KHR, a 16x16 f16 square per subgroup). */
-static uint64_t coop_shared(int path, uint64_t nsg, uint64_t bc, uint64_t d)
+static uint64_t coop_shared(int path, int split, uint64_t nsg, uint64_t bc, uint64_t d)
 {
-    return 2 * bc * (d / 8 + 1) * 16 + nsg * 16 * (20 * 4 + 4) +
+    return (split ? 4 : 2) * bc * (d / 8 + 1) * 16 + nsg * 16 * (20 * 4 + 4) +
            (path == VK_COOP_KHR ? nsg * 512 : 0);
 }
 
 int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_tensor *q,
                  const stem_tensor *k, const stem_tensor *v, const stem_tensor *out,
-                 int converted, vk_kernel *kernel, uint32_t *nsg, uint32_t *bc)
+                 int converted, int split, vk_kernel *kernel, uint32_t *nsg, uint32_t *bc)
 {
     const int64_t d = plan->desc.head_dim;
     const int32_t block = plan->cfg.block_size;
@@ -262,12 +262,15 @@ int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_ten
             continue;
         for (int j = 0; j < 3; j++)
             if (bcs[j] <= (uint32_t)block && (uint32_t)block % bcs[j] == 0 &&
-                coop_shared(c->coop, rows / 16, bcs[j], (uint64_t)d) <= c->shared_limit &&
+                coop_shared(c->coop, split, rows / 16, bcs[j], (uint64_t)d) <= c->shared_limit &&
                 bcs[j] * ((uint64_t)d / 8 + 1) >= rows / 16 * 32) {
-                const vk_kernel kk = c->coop == VK_COOP_NV ? VKK_ATTENTION_COOP
-                                     : bf16                ? VKK_ATTENTION_COOP_KHR_BF16
-                                                           : VKK_ATTENTION_COOP_KHR;
-                if (c->broken_kernels & (1u << kk))
+                const int nv = c->coop == VK_COOP_NV;
+                const vk_kernel kk = split ? (nv ? VKK_ATTENTION_COOP_SPLIT
+                                                 : VKK_ATTENTION_COOP_KHR_SPLIT)
+                                     : nv   ? VKK_ATTENTION_COOP
+                                     : bf16 ? VKK_ATTENTION_COOP_KHR_BF16
+                                            : VKK_ATTENTION_COOP_KHR;
+                if ((c->broken_kernels & (1u << kk)) || stem_vk_spirv(kk).bytes == 0)
                     return 0;
                 *kernel = kk;
                 *nsg = rows / 16;

@@ -41,6 +41,10 @@ typedef enum vk_kernel {
     VKK_TO_F16,
     VKK_ATTENTION_COOP_KHR, /* attention_coop.comp built with -DKHR (may be empty) */
     VKK_ATTENTION_COOP_KHR_BF16, /* the same reading bf16 (bf16_spirv.cmake; may be empty) */
+    VKK_ABSMAX,                  /* largest |x| of a tensor, for split f32 copies */
+    VKK_ATTENTION_COOP_SPLIT,    /* attention_coop.comp -DSPLIT: f32 as hi + lo f16 */
+    VKK_ATTENTION_COOP_KHR_SPLIT, /* the same for KHR (may be empty) */
+    VKK_SPLIT_CHECK,             /* split copies back to f32 (STEM_VULKAN_CONVERT=split) */
     VKK_COUNT_
 } vk_kernel;
 
@@ -76,7 +80,14 @@ _Static_assert(sizeof(vk_params) == 256, "vk_params: std140 size");
 
 /* Scratch buffers of a context: phase sums, V-norm maxima, value bonus, and
  * the f16 copies of bf16/f32 inputs for the matrix path. */
-enum { VKS_QFLAT, VKS_KFLAT, VKS_GMAX, VKS_VB, VKS_Q16, VKS_K16, VKS_V16, VK_SCRATCH_COUNT };
+enum {
+    VKS_QFLAT, VKS_KFLAT, VKS_GMAX, VKS_VB,
+    VKS_Q16, VKS_K16, VKS_V16,       /* f16 copies (hi parts of split f32) */
+    VKS_Q16LO, VKS_K16LO, VKS_V16LO, /* lo parts of split f32 copies */
+    VKS_ABSMAX,                      /* uint [4]: largest |q|, |k|, |v| bits */
+    VKS_Q32, VKS_K32, VKS_V32,       /* split copies rebuilt (STEM_VULKAN_CONVERT=split) */
+    VK_SCRATCH_COUNT
+};
 
 /* Spec constants of a pipeline (shaders read constant_id 0..5). */
 #define VK_SPEC_COUNT 6
@@ -148,8 +159,10 @@ typedef struct stem_vk_context {
     int coop;                    /* cooperative-matrix attention: VK_COOP_* (vk_coop.c) */
     int coop_bf16;               /* the KHR path reads bf16 in place (VK_KHR_shader_bfloat16) */
     uint32_t broken_kernels;     /* bit k: kernel k failed to build here; not taken again */
-    int convert;                 /* STEM_VULKAN_CONVERT=1: bf16/f32 inputs through f16 copies on
-                                    every path (the conversion tested where no matrix unit is) */
+    int convert;                 /* STEM_VULKAN_CONVERT=1: bf16 inputs through f16 copies on
+                                    every path (the copies tested where no matrix unit is);
+                                    =split: f32 inputs through split copies rebuilt as f32 for
+                                    the plain kernels (the split copies tested likewise) */
     vk_tuning tune;
     VkDescriptorSetLayout set_layout;
     VkPipelineLayout pipe_layout;
@@ -282,25 +295,30 @@ void *vk_coop_chain(vk_coop_features *f, int path, const char **extensions, uint
  * the device has. */
 int vk_coop_adopt(stem_vk_context *c, uint32_t flags);
 /* Kernel, subgroups per workgroup and keys per tile of the coop path for this
- * plan and these tensors (`converted`: they will be read from f16 copies);
- * 0 if the plain kernel must run. */
+ * plan and these tensors (`converted`: they will be read from f16 copies;
+ * `split`: f32 as hi and lo f16 copies); 0 if the plain kernel must run. */
 int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_tensor *q,
                  const stem_tensor *k, const stem_tensor *v, const stem_tensor *out,
-                 int converted, vk_kernel *kernel, uint32_t *nsg, uint32_t *bc);
+                 int converted, int split, vk_kernel *kernel, uint32_t *nsg, uint32_t *bc);
 /* Attention inputs through f16 copies (vk_convert.c). */
 typedef struct vk_convert_job {
     int n;                       /* tensors copied: 0 or 3 (q, k, v) */
+    int split;                   /* f32 as hi and lo copies, scaled (absmax first) */
+    int check;                   /* split copies rebuilt as f32 (STEM_VULKAN_CONVERT=split) */
+    VkPipeline rebuild;
     vk_bind binds[3][VKB_COUNT_];
     vk_params p[3];
-    uint64_t items[3];
-    VkPipeline pipe;
+    uint64_t items[3], groups[3]; /* to_f16 and absmax workgroups */
+    VkPipeline pipe, absmax;
+    VkBuffer absmax_buf;
 } vk_convert_job;
-/* 1 if inputs of this dtype go through f16 copies where that path is taken. */
+/* 1 if inputs of this dtype go through f16 copies where that path is taken
+ * (f32: split into hi and lo, on a matrix path only). */
 int vk_convert_dtype(const stem_vk_context *c, stem_dtype dtype);
 /* Scratch, pipeline and params of the copies; rebinds slots q, k, v of the
  * attention (binds, p) to them. */
-stem_status vk_convert_prepare(stem_vk_context *c, const stem_tensor *const qkv[3],
-                               vk_convert_job *j, vk_bind *binds, vk_params *p);
+stem_status vk_convert_prepare(stem_vk_context *c, const stem_tensor *const qkv[3], int split,
+                               int check, vk_convert_job *j, vk_bind *binds, vk_params *p);
 stem_status vk_convert_record(stem_vk_context *c, const vk_convert_job *j);
 
 /* Tuning from the environment, read once per context. */

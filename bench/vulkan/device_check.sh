@@ -21,7 +21,7 @@
 # Knobs the library reads (README, environment table): STEM_VULKAN_PATH=khr|nv|plain
 # (the matrix path, forced: a forced path the device lacks runs the plain kernels,
 # and the log line "vulkan: attention on ..." says which ran), STEM_VULKAN_F32_MATRIX=1
-# (f32 inputs through f16 copies onto the matrix path), STEM_VULKAN_BF16=0 (bf16
+# (f32 inputs as split hi/lo f16 copies onto the matrix path), STEM_VULKAN_BF16=0 (bf16
 # through f16 copies even where bf16 matrices exist), STEM_VULKAN_CONVERT=1.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -63,16 +63,17 @@ grep -iE 'vulkan' "$out/info.txt" | head -4 | tee -a "$S"
 # bf16 cases: on khr as bf16 matrices where the driver has VK_KHR_shader_bfloat16,
 # on nv (and in the "khrcopy" suite, STEM_VULKAN_BF16=0, bf16 cases only) through
 # f16 copies. f32 stays on the plain kernel unless STEM_VULKAN_F32_MATRIX=1 (the
-# "f32m" suite: f32 cases only, informative: the f32 tolerance has no allowance
-# for f16 rounding).
+# "f32m" and "f32mnv" suites, f32 cases only: split hi/lo f16 copies, three
+# products each).
 export STEM_TEST_ONLY=vulkan STEM_TEST_REQUIRE=vulkan
 suites=()
 for p in ${paths//,/ }; do suites+=("$p"); done
-suites+=(f32m khrcopy)
+suites+=(f32m f32mnv khrcopy)
 for s in "${suites[@]}"; do
     (
-        if [ "$s" = f32m ]; then
-            export STEM_VULKAN_PATH=khr STEM_VULKAN_F32_MATRIX=1 STEM_TEST_FILTER=${suite_filter:-_f32}
+        if [ "$s" = f32m ] || [ "$s" = f32mnv ]; then
+            p=khr; [ "$s" = f32mnv ] && p=nv
+            export STEM_VULKAN_PATH=$p STEM_VULKAN_F32_MATRIX=1 STEM_TEST_FILTER=${suite_filter:-_f32}
         elif [ "$s" = khrcopy ]; then
             export STEM_VULKAN_PATH=khr STEM_VULKAN_BF16=0 STEM_TEST_FILTER=${suite_filter:-_bf16}
         else
@@ -119,6 +120,7 @@ for var in ${VARIANTS:-}; do
 done
 bench khrcopy-bf16 STEM_VULKAN_PATH=khr STEM_VULKAN_BF16=0 -- --n "$ns" --dtype bf16
 bench khr-f32m STEM_VULKAN_PATH=khr STEM_VULKAN_F32_MATRIX=1 -- --n "$ns" --dtype f32
+bench nv-f32m STEM_VULKAN_PATH=nv STEM_VULKAN_F32_MATRIX=1 -- --n "$ns" --dtype f32
 # The plain kernel (f32's default path) is slow: 8K only, fewer repeats.
 bench plain-f32 STEM_VULKAN_PATH=plain -- --n "${ns%%,*}" --dtype f32 --warmup 1 --repeat 2
 for dt in f16 bf16; do

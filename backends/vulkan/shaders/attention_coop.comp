@@ -20,6 +20,12 @@
 // with -DKHR for VK_KHR_cooperative_matrix (attention_coop_khr). KHR has no
 // conversion from an accumulator to an A matrix, so P goes through a 16x16
 // f16 square in shared memory there.
+//
+// With -DSPLIT (attention_coop_split, attention_coop_khr_split) the inputs
+// are f32 tensors as two f16 copies each, hi and lo = x - hi, scaled by a
+// power of two per tensor so that the largest |x| sits just under 2^15
+// (vk_convert.c): S = Qh Kh + Qh Kl + Ql Kh and O = Ph Vh + Ph Vl + Pl Vh
+// with P = Ph + Pl, so logits and outputs keep about 22 bits.
 #extension GL_GOOGLE_include_directive : enable
 #extension GL_KHR_memory_scope_semantics : require
 #ifdef KHR
@@ -82,6 +88,14 @@ layout(constant_id = 3) const uint HEADROOM = 0u; // log2 units put above a new 
 
 shared uvec4 Ksh[BC * KS];
 shared uvec4 Vsh[BC * KS];
+#ifdef SPLIT
+layout(std430, set = 0, binding = 7) readonly buffer Qlo { uvec4 ql8[]; };
+layout(std430, set = 0, binding = 8) readonly buffer Klo { uvec4 kl8[]; };
+layout(std430, set = 0, binding = 9) readonly buffer Vlo { uvec4 vl8[]; };
+layout(std430, set = 0, binding = 10) readonly buffer Absmax { uint absmax_[]; }; // q k v
+shared uvec4 Klsh[BC * KS];
+shared uvec4 Vlsh[BC * KS];
+#endif
 shared float Ssh[NSG * 16u * SP]; // per subgroup: one 16x16 f32 square
 shared float Rsh[NSG * 16u];      // per row: a factor or a reference
 #ifdef KHR
@@ -107,6 +121,35 @@ void fetch_tile(uint k0, uint b, uint kh, out uvec4 kr[PER], out uvec4 vr[PER])
         }
     }
 }
+
+#ifdef SPLIT
+void fetch_lo(uint k0, uint b, uint kh, out uvec4 kr[PER], out uvec4 vr[PER])
+{
+    uint N = P.n_keys;
+    [[unroll]] for (uint i = 0u; i < PER; i++) {
+        uint e = gl_LocalInvocationID.x + i * NSG * 32u;
+        uint j = e / (D / 8u), w = e % (D / 8u), tok = k0 + j;
+        kr[i] = uvec4(0u);
+        vr[i] = uvec4(0u);
+        if (e < WORDS && tok < N) {
+            kr[i] = kl8[elem(1u, P.off0.y, b, kh, tok, 0u) / 8u + w];
+            vr[i] = vl8[elem(2u, P.off0.z, b, kh, tok, 0u) / 8u + w];
+        }
+    }
+}
+
+void store_lo(uvec4 kr[PER], uvec4 vr[PER])
+{
+    [[unroll]] for (uint i = 0u; i < PER; i++) {
+        uint e = gl_LocalInvocationID.x + i * NSG * 32u;
+        uint j = e / (D / 8u), w = e % (D / 8u);
+        if (e < WORDS) {
+            Klsh[j * KS + w] = kr[i];
+            Vlsh[j * KS + w] = vr[i];
+        }
+    }
+}
+#endif
 
 void store_tile(uvec4 kr[PER], uvec4 vr[PER])
 {
@@ -182,7 +225,14 @@ void main()
     uint wlast = q0 + QR - 1u;        // last row of the workgroup
     uint sbase = sg * 16u * SP, rbase = sg * 16u;
     const float NEG_INF = uintBitsToFloat(0xff800000u);
+#ifdef SPLIT
+    // The copies hold q 2^eq, k 2^ek, v 2^ev: logits and outputs scaled back.
+    const int eq = split_exp(absmax_[0]), ek = split_exp(absmax_[1]), ev = split_exp(absmax_[2]);
+    const float scale = P.qmul * exp2(float(-(eq + ek)));
+    const float vback = exp2(float(-ev));
+#else
     const float scale = P.qmul;       // softmax scale * log2(e)
+#endif
 
     // Q of the subgroup's 16 rows, 16 columns at a time through the (still
     // unused) K tile: 32 words per subgroup.
@@ -196,6 +246,18 @@ void main()
         LOAD(qa[c], Ksh, sg * 32u, 2u, ROWS);
         subgroupBarrier();
     }
+#ifdef SPLIT
+    MATA qal[DC];
+    [[unroll]] for (uint c = 0u; c < DC; c++) {
+        uint r = lane / 2u, w = lane % 2u, tok = r0 + r;
+        Ksh[sg * 32u + lane] = tok < N ? ql8[elem(0u, P.off0.x, b, h, tok, 0u) / 8u + c * 2u + w]
+                                       : uvec4(0u);
+        subgroupMemoryBarrierShared();
+        subgroupBarrier();
+        LOAD(qal[c], Ksh, sg * 32u, 2u, ROWS);
+        subgroupBarrier();
+    }
+#endif
 
     // Row and column of each component, the reference matrix, O and l.
     MAT32 rowm, colm;
@@ -214,15 +276,29 @@ void main()
     uvec4 kr[PER], vr[PER];
     uint k0 = next_tile(b, h, I, cnt, wlast);
     barrier(); // every subgroup has its Q before the first tile lands on it
-    if (k0 != NONE)
+#ifdef SPLIT
+    uvec4 klr[PER], vlr[PER];
+#endif
+    if (k0 != NONE) {
         fetch_tile(k0, b, kh, kr, vr);
+#ifdef SPLIT
+        fetch_lo(k0, b, kh, klr, vlr);
+#endif
+    }
     while (k0 != NONE) {
         barrier(); // the previous tile is no longer read
         store_tile(kr, vr);
+#ifdef SPLIT
+        store_lo(klr, vlr);
+#endif
         barrier();
         uint kn = next_tile(b, h, I, cnt, wlast);
-        if (kn != NONE)
+        if (kn != NONE) {
             fetch_tile(kn, b, kh, kr, vr);
+#ifdef SPLIT
+            fetch_lo(kn, b, kh, klr, vlr);
+#endif
+        }
         [[unroll]] for (uint t = 0u; t < SUB; t++) {
             // S = Q K^T for 16 keys: K^T is K read column-major.
             MAT32 s = MAT32(0.0);
@@ -230,6 +306,12 @@ void main()
                 MATB kb;
                 LOAD(kb, Ksh, t * 16u * KS + c * 2u, KS, COLS);
                 s = MULADD(qa[c], kb, s);
+#ifdef SPLIT
+                MATB kbl;
+                LOAD(kbl, Klsh, t * 16u * KS + c * 2u, KS, COLS);
+                s = MULADD(qa[c], kbl, s);
+                s = MULADD(qal[c], kb, s);
+#endif
             }
             // Scaled logits; masked keys -inf. Flag a logit above its reference + 2^8.
             // Below the diagonal and before N (the subgroup's rows all see all 16
@@ -285,20 +367,48 @@ void main()
                 s[i] = s[i] == NEG_INF ? 0.0 : exp2(s[i] - ref[i]);
 #ifdef KHR
             MATA pa;
-            STORE(MATC16(s), Psh, sg * 256u, 16u, ROWS);
+            MATC16 ph = MATC16(s);
+            STORE(ph, Psh, sg * 256u, 16u, ROWS);
             subgroupMemoryBarrierShared();
             subgroupBarrier();
             LOAD(pa, Psh, sg * 256u, 16u, ROWS);
             subgroupBarrier();
+#ifdef SPLIT
+            // Pl = P - Ph, through the same square.
+            MAT32 pr = MAT32(ph);
+            for (int i = 0; i < pr.length(); i++)
+                pr[i] = s[i] - pr[i];
+            MATA pl;
+            STORE(MATC16(pr), Psh, sg * 256u, 16u, ROWS);
+            subgroupMemoryBarrierShared();
+            subgroupBarrier();
+            LOAD(pl, Psh, sg * 256u, 16u, ROWS);
+            subgroupBarrier();
+#endif
 #else
             MATA pa = MATA(s);
+#ifdef SPLIT
+            MAT32 pr = MAT32(pa);
+            for (int i = 0; i < pr.length(); i++)
+                pr[i] = s[i] - pr[i];
+            MATA pl = MATA(pr);
+#endif
 #endif
             [[unroll]] for (uint c = 0u; c < DC; c++) {
                 MATB vb;
                 LOAD(vb, Vsh, t * 16u * KS + c * 2u, KS, ROWS);
                 o[c] = MULADD(pa, vb, o[c]);
+#ifdef SPLIT
+                MATB vbl;
+                LOAD(vbl, Vlsh, t * 16u * KS + c * 2u, KS, ROWS);
+                o[c] = MULADD(pa, vbl, o[c]);
+                o[c] = MULADD(pl, vb, o[c]);
+#endif
             }
             lsum = MULADD(pa, ones, lsum);
+#ifdef SPLIT
+            lsum = MULADD(pl, ones, lsum);
+#endif
         }
         k0 = kn;
     }
@@ -307,7 +417,11 @@ void main()
     uint od = P.out_dtype;
     [[unroll]] for (uint c = 0u; c < DC; c++) {
         for (int i = 0; i < o[c].length(); i++)
+#ifdef SPLIT
+            o[c][i] = lsum[i] == 0.0 ? 0.0 : o[c][i] / lsum[i] * vback;
+#else
             o[c][i] = lsum[i] == 0.0 ? 0.0 : o[c][i] / lsum[i];
+#endif
         STORE(o[c], Ssh, sbase, SP, ROWS);
         subgroupMemoryBarrierShared();
         subgroupBarrier();

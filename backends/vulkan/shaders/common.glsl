@@ -93,6 +93,15 @@ uint f32_to_bf16(float f)
     return (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
 }
 
+// The power of two that brings a tensor whose largest |x| has these f32 bits
+// just under 2^15 (f16 copies keep their relative precision; vk_convert.c),
+// within +-60 so that products of two stay normal in f32.
+int split_exp(uint absmax_bits)
+{
+    int e = int((absmax_bits >> 23) & 0xffu) - 127; // |x| < 2^(e + 1)
+    return clamp(14 - e, -60, 60);
+}
+
 float half_word(uint w, uint i, uint dtype)
 {
     uint h = (i & 1u) != 0u ? (w >> 16) : (w & 0xffffu);
