@@ -158,7 +158,16 @@ void stem_log_plan(const struct stem_plan *plan)
              stem_backend_name(ctx->device.backend), stem_selector_name(c->selector),
              c->block_size, c->stride, (long long)plan->n_rows,
              plan->dense ? "dense (every causal block)" : "sparse");
-    if (d->q_len < d->kv_len) {
+    if (d->q_layout == STEM_Q_PACKED) {
+        stem_log(ctx, STEM_LOG_INFO,
+                 "plan: varlen batch (%s keys%s): up to %lld sequences of up to %lld queries and "
+                 "%lld keys, one pass per sequence (docs/semantics.md 9)",
+                 d->kv_store == STEM_KV_PAGED    ? "paged"
+                 : d->kv_store == STEM_KV_PACKED ? "packed"
+                                                 : "per-entry",
+                 d->kv_store == STEM_KV_PAGED ? ", gathered into the workspace" : "",
+                 (long long)d->batch, (long long)d->q_len, (long long)d->kv_len);
+    } else if (d->q_len < d->kv_len) {
         stem_log(ctx, STEM_LOG_INFO,
                  "plan: chunked / prefix-cached call: queries [%lld, %lld) of %lld visible keys, "
                  "rows %lld..%lld, budget keyed on prompt_len %lld, %s value statistics",

@@ -68,6 +68,30 @@ static stem_status check_desc(const stem_attention_desc *d)
                               "vstats_mode=%d must be STEM_VSTATS_VISIBLE (0) or "
                               "STEM_VSTATS_PROVIDED (1)",
                               (int)d->vstats_mode);
+    if (d->q_layout != STEM_Q_BHND && d->q_layout != STEM_Q_PACKED)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "q_layout=%d must be STEM_Q_BHND (0) or STEM_Q_PACKED (1)",
+                              (int)d->q_layout);
+    if (d->kv_store != STEM_KV_BHND && d->kv_store != STEM_KV_PACKED &&
+        d->kv_store != STEM_KV_PAGED)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "kv_store=%d must be STEM_KV_BHND (0), STEM_KV_PACKED (1) or "
+                              "STEM_KV_PAGED (2)",
+                              (int)d->kv_store);
+    if (d->kv_store != STEM_KV_BHND && d->q_layout != STEM_Q_PACKED)
+        return bad("kv_store PACKED or PAGED needs q_layout = STEM_Q_PACKED (a varlen plan "
+                   "with per-sequence lengths in stem_seqs)");
+    if (d->kv_store == STEM_KV_PAGED ? (d->page_size < 1 || d->page_size >= lim)
+                                     : d->page_size != 0)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "page_size=%d must be >= 1 with kv_store = STEM_KV_PAGED and 0 "
+                              "otherwise",
+                              (int)d->page_size);
+    if (d->q_layout == STEM_Q_PACKED && d->prompt_len != 0)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "prompt_len=%lld: a varlen plan (q_layout PACKED) takes prompt "
+                              "lengths per sequence (stem_seqs.prompt_lens); it must be 0",
+                              (long long)d->prompt_len);
     return STEM_OK;
 }
 
@@ -108,6 +132,15 @@ static stem_status check_caps(const stem_context *ctx, const stem_attention_desc
     if (d->vstats_mode == STEM_VSTATS_PROVIDED && !(caps & STEM_CAP_VSTATS))
         return stem_set_error(STEM_ERR_UNSUPPORTED,
                               "vstats_mode=PROVIDED is not supported by backend %s yet",
+                              ctx->ops->name);
+    if (d->q_layout == STEM_Q_PACKED && !(caps & STEM_CAP_VARLEN))
+        return stem_set_error(STEM_ERR_UNSUPPORTED,
+                              "varlen batches (q_layout PACKED) are not supported by backend "
+                              "%s yet",
+                              ctx->ops->name);
+    if (d->kv_store == STEM_KV_PAGED && !(caps & STEM_CAP_PAGED))
+        return stem_set_error(STEM_ERR_UNSUPPORTED,
+                              "paged KV (kv_store PAGED) is not supported by backend %s yet",
                               ctx->ops->name);
     return STEM_OK;
 }
@@ -181,6 +214,24 @@ static int64_t heads_per_pass(int64_t hq, int64_t group, size_t per_head, size_t
     return c;
 }
 
+/* Selection scratch any sequence of a varlen plan needs (its own plan's
+ * workspace_bytes never exceeds this): rows and key blocks at most
+ * ceil(kv_len / B), passes cut as stem_plan_create cuts them. */
+static size_t varlen_selection_bytes(const stem_attention_desc *d, const stem_config *c)
+{
+    const size_t nk = (size_t)((d->kv_len + c->block_size - 1) / c->block_size);
+    const size_t per_head = nk * nk * 8 + nk * 4;
+    const size_t pass_bytes = prefill_pass_bytes();
+    const int64_t g = d->num_q_heads / d->num_kv_heads;
+    const size_t all = (size_t)d->num_q_heads * per_head;
+    const size_t cut = (size_t)heads_per_pass(d->num_q_heads, g, per_head, pass_bytes) * per_head;
+    const size_t most = pass_bytes > cut ? pass_bytes : cut;
+    return all < most ? all : most;
+}
+
+static stem_status plan_build(stem_context *ctx, const stem_attention_desc *desc,
+                              const stem_config *cfg, int log, stem_plan **out);
+
 stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
                              const stem_config *cfg, stem_plan **out)
 {
@@ -188,8 +239,20 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
     if (!ctx || !desc || !out)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_plan_create: %s is NULL",
                               !ctx ? "ctx" : !desc ? "desc" : "out");
-    /* Fields after layer_index (prompt_len, vstats_mode) keep their defaults
-     * for a caller whose struct_size ends before them. */
+    return plan_build(ctx, desc, cfg, 1, out);
+}
+
+stem_status stem_plan_create_sequence(stem_context *ctx, const stem_attention_desc *desc,
+                                      const stem_config *cfg, stem_plan **out)
+{
+    return plan_build(ctx, desc, cfg, 0, out);
+}
+
+static stem_status plan_build(stem_context *ctx, const stem_attention_desc *desc,
+                              const stem_config *cfg, int log, stem_plan **out)
+{
+    /* Fields after layer_index (prompt_len, vstats_mode, ...) keep their
+     * defaults for a caller whose struct_size ends before them. */
     stem_attention_desc d;
     stem_attention_desc_init(&d);
     stem_status st = stem_struct_in(&d, sizeof d, desc, STEM_MIN_ATTENTION_DESC,
@@ -204,6 +267,7 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
         if (st != STEM_OK)
             return st;
     }
+    const int varlen = d.q_layout == STEM_Q_PACKED;
     st = check_desc(&d);
     const int64_t prompt_len = d.prompt_len > 0 ? d.prompt_len : d.kv_len;
     if (st == STEM_OK)
@@ -214,14 +278,26 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
                             "vstats_mode=PROVIDED: value statistics exist only for the stem "
                             "selector (and dense, which writes stem scores), not %s",
                             stem_selector_name(c.selector));
-    if (st == STEM_OK && stem_selector_is_xattention(c.selector) && d.q_len < d.kv_len)
+    /* (A varlen plan's lengths are bounds: its sequences are checked per call.) */
+    if (st == STEM_OK && stem_selector_is_xattention(c.selector) && d.q_len < d.kv_len &&
+        !varlen)
         st = stem_set_error(STEM_ERR_UNSUPPORTED,
                             "selector xattention with q_len < kv_len (chunked or prefix-cached "
                             "prefill) is not defined yet");
     if (st == STEM_OK)
         st = check_caps(ctx, &d);
-    if (st == STEM_OK && ctx->ops->plan_check)
-        st = ctx->ops->plan_check(ctx, &d, &c);
+    if (st == STEM_OK && ctx->ops->plan_check) {
+        /* A varlen plan runs one sequence at a time: the backend's limits
+         * apply to its largest sequence, not to batch x the bounds. */
+        stem_attention_desc chk = d;
+        if (varlen) {
+            chk.batch = 1;
+            chk.q_layout = STEM_Q_BHND;
+            chk.kv_store = STEM_KV_BHND;
+            chk.page_size = 0;
+        }
+        st = ctx->ops->plan_check(ctx, &chk, &c);
+    }
     if (st != STEM_OK)
         return st;
 
@@ -271,6 +347,19 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
     }
     plan->workspace_bytes =
         (size_t)plan->batch_per_pass * (size_t)plan->heads_per_pass * per_head;
+    if (varlen) {
+        /* Varlen: selection scratch for the largest sequence, then (paged)
+         * room to gather one sequence's K and V (docs/semantics.md 9). */
+        const size_t sel = (varlen_selection_bytes(&d, &c) + 255) / 256 * 256;
+        const size_t kv = d.kv_store == STEM_KV_PAGED
+                              ? ((size_t)d.num_kv_heads * (size_t)d.kv_len * (size_t)d.head_dim *
+                                     stem_dtype_size(d.dtype) + 255) / 256 * 256
+                              : 0;
+        plan->varlen_selection_bytes = sel;
+        plan->varlen_kv_offset = sel;
+        plan->varlen_kv_bytes = kv;
+        plan->workspace_bytes = sel + 2 * kv;
+    }
     if (ctx->ops->plan_init) {
         st = ctx->ops->plan_init(plan);
         if (st != STEM_OK) {
@@ -280,7 +369,8 @@ stem_status stem_plan_create(stem_context *ctx, const stem_attention_desc *desc,
         }
     }
     ctx->live_plans++;
-    stem_log_plan(plan);
+    if (log)
+        stem_log_plan(plan);
     *out = plan;
     return STEM_OK;
 }

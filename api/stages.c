@@ -4,16 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct byte_range {
-    const stem_buffer *buf;
-    uint64_t lo, hi; /* [lo, hi) */
-} byte_range;
-
 /* Checks one tensor: present, right context and dtype, dims as expected,
  * strides non-negative and non-overlapping, every element inside the buffer. */
-static stem_status check_tensor(const stem_plan *plan, const stem_tensor *t, const char *fn,
-                                const char *name, const int64_t dims[4], unsigned dtype_mask,
-                                byte_range *range)
+stem_status stem_check_tensor(const stem_plan *plan, const stem_tensor *t, const char *fn,
+                              const char *name, const int64_t dims[4], unsigned dtype_mask,
+                              stem_byte_range *range)
 {
     if (!t)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "%s: %s is NULL", fn, name);
@@ -83,8 +78,8 @@ static stem_status check_tensor(const stem_plan *plan, const stem_tensor *t, con
 }
 
 /* Output byte ranges must not intersect inputs or each other. */
-static stem_status check_disjoint(const char *fn, const byte_range *a, const char *an,
-                                  const byte_range *b, const char *bn)
+stem_status stem_check_disjoint(const char *fn, const stem_byte_range *a, const char *an,
+                                const stem_byte_range *b, const char *bn)
 {
     if (a->buf == b->buf && a->lo < b->hi && b->lo < a->hi)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "%s: %s overlaps %s in the same buffer",
@@ -126,11 +121,11 @@ static stem_status check_all(const stem_plan *plan, const char *fn,
     const unsigned qkv_mask = 1u << (unsigned)d->dtype;
     const unsigned masks[T_COUNT_] = {qkv_mask, qkv_mask, qkv_mask, F32_MASK, I32_MASK,
                                       I32_MASK, FLOAT_MASK, F32_MASK, F32_MASK, F32_MASK};
-    byte_range r[T_COUNT_];
+    stem_byte_range r[T_COUNT_];
     for (int i = 0; i < T_COUNT_; ++i) {
         if (!use[i])
             continue;
-        stem_status st = check_tensor(plan, t[i], fn, tensor_names[i], dims[i], masks[i], &r[i]);
+        stem_status st = stem_check_tensor(plan, t[i], fn, tensor_names[i], dims[i], masks[i], &r[i]);
         if (st != STEM_OK)
             return st;
     }
@@ -140,7 +135,7 @@ static stem_status check_all(const stem_plan *plan, const char *fn,
         for (int j = 0; j < T_COUNT_; ++j) {
             if (j == i || !use[j] || (is_output[j] && j < i))
                 continue;
-            stem_status st = check_disjoint(fn, &r[i], tensor_names[i], &r[j], tensor_names[j]);
+            stem_status st = stem_check_disjoint(fn, &r[i], tensor_names[i], &r[j], tensor_names[j]);
             if (st != STEM_OK)
                 return st;
         }
@@ -188,12 +183,25 @@ static stem_status check_lists(const stem_plan *plan, const stem_tensor *index,
     return STEM_OK;
 }
 
+/* Varlen plans run only through stem_prefill_ex (their lengths come per call). */
+static stem_status refuse_varlen(const stem_plan *plan, const char *fn)
+{
+    if (plan->desc.q_layout != STEM_Q_PACKED)
+        return STEM_OK;
+    return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                          "%s: a varlen plan (q_layout PACKED) runs through stem_prefill_ex "
+                          "with io->seqs",
+                          fn);
+}
+
 stem_status stem_score(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
                        const stem_tensor *v, const stem_tensor *scores)
 {
     stem_enter(plan ? plan->ctx : NULL);
     if (!plan)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_score: plan is NULL");
+    if (refuse_varlen(plan, "stem_score") != STEM_OK)
+        return STEM_ERR_INVALID_ARGUMENT;
     if (plan->desc.vstats_mode == STEM_VSTATS_PROVIDED)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                               "stem_score: a vstats_mode=PROVIDED plan takes its statistics "
@@ -214,6 +222,8 @@ stem_status stem_select(stem_plan *plan, const stem_tensor *scores, const stem_t
     stem_enter(plan ? plan->ctx : NULL);
     if (!plan)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_select: plan is NULL");
+    if (refuse_varlen(plan, "stem_select") != STEM_OK)
+        return STEM_ERR_INVALID_ARGUMENT;
     const stem_tensor *t[T_COUNT_] = {NULL, NULL, NULL, scores, index, count};
     const int use[T_COUNT_] = {0, 0, 0, 1, 1, 1};
     const int out[T_COUNT_] = {0, 0, 0, 0, 1, 1};
@@ -231,6 +241,8 @@ stem_status stem_attention(stem_plan *plan, const stem_tensor *q, const stem_ten
     stem_enter(plan ? plan->ctx : NULL);
     if (!plan)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_attention: plan is NULL");
+    if (refuse_varlen(plan, "stem_attention") != STEM_OK)
+        return STEM_ERR_INVALID_ARGUMENT;
     const stem_tensor *t[T_COUNT_] = {q, k, v, NULL, index, count, o};
     const int use[T_COUNT_] = {1, 1, 1, 0, 1, 1, 1};
     const int out[T_COUNT_] = {0, 0, 0, 0, 0, 0, 1};
@@ -278,30 +290,33 @@ void stem_call_io_init(stem_call_io *io)
     io->struct_size = sizeof *io;
 }
 
-/* PROVIDED statistics must be usable: finite, std >= 0. Device buffers are
- * read back for it (B * Hkv pairs, one small blocking read per call). */
-static stem_status check_vstats_in(const stem_plan *plan, const stem_tensor *t)
+/* PROVIDED statistics must be usable: finite, std >= 0. Checked where the
+ * library can read them without waiting (host-visible buffers); device
+ * memory is not read back, since that would synchronise the caller's queue
+ * on every chunk. */
+stem_status stem_check_vstats_in(const stem_plan *plan, const stem_tensor *t, int64_t batch,
+                                 const char *fn)
 {
-    const int64_t nb = plan->desc.batch, nh = plan->desc.num_kv_heads;
+    if (!t->buffer->host)
+        return STEM_OK;
+    const int64_t nb = batch, nh = plan->desc.num_kv_heads;
     const int64_t span = (nb - 1) * t->strides[0] + (nh - 1) * t->strides[1] + t->strides[3] + 1;
     float *img = malloc((size_t)span * sizeof(float));
     if (!img)
-        return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "stem_prefill_ex: out of host memory");
-    stem_status st = STEM_OK;
-    if (t->buffer->host && (st = plan->ctx->ops->synchronize(plan->ctx)) == STEM_OK)
+        return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
+    /* Queued stages (Vulkan on a CPU device maps its memory) may still write it. */
+    stem_status st = plan->ctx->ops->synchronize(plan->ctx);
+    if (st == STEM_OK)
         memcpy(img, (const char *)t->buffer->host + t->offset, (size_t)span * sizeof(float));
-    else if (!t->buffer->host)
-        st = plan->ctx->ops->buffer_read(plan->ctx, t->buffer, t->offset, img,
-                                         (size_t)span * sizeof(float));
     for (int64_t b = 0; st == STEM_OK && b < nb; ++b)
         for (int64_t h = 0; st == STEM_OK && h < nh; ++h) {
             const float *ms = img + b * t->strides[0] + h * t->strides[1];
             const float mean = ms[0], sd = ms[t->strides[3]];
             if (!(mean - mean == 0.0f) || !(sd - sd == 0.0f) || sd < 0.0f)
                 st = stem_set_error(STEM_ERR_INVALID_ARGUMENT,
-                                    "stem_prefill_ex: vstats_in[%lld][%lld] = (%g, %g): mean "
-                                    "and std must be finite, std >= 0",
-                                    (long long)b, (long long)h, (double)mean, (double)sd);
+                                    "%s: vstats_in[%lld][%lld] = (%g, %g): mean and std must "
+                                    "be finite, std >= 0",
+                                    fn, (long long)b, (long long)h, (double)mean, (double)sd);
         }
     free(img);
     return st;
@@ -309,7 +324,16 @@ static stem_status check_vstats_in(const stem_plan *plan, const stem_tensor *t)
 
 static stem_status prefill(stem_plan *plan, const char *fn, const stem_tensor *q,
                            const stem_tensor *k, const stem_tensor *v, const stem_tensor *o,
-                           const stem_call_io *io);
+                           const stem_call_io *io)
+{
+    const int varlen = plan->desc.q_layout == STEM_Q_PACKED;
+    if (varlen)
+        return stem_prefill_varlen(plan, fn, q, k, v, o, io);
+    if (io->seqs)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "%s: io->seqs is for varlen plans (q_layout PACKED) only", fn);
+    return stem_prefill_run(plan, fn, q, k, v, o, io);
+}
 
 stem_status stem_prefill(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
                          const stem_tensor *v, const stem_tensor *o, const stem_tensor *scores,
@@ -318,6 +342,8 @@ stem_status stem_prefill(stem_plan *plan, const stem_tensor *q, const stem_tenso
     stem_enter(plan ? plan->ctx : NULL);
     if (!plan)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_prefill: plan is NULL");
+    if (refuse_varlen(plan, "stem_prefill") != STEM_OK)
+        return STEM_ERR_INVALID_ARGUMENT;
     if (plan->desc.vstats_mode == STEM_VSTATS_PROVIDED)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                               "stem_prefill: a vstats_mode=PROVIDED plan needs vstats_in "
@@ -333,6 +359,7 @@ stem_status stem_prefill(stem_plan *plan, const stem_tensor *q, const stem_tenso
 stem_status stem_prefill_ex(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
                             const stem_tensor *v, const stem_tensor *o, const stem_call_io *io)
 {
+    stem_enter(plan ? plan->ctx : NULL);
     if (!plan)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "stem_prefill_ex: plan is NULL");
     stem_call_io c;
@@ -346,9 +373,9 @@ stem_status stem_prefill_ex(stem_plan *plan, const stem_tensor *q, const stem_te
     return prefill(plan, "stem_prefill_ex", q, k, v, o, &c);
 }
 
-static stem_status prefill(stem_plan *plan, const char *fn, const stem_tensor *q,
-                           const stem_tensor *k, const stem_tensor *v, const stem_tensor *o,
-                           const stem_call_io *io)
+stem_status stem_prefill_run(stem_plan *plan, const char *fn, const stem_tensor *q,
+                             const stem_tensor *k, const stem_tensor *v, const stem_tensor *o,
+                             const stem_call_io *io)
 {
     const stem_tensor *scores = io->scores, *index = io->index, *count = io->count;
     const int provided = plan->desc.vstats_mode == STEM_VSTATS_PROVIDED;
@@ -378,7 +405,7 @@ static stem_status prefill(stem_plan *plan, const char *fn, const stem_tensor *q
     const int out[T_COUNT_] = {0, 0, 0, 1, 1, 1, 1, 0, 1, 1};
     stem_status st = check_all(plan, fn, t, use, out);
     if (st == STEM_OK && vin)
-        st = check_vstats_in(plan, vin);
+        st = stem_check_vstats_in(plan, vin, plan->desc.batch, fn);
     if (st != STEM_OK)
         return st;
 

@@ -397,6 +397,30 @@ typedef enum stem_vstats_mode {
                                  answer STEM_ERR_INVALID_ARGUMENT) */
 } stem_vstats_mode;
 
+/* Varlen batches (docs/semantics.md section 9). A plan with q_layout =
+ * STEM_Q_PACKED is a varlen plan: every call passes a stem_seqs that gives
+ * each sequence b its own query count M_b, visible keys L_b and prompt
+ * length N_b, and the plan's batch, q_len and kv_len are upper bounds (on
+ * the call's batch, every M_b, every L_b); prompt_len must be 0.
+ * stem_plan_get_info describes that bound geometry; its workspace_bytes
+ * covers any call (with paged K/V: room to gather one sequence's K and V). */
+typedef enum stem_q_layout {
+    STEM_Q_BHND = 0,  /* q [B, Hq, M, d]: every entry the same geometry (default) */
+    STEM_Q_PACKED = 1 /* q [1, Hq, T_q, d]: sequence b holds tokens
+                         cu_seqlens_q[b] .. cu_seqlens_q[b+1] - 1 (T_q = cu_seqlens_q[B]);
+                         out and lse follow q */
+} stem_q_layout;
+
+/* Where a varlen call's keys and values live (STEM_Q_PACKED plans only). */
+typedef enum stem_kv_store {
+    STEM_KV_BHND = 0,   /* k, v [B, Hkv, Lk, d]: sequence b uses rows [0, L_b) of entry b */
+    STEM_KV_PACKED = 1, /* k, v [1, Hkv, T_k, d]: rows cu_seqlens_kv[b] .. cu_seqlens_kv[b+1]-1 */
+    STEM_KV_PAGED = 2   /* k, v [num_pages, Hkv, page_size, d] page pools (NHD or HND pages
+                           by strides, K and V separate tensors; strides[3] must be 1): key
+                           t of sequence b sits in page block_table[b][t / page_size] at
+                           slot t % page_size */
+} stem_kv_store;
+
 /* One attention call's shape. Causal prefill, fresh (q_len == kv_len) or
  * chunked / prefix-cached (q_len < kv_len):
  *  - the queries are the LAST q_len positions: query i sits at absolute
@@ -424,6 +448,10 @@ typedef struct stem_attention_desc {
                               full prompt length with every chunk, else early chunks get
                               the (sparser) schedule of a shorter prompt */
     int32_t vstats_mode;   /* stem_vstats_mode (STEM_VSTATS_VISIBLE) */
+    /* Appended: varlen batches and paged KV (docs/semantics.md section 9). */
+    int32_t q_layout;      /* stem_q_layout (STEM_Q_BHND) */
+    int32_t kv_store;      /* stem_kv_store (STEM_KV_BHND) */
+    int32_t page_size;     /* STEM_KV_PAGED: tokens per page, >= 1 (0 otherwise) */
 } stem_attention_desc;
 STEM_API void stem_attention_desc_init(stem_attention_desc *desc);
 
@@ -485,15 +513,38 @@ STEM_API stem_status stem_prefill(stem_plan *plan, const stem_tensor *q, const s
                                   const stem_tensor *scores, const stem_tensor *index,
                                   const stem_tensor *count);
 
+/* Per-call sequence geometry of a varlen plan (STEM_Q_PACKED), passed
+ * through stem_call_io.seqs. The tensors are i32 on the plan's context, any
+ * strides; their values are read on the host (GPU backends: one small
+ * blocking read per tensor and call). Sequence b has M_b = cu_seqlens_q[b+1]
+ * - cu_seqlens_q[b] queries at positions P_b + i, P_b = L_b - M_b (bottom
+ * right, as a chunked call), its own budget (N_b), statistics and rows; a
+ * sequence with M_b = 0 is skipped (nothing of it is written). */
+typedef struct stem_seqs {
+    size_t struct_size;
+    int32_t batch;                     /* B of this call, 1 .. desc.batch */
+    const stem_tensor *cu_seqlens_q;   /* [1, 1, 1, B+1], required: 0, ascending */
+    const stem_tensor *seqlens_kv;     /* [1, 1, 1, B]: L_b, prefix included; required for
+                                          KV_BHND and KV_PAGED, optional for KV_PACKED
+                                          (then it must agree with cu_seqlens_kv) */
+    const stem_tensor *cu_seqlens_kv;  /* [1, 1, 1, B+1]: KV_PACKED only, required there */
+    const stem_tensor *block_table;    /* [1, 1, B, W]: KV_PAGED only, required there;
+                                          W >= ceil(L_b / page_size), entries of pages in use
+                                          in [0, num_pages) */
+    const stem_tensor *prompt_lens;    /* [1, 1, 1, B], optional: N_b >= L_b, 0 = L_b */
+} stem_seqs;
+STEM_API void stem_seqs_init(stem_seqs *seqs);
+
 /* Per-call inputs and outputs of stem_prefill_ex beyond q, k, v, out. Every
  * field is optional (NULL) unless stated. */
 typedef struct stem_call_io {
     size_t struct_size;
     const stem_tensor *scores, *index, *count; /* as stem_prefill's optional outputs */
     /* f32 [B, Hkv, 1, 2]: (mean, std) of the value bonus's log group maxima
-     * (docs/semantics.md section 2); required by STEM_VSTATS_PROVIDED plans
-     * (checked: finite, std >= 0; a small blocking read on GPU backends),
-     * ignored otherwise. */
+     * (docs/semantics.md section 2); required by STEM_VSTATS_PROVIDED plans,
+     * ignored otherwise. Must be finite with std >= 0: checked in host-visible
+     * buffers (STEM_ERR_INVALID_ARGUMENT); GPU memory is not read back (no
+     * synchronisation), and bad values there give NaN or meaningless bonuses. */
     const stem_tensor *vstats_in;
     /* f32 [B, Hkv, 1, 2]: the statistics the call used (STEM and DENSE
      * selectors; (0, 0) when no full stride group is visible). */
@@ -502,14 +553,43 @@ typedef struct stem_call_io {
      * the keys it attended (scale included), -inf for a query with none; lets
      * an engine merge partial attentions. */
     const stem_tensor *lse;
+    /* Appended: required by varlen plans (STEM_Q_PACKED), NULL otherwise. */
+    const stem_seqs *seqs;
 } stem_call_io;
 STEM_API void stem_call_io_init(stem_call_io *io);
 /* stem_prefill with per-call inputs/outputs; io may be NULL (= stem_prefill
  * without optional outputs). A backend without value statistics or lse
- * output answers STEM_ERR_UNSUPPORTED when they are asked for. */
+ * output answers STEM_ERR_UNSUPPORTED when they are asked for.
+ *
+ * Varlen plans (STEM_Q_PACKED) take io->seqs (required) and the tensors
+ *   q, out [1, Hq, T_q, d]; lse [1, Hq, T_q, 1]; k, v per desc.kv_store;
+ *   vstats_in, vstats_out [B, Hkv, 1, 2] (B = seqs->batch);
+ *   scores, index [1, Hq, R, W], count [1, Hq, R, 1] with W = ceil(desc.kv_len
+ *   / block_size): sequence b owns rows row_ptr[b] .. row_ptr[b+1] - 1,
+ *   row_ptr the prefix sums of rows_b = ceil(L_b / B) - floor(P_b / B) (0 when
+ *   M_b = 0), R = row_ptr[B]; its lists use columns [0, ceil(L_b / B))
+ *   (ascending, -1 padded there) and leave the columns after untouched.
+ * They run as one pass per sequence (see docs/semantics.md section 9 for
+ * the cost). Plans of other layouts take no seqs. */
 STEM_API stem_status stem_prefill_ex(stem_plan *plan, const stem_tensor *q, const stem_tensor *k,
                                      const stem_tensor *v, const stem_tensor *out,
                                      const stem_call_io *io);
+
+/* Host helper: one call's selection (absolute query-block rows) as a
+ * chunk-local block mask, the row convention of hpc-ops and MIT
+ * Block-Sparse-Attention. For a call of q_len = M queries and kv_len = L keys
+ * (P = L - M), nk = ceil(L / block_size), rows = nk - floor(P / block_size):
+ *   index [heads][rows][nk], count [heads][rows] (stem_prefill_ex's lists,
+ *   heads = B * Hq for a batch), mask u8 [heads][ceil(M / block_size)][nk].
+ * Local tile t holds the call's queries [t * block_size, (t + 1) * block_size)
+ * and gets the union of the (at most two) absolute rows those queries fall
+ * in, so it never misses a selected block; with P mod block_size = 0 it is
+ * exactly its row. Lists are checked first (counts in [0, nk], entries in
+ * [0, nk)): on failure nothing is written. */
+STEM_API stem_status stem_selection_to_local_mask(int64_t q_len, int64_t kv_len,
+                                                  int32_t block_size, int64_t heads,
+                                                  const int32_t *index, const int32_t *count,
+                                                  uint8_t *mask);
 
 #ifdef __cplusplus
 }

@@ -54,6 +54,7 @@ stem_status stem_struct_out(void *dst, const void *src, size_t src_size, size_t 
 #define STEM_MIN_ATTENTION_DESC STEM_SIZE_THROUGH(stem_attention_desc, layer_index)
 #define STEM_MIN_PLAN_INFO STEM_SIZE_THROUGH(stem_plan_info, selector)
 #define STEM_MIN_CALL_IO STEM_SIZE_THROUGH(stem_call_io, lse)
+#define STEM_MIN_SEQS STEM_SIZE_THROUGH(stem_seqs, prompt_lens)
 
 /* Backends this library knows (stem_backend values 0 .. COUNT-1); not
  * public, so a new backend does not change stem.h's constants. */
@@ -106,8 +107,24 @@ typedef struct stem_pass {
 enum {
     STEM_CAP_Q_OFFSET = 1u << 0, /* q_len < kv_len (chunked / prefix-cached prefill) */
     STEM_CAP_VSTATS = 1u << 1,   /* vstats_in (PROVIDED) and vstats_out */
-    STEM_CAP_LSE = 1u << 2       /* lse output */
+    STEM_CAP_LSE = 1u << 2,      /* lse output */
+    /* Varlen plans (STEM_Q_PACKED with KV_BHND or KV_PACKED): the core runs
+     * one single-sequence pass per sequence on views of the caller's tensors,
+     * so a backend needs nothing beyond Q_OFFSET; declaring it says the
+     * backend was checked with those views (conformance varlen_*). */
+    STEM_CAP_VARLEN = 1u << 3,
+    /* STEM_KV_PAGED: the core gathers each sequence's pages into workspace
+     * (host memcpy for host-addressable buffers, else the copy_rects op). */
+    STEM_CAP_PAGED = 1u << 4
 };
+
+/* One strided 2-D copy: rows of row_bytes from src + src_off + r * src_pitch
+ * to dst + dst_off + r * dst_pitch (paged K/V gather). */
+typedef struct stem_copy_rect {
+    size_t src_off, dst_off;
+    size_t rows, row_bytes;
+    size_t src_pitch, dst_pitch;
+} stem_copy_rect;
 
 /* One table per backend, registered in api/registry.c. The core validates
  * every argument before calling in: tensors match the plan, lie inside
@@ -150,6 +167,11 @@ typedef struct stem_backend_ops {
                              const stem_tensor *count, const stem_tensor *out);
     stem_status (*synchronize)(stem_context *ctx);
     unsigned caps; /* STEM_CAP_* */
+    /* Queued device copies src -> dst (distinct buffers of ctx), in order
+     * with the stages; NULL where every buffer is host memory (the core
+     * copies itself). Needed for STEM_CAP_PAGED on device memory. */
+    stem_status (*copy_rects)(stem_context *ctx, stem_buffer *dst, const stem_buffer *src,
+                              const stem_copy_rect *rects, size_t count);
     /* Declared limits, checked by the core before plan_check (one message
      * for every backend): Q/K/V dtypes (bit 1 << stem_dtype) and head_dim,
      * a multiple of head_dim_step in [head_dim_min, head_dim_max]. */
@@ -197,6 +219,10 @@ struct stem_plan {
     size_t workspace_bytes;
     int64_t batch_per_pass;  /* stem_prefill slices: batch entries ... */
     int64_t heads_per_pass;  /* ... and query heads (a multiple or divisor of g) */
+    /* Varlen plans (q_layout PACKED): the workspace holds selection scratch
+     * [0, varlen_selection_bytes) for one sequence's pass, then (paged) K at
+     * varlen_kv_offset and V after it, varlen_kv_bytes each. */
+    size_t varlen_selection_bytes, varlen_kv_offset, varlen_kv_bytes;
     stem_buffer *workspace;  /* caller's or ours */
     size_t workspace_offset;
     int workspace_owned;
@@ -234,6 +260,33 @@ static inline void *stem_tensor_host_ptr(const stem_tensor *t, int64_t b, int64_
 
 /* The whole plan as one pass (stem_score, stem_select, stem_attention). */
 stem_pass stem_plan_whole_pass(const struct stem_plan *plan);
+
+/* A plan for one sequence of a varlen call (api/plan.c): stem_plan_create
+ * without entering a public call and without the INFO log. */
+stem_status stem_plan_create_sequence(stem_context *ctx, const stem_attention_desc *desc,
+                                      const stem_config *cfg, stem_plan **out);
+
+/* Shared by the stages and the varlen path (api/stages.c). */
+typedef struct stem_byte_range {
+    const stem_buffer *buf;
+    uint64_t lo, hi; /* [lo, hi) */
+} stem_byte_range;
+stem_status stem_check_tensor(const struct stem_plan *plan, const stem_tensor *t, const char *fn,
+                              const char *name, const int64_t dims[4], unsigned dtype_mask,
+                              stem_byte_range *range);
+stem_status stem_check_disjoint(const char *fn, const stem_byte_range *a, const char *an,
+                                const stem_byte_range *b, const char *bn);
+/* PROVIDED statistics of `batch` entries: finite, std >= 0. */
+stem_status stem_check_vstats_in(const struct stem_plan *plan, const stem_tensor *t,
+                                 int64_t batch, const char *fn);
+/* The validated core of stem_prefill_ex on a plan of layout BHND. */
+stem_status stem_prefill_run(struct stem_plan *plan, const char *fn, const stem_tensor *q,
+                             const stem_tensor *k, const stem_tensor *v, const stem_tensor *o,
+                             const stem_call_io *io);
+/* stem_prefill_ex on a varlen plan (api/varlen.c). */
+stem_status stem_prefill_varlen(struct stem_plan *plan, const char *fn, const stem_tensor *q,
+                                const stem_tensor *k, const stem_tensor *v, const stem_tensor *o,
+                                const stem_call_io *io);
 
 /* Budget schedule for a resolved plan (api/schedule.c). */
 stem_status stem_schedule_build(struct stem_plan *plan);

@@ -7,7 +7,9 @@
  *   STEM_CUDA_ATTN=sm90|sm90s|sm90p|mma|generic  that family of attention kernels first
  *                                   (cuda_variants.c); plans it cannot run take the defaults
  *   STEM_CUDA_GENERIC_ATTENTION=1   same as STEM_CUDA_ATTN=generic
- *   STEM_CUDA_SCORE_GEMM=tc         the score GEMM on tensor cores (3xTF32 mma.sync) */
+ *   STEM_CUDA_SCORE_GEMM=tc|f32     the score GEMM on tensor cores (3xTF32 mma.sync) or
+ *                                   f32 CUDA cores for every dtype (default: tensor
+ *                                   cores for f16 / bf16 inputs, f32 cores for f32) */
 #include "cuda_common.h"
 
 #include <stdio.h>
@@ -298,7 +300,7 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
     c->stream_alloc = pools == 1 && api->cuMemAllocAsync && api->cuMemFreeAsync &&
                       !(sync_alloc && *sync_alloc && strcmp(sync_alloc, "0") != 0);
     const char *sg = getenv("STEM_CUDA_SCORE_GEMM");
-    c->score_tc = sg && !strcmp(sg, "tc");
+    c->score_tc = !sg || !*sg ? 0 : !strcmp(sg, "tc") ? 1 : !strcmp(sg, "f32") ? -1 : 0;
     const char *fam = getenv("STEM_CUDA_ATTN");
     const char *gen = getenv("STEM_CUDA_GENERIC_ATTENTION");
     for (int i = 0; fam && i < stem_cuda_attn_variant_count; i++)
@@ -447,6 +449,46 @@ static stem_status cuda_buffer_read(stem_context *ctx, stem_buffer *buf, size_t 
     return r ? stem_cuda_fail(r, "stem_buffer_read") : STEM_OK;
 }
 
+/* The core's paged K/V gather: one 2-D copy per rect on the stream (in
+ * order with the stages, no wait); single rows, and pitches the 2-D copy
+ * cannot take (narrower than a row), one linear copy per row. */
+static stem_status cuda_copy_rects(stem_context *ctx, stem_buffer *dst, const stem_buffer *src,
+                                   const stem_copy_rect *rects, size_t count)
+{
+    stem_cuda_context *c = stem_cuda_ctx(ctx);
+    stem_status st = stem_cuda_enter(c, "stem_prefill_ex (paged K/V gather)");
+    if (st != STEM_OK)
+        return st;
+    const CUdeviceptr s0 = (CUdeviceptr)(uintptr_t)src->impl, d0 = (CUdeviceptr)(uintptr_t)dst->impl;
+    for (size_t i = 0; i < count; ++i) {
+        const stem_copy_rect *r = &rects[i];
+        CUresult e = 0;
+        if (r->rows == 0 || r->row_bytes == 0)
+            continue;
+        if (r->rows > 1 && r->src_pitch >= r->row_bytes && r->dst_pitch >= r->row_bytes) {
+            stem_cu_memcpy2d m;
+            memset(&m, 0, sizeof m);
+            m.src_memory_type = m.dst_memory_type = STEM_CU_MEMORYTYPE_DEVICE;
+            m.src_device = s0 + r->src_off;
+            m.dst_device = d0 + r->dst_off;
+            m.src_pitch = r->src_pitch;
+            m.dst_pitch = r->dst_pitch;
+            m.width_bytes = r->row_bytes;
+            m.height = r->rows;
+            e = c->api->cuMemcpy2DAsync(&m, c->stream);
+        }
+        if (r->rows == 1 || r->src_pitch < r->row_bytes || r->dst_pitch < r->row_bytes || e)
+            for (size_t k = 0; k < r->rows; ++k) { /* also the fallback of a refused 2-D copy */
+                e = c->api->cuMemcpyDtoDAsync(d0 + r->dst_off + k * r->dst_pitch,
+                                              s0 + r->src_off + k * r->src_pitch, r->row_bytes,
+                                              c->stream);
+                if (e)
+                    return stem_cuda_fail(e, "paged K/V gather (cuMemcpyDtoDAsync)");
+            }
+    }
+    return STEM_OK;
+}
+
 static stem_status cuda_synchronize(stem_context *ctx)
 {
     stem_cuda_context *c = stem_cuda_ctx(ctx);
@@ -483,6 +525,10 @@ CUDA_ENTRY(entry_buffer_read, cuda_buffer_read, ctx,
            (stem_context * ctx, stem_buffer * buf, size_t off, void *dst, size_t bytes),
            (ctx, buf, off, dst, bytes))
 CUDA_ENTRY(entry_synchronize, cuda_synchronize, ctx, (stem_context * ctx), (ctx))
+CUDA_ENTRY(entry_copy_rects, cuda_copy_rects, ctx,
+           (stem_context * ctx, stem_buffer * dst, const stem_buffer *src,
+            const stem_copy_rect *rects, size_t count),
+           (ctx, dst, src, rects, count))
 CUDA_ENTRY(entry_plan_init, stem_cuda_plan_init, plan->ctx, (stem_plan * plan), (plan))
 CUDA_ENTRY(entry_score, stem_cuda_score, plan->ctx,
            (stem_plan * plan, const stem_pass *pass, const stem_tensor *q, const stem_tensor *k,
@@ -537,7 +583,9 @@ const stem_backend_ops stem_cuda_backend_ops = {
     .select = entry_select,
     .attention = entry_attention,
     .synchronize = entry_synchronize,
-    .caps = STEM_CAP_Q_OFFSET | STEM_CAP_VSTATS | STEM_CAP_LSE,
+    .copy_rects = entry_copy_rects,
+    .caps = STEM_CAP_Q_OFFSET | STEM_CAP_VSTATS | STEM_CAP_LSE | STEM_CAP_VARLEN |
+            STEM_CAP_PAGED,
     .dtypes = (1u << STEM_DTYPE_F32) | (1u << STEM_DTYPE_F16) | (1u << STEM_DTYPE_BF16),
     .head_dim_min = 8,
     .head_dim_max = 256,

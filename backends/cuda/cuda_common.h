@@ -32,6 +32,7 @@ enum {
     X(VALUE_BONUS, SCORE, "stem_k_value_bonus")                                                    \
     X(SCORE_GEMM, SCORE, "stem_k_score_gemm")                                                      \
     X(SCORE_GEMM_TC, SCORE, "stem_k_score_gemm_tc")                                                \
+    X(SCORE_GEMM_TC32, SCORE, "stem_k_score_gemm_tc32")                                            \
     X(XATTN_SCORES, SCORE, "stem_k_xattn_scores")                                                  \
     X(SELECT, SELECT, "stem_k_select")
 
@@ -79,7 +80,7 @@ typedef struct stem_cuda_context {
     int own_stream;
     int stream_alloc;  /* buffers come from the device's pool, ordered on stream (no waits) */
     int cc_major, cc_minor, sm_count, smem_optin;
-    int score_tc;      /* STEM_CUDA_SCORE_GEMM=tc: the 3xTF32 tensor-core score GEMM */
+    int score_tc;      /* STEM_CUDA_SCORE_GEMM: 1 tc, -1 f32, 0 by dtype (tc for 16-bit) */
     const char *attn_family; /* STEM_CUDA_ATTN: that family first; NULL: table order */
     CUmodule mod[STEM_CUDA_MOD_COUNT];
     CUfunction fn[STEM_CUDA_FN_COUNT];

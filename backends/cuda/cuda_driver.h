@@ -41,6 +41,24 @@ typedef struct stem_cu_tensor_map {
 #define STEM_CU_TENSOR_MAP_SWIZZLE_128B 3
 #define STEM_CU_TENSOR_MAP_L2_PROMOTION_L2_256B 3
 
+/* CUDA_MEMCPY2D (device to device only: the array and host fields unused). */
+typedef struct stem_cu_memcpy2d {
+    size_t src_x_bytes, src_y;
+    int src_memory_type; /* 2 = CU_MEMORYTYPE_DEVICE */
+    const void *src_host;
+    CUdeviceptr src_device;
+    void *src_array;
+    size_t src_pitch;
+    size_t dst_x_bytes, dst_y;
+    int dst_memory_type;
+    void *dst_host;
+    CUdeviceptr dst_device;
+    void *dst_array;
+    size_t dst_pitch;
+    size_t width_bytes, height;
+} stem_cu_memcpy2d;
+#define STEM_CU_MEMORYTYPE_DEVICE 2
+
 /* cuLaunchKernelEx's configuration (no launch attributes used). */
 typedef struct stem_cu_launch_config {
     unsigned grid[3], block[3];
@@ -78,6 +96,9 @@ typedef struct stem_cu_launch_config {
       (CUdeviceptr dst, const void *src, size_t bytes, CUstream s), 1)                           \
     X(cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2",                                                 \
       (void *dst, CUdeviceptr src, size_t bytes, CUstream s), 1)                                 \
+    X(cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2",                                                 \
+      (CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream s), 1)                           \
+    X(cuMemcpy2DAsync, "cuMemcpy2DAsync_v2", (const stem_cu_memcpy2d *copy, CUstream s), 1)      \
     X(cuMemsetD8Async, "cuMemsetD8Async",                                                        \
       (CUdeviceptr dst, unsigned char value, size_t n, CUstream s), 1)                           \
     X(cuModuleLoadData, "cuModuleLoadData", (CUmodule * mod, const void *image), 1)              \

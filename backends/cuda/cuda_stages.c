@@ -227,14 +227,24 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_t
             st = stem_cuda_fail(r, "clearing the value bonus");
     }
     const unsigned tiles = (unsigned)((n + 63) / 64), row_tiles = (unsigned)((nr + 63) / 64);
-    if (st == STEM_OK)
-        /* The tensor-core GEMM reads rows of W = stride * head_dim floats with
-         * 16-byte loads and steps K by 8: W must be a multiple of 8. */
-        st = c->score_tc && (cfg->stride * d->head_dim) % 8 == 0
-                 ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], tiles, row_tiles,
-                                    (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)")
-                 : stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], tiles, row_tiles,
-                                    (unsigned)bq, 256, 0, args, "score GEMM");
+    /* 3xTF32 on tensor cores for 16-bit inputs (their phase sums are
+     * short sums the split represents to f32 level: the whole suite
+     * passed on an H200, bench/results/cuda.md); f32 inputs keep the
+     * f32 GEMM, which 3xTF32 misses by ~1% of the tolerance on long
+     * K. It reads rows of W = stride * head_dim floats with 16-byte
+     * loads and steps K by 8: W must be a multiple of 8. */
+    const int tc = c->score_tc ? c->score_tc > 0 : d->dtype != STEM_DTYPE_F32;
+    /* 32x32 tiles where 64x64 ones would give fewer than 4 CTAs per SM. */
+    const int small = (int64_t)tiles * row_tiles * bq < 4 * (int64_t)c->sm_count;
+    const unsigned t32 = (unsigned)((n + 31) / 32), r32 = (unsigned)((nr + 31) / 32);
+    if (st == STEM_OK && tc && (cfg->stride * d->head_dim) % 8 == 0)
+        st = small ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC32], t32, r32,
+                                      (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)")
+                   : stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], tiles, row_tiles,
+                                      (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)");
+    else if (st == STEM_OK)
+        st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], tiles, row_tiles, (unsigned)bq,
+                              256, 0, args, "score GEMM");
     return st;
 }
 

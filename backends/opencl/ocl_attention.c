@@ -89,7 +89,7 @@ stem_status stem_ocl_attention(stem_plan *plan, const stem_pass *pass, const ste
     }
     const int out_dtype = out->dtype == STEM_DTYPE_F16 ? 1 : out->dtype == STEM_DTYPE_BF16 ? 2 : 0;
     stem_ocl_args a;
-    /* CPUs: the barrier-free row kernel; GPUs: the tiled one. */
+    /* CPUs: the vector kernel, one item a group; GPUs: the tiled one. */
     const int rows = !c->limits.tiled;
     stem_ocl_args_begin(&a, c->cl, rows ? p->k_row_attention : p->k_attention);
     stem_ocl_arg_tensor(&a, q);
@@ -109,10 +109,10 @@ stem_status stem_ocl_attention(stem_plan *plan, const stem_pass *pass, const ste
     stem_ocl_arg_long(&a, pass->q_offset);
     stem_ocl_arg_int(&a, (int32_t)pass->row0);
     stem_ocl_arg_int(&a, (int32_t)pass->n_rows);
-    const size_t row_ls = 16; /* the smallest block size */
-    const size_t groups[3] = {
-        (size_t)(rows ? plan->cfg.block_size / (int)row_ls : plan->cfg.block_size / p->shape.bq),
-        (size_t)pass->n_rows, (size_t)(pass->batch * pass->num_q_heads)};
-    const size_t local[3] = {rows ? row_ls : (size_t)(p->shape.bq * p->shape.tpr), 1, 1};
+    /* CPUs: one item a group, min(bq, block) rows an item; GPUs: bq rows a group. */
+    const int bs = plan->cfg.block_size, bq = p->shape.bq < bs ? p->shape.bq : bs;
+    const size_t groups[3] = {(size_t)(bs / bq), (size_t)pass->n_rows,
+                              (size_t)(pass->batch * pass->num_q_heads)};
+    const size_t local[3] = {rows ? 1 : (size_t)(bq / p->shape.rpt * p->shape.tx), 1, 1};
     return stem_ocl_launch(plan, &a, rows ? "row_attention" : "block_attention", groups, local);
 }

@@ -44,10 +44,15 @@ static void fill_info(const stem_ocl_api *cl, const stem_ocl_device *od, stem_de
         CL_SUCCESS)
         info->compute_units = cus;
     char plat[96], drv[64], ver[64];
+    cl_uint mhz = 0; /* the clock a peak rate is computed from (bench/results/opencl.md) */
     platform_string(cl, od->platform, CL_PLATFORM_NAME, plat, sizeof plat);
     dev_string(cl, od->device, CL_DRIVER_VERSION, drv, sizeof drv);
     dev_string(cl, od->device, CL_DEVICE_VERSION, ver, sizeof ver);
-    snprintf(info->detail, sizeof info->detail, "platform=%s driver=%s %s", plat, drv, ver);
+    if (cl->clGetDeviceInfo(od->device, CL_DEVICE_MAX_CLOCK_FREQUENCY, sizeof mhz, &mhz, NULL) !=
+        CL_SUCCESS)
+        mhz = 0;
+    snprintf(info->detail, sizeof info->detail, "platform=%s driver=%s clock=%u MHz %s", plat, drv,
+             (unsigned)mhz, ver);
 }
 
 static void ocl_probe(stem_probe_result *out)
@@ -106,6 +111,11 @@ static void query_limits(const stem_ocl_api *cl, cl_device_id d, stem_ocl_limits
     lim->is_gpu = dev_is_gpu(cl, d);
     const char *tiled = getenv("STEM_OPENCL_TILED");
     lim->tiled = lim->is_gpu || (tiled && strcmp(tiled, "1") == 0);
+    cl_uint vw = 0;
+    if (cl->clGetDeviceInfo(d, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT, sizeof vw, &vw, NULL) !=
+        CL_SUCCESS)
+        vw = 4;
+    lim->native_vw = (int)vw;
     cl_bool unified = CL_FALSE;
     if (cl->clGetDeviceInfo(d, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL) ==
         CL_SUCCESS)
@@ -408,14 +418,18 @@ static stem_status ocl_plan_init(stem_plan *plan)
     }
     /* Only what sizes local arrays or selects code paths is a -D; the rest
      * are kernel arguments, so plans share programs. */
-    char options[512];
+    char options[512], attn[96];
     const char *extra = getenv("STEM_OPENCL_BUILD_OPTIONS"); /* tests, tuning */
+    if (c->limits.tiled)
+        snprintf(attn, sizeof attn, "-DBQ=%d -DKT=%d -DRPT=%d -DTX=%d -DKPT=%d", p->shape.bq,
+                 p->shape.kt, p->shape.rpt, p->shape.tx, p->shape.kpt);
+    else
+        snprintf(attn, sizeof attn, "-DBQ=%d -DVW=%d", p->shape.bq, p->shape.vw);
     snprintf(options, sizeof options,
-             "-cl-std=CL1.2 -DIN_DTYPE=%s -DHEAD_DIM=%d -DBQ=%d -DKT=%d -DTPR=%d "
+             "-cl-std=CL1.2 -DIN_DTYPE=%s -DHEAD_DIM=%d %s "
              "-DSEL_CAP=%d -DSEL_LS=%d -DHAS_FP64=%d -DHAS_FP16=%d %s",
-             dtype_macro(plan->desc.dtype), (int)plan->desc.head_dim,
-             p->shape.bq, p->shape.kt, p->shape.tpr, p->shape.sel_cap, p->shape.sel_ls,
-             c->limits.has_fp64, c->limits.has_fp16, extra ? extra : "");
+             dtype_macro(plan->desc.dtype), (int)plan->desc.head_dim, attn, p->shape.sel_cap,
+             p->shape.sel_ls, c->limits.has_fp64, c->limits.has_fp16, extra ? extra : "");
     st = stem_ocl_program_get(c, options, &p->program);
     if (st != STEM_OK) {
         ocl_plan_fini(plan);
@@ -429,6 +443,9 @@ static stem_status ocl_plan_init(stem_plan *plan)
                    {&p->k_xattn_score, "xattn_score"},   {&p->k_select, "select_rows"},
                    {&p->k_attention, "block_attention"}, {&p->k_row_attention, "row_attention"}};
     for (size_t i = 0; i < sizeof kernels / sizeof kernels[0]; i++) {
+        /* The program holds one of the two attention kernels. */
+        if (kernels[i].k == (c->limits.tiled ? &p->k_row_attention : &p->k_attention))
+            continue;
         cl_int err = CL_SUCCESS;
         *kernels[i].k = cl->clCreateKernel(p->program, kernels[i].name, &err);
         if (err != CL_SUCCESS) {
@@ -479,7 +496,8 @@ const stem_backend_ops stem_opencl_backend_ops = {
     .select = stem_ocl_select,
     .attention = stem_ocl_attention,
     .synchronize = ocl_synchronize,
-    .caps = STEM_CAP_Q_OFFSET | STEM_CAP_VSTATS | STEM_CAP_LSE,
+    .caps = STEM_CAP_Q_OFFSET | STEM_CAP_VSTATS | STEM_CAP_LSE | STEM_CAP_VARLEN | STEM_CAP_PAGED,
+    .copy_rects = stem_ocl_copy_rects,
     .dtypes = (1u << STEM_DTYPE_F32) | (1u << STEM_DTYPE_F16) | (1u << STEM_DTYPE_BF16),
     .head_dim_min = 8,
     .head_dim_max = 256,

@@ -34,6 +34,7 @@
     X(clEnqueueWriteBuffer)                                                                        \
     X(clEnqueueReadBuffer)                                                                         \
     X(clEnqueueFillBuffer)                                                                         \
+    X(clEnqueueCopyBuffer)                                                                         \
     X(clCreateProgramWithSource)                                                                   \
     X(clCreateProgramWithBinary)                                                                   \
     X(clBuildProgram)                                                                              \
@@ -74,8 +75,9 @@ typedef struct stem_ocl_limits {
     int has_fp64;          /* cl_khr_fp64 */
     int is_gpu;
     int host_unified;      /* a CPU device sharing host memory: wrap_host works in place */
-    int tiled;             /* tiled attention kernel, large tiles: GPUs, or STEM_OPENCL_TILED=1
-                              (to test the GPU path on PoCL) */
+    int tiled;             /* tiled attention kernel (block_attention): GPUs, or
+                              STEM_OPENCL_TILED=1 (to test the GPU path on PoCL) */
+    int native_vw;         /* CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT */
 } stem_ocl_limits;
 
 /* A built program shared by the plans of a context with the same options. */
@@ -100,9 +102,12 @@ typedef struct stem_ocl_context {
 
 /* Kernel shape chosen at plan time from the device limits. */
 typedef struct stem_ocl_shape {
-    int bq;       /* query rows per attention work-group */
-    int kt;       /* keys per attention tile */
-    int tpr;      /* work-items per query row */
+    int bq;       /* query rows per attention work-group (tiled) or, at most, work-item (CPU) */
+    int kt;       /* tiled: keys per attention tile, tx * kpt */
+    int rpt;      /* tiled: query rows per work-item */
+    int tx;       /* tiled: work-items sharing a row (keys / columns spread over them) */
+    int kpt;      /* tiled: keys per work-item per tile */
+    int vw;       /* CPU kernel: float vector width */
     int sel_cap;  /* largest row (key blocks) the selection kernel holds in local memory */
     int sel_ls;   /* selection / bonus / xattention work-group size */
 } stem_ocl_shape;
@@ -126,6 +131,9 @@ const char *stem_ocl_error_name(cl_int err);
 /* STEM_ERR_BACKEND_API (or DEVICE_OUT_OF_MEMORY for allocation codes) with
  * the call and its code in the message. */
 stem_status stem_ocl_fail(cl_int err, const char *what);
+/* Queued buffer-to-buffer copies (paged K/V gather, ocl_copy.c). */
+stem_status stem_ocl_copy_rects(stem_context *ctx, stem_buffer *dst, const stem_buffer *src,
+                                const stem_copy_rect *rects, size_t count);
 
 /* Programs (ocl_program.c). */
 stem_status stem_ocl_shape_choose(const stem_ocl_limits *lim, const stem_attention_desc *desc,

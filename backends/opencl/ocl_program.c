@@ -11,10 +11,29 @@ extern const char stem_ocl_kernel_source[];
 
 #define MAX_LS 256 /* work-group size the kernels are written for at most */
 
-static size_t attention_local_bytes(int d, int bq, int kt)
+/* Local memory of block_attention: Q rows, the K / V tile, P, row maxima. */
+static size_t attention_local_bytes(int d, int bq, int kt, int tx)
 {
-    return sizeof(float) *
-           ((size_t)bq * (d + 1) + 2 * (size_t)kt * (d + 1) + (size_t)bq * (kt + 1));
+    return sizeof(float) * ((size_t)bq * (d + 4) + (size_t)kt * (d + 4) + (size_t)bq * (kt + 4) +
+                            (size_t)bq * tx);
+}
+
+/* STEM_OPENCL_ATTN_TILE="rpt,tx,kpt,bq" (tuning runs) replaces the GPU
+ * kernel's starting shape; the limits below still apply. */
+static void tile_override(int *rpt, int *tx, int *kpt, int *bq)
+{
+    const char *e = getenv("STEM_OPENCL_ATTN_TILE");
+    int v[4];
+    if (e && sscanf(e, "%d,%d,%d,%d", &v[0], &v[1], &v[2], &v[3]) == 4 &&
+        (v[0] == 1 || v[0] == 2 || v[0] == 4 || v[0] == 8) &&
+        (v[1] == 4 || v[1] == 8 || v[1] == 16 || v[1] == 32) &&
+        (v[2] == 1 || v[2] == 2 || v[2] == 4 || v[2] == 8) && v[3] >= v[0] && v[3] <= 128 &&
+        (v[3] & (v[3] - 1)) == 0) {
+        *rpt = v[0];
+        *tx = v[1];
+        *kpt = v[2];
+        *bq = v[3];
+    }
 }
 
 stem_status stem_ocl_shape_choose(const stem_ocl_limits *lim, const stem_attention_desc *desc,
@@ -24,39 +43,50 @@ stem_status stem_ocl_shape_choose(const stem_ocl_limits *lim, const stem_attenti
     const size_t ls_max = lim->max_wg < MAX_LS ? lim->max_wg : MAX_LS;
     const size_t local = (size_t)(lim->local_bytes > (1u << 30) ? (1u << 30) : lim->local_bytes);
     memset(out, 0, sizeof *out);
-    /* Attention: at most 32 accumulators per work-item, TPR work-items a row. */
-    int tpr = 1;
-    while ((d + tpr - 1) / tpr > 32)
-        tpr *= 2;
-    /* GPUs: large tiles. CPUs (PoCL): the smallest block's tiles for every
-     * block size, so plans share one program per dtype and head_dim (each
-     * build costs seconds there). */
-    const int bq_max = lim->tiled ? 64 : 16, kt_max = lim->tiled ? 32 : 16;
-    int bq = bs < bq_max ? bs : bq_max, kt = bs < kt_max ? bs : kt_max;
-    while (bq > 1 && (size_t)(bq * tpr) > ls_max)
-        bq /= 2;
-    /* Shrink to fit: keys per tile down to 16 first, then rows to 32, then
-     * both down to 8 (48 KiB at d = 128 gives 32 rows x 16 keys). */
-    while (attention_local_bytes(d, bq, kt) > local) {
-        if (kt > 16)
-            kt /= 2;
-        else if (bq > 32)
+    if (lim->tiled) {
+        /* GPUs: 32 rows x 32 keys a tile, each item 2 rows x 4 keys (logits)
+         * and 2 rows x d / 8 columns (outputs), 128 items. Tiles stay inside
+         * one block; shrink keys, then rows, to fit the device. */
+        int rpt = 2, tx = 8, kpt = 4, bq = 32;
+        tile_override(&rpt, &tx, &kpt, &bq);
+        if (bq > bs)
+            bq = bs;
+        while (tx * kpt > bs && kpt > 1)
+            kpt /= 2;
+        while (tx * kpt > bs)
+            tx /= 2;
+        while ((size_t)(bq / rpt * tx) > ls_max && bq > rpt)
             bq /= 2;
-        else if (kt > 8)
-            kt /= 2;
-        else if (bq > 8)
-            bq /= 2;
-        else
-            break;
+        while (attention_local_bytes(d, bq, tx * kpt, tx) > local) {
+            if (kpt > 1)
+                kpt /= 2;
+            else if (bq > rpt && bq > 8)
+                bq /= 2;
+            else
+                break;
+        }
+        if (attention_local_bytes(d, bq, tx * kpt, tx) > local || (size_t)(bq / rpt * tx) > ls_max)
+            return stem_set_error(STEM_ERR_UNSUPPORTED,
+                                  "head_dim=%d needs more local memory (%zu bytes) or work-group "
+                                  "size than this OpenCL device offers (%zu bytes, %zu items)",
+                                  d, attention_local_bytes(d, bq, tx * kpt, tx), local,
+                                  lim->max_wg);
+        out->bq = bq;
+        out->kt = tx * kpt;
+        out->rpt = rpt;
+        out->tx = tx;
+        out->kpt = kpt;
+    } else {
+        /* CPU devices: vectors of the native width, two a register row, so
+         * d must be a multiple of 2 vw; rows per item bounded by the private
+         * arrays (Q and output rows: 2 x bq x d floats). The kernel takes
+         * min(bq, block_size) rows, so every block size shares a program. */
+        int vw = lim->native_vw >= 16 ? 16 : lim->native_vw >= 8 ? 8 : 4;
+        while (vw > 4 && d % (2 * vw) != 0)
+            vw /= 2;
+        out->vw = vw;
+        out->bq = d <= 128 ? 128 : 64; /* 64 KiB of Q rows */
     }
-    if (attention_local_bytes(d, bq, kt) > local || (size_t)(bq * tpr) > ls_max || bq < 1)
-        return stem_set_error(STEM_ERR_UNSUPPORTED,
-                              "head_dim=%d needs more local memory (%zu bytes) or work-group "
-                              "size than this OpenCL device offers (%zu bytes, %zu items)",
-                              d, attention_local_bytes(d, 8, 8), local, lim->max_wg);
-    out->bq = bq;
-    out->kt = kt;
-    out->tpr = tpr;
     /* Selection: a row of scores (f32), its keep flags and a scan in local memory. */
     int sel_ls = 1;
     while ((size_t)sel_ls * 2 <= ls_max)

@@ -183,6 +183,7 @@ target_sources(stem_objects PRIVATE
   ${STEM_VK_DIR}/vk_coop.c
   ${STEM_VK_DIR}/vk_convert.c
   ${STEM_VK_DIR}/vk_budget.c
+  ${STEM_VK_DIR}/vk_copy.c
   ${STEM_VK_SPV_C}
   ${table})
 target_include_directories(stem_objects PRIVATE ${STEM_VK_DIR} ${STEM_VULKAN_INCLUDE_DIR})

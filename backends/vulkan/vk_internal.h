@@ -233,6 +233,10 @@ stem_status vk_sync_wrapped_out(stem_vk_context *c, const stem_tensor *const *ts
 /* 1 if any of the tensors lies in wrapped host memory. */
 int vk_any_wrapped(const stem_tensor *const *ts, int n);
 
+/* Queued buffer-to-buffer copies (paged K/V gather, vk_copy.c). */
+stem_status stem_vk_copy_rects(stem_context *ctx, stem_buffer *dst, const stem_buffer *src,
+                               const stem_copy_rect *rects, size_t count);
+
 /* Pipelines and dispatches (vk_dispatch.c). */
 stem_status vk_pipeline(stem_vk_context *c, vk_kernel k, const uint32_t spec[VK_SPEC_COUNT],
                         VkPipeline *out);

@@ -49,6 +49,7 @@ if [ -z "${NO_UNPACK:-}" ]; then # NO_UNPACK=1: a dry run on a machine with its 
     ldconfig
 fi
 export LD_LIBRARY_PATH="$PWD/$build${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export STEM_FIXTURE_DIR="$PWD/tests/fixtures/smollm2" # the build's own path is the dev machine's
 icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
 stem="$build/tools/stem"

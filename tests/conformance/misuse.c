@@ -1054,7 +1054,7 @@ static void api_check(conf_test *T, const conf_misuse *m)
 int conf_build_misuse(conf_misuse **out)
 {
     int cap = ST_N * T_N * MU_N + ST_N + LI_N + N_PLAN_MUTS + MI_N + AP_N + CONF_HARDENING_CASES +
-              CONF_ABI_CASES + CONF_XATTN_RULE_CASES + CONF_CHUNKED_CASES;
+              CONF_ABI_CASES + CONF_XATTN_RULE_CASES + CONF_CHUNKED_CASES + CONF_VARLEN_CASES;
     conf_misuse *list = calloc((size_t)cap, sizeof *list);
     if (!list)
         return -1;
@@ -1108,6 +1108,7 @@ int conf_build_misuse(conf_misuse **out)
     k += conf_add_abi_cases(list + k, cap - k);
     k += conf_add_xattn_rule_cases(list + k, cap - k);
     k += conf_add_chunked_cases(list + k, cap - k);
+    k += conf_add_varlen_cases(list + k, cap - k);
     *out = list;
     return k;
 }

@@ -24,6 +24,11 @@ int conf_add_hardening_cases(conf_misuse *list, int cap);
 #define CONF_CHUNKED_CASES 32
 int conf_add_chunked_cases(conf_misuse *list, int cap);
 
+/* Varlen batches and paged KV cases (varlen.c): adds CONF_VARLEN_CASES
+ * entries to list (room for cap); returns the count. */
+#define CONF_VARLEN_CASES 46
+int conf_add_varlen_cases(conf_misuse *list, int cap);
+
 /* ABI and lifetime rules (abi.c): the log callback, stem_last_error()
  * clearing, destroy order, struct_size growth, versions, cache_dir
  * ownership. Adds CONF_ABI_CASES entries; returns the count. */

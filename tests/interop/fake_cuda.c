@@ -253,6 +253,34 @@ EXPORT CUresult cuMemcpyDtoH_v2(void *d, CUdeviceptr s, size_t n)
     memcpy(d, (const void *)(uintptr_t)s, n);
     return OK;
 }
+EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, void *st)
+{
+    (void)st;
+    memmove((void *)(uintptr_t)d, (const void *)(uintptr_t)s, n);
+    return OK;
+}
+/* CUDA_MEMCPY2D, device to device (the fields libstem sets). */
+typedef struct fake_memcpy2d {
+    size_t src_x, src_y;
+    int src_type;
+    const void *src_host;
+    CUdeviceptr src_dev;
+    void *src_array;
+    size_t src_pitch, dst_x, dst_y;
+    int dst_type;
+    void *dst_host;
+    CUdeviceptr dst_dev;
+    void *dst_array;
+    size_t dst_pitch, width, height;
+} fake_memcpy2d;
+EXPORT CUresult cuMemcpy2DAsync_v2(const fake_memcpy2d *m, void *st)
+{
+    (void)st;
+    for (size_t r = 0; r < m->height; r++)
+        memcpy((char *)(uintptr_t)m->dst_dev + r * m->dst_pitch,
+               (const char *)(uintptr_t)m->src_dev + r * m->src_pitch, m->width);
+    return OK;
+}
 EXPORT CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, void *s)
 {
     (void)s;

@@ -815,3 +815,92 @@ void stem_ref_call_attention(const stem_ref_call *c, int32_t block_size, const i
     free(key);
     free(acc);
 }
+
+/* ---------------------------------------- varlen batches and paged KV */
+
+int64_t stem_ref_seqs_rows(const stem_ref_seqs *s, int32_t block_size, int64_t *row_ptr)
+{
+    int64_t R = 0;
+    for (int64_t b = 0; b < s->batch; b++) {
+        row_ptr[b] = R;
+        const int64_t M = s->cu_q[b + 1] - s->cu_q[b], L = s->kv_len[b];
+        if (M > 0)
+            R += stem_ref_num_blocks(L, block_size) - (L - M) / block_size;
+    }
+    row_ptr[s->batch] = R;
+    return R;
+}
+
+/* Key (or value) t of sequence b, KV head kh, through the sequence's store. */
+static const double *seq_key(const stem_ref_seqs *s, const double *base, int64_t b, int64_t kh,
+                             int64_t t)
+{
+    const int64_t d = s->head_dim;
+    switch (s->kv_store) {
+    case STEM_KV_PACKED:
+        return base + (kh * s->kv_rows + s->cu_kv[b] + t) * d;
+    case STEM_KV_PAGED: {
+        const int64_t page = s->block_table[b * s->table_cols + t / s->page_size];
+        return base + ((page * s->hkv + kh) * s->page_size + t % s->page_size) * d;
+    }
+    default:
+        return base + ((b * s->hkv + kh) * s->kv_rows + t) * d;
+    }
+}
+
+void stem_ref_seqs_prefill(const stem_ref_seqs *s, const stem_config *cfg, int64_t width,
+                           double *scores, int32_t *index, int32_t *count, double *out,
+                           double *lse, double *vstats_out)
+{
+    const int64_t d = s->head_dim, T = s->cu_q[s->batch];
+    int64_t *row_ptr = xcalloc(s->batch + 1, sizeof(int64_t));
+    const int64_t R = stem_ref_seqs_rows(s, cfg->block_size, row_ptr);
+    for (int64_t b = 0; b < s->batch; b++) {
+        const int64_t q0 = s->cu_q[b], M = s->cu_q[b + 1] - q0, L = s->kv_len[b];
+        if (M == 0)
+            continue;
+        const int64_t N = s->prompt_len && s->prompt_len[b] ? s->prompt_len[b] : L;
+        double *q = xcalloc(s->hq * M * d, sizeof(double));
+        double *k = xcalloc(s->hkv * L * d, sizeof(double));
+        double *v = xcalloc(s->hkv * L * d, sizeof(double));
+        for (int64_t h = 0; h < s->hq; h++)
+            memcpy(q + h * M * d, s->q + (h * T + q0) * d, (size_t)(M * d) * sizeof(double));
+        for (int64_t kh = 0; kh < s->hkv; kh++)
+            for (int64_t t = 0; t < L; t++) {
+                memcpy(k + (kh * L + t) * d, seq_key(s, s->k, b, kh, t), (size_t)d * sizeof(double));
+                memcpy(v + (kh * L + t) * d, seq_key(s, s->v, b, kh, t), (size_t)d * sizeof(double));
+            }
+        stem_ref_call c = {1, s->hq, s->hkv, d, M, L, N, s->scale, s->layer_index, q, k, v,
+                           s->vstats ? s->vstats + b * s->hkv * 2 : NULL};
+        int64_t row0, nk;
+        const int64_t rows = stem_ref_call_rows(&c, cfg->block_size, &row0, &nk);
+        double *sc = xcalloc(s->hq * rows * nk, sizeof(double));
+        int32_t *ix = xcalloc(s->hq * rows * nk, sizeof(int32_t));
+        int32_t *cn = xcalloc(s->hq * rows, sizeof(int32_t));
+        double *o = xcalloc(s->hq * M * d, sizeof(double));
+        double *ls = xcalloc(s->hq * M, sizeof(double));
+        double vs[2 * 64] = {0};
+        double *vso = s->hkv <= 64 ? vs : xcalloc(s->hkv * 2, sizeof(double));
+        stem_ref_call_scores(&c, cfg, sc, vso);
+        stem_ref_call_select(&c, cfg, sc, ix, cn);
+        stem_ref_call_attention(&c, cfg->block_size, ix, cn, o, ls);
+        for (int64_t h = 0; h < s->hq; h++) {
+            for (int64_t r = 0; r < rows; r++) {
+                const int64_t dst = h * R + row_ptr[b] + r, src = h * rows + r;
+                if (scores)
+                    memcpy(scores + dst * width, sc + src * nk, (size_t)nk * sizeof(double));
+                memcpy(index + dst * width, ix + src * nk, (size_t)nk * sizeof(int32_t));
+                count[dst] = cn[src];
+            }
+            memcpy(out + (h * T + q0) * d, o + h * M * d, (size_t)(M * d) * sizeof(double));
+            if (lse)
+                memcpy(lse + h * T + q0, ls + h * M, (size_t)M * sizeof(double));
+        }
+        if (vstats_out)
+            memcpy(vstats_out + b * s->hkv * 2, vso, (size_t)(s->hkv * 2) * sizeof(double));
+        if (vso != vs)
+            free(vso);
+        free(q), free(k), free(v), free(sc), free(ix), free(cn), free(o), free(ls);
+    }
+    free(row_ptr);
+}

@@ -83,6 +83,42 @@ void stem_ref_call_select(const stem_ref_call *c, const stem_config *cfg, const 
 void stem_ref_call_attention(const stem_ref_call *c, int32_t block_size, const int32_t *index,
                              const int32_t *count, double *out, double *lse);
 
+/* ---- Varlen batches and paged KV (docs/semantics.md section 9): sequence b
+ * is one call of the section above (M_b = cu_q[b+1] - cu_q[b] queries, L_b
+ * keys, prompt N_b), its keys read through its K/V store:
+ *   BHND   key t of b = k[b][kh][t]            (k [B][Hkv][kv_rows][d])
+ *   PACKED key t of b = k[kh][cu_kv[b] + t]    (k [Hkv][kv_rows][d])
+ *   PAGED  key t of b = k[block_table[b][t / page_size]][kh][t % page_size]
+ *                                             (k [pages][Hkv][page_size][d])
+ * Outputs are packed: q, out [Hq][T_q][d], lse [Hq][T_q]; selection rows of b
+ * at row_ptr[b] (rows_b = ceil(L_b/B) - floor(P_b/B), 0 when M_b = 0) of
+ * scores, index [Hq][R][width] (columns from ceil(L_b/B) on untouched) and
+ * count [Hq][R]; vstats [B][Hkv][2]. A sequence with M_b = 0 writes nothing. */
+typedef struct stem_ref_seqs {
+    int64_t batch, hq, hkv, head_dim;
+    double scale;
+    int32_t layer_index;
+    const int64_t *cu_q;       /* [B+1] */
+    const int64_t *kv_len;     /* [B] */
+    const int64_t *prompt_len; /* [B], 0 = L_b; NULL = every L_b */
+    const double *q;
+    int kv_store;              /* STEM_KV_BHND, STEM_KV_PACKED, STEM_KV_PAGED */
+    const double *k, *v;
+    int64_t kv_rows;           /* BHND, PACKED */
+    const int64_t *cu_kv;      /* PACKED [B+1] */
+    int64_t page_size, table_cols;
+    const int32_t *block_table; /* PAGED [B][table_cols] */
+    const double *vstats;      /* NULL: VISIBLE; else PROVIDED [B][Hkv][2] */
+} stem_ref_seqs;
+
+/* Fills row_ptr [B+1]; returns R = row_ptr[B]. */
+int64_t stem_ref_seqs_rows(const stem_ref_seqs *s, int32_t block_size, int64_t *row_ptr);
+/* Scores, selection (on the reference's own scores), attention; scores,
+ * lse and vstats_out may be NULL. */
+void stem_ref_seqs_prefill(const stem_ref_seqs *s, const stem_config *cfg, int64_t width,
+                           double *scores, int32_t *index, int32_t *count, double *out,
+                           double *lse, double *vstats_out);
+
 /* Eq. 4 of the paper, in blocks: C = n k - k^2/2 - k (1 - mu) (n - k) / 2. */
 double stem_ref_eq4_cost(int64_t n, int32_t k_start, double mu);
 

@@ -9,6 +9,7 @@
 #include "tool.h"
 
 #define BENCH_MAX_N 32
+#define BENCH_MAX_SEQS 256
 
 typedef struct bench_shape {
     int64_t batch, hq, hkv, n, d;
@@ -38,6 +39,9 @@ typedef struct bench_cli {
     int dense;          /* run the dense comparison */
     int markdown, json, quiet;
     int64_t chunk, prefix; /* --chunk C / --prefix P: chunked mode (0 = off) */
+    int64_t seq_lens[BENCH_MAX_SEQS]; /* --seq-lens: varlen mode */
+    int nseq_lens;
+    int32_t page_size;     /* --page-size: varlen mode with paged K/V (0 = off) */
 } bench_cli;
 
 void bench_cli_init(bench_cli *c);
@@ -69,5 +73,20 @@ typedef struct bench_chunk_result {
 } bench_chunk_result;
 int bench_chunked(stem_context *ctx, const tool_opts *o, const bench_shape *s, int64_t chunk,
                   int64_t prefix, int warmup, int repeat, int quiet, bench_chunk_result *r);
+
+/* One varlen call (packed queries; KV_PAGED pools of page_size tokens, or
+ * KV_PACKED when 0) against the same sequences as separate calls
+ * (bench_varlen.c). lens: nlens sequence lengths, or nlens = 0 for batch
+ * sequences of s->n; prefix > 0: each sequence's queries are [prefix, L). */
+typedef struct bench_varlen_result {
+    int seqs;
+    int64_t tokens;                /* queries of the call */
+    double separate_ms, varlen_ms; /* medians */
+    int bitwise;                   /* outputs equal bit for bit */
+    double rel_diff;               /* ||O_varlen - O_separate|| / ||O_separate|| */
+} bench_varlen_result;
+int bench_varlen(stem_context *ctx, const tool_opts *o, const bench_shape *s,
+                 const int64_t *lens, int nlens, int64_t prefix, int32_t page_size, int warmup,
+                 int repeat, int quiet, bench_varlen_result *r);
 
 #endif

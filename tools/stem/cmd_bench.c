@@ -36,6 +36,11 @@ void bench_print_opts_help(void) {
          "  --chunk C             chunked prefill in calls of C queries (prompt_len = N) vs\n"
          "                        one-shot: time, rows equal to one-shot, output difference\n"
          "  --prefix P            the same for one prefix-cached call (queries [P, N))\n"
+         "  --seq-lens LIST       one varlen call of sequences of these lengths (packed\n"
+         "                        queries, KV_PACKED keys) vs separate calls; with --prefix P\n"
+         "                        each sequence's queries are [P, L)\n"
+         "  --page-size P         the same with K/V in shuffled pages of P tokens (KV_PAGED);\n"
+         "                        without --seq-lens: --batch sequences of each N\n"
          "  --markdown | --json   output format (default: aligned text)\n"
          "  --quiet               no progress lines on stderr");
 }
@@ -56,6 +61,13 @@ int bench_parse_opt(bench_cli *c, int argc, char **argv, int *i) {
         return v && tool_parse_i64("--chunk", v, 1, INT64_MAX, &c->chunk) == 0 ? 1 : -1;
     if ((v = tool_take(argc, argv, i, "--prefix", &m)) || m)
         return v && tool_parse_i64("--prefix", v, 1, INT64_MAX, &c->prefix) == 0 ? 1 : -1;
+    if ((v = tool_take(argc, argv, i, "--seq-lens", &m)) || m)
+        return v && tool_parse_i64_list("--seq-lens", v, c->seq_lens, BENCH_MAX_SEQS,
+                                        &c->nseq_lens) == 0
+                   ? 1
+                   : -1;
+    if ((v = tool_take(argc, argv, i, "--page-size", &m)) || m)
+        return v && tool_parse_i32("--page-size", v, 1, 1 << 20, &c->page_size) == 0 ? 1 : -1;
     if ((v = tool_take(argc, argv, i, "--n", &m)) || m)
         return v && tool_parse_i64_list("--n", v, c->n, BENCH_MAX_N, &c->nn) == 0 ? 1 : -1;
     static const struct {
@@ -492,6 +504,37 @@ int cmd_bench(int argc, char **argv) {
     tool_utc_date(date, sizeof date);
     bench_result res[BENCH_MAX_N];
     int rc = 0;
+    if (c.nseq_lens > 0 || c.page_size > 0) { /* varlen mode: its own table */
+        print_preamble(&c, &dev, warmup, repeat, date);
+        printf("%svarlen call (%s) vs the same sequences as separate calls%s\n",
+               c.markdown ? "- " : "# ",
+               c.page_size > 0 ? "KV_PAGED, shuffled pages" : "KV_PACKED",
+               c.prefix > 0 ? "; queries [prefix, L)" : "");
+        if (c.markdown)
+            printf("\n| sequences | queries | page | separate ms | varlen ms | ratio | bitwise | "
+                   "rel diff |\n|---:|---:|---:|---:|---:|---:|:---:|---:|\n");
+        else
+            printf("%9s  %8s  %5s  %11s  %9s  %6s  %7s  %9s\n", "sequences", "queries", "page",
+                   "separate ms", "varlen ms", "ratio", "bitwise", "rel diff");
+        const int rows = c.nseq_lens > 0 ? 1 : c.nn;
+        for (int i = 0; i < rows && rc == 0; i++) {
+            bench_shape s = c.shape;
+            s.n = c.n[i];
+            bench_varlen_result vr;
+            rc = bench_varlen(ctx, &c.o, &s, c.seq_lens, c.nseq_lens, c.prefix, c.page_size,
+                              warmup, repeat, c.quiet, &vr);
+            if (rc != 0)
+                break;
+            printf(c.markdown ? "| %d | %lld | %d | %.3f | %.3f | %.2fx | %s | %.2e |\n"
+                              : "%9d  %8lld  %5d  %11.3f  %9.3f  %5.2fx  %7s  %9.2e\n",
+                   vr.seqs, (long long)vr.tokens, (int)c.page_size, vr.separate_ms,
+                   vr.varlen_ms, vr.varlen_ms / vr.separate_ms, vr.bitwise ? "yes" : "no",
+                   vr.rel_diff);
+            fflush(stdout);
+        }
+        stem_context_destroy(ctx);
+        return rc;
+    }
     if (c.chunk > 0 || c.prefix > 0) { /* chunked mode: its own table */
         print_preamble(&c, &dev, warmup, repeat, date);
         printf("%s%s %lld; prompt_len = N, VISIBLE statistics; rows equal = the calls' rows "

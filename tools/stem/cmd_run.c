@@ -8,6 +8,7 @@
 #include "cmds.h"
 #include "convert.h"
 #include "npy.h"
+#include "run_varlen.h"
 #include "tool.h"
 
 typedef struct run_args {
@@ -24,6 +25,7 @@ typedef struct run_args {
     int64_t prefix;     /* --prefix P / --q-len M: the call's queries are positions [P, N) */
     int64_t q_len;
     int64_t prompt_len; /* --prompt-len (0 = N) */
+    run_varlen_args *varlen; /* --seq-lens / --page-size: a varlen call (NULL = off) */
 } run_args;
 
 static void help(void) {
@@ -47,7 +49,12 @@ static void help(void) {
          "                        keys all N (out.npy then has N - P rows; block rows are the\n"
          "                        absolute query blocks floor(P/B) .. ceil(N/B)-1)\n"
          "  --q-len M             the same with P = N - M\n"
-         "  --prompt-len L        prompt length the budget is keyed on (default N)");
+         "  --prompt-len L        prompt length the budget is keyed on (default N)\n"
+         "  --seq-lens LIST       varlen call: batch entry b is a sequence of its first L_b\n"
+         "                        tokens (one length per entry); queries packed, their last\n"
+         "                        M_b (--prefix / --q-len per sequence); out.npy [T, Hq, d],\n"
+         "                        scores/blocks.npy [Hq, R, W], counts.npy [Hq, R] (packed rows)\n"
+         "  --page-size P         varlen call with K/V in a pool of P-token pages (KV_PAGED)");
     tool_print_common_help(stdout);
 }
 
@@ -92,6 +99,15 @@ static int parse_args(int argc, char **argv, run_args *a) {
                 return 2;
         } else if ((v = tool_take(argc, argv, &i, "--prompt-len", &m)) || m) {
             if (!v || tool_parse_i64("--prompt-len", v, 1, INT64_MAX, &a->prompt_len) != 0)
+                return 2;
+        } else if ((v = tool_take(argc, argv, &i, "--seq-lens", &m)) || m) {
+            if (!v || !(a->varlen || (a->varlen = calloc(1, sizeof *a->varlen))) ||
+                tool_parse_i64_list("--seq-lens", v, a->varlen->seq_lens, RUN_MAX_SEQS,
+                                    &a->varlen->nseq_lens) != 0)
+                return 2;
+        } else if ((v = tool_take(argc, argv, &i, "--page-size", &m)) || m) {
+            if (!v || !(a->varlen || (a->varlen = calloc(1, sizeof *a->varlen))) ||
+                tool_parse_i64("--page-size", v, 1, 1 << 20, &a->varlen->page_size) != 0)
                 return 2;
         } else if ((v = tool_take(argc, argv, &i, "--repeat", &m)) || m) {
             int32_t n;
@@ -349,6 +365,22 @@ int cmd_run(int argc, char **argv) {
     stem_device_info dev;
     if (tool_open_context(&a.o, &ctx, &dev) != 0)
         goto done;
+    if (a.varlen) { /* one varlen call over the batch entries */
+        if (a.time || (a.q_len > 0 && a.prefix > 0)) {
+            tool_error("--seq-lens/--page-size: no --time; give one of --prefix, --q-len");
+            goto done;
+        }
+        a.varlen->cfg = &a.o.cfg;
+        a.varlen->scale = a.o.scale;
+        a.varlen->layer = a.o.layer;
+        a.varlen->outdir = a.outdir;
+        a.varlen->prefix = a.prefix;
+        a.varlen->q_len = a.q_len;
+        a.varlen->prompt_len = a.prompt_len;
+        if (make_dirs(a.outdir) == 0)
+            rc = run_varlen(a.varlen, ctx, &dev, in, dims, dtype, out_dtype);
+        goto done;
+    }
     stem_attention_desc desc;
     stem_attention_desc_init(&desc);
     desc.batch = dims[0][0];
@@ -522,6 +554,7 @@ int cmd_run(int argc, char **argv) {
     rc = 0;
 
 done:
+    free(a.varlen);
     for (int i = 0; i < 3; i++)
         npy_free(&in[i]);
     for (int i = 0; i < 4; i++)

@@ -351,7 +351,7 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
     {                                                                                             \
         attn_sm90<D, BF16, STAGES, OVERLAP, PINGPONG>(p, &tq, &tk, &tv);                          \
     }
-// Intra-warpgroup overlap of softmax and GEMMs (the default).
+// Intra-warpgroup overlap of softmax and GEMMs (STEM_CUDA_ATTN=sm90).
 STEM_ATTN_SM90(stem_k_attn_sm90_bf16_d128, 128, true, 2, true, false)
 STEM_ATTN_SM90(stem_k_attn_sm90_bf16_d64, 64, true, 3, true, false)
 STEM_ATTN_SM90(stem_k_attn_sm90_f16_d128, 128, false, 2, true, false)
@@ -361,7 +361,7 @@ STEM_ATTN_SM90(stem_k_attn_sm90s_bf16_d128, 128, true, 2, false, false)
 STEM_ATTN_SM90(stem_k_attn_sm90s_bf16_d64, 64, true, 3, false, false)
 STEM_ATTN_SM90(stem_k_attn_sm90s_f16_d128, 128, false, 2, false, false)
 STEM_ATTN_SM90(stem_k_attn_sm90s_f16_d64, 64, false, 3, false, false)
-// Overlap + ping-pong between the consumer warpgroups (STEM_CUDA_ATTN=sm90p).
+// Overlap + ping-pong between the consumer warpgroups (the default on sm_90).
 STEM_ATTN_SM90(stem_k_attn_sm90p_bf16_d128, 128, true, 2, true, true)
 STEM_ATTN_SM90(stem_k_attn_sm90p_bf16_d64, 64, true, 3, true, true)
 STEM_ATTN_SM90(stem_k_attn_sm90p_f16_d128, 128, false, 2, true, true)

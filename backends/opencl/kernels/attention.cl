@@ -1,12 +1,18 @@
 /* Stage 3, block-sparse causal attention with an online softmax
- * (docs/semantics.md section 6), FlashAttention-2 style. One work-group per
- * (b, h, query block I, slice of BQ rows); TPR items per query row, each
- * holding HEAD_DIM / TPR output columns. Key blocks from the row's list are
- * streamed in tiles of KT keys through local memory: S = Q K^T, running max
- * and sum, O += P V. K and V are read at KV head h / g (GQA, no copies). */
-
-#define ACC ((HEAD_DIM + TPR - 1) / TPR)
-#define LS (BQ * TPR)
+ * (docs/semantics.md section 6), FlashAttention-2 style. Two kernels, one
+ * built per program: block_attention (GPUs, RPT set) and row_attention (CPU
+ * devices, VW set).
+ *
+ * block_attention, register-tiled for GPUs. One work-group per (b, h,
+ * query block I, slice of BQ rows) with TY x TX work-items, TY = BQ / RPT. Key blocks from the row's list are
+ * streamed in tiles of KT = TX * KPT keys through local memory (K, then V in
+ * the same space). Work-item (ty, tx) holds, in registers, the RPT x KPT
+ * logits of rows ty * RPT + r and keys tx + TX * kk, and the RPT x (4 NC)
+ * outputs of those rows at columns 4 (tx + TX * c) + 0..3: every local read
+ * is a float4 that feeds 4 RPT (or 4 KPT) FMAs, and each row's float4 of Q
+ * or P is a broadcast to the TX items sharing it. The row max is reduced
+ * through local memory once per tile; the row sum stays a per-item partial
+ * until the end. K and V are read at KV head h / g (GQA, no copies). */
 
 /* Chunked calls: rows r = 0 .. nr - 1 are the absolute query blocks row0 + r;
  * the call's queries are the positions [q_first, n_tokens), position p at
@@ -19,37 +25,80 @@ inline void store_lse(TENSOR_F32(lse), int b, int h, long row, float m, float l)
             l > 0.0f ? (m + log2(l)) * 0.69314718055994531f : (isnan(l) ? l : -INFINITY);
 }
 
-__kernel void block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index),
-                              TENSOR_I32(count), __global void *out, long out_off, long out_s0,
-                              long out_s1, long out_s2, long out_s3, int out_dtype, int hq,
-                              int g, int n_tokens, int n, int block, float qmul, TENSOR_F32(lse),
-                              long q_first, int row0, int nr)
+#ifdef RPT
+#define TY (BQ / RPT)
+#define LS (TY * TX)
+#define NC ((HEAD_DIM / 4 + TX - 1) / TX) /* float4 output columns per item */
+#define DP (HEAD_DIM + 4)                 /* padded row: float4-aligned, spreads banks */
+#define KP (KT + 4)                       /* padded row of P */
+
+/* Rows [0, nrow) of a [*, HEAD_DIM] tensor slice starting at token tok0,
+ * widened to f32 (times mul) into dst[nrow][DP]; rows outside [lo, hi) are 0.
+ * Contiguous rows whose starts are 4-element aligned load 4 elements a time. */
+inline void tile_load(__local float4 *dst, int nrow, __global const in_t *t, long base, long s2,
+                      long s3, long tok0, long lo, long hi, float mul, int lid)
 {
-    __local float Qs[BQ][HEAD_DIM + 1];
-    __local float Ks[KT][HEAD_DIM + 1];
-    __local float Vs[KT][HEAD_DIM + 1];
-    __local float Ss[BQ][KT + 1];
-    const int lid = get_local_id(0), r = lid / TPR, c = lid % TPR;
+    if (s3 == 1 && ((base | s2) & 3) == 0) {
+        for (int i = lid; i < nrow * (HEAD_DIM / 4); i += LS) {
+            const int rr = i / (HEAD_DIM / 4), e4 = i % (HEAD_DIM / 4);
+            const long tok = tok0 + rr;
+            dst[rr * (DP / 4) + e4] = tok >= lo && tok < hi
+                                          ? mul * LOADA4_IN(t, base + tok * s2 + 4 * e4)
+                                          : (float4)(0.0f);
+        }
+    } else {
+        __local float *d = (__local float *)dst;
+        for (int i = lid; i < nrow * HEAD_DIM; i += LS) {
+            const int rr = i / HEAD_DIM, e = i % HEAD_DIM;
+            const long tok = tok0 + rr;
+            d[rr * DP + e] = tok >= lo && tok < hi ? mul * LOAD_IN(t, base + tok * s2 + e * s3)
+                                                   : 0.0f;
+        }
+    }
+}
+
+/* Output columns 4 (tx + TX c) .. + 3 exist for every item when TX float4s
+ * divide a row. */
+#if HEAD_DIM % (4 * TX) == 0
+#define COL_LIVE(col) 1
+#else
+#define COL_LIVE(col) ((col) < HEAD_DIM)
+#endif
+
+__kernel __attribute__((reqd_work_group_size(LS, 1, 1))) void
+block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(count),
+                __global void *out, long out_off, long out_s0, long out_s1, long out_s2,
+                long out_s3, int out_dtype, int hq, int g, int n_tokens, int n, int block,
+                float qmul, TENSOR_F32(lse), long q_first, int row0, int nr)
+{
+    /* float4 arrays: 16-byte aligned, so each float4 read is one vector load */
+    __local float4 Qs[BQ * DP / 4];
+    __local float4 KVs[KT * DP / 4];
+    __local float4 Ps[BQ * KP / 4];
+    __local float Red[BQ * TX];
+    const int lid = get_local_id(0), tx = lid % TX, ty = lid / TX, r0 = ty * RPT;
     const int row = nr - 1 - (int)get_group_id(1); /* late rows (most keys) first */
     const int I = row0 + row;
     const int bh = get_group_id(2), b = bh / hq, h = bh % hq, kh = h / g;
     const long q0 = (long)I * block + (long)get_group_id(0) * BQ;
     /* A slice past N or before the call's first query lists no keys to visit. */
     const int live_slice = q0 < n_tokens && q0 + BQ > q_first;
-    const long qtok = q0 + r;
     const long last_q = min(q0 + BQ - 1, (long)n_tokens - 1);
 
-    for (int i = lid; i < BQ * HEAD_DIM; i += LS) {
-        const int rr = i / HEAD_DIM, e = i % HEAD_DIM;
-        const long tok = q0 + rr;
-        Qs[rr][e] = tok < n_tokens && tok >= q_first
-                        ? qmul * LOAD_IN(q, AT(q, b, h, tok - q_first, e))
-                        : 0.0f;
+    /* Q rows q0 .. q0 + BQ - 1 are rows q0 - q_first .. of the call's q. */
+    tile_load(Qs, BQ, q, AT(q, b, h, 0, 0) - q_first * q_s2, q_s2, q_s3, q0, q_first, n_tokens,
+              qmul, lid);
+    float4 acc[RPT][NC];
+    float m[RPT], l[RPT]; /* l: this item's share of the row sum */
+#pragma unroll
+    for (int r = 0; r < RPT; r++) {
+#pragma unroll
+        for (int c = 0; c < NC; c++)
+            acc[r][c] = (float4)(0.0f);
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
     }
-    float acc[ACC];
-    for (int i = 0; i < ACC; i++)
-        acc[i] = 0.0f;
-    float m = -INFINITY, l = 0.0f;
+    const long kbase = AT(k, b, kh, 0, 0), vbase = AT(v, b, kh, 0, 0);
 
     const int cnt = live_slice ? clamp(count[AT(count, b, h, row, 0)], 0, n) : 0;
     int prev = -1;
@@ -62,72 +111,222 @@ __kernel void block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index)
             const long k0 = (long)J * block + kt0;
             if (k0 >= n_tokens || k0 > last_q)
                 break; /* past N, or every key masked for every row here */
-            barrier(CLK_LOCAL_MEM_FENCE); /* previous tile fully consumed */
-            for (int i = lid; i < KT * HEAD_DIM; i += LS) {
-                const int j = i / HEAD_DIM, e = i % HEAD_DIM;
-                const long tok = k0 + j;
-                const int ok = tok < n_tokens;
-                Ks[j][e] = ok ? LOAD_IN(k, AT(k, b, kh, tok, e)) : 0.0f;
-                Vs[j][e] = ok ? LOAD_IN(v, AT(v, b, kh, tok, e)) : 0.0f;
-            }
+            barrier(CLK_LOCAL_MEM_FENCE); /* previous tile's P V done with KVs, Ps */
+            tile_load(KVs, KT, k, kbase, k_s2, k_s3, k0, 0, n_tokens, 1.0f, lid);
             barrier(CLK_LOCAL_MEM_FENCE);
-            for (int j = c; j < KT; j += TPR) {
-                float s = 0.0f;
-                for (int e = 0; e < HEAD_DIM; e++)
-                    s += Qs[r][e] * Ks[j][e];
-                const long tok = k0 + j;
-                Ss[r][j] = tok < n_tokens && tok <= qtok ? s : -INFINITY;
+
+            float s[RPT][KPT];
+#pragma unroll
+            for (int r = 0; r < RPT; r++)
+#pragma unroll
+                for (int kk = 0; kk < KPT; kk++)
+                    s[r][kk] = 0.0f;
+#pragma unroll 4
+            for (int e4 = 0; e4 < HEAD_DIM / 4; e4++) {
+                float4 qv[RPT], kv[KPT];
+#pragma unroll
+                for (int r = 0; r < RPT; r++)
+                    qv[r] = Qs[(r0 + r) * (DP / 4) + e4];
+#pragma unroll
+                for (int kk = 0; kk < KPT; kk++)
+                    kv[kk] = KVs[(tx + TX * kk) * (DP / 4) + e4];
+#pragma unroll
+                for (int r = 0; r < RPT; r++)
+#pragma unroll
+                    for (int kk = 0; kk < KPT; kk++) {
+                        float t = s[r][kk];
+                        t = fma(qv[r].x, kv[kk].x, t);
+                        t = fma(qv[r].y, kv[kk].y, t);
+                        t = fma(qv[r].z, kv[kk].z, t);
+                        s[r][kk] = fma(qv[r].w, kv[kk].w, t);
+                    }
             }
-            barrier(CLK_LOCAL_MEM_FENCE);
-            float mx = -INFINITY;
-            int nan_seen = 0; /* fmax drops NaN: a NaN logit must still poison the row */
-            for (int j = 0; j < KT; j++) {
-                mx = fmax(mx, Ss[r][j]);
-                nan_seen |= isnan(Ss[r][j]);
-            }
-            if (nan_seen)
-                l = NAN;
-            const float m_new = fmax(m, mx);
-            barrier(CLK_LOCAL_MEM_FENCE); /* every row max read before P overwrites S */
-            const int live = m_new != -INFINITY;
-            for (int j = c; j < KT; j += TPR)
-                Ss[r][j] = live ? exp2(Ss[r][j] - m_new) : 0.0f;
-            barrier(CLK_LOCAL_MEM_FENCE);
-            if (live) {
-                const float alpha = exp2(m - m_new); /* 0 on the first visible tile */
-                float sum = 0.0f;
-                for (int j = 0; j < KT; j++)
-                    sum += Ss[r][j];
-                l = l * alpha + sum;
-                for (int i = 0; i < ACC; i++) {
-                    const int col = c + i * TPR;
-                    float o = acc[i] * alpha;
-                    if (col < HEAD_DIM)
-                        for (int j = 0; j < KT; j++)
-                            o += Ss[r][j] * Vs[j][col];
-                    acc[i] = o;
+#pragma unroll
+            for (int r = 0; r < RPT; r++) {
+                const long qtok = q0 + r0 + r;
+                float mx = -INFINITY;
+                int nan_seen = 0; /* fmax drops NaN: a NaN logit must still poison the row */
+#pragma unroll
+                for (int kk = 0; kk < KPT; kk++) {
+                    const long tok = k0 + tx + TX * kk;
+                    if (tok >= n_tokens || tok > qtok)
+                        s[r][kk] = -INFINITY;
+                    nan_seen |= isnan(s[r][kk]);
+                    mx = fmax(mx, s[r][kk]);
                 }
-                m = m_new;
+                if (nan_seen)
+                    l[r] = NAN;
+                Red[(r0 + r) * TX + tx] = mx;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE); /* partial maxima written; K no longer read */
+            tile_load(KVs, KT, v, vbase, v_s2, v_s3, k0, 0, n_tokens, 1.0f, lid);
+#pragma unroll
+            for (int r = 0; r < RPT; r++) {
+                float mx = -INFINITY;
+#pragma unroll
+                for (int t = 0; t < TX; t++)
+                    mx = fmax(mx, Red[(r0 + r) * TX + t]);
+                const float m_new = fmax(m[r], mx);
+                const int live = m_new != -INFINITY;
+                const float alpha = live ? exp2(m[r] - m_new) : 1.0f; /* 0 on the first tile */
+                float sum = 0.0f;
+#pragma unroll
+                for (int kk = 0; kk < KPT; kk++) {
+                    const float pv = live ? exp2(s[r][kk] - m_new) : 0.0f;
+                    sum += pv;
+                    ((__local float *)Ps)[(r0 + r) * KP + tx + TX * kk] = pv;
+                }
+                l[r] = l[r] * alpha + sum;
+#pragma unroll
+                for (int c = 0; c < NC; c++)
+                    acc[r][c] *= alpha;
+                m[r] = m_new;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE); /* V and P in place */
+
+#pragma unroll 2
+            for (int j4 = 0; j4 < KT / 4; j4++) {
+                float4 pv[RPT];
+#pragma unroll
+                for (int r = 0; r < RPT; r++)
+                    pv[r] = Ps[(r0 + r) * (KP / 4) + j4];
+#pragma unroll
+                for (int c = 0; c < NC; c++) {
+                    const int c4 = tx + TX * c; /* float4 column */
+                    if (COL_LIVE(4 * c4)) {
+                        const float4 v0 = KVs[(4 * j4 + 0) * (DP / 4) + c4];
+                        const float4 v1 = KVs[(4 * j4 + 1) * (DP / 4) + c4];
+                        const float4 v2 = KVs[(4 * j4 + 2) * (DP / 4) + c4];
+                        const float4 v3 = KVs[(4 * j4 + 3) * (DP / 4) + c4];
+#pragma unroll
+                        for (int r = 0; r < RPT; r++) {
+                            float4 o = acc[r][c];
+                            o = fma((float4)(pv[r].x), v0, o);
+                            o = fma((float4)(pv[r].y), v1, o);
+                            o = fma((float4)(pv[r].z), v2, o);
+                            acc[r][c] = fma((float4)(pv[r].w), v3, o);
+                        }
+                    }
+                }
             }
         }
     }
-    if (qtok >= n_tokens || qtok < q_first)
-        return;
-    const float inv = l > 0.0f ? 1.0f / l : (isnan(l) ? l : 0.0f); /* no visible key: zero output */
-    for (int i = 0; i < ACC; i++) {
-        const int col = c + i * TPR;
-        if (col < HEAD_DIM)
-            store_out(out, AT(out, b, h, qtok - q_first, col), out_dtype, acc[i] * inv);
+    /* Row sums: the TX items' shares, added once. */
+    barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
+    for (int r = 0; r < RPT; r++)
+        Red[(r0 + r) * TX + tx] = l[r];
+    barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
+    for (int r = 0; r < RPT; r++) {
+        const long qtok = q0 + r0 + r;
+        if (qtok >= n_tokens || qtok < q_first)
+            continue;
+        float lsum = 0.0f;
+        for (int t = 0; t < TX; t++)
+            lsum += Red[(r0 + r) * TX + t];
+        const float inv =
+            lsum > 0.0f ? 1.0f / lsum : (isnan(lsum) ? lsum : 0.0f); /* no visible key: 0 */
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const int col = 4 * (tx + TX * c);
+            if (COL_LIVE(col)) {
+                const float4 o = acc[r][c] * inv;
+                const long at = AT(out, b, h, qtok - q_first, col);
+                store_out(out, at, out_dtype, o.x);
+                store_out(out, at + out_s3, out_dtype, o.y);
+                store_out(out, at + 2 * out_s3, out_dtype, o.z);
+                store_out(out, at + 3 * out_s3, out_dtype, o.w);
+            }
+        }
+        if (tx == 0)
+            store_lse(lse, lse_off, lse_s0, lse_s1, lse_s2, lse_s3, b, h, qtok - q_first, m[r],
+                      lsum);
     }
-    if (c == 0)
-        store_lse(lse, lse_off, lse_s0, lse_s1, lse_s2, lse_s3, b, h, qtok - q_first, m, l);
+}
+#endif /* RPT */
+
+/* The same stage for CPU devices (PoCL), written like a CPU kernel: one
+ * work-item per work-group and per (b, h, query block I, slice of BQ rows),
+ * explicit VW-wide vectors (the device's native float width) so the code
+ * does not depend on the runtime vectorizing across work-items. Per tile of
+ * CKT keys: K packed transposed and V widened into private arrays, then for
+ * each CR rows a register block of logits (CR x CKT), the online softmax with
+ * a vector exp2, and a register block of P V (CR x 2 VW columns at a time).
+ * K is packed once per tile for all the item's rows (up to a whole block). */
+#ifdef VW
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define floatV CAT(float, VW)
+#define intV CAT(int, VW)
+#define vloadV CAT(vload, VW)
+#define vstoreV CAT(vstore, VW)
+#define CR (VW == 16 ? 8 : 4) /* rows per register block: 2 CR accumulators (of 32 / 16 regs) */
+#define CKT (2 * VW)          /* keys per tile */
+
+/* VW contiguous elements from element i, widened. */
+#if IN_DTYPE == 1
+#define LOADV_IN(p, i) CAT(vload_half, VW)(0, (p) + (i))
+#elif IN_DTYPE == 2
+#define LOADV_IN(p, i) CAT(as_float, VW)(CAT(convert_uint, VW)(vloadV(0, (p) + (i))) << 16)
+#else
+#define LOADV_IN(p, i) vloadV(0, (p) + (i))
+#endif
+
+#if VW == 4
+#define IOTA ((intV)(0, 1, 2, 3))
+#elif VW == 8
+#define IOTA ((intV)(0, 1, 2, 3, 4, 5, 6, 7))
+#else
+#define IOTA ((intV)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#endif
+
+/* 2^x for x <= 0 (and -inf, NaN) on every lane: 2^n times a degree-7 Taylor
+ * series of 2^f, |f| <= 1/2 (truncation 5e-9 relative); below -126 gives 0. */
+inline floatV exp2v(floatV x)
+{
+    const floatV xc = fmax(x, (floatV)(-127.0f)); /* NaN lanes are restored below */
+    const floatV n = rint(xc), f = xc - n;
+    floatV p = (floatV)(1.525273380405984e-05f);
+    p = fma(p, f, (floatV)(1.5403530393381608e-04f));
+    p = fma(p, f, (floatV)(1.3333558146428443e-03f));
+    p = fma(p, f, (floatV)(9.618129107628477e-03f));
+    p = fma(p, f, (floatV)(5.550410866482158e-02f));
+    p = fma(p, f, (floatV)(2.402265069591007e-01f));
+    p = fma(p, f, (floatV)(6.931471805599453e-01f));
+    p = fma(p, f, (floatV)(1.0f));
+    const intV e = (CAT(convert_int, VW)(n) + 127) << 23;
+    const floatV r = p * CAT(as_float, VW)(e);
+    return select(select(r, (floatV)(0.0f), xc < -126.0f), x, isnan(x));
 }
 
-/* The same stage for CPU devices (PoCL): one work-item per query row, no
- * barriers and no local memory, so the runtime can vectorize across rows
- * (neighbouring rows read the same key, a broadcast). Keys come in chunks of
- * ROW_CHUNK: logits, one rescale per chunk, then P V. */
-#define ROW_CHUNK 16
+inline float hmax(floatV x)
+{
+#if VW == 16
+    const float8 a = fmax(x.lo, x.hi);
+    const float4 b = fmax(a.lo, a.hi);
+#elif VW == 8
+    const float4 b = fmax(x.lo, x.hi);
+#else
+    const float4 b = x;
+#endif
+    const float2 c = fmax(b.lo, b.hi);
+    return fmax(c.x, c.y);
+}
+
+inline float hsum(floatV x)
+{
+#if VW == 16
+    const float8 a = x.lo + x.hi;
+    const float4 b = a.lo + a.hi;
+#elif VW == 8
+    const float4 b = x.lo + x.hi;
+#else
+    const float4 b = x;
+#endif
+    const float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
 
 __kernel void row_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index),
                             TENSOR_I32(count), __global void *out, long out_off, long out_s0,
@@ -137,16 +336,25 @@ __kernel void row_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index),
 {
     const int row = nr - 1 - (int)get_group_id(1), I = row0 + row;
     const int bh = get_group_id(2), b = bh / hq, h = bh % hq, kh = h / g;
-    const long qtok = (long)I * block + get_global_id(0);
-    if (get_global_id(0) >= block || qtok >= n_tokens || qtok < q_first)
+    const int bq = min(block, BQ); /* rows of this item */
+    const long q0 = (long)I * block + (long)get_group_id(0) * bq;
+    if (q0 >= n_tokens || q0 + bq <= q_first)
         return;
-    float qv[HEAD_DIM], acc[HEAD_DIM], s[ROW_CHUNK];
-    const long qrow = AT(q, b, h, qtok - q_first, 0);
-    for (int e = 0; e < HEAD_DIM; e++) {
-        qv[e] = qmul * LOAD_IN(q, qrow + e * q_s3);
-        acc[e] = 0.0f;
+    const long last_q = min(q0 + bq - 1, (long)n_tokens - 1);
+    float Qp[BQ * HEAD_DIM], Op[BQ * HEAD_DIM]; /* row-major, scaled Q; output sums */
+    float Kt[HEAD_DIM * CKT], Vp[CKT * HEAD_DIM], Sp[CR * CKT];
+    float m[BQ], l[BQ];
+    for (int r = 0; r < bq; r++) {
+        const long tok = q0 + r;
+        const int ok = tok >= q_first && tok < n_tokens;
+        const long at = ok ? AT(q, b, h, tok - q_first, 0) : 0;
+        for (int e = 0; e < HEAD_DIM; e++) {
+            Qp[r * HEAD_DIM + e] = ok ? qmul * LOAD_IN(q, at + e * q_s3) : 0.0f;
+            Op[r * HEAD_DIM + e] = 0.0f;
+        }
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
     }
-    float m = -INFINITY, l = 0.0f;
     const int cnt = clamp(count[AT(count, b, h, row, 0)], 0, n);
     int prev = -1;
     for (int p = 0; p < cnt; p++) {
@@ -154,35 +362,106 @@ __kernel void row_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index),
         if (J <= prev || J > I)
             continue;
         prev = J;
-        const long k_end = min((long)(J + 1) * block, min((long)n_tokens, qtok + 1));
-        for (long k0 = (long)J * block; k0 < k_end; k0 += ROW_CHUNK) {
-            const int kn = (int)min((long)ROW_CHUNK, k_end - k0);
-            float mx = -INFINITY;
-            for (int j = 0; j < kn; j++) {
-                const long row = AT(k, b, kh, k0 + j, 0); /* address math once per key */
-                float d = 0.0f;
-                for (int e = 0; e < HEAD_DIM; e++)
-                    d += qv[e] * LOAD_IN(k, row + e * k_s3);
-                s[j] = d;
-                mx = fmax(mx, d);
+        const long k_end = min((long)(J + 1) * block, min((long)n_tokens, last_q + 1));
+        for (long k0 = (long)J * block; k0 < k_end; k0 += CKT) {
+            const int kn = (int)min((long)CKT, k_end - k0);
+            for (int j = 0; j < CKT; j++) {
+                const int ok = j < kn;
+                const long ka = ok ? AT(k, b, kh, k0 + j, 0) : 0;
+                const long va = ok ? AT(v, b, kh, k0 + j, 0) : 0;
+                if (ok && k_s3 == 1 && v_s3 == 1) { /* contiguous rows: VW elements a load */
+                    for (int e = 0; e < HEAD_DIM; e += VW) {
+                        float t[VW];
+                        vstoreV(LOADV_IN(k, ka + e), 0, t);
+                        for (int i = 0; i < VW; i++)
+                            Kt[(e + i) * CKT + j] = t[i];
+                        vstoreV(LOADV_IN(v, va + e), 0, Vp + j * HEAD_DIM + e);
+                    }
+                } else {
+                    for (int e = 0; e < HEAD_DIM; e++) {
+                        Kt[e * CKT + j] = ok ? LOAD_IN(k, ka + e * k_s3) : 0.0f;
+                        Vp[j * HEAD_DIM + e] = ok ? LOAD_IN(v, va + e * v_s3) : 0.0f;
+                    }
+                }
             }
-            const float m_new = fmax(m, mx);
-            const float alpha = exp2(m - m_new);
-            l *= alpha;
-            for (int e = 0; e < HEAD_DIM; e++)
-                acc[e] *= alpha;
-            for (int j = 0; j < kn; j++) {
-                const float pj = exp2(s[j] - m_new);
-                const long row = AT(v, b, kh, k0 + j, 0);
-                l += pj;
-                for (int e = 0; e < HEAD_DIM; e++)
-                    acc[e] += pj * LOAD_IN(v, row + e * v_s3);
+            const intV key0 = (intV)((int)(k0 - q0)) + IOTA; /* key - q0, lanes 0..VW-1 */
+            for (int r0 = 0; r0 < bq; r0 += CR) {
+                if (q0 + r0 + CR - 1 < k0)
+                    continue; /* every key of the tile is after these rows */
+                floatV s0[CR], s1[CR];
+#pragma unroll
+                for (int r = 0; r < CR; r++)
+                    s0[r] = s1[r] = (floatV)(0.0f);
+#pragma unroll 4
+                for (int e = 0; e < HEAD_DIM; e++) {
+                    const floatV k0v = vloadV(0, Kt + e * CKT), k1v = vloadV(0, Kt + e * CKT + VW);
+#pragma unroll
+                    for (int r = 0; r < CR; r++) {
+                        const floatV qe = (floatV)(Qp[(r0 + r) * HEAD_DIM + e]);
+                        s0[r] = fma(qe, k0v, s0[r]);
+                        s1[r] = fma(qe, k1v, s1[r]);
+                    }
+                }
+#pragma unroll
+                for (int r = 0; r < CR; r++) {
+                    const int rr = r0 + r;
+                    /* Masked: keys after the row's token or not in the tile. */
+                    const intV lim = (intV)(min(rr, (int)(k0 - q0) + kn - 1));
+                    s0[r] = select(s0[r], (floatV)(-INFINITY), key0 > lim);
+                    s1[r] = select(s1[r], (floatV)(-INFINITY), key0 + (intV)(VW) > lim);
+                    if (any(isnan(s0[r])) || any(isnan(s1[r])))
+                        l[rr] = NAN; /* fmax drops NaN: it must still poison the row */
+                    const float m_new = fmax(m[rr], hmax(fmax(s0[r], s1[r])));
+                    floatV p0 = (floatV)(0.0f), p1 = (floatV)(0.0f);
+                    if (m_new != -INFINITY) {
+                        const float alpha = exp2(m[rr] - m_new);
+                        p0 = exp2v(s0[r] - (floatV)(m_new));
+                        p1 = exp2v(s1[r] - (floatV)(m_new));
+                        l[rr] = l[rr] * alpha + hsum(p0 + p1);
+                        if (alpha != 1.0f)
+                            for (int e = 0; e < HEAD_DIM; e += VW)
+                                vstoreV(alpha * vloadV(0, Op + rr * HEAD_DIM + e), 0,
+                                        Op + rr * HEAD_DIM + e);
+                        m[rr] = m_new;
+                    }
+                    vstoreV(p0, 0, Sp + r * CKT);
+                    vstoreV(p1, 0, Sp + r * CKT + VW);
+                }
+                for (int c = 0; c < HEAD_DIM; c += 2 * VW) {
+                    floatV o0[CR], o1[CR];
+#pragma unroll
+                    for (int r = 0; r < CR; r++) {
+                        o0[r] = vloadV(0, Op + (r0 + r) * HEAD_DIM + c);
+                        o1[r] = vloadV(0, Op + (r0 + r) * HEAD_DIM + c + VW);
+                    }
+#pragma unroll 4
+                    for (int j = 0; j < CKT; j++) {
+                        const floatV v0 = vloadV(0, Vp + j * HEAD_DIM + c);
+                        const floatV v1 = vloadV(0, Vp + j * HEAD_DIM + c + VW);
+#pragma unroll
+                        for (int r = 0; r < CR; r++) {
+                            const floatV pj = (floatV)(Sp[r * CKT + j]);
+                            o0[r] = fma(pj, v0, o0[r]);
+                            o1[r] = fma(pj, v1, o1[r]);
+                        }
+                    }
+#pragma unroll
+                    for (int r = 0; r < CR; r++) {
+                        vstoreV(o0[r], 0, Op + (r0 + r) * HEAD_DIM + c);
+                        vstoreV(o1[r], 0, Op + (r0 + r) * HEAD_DIM + c + VW);
+                    }
+                }
             }
-            m = m_new;
         }
     }
-    const float inv = l > 0.0f ? 1.0f / l : (isnan(l) ? l : 0.0f);
-    for (int e = 0; e < HEAD_DIM; e++)
-        store_out(out, AT(out, b, h, qtok - q_first, e), out_dtype, acc[e] * inv);
-    store_lse(lse, lse_off, lse_s0, lse_s1, lse_s2, lse_s3, b, h, qtok - q_first, m, l);
+    for (int r = 0; r < bq; r++) {
+        const long tok = q0 + r;
+        if (tok < q_first || tok >= n_tokens)
+            continue;
+        const float inv = l[r] > 0.0f ? 1.0f / l[r] : (isnan(l[r]) ? l[r] : 0.0f);
+        for (int e = 0; e < HEAD_DIM; e++)
+            store_out(out, AT(out, b, h, tok - q_first, e), out_dtype, Op[r * HEAD_DIM + e] * inv);
+        store_lse(lse, lse_off, lse_s0, lse_s1, lse_s2, lse_s3, b, h, tok - q_first, m[r], l[r]);
+    }
 }
+#endif /* VW */

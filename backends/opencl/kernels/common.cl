@@ -1,7 +1,7 @@
 /* Shared by every kernel: storage types, widening loads, rounding stores.
  * Build-time macros (set by ocl_program.c / ocl_backend.c from the plan and
- * the device): IN_DTYPE 0 f32 | 1 f16 | 2 bf16, HEAD_DIM, BQ, KT, TPR,
- * SEL_CAP, SEL_LS, HAS_FP64, HAS_FP16. */
+ * the device): IN_DTYPE 0 f32 | 1 f16 | 2 bf16, HEAD_DIM, BQ, SEL_CAP, SEL_LS,
+ * HAS_FP64, HAS_FP16; for GPUs KT, RPT, TX, KPT; for CPU devices VW. */
 #ifdef STEM_FORCE_BUILD_ERROR
 #error "STEM_FORCE_BUILD_ERROR: deliberately broken build (tests)"
 #endif
@@ -14,16 +14,20 @@ typedef float acc_t;
 #endif
 
 /* Q, K, V storage: f16 through vload_half (core OpenCL, no cl_khr_fp16
- * needed), bf16 as the top half of an f32 bit pattern. */
+ * needed), bf16 as the top half of an f32 bit pattern. LOADA4_IN: elements
+ * i .. i + 3 widened, i a multiple of 4 from a 4-element-aligned start. */
 #if IN_DTYPE == 1
 typedef half in_t;
 #define LOAD_IN(p, i) vload_half((i), (p))
+#define LOADA4_IN(p, i) vloada_half4(0, (p) + (i))
 #elif IN_DTYPE == 2
 typedef ushort in_t;
 #define LOAD_IN(p, i) as_float((uint)(p)[(i)] << 16)
+#define LOADA4_IN(p, i) as_float4(convert_uint4(*(__global const ushort4 *)((p) + (i))) << 16)
 #else
 typedef float in_t;
 #define LOAD_IN(p, i) ((p)[(i)])
+#define LOADA4_IN(p, i) (*(__global const float4 *)((p) + (i)))
 #endif
 
 /* Element (b, h, n, e) of a strided tensor; 64-bit index math. */
