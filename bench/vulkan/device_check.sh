@@ -98,6 +98,8 @@ step wrap-native 60 "$build/tests/test_wrap_native"
 tail -n 4 "$out/wrap-native.txt" >>"$S"
 [ -x "$build/tests/hardening/test_vk_limits" ] &&
     step vk-limits 120 "$build/tests/hardening/test_vk_limits"
+[ -x "$build/tests/test_vk_async" ] && step vk-async 60 "$build/tests/test_vk_async" &&
+    tail -n 1 "$out/vk-async.txt" >>"$S"
 unset STEM_TEST_ONLY STEM_TEST_REQUIRE
 
 # Llama-3.1-8B layer: Hq 32, Hkv 8, d 128. STEM_TOOL_LOG=1: the path taken goes to the file.
