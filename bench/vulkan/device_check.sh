@@ -13,7 +13,7 @@
 #   command "BUILD=build-vkdev bash bench/vulkan/device_check.sh"
 # .devdeps: libcmocka0 (apt-get download); .gl: libvulkan1 and the glvnd
 # libraries the NVIDIA ICD loads (amd64 .debs). Env: BUILD, NS (8192,32768),
-# PATHS (khr,nv,plain), SUITE_S (seconds per suite, 150), BENCH_S (per bench, 90),
+# PATHS (khr,nv,plain), SUITE_S (seconds per suite, 180), BENCH_S (per bench, 90),
 # VARIANTS (NV tile settings benched at the largest N, e.g. "STEM_VULKAN_COOP_ROWS=64"), SUITE_FILTER (STEM_TEST_FILTER
 # for the suites), SHAPE (bench shape flags), NO_UNPACK --
 # for a dry run on lavapipe: NO_UNPACK=1 SUITE_FILTER=d64_h1x1 SHAPE="--hq 2 --hkv 1 --d 64" NS=256.
@@ -29,7 +29,7 @@ out="${OUT:-/tmp/stem-vulkan-check}"
 build="${BUILD:-build}"
 ns="${NS:-8192,32768}"
 paths="${PATHS:-khr,nv,plain}"
-suite_s="${SUITE_S:-150}"
+suite_s="${SUITE_S:-180}"
 bench_s="${BENCH_S:-90}"
 suite_filter="${SUITE_FILTER:-}"
 read -r -a shape <<<"${SHAPE:---hq 32 --hkv 8 --d 128}"
@@ -64,12 +64,13 @@ grep -iE 'vulkan' "$out/info.txt" | head -4 | tee -a "$S"
 # bf16 cases: on khr as bf16 matrices where the driver has VK_KHR_shader_bfloat16,
 # on nv (and in the "khrcopy" suite, STEM_VULKAN_BF16=0, bf16 cases only) through
 # f16 copies. f32 stays on the plain kernel unless STEM_VULKAN_F32_MATRIX=1 (the
-# "f32m" and "f32mnv" suites, f32 cases only: split hi/lo f16 copies, three
-# products each).
+# "f32m" suite, f32 cases only, on khr: split hi/lo f16 copies, three products
+# each; SUITES_EXTRA=f32mnv adds the same on nv).
 export STEM_TEST_ONLY=vulkan STEM_TEST_REQUIRE=vulkan
 suites=()
 for p in ${paths//,/ }; do suites+=("$p"); done
-suites+=(f32m f32mnv khrcopy)
+for x in ${SUITES_EXTRA:-}; do suites+=("$x"); done
+suites+=(f32m khrcopy)
 for s in "${suites[@]}"; do
     (
         if [ "$s" = f32m ] || [ "$s" = f32mnv ]; then
@@ -80,7 +81,8 @@ for s in "${suites[@]}"; do
         else
             export STEM_VULKAN_PATH=$s STEM_TEST_FILTER=$suite_filter
         fi
-        t0=$SECONDS
+        # The references run on the CPU cores: a share each, not all of them each.
+        export OMP_NUM_THREADS=$(( $(nproc) / ${#suites[@]} > 0 ? $(nproc) / ${#suites[@]} : 1 ))
         timeout -k 5 "$suite_s" "$build/tests/test_conformance" --summary "$out/sum-$s.txt" \
             >"$out/suite-$s.log" 2>&1
         echo "rc=$? ${SECONDS}s" >>"$out/sum-$s.txt"
@@ -103,7 +105,7 @@ tail -n 4 "$out/wrap-native.txt" >>"$S"
 unset STEM_TEST_ONLY STEM_TEST_REQUIRE
 
 # Llama-3.1-8B layer: Hq 32, Hkv 8, d 128. STEM_TOOL_LOG=1: the path taken goes to the file.
-llama=(--backend vulkan "${shape[@]}" --markdown --quiet --warmup 2 --repeat 5)
+llama=(--backend vulkan "${shape[@]}" --markdown --quiet --warmup 1 --repeat 3)
 bench() { # bench NAME ENV... -- ARGS...
     local name=$1; shift
     local envs=()
