@@ -169,8 +169,8 @@ typedef struct stem_context_desc {
      * (void *)1, for the legacy default stream) or cl_command_queue
      * (OpenCL, same device; the context then uses that queue's cl_context)
      * or a stem_vulkan_queue * (Vulkan: the caller's VkDevice and queue);
-     * NULL = own. The caller keeps
-     * the queue alive until stem_context_destroy; libstem never destroys it
+     * NULL = own. The caller keeps the queue alive until
+     * stem_context_destroy; libstem never destroys it
      * and waits on it only in stem_synchronize and stem_buffer_read/write
      * (CUDA devices without memory pools also when freeing memory of its
      * own: buffers, plans). */
@@ -274,8 +274,9 @@ STEM_API stem_status stem_buffer_wrap_native(stem_context *ctx, void *handle, si
 /* Before its context is destroyed. Stages still queued on the buffer are
  * not disturbed: library-owned memory is released once they are done
  * (CPU stages have finished on return; Vulkan waits for its queued work
- * first; OpenCL and CUDA release in queue order), and wrapped memory is never released, so the caller
- * keeps it alive until the queued work is done. NULL is a no-op. */
+ * first; OpenCL and CUDA release in queue order), and wrapped memory is
+ * never released, so the caller keeps it alive until the queued work is
+ * done. NULL is a no-op. */
 STEM_API void stem_buffer_destroy(stem_buffer *buf);
 STEM_API size_t stem_buffer_size(const stem_buffer *buf);
 /* Blocking copies; [offset, offset + bytes) must lie inside the buffer. */
