@@ -9,9 +9,10 @@
 #     Xeon), in parallel, each process restricted to its platform through
 #     OCL_ICD_VENDORS;
 #  2. stem bench on the NVIDIA OpenCL device (Llama-3-8B layer: Hq 32, Hkv 8,
-#     d 128; bf16 at 8K and 16K, f32 and f16 at 8K; the attention tile
-#     variants of STEM_OPENCL_ATTN_TILE at 8K), our CUDA backend at the same
-#     sizes, and the torch SDPA peers (FlashAttention-2, cuDNN);
+#     d 128; bf16 at 8K and 16K, f32 and f16 at 8K; at 8K the attention tile
+#     shapes of STEM_OPENCL_ATTN_TILE, and two with -DKV_PREFETCH=1), our
+#     CUDA backend at the same sizes, and the torch SDPA peers
+#     (FlashAttention-2, cuDNN);
 #  3. stem bench on PoCL and on the CPU backend at the same sizes
 #     (N 8192, Hq 8, Hkv 2, d 128; f32, bf16, f16).
 # Writes $OUT/summary.txt (every step's output, then the derived figures:
@@ -35,6 +36,7 @@ if ! ldconfig -p | grep -q 'libOpenCL.so.1 ' || ! ldconfig -p | grep -q 'libcmoc
     ldconfig 2>/dev/null
 fi
 export LD_LIBRARY_PATH="$PWD/$B:${LD_LIBRARY_PATH:-}"
+export STEM_FIXTURE_DIR="$PWD/tests/fixtures/smollm2" # the build's own path does not exist there
 stem="$B/tools/stem"
 
 say "date $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD 2>/dev/null || cat COMMIT 2>/dev/null || echo unknown)"
@@ -89,6 +91,12 @@ if [ -n "$nv" ]; then
     # rows per item, items per row, keys per item, rows per work-group
     for t in 4,8,4,32 4,16,2,32 2,16,2,32 4,8,2,32 2,8,2,32; do
         STEM_OPENCL_ATTN_TILE=$t step "ocl-nvidia-tile-$t" 30 \
+            "$stem" bench --device "$nv" "${llama[@]}" --dtype bf16 --n 8192
+    done
+    # the next K tile read into registers during this tile's P V
+    for t in 2,8,4,32 4,8,4,32; do
+        STEM_OPENCL_BUILD_OPTIONS=-DKV_PREFETCH=1 STEM_OPENCL_ATTN_TILE=$t \
+            step "ocl-nvidia-prefetch-tile-$t" 30 \
             "$stem" bench --device "$nv" "${llama[@]}" --dtype bf16 --n 8192
     done
 fi

@@ -4,9 +4,9 @@
  * devices, VW set).
  *
  * block_attention, register-tiled for GPUs. One work-group per (b, h,
- * query block I, slice of BQ rows) with TY x TX work-items, TY = BQ / RPT. Key blocks from the row's list are
- * streamed in tiles of KT = TX * KPT keys through local memory (K, then V in
- * the same space). Work-item (ty, tx) holds, in registers, the RPT x KPT
+ * query block I, slice of BQ rows) with TY x TX work-items, TY = BQ / RPT.
+ * Key blocks from the row's list are streamed in tiles of KT = TX * KPT keys
+ * through local memory (K, then V in the same space). Work-item (ty, tx) holds, in registers, the RPT x KPT
  * logits of rows ty * RPT + r and keys tx + TX * kk, and the RPT x (4 NC)
  * outputs of those rows at columns 4 (tx + TX * c) + 0..3: every local read
  * is a float4 that feeds 4 RPT (or 4 KPT) FMAs, and each row's float4 of Q
@@ -57,6 +57,62 @@ inline void tile_load(__local float4 *dst, int nrow, __global const in_t *t, lon
     }
 }
 
+/* The next tile with keys to visit after (J, kt0): the rest of block J, then
+ * the next valid entry of the row's list (ascending, causal; invalid entries
+ * are skipped, there is no sync to report them). Returns its first key, or -1
+ * past the list. Every item of the work-group walks the same tiles. */
+inline long next_tile(__global const int *index, long at, long step, int cnt, int I, int block,
+                      long n_tokens, long last_q, int *p, int *prev, int *J, int *kt0)
+{
+    for (;;) {
+        if (*J >= 0) {
+            *kt0 += KT;
+            const long k0 = (long)*J * block + *kt0;
+            if (*kt0 < block && k0 < n_tokens && k0 <= last_q)
+                return k0; /* else past N, or every key masked for every row here */
+        }
+        int j = -1;
+        while (j < 0 && *p < cnt) {
+            j = index[at + (long)(*p)++ * step];
+            j = j > *prev && j <= I ? j : -1;
+        }
+        if (j < 0)
+            return -1;
+        *prev = *J = j;
+        *kt0 = -KT;
+    }
+}
+
+#ifndef KV_PREFETCH
+#define KV_PREFETCH 0
+#endif
+#if KV_PREFETCH
+/* KV_PREFETCH=1: the next K tile is read into registers before this tile's
+ * P V and written to local memory after it, so its latency hides behind the
+ * FMAs (contiguous, 4-aligned rows; other layouts load as without it). */
+#define PF_N ((KT * (HEAD_DIM / 4) + LS - 1) / LS)
+inline void tile_fetch(float4 *pre, __global const in_t *t, long base, long s2, long tok0,
+                       long hi, int lid)
+{
+#pragma unroll
+    for (int u = 0; u < PF_N; u++) {
+        const int i = lid + u * LS, rr = i / (HEAD_DIM / 4), e4 = i % (HEAD_DIM / 4);
+        const long tok = tok0 + rr;
+        pre[u] = i < KT * (HEAD_DIM / 4) && tok < hi ? LOADA4_IN(t, base + tok * s2 + 4 * e4)
+                                                     : (float4)(0.0f);
+    }
+}
+inline void tile_put(__local float4 *dst, const float4 *pre, int lid)
+{
+#pragma unroll
+    for (int u = 0; u < PF_N; u++) {
+        const int i = lid + u * LS;
+        if (i < KT * (HEAD_DIM / 4))
+            dst[(i / (HEAD_DIM / 4)) * (DP / 4) + i % (HEAD_DIM / 4)] = pre[u];
+    }
+}
+#endif
+
 /* Output columns 4 (tx + TX c) .. + 3 exist for every item when TX float4s
  * divide a row. */
 #if HEAD_DIM % (4 * TX) == 0
@@ -101,115 +157,127 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
     const long kbase = AT(k, b, kh, 0, 0), vbase = AT(v, b, kh, 0, 0);
 
     const int cnt = live_slice ? clamp(count[AT(count, b, h, row, 0)], 0, n) : 0;
-    int prev = -1;
-    for (int p = 0; p < cnt; p++) {
-        const int J = index[AT(index, b, h, row, p)];
-        if (J <= prev || J > I)
-            continue; /* invalid entries are skipped (no sync to report them) */
-        prev = J;
-        for (int kt0 = 0; kt0 < block; kt0 += KT) {
-            const long k0 = (long)J * block + kt0;
-            if (k0 >= n_tokens || k0 > last_q)
-                break; /* past N, or every key masked for every row here */
-            barrier(CLK_LOCAL_MEM_FENCE); /* previous tile's P V done with KVs, Ps */
+    const long ix_at = AT(index, b, h, row, 0);
+    int p = 0, prev = -1, J = -1, kt0 = 0;
+    long k0 = next_tile(index, ix_at, index_s3, cnt, I, block, n_tokens, last_q, &p, &prev, &J,
+                        &kt0);
+#if KV_PREFETCH
+    const int pf = k_s3 == 1 && ((kbase | k_s2) & 3) == 0;
+    float4 pre[PF_N];
+    if (pf && k0 >= 0)
+        tile_fetch(pre, k, kbase, k_s2, k0, n_tokens, lid);
+#endif
+    while (k0 >= 0) {
+        barrier(CLK_LOCAL_MEM_FENCE); /* previous tile's P V done with KVs, Ps */
+#if KV_PREFETCH
+        if (pf)
+            tile_put(KVs, pre, lid);
+        else
+#endif
             tile_load(KVs, KT, k, kbase, k_s2, k_s3, k0, 0, n_tokens, 1.0f, lid);
-            barrier(CLK_LOCAL_MEM_FENCE);
+        barrier(CLK_LOCAL_MEM_FENCE);
 
-            float s[RPT][KPT];
+        float s[RPT][KPT];
+#pragma unroll
+        for (int r = 0; r < RPT; r++)
+#pragma unroll
+            for (int kk = 0; kk < KPT; kk++)
+                s[r][kk] = 0.0f;
+#pragma unroll 4
+        for (int e4 = 0; e4 < HEAD_DIM / 4; e4++) {
+            float4 qv[RPT], kv[KPT];
+#pragma unroll
+            for (int r = 0; r < RPT; r++)
+                qv[r] = Qs[(r0 + r) * (DP / 4) + e4];
+#pragma unroll
+            for (int kk = 0; kk < KPT; kk++)
+                kv[kk] = KVs[(tx + TX * kk) * (DP / 4) + e4];
 #pragma unroll
             for (int r = 0; r < RPT; r++)
 #pragma unroll
-                for (int kk = 0; kk < KPT; kk++)
-                    s[r][kk] = 0.0f;
-#pragma unroll 4
-            for (int e4 = 0; e4 < HEAD_DIM / 4; e4++) {
-                float4 qv[RPT], kv[KPT];
-#pragma unroll
-                for (int r = 0; r < RPT; r++)
-                    qv[r] = Qs[(r0 + r) * (DP / 4) + e4];
-#pragma unroll
-                for (int kk = 0; kk < KPT; kk++)
-                    kv[kk] = KVs[(tx + TX * kk) * (DP / 4) + e4];
-#pragma unroll
-                for (int r = 0; r < RPT; r++)
-#pragma unroll
-                    for (int kk = 0; kk < KPT; kk++) {
-                        float t = s[r][kk];
-                        t = fma(qv[r].x, kv[kk].x, t);
-                        t = fma(qv[r].y, kv[kk].y, t);
-                        t = fma(qv[r].z, kv[kk].z, t);
-                        s[r][kk] = fma(qv[r].w, kv[kk].w, t);
-                    }
-            }
-#pragma unroll
-            for (int r = 0; r < RPT; r++) {
-                const long qtok = q0 + r0 + r;
-                float mx = -INFINITY;
-                int nan_seen = 0; /* fmax drops NaN: a NaN logit must still poison the row */
-#pragma unroll
                 for (int kk = 0; kk < KPT; kk++) {
-                    const long tok = k0 + tx + TX * kk;
-                    if (tok >= n_tokens || tok > qtok)
-                        s[r][kk] = -INFINITY;
-                    nan_seen |= isnan(s[r][kk]);
-                    mx = fmax(mx, s[r][kk]);
+                    float t = s[r][kk];
+                    t = fma(qv[r].x, kv[kk].x, t);
+                    t = fma(qv[r].y, kv[kk].y, t);
+                    t = fma(qv[r].z, kv[kk].z, t);
+                    s[r][kk] = fma(qv[r].w, kv[kk].w, t);
                 }
-                if (nan_seen)
-                    l[r] = NAN;
-                Red[(r0 + r) * TX + tx] = mx;
+        }
+#pragma unroll
+        for (int r = 0; r < RPT; r++) {
+            const long qtok = q0 + r0 + r;
+            float mx = -INFINITY;
+            int nan_seen = 0; /* fmax drops NaN: a NaN logit must still poison the row */
+#pragma unroll
+            for (int kk = 0; kk < KPT; kk++) {
+                const long tok = k0 + tx + TX * kk;
+                if (tok >= n_tokens || tok > qtok)
+                    s[r][kk] = -INFINITY;
+                nan_seen |= isnan(s[r][kk]);
+                mx = fmax(mx, s[r][kk]);
             }
-            barrier(CLK_LOCAL_MEM_FENCE); /* partial maxima written; K no longer read */
-            tile_load(KVs, KT, v, vbase, v_s2, v_s3, k0, 0, n_tokens, 1.0f, lid);
+            if (nan_seen)
+                l[r] = NAN;
+            Red[(r0 + r) * TX + tx] = mx;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE); /* partial maxima written; K no longer read */
+        tile_load(KVs, KT, v, vbase, v_s2, v_s3, k0, 0, n_tokens, 1.0f, lid);
 #pragma unroll
-            for (int r = 0; r < RPT; r++) {
-                float mx = -INFINITY;
+        for (int r = 0; r < RPT; r++) {
+            float mx = -INFINITY;
 #pragma unroll
-                for (int t = 0; t < TX; t++)
-                    mx = fmax(mx, Red[(r0 + r) * TX + t]);
-                const float m_new = fmax(m[r], mx);
-                const int live = m_new != -INFINITY;
-                const float alpha = live ? exp2(m[r] - m_new) : 1.0f; /* 0 on the first tile */
-                float sum = 0.0f;
+            for (int t = 0; t < TX; t++)
+                mx = fmax(mx, Red[(r0 + r) * TX + t]);
+            const float m_new = fmax(m[r], mx);
+            const int live = m_new != -INFINITY;
+            const float alpha = live ? exp2(m[r] - m_new) : 1.0f; /* 0 on the first tile */
+            float sum = 0.0f;
 #pragma unroll
-                for (int kk = 0; kk < KPT; kk++) {
-                    const float pv = live ? exp2(s[r][kk] - m_new) : 0.0f;
-                    sum += pv;
-                    ((__local float *)Ps)[(r0 + r) * KP + tx + TX * kk] = pv;
-                }
-                l[r] = l[r] * alpha + sum;
-#pragma unroll
-                for (int c = 0; c < NC; c++)
-                    acc[r][c] *= alpha;
-                m[r] = m_new;
+            for (int kk = 0; kk < KPT; kk++) {
+                const float pv = live ? exp2(s[r][kk] - m_new) : 0.0f;
+                sum += pv;
+                ((__local float *)Ps)[(r0 + r) * KP + tx + TX * kk] = pv;
             }
-            barrier(CLK_LOCAL_MEM_FENCE); /* V and P in place */
+            l[r] = l[r] * alpha + sum;
+#pragma unroll
+            for (int c = 0; c < NC; c++)
+                acc[r][c] *= alpha;
+            m[r] = m_new;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE); /* V and P in place */
+        const long k_next = next_tile(index, ix_at, index_s3, cnt, I, block, n_tokens, last_q,
+                                      &p, &prev, &J, &kt0);
+#if KV_PREFETCH
+        if (pf && k_next >= 0)
+            tile_fetch(pre, k, kbase, k_s2, k_next, n_tokens, lid);
+#endif
 
 #pragma unroll 2
-            for (int j4 = 0; j4 < KT / 4; j4++) {
-                float4 pv[RPT];
+        for (int j4 = 0; j4 < KT / 4; j4++) {
+            float4 pv[RPT];
 #pragma unroll
-                for (int r = 0; r < RPT; r++)
-                    pv[r] = Ps[(r0 + r) * (KP / 4) + j4];
+            for (int r = 0; r < RPT; r++)
+                pv[r] = Ps[(r0 + r) * (KP / 4) + j4];
 #pragma unroll
-                for (int c = 0; c < NC; c++) {
-                    const int c4 = tx + TX * c; /* float4 column */
-                    if (COL_LIVE(4 * c4)) {
-                        const float4 v0 = KVs[(4 * j4 + 0) * (DP / 4) + c4];
-                        const float4 v1 = KVs[(4 * j4 + 1) * (DP / 4) + c4];
-                        const float4 v2 = KVs[(4 * j4 + 2) * (DP / 4) + c4];
-                        const float4 v3 = KVs[(4 * j4 + 3) * (DP / 4) + c4];
+            for (int c = 0; c < NC; c++) {
+                const int c4 = tx + TX * c; /* float4 column */
+                if (COL_LIVE(4 * c4)) {
+                    const float4 v0 = KVs[(4 * j4 + 0) * (DP / 4) + c4];
+                    const float4 v1 = KVs[(4 * j4 + 1) * (DP / 4) + c4];
+                    const float4 v2 = KVs[(4 * j4 + 2) * (DP / 4) + c4];
+                    const float4 v3 = KVs[(4 * j4 + 3) * (DP / 4) + c4];
 #pragma unroll
-                        for (int r = 0; r < RPT; r++) {
-                            float4 o = acc[r][c];
-                            o = fma((float4)(pv[r].x), v0, o);
-                            o = fma((float4)(pv[r].y), v1, o);
-                            o = fma((float4)(pv[r].z), v2, o);
-                            acc[r][c] = fma((float4)(pv[r].w), v3, o);
-                        }
+                    for (int r = 0; r < RPT; r++) {
+                        float4 o = acc[r][c];
+                        o = fma((float4)(pv[r].x), v0, o);
+                        o = fma((float4)(pv[r].y), v1, o);
+                        o = fma((float4)(pv[r].z), v2, o);
+                        acc[r][c] = fma((float4)(pv[r].w), v3, o);
                     }
                 }
             }
         }
+        k0 = k_next;
     }
     /* Row sums: the TX items' shares, added once. */
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -247,9 +315,10 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
 #endif /* RPT */
 
 /* The same stage for CPU devices (PoCL), written like a CPU kernel: one
- * work-item per work-group and per (b, h, query block I, slice of BQ rows),
- * explicit VW-wide vectors (the device's native float width) so the code
- * does not depend on the runtime vectorizing across work-items. Per tile of
+ * work-item per work-group and per (b, h, query block I, slice of
+ * min(BQ, block) rows), explicit VW-wide vectors (the device's native float
+ * width) so the code does not depend on the runtime vectorizing across
+ * work-items. Per tile of
  * CKT keys: K packed transposed and V widened into private arrays, then for
  * each CR rows a register block of logits (CR x CKT), the online softmax with
  * a vector exp2, and a register block of P V (CR x 2 VW columns at a time).
