@@ -261,6 +261,14 @@ void stem_native_handles_init(stem_native_handles *handles)
     handles->struct_size = sizeof *handles;
 }
 
+void stem_vulkan_queue_init(stem_vulkan_queue *queue)
+{
+    if (!queue)
+        return;
+    memset(queue, 0, sizeof *queue);
+    queue->struct_size = sizeof *queue;
+}
+
 stem_status stem_context_get_native(const stem_context *ctx, stem_native_handles *handles)
 {
     stem_enter(ctx);

@@ -150,6 +150,10 @@ static stem_status check_lists(const stem_plan *plan, const stem_tensor *index,
 {
     if (!index->buffer->host || !count->buffer->host)
         return STEM_OK;
+    /* Queued stages (Vulkan on a CPU device maps its memory) may still write them. */
+    stem_status st = plan->ctx->ops->synchronize(plan->ctx);
+    if (st != STEM_OK)
+        return st;
     const int64_t n = plan->n_blocks;
     for (int64_t b = 0; b < plan->desc.batch; ++b)
         for (int64_t h = 0; h < plan->desc.num_q_heads; ++h)
@@ -300,8 +304,10 @@ stem_status stem_check_vstats_in(const stem_plan *plan, const stem_tensor *t, in
     float *img = malloc((size_t)span * sizeof(float));
     if (!img)
         return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);
-    stem_status st = STEM_OK;
-    memcpy(img, (const char *)t->buffer->host + t->offset, (size_t)span * sizeof(float));
+    /* Queued stages (Vulkan on a CPU device maps its memory) may still write it. */
+    stem_status st = plan->ctx->ops->synchronize(plan->ctx);
+    if (st == STEM_OK)
+        memcpy(img, (const char *)t->buffer->host + t->offset, (size_t)span * sizeof(float));
     for (int64_t b = 0; st == STEM_OK && b < nb; ++b)
         for (int64_t h = 0; st == STEM_OK && h < nh; ++h) {
             const float *ms = img + b * t->strides[0] + h * t->strides[1];

@@ -14,9 +14,10 @@
  *    (stem_context_desc.log) it reports what it decided (device, plan
  *    shape, kernel variants) and every failure of a call on that context.
  *  - A context is used by one thread at a time; distinct contexts are
- *    independent. Stages are asynchronous on the CUDA and OpenCL backends
- *    (Vulkan and CPU return when the work is done): stem_synchronize
- *    waits; stem_buffer_read/write are blocking.
+ *    independent. Stages are asynchronous on the CUDA, OpenCL and Vulkan
+ *    backends (CPU returns when the work is done; Vulkan stages that touch
+ *    wrapped host memory too): stem_synchronize waits;
+ *    stem_buffer_read/write are blocking.
  *  - Lifetimes: plans and buffers belong to the context that made them and
  *    are destroyed before it (stem_context_destroy refuses while any lives).
  *  - CUDA: every call makes libstem's context current for its duration and
@@ -166,10 +167,10 @@ typedef struct stem_context_desc {
     /* Optional native queue to run on instead of the context's own: a
      * CUstream (CUDA, of the device's primary context; CU_STREAM_LEGACY,
      * (void *)1, for the legacy default stream) or cl_command_queue
-     * (OpenCL, same device; the context then uses that queue's cl_context);
-     * NULL = own. Vulkan takes none (STEM_ERR_UNSUPPORTED): it runs on its
-     * own VkDevice and queue, see stem_context_get_native. The caller keeps
-     * the queue alive until stem_context_destroy; libstem never destroys it
+     * (OpenCL, same device; the context then uses that queue's cl_context)
+     * or a stem_vulkan_queue * (Vulkan: the caller's VkDevice and queue);
+     * NULL = own. The caller keeps the queue alive until
+     * stem_context_destroy; libstem never destroys it
      * and waits on it only in stem_synchronize and stem_buffer_read/write
      * (CUDA devices without memory pools also when freeing memory of its
      * own: buffers, plans). */
@@ -179,6 +180,34 @@ typedef struct stem_context_desc {
     const char *cache_dir;
 } stem_context_desc;
 STEM_API void stem_context_desc_init(stem_context_desc *desc);
+
+/* Vulkan: what stem_context_desc.native_queue points to (read during
+ * stem_context_create only). libstem then runs on the caller's VkDevice and
+ * submits to `queue`; the handles stay the caller's and are never destroyed.
+ * The queue is externally synchronized (Vulkan's rule): the caller does not
+ * submit to it from another thread while a libstem call runs. Every libstem
+ * submission starts with a full memory barrier, so it sees the caller's
+ * earlier work on the queue; the caller's later work needs its own barrier.
+ * The cooperative-matrix kernels run only where `flags` says the caller
+ * enabled what they need: STEM_VULKAN_QUEUE_COOP_KHR means the device has
+ * VK_KHR_cooperative_matrix enabled with the features cooperativeMatrix,
+ * shaderFloat16, storageBuffer16BitAccess and vulkanMemoryModel;
+ * STEM_VULKAN_QUEUE_COOP_NV the same with VK_NV_cooperative_matrix;
+ * STEM_VULKAN_QUEUE_BF16 (with COOP_KHR) VK_KHR_shader_bfloat16 with
+ * shaderBFloat16Type and shaderBFloat16CooperativeMatrix. */
+typedef struct stem_vulkan_queue {
+    size_t struct_size;
+    void *instance;        /* VkInstance */
+    void *physical_device; /* VkPhysicalDevice: the context's device (desc.device) */
+    void *device;          /* VkDevice made by the caller from physical_device */
+    void *queue;           /* VkQueue of device, in a family with compute */
+    uint32_t queue_family;
+    uint32_t flags;        /* STEM_VULKAN_QUEUE_* */
+} stem_vulkan_queue;
+#define STEM_VULKAN_QUEUE_COOP_KHR 1u
+#define STEM_VULKAN_QUEUE_COOP_NV 2u
+#define STEM_VULKAN_QUEUE_BF16 4u
+STEM_API void stem_vulkan_queue_init(stem_vulkan_queue *queue);
 
 /* desc may be NULL (defaults). */
 STEM_API stem_status stem_context_create(const stem_context_desc *desc, stem_context **out);
@@ -244,9 +273,10 @@ STEM_API stem_status stem_buffer_wrap_native(stem_context *ctx, void *handle, si
                                              size_t bytes, stem_buffer **out);
 /* Before its context is destroyed. Stages still queued on the buffer are
  * not disturbed: library-owned memory is released once they are done
- * (CPU and Vulkan stages have finished on return; OpenCL and CUDA release
- * in queue order), and wrapped memory is never released, so the caller
- * keeps it alive until the queued work is done. NULL is a no-op. */
+ * (CPU stages have finished on return; Vulkan waits for its queued work
+ * first; OpenCL and CUDA release in queue order), and wrapped memory is
+ * never released, so the caller keeps it alive until the queued work is
+ * done. NULL is a no-op. */
 STEM_API void stem_buffer_destroy(stem_buffer *buf);
 STEM_API size_t stem_buffer_size(const stem_buffer *buf);
 /* Blocking copies; [offset, offset + bytes) must lie inside the buffer. */

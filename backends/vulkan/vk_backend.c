@@ -2,6 +2,7 @@
 #include "vk_internal.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,21 +92,24 @@ static void describe(const stem_vk_fns *f, VkPhysicalDevice pd, stem_device_info
             dev->memory_bytes = mp.memoryHeaps[h].size;
     dev->compute_units = 0; /* Vulkan does not report it */
     snprintf(dev->name, sizeof dev->name, "%s", p.deviceName);
-    int coop = 0;
+    int coop = 0, khr = 0;
     uint32_t ne = 0;
     if (f->vkEnumerateDeviceExtensionProperties(pd, NULL, &ne, NULL) == VK_SUCCESS && ne) {
         VkExtensionProperties *ext = calloc(ne, sizeof *ext);
         if (ext && f->vkEnumerateDeviceExtensionProperties(pd, NULL, &ne, ext) == VK_SUCCESS)
             for (uint32_t i = 0; i < ne; i++)
+            {
                 coop |= strcmp(ext[i].extensionName, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) == 0;
+                khr |= strcmp(ext[i].extensionName, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME) == 0;
+            }
         free(ext);
     }
     snprintf(dev->detail, sizeof dev->detail,
-             "Vulkan %u.%u.%u, driver 0x%x, shared memory %u KiB, max buffer range %u MiB%s",
+             "Vulkan %u.%u.%u, driver 0x%x, shared memory %u KiB, max buffer range %u MiB%s%s",
              VK_API_VERSION_MAJOR(p.apiVersion), VK_API_VERSION_MINOR(p.apiVersion),
              VK_API_VERSION_PATCH(p.apiVersion), p.driverVersion,
              p.limits.maxComputeSharedMemorySize / 1024, p.limits.maxStorageBufferRange >> 20,
-             coop ? ", VK_NV_cooperative_matrix" : "");
+             khr ? ", VK_KHR_cooperative_matrix" : "", coop ? ", VK_NV_cooperative_matrix" : "");
 }
 
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
@@ -213,33 +217,27 @@ static void vk_context_fini(stem_context *ctx)
     if (!c)
         return;
     if (c->device) {
-        c->f.vkDeviceWaitIdle(c->device);
+        vk_wait_all(c);
         save_pipeline_cache(c);
-        for (int i = 0; i < c->n_pipes; i++)
-            c->f.vkDestroyPipeline(c->device, c->pipes[i].pipeline, NULL);
+        vk_pipes_destroy(c);
         for (int k = 0; k < VKK_COUNT_; k++)
             if (c->modules[k])
                 c->f.vkDestroyShaderModule(c->device, c->modules[k], NULL);
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < VK_SCRATCH_COUNT; i++)
             vk_mem_destroy(c, &c->scratch[i]);
         vk_mem_destroy(c, &c->staging);
         vk_mem_destroy(c, &c->dummy);
-        vk_mem_destroy(c, &c->params);
+        vk_frames_destroy(c);
         if (c->pipe_cache)
             c->f.vkDestroyPipelineCache(c->device, c->pipe_cache, NULL);
-        if (c->fence)
-            c->f.vkDestroyFence(c->device, c->fence, NULL);
-        if (c->cmd_pool)
-            c->f.vkDestroyCommandPool(c->device, c->cmd_pool, NULL);
-        if (c->desc_pool)
-            c->f.vkDestroyDescriptorPool(c->device, c->desc_pool, NULL);
         if (c->pipe_layout)
             c->f.vkDestroyPipelineLayout(c->device, c->pipe_layout, NULL);
         if (c->set_layout)
             c->f.vkDestroyDescriptorSetLayout(c->device, c->set_layout, NULL);
-        c->f.vkDestroyDevice(c->device, NULL);
+        if (!c->foreign_device)
+            c->f.vkDestroyDevice(c->device, NULL);
     }
-    if (c->instance)
+    if (c->instance && !c->foreign_device)
         c->f.vkDestroyInstance(c->instance, NULL);
     free(c);
     ctx->impl = NULL;
@@ -271,18 +269,30 @@ static stem_status create_device(stem_vk_context *c)
     di.queueCreateInfoCount = 1;
     di.pQueueCreateInfos = &qi;
     vk_coop_features cf;
-    const char *coop_ext[1] = {VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME};
     VkResult r = VK_ERROR_FEATURE_NOT_PRESENT;
-    if (vk_coop_probe(c, &cf)) {
-        di.pNext = &cf.coop;
-        di.enabledExtensionCount = 1;
-        di.ppEnabledExtensionNames = coop_ext;
+    /* The best matrix path the device takes (KHR with bf16, KHR, NV), then none. */
+    static const int tries[3][2] = {{VK_COOP_KHR, 1}, {VK_COOP_KHR, 0}, {VK_COOP_NV, 0}};
+    for (int t = 0; t < 3 && !c->coop; t++) {
+        const int path = vk_coop_probe(c, tries[t][0], tries[t][1], &cf);
+        if (path == VK_COOP_NONE)
+            break;
+        if (path != tries[t][0] || (tries[t][1] && !cf.with_bf16))
+            continue; /* a later try asks for exactly that */
+        const char *ext[2];
+        uint32_t next = 0;
+        di.pNext = vk_coop_chain(&cf, path, ext, &next);
+        di.enabledExtensionCount = next;
+        di.ppEnabledExtensionNames = ext;
         r = c->f.vkCreateDevice(c->phys, &di, NULL, &c->device);
-        c->coop = r == VK_SUCCESS;
+        if (r == VK_SUCCESS) {
+            c->coop = path;
+            c->coop_bf16 = cf.with_bf16;
+        }
     }
     if (!c->coop) { /* the plain kernels need no extension or feature */
         di.pNext = NULL;
         di.enabledExtensionCount = 0;
+        di.ppEnabledExtensionNames = NULL;
         r = c->f.vkCreateDevice(c->phys, &di, NULL, &c->device);
     }
     if (r != VK_SUCCESS)
@@ -314,75 +324,102 @@ static stem_status create_objects(stem_vk_context *c)
     r = c->f.vkCreatePipelineLayout(c->device, &pl, NULL, &c->pipe_layout);
     if (r != VK_SUCCESS)
         return vk_error(r, "vkCreatePipelineLayout");
-    VkDescriptorPoolSize ps[2] = {
-        {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, VK_MAX_DISPATCH * (VKB_COUNT_ - 1)},
-        {VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER, VK_MAX_DISPATCH}};
-    VkDescriptorPoolCreateInfo dp = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
-    dp.maxSets = VK_MAX_DISPATCH;
-    dp.poolSizeCount = 2;
-    dp.pPoolSizes = ps;
-    r = c->f.vkCreateDescriptorPool(c->device, &dp, NULL, &c->desc_pool);
-    if (r != VK_SUCCESS)
-        return vk_error(r, "vkCreateDescriptorPool");
-    VkCommandPoolCreateInfo cp = {.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
-    cp.queueFamilyIndex = c->queue_family;
-    cp.flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT;
-    r = c->f.vkCreateCommandPool(c->device, &cp, NULL, &c->cmd_pool);
-    if (r != VK_SUCCESS)
-        return vk_error(r, "vkCreateCommandPool");
-    VkCommandBufferAllocateInfo ca = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
-    ca.commandPool = c->cmd_pool;
-    ca.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-    ca.commandBufferCount = 1;
-    r = c->f.vkAllocateCommandBuffers(c->device, &ca, &c->cmd);
-    if (r != VK_SUCCESS)
-        return vk_error(r, "vkAllocateCommandBuffers");
-    VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-    r = c->f.vkCreateFence(c->device, &fi, NULL, &c->fence);
-    if (r != VK_SUCCESS)
-        return vk_error(r, "vkCreateFence");
-    if (c->props.limits.minUniformBufferOffsetAlignment > VK_PARAM_SLOT)
-        return stem_set_error(STEM_ERR_UNSUPPORTED,
-                              "vulkan: minUniformBufferOffsetAlignment %llu > %d",
-                              (unsigned long long)c->props.limits.minUniformBufferOffsetAlignment,
-                              VK_PARAM_SLOT);
-    stem_status st = vk_mem_create(c, (VkDeviceSize)VK_MAX_DISPATCH * VK_PARAM_SLOT, 1,
-                                   VK_BUFFER_USAGE_UNIFORM_BUFFER_BIT, &c->params);
+    stem_status st = vk_frames_create(c);
     if (st == STEM_OK)
         st = vk_mem_create(c, 64, c->host_buffers, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT, &c->dummy);
     return st;
 }
 
+/* The caller's instance, device and queue (stem_vulkan_queue): checked as far
+ * as Vulkan lets us, then used in place. */
+static stem_status adopt_queue(stem_vk_context *c, const void *native, uint32_t backend_index)
+{
+    stem_vulkan_queue q;
+    stem_vulkan_queue_init(&q);
+    const size_t need = offsetof(stem_vulkan_queue, flags) + sizeof q.flags;
+    size_t given;
+    memcpy(&given, native, sizeof given);
+    if (given < need || given > 4096)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "vulkan: native_queue must point to a stem_vulkan_queue set up "
+                              "with stem_vulkan_queue_init (struct_size %zu)",
+                              given);
+    memcpy(&q, native, given < sizeof q ? given : sizeof q);
+    if (!q.instance || !q.physical_device || !q.device || !q.queue)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "vulkan: native_queue needs instance, physical_device, device "
+                              "and queue");
+    PFN_vkGetInstanceProcAddr gipa;
+    char why[256];
+    if (!stem_vk_open_loader(&gipa, why, sizeof why) ||
+        !stem_vk_load_instance(&c->f, gipa, (VkInstance)q.instance, why, sizeof why))
+        return stem_set_error(STEM_ERR_BACKEND_UNAVAILABLE, "vulkan: %s", why);
+    VkPhysicalDevice pds[STEM_MAX_DEVICES_PER_BACKEND];
+    const uint32_t n = usable_devices(&c->f, (VkInstance)q.instance, pds,
+                                      STEM_MAX_DEVICES_PER_BACKEND);
+    if (backend_index >= n || pds[backend_index] != (VkPhysicalDevice)q.physical_device)
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "vulkan: native_queue's physical_device is not Vulkan device %u "
+                              "of its instance",
+                              (unsigned)backend_index);
+    uint32_t nq = 0;
+    c->f.vkGetPhysicalDeviceQueueFamilyProperties((VkPhysicalDevice)q.physical_device, &nq, NULL);
+    VkQueueFamilyProperties qf[16];
+    if (nq > 16)
+        nq = 16;
+    c->f.vkGetPhysicalDeviceQueueFamilyProperties((VkPhysicalDevice)q.physical_device, &nq, qf);
+    if (q.queue_family >= nq || !(qf[q.queue_family].queueFlags & VK_QUEUE_COMPUTE_BIT))
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "vulkan: native_queue's queue_family %u has no compute",
+                              (unsigned)q.queue_family);
+    c->foreign_device = 1;
+    c->instance = (VkInstance)q.instance;
+    c->phys = (VkPhysicalDevice)q.physical_device;
+    c->device = (VkDevice)q.device;
+    c->queue = (VkQueue)q.queue;
+    c->queue_family = q.queue_family;
+    if (!stem_vk_load_device(&c->f, c->device, why, sizeof why))
+        return stem_set_error(STEM_ERR_BACKEND_API, "vulkan: %s", why);
+    c->f.vkGetPhysicalDeviceProperties(c->phys, &c->props);
+    c->f.vkGetPhysicalDeviceMemoryProperties(c->phys, &c->memprops);
+    c->coop = vk_coop_adopt(c, q.flags);
+    return STEM_OK;
+}
+
 static stem_status vk_context_init(stem_context *ctx, uint32_t backend_index)
 {
-    /* Running on a caller's queue would mean running on the caller's
-     * VkDevice, with features libstem cannot query; refused rather than
-     * silently ignored. Interop goes the other way: stem_context_get_native. */
-    if (ctx->desc.native_queue)
-        return stem_set_error(STEM_ERR_UNSUPPORTED,
-                              "vulkan: native_queue is not supported; libstem runs on its own "
-                              "VkDevice (stem_context_get_native gives it, to make buffers for "
-                              "stem_buffer_wrap_native)");
     stem_vk_context *c = calloc(1, sizeof *c);
     if (!c)
         return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "vulkan context: out of memory");
     ctx->impl = c;
-    char why[256];
-    c->instance = create_instance(&c->f, why, sizeof why);
-    if (!c->instance) {
-        vk_context_fini(ctx);
-        return stem_set_error(STEM_ERR_BACKEND_UNAVAILABLE, "vulkan: %s", why);
+    vk_tuning_read(&c->tune);
+    stem_status st = STEM_OK;
+    if (ctx->desc.native_queue) {
+        st = adopt_queue(c, ctx->desc.native_queue, backend_index);
+        if (st != STEM_OK) {
+            c->device = VK_NULL_HANDLE; /* nothing of the caller's is destroyed */
+            c->instance = VK_NULL_HANDLE;
+            vk_context_fini(ctx);
+            return st;
+        }
+    } else {
+        char why[256];
+        c->instance = create_instance(&c->f, why, sizeof why);
+        if (!c->instance) {
+            vk_context_fini(ctx);
+            return stem_set_error(STEM_ERR_BACKEND_UNAVAILABLE, "vulkan: %s", why);
+        }
+        VkPhysicalDevice pds[STEM_MAX_DEVICES_PER_BACKEND];
+        const uint32_t n = usable_devices(&c->f, c->instance, pds, STEM_MAX_DEVICES_PER_BACKEND);
+        if (backend_index >= n) {
+            vk_context_fini(ctx);
+            return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "vulkan: device %u of %u",
+                                  (unsigned)backend_index, (unsigned)n);
+        }
+        c->phys = pds[backend_index];
+        c->f.vkGetPhysicalDeviceProperties(c->phys, &c->props);
+        c->f.vkGetPhysicalDeviceMemoryProperties(c->phys, &c->memprops);
     }
-    VkPhysicalDevice pds[STEM_MAX_DEVICES_PER_BACKEND];
-    const uint32_t n = usable_devices(&c->f, c->instance, pds, STEM_MAX_DEVICES_PER_BACKEND);
-    if (backend_index >= n) {
-        vk_context_fini(ctx);
-        return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "vulkan: device %u of %u",
-                              (unsigned)backend_index, (unsigned)n);
-    }
-    c->phys = pds[backend_index];
-    c->f.vkGetPhysicalDeviceProperties(c->phys, &c->props);
-    c->f.vkGetPhysicalDeviceMemoryProperties(c->phys, &c->memprops);
     c->shared_limit = c->props.limits.maxComputeSharedMemorySize;
     /* On a CPU implementation device memory is host memory: map it, so the
      * core can read block lists in place (and stages need no copies). */
@@ -391,8 +428,11 @@ static stem_status vk_context_init(stem_context *ctx, uint32_t backend_index)
      * loads, SIMD across rows); STEM_VULKAN_ROWS=0/1 overrides the choice. */
     const char *rows = getenv("STEM_VULKAN_ROWS");
     c->row_attention = rows && *rows ? strcmp(rows, "0") != 0 : c->host_buffers;
+    const char *conv = getenv("STEM_VULKAN_CONVERT");
+    c->convert = !conv ? 0 : strcmp(conv, "1") == 0 ? 1 : strcmp(conv, "split") == 0 ? 2 : 0;
     cache_file_name(c, ctx->desc.cache_dir);
-    stem_status st = create_device(c);
+    if (!c->foreign_device)
+        st = create_device(c);
     if (st == STEM_OK)
         st = create_pipeline_cache(c);
     if (st == STEM_OK)
@@ -401,6 +441,14 @@ static stem_status vk_context_init(stem_context *ctx, uint32_t backend_index)
         vk_context_fini(ctx);
         return st;
     }
+    static const char *const paths[3] = {"plain kernels", "VK_NV_cooperative_matrix",
+                                         "VK_KHR_cooperative_matrix"};
+    stem_log(ctx, STEM_LOG_INFO, "vulkan: attention on %s%s%s%s", paths[c->coop],
+             c->coop_bf16 ? " (bf16 matrices: VK_KHR_shader_bfloat16)"
+             : c->coop    ? " (bf16 through f16 copies)"
+                          : "",
+             c->foreign_device ? ", on the caller's device" : "",
+             c->tune.f32_matrix ? ", f32 as split f16 copies" : "");
     return STEM_OK;
 }
 
@@ -422,10 +470,10 @@ static stem_status vk_buffer_alloc(stem_context *ctx, stem_buffer *buf, size_t b
         if (vb->mem.mapped) {
             memset(vb->mem.mapped, 0, (size_t)vb->mem.size);
         } else {
-            st = vk_begin(c);
+            st = vk_begin(c); /* queued: later work on the queue comes after it */
             if (st == STEM_OK) {
-                c->f.vkCmdFillBuffer(c->cmd, vb->mem.buffer, 0, VK_WHOLE_SIZE, 0);
-                st = vk_submit_wait(c);
+                c->f.vkCmdFillBuffer(c->rec->cmd, vb->mem.buffer, 0, VK_WHOLE_SIZE, 0);
+                st = vk_submit(c, 0);
             }
         }
         if (st != STEM_OK)
@@ -501,8 +549,11 @@ static void vk_buffer_free(stem_context *ctx, stem_buffer *buf)
 {
     vk_buffer *vb = (vk_buffer *)buf->impl;
     if (vb) {
-        if (!vb->foreign)
+        /* Queued stages may still use the memory: released once they are done. */
+        if (!vb->foreign) {
+            vk_wait_all(vk_ctx(ctx));
             vk_mem_destroy(vk_ctx(ctx), &vb->mem);
+        }
         free(vb);
     }
     buf->impl = NULL;
@@ -587,6 +638,7 @@ static void vk_plan_fini(stem_plan *plan)
 {
     vk_plan *p = (vk_plan *)plan->impl;
     if (p) {
+        vk_wait_all(vk_ctx(plan->ctx)); /* queued selections read the budget */
         vk_mem_destroy(vk_ctx(plan->ctx), &p->budget);
         free(p);
     }
@@ -595,8 +647,7 @@ static void vk_plan_fini(stem_plan *plan)
 
 static stem_status vk_synchronize(stem_context *ctx)
 {
-    (void)ctx; /* every stage waits for its own work before it returns */
-    return STEM_OK;
+    return vk_wait_all(vk_ctx(ctx));
 }
 
 const stem_backend_ops stem_vulkan_backend_ops = {

@@ -1,23 +1,34 @@
-/* Vulkan backend: the cooperative-matrix attention path (shaders/attention_coop.comp).
- * Taken when the device has VK_NV_cooperative_matrix with a 16x16x16 f16 x f16 -> f32
- * shape on 32-wide subgroups, f16 arithmetic and 16-bit storage, vote and clustered subgroup
- * operations and the Vulkan memory model, and the plan's tensors are f16 with
- * contiguous, 16-byte aligned rows. Everything else runs the plain kernels. */
+/* Vulkan backend: the cooperative-matrix attention paths (shaders/attention_coop.comp).
+ * Taken when the device has VK_KHR_cooperative_matrix (preferred: the portable
+ * one; kernel attention_coop_khr) or VK_NV_cooperative_matrix (attention_coop)
+ * with a 16x16x16 f16 x f16 -> f32 shape on 32-wide subgroups, f16 arithmetic
+ * and 16-bit storage, vote and clustered subgroup operations and the Vulkan
+ * memory model, and the plan's tensors are f16 with contiguous, 16-byte
+ * aligned rows, or bf16 (f32 on request) read through f16 copies
+ * (vk_convert.c). Everything else runs the plain kernels. */
 #include "vk_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static int has_extension(const VkExtensionProperties *ext, uint32_t n, const char *name)
+static int has_extension(stem_vk_context *c, const char *name)
 {
-    for (uint32_t i = 0; i < n; i++)
-        if (strcmp(ext[i].extensionName, name) == 0)
-            return 1;
-    return 0;
+    uint32_t n = 0;
+    if (c->f.vkEnumerateDeviceExtensionProperties(c->phys, NULL, &n, NULL) != VK_SUCCESS || !n)
+        return 0;
+    VkExtensionProperties *ext = calloc(n, sizeof *ext);
+    if (!ext)
+        return 0;
+    int found = 0;
+    if (c->f.vkEnumerateDeviceExtensionProperties(c->phys, NULL, &n, ext) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n && !found; i++)
+            found = strcmp(ext[i].extensionName, name) == 0;
+    free(ext);
+    return found;
 }
 
-/* A 16x16x16 subgroup shape with f16 A and B and f32 C and D. */
-static int has_shape(stem_vk_context *c)
+/* A 16x16x16 subgroup shape with f16 A and B and f32 C and D (NV). */
+static int has_shape_nv(stem_vk_context *c)
 {
     PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV get =
         (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)c->f.vkGetInstanceProcAddr(
@@ -44,29 +55,59 @@ static int has_shape(stem_vk_context *c)
     return ok;
 }
 
-int vk_coop_probe(stem_vk_context *c, vk_coop_features *f)
+/* The same shape through the KHR query (C and Result f32), A and B of `ab`. */
+static int has_shape_khr(stem_vk_context *c, VkComponentTypeKHR ab)
 {
-    memset(f, 0, sizeof *f);
-    const char *env = getenv("STEM_VULKAN_COOP");
-    if (env && strcmp(env, "0") == 0)
-        return 0;
-    /* The 1.2 feature structs below need a 1.2 instance and device. */
-    uint32_t iv = 0;
-    if (c->props.apiVersion < VK_API_VERSION_1_2 || !c->f.vkEnumerateInstanceVersion ||
-        c->f.vkEnumerateInstanceVersion(&iv) != VK_SUCCESS || iv < VK_API_VERSION_1_2)
+    PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR get =
+        (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR)c->f.vkGetInstanceProcAddr(
+            c->instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR");
+    if (!get)
         return 0;
     uint32_t n = 0;
-    if (c->f.vkEnumerateDeviceExtensionProperties(c->phys, NULL, &n, NULL) != VK_SUCCESS || !n)
+    if (get(c->phys, &n, NULL) != VK_SUCCESS || n == 0)
         return 0;
-    VkExtensionProperties *ext = calloc(n, sizeof *ext);
-    if (!ext)
+    VkCooperativeMatrixPropertiesKHR *p = calloc(n, sizeof *p);
+    if (!p)
         return 0;
-    int found = c->f.vkEnumerateDeviceExtensionProperties(c->phys, NULL, &n, ext) == VK_SUCCESS &&
-                has_extension(ext, n, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
-    free(ext);
-    if (!found || !has_shape(c))
-        return 0;
+    for (uint32_t i = 0; i < n; i++)
+        p[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR;
+    int ok = 0;
+    if (get(c->phys, &n, p) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n && !ok; i++)
+            ok = p[i].MSize == 16 && p[i].NSize == 16 && p[i].KSize == 16 &&
+                 p[i].AType == ab && p[i].BType == ab &&
+                 p[i].CType == VK_COMPONENT_TYPE_FLOAT32_KHR &&
+                 p[i].ResultType == VK_COMPONENT_TYPE_FLOAT32_KHR &&
+                 p[i].scope == VK_SCOPE_SUBGROUP_KHR;
+    free(p);
+    return ok;
+}
 
+/* The path asked for in the environment (VK_COOP_KHR when nothing is). */
+static int path_wanted(void)
+{
+    const char *env = getenv("STEM_VULKAN_COOP");
+    if (env && strcmp(env, "0") == 0)
+        return VK_COOP_NONE;
+    const char *path = getenv("STEM_VULKAN_PATH");
+    if (path && strcmp(path, "plain") == 0)
+        return VK_COOP_NONE;
+    if (path && strcmp(path, "nv") == 0)
+        return VK_COOP_NV;
+    return VK_COOP_KHR;
+}
+
+/* Subgroups, feature bits and extension of one path. */
+static int path_ok(stem_vk_context *c, int path, int bf16, vk_coop_features *f)
+{
+    if (path == VK_COOP_KHR) {
+        if (stem_vk_spirv(VKK_ATTENTION_COOP_KHR).bytes == 0 || /* built without glslang */
+            !has_extension(c, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME) ||
+            !has_shape_khr(c, VK_COMPONENT_TYPE_FLOAT16_KHR))
+            return 0;
+    } else if (!has_extension(c, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) || !has_shape_nv(c)) {
+        return 0;
+    }
     VkPhysicalDeviceSubgroupProperties sp = {.sType =
                                                  VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
@@ -78,37 +119,95 @@ int vk_coop_probe(stem_vk_context *c, vk_coop_features *f)
     if (sp.subgroupSize != 32 || (sp.supportedOperations & need) != need ||
         !(sp.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT))
         return 0;
-
-    f->coop.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
+    memset(f, 0, sizeof *f);
+    f->khr.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR;
+    f->nv.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
     f->storage16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES;
     f->float16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES;
     f->memory_model.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES;
-    f->coop.pNext = &f->storage16;
-    f->storage16.pNext = &f->float16;
-    f->float16.pNext = &f->memory_model;
+    f->bf16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_BFLOAT16_FEATURES_KHR;
+    /* bf16 matrices: the extension, the bf16 shape and the module. */
+    f->with_bf16 = path == VK_COOP_KHR && bf16 &&
+                   stem_vk_spirv(VKK_ATTENTION_COOP_KHR_BF16).bytes > 0 &&
+                   has_extension(c, VK_KHR_SHADER_BFLOAT16_EXTENSION_NAME) &&
+                   has_shape_khr(c, VK_COMPONENT_TYPE_BFLOAT16_KHR);
     VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
-    f2.pNext = &f->coop;
+    f2.pNext = vk_coop_chain(f, path, NULL, NULL);
     c->f.vkGetPhysicalDeviceFeatures2(c->phys, &f2);
-    if (!f->coop.cooperativeMatrix || !f->storage16.storageBuffer16BitAccess ||
-        !f->float16.shaderFloat16 || !f->memory_model.vulkanMemoryModel)
+    const VkBool32 coop = path == VK_COOP_KHR ? f->khr.cooperativeMatrix : f->nv.cooperativeMatrix;
+    if (!coop || !f->storage16.storageBuffer16BitAccess || !f->float16.shaderFloat16 ||
+        !f->memory_model.vulkanMemoryModel)
         return 0;
+    const int with_bf16 = f->with_bf16 && f->bf16.shaderBFloat16Type &&
+                          f->bf16.shaderBFloat16CooperativeMatrix;
     /* Enable exactly what the shader declares. */
-    const VkPhysicalDeviceCooperativeMatrixFeaturesNV coop = {.sType = f->coop.sType,
-                                                              .cooperativeMatrix = VK_TRUE};
-    const VkPhysicalDevice16BitStorageFeatures s16 = {.sType = f->storage16.sType,
-                                                      .storageBuffer16BitAccess = VK_TRUE};
-    const VkPhysicalDeviceShaderFloat16Int8Features f16 = {.sType = f->float16.sType,
-                                                           .shaderFloat16 = VK_TRUE};
-    const VkPhysicalDeviceVulkanMemoryModelFeatures mm = {.sType = f->memory_model.sType,
-                                                          .vulkanMemoryModel = VK_TRUE};
-    f->coop = coop;
-    f->storage16 = s16;
-    f->float16 = f16;
-    f->memory_model = mm;
-    f->coop.pNext = &f->storage16;
+    const VkStructureType types[6] = {f->khr.sType,     f->nv.sType,
+                                      f->storage16.sType, f->float16.sType,
+                                      f->memory_model.sType, f->bf16.sType};
+    memset(f, 0, sizeof *f);
+    f->khr.sType = types[0];
+    f->nv.sType = types[1];
+    f->storage16.sType = types[2];
+    f->float16.sType = types[3];
+    f->memory_model.sType = types[4];
+    f->bf16.sType = types[5];
+    f->with_bf16 = with_bf16;
+    f->bf16.shaderBFloat16Type = f->bf16.shaderBFloat16CooperativeMatrix = (VkBool32)with_bf16;
+    f->khr.cooperativeMatrix = f->nv.cooperativeMatrix = VK_TRUE;
+    f->storage16.storageBuffer16BitAccess = VK_TRUE;
+    f->float16.shaderFloat16 = VK_TRUE;
+    f->memory_model.vulkanMemoryModel = VK_TRUE;
+    return 1;
+}
+
+void *vk_coop_chain(vk_coop_features *f, int path, const char **extensions, uint32_t *n)
+{
+    /* Queries (extensions NULL) chain the bf16 struct to read its bits. */
+    const int bf16 = path == VK_COOP_KHR && f->with_bf16;
     f->storage16.pNext = &f->float16;
     f->float16.pNext = &f->memory_model;
-    return 1;
+    f->memory_model.pNext = bf16 ? &f->bf16 : NULL;
+    f->bf16.pNext = NULL;
+    if (n)
+        *n = 0;
+    if (path == VK_COOP_KHR) {
+        f->khr.pNext = &f->storage16;
+        if (extensions) {
+            extensions[(*n)++] = VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME;
+            if (bf16)
+                extensions[(*n)++] = VK_KHR_SHADER_BFLOAT16_EXTENSION_NAME;
+        }
+        return &f->khr;
+    }
+    f->nv.pNext = &f->storage16;
+    if (extensions)
+        extensions[(*n)++] = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
+    return &f->nv;
+}
+
+int vk_coop_probe(stem_vk_context *c, int best, int bf16, vk_coop_features *f)
+{
+    const char *bf16_env = getenv("STEM_VULKAN_BF16");
+    if (bf16_env && strcmp(bf16_env, "0") == 0)
+        bf16 = 0;
+    const int want = path_wanted();
+    if (best > want)
+        best = want;
+    /* The 1.2 feature structs need a 1.2 instance and device. */
+    uint32_t iv = 0;
+    if (best == VK_COOP_NONE || c->props.apiVersion < VK_API_VERSION_1_2 ||
+        !c->f.vkEnumerateInstanceVersion || c->f.vkEnumerateInstanceVersion(&iv) != VK_SUCCESS ||
+        iv < VK_API_VERSION_1_2)
+        return VK_COOP_NONE;
+    /* A forced path is that path or none (so a device check sees which ran). */
+    const char *forced = getenv("STEM_VULKAN_PATH");
+    if (best == VK_COOP_KHR && path_ok(c, VK_COOP_KHR, bf16, f))
+        return VK_COOP_KHR;
+    if (forced && strcmp(forced, "khr") == 0)
+        return VK_COOP_NONE;
+    if (best >= VK_COOP_NV && path_ok(c, VK_COOP_NV, 0, f))
+        return VK_COOP_NV;
+    return VK_COOP_NONE;
 }
 
 /* Rows of 8 f16 (16 bytes) everywhere: offset and every stride but the last a
@@ -124,35 +223,37 @@ static int rows_aligned(const stem_tensor *t)
 }
 
 /* Shared bytes: K and V tiles of bc padded rows, one 16x20 f32 square and 16
- * floats per subgroup. */
-static uint64_t coop_shared(uint64_t nsg, uint64_t bc, uint64_t d)
+ * floats per subgroup (and, for KHR, a 16x16 f16 square per subgroup). */
+static uint64_t coop_shared(int path, int split, uint64_t nsg, uint64_t bc, uint64_t d)
 {
-    return 2 * bc * (d / 8 + 1) * 16 + nsg * 16 * (20 * 4 + 4);
+    return (split ? 4 : 2) * bc * (d / 8 + 1) * 16 + nsg * 16 * (20 * 4 + 4) +
+           (path == VK_COOP_KHR ? nsg * 512 : 0);
 }
 
 int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_tensor *q,
                  const stem_tensor *k, const stem_tensor *v, const stem_tensor *out,
-                 vk_kernel *kernel, uint32_t *nsg, uint32_t *bc)
+                 int converted, int split, vk_kernel *kernel, uint32_t *nsg, uint32_t *bc)
 {
     const int64_t d = plan->desc.head_dim;
     const int32_t block = plan->cfg.block_size;
     /* The cooperative-matrix kernel runs fresh prefills only (q_len == kv_len). */
-    if (!c->coop || plan->desc.dtype != STEM_DTYPE_F16 || d % 16 != 0 || d > 256 ||
-        block % 16 != 0 || plan->q_offset != 0)
+    /* Inputs the kernel reads as they are: f16, and bf16 where the KHR path has it. */
+    const int bf16 = !converted && plan->desc.dtype == STEM_DTYPE_BF16 && c->coop_bf16;
+    if (!c->coop || (plan->desc.dtype != STEM_DTYPE_F16 && !bf16 && !converted) || d % 16 != 0 ||
+        d > 256 || block % 16 != 0 || plan->q_offset != 0 || out->strides[3] != 1)
         return 0;
-    if (!rows_aligned(q) || !rows_aligned(k) || !rows_aligned(v) || out->strides[3] != 1)
+    /* The f16 copies are contiguous with 16-byte rows. */
+    if (!converted && (!rows_aligned(q) || !rows_aligned(k) || !rows_aligned(v)))
         return 0;
     /* Tuning knobs (H200: 128 rows and 64 keys are fastest): STEM_VULKAN_COOP_ROWS
      * (16..128 query rows per workgroup), STEM_VULKAN_COOP_BC (16 or 32 keys per tile
      * instead of 64). */
     uint32_t bcs[3] = {64, 32, 16};
-    const char *bc_env = getenv("STEM_VULKAN_COOP_BC");
-    if (bc_env && (atoi(bc_env) == 16 || atoi(bc_env) == 32))
-        bcs[0] = bcs[1] = (uint32_t)atoi(bc_env);
+    if (c->tune.coop_bc)
+        bcs[0] = bcs[1] = c->tune.coop_bc;
     uint32_t most = block < 128 ? (uint32_t)block : 128u;
-    const char *env = getenv("STEM_VULKAN_COOP_ROWS");
-    if (env && atoi(env) >= 16 && (uint32_t)atoi(env) < most)
-        most = (uint32_t)atoi(env);
+    if (c->tune.coop_rows && c->tune.coop_rows < most)
+        most = c->tune.coop_rows;
     /* Query rows per workgroup: the whole block up to 128 (K/V tiles read once for
      * more rows), fewer when shared memory is short. Q is staged through the K tile,
      * which must hold 32 words per subgroup. */
@@ -161,13 +262,53 @@ int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_ten
             continue;
         for (int j = 0; j < 3; j++)
             if (bcs[j] <= (uint32_t)block && (uint32_t)block % bcs[j] == 0 &&
-                coop_shared(rows / 16, bcs[j], (uint64_t)d) <= c->shared_limit &&
+                coop_shared(c->coop, split, rows / 16, bcs[j], (uint64_t)d) <= c->shared_limit &&
                 bcs[j] * ((uint64_t)d / 8 + 1) >= rows / 16 * 32) {
-                *kernel = VKK_ATTENTION_COOP;
+                const int nv = c->coop == VK_COOP_NV;
+                const vk_kernel kk = split ? (nv ? VKK_ATTENTION_COOP_SPLIT
+                                                 : VKK_ATTENTION_COOP_KHR_SPLIT)
+                                     : nv   ? VKK_ATTENTION_COOP
+                                     : bf16 ? VKK_ATTENTION_COOP_KHR_BF16
+                                            : VKK_ATTENTION_COOP_KHR;
+                if ((c->broken_kernels & (1u << kk)) || stem_vk_spirv(kk).bytes == 0)
+                    return 0;
+                *kernel = kk;
                 *nsg = rows / 16;
                 *bc = bcs[j];
                 return 1;
             }
     }
     return 0;
+}
+
+void vk_tuning_read(vk_tuning *t)
+{
+    memset(t, 0, sizeof *t);
+    const char *hr = getenv("STEM_VULKAN_COOP_HEADROOM");
+    if (hr && atoi(hr) >= 0 && atoi(hr) <= 8)
+        t->coop_headroom = (uint32_t)atoi(hr);
+    const char *bc = getenv("STEM_VULKAN_COOP_BC");
+    if (bc && (atoi(bc) == 16 || atoi(bc) == 32))
+        t->coop_bc = (uint32_t)atoi(bc);
+    const char *rows = getenv("STEM_VULKAN_COOP_ROWS");
+    if (rows && atoi(rows) >= 16)
+        t->coop_rows = (uint32_t)atoi(rows);
+    const char *f32m = getenv("STEM_VULKAN_F32_MATRIX");
+    t->f32_matrix = f32m && strcmp(f32m, "1") == 0;
+    const char *sync = getenv("STEM_VULKAN_SYNC");
+    t->sync_stages = sync && strcmp(sync, "1") == 0;
+}
+
+int vk_coop_adopt(stem_vk_context *c, uint32_t flags)
+{
+    vk_coop_features f;
+    const int best = (flags & STEM_VULKAN_QUEUE_COOP_KHR)  ? VK_COOP_KHR
+                     : (flags & STEM_VULKAN_QUEUE_COOP_NV) ? VK_COOP_NV
+                                                           : VK_COOP_NONE;
+    int path = vk_coop_probe(c, best, (flags & STEM_VULKAN_QUEUE_BF16) != 0, &f);
+    /* KHR was declared but not NV: only KHR may run. */
+    if (path == VK_COOP_NV && !(flags & STEM_VULKAN_QUEUE_COOP_NV))
+        path = VK_COOP_NONE;
+    c->coop_bf16 = path == VK_COOP_KHR && f.with_bf16;
+    return path;
 }

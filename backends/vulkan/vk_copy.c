@@ -1,5 +1,5 @@
 /* Buffer-to-buffer copies (the core's paged K/V gather): one vkCmdCopyBuffer
- * with a region per contiguous run, submitted and waited for like a stage.
+ * with a region per contiguous run, queued like a stage.
  * Wrapped host memory (stem_buffer_wrap_host) is the truth of its buffer, so
  * a copy touching it goes through the host instead. */
 #include "vk_internal.h"
@@ -44,10 +44,11 @@ stem_status stem_vk_copy_rects(stem_context *ctx, stem_buffer *dst, const stem_b
             regions[k].dstOffset = vd->base + rects[i].dst_off + r * rects[i].dst_pitch;
             regions[k].size = rects[i].row_bytes;
         }
-    st = vk_begin(c);
+    st = vk_begin(c); /* queued in order with the stages (each frame opens with a barrier) */
     if (st == STEM_OK) {
-        c->f.vkCmdCopyBuffer(c->cmd, vs->mem.buffer, vd->mem.buffer, (uint32_t)total, regions);
-        st = vk_submit_wait(c);
+        c->f.vkCmdCopyBuffer(c->rec->cmd, vs->mem.buffer, vd->mem.buffer, (uint32_t)total,
+                             regions);
+        st = vk_submit(c, c->tune.sync_stages);
     }
     free(regions);
     return st;

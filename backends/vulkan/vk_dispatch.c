@@ -1,21 +1,68 @@
-/* Vulkan backend: pipelines, descriptor sets, recording and submission.
- * Every stage records its dispatches into the context's one command buffer
- * and waits for them, so bindings, params and scratch are free again when
- * the stage returns. */
+/* Vulkan backend: pipelines, descriptor sets, dispatches, the stage helper.
+ * Descriptor sets and params live in the frame being recorded (vk_submit.c),
+ * so they stay valid until its fence signals. */
 #include "vk_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+/* FNV-1a over the kernel and spec constants. */
+static uint32_t pipe_hash(vk_kernel k, const uint32_t spec[VK_SPEC_COUNT])
+{
+    uint32_t h = 2166136261u ^ (uint32_t)k;
+    for (int i = 0; i < VK_SPEC_COUNT; i++)
+        for (int b = 0; b < 4; b++)
+            h = (h ^ ((spec[i] >> (8 * b)) & 0xffu)) * 16777619u;
+    return h;
+}
+
+static vk_pipe_entry *pipe_slot(vk_pipe_table *t, vk_kernel k, const uint32_t spec[VK_SPEC_COUNT])
+{
+    for (uint32_t i = pipe_hash(k, spec) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        vk_pipe_entry *e = &t->slots[i];
+        if (!e->pipeline ||
+            (e->kernel == k && memcmp(e->spec, spec, sizeof e->spec) == 0))
+            return e;
+    }
+}
+
+/* Room for one more entry: the table doubles at half load. */
+static stem_status pipe_reserve(vk_pipe_table *t)
+{
+    if (t->slots && 2 * (t->used + 1) <= t->cap)
+        return STEM_OK;
+    const uint32_t cap = t->cap ? 2 * t->cap : 64;
+    vk_pipe_table g = {calloc(cap, sizeof(vk_pipe_entry)), cap, t->used};
+    if (!g.slots)
+        return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "vulkan: out of host memory");
+    for (uint32_t i = 0; i < t->cap; i++)
+        if (t->slots[i].pipeline)
+            *pipe_slot(&g, t->slots[i].kernel, t->slots[i].spec) = t->slots[i];
+    free(t->slots);
+    *t = g;
+    return STEM_OK;
+}
+
+void vk_pipes_destroy(stem_vk_context *c)
+{
+    for (uint32_t i = 0; i < c->pipes.cap; i++)
+        if (c->pipes.slots[i].pipeline)
+            c->f.vkDestroyPipeline(c->device, c->pipes.slots[i].pipeline, NULL);
+    free(c->pipes.slots);
+    memset(&c->pipes, 0, sizeof c->pipes);
+}
 
 stem_status vk_pipeline(stem_vk_context *c, vk_kernel k, const uint32_t spec[VK_SPEC_COUNT],
                         VkPipeline *out)
 {
-    for (int i = 0; i < c->n_pipes; i++)
-        if (c->pipes[i].kernel == k && memcmp(c->pipes[i].spec, spec, sizeof c->pipes[i].spec) == 0) {
-            *out = c->pipes[i].pipeline;
-            return STEM_OK;
-        }
-    if (c->n_pipes == VK_MAX_PIPES)
-        return stem_set_error(STEM_ERR_INTERNAL, "vulkan: too many pipelines in one context");
+    stem_status st = pipe_reserve(&c->pipes);
+    if (st != STEM_OK)
+        return st;
+    vk_pipe_entry *e = pipe_slot(&c->pipes, k, spec);
+    if (e->pipeline) {
+        *out = e->pipeline;
+        return STEM_OK;
+    }
     if (!c->modules[k]) {
         const vk_spirv sp = stem_vk_spirv(k);
         VkShaderModuleCreateInfo mi = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO};
@@ -42,37 +89,12 @@ stem_status vk_pipeline(stem_vk_context *c, vk_kernel k, const uint32_t spec[VK_
     if (r != VK_SUCCESS)
         return stem_set_error(STEM_ERR_KERNEL_BUILD, "vulkan: vkCreateComputePipelines(%d): %s",
                               (int)k, stem_vk_result_name(r));
-    vk_pipe_entry *e = &c->pipes[c->n_pipes++];
+    c->pipes.used++;
     e->kernel = k;
     memcpy(e->spec, spec, sizeof e->spec);
     e->pipeline = p;
     *out = p;
     return STEM_OK;
-}
-
-stem_status vk_begin(stem_vk_context *c)
-{
-    VkResult r = c->f.vkResetCommandPool(c->device, c->cmd_pool, 0);
-    if (r == VK_SUCCESS)
-        r = c->f.vkResetDescriptorPool(c->device, c->desc_pool, 0);
-    if (r != VK_SUCCESS)
-        return vk_error(r, "command pool reset");
-    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
-    bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
-    r = c->f.vkBeginCommandBuffer(c->cmd, &bi);
-    if (r != VK_SUCCESS)
-        return vk_error(r, "vkBeginCommandBuffer");
-    c->n_dispatch = 0;
-    c->recording = 1;
-    return STEM_OK;
-}
-
-void vk_abort(stem_vk_context *c)
-{
-    if (c->recording) {
-        c->f.vkEndCommandBuffer(c->cmd);
-        c->recording = 0;
-    }
 }
 
 void vk_bind_mem(vk_mem *m, int binding, vk_bind *binds)
@@ -87,8 +109,11 @@ void vk_bind_mem(vk_mem *m, int binding, vk_bind *binds)
 stem_status vk_dispatch(stem_vk_context *c, VkPipeline pipe, const vk_bind *binds,
                         const vk_params *p, uint64_t items)
 {
+    vk_frame *fr = c->rec;
     if (items == 0)
         return STEM_OK;
+    if (!fr)
+        return stem_set_error(STEM_ERR_INTERNAL, "vulkan: dispatch outside a frame");
     if (c->n_dispatch == VK_MAX_DISPATCH)
         return stem_set_error(STEM_ERR_INTERNAL, "vulkan: too many dispatches in one stage");
     const uint64_t gy = (items + MAX_GROUPS_X - 1) / MAX_GROUPS_X;
@@ -98,10 +123,10 @@ stem_status vk_dispatch(stem_vk_context *c, VkPipeline pipe, const vk_bind *bind
                               "allows",
                               (unsigned long long)items);
     const uint32_t slot = (uint32_t)c->n_dispatch++;
-    memcpy((char *)c->params.mapped + (size_t)slot * VK_PARAM_SLOT, p, sizeof *p);
+    memcpy((char *)fr->params.mapped + (size_t)slot * VK_PARAM_SLOT, p, sizeof *p);
 
     VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
-    ai.descriptorPool = c->desc_pool;
+    ai.descriptorPool = fr->desc_pool;
     ai.descriptorSetCount = 1;
     ai.pSetLayouts = &c->set_layout;
     VkDescriptorSet set;
@@ -112,7 +137,7 @@ stem_status vk_dispatch(stem_vk_context *c, VkPipeline pipe, const vk_bind *bind
     VkWriteDescriptorSet w[VKB_COUNT_];
     for (int i = 0; i < VKB_COUNT_; i++) {
         if (i == VKB_PARAMS) {
-            info[i] = (VkDescriptorBufferInfo){c->params.buffer, (VkDeviceSize)slot * VK_PARAM_SLOT,
+            info[i] = (VkDescriptorBufferInfo){fr->params.buffer, (VkDeviceSize)slot * VK_PARAM_SLOT,
                                                sizeof(vk_params)};
         } else if (binds[i].buffer) {
             info[i] = (VkDescriptorBufferInfo){binds[i].buffer, binds[i].offset, binds[i].range};
@@ -128,38 +153,17 @@ stem_status vk_dispatch(stem_vk_context *c, VkPipeline pipe, const vk_bind *bind
         w[i].pBufferInfo = &info[i];
     }
     c->f.vkUpdateDescriptorSets(c->device, VKB_COUNT_, w, 0, NULL);
-    c->f.vkCmdBindPipeline(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
-    c->f.vkCmdBindDescriptorSets(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, c->pipe_layout, 0, 1,
+    c->f.vkCmdBindPipeline(fr->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+    c->f.vkCmdBindDescriptorSets(fr->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, c->pipe_layout, 0, 1,
                                  &set, 0, NULL);
     const uint32_t gx = items < MAX_GROUPS_X ? (uint32_t)items : MAX_GROUPS_X;
-    c->f.vkCmdDispatch(c->cmd, gx, (uint32_t)gy, 1);
+    c->f.vkCmdDispatch(fr->cmd, gx, (uint32_t)gy, 1);
     /* The next dispatch reads what this one wrote. */
     VkMemoryBarrier mb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER};
     mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT;
     mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
-    c->f.vkCmdPipelineBarrier(c->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+    c->f.vkCmdPipelineBarrier(fr->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                               VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
-    return STEM_OK;
-}
-
-stem_status vk_submit_wait(stem_vk_context *c)
-{
-    c->recording = 0;
-    VkResult r = c->f.vkEndCommandBuffer(c->cmd);
-    if (r != VK_SUCCESS)
-        return vk_error(r, "vkEndCommandBuffer");
-    VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO};
-    si.commandBufferCount = 1;
-    si.pCommandBuffers = &c->cmd;
-    r = c->f.vkQueueSubmit(c->queue, 1, &si, c->fence);
-    if (r != VK_SUCCESS)
-        return vk_error(r, "vkQueueSubmit");
-    r = c->f.vkWaitForFences(c->device, 1, &c->fence, VK_TRUE, UINT64_MAX);
-    VkResult r2 = c->f.vkResetFences(c->device, 1, &c->fence);
-    if (r != VK_SUCCESS)
-        return vk_error(r, "vkWaitForFences");
-    if (r2 != VK_SUCCESS)
-        return vk_error(r2, "vkResetFences");
     return STEM_OK;
 }
 
@@ -196,72 +200,59 @@ stem_status vk_bind_tensor(stem_vk_context *c, const stem_tensor *t, int slot, v
     return STEM_OK;
 }
 
-stem_status vk_sync_wrapped_in(stem_vk_context *c, const stem_tensor *const *ts, int n)
-{
-    for (int i = 0; i < n; i++) {
-        if (!ts[i])
-            continue;
-        vk_buffer *vb = (vk_buffer *)ts[i]->buffer->impl;
-        int seen = 0;
-        for (int j = 0; j < i; j++)
-            seen |= ts[j] && ts[j]->buffer == ts[i]->buffer;
-        if (vb->user_host && !seen) {
-            stem_status st = vk_upload(c, &vb->mem, 0, vb->user_host, ts[i]->buffer->size);
-            if (st != STEM_OK)
-                return st;
-        }
-    }
-    return STEM_OK;
-}
-
-stem_status vk_sync_wrapped_out(stem_vk_context *c, const stem_tensor *const *ts, int n)
-{
-    for (int i = 0; i < n; i++) {
-        if (!ts[i])
-            continue;
-        vk_buffer *vb = (vk_buffer *)ts[i]->buffer->impl;
-        if (!vb->user_host)
-            continue;
-        /* Only the tensor's byte span changes; copy exactly that back. */
-        const stem_tensor *t = ts[i];
-        uint64_t last = 0;
-        for (int k = 0; k < 4; k++)
-            last += (uint64_t)t->strides[k] * (uint64_t)(t->dims[k] - 1);
-        const uint64_t bytes = (last + 1) * stem_dtype_size(t->dtype);
-        stem_status st = vk_download(c, &vb->mem, t->offset, (char *)vb->user_host + t->offset,
-                                     bytes);
-        if (st != STEM_OK)
-            return st;
-    }
-    return STEM_OK;
-}
-
 void vk_params_plan(const stem_plan *plan, const stem_pass *pass, vk_params *p)
 {
     const stem_attention_desc *d = &plan->desc;
     const stem_config *cfg = &plan->cfg;
-    p->dims0[0] = (uint32_t)pass->batch;
-    p->dims0[1] = (uint32_t)pass->num_q_heads;
-    p->dims0[2] = (uint32_t)pass->num_kv_heads;
-    p->dims0[3] = (uint32_t)pass->kv_len; /* N: visible keys (queries end there too) */
-    p->dims1[0] = (uint32_t)d->head_dim;
-    p->dims1[1] = (uint32_t)cfg->block_size;
-    p->dims1[2] = (uint32_t)cfg->stride;
-    p->dims1[3] = (uint32_t)plan->group;
-    p->dims2[0] = (uint32_t)plan->n_blocks;
-    p->dims2[3] = (uint32_t)(pass->num_q_heads / pass->num_kv_heads);
-    p->dims3[0] = (uint32_t)cfg->selector;
-    p->dims3[1] = (uint32_t)(cfg->sink_blocks > 0 ? cfg->sink_blocks : 0);
-    p->dims3[2] = (uint32_t)(cfg->local_blocks > 0 ? cfg->local_blocks : 0);
-    p->dims3[3] = plan->dense ? VKF_DENSE : 0u;
+    p->batch = (uint32_t)pass->batch;
+    p->heads = (uint32_t)pass->num_q_heads;
+    p->hkv = (uint32_t)pass->num_kv_heads;
+    p->n_keys = (uint32_t)pass->kv_len; /* N: visible keys (queries end there too) */
+    p->head_dim = (uint32_t)d->head_dim;
+    p->block_size = (uint32_t)cfg->block_size;
+    p->stride = (uint32_t)cfg->stride;
+    p->group = (uint32_t)plan->group;
+    p->n_blocks = (uint32_t)plan->n_blocks;
+    p->gqa = (uint32_t)(pass->num_q_heads / pass->num_kv_heads);
+    p->selector = (uint32_t)cfg->selector;
+    p->sink_blocks = (uint32_t)(cfg->sink_blocks > 0 ? cfg->sink_blocks : 0);
+    p->local_blocks = (uint32_t)(cfg->local_blocks > 0 ? cfg->local_blocks : 0);
+    p->flags = plan->dense ? VKF_DENSE : 0u;
     if (stem_xattn_diag_only(plan))
-        p->dims3[3] |= VKF_XATTN_DIAG;
-    p->f0[0] = plan->scale;
-    p->f0[1] = (float)((double)plan->scale /
+        p->flags |= VKF_XATTN_DIAG;
+    p->scale = plan->scale;
+    p->route = (float)((double)plan->scale /
                        ((double)cfg->stride * cfg->norm * plan->group * plan->group));
-    p->f0[2] = cfg->beta;
-    p->f1[0] = cfg->xattn_threshold;
-    p->geom[0] = (uint32_t)pass->q_offset;
-    p->geom[1] = (uint32_t)pass->row0;
-    p->geom[2] = (uint32_t)pass->n_rows;
+    p->beta = cfg->beta;
+    p->tau = cfg->xattn_threshold;
+    p->q_offset = (uint32_t)pass->q_offset;
+    p->row0 = (uint32_t)pass->row0;
+    p->n_rows = (uint32_t)pass->n_rows;
+}
+
+/* ---------------------------------------------------------------- stage */
+
+stem_status vk_stage_run(stem_vk_context *c, const stem_tensor *const *ts, int n,
+                         uint32_t out_mask, vk_record_fn record, void *arg)
+{
+    const int wrapped = vk_any_wrapped(ts, n);
+    stem_status st = wrapped ? vk_sync_wrapped_in(c, ts, n) : STEM_OK;
+    if (st == STEM_OK)
+        st = vk_begin(c);
+    if (st != STEM_OK)
+        return st;
+    st = record(c, arg);
+    if (st != STEM_OK) {
+        vk_abort(c);
+        return st;
+    }
+    st = vk_submit(c, wrapped || c->tune.sync_stages);
+    if (st != STEM_OK || !wrapped)
+        return st;
+    const stem_tensor *outs[8];
+    int m = 0;
+    for (int i = 0; i < n && m < 8; i++)
+        if (out_mask & (1u << i))
+            outs[m++] = ts[i];
+    return vk_sync_wrapped_out(c, outs, m);
 }

@@ -1,4 +1,5 @@
-/* Vulkan backend: device allocations, scratch, staging copies. */
+/* Vulkan backend: device allocations (the bottom layer: memory types,
+ * buffers, mappings) and the error mapping every layer uses. */
 #include "vk_internal.h"
 
 #include <string.h>
@@ -17,6 +18,7 @@ stem_status vk_error(VkResult r, const char *what)
     return stem_set_error(STEM_ERR_BACKEND_API, "vulkan: %s failed: %s (%d)", what,
                           stem_vk_result_name(r), (int)r);
 }
+
 
 static int find_memory_type_not(const stem_vk_context *c, uint32_t bits,
                                 VkMemoryPropertyFlags want, VkMemoryPropertyFlags avoid)
@@ -89,86 +91,4 @@ void vk_mem_destroy(stem_vk_context *c, vk_mem *m)
     if (m->memory)
         c->f.vkFreeMemory(c->device, m->memory, NULL); /* unmaps too */
     memset(m, 0, sizeof *m);
-}
-
-#define STORAGE_USAGE                                                                          \
-    (VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |                   \
-     VK_BUFFER_USAGE_TRANSFER_DST_BIT)
-
-stem_status vk_scratch(stem_vk_context *c, int i, VkDeviceSize bytes)
-{
-    if (c->scratch[i].buffer && c->scratch[i].size >= bytes)
-        return STEM_OK;
-    vk_mem m;
-    stem_status st = vk_mem_create(c, bytes + bytes / 4, c->host_buffers, STORAGE_USAGE, &m);
-    if (st != STEM_OK)
-        return st;
-    vk_mem_destroy(c, &c->scratch[i]); /* stages are synchronous: nothing uses it now */
-    c->scratch[i] = m;
-    return STEM_OK;
-}
-
-#define STAGING_BYTES ((VkDeviceSize)32 << 20)
-
-/* One copy between the staging buffer and m, submitted and waited for. */
-static stem_status staged_copy(stem_vk_context *c, vk_mem *m, VkDeviceSize offset,
-                               VkDeviceSize bytes, int to_device)
-{
-    stem_status st = vk_begin(c);
-    if (st != STEM_OK)
-        return st;
-    VkBufferCopy region = {to_device ? 0 : offset, to_device ? offset : 0, bytes};
-    if (to_device)
-        c->f.vkCmdCopyBuffer(c->cmd, c->staging.buffer, m->buffer, 1, &region);
-    else
-        c->f.vkCmdCopyBuffer(c->cmd, m->buffer, c->staging.buffer, 1, &region);
-    return vk_submit_wait(c);
-}
-
-static stem_status ensure_staging(stem_vk_context *c)
-{
-    if (c->staging.buffer)
-        return STEM_OK;
-    return vk_mem_create(c, STAGING_BYTES, 1,
-                         VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
-                         &c->staging);
-}
-
-stem_status vk_upload(stem_vk_context *c, vk_mem *m, VkDeviceSize offset, const void *src,
-                      VkDeviceSize bytes)
-{
-    if (bytes == 0)
-        return STEM_OK;
-    if (m->mapped) {
-        memcpy((char *)m->mapped + offset, src, (size_t)bytes);
-        return STEM_OK;
-    }
-    stem_status st = ensure_staging(c);
-    for (VkDeviceSize done = 0; st == STEM_OK && done < bytes;) {
-        const VkDeviceSize part = bytes - done < STAGING_BYTES ? bytes - done : STAGING_BYTES;
-        memcpy(c->staging.mapped, (const char *)src + done, (size_t)part);
-        st = staged_copy(c, m, offset + done, part, 1);
-        done += part;
-    }
-    return st;
-}
-
-stem_status vk_download(stem_vk_context *c, vk_mem *m, VkDeviceSize offset, void *dst,
-                        VkDeviceSize bytes)
-{
-    if (bytes == 0)
-        return STEM_OK;
-    if (m->mapped) {
-        memcpy(dst, (const char *)m->mapped + offset, (size_t)bytes);
-        return STEM_OK;
-    }
-    stem_status st = ensure_staging(c);
-    for (VkDeviceSize done = 0; st == STEM_OK && done < bytes;) {
-        const VkDeviceSize part = bytes - done < STAGING_BYTES ? bytes - done : STAGING_BYTES;
-        st = staged_copy(c, m, offset + done, part, 0);
-        if (st == STEM_OK)
-            memcpy((char *)dst + done, c->staging.mapped, (size_t)part);
-        done += part;
-    }
-    return st;
 }

@@ -3,43 +3,39 @@
 
 #include <string.h>
 
+typedef struct select_job {
+    vk_bind binds[VKB_COUNT_];
+    vk_params p;
+    VkPipeline pipe;
+} select_job;
+
+/* One workgroup per row. */
+static stem_status record_select(stem_vk_context *c, void *arg)
+{
+    select_job *j = (select_job *)arg;
+    return vk_dispatch(c, j->pipe, j->binds, &j->p, j->p.items);
+}
+
 stem_status stem_vk_select(stem_plan *plan, const stem_pass *pass, const stem_tensor *scores,
                            const stem_tensor *index, const stem_tensor *count)
 {
     stem_vk_context *c = vk_ctx(plan->ctx);
     vk_plan *vp = (vk_plan *)plan->impl;
-    vk_bind binds[VKB_COUNT_];
-    vk_params p;
-    memset(binds, 0, sizeof binds);
-    memset(&p, 0, sizeof p);
-    vk_params_plan(plan, pass, &p);
-    stem_status st = vk_bind_tensor(c, scores, VKB_SCORES, binds, &p);
+    select_job j;
+    memset(&j, 0, sizeof j);
+    vk_params_plan(plan, pass, &j.p);
+    stem_status st = vk_bind_tensor(c, scores, VKB_SCORES, j.binds, &j.p);
     if (st == STEM_OK)
-        st = vk_bind_tensor(c, index, VKB_INDEX, binds, &p);
+        st = vk_bind_tensor(c, index, VKB_INDEX, j.binds, &j.p);
     if (st == STEM_OK)
-        st = vk_bind_tensor(c, count, VKB_COUNT, binds, &p);
-    const stem_tensor *ts[3] = {scores, index, count};
-    if (st == STEM_OK)
-        st = vk_sync_wrapped_in(c, ts, 3);
-    if (st != STEM_OK)
-        return st;
-    vk_bind_mem(&vp->budget, VKB_BUDGET, binds);
+        st = vk_bind_tensor(c, count, VKB_COUNT, j.binds, &j.p);
+    vk_bind_mem(&vp->budget, VKB_BUDGET, j.binds);
     const uint32_t spec[VK_SPEC_COUNT] = {0, 0, 0, 0, 0, 0};
-    VkPipeline pipe;
-    st = vk_pipeline(c, VKK_SELECT, spec, &pipe);
+    if (st == STEM_OK)
+        st = vk_pipeline(c, VKK_SELECT, spec, &j.pipe);
     if (st != STEM_OK)
         return st;
-    const uint64_t rows = (uint64_t)(pass->batch * pass->num_q_heads * pass->n_rows);
-    p.dims2[2] = (uint32_t)rows;
-    st = vk_begin(c);
-    if (st == STEM_OK)
-        st = vk_dispatch(c, pipe, binds, &p, rows);
-    if (st != STEM_OK) {
-        vk_abort(c);
-        return st;
-    }
-    st = vk_submit_wait(c);
-    if (st == STEM_OK)
-        st = vk_sync_wrapped_out(c, ts + 1, 2);
-    return st;
+    j.p.items = (uint32_t)(pass->batch * pass->num_q_heads * pass->n_rows);
+    const stem_tensor *ts[3] = {scores, index, count};
+    return vk_stage_run(c, ts, 3, (1u << 1) | (1u << 2), record_select, &j);
 }

@@ -11,6 +11,10 @@
  *     invocation), checked against the CPU backend's.
  *  3. on llvmpipe, a dense plan past the budget is declined with
  *     STEM_ERR_UNSUPPORTED (never computed wrong).
+ *  4. one context meets 96 shader variants (XAttention scoring for three
+ *     dtypes x 32 head_dims; the pipeline table once stopped at 64), each
+ *     checked against the CPU backend. llvmpipe compiles each in about a
+ *     second: there 9 of them unless STEM_TEST_EMULATED=all.
  *
  * No Vulkan device: skipped (exit 77), or failed when STEM_TEST_REQUIRE
  * lists vulkan. STEM_TEST_ONLY is honoured like the other suites. */
@@ -275,6 +279,93 @@ static int budget_refusal(stem_context *ctx, const stem_device_info *info)
     return 1;
 }
 
+/* XAttention masses of one small problem in `dtype` on ctx. */
+static int xattn_small(stem_context *ctx, stem_dtype dtype, int64_t d, const float *q,
+                       const float *k, float *scores)
+{
+    const int64_t N = 32, n = 2;
+    int ok = 0;
+    bufs b = {{0}};
+    stem_status st;
+    stem_attention_desc desc;
+    stem_attention_desc_init(&desc);
+    desc.batch = desc.num_q_heads = desc.num_kv_heads = 1;
+    desc.q_len = desc.kv_len = N;
+    desc.head_dim = d;
+    desc.dtype = dtype;
+    stem_config cfg;
+    stem_config_init(&cfg);
+    cfg.selector = STEM_SELECTOR_XATTENTION;
+    cfg.block_size = 16;
+    cfg.stride = 4;
+    stem_plan *plan = NULL;
+    st = stem_plan_create(ctx, &desc, &cfg, &plan);
+    CHECK(st == STEM_OK, "stem_plan_create(xattention, d=%lld) returned %s", (long long)d,
+          stem_status_name(st));
+    const size_t es = dtype == STEM_DTYPE_F32 ? 4 : 2, sz = (size_t)(N * d) * es;
+    unsigned char *tmp = malloc(2 * sz);
+    CHECK(tmp, "out of host memory");
+    stem_convert(q, STEM_DTYPE_F32, tmp, dtype, (size_t)(N * d));
+    stem_convert(k, STEM_DTYPE_F32, tmp + sz, dtype, (size_t)(N * d));
+    for (int i = 0; i < 3; ++i)
+        CHECK((st = stem_buffer_create(ctx, sz, &b.b[i])) == STEM_OK, "stem_buffer_create");
+    CHECK((st = stem_buffer_create(ctx, (size_t)(n * n) * 4, &b.b[3])) == STEM_OK,
+          "stem_buffer_create");
+    st = stem_buffer_write(b.b[0], 0, tmp, sz);
+    if (st == STEM_OK)
+        st = stem_buffer_write(b.b[1], 0, tmp + sz, sz);
+    if (st == STEM_OK)
+        st = stem_buffer_write(b.b[2], 0, tmp + sz, sz);
+    free(tmp);
+    CHECK(st == STEM_OK, "stem_buffer_write");
+    const stem_tensor tq = stem_tensor_bhnd(b.b[0], 0, dtype, 1, 1, N, d);
+    const stem_tensor tk = stem_tensor_bhnd(b.b[1], 0, dtype, 1, 1, N, d);
+    const stem_tensor tv = stem_tensor_bhnd(b.b[2], 0, dtype, 1, 1, N, d);
+    const stem_tensor ts = stem_tensor_bhnd(b.b[3], 0, STEM_DTYPE_F32, 1, 1, n, n);
+    st = stem_score(plan, &tq, &tk, &tv, &ts);
+    CHECK(st == STEM_OK, "stem_score(d=%lld, dtype %d) returned %s", (long long)d, (int)dtype,
+          stem_status_name(st));
+    CHECK(stem_buffer_read(b.b[3], 0, scores, (size_t)(n * n) * 4) == STEM_OK,
+          "stem_buffer_read");
+    ok = 1;
+done:
+    stem_plan_destroy(plan);
+    bufs_free(&b);
+    return ok;
+}
+
+/* 4: many pipelines in one context, each variant's result as the CPU backend's. */
+static int many_pipelines(stem_context *ctx, stem_context *cpu, const stem_device_info *info)
+{
+    const char *all = getenv("STEM_TEST_EMULATED");
+    const int few = strncmp(info->name, "llvmpipe", 8) == 0 && !(all && strcmp(all, "all") == 0);
+    static const stem_dtype dtypes[3] = {STEM_DTYPE_F32, STEM_DTYPE_F16, STEM_DTYPE_BF16};
+    float q[32 * 256], k[32 * 256];
+    for (int i = 0; i < 32 * 256; ++i) {
+        q[i] = frand();
+        k[i] = frand();
+    }
+    int variants = 0;
+    double worst = 0.0;
+    for (int t = 0; t < 3; ++t)
+        for (int64_t d = 8; d <= 256; d += few ? 120 : 8) {
+            float s1[4], s2[4];
+            if (!xattn_small(ctx, dtypes[t], d, q, k, s1) || !xattn_small(cpu, dtypes[t], d, q, k, s2))
+                return 0;
+            for (int i = 0; i < 4; ++i) {
+                const double e = fabs((double)s1[i] - (double)s2[i]);
+                worst = e > worst || e != e ? e : worst;
+            }
+            variants++;
+        }
+    printf("  %d XAttention variants in one context: worst |mass err| %.3g\n", variants, worst);
+    if (!(worst <= 1e-4)) {
+        printf("FAIL: XAttention masses differ from the CPU backend's by %.3g\n", worst);
+        return 0;
+    }
+    return 1;
+}
+
 int main(void)
 {
     uint32_t count = 0;
@@ -310,7 +401,8 @@ int main(void)
             continue;
         }
         ran++;
-        const int ok = long_rows(ctx) & xattn_long(ctx, cpu) & budget_refusal(ctx, &info);
+        const int ok = long_rows(ctx) & xattn_long(ctx, cpu) & budget_refusal(ctx, &info) &
+                       many_pipelines(ctx, cpu, &info);
         printf("%s vulkan #%u\n", ok ? "ok" : "FAIL", info.backend_index);
         failed += !ok;
         stem_context_destroy(ctx);

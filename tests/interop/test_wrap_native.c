@@ -515,17 +515,105 @@ static int test_vulkan(stem_context *ctx)
     return rc;
 }
 
-static int vulkan_native_queue_refused(uint32_t device)
+/* A caller's own instance, device and queue as native_queue (stem_vulkan_queue):
+ * libstem runs on them (the wrapped-buffer prefill above, reference-checked),
+ * leaves them alive, and refuses descriptions it can tell are wrong. */
+static int vulkan_caller_queue(uint32_t device, uint32_t backend_index)
 {
+    void *lib = dlopen("libvulkan.so.1", RTLD_NOW | RTLD_LOCAL);
+    CHECK(lib, "dlopen libvulkan.so.1");
+    PFN_vkGetInstanceProcAddr gipa;
+    *(void **)&gipa = dlsym(lib, "vkGetInstanceProcAddr");
+    CHECK(gipa, "vkGetInstanceProcAddr");
+#define GLOBAL(name) PFN_vk##name name = (PFN_vk##name)gipa(NULL, "vk" #name)
+    GLOBAL(CreateInstance);
+#undef GLOBAL
+    VkApplicationInfo app = {.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO};
+    app.apiVersion = VK_API_VERSION_1_1;
+    VkInstanceCreateInfo ici = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO};
+    ici.pApplicationInfo = &app;
+    VkInstance inst = VK_NULL_HANDLE;
+    CHECK(CreateInstance(&ici, NULL, &inst) == VK_SUCCESS, "vkCreateInstance");
+#define INST(name) PFN_vk##name name = (PFN_vk##name)gipa(inst, "vk" #name)
+    INST(DestroyInstance);
+    INST(EnumeratePhysicalDevices);
+    INST(GetPhysicalDeviceQueueFamilyProperties);
+    INST(CreateDevice);
+    INST(GetDeviceProcAddr);
+#undef INST
+    VkPhysicalDevice pds[16];
+    uint32_t n = 16;
+    CHECK(EnumeratePhysicalDevices(inst, &n, pds) >= 0 && backend_index < n,
+          "vulkan device %u of the caller's instance", (unsigned)backend_index);
+    VkPhysicalDevice pd = pds[backend_index];
+    VkQueueFamilyProperties qf[16];
+    uint32_t nq = 16;
+    GetPhysicalDeviceQueueFamilyProperties(pd, &nq, qf);
+    uint32_t fam = nq;
+    for (uint32_t i = 0; i < nq && fam == nq; i++)
+        if (qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT)
+            fam = i;
+    CHECK(fam < nq, "a compute queue family");
+    const float prio = 1.0f;
+    VkDeviceQueueCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
+    qi.queueFamilyIndex = fam;
+    qi.queueCount = 1;
+    qi.pQueuePriorities = &prio;
+    VkDeviceCreateInfo di = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
+    di.queueCreateInfoCount = 1;
+    di.pQueueCreateInfos = &qi;
+    VkDevice dev = VK_NULL_HANDLE;
+    CHECK(CreateDevice(pd, &di, NULL, &dev) == VK_SUCCESS, "vkCreateDevice");
+    PFN_vkGetDeviceQueue GetDeviceQueue = (PFN_vkGetDeviceQueue)GetDeviceProcAddr(dev, "vkGetDeviceQueue");
+    PFN_vkDeviceWaitIdle DeviceWaitIdle = (PFN_vkDeviceWaitIdle)GetDeviceProcAddr(dev, "vkDeviceWaitIdle");
+    PFN_vkDestroyDevice DestroyDevice = (PFN_vkDestroyDevice)GetDeviceProcAddr(dev, "vkDestroyDevice");
+    VkQueue queue = VK_NULL_HANDLE;
+    GetDeviceQueue(dev, fam, 0, &queue);
+
+    stem_vulkan_queue vq;
+    stem_vulkan_queue_init(&vq);
+    vq.instance = inst;
+    vq.physical_device = pd;
+    vq.device = dev;
+    vq.queue = queue;
+    vq.queue_family = fam;
     stem_context_desc d;
     stem_context_desc_init(&d);
     d.device = (int32_t)device;
-    d.native_queue = (void *)(uintptr_t)0x1;
+    d.native_queue = &vq;
     stem_context *ctx = NULL;
-    const stem_status st = stem_context_create(&d, &ctx);
-    CHECK(st == STEM_ERR_UNSUPPORTED && !ctx, "vulkan native_queue gave %s",
+    stem_status st = stem_context_create(&d, &ctx);
+    CHECK(st == STEM_OK && ctx, "stem_context_create(stem_vulkan_queue): %s", stem_last_error());
+    stem_native_handles h;
+    stem_native_handles_init(&h);
+    CHECK(stem_context_get_native(ctx, &h) == STEM_OK && h.context == (void *)dev &&
+              h.queue == (void *)queue && h.instance == (void *)inst && h.queue_family == fam,
+          "stem_context_get_native gives the caller's handles");
+    int rc = test_vulkan(ctx); /* buffers on the caller's device, work on its queue */
+    CHECK(stem_context_destroy(ctx) == STEM_OK, "stem_context_destroy");
+    CHECK(DeviceWaitIdle(dev) == VK_SUCCESS, "the caller's device outlives the context");
+
+    /* Descriptions libstem can tell are wrong. */
+    stem_vulkan_queue bad = vq;
+    bad.struct_size = 0;
+    d.native_queue = &bad;
+    ctx = NULL;
+    st = stem_context_create(&d, &ctx);
+    CHECK(st == STEM_ERR_INVALID_ARGUMENT && !ctx, "struct_size 0 gave %s", stem_status_name(st));
+    bad = vq;
+    bad.device = NULL;
+    st = stem_context_create(&d, &ctx);
+    CHECK(st == STEM_ERR_INVALID_ARGUMENT && !ctx, "no device gave %s", stem_status_name(st));
+    bad = vq;
+    bad.queue_family = nq;
+    st = stem_context_create(&d, &ctx);
+    CHECK(st == STEM_ERR_INVALID_ARGUMENT && !ctx, "queue_family %u gave %s", (unsigned)nq,
           stem_status_name(st));
-    return 0;
+    CHECK(strstr(stem_last_error(), "queue_family") != NULL, "message '%s'", stem_last_error());
+    CHECK(DeviceWaitIdle(dev) == VK_SUCCESS, "the caller's device after refusals");
+    DestroyDevice(dev, NULL);
+    DestroyInstance(inst, NULL);
+    return rc;
 }
 
 #endif /* HAVE_VK */
@@ -716,7 +804,7 @@ int main(void)
 #ifdef HAVE_VK
         else if (info.backend == STEM_BACKEND_VULKAN) {
             test_vulkan(ctx);
-            vulkan_native_queue_refused(i);
+            vulkan_caller_queue(i, info.backend_index);
         }
 #endif
         else

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -279,6 +280,12 @@ int tool_backend_count(void) {
     return n;
 }
 
+static void tool_log(void *user, int level, const char *message) {
+    (void)user;
+    if (level <= STEM_LOG_INFO)
+        fprintf(stderr, "stem: %s\n", message);
+}
+
 static int find_backend(const char *name, stem_backend *out) {
     for (int b = 0; b < tool_backend_count(); b++) {
         if (!strcasecmp(name, stem_backend_name((stem_backend)b))) {
@@ -292,6 +299,8 @@ static int find_backend(const char *name, stem_backend *out) {
 int tool_open_context(const tool_opts *o, stem_context **ctx, stem_device_info *info) {
     stem_context_desc desc;
     stem_context_desc_init(&desc);
+    if (getenv("STEM_TOOL_LOG")) /* the library's decisions (device, kernel path) on stderr */
+        desc.log = tool_log;
     desc.device = o->device;
     desc.num_threads = o->threads;
     stem_status st;

@@ -37,7 +37,7 @@ layout(std430, set = 0, binding = 3) writeonly buffer Lse { float lse[]; }; // F
 
 void store_out(uint i, float v)
 {
-    uint od = P.dims2.y;
+    uint od = P.out_dtype;
     if (od == 0u) {
         obuf[i] = floatBitsToUint(v);
         return;
@@ -52,16 +52,16 @@ void store_out(uint i, float v)
 void main()
 {
     uint id = wg_id(), tid = gl_LocalInvocationID.x;
-    if (id >= P.dims2.z)
+    if (id >= P.items)
         return;
-    uint Hq = P.dims0.y, N = P.dims0.w, B = P.dims1.y, n = P.dims2.x;
+    uint Hq = P.heads, N = P.n_keys, B = P.block_size, n = P.n_blocks;
     uint rt_count = B / QT;
     // Row `row` of the call is the absolute block I; queries are positions
     // [P, N), position p at row p - P of q and out.
-    uint nr = P.geom.z, first = P.geom.x;
+    uint nr = P.n_rows, first = P.q_offset;
     uint rt = id % rt_count, row = (id / rt_count) % nr, bh = id / (rt_count * nr);
-    uint I = P.geom.y + row;
-    uint b = bh / Hq, h = bh % Hq, kh = h / P.dims2.w;
+    uint I = P.row0 + row;
+    uint b = bh / Hq, h = bh % Hq, kh = h / P.gqa;
     uint r = tid / LANES, lane = tid % LANES;
     uint q0 = I * B + rt * QT, qi = q0 + r;
     const float NEG_INF = uintBitsToFloat(0xff800000u);
@@ -69,7 +69,7 @@ void main()
     for (uint e = tid; e < QT * D; e += QT * LANES) {
         uint rr = e / D, c = e % D, tok = q0 + rr;
         Qs[e] = tok < N && tok >= first
-                    ? load_q(elem(0u, P.off0.x, b, h, tok - first, c)) * P.f0.w
+                    ? load_q(elem(0u, P.off0.x, b, h, tok - first, c)) * P.qmul
                     : 0.0;
     }
     float o[DPL];
@@ -138,7 +138,7 @@ void main()
         float inv = l > 0.0 ? 1.0 / l : (isnan(l) ? l : 0.0); // no visible key: 0
         for (uint t = 0u; t < DPL; t++)
             store_out(elem(6u, P.off1.z, b, h, qi - first, lane + LANES * t), o[t] * inv);
-        if ((P.dims3.w & FLAG_LSE) != 0u && lane == 0u) // m, l in log2 units
+        if ((P.flags & FLAG_LSE) != 0u && lane == 0u) // m, l in log2 units
             lse[elem(3u, P.off0.w, b, h, qi - first, 0u)] =
                 l > 0.0 ? (m + log2(l)) * 0.69314718055994531 : (isnan(l) ? l : NEG_INF);
     }

@@ -15,9 +15,24 @@
 // later), the subgroup takes the slow step: row maxima through shared
 // memory, new references (HEADROOM above the maxima), O and l rescaled by a
 // per-row factor matrix, M rebuilt.
+//
+// One source, two extensions: built as is for VK_NV_cooperative_matrix and
+// with -DKHR for VK_KHR_cooperative_matrix (attention_coop_khr). KHR has no
+// conversion from an accumulator to an A matrix, so P goes through a 16x16
+// f16 square in shared memory there.
+//
+// With -DSPLIT (attention_coop_split, attention_coop_khr_split) the inputs
+// are f32 tensors as two f16 copies each, hi and lo = x - hi, scaled by a
+// power of two per tensor so that the largest |x| sits just under 2^15
+// (vk_convert.c): S = Qh Kh + Qh Kl + Ql Kh and O = Ph Vh + Ph Vl + Pl Vh
+// with P = Ph + Pl, so logits and outputs keep about 22 bits.
 #extension GL_GOOGLE_include_directive : enable
 #extension GL_KHR_memory_scope_semantics : require
+#ifdef KHR
+#extension GL_KHR_cooperative_matrix : require
+#else
 #extension GL_NV_cooperative_matrix : require
+#endif
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #extension GL_EXT_shader_explicit_arithmetic_types_int16 : require
 #extension GL_EXT_shader_16bit_storage : require
@@ -43,8 +58,26 @@ layout(std430, set = 0, binding = 5) readonly buffer Count { int count_[]; };
 layout(std430, set = 0, binding = 6) writeonly buffer Out32 { float o32[]; };
 layout(std430, set = 0, binding = 6) writeonly buffer Out16 { uint16_t ob16[]; };
 
-#define MAT16 fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
+#ifdef KHR
+#define MATA coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>
+#define MATB coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB>
+#define MAT32 coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+#define MATC16 coopmat<float16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+#define LOAD coopMatLoad
+#define STORE coopMatStore
+#define MULADD coopMatMulAdd
+#define ROWS gl_CooperativeMatrixLayoutRowMajor
+#define COLS gl_CooperativeMatrixLayoutColumnMajor
+#else
+#define MATA fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
+#define MATB fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define MAT32 fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
+#define LOAD coopMatLoadNV
+#define STORE coopMatStoreNV
+#define MULADD coopMatMulAddNV
+#define ROWS false
+#define COLS true
+#endif
 
 const uint KS = D / 8u + 1u; // K/V row in 16-byte words, padded by one (fewer bank conflicts)
 const uint DC = D / 16u;     // 16-wide column chunks of head_dim
@@ -55,8 +88,19 @@ layout(constant_id = 3) const uint HEADROOM = 0u; // log2 units put above a new 
 
 shared uvec4 Ksh[BC * KS];
 shared uvec4 Vsh[BC * KS];
+#ifdef SPLIT
+layout(std430, set = 0, binding = 7) readonly buffer Qlo { uvec4 ql8[]; };
+layout(std430, set = 0, binding = 8) readonly buffer Klo { uvec4 kl8[]; };
+layout(std430, set = 0, binding = 9) readonly buffer Vlo { uvec4 vl8[]; };
+layout(std430, set = 0, binding = 10) readonly buffer Absmax { uint absmax_[]; }; // q k v
+shared uvec4 Klsh[BC * KS];
+shared uvec4 Vlsh[BC * KS];
+#endif
 shared float Ssh[NSG * 16u * SP]; // per subgroup: one 16x16 f32 square
 shared float Rsh[NSG * 16u];      // per row: a factor or a reference
+#ifdef KHR
+shared float16_t Psh[NSG * 256u]; // per subgroup: P as a 16x16 f16 square
+#endif
 
 // K and V tiles move global -> registers -> shared: the next tile's loads are
 // issued before the current tile's math, so their latency hides behind it.
@@ -65,7 +109,7 @@ const uint PER = (WORDS + NSG * 32u - 1u) / (NSG * 32u); // words per invocation
 
 void fetch_tile(uint k0, uint b, uint kh, out uvec4 kr[PER], out uvec4 vr[PER])
 {
-    uint N = P.dims0.w;
+    uint N = P.n_keys;
     [[unroll]] for (uint i = 0u; i < PER; i++) {
         uint e = gl_LocalInvocationID.x + i * NSG * 32u;
         uint j = e / (D / 8u), w = e % (D / 8u), tok = k0 + j;
@@ -77,6 +121,35 @@ void fetch_tile(uint k0, uint b, uint kh, out uvec4 kr[PER], out uvec4 vr[PER])
         }
     }
 }
+
+#ifdef SPLIT
+void fetch_lo(uint k0, uint b, uint kh, out uvec4 kr[PER], out uvec4 vr[PER])
+{
+    uint N = P.n_keys;
+    [[unroll]] for (uint i = 0u; i < PER; i++) {
+        uint e = gl_LocalInvocationID.x + i * NSG * 32u;
+        uint j = e / (D / 8u), w = e % (D / 8u), tok = k0 + j;
+        kr[i] = uvec4(0u);
+        vr[i] = uvec4(0u);
+        if (e < WORDS && tok < N) {
+            kr[i] = kl8[elem(1u, P.off0.y, b, kh, tok, 0u) / 8u + w];
+            vr[i] = vl8[elem(2u, P.off0.z, b, kh, tok, 0u) / 8u + w];
+        }
+    }
+}
+
+void store_lo(uvec4 kr[PER], uvec4 vr[PER])
+{
+    [[unroll]] for (uint i = 0u; i < PER; i++) {
+        uint e = gl_LocalInvocationID.x + i * NSG * 32u;
+        uint j = e / (D / 8u), w = e % (D / 8u);
+        if (e < WORDS) {
+            Klsh[j * KS + w] = kr[i];
+            Vlsh[j * KS + w] = vr[i];
+        }
+    }
+}
+#endif
 
 void store_tile(uvec4 kr[PER], uvec4 vr[PER])
 {
@@ -98,7 +171,7 @@ uint it_J = 0u, it_kc = 0u;
 
 uint next_tile(uint b, uint h, uint I, int cnt, uint wlast)
 {
-    uint N = P.dims0.w, B = P.dims1.y;
+    uint N = P.n_keys, B = P.block_size;
     if (it_p >= 0) {
         it_kc += BC;
         uint k0 = it_J * B + it_kc;
@@ -120,7 +193,9 @@ uint next_tile(uint b, uint h, uint I, int cnt, uint wlast)
 }
 
 // A matrix whose component (r, c) is f(r, c), through the subgroup's square.
-MAT32 make_matrix(uint sbase, uint lane, uint what) // what: 0 row, 1 column, 2 Rsh[row]
+// (An out parameter, not a return value: glslang 13 loses the KHR matrix use
+// of a returned matrix.)
+void make_matrix(out MAT32 x, uint sbase, uint lane, uint what) // what: 0 row, 1 column, 2 Rsh[row]
 {
     subgroupMemoryBarrierShared(); // Rsh as just written by this subgroup
     subgroupBarrier();
@@ -131,50 +206,69 @@ MAT32 make_matrix(uint sbase, uint lane, uint what) // what: 0 row, 1 column, 2 
     }
     subgroupMemoryBarrierShared();
     subgroupBarrier();
-    MAT32 x;
-    coopMatLoadNV(x, Ssh, sbase, SP, false);
+    LOAD(x, Ssh, sbase, SP, ROWS);
     subgroupBarrier();
-    return x;
 }
 
 void main()
 {
     uint id = wg_id();
-    if (id >= P.dims2.z)
+    if (id >= P.items)
         return;
-    uint Hq = P.dims0.y, N = P.dims0.w, B = P.dims1.y, n = P.dims2.x;
+    uint Hq = P.heads, N = P.n_keys, B = P.block_size, n = P.n_blocks;
     uint QR = NSG * 16u, rt_count = B / QR;
     uint rt = id % rt_count, I = (id / rt_count) % n, bh = id / (rt_count * n);
-    uint b = bh / Hq, h = bh % Hq, kh = h / P.dims2.w;
+    uint b = bh / Hq, h = bh % Hq, kh = h / P.gqa;
     uint sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
     uint q0 = I * B + rt * QR;        // first row of the workgroup
     uint r0 = q0 + sg * 16u;          // first row of this subgroup
     uint wlast = q0 + QR - 1u;        // last row of the workgroup
     uint sbase = sg * 16u * SP, rbase = sg * 16u;
     const float NEG_INF = uintBitsToFloat(0xff800000u);
-    const float scale = P.f0.w;       // softmax scale * log2(e)
+#ifdef SPLIT
+    // The copies hold q 2^eq, k 2^ek, v 2^ev: logits and outputs scaled back.
+    const int eq = split_exp(absmax_[0]), ek = split_exp(absmax_[1]), ev = split_exp(absmax_[2]);
+    const float scale = P.qmul * exp2(float(-(eq + ek)));
+    const float vback = exp2(float(-ev));
+#else
+    const float scale = P.qmul;       // softmax scale * log2(e)
+#endif
 
     // Q of the subgroup's 16 rows, 16 columns at a time through the (still
     // unused) K tile: 32 words per subgroup.
-    MAT16 qa[DC];
+    MATA qa[DC];
     [[unroll]] for (uint c = 0u; c < DC; c++) {
         uint r = lane / 2u, w = lane % 2u, tok = r0 + r;
         Ksh[sg * 32u + lane] = tok < N ? q8[elem(0u, P.off0.x, b, h, tok, 0u) / 8u + c * 2u + w]
                                        : uvec4(0u);
         subgroupMemoryBarrierShared();
         subgroupBarrier();
-        coopMatLoadNV(qa[c], Ksh, sg * 32u, 2u, false);
+        LOAD(qa[c], Ksh, sg * 32u, 2u, ROWS);
         subgroupBarrier();
     }
+#ifdef SPLIT
+    MATA qal[DC];
+    [[unroll]] for (uint c = 0u; c < DC; c++) {
+        uint r = lane / 2u, w = lane % 2u, tok = r0 + r;
+        Ksh[sg * 32u + lane] = tok < N ? ql8[elem(0u, P.off0.x, b, h, tok, 0u) / 8u + c * 2u + w]
+                                       : uvec4(0u);
+        subgroupMemoryBarrierShared();
+        subgroupBarrier();
+        LOAD(qal[c], Ksh, sg * 32u, 2u, ROWS);
+        subgroupBarrier();
+    }
+#endif
 
     // Row and column of each component, the reference matrix, O and l.
-    MAT32 rowm = make_matrix(sbase, lane, 0u), colm = make_matrix(sbase, lane, 1u);
+    MAT32 rowm, colm;
+    make_matrix(rowm, sbase, lane, 0u);
+    make_matrix(colm, sbase, lane, 1u);
     MAT32 ref = MAT32(NEG_INF);
     MAT32 o[DC];
     [[unroll]] for (uint c = 0u; c < DC; c++)
         o[c] = MAT32(0.0);
     MAT32 lsum = MAT32(0.0);
-    const MAT16 ones = MAT16(1.0);
+    const MATB ones = MATB(float16_t(1.0));
     float m = NEG_INF; // lane lr's reference (lanes 2r and 2r + 1 hold row r's)
     uint lr = lane >> 1, hf = lane & 1u;
 
@@ -182,35 +276,65 @@ void main()
     uvec4 kr[PER], vr[PER];
     uint k0 = next_tile(b, h, I, cnt, wlast);
     barrier(); // every subgroup has its Q before the first tile lands on it
-    if (k0 != NONE)
+#ifdef SPLIT
+    uvec4 klr[PER], vlr[PER];
+#endif
+    if (k0 != NONE) {
         fetch_tile(k0, b, kh, kr, vr);
+#ifdef SPLIT
+        fetch_lo(k0, b, kh, klr, vlr);
+#endif
+    }
     while (k0 != NONE) {
         barrier(); // the previous tile is no longer read
         store_tile(kr, vr);
+#ifdef SPLIT
+        store_lo(klr, vlr);
+#endif
         barrier();
         uint kn = next_tile(b, h, I, cnt, wlast);
-        if (kn != NONE)
+        if (kn != NONE) {
             fetch_tile(kn, b, kh, kr, vr);
+#ifdef SPLIT
+            fetch_lo(kn, b, kh, klr, vlr);
+#endif
+        }
         [[unroll]] for (uint t = 0u; t < SUB; t++) {
             // S = Q K^T for 16 keys: K^T is K read column-major.
             MAT32 s = MAT32(0.0);
             [[unroll]] for (uint c = 0u; c < DC; c++) {
-                MAT16 kb;
-                coopMatLoadNV(kb, Ksh, t * 16u * KS + c * 2u, KS, true);
-                s = coopMatMulAddNV(qa[c], kb, s);
+                MATB kb;
+                LOAD(kb, Ksh, t * 16u * KS + c * 2u, KS, COLS);
+                s = MULADD(qa[c], kb, s);
+#ifdef SPLIT
+                MATB kbl;
+                LOAD(kbl, Klsh, t * 16u * KS + c * 2u, KS, COLS);
+                s = MULADD(qa[c], kbl, s);
+                s = MULADD(qal[c], kb, s);
+#endif
             }
             // Scaled logits; masked keys -inf. Flag a logit above its reference + 2^8.
+            // Below the diagonal and before N (the subgroup's rows all see all 16
+            // keys: most tiles) the mask is skipped.
             uint kt = k0 + t * 16u;
             bool high = false;
-            for (int i = 0; i < s.length(); i++) {
-                uint tok = kt + uint(colm[i]), q = r0 + uint(rowm[i]);
-                float x = tok <= q && tok < N ? s[i] * scale : NEG_INF;
-                high = high || x > ref[i] + RESCALE_LOG2;
-                s[i] = x;
+            if (kt + 15u <= r0 && kt + 16u <= N) {
+                for (int i = 0; i < s.length(); i++) {
+                    float x = s[i] * scale;
+                    high = high || x > ref[i] + RESCALE_LOG2;
+                    s[i] = x;
+                }
+            } else {
+                for (int i = 0; i < s.length(); i++) {
+                    uint tok = kt + uint(colm[i]), q = r0 + uint(rowm[i]);
+                    float x = tok <= q && tok < N ? s[i] * scale : NEG_INF;
+                    high = high || x > ref[i] + RESCALE_LOG2;
+                    s[i] = x;
+                }
             }
             if (subgroupAny(high)) {
                 // Slow step: row maxima through shared memory, new references.
-                coopMatStoreNV(s, Ssh, sbase, SP, false);
+                STORE(s, Ssh, sbase, SP, ROWS);
                 subgroupMemoryBarrierShared();
                 subgroupBarrier();
                 float mx = NEG_INF;
@@ -227,7 +351,8 @@ void main()
                 subgroupBarrier();
                 if (hf == 0u)
                     Rsh[rbase + lr] = alpha;
-                MAT32 am = make_matrix(sbase, lane, 2u); // alpha of each component's row
+                MAT32 am;
+                make_matrix(am, sbase, lane, 2u); // alpha of each component's row
                 [[unroll]] for (uint c = 0u; c < DC; c++)
                     for (int i = 0; i < am.length(); i++)
                         o[c][i] *= am[i];
@@ -235,28 +360,69 @@ void main()
                     lsum[i] *= am[i];
                 if (hf == 0u)
                     Rsh[rbase + lr] = m;
-                ref = make_matrix(sbase, lane, 2u);
+                make_matrix(ref, sbase, lane, 2u);
             }
             // P = exp2(S - M) (0 for masked keys), O += P V, l += P 1.
             for (int i = 0; i < s.length(); i++)
                 s[i] = s[i] == NEG_INF ? 0.0 : exp2(s[i] - ref[i]);
-            MAT16 pa = MAT16(s);
+#ifdef KHR
+            MATA pa;
+            MATC16 ph = MATC16(s);
+            STORE(ph, Psh, sg * 256u, 16u, ROWS);
+            subgroupMemoryBarrierShared();
+            subgroupBarrier();
+            LOAD(pa, Psh, sg * 256u, 16u, ROWS);
+            subgroupBarrier();
+#ifdef SPLIT
+            // Pl = P - Ph, through the same square.
+            MAT32 pr = MAT32(ph);
+            for (int i = 0; i < pr.length(); i++)
+                pr[i] = s[i] - pr[i];
+            MATA pl;
+            STORE(MATC16(pr), Psh, sg * 256u, 16u, ROWS);
+            subgroupMemoryBarrierShared();
+            subgroupBarrier();
+            LOAD(pl, Psh, sg * 256u, 16u, ROWS);
+            subgroupBarrier();
+#endif
+#else
+            MATA pa = MATA(s);
+#ifdef SPLIT
+            MAT32 pr = MAT32(pa);
+            for (int i = 0; i < pr.length(); i++)
+                pr[i] = s[i] - pr[i];
+            MATA pl = MATA(pr);
+#endif
+#endif
             [[unroll]] for (uint c = 0u; c < DC; c++) {
-                MAT16 vb;
-                coopMatLoadNV(vb, Vsh, t * 16u * KS + c * 2u, KS, false);
-                o[c] = coopMatMulAddNV(pa, vb, o[c]);
+                MATB vb;
+                LOAD(vb, Vsh, t * 16u * KS + c * 2u, KS, ROWS);
+                o[c] = MULADD(pa, vb, o[c]);
+#ifdef SPLIT
+                MATB vbl;
+                LOAD(vbl, Vlsh, t * 16u * KS + c * 2u, KS, ROWS);
+                o[c] = MULADD(pa, vbl, o[c]);
+                o[c] = MULADD(pl, vb, o[c]);
+#endif
             }
-            lsum = coopMatMulAddNV(pa, ones, lsum);
+            lsum = MULADD(pa, ones, lsum);
+#ifdef SPLIT
+            lsum = MULADD(pl, ones, lsum);
+#endif
         }
         k0 = kn;
     }
     // Output: O / l (0 for a row without visible keys; NaN stays NaN), 16
     // columns at a time through the square, with bounds and dtype.
-    uint od = P.dims2.y;
+    uint od = P.out_dtype;
     [[unroll]] for (uint c = 0u; c < DC; c++) {
         for (int i = 0; i < o[c].length(); i++)
+#ifdef SPLIT
+            o[c][i] = lsum[i] == 0.0 ? 0.0 : o[c][i] / lsum[i] * vback;
+#else
             o[c][i] = lsum[i] == 0.0 ? 0.0 : o[c][i] / lsum[i];
-        coopMatStoreNV(o[c], Ssh, sbase, SP, false);
+#endif
+        STORE(o[c], Ssh, sbase, SP, ROWS);
         subgroupMemoryBarrierShared();
         subgroupBarrier();
         for (uint e = lane; e < 256u; e += 32u) {

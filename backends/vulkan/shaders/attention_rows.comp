@@ -40,7 +40,7 @@ DEFINE_LOAD(load_v, vbuf)
 
 void store_out(uint i, float v)
 {
-    uint od = P.dims2.y;
+    uint od = P.out_dtype;
     if (od == 0u) {
         obuf[i] = floatBitsToUint(v);
         return;
@@ -54,16 +54,16 @@ void store_out(uint i, float v)
 void main()
 {
     uint id = wg_id(), tid = gl_LocalInvocationID.x;
-    if (id >= P.dims2.z)
+    if (id >= P.items)
         return;
-    uint Hq = P.dims0.y, N = P.dims0.w, B = P.dims1.y, n = P.dims2.x;
+    uint Hq = P.heads, N = P.n_keys, B = P.block_size, n = P.n_blocks;
     uint rt_count = B / QT;
     // Row `row` of the call is the absolute block I; queries are positions
     // [P, N), position p at row p - P of q and out.
-    uint nr = P.geom.z, first = P.geom.x;
+    uint nr = P.n_rows, first = P.q_offset;
     uint rt = id % rt_count, row = (id / rt_count) % nr, bh = id / (rt_count * nr);
-    uint I = P.geom.y + row;
-    uint b = bh / Hq, h = bh % Hq, kh = h / P.dims2.w;
+    uint I = P.row0 + row;
+    uint b = bh / Hq, h = bh % Hq, kh = h / P.gqa;
     uint q0 = I * B + rt * QT, qi = q0 + tid;
     bool mine = qi < N && qi >= first;
     const float NEG_INF = uintBitsToFloat(0xff800000u);
@@ -71,7 +71,7 @@ void main()
 
     float q[D], o[D], s[KT];
     uint qbase = elem(0u, P.off0.x, b, h, mine ? qi - first : 0u, 0u);
-    float qmul = mine ? P.f0.w : 0.0;
+    float qmul = mine ? P.qmul : 0.0;
     // Not unrolled (D iterations): one load site instead of D keeps the JIT
     // code small; q[] is then a stack array, read at constant indices below.
     for (uint c = 0u; c < D; c++)
@@ -131,7 +131,7 @@ void main()
         uint obase = elem(6u, P.off1.z, b, h, qi - first, 0u);
         for (uint c = 0u; c < D; c++) // not unrolled either: D iterations
             store_out(obase + c * P.str[6].w, o[c] * inv);
-        if ((P.dims3.w & FLAG_LSE) != 0u) // m, l in log2 units
+        if ((P.flags & FLAG_LSE) != 0u) // m, l in log2 units
             lse[elem(3u, P.off0.w, b, h, qi - first, 0u)] =
                 l > 0.0 ? (m + log2(l)) * 0.69314718055994531 : (isnan(l) ? l : NEG_INF);
     }

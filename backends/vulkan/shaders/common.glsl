@@ -4,18 +4,18 @@
 
 layout(constant_id = 0) const uint IN_DTYPE = 0u; // 0 f32, 1 f16, 2 bf16
 
-layout(std140, set = 0, binding = 11) uniform Params {
+layout(std140, set = 0, binding = 11) uniform Params { // mirrors vk_params (vk_internal.h)
     uvec4 str[7];  // element strides: q k v scores index count out
     uvec4 off0;    // element offsets: q k v scores
     uvec4 off1;    // index count out -
-    uvec4 dims0;   // batch, heads of the bound tensor, Hkv, N
-    uvec4 dims1;   // head_dim, block B, stride S, G
-    uvec4 dims2;   // n, out dtype, work items, g = Hq / Hkv
-    uvec4 dims3;   // selector, sink, local, flags
-    vec4 f0;       // scale, routing coefficient, beta, q multiplier
-    vec4 f1;       // tau
-    uvec4 geom;    // query offset P (queries are positions [P, N)), row0 = floor(P / B),
-                   // rows of the call (absolute blocks row0 ..), -
+    uint batch, heads, hkv, n_keys;           // heads: of the bound tensor; n_keys: N
+    uint head_dim, block_size, stride, group; // group: G = B / S
+    uint n_blocks, out_dtype, items, gqa;     // items: work items; gqa: Hq / Hkv
+    uint selector, sink_blocks, local_blocks, flags;
+    float scale, route, beta, qmul;           // route: routing coefficient; qmul: q multiplier
+    float tau, f1_pad1, f1_pad2, f1_pad3;
+    uint q_offset, row0, n_rows, geom_pad;    // query offset P (queries are positions [P, N)),
+                                              // row0 = floor(P / B), rows of the call
 } P;
 
 #define SEL_STEM 0u
@@ -91,6 +91,15 @@ uint f32_to_bf16(float f)
     if ((x & 0x7fffffffu) > 0x7f800000u)
         return (x >> 16) | 0x40u;
     return (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+}
+
+// The power of two that brings a tensor whose largest |x| has these f32 bits
+// just under 2^15 (f16 copies keep their relative precision; vk_convert.c),
+// within +-60 so that products of two stay normal in f32.
+int split_exp(uint absmax_bits)
+{
+    int e = int((absmax_bits >> 23) & 0xffu) - 127; // |x| < 2^(e + 1)
+    return clamp(14 - e, -60, 60);
 }
 
 float half_word(uint w, uint i, uint dtype)

@@ -16,12 +16,12 @@ DEFINE_LOAD(load_src, src)
 void main()
 {
     uint gid = wg_id() * 64u + gl_LocalInvocationID.x;
-    if (gid >= P.dims2.z)
+    if (gid >= P.items)
         return;
-    uint H = P.dims0.y, N = P.dims0.w, d = P.dims1.x, B = P.dims1.y, S = P.dims1.z;
-    bool keys = (P.dims3.w & FLAG_REVERSE) != 0u;
-    uint G = P.dims1.w, n = keys ? P.dims2.x : P.geom.z, W = S * d;
-    uint first = keys ? 0u : P.geom.x, row0 = keys ? 0u : P.geom.y;
+    uint H = P.heads, N = P.n_keys, d = P.head_dim, B = P.block_size, S = P.stride;
+    bool keys = (P.flags & FLAG_REVERSE) != 0u;
+    uint G = P.group, n = keys ? P.n_blocks : P.n_rows, W = S * d;
+    uint first = keys ? 0u : P.q_offset, row0 = keys ? 0u : P.row0;
     uint w = gid % W, blk = (gid / W) % n, bh = gid / (W * n);
     uint b = bh / H, h = bh % H, seg = w / d, e = w % d;
     uint t = keys ? S - 1u - seg : seg;

@@ -1,7 +1,7 @@
 #version 450
 // Block scores from phase sums (section 3): one 16x16 tile of
 // L[r][J] = coef * dot(Qflat[r], Kflat[J]) + vb[J] (J <= I = row0 + r), -inf
-// above; rows r of the call (P.geom.z), n key blocks.
+// above; rows r of the call (P.n_rows), n key blocks.
 #extension GL_GOOGLE_include_directive : enable
 #include "common.glsl"
 
@@ -17,14 +17,14 @@ shared float Bs[16][17];
 void main()
 {
     uint id = wg_id();
-    uint n = P.dims2.x, tn = (n + 15u) / 16u, nr = P.geom.z, tr = (nr + 15u) / 16u;
-    uint row0 = P.geom.y;
-    if (id >= P.dims2.z)
+    uint n = P.n_blocks, tn = (n + 15u) / 16u, nr = P.n_rows, tr = (nr + 15u) / 16u;
+    uint row0 = P.row0;
+    if (id >= P.items)
         return;
     uint tj = id % tn, ti = (id / tn) % tr, bh = id / (tn * tr);
-    uint Hq = P.dims0.y, Hkv = P.dims0.z, g = P.dims2.w;
+    uint Hq = P.heads, Hkv = P.hkv, g = P.gqa;
     uint b = bh / Hq, h = bh % Hq, kv = b * Hkv + h / g;
-    uint W = P.dims1.z * P.dims1.x;
+    uint W = P.stride * P.head_dim;
     uint lx = gl_LocalInvocationID.x, ly = gl_LocalInvocationID.y;
     uint r = ti * 16u + ly, I = row0 + r, J = tj * 16u + lx;
     const float NEG_INF = uintBitsToFloat(0xff800000u);
@@ -46,5 +46,5 @@ void main()
         barrier();
     }
     if (r < nr && J < n)
-        scores[elem(3u, P.off0.w, b, h, r, J)] = J <= I ? acc * P.f0.y + vb[kv * n + J] : NEG_INF;
+        scores[elem(3u, P.off0.w, b, h, r, J)] = J <= I ? acc * P.route + vb[kv * n + J] : NEG_INF;
 }

@@ -44,7 +44,7 @@ uint gb, gh, gkh;
 // log2-scaled logit of strided query row m against strided key column c.
 float logit(uint m, uint c)
 {
-    uint N = P.dims0.w, S = P.dims1.z;
+    uint N = P.n_keys, S = P.stride;
     uint qs = P.str[0].w, ks = P.str[1].w;
     float acc = 0.0;
     for (uint t = 0u; t < S; t++) {
@@ -56,19 +56,19 @@ float logit(uint m, uint c)
             [[unroll]] for (uint u = 0u; u < E; u++)
                 acc += load_q(qi + (e0 + u) * qs) * load_k(ki + (e0 + u) * ks);
     }
-    return acc * P.f0.w;
+    return acc * P.qmul;
 }
 
 void main()
 {
     uint id = wg_id(), tid = gl_LocalInvocationID.x;
-    if (id >= P.dims2.z)
+    if (id >= P.items)
         return;
-    uint n = P.dims2.x, Hq = P.dims0.y, N = P.dims0.w, S = P.dims1.z, G = P.dims1.w;
+    uint n = P.n_blocks, Hq = P.heads, N = P.n_keys, S = P.stride, G = P.group;
     uint I = id % n, bh = id / n;
     gb = bh / Hq;
     gh = bh % Hq;
-    gkh = gh / P.dims2.w;
+    gkh = gh / P.gqa;
     const float NEG_INF = uintBitsToFloat(0xff800000u);
     uint M = (N + S - 1u) / S;          // strided rows with a real token
     uint R = min(G, M - I * G);         // real rows of this block (I*G < M)

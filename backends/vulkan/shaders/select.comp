@@ -83,16 +83,16 @@ float xw(uint J)
 void main()
 {
     uint id = wg_id(), tid = gl_LocalInvocationID.x;
-    uint n = P.dims2.x, Hq = P.dims0.y, nr = P.geom.z;
-    uint row = id % nr, I = P.geom.y + row, bh = id / nr; // absolute block of the call's row
+    uint n = P.n_blocks, Hq = P.heads, nr = P.n_rows;
+    uint row = id % nr, I = P.row0 + row, bh = id / nr; // absolute block of the call's row
     gb = bh / Hq;
     gh = bh % Hq;
     gI = row;
-    uint sel = P.dims3.x;
-    int sink = int(P.dims3.y), local_ = int(P.dims3.z);
+    uint sel = P.selector;
+    int sink = int(P.sink_blocks), local_ = int(P.local_blocks);
     bool xattn = sel == SEL_XATTN || sel == SEL_XATTN_STRICT;
-    bool diag_only = (P.dims3.w & FLAG_XATTN_DIAG) != 0u;
-    bool all_ = sel == SEL_DENSE || (P.dims3.w & FLAG_DENSE) != 0u ||
+    bool diag_only = (P.flags & FLAG_XATTN_DIAG) != 0u;
+    bool all_ = sel == SEL_DENSE || (P.flags & FLAG_DENSE) != 0u ||
                 (!xattn && int(I) + 1 <= budget[I]);
 
     // Top-k threshold: key T, and how many of the entries equal to T to keep.
@@ -150,7 +150,7 @@ void main()
         float s = 0.0;
         for (uint J = tid; J <= I; J += 256u)
             s += xw(J);
-        target = P.f1.x * reduce_sum(s);
+        target = P.tau * reduce_sum(s);
         F = diag_only || I == 0u ? xw(I) : xw(0u) + xw(I);
     }
 

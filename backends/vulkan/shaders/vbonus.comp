@@ -31,15 +31,15 @@ float reduce_sum(float x)
 void main()
 {
     uint bh = wg_id(), tid = gl_LocalInvocationID.x;
-    uint N = P.dims0.w, S = P.dims1.z, G = P.dims1.w, n = P.dims2.x;
+    uint N = P.n_keys, S = P.stride, G = P.group, n = P.n_blocks;
     uint nG = n * G;
-    float beta = P.f0.z;
-    if ((P.dims3.w & FLAG_BONUS) == 0u) {
+    float beta = P.beta;
+    if ((P.flags & FLAG_BONUS) == 0u) {
         for (uint J = tid; J < n; J += 256u)
             vb[bh * n + J] = 0.0;
         return;
     }
-    if (P.dims3.x == SEL_PAPER) {
+    if (P.selector == SEL_PAPER) {
         for (uint J = tid; J < n; J += 256u) {
             float mx = 0.0;
             for (uint a = 0u; a < G; a++)
@@ -61,14 +61,14 @@ void main()
     }
     float ss = reduce_sum(s);
     float sd = gv > 1u ? sqrt(ss / float(gv - 1u)) : 0.0;
-    // (b, KV head) of this workgroup: dims0.y holds Hkv here.
-    uint b = bh / P.dims0.y, kh = bh % P.dims0.y;
-    bool provided = (P.dims3.w & FLAG_VSTATS_IN) != 0u;
+    // (b, KV head) of this workgroup: heads holds Hkv here.
+    uint b = bh / P.heads, kh = bh % P.heads;
+    bool provided = (P.flags & FLAG_VSTATS_IN) != 0u;
     if (provided) {
         mean = vin[elem(3u, P.off0.w, b, kh, 0u, 0u)];
         sd = vin[elem(3u, P.off0.w, b, kh, 0u, 1u)];
     }
-    if ((P.dims3.w & FLAG_VSTATS_OUT) != 0u && tid == 0u) {
+    if ((P.flags & FLAG_VSTATS_OUT) != 0u && tid == 0u) {
         vout[elem(4u, P.off1.x, b, kh, 0u, 0u)] = mean;
         vout[elem(4u, P.off1.x, b, kh, 0u, 1u)] = sd;
     }

@@ -13,10 +13,10 @@ DEFINE_LOAD(load_v, vbuf)
 void main()
 {
     uint gid = wg_id() * 64u + gl_LocalInvocationID.x;
-    if (gid >= P.dims2.z)
+    if (gid >= P.items)
         return;
-    uint H = P.dims0.y, N = P.dims0.w, d = P.dims1.x, S = P.dims1.z;
-    uint nG = P.dims2.x * P.dims1.w;
+    uint H = P.heads, N = P.n_keys, d = P.head_dim, S = P.stride;
+    uint nG = P.n_blocks * P.group;
     uint gi = gid % nG, bh = gid / nG, b = bh / H, h = bh % H;
     float mx = 0.0;
     for (uint t = 0u; t < S; t++) {
