@@ -16,7 +16,11 @@
 
 int vk_convert_dtype(const stem_vk_context *c, stem_dtype dtype)
 {
-    return dtype == STEM_DTYPE_BF16 || (dtype == STEM_DTYPE_F32 && c->tune.f32_matrix);
+    /* bf16 through f16 copies changes the numbers (inf above 65504, fewer
+     * bits below f16's normal range) and has not run on a matrix unit yet:
+     * on request only (STEM_VULKAN_BF16_COPY=1, or STEM_VULKAN_CONVERT=1). */
+    return (dtype == STEM_DTYPE_BF16 && (c->tune.bf16_copy || c->convert == 1)) ||
+           (dtype == STEM_DTYPE_F32 && c->tune.f32_matrix);
 }
 
 stem_status vk_convert_prepare(stem_vk_context *c, const stem_tensor *const qkv[3], int split,
