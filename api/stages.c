@@ -373,11 +373,12 @@ stem_status stem_prefill_ex(stem_plan *plan, const stem_tensor *q, const stem_te
     return prefill(plan, "stem_prefill_ex", q, k, v, o, &c);
 }
 
-stem_status stem_prefill_run(stem_plan *plan, const char *fn, const stem_tensor *q,
-                             const stem_tensor *k, const stem_tensor *v, const stem_tensor *o,
-                             const stem_call_io *io)
+/* The per-call options both prefill paths check before anything is read:
+ * PROVIDED statistics present, vstats_out only where statistics exist, and
+ * the backend's capabilities. */
+stem_status stem_check_call_options(const stem_plan *plan, const char *fn,
+                                    const stem_call_io *io)
 {
-    const stem_tensor *scores = io->scores, *index = io->index, *count = io->count;
     const int provided = plan->desc.vstats_mode == STEM_VSTATS_PROVIDED;
     const stem_tensor *vin = provided ? io->vstats_in : NULL;
     const stem_tensor *vout = io->vstats_out, *lse = io->lse;
@@ -399,11 +400,25 @@ stem_status stem_prefill_run(stem_plan *plan, const char *fn, const stem_tensor 
         return stem_set_error(STEM_ERR_UNSUPPORTED,
                               "%s: the lse output is not supported by backend %s yet", fn,
                               plan->ctx->ops->name);
+    return STEM_OK;
+}
+
+stem_status stem_prefill_run(stem_plan *plan, const char *fn, const stem_tensor *q,
+                             const stem_tensor *k, const stem_tensor *v, const stem_tensor *o,
+                             const stem_call_io *io)
+{
+    const stem_tensor *scores = io->scores, *index = io->index, *count = io->count;
+    stem_status st = stem_check_call_options(plan, fn, io);
+    if (st != STEM_OK)
+        return st;
+    const stem_tensor *vin = plan->desc.vstats_mode == STEM_VSTATS_PROVIDED ? io->vstats_in
+                                                                            : NULL;
+    const stem_tensor *vout = io->vstats_out, *lse = io->lse;
     const stem_tensor *t[T_COUNT_] = {q, k, v, scores, index, count, o, vin, vout, lse};
     const int use[T_COUNT_] = {1, 1, 1, scores != NULL, index != NULL, count != NULL, 1,
                                vin != NULL, vout != NULL, lse != NULL};
     const int out[T_COUNT_] = {0, 0, 0, 1, 1, 1, 1, 0, 1, 1};
-    stem_status st = check_all(plan, fn, t, use, out);
+    st = check_all(plan, fn, t, use, out);
     if (st == STEM_OK && vin)
         st = stem_check_vstats_in(plan, vin, plan->desc.batch, fn);
     if (st != STEM_OK)

@@ -277,6 +277,9 @@ stem_status stem_check_tensor(const struct stem_plan *plan, const stem_tensor *t
 stem_status stem_check_disjoint(const char *fn, const stem_byte_range *a, const char *an,
                                 const stem_byte_range *b, const char *bn);
 /* PROVIDED statistics of `batch` entries: finite, std >= 0. */
+/* The per-call option checks shared by the single and varlen prefill paths. */
+stem_status stem_check_call_options(const struct stem_plan *plan, const char *fn,
+                                    const stem_call_io *io);
 stem_status stem_check_vstats_in(const struct stem_plan *plan, const stem_tensor *t,
                                  int64_t batch, const char *fn);
 /* The validated core of stem_prefill_ex on a plan of layout BHND. */

@@ -334,27 +334,12 @@ stem_status stem_prefill_varlen(stem_plan *plan, const char *fn, const stem_tens
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT, "%s: %s.buffer is NULL", fn,
                               !k->buffer ? "k" : "v");
     /* Option checks shared with single calls, before anything is read. */
+    stem_status ost = stem_check_call_options(plan, fn, io);
+    if (ost != STEM_OK)
+        return ost;
     const int provided = d->vstats_mode == STEM_VSTATS_PROVIDED;
     const stem_tensor *vin = provided ? io->vstats_in : NULL;
     const stem_tensor *vout = io->vstats_out, *lse = io->lse;
-    if (provided && !vin)
-        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
-                              "%s: vstats_mode=PROVIDED needs io->vstats_in", fn);
-    const stem_selector sel = plan->cfg.selector;
-    if (vout && sel != STEM_SELECTOR_STEM && sel != STEM_SELECTOR_DENSE)
-        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
-                              "%s: vstats_out: value statistics exist only for the stem "
-                              "selector (and dense), not %s",
-                              fn, stem_selector_name(sel));
-    const unsigned caps = plan->ctx->ops->caps;
-    if ((vout || vin) && !(caps & STEM_CAP_VSTATS))
-        return stem_set_error(STEM_ERR_UNSUPPORTED,
-                              "%s: value statistics in/out are not supported by backend %s yet",
-                              fn, plan->ctx->ops->name);
-    if (lse && !(caps & STEM_CAP_LSE))
-        return stem_set_error(STEM_ERR_UNSUPPORTED,
-                              "%s: the lse output is not supported by backend %s yet", fn,
-                              plan->ctx->ops->name);
 
     varlen_call c;
     memset(&c, 0, sizeof c);

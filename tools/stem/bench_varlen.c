@@ -9,27 +9,6 @@
 
 #include "bench.h"
 
-#define CHECK(call, what)                                                                     \
-    do {                                                                                      \
-        stem_status st_ = (call);                                                             \
-        if (st_ != STEM_OK) {                                                                 \
-            tool_fail(st_, what);                                                             \
-            goto done;                                                                        \
-        }                                                                                     \
-    } while (0)
-
-static stem_tensor view(stem_buffer *b, stem_dtype dt, int64_t d0, int64_t d1, int64_t d2,
-                        int64_t d3, int64_t s0, int64_t s1, int64_t s2, int64_t s3)
-{
-    stem_tensor t;
-    memset(&t, 0, sizeof t);
-    t.buffer = b;
-    t.dtype = dt;
-    t.dims[0] = d0, t.dims[1] = d1, t.dims[2] = d2, t.dims[3] = d3;
-    t.strides[0] = s0, t.strides[1] = s1, t.strides[2] = s2, t.strides[3] = s3;
-    return t;
-}
-
 /* Stores f32 value x as element i of a dtype array. */
 static void put(void *p, stem_dtype dt, size_t i, float x)
 {
@@ -154,34 +133,34 @@ int bench_varlen(stem_context *ctx, const tool_opts *o, const bench_shape *s,
     desc.q_layout = STEM_Q_PACKED;
     desc.kv_store = page_size > 0 ? STEM_KV_PAGED : STEM_KV_PACKED;
     desc.page_size = page_size > 0 ? page_size : 0;
-    CHECK(stem_plan_create(ctx, &desc, &o->cfg, &plan), "stem_plan_create (varlen)");
-    CHECK(stem_buffer_create(ctx, (size_t)(T * Hq * d) * es, &bq), "stem_buffer_create");
-    CHECK(stem_buffer_create(ctx, (size_t)(T * Hq * d) * es, &bo), "stem_buffer_create");
-    CHECK(stem_buffer_create(ctx, (size_t)(kv_rows * Hkv * d) * es, &bk), "stem_buffer_create");
-    CHECK(stem_buffer_create(ctx, (size_t)(kv_rows * Hkv * d) * es, &bv), "stem_buffer_create");
-    CHECK(stem_buffer_write(bq, 0, hq, (size_t)(T * Hq * d) * es), "stem_buffer_write");
-    CHECK(stem_buffer_write(bk, 0, hk, (size_t)(kv_rows * Hkv * d) * es), "stem_buffer_write");
-    CHECK(stem_buffer_write(bv, 0, hv, (size_t)(kv_rows * Hkv * d) * es), "stem_buffer_write");
-    CHECK(stem_buffer_create(ctx, sizeof cu32, &bcu), "stem_buffer_create");
-    CHECK(stem_buffer_write(bcu, 0, cu32, sizeof cu32), "stem_buffer_write");
-    CHECK(stem_buffer_create(ctx, sizeof cuk32, &bcuk), "stem_buffer_create");
-    CHECK(stem_buffer_write(bcuk, 0, cuk32, sizeof cuk32), "stem_buffer_write");
-    CHECK(stem_buffer_create(ctx, sizeof len32, &blen), "stem_buffer_create");
-    CHECK(stem_buffer_write(blen, 0, len32, sizeof len32), "stem_buffer_write");
+    TOOL_CHECK(stem_plan_create(ctx, &desc, &o->cfg, &plan), "stem_plan_create (varlen)");
+    TOOL_CHECK(stem_buffer_create(ctx, (size_t)(T * Hq * d) * es, &bq), "stem_buffer_create");
+    TOOL_CHECK(stem_buffer_create(ctx, (size_t)(T * Hq * d) * es, &bo), "stem_buffer_create");
+    TOOL_CHECK(stem_buffer_create(ctx, (size_t)(kv_rows * Hkv * d) * es, &bk), "stem_buffer_create");
+    TOOL_CHECK(stem_buffer_create(ctx, (size_t)(kv_rows * Hkv * d) * es, &bv), "stem_buffer_create");
+    TOOL_CHECK(stem_buffer_write(bq, 0, hq, (size_t)(T * Hq * d) * es), "stem_buffer_write");
+    TOOL_CHECK(stem_buffer_write(bk, 0, hk, (size_t)(kv_rows * Hkv * d) * es), "stem_buffer_write");
+    TOOL_CHECK(stem_buffer_write(bv, 0, hv, (size_t)(kv_rows * Hkv * d) * es), "stem_buffer_write");
+    TOOL_CHECK(stem_buffer_create(ctx, sizeof cu32, &bcu), "stem_buffer_create");
+    TOOL_CHECK(stem_buffer_write(bcu, 0, cu32, sizeof cu32), "stem_buffer_write");
+    TOOL_CHECK(stem_buffer_create(ctx, sizeof cuk32, &bcuk), "stem_buffer_create");
+    TOOL_CHECK(stem_buffer_write(bcuk, 0, cuk32, sizeof cuk32), "stem_buffer_write");
+    TOOL_CHECK(stem_buffer_create(ctx, sizeof len32, &blen), "stem_buffer_create");
+    TOOL_CHECK(stem_buffer_write(blen, 0, len32, sizeof len32), "stem_buffer_write");
     const size_t tb = (size_t)(nseq * (cols ? cols : 1)) * 4;
-    CHECK(stem_buffer_create(ctx, tb, &btab), "stem_buffer_create");
-    CHECK(stem_buffer_write(btab, 0, table, tb), "stem_buffer_write");
-    const stem_tensor tq = view(bq, dt, 1, Hq, T, d, T * Hq * d, d, Hq * d, 1);
-    const stem_tensor to = view(bo, dt, 1, Hq, T, d, T * Hq * d, d, Hq * d, 1);
+    TOOL_CHECK(stem_buffer_create(ctx, tb, &btab), "stem_buffer_create");
+    TOOL_CHECK(stem_buffer_write(btab, 0, table, tb), "stem_buffer_write");
+    const stem_tensor tq = tool_view(bq, dt, 1, Hq, T, d, T * Hq * d, d, Hq * d, 1);
+    const stem_tensor to = tool_view(bo, dt, 1, Hq, T, d, T * Hq * d, d, Hq * d, 1);
     const stem_tensor tk =
-        page_size > 0 ? view(bk, dt, pages, Hkv, page_size, d, page_size * Hkv * d, d, Hkv * d, 1)
-                      : view(bk, dt, 1, Hkv, Tk, d, Tk * Hkv * d, d, Hkv * d, 1);
+        page_size > 0 ? tool_view(bk, dt, pages, Hkv, page_size, d, page_size * Hkv * d, d, Hkv * d, 1)
+                      : tool_view(bk, dt, 1, Hkv, Tk, d, Tk * Hkv * d, d, Hkv * d, 1);
     stem_tensor tv = tk;
     tv.buffer = bv;
-    const stem_tensor tcu = view(bcu, STEM_DTYPE_I32, 1, 1, 1, nseq + 1, 1, 1, 1, 1);
-    const stem_tensor tcuk = view(bcuk, STEM_DTYPE_I32, 1, 1, 1, nseq + 1, 1, 1, 1, 1);
-    const stem_tensor tlen = view(blen, STEM_DTYPE_I32, 1, 1, 1, nseq, 1, 1, 1, 1);
-    const stem_tensor ttab = view(btab, STEM_DTYPE_I32, 1, 1, nseq, cols ? cols : 1,
+    const stem_tensor tcu = tool_view(bcu, STEM_DTYPE_I32, 1, 1, 1, nseq + 1, 1, 1, 1, 1);
+    const stem_tensor tcuk = tool_view(bcuk, STEM_DTYPE_I32, 1, 1, 1, nseq + 1, 1, 1, 1, 1);
+    const stem_tensor tlen = tool_view(blen, STEM_DTYPE_I32, 1, 1, 1, nseq, 1, 1, 1, 1);
+    const stem_tensor ttab = tool_view(btab, STEM_DTYPE_I32, 1, 1, nseq, cols ? cols : 1,
                                   1, 1, cols ? cols : 1, 1);
     stem_seqs seqs;
     stem_seqs_init(&seqs);
@@ -204,22 +183,22 @@ int bench_varlen(stem_context *ctx, const tool_opts *o, const bench_shape *s,
         sd.batch = 1;
         sd.q_len = M[b];
         sd.kv_len = L[b];
-        CHECK(stem_plan_create(ctx, &sd, &o->cfg, &sp[b]), "stem_plan_create (sequence)");
-        CHECK(stem_buffer_create(ctx, (size_t)(M[b] * Hq * d) * es, &sq[b]), "stem_buffer_create");
-        CHECK(stem_buffer_create(ctx, (size_t)(M[b] * Hq * d) * es, &so[b]), "stem_buffer_create");
-        CHECK(stem_buffer_create(ctx, (size_t)(L[b] * Hkv * d) * es, &sk[b]), "stem_buffer_create");
-        CHECK(stem_buffer_create(ctx, (size_t)(L[b] * Hkv * d) * es, &sv[b]), "stem_buffer_create");
-        CHECK(stem_buffer_write(sq[b], 0, (char *)hq + (size_t)(cu[b] * Hq * d) * es,
+        TOOL_CHECK(stem_plan_create(ctx, &sd, &o->cfg, &sp[b]), "stem_plan_create (sequence)");
+        TOOL_CHECK(stem_buffer_create(ctx, (size_t)(M[b] * Hq * d) * es, &sq[b]), "stem_buffer_create");
+        TOOL_CHECK(stem_buffer_create(ctx, (size_t)(M[b] * Hq * d) * es, &so[b]), "stem_buffer_create");
+        TOOL_CHECK(stem_buffer_create(ctx, (size_t)(L[b] * Hkv * d) * es, &sk[b]), "stem_buffer_create");
+        TOOL_CHECK(stem_buffer_create(ctx, (size_t)(L[b] * Hkv * d) * es, &sv[b]), "stem_buffer_create");
+        TOOL_CHECK(stem_buffer_write(sq[b], 0, (char *)hq + (size_t)(cu[b] * Hq * d) * es,
                                 (size_t)(M[b] * Hq * d) * es),
               "stem_buffer_write");
         for (int64_t t = 0; t < L[b]; t++) { /* token-major copies of the sequence's keys */
             const int64_t row = page_size > 0
                                     ? table[b * cols + t / page_size] * page_size + t % page_size
                                     : cuk[b] + t;
-            CHECK(stem_buffer_write(sk[b], (size_t)(t * Hkv * d) * es,
+            TOOL_CHECK(stem_buffer_write(sk[b], (size_t)(t * Hkv * d) * es,
                                     (char *)hk + (size_t)(row * Hkv * d) * es, (size_t)(Hkv * d) * es),
                   "stem_buffer_write");
-            CHECK(stem_buffer_write(sv[b], (size_t)(t * Hkv * d) * es,
+            TOOL_CHECK(stem_buffer_write(sv[b], (size_t)(t * Hkv * d) * es,
                                     (char *)hv + (size_t)(row * Hkv * d) * es, (size_t)(Hkv * d) * es),
                   "stem_buffer_write");
         }
@@ -228,20 +207,20 @@ int bench_varlen(stem_context *ctx, const tool_opts *o, const bench_shape *s,
         fprintf(stderr, "[varlen] %d sequence(s), %lld queries: %d warm-up + %d timed runs\n", nseq,
                 (long long)T, warmup, repeat);
     for (int it = 0; it < warmup + repeat; it++) {
-        CHECK(stem_synchronize(ctx), "stem_synchronize");
+        TOOL_CHECK(stem_synchronize(ctx), "stem_synchronize");
         const double t0 = tool_now_ms();
         for (int b = 0; b < nseq; b++) {
-            const stem_tensor q = view(sq[b], dt, 1, Hq, M[b], d, M[b] * Hq * d, d, Hq * d, 1);
-            const stem_tensor out = view(so[b], dt, 1, Hq, M[b], d, M[b] * Hq * d, d, Hq * d, 1);
-            const stem_tensor k = view(sk[b], dt, 1, Hkv, L[b], d, L[b] * Hkv * d, d, Hkv * d, 1);
+            const stem_tensor q = tool_view(sq[b], dt, 1, Hq, M[b], d, M[b] * Hq * d, d, Hq * d, 1);
+            const stem_tensor out = tool_view(so[b], dt, 1, Hq, M[b], d, M[b] * Hq * d, d, Hq * d, 1);
+            const stem_tensor k = tool_view(sk[b], dt, 1, Hkv, L[b], d, L[b] * Hkv * d, d, Hkv * d, 1);
             stem_tensor v = k;
             v.buffer = sv[b];
-            CHECK(stem_prefill(sp[b], &q, &k, &v, &out, NULL, NULL, NULL), "stem_prefill");
+            TOOL_CHECK(stem_prefill(sp[b], &q, &k, &v, &out, NULL, NULL, NULL), "stem_prefill");
         }
-        CHECK(stem_synchronize(ctx), "stem_synchronize");
+        TOOL_CHECK(stem_synchronize(ctx), "stem_synchronize");
         const double t1 = tool_now_ms();
-        CHECK(stem_prefill_ex(plan, &tq, &tk, &tv, &to, &io), "stem_prefill_ex (varlen)");
-        CHECK(stem_synchronize(ctx), "stem_synchronize");
+        TOOL_CHECK(stem_prefill_ex(plan, &tq, &tk, &tv, &to, &io), "stem_prefill_ex (varlen)");
+        TOOL_CHECK(stem_synchronize(ctx), "stem_synchronize");
         const double t2 = tool_now_ms();
         if (it >= warmup) {
             ms[it - warmup] = t1 - t0;
@@ -250,11 +229,11 @@ int bench_varlen(stem_context *ctx, const tool_opts *o, const bench_shape *s,
     }
     r->separate_ms = tool_median(ms, repeat);
     r->varlen_ms = tool_median(ms + repeat, repeat);
-    CHECK(stem_buffer_read(bo, 0, ho, (size_t)(T * Hq * d) * es), "stem_buffer_read");
+    TOOL_CHECK(stem_buffer_read(bo, 0, ho, (size_t)(T * Hq * d) * es), "stem_buffer_read");
     double num = 0.0, den = 0.0;
     r->bitwise = 1;
     for (int b = 0; b < nseq; b++) {
-        CHECK(stem_buffer_read(so[b], 0, hs, (size_t)(M[b] * Hq * d) * es), "stem_buffer_read");
+        TOOL_CHECK(stem_buffer_read(so[b], 0, hs, (size_t)(M[b] * Hq * d) * es), "stem_buffer_read");
         const char *packed = (const char *)ho + (size_t)(cu[b] * Hq * d) * es;
         r->bitwise &= memcmp(packed, hs, (size_t)(M[b] * Hq * d) * es) == 0;
         for (size_t i = 0; i < (size_t)(M[b] * Hq * d); i++) {

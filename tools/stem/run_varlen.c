@@ -13,27 +13,6 @@
 #include "npy.h"
 #include "run_varlen.h"
 
-#define CHECK(call, what)                                                                     \
-    do {                                                                                      \
-        stem_status st_ = (call);                                                             \
-        if (st_ != STEM_OK) {                                                                 \
-            tool_fail(st_, what);                                                             \
-            goto done;                                                                        \
-        }                                                                                     \
-    } while (0)
-
-static stem_tensor view(stem_buffer *b, stem_dtype dt, int64_t d0, int64_t d1, int64_t d2,
-                        int64_t d3, int64_t s0, int64_t s1, int64_t s2, int64_t s3)
-{
-    stem_tensor t;
-    memset(&t, 0, sizeof t);
-    t.buffer = b;
-    t.dtype = dt;
-    t.dims[0] = d0, t.dims[1] = d1, t.dims[2] = d2, t.dims[3] = d3;
-    t.strides[0] = s0, t.strides[1] = s1, t.strides[2] = s2, t.strides[3] = s3;
-    return t;
-}
-
 static int write_npy(const char *dir, const char *name, npy_dtype dt, int ndim,
                      const int64_t *shape, const void *data)
 {
@@ -150,7 +129,7 @@ int run_varlen(const run_varlen_args *a, stem_context *ctx, const stem_device_in
     desc.q_layout = STEM_Q_PACKED;
     desc.kv_store = ps > 0 ? STEM_KV_PAGED : STEM_KV_BHND;
     desc.page_size = (int32_t)ps;
-    CHECK(stem_plan_create(ctx, &desc, a->cfg, &plan), "stem_plan_create");
+    TOOL_CHECK(stem_plan_create(ctx, &desc, a->cfg, &plan), "stem_plan_create");
     const size_t kvbytes = ps > 0 ? (size_t)(pages * ps * Hkv * d) * es : in[1].nbytes;
     const size_t bytes[11] = {(size_t)(Tq * Hq * d) * es, kvbytes, kvbytes,
                               (size_t)(Tq * Hq * d) * oes, (size_t)(B + 1) * 4, (size_t)B * 4,
@@ -161,24 +140,24 @@ int run_varlen(const run_varlen_args *a, stem_context *ctx, const stem_device_in
     for (int i = 0; i < 11; i++) {
         if (i == 7 && ps == 0)
             continue;
-        CHECK(stem_buffer_create(ctx, bytes[i], &buf[i]), "stem_buffer_create");
+        TOOL_CHECK(stem_buffer_create(ctx, bytes[i], &buf[i]), "stem_buffer_create");
         if (i < 8 && src[i])
-            CHECK(stem_buffer_write(buf[i], 0, src[i], bytes[i]), "stem_buffer_write");
+            TOOL_CHECK(stem_buffer_write(buf[i], 0, src[i], bytes[i]), "stem_buffer_write");
     }
-    const stem_tensor tq = view(buf[0], dtype, 1, Hq, T, d, Tq * Hq * d, d, Hq * d, 1);
-    const stem_tensor to = view(buf[3], out_dtype, 1, Hq, T, d, Tq * Hq * d, d, Hq * d, 1);
-    const stem_tensor tk = ps > 0 ? view(buf[1], dtype, pages, Hkv, ps, d, ps * Hkv * d, d,
+    const stem_tensor tq = tool_view(buf[0], dtype, 1, Hq, T, d, Tq * Hq * d, d, Hq * d, 1);
+    const stem_tensor to = tool_view(buf[3], out_dtype, 1, Hq, T, d, Tq * Hq * d, d, Hq * d, 1);
+    const stem_tensor tk = ps > 0 ? tool_view(buf[1], dtype, pages, Hkv, ps, d, ps * Hkv * d, d,
                                          Hkv * d, 1)
                                   : stem_tensor_bhnd(buf[1], 0, dtype, B, Hkv, N, d);
     stem_tensor tv = tk;
     tv.buffer = buf[2];
-    const stem_tensor tcu = view(buf[4], STEM_DTYPE_I32, 1, 1, 1, B + 1, 1, 1, 1, 1);
-    const stem_tensor tlen = view(buf[5], STEM_DTYPE_I32, 1, 1, 1, B, 1, 1, 1, 1);
-    const stem_tensor tpr = view(buf[6], STEM_DTYPE_I32, 1, 1, 1, B, 1, 1, 1, 1);
+    const stem_tensor tcu = tool_view(buf[4], STEM_DTYPE_I32, 1, 1, 1, B + 1, 1, 1, 1, 1);
+    const stem_tensor tlen = tool_view(buf[5], STEM_DTYPE_I32, 1, 1, 1, B, 1, 1, 1, 1);
+    const stem_tensor tpr = tool_view(buf[6], STEM_DTYPE_I32, 1, 1, 1, B, 1, 1, 1, 1);
     stem_tensor ttab;
-    const stem_tensor ts = view(buf[8], STEM_DTYPE_F32, 1, Hq, R, W, Hq * Rr * W, Rr * W, W, 1);
-    const stem_tensor ti = view(buf[9], STEM_DTYPE_I32, 1, Hq, R, W, Hq * Rr * W, Rr * W, W, 1);
-    const stem_tensor tc = view(buf[10], STEM_DTYPE_I32, 1, Hq, R, 1, Hq * Rr, Rr, 1, 1);
+    const stem_tensor ts = tool_view(buf[8], STEM_DTYPE_F32, 1, Hq, R, W, Hq * Rr * W, Rr * W, W, 1);
+    const stem_tensor ti = tool_view(buf[9], STEM_DTYPE_I32, 1, Hq, R, W, Hq * Rr * W, Rr * W, W, 1);
+    const stem_tensor tc = tool_view(buf[10], STEM_DTYPE_I32, 1, Hq, R, 1, Hq * Rr, Rr, 1, 1);
     stem_seqs seqs;
     stem_seqs_init(&seqs);
     seqs.batch = (int32_t)B;
@@ -186,7 +165,7 @@ int run_varlen(const run_varlen_args *a, stem_context *ctx, const stem_device_in
     seqs.seqlens_kv = &tlen;
     seqs.prompt_lens = &tpr;
     if (ps > 0) {
-        ttab = view(buf[7], STEM_DTYPE_I32, 1, 1, B, cols, 1, 1, cols, 1);
+        ttab = tool_view(buf[7], STEM_DTYPE_I32, 1, 1, B, cols, 1, 1, cols, 1);
         seqs.block_table = &ttab;
     }
     stem_call_io io;
@@ -197,15 +176,15 @@ int run_varlen(const run_varlen_args *a, stem_context *ctx, const stem_device_in
     io.count = &tc;
     /* Columns past a sequence's own key blocks are left as they are: -1 here. */
     memset(index, 0xFF, bytes[9]);
-    CHECK(stem_buffer_write(buf[9], 0, index, bytes[9]), "stem_buffer_write");
+    TOOL_CHECK(stem_buffer_write(buf[9], 0, index, bytes[9]), "stem_buffer_write");
     const double t0 = tool_now_ms();
-    CHECK(stem_prefill_ex(plan, &tq, &tk, &tv, &to, &io), "stem_prefill_ex");
-    CHECK(stem_synchronize(ctx), "stem_synchronize");
+    TOOL_CHECK(stem_prefill_ex(plan, &tq, &tk, &tv, &to, &io), "stem_prefill_ex");
+    TOOL_CHECK(stem_synchronize(ctx), "stem_synchronize");
     const double ms = tool_now_ms() - t0;
-    CHECK(stem_buffer_read(buf[3], 0, out, bytes[3]), "stem_buffer_read");
-    CHECK(stem_buffer_read(buf[8], 0, scores, bytes[8]), "stem_buffer_read");
-    CHECK(stem_buffer_read(buf[9], 0, index, bytes[9]), "stem_buffer_read");
-    CHECK(stem_buffer_read(buf[10], 0, count, bytes[10]), "stem_buffer_read");
+    TOOL_CHECK(stem_buffer_read(buf[3], 0, out, bytes[3]), "stem_buffer_read");
+    TOOL_CHECK(stem_buffer_read(buf[8], 0, scores, bytes[8]), "stem_buffer_read");
+    TOOL_CHECK(stem_buffer_read(buf[9], 0, index, bytes[9]), "stem_buffer_read");
+    TOOL_CHECK(stem_buffer_read(buf[10], 0, count, bytes[10]), "stem_buffer_read");
 
     const int64_t od[3] = {T, Hq, d}, ld[3] = {Hq, R, W}, cd[2] = {Hq, R};
     const npy_dtype on = out_dtype == STEM_DTYPE_F32   ? NPY_F32

@@ -445,3 +445,15 @@ void tool_device_line(const stem_device_info *info, char *buf, size_t n) {
              (unsigned)info->backend_index, info->name, info->detail[0] ? " (" : "",
              info->detail, info->detail[0] ? ")" : "");
 }
+
+stem_tensor tool_view(stem_buffer *b, stem_dtype dt, int64_t d0, int64_t d1, int64_t d2,
+                      int64_t d3, int64_t s0, int64_t s1, int64_t s2, int64_t s3)
+{
+    stem_tensor t;
+    memset(&t, 0, sizeof t);
+    t.buffer = b;
+    t.dtype = dt;
+    t.dims[0] = d0, t.dims[1] = d1, t.dims[2] = d2, t.dims[3] = d3;
+    t.strides[0] = s0, t.strides[1] = s1, t.strides[2] = s2, t.strides[3] = s3;
+    return t;
+}

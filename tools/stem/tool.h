@@ -46,6 +46,18 @@ int tool_backend_count(void);
 
 /* Prints "stem: what: STATUS: detail" to stderr; returns 1 (an exit code). */
 int tool_fail(stem_status st, const char *what);
+/* With a `done:` label in the caller: on failure, print (tool_fail) and go there. */
+#define TOOL_CHECK(call, what)                                                                \
+    do {                                                                                      \
+        stem_status st_ = (call);                                                             \
+        if (st_ != STEM_OK) {                                                                 \
+            tool_fail(st_, what);                                                             \
+            goto done;                                                                        \
+        }                                                                                     \
+    } while (0)
+/* A tensor view: dims and strides (elements) given outright, offset 0. */
+stem_tensor tool_view(stem_buffer *b, stem_dtype dt, int64_t d0, int64_t d1, int64_t d2,
+                      int64_t d3, int64_t s0, int64_t s1, int64_t s2, int64_t s3);
 /* Prints "stem: message" to stderr; returns 1. */
 int tool_error(const char *fmt, ...)
 #if defined(__GNUC__)
