@@ -31,6 +31,7 @@ typedef struct eval_config {
     stem_config cfg;
     int oracle;       /* EVAL_HOST_*: blocks chosen on the host under cfg's budget (test only) */
     int32_t match_k;  /* > 0: uniform_k = the equal-cost partner of Stem k_start match_k */
+    int64_t chunk;    /* > 0: the prompt runs as chunked prefill, calls of `chunk` queries */
 } eval_config;
 
 typedef struct stem_call {
@@ -45,6 +46,7 @@ typedef struct hook {
     stem_call sc;
     stem_config cfg;            /* the configuration every layer runs */
     int oracle;                 /* cfg's budget, blocks chosen by true attention mass */
+    int64_t chunk;              /* > 0: chunked prefill in calls of `chunk` queries */
     int64_t n;
     int64_t dense_from;         /* > 0: rows >= dense_from are dense (deployment mode) */
     double kept, causal;        /* kept / causal blocks summed over layers and heads */

@@ -109,12 +109,19 @@ int eval_parse_configs(const char *spec, const stem_config *base, eval_config *o
             else if (!strcmp(tok, "dl")) c->cfg.dense_layers = (int32_t)v;
             else if (!strcmp(tok, "stride")) c->cfg.stride = (int32_t)v;
             else if (!strcmp(tok, "match")) c->match_k = (int32_t)v;
+            else if (!strcmp(tok, "chunk")) c->chunk = (int64_t)v;
             else {
                 free(copy);
                 return tool_error("eval: unknown key '%s'", tok), -1;
             }
         }
         if (c->cfg.stride > c->cfg.block_size) c->cfg.stride = c->cfg.block_size;
+        if (c->chunk < 0 || (c->chunk > 0 && (c->chunk % c->cfg.block_size || c->oracle))) {
+            free(copy);
+            return tool_error("eval: chunk=%lld must be a multiple of the block size %d "
+                              "(and not with an oracle)",
+                              (long long)c->chunk, (int)c->cfg.block_size), -1;
+        }
         n++;
     }
     free(copy);

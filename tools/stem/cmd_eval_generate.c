@@ -27,8 +27,10 @@ int eval_forward_config(eval_state *es, const eval_config *c, const int32_t *ids
                         float *hidden, double *density)
 {
     es->h.oracle = c->oracle;
+    es->h.chunk = c->chunk;
     int rc = eval_forward(es, &c->cfg, ids, n, hidden, density);
     es->h.oracle = 0;
+    es->h.chunk = 0;
     return rc;
 }
 

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cmd_eval.h"
 #include "npy.h"
@@ -136,6 +137,63 @@ static stem_status run_stem_rows(const stem_call *sc, const stem_config *cfg, in
     return st;
 }
 
+/* The first `rows` of n tokens as chunked prefill (what an engine feeding the
+ * prompt in pieces computes): calls of `chunk` queries (a multiple of the
+ * block size) at the bottom right of the keys seen so far, the budget keyed
+ * on the whole prompt (prompt_len = rows), VISIBLE value statistics. The
+ * calls' rows are disjoint absolute blocks: counts [Hq][nq] as for one call. */
+static stem_status run_stem_chunks(const stem_call *sc, const stem_config *cfg, int layer,
+                                   const float *q, const float *k, const float *v, float *out,
+                                   int64_t rows, int64_t n, int64_t chunk, int32_t *counts,
+                                   int64_t *nq_out)
+{
+    const int64_t hq = sc->heads_q, hk = sc->heads_kv, d = sc->head_dim, B = cfg->block_size;
+    const int64_t nq = (rows + B - 1) / B;
+    *nq_out = nq;
+    const size_t qb = (size_t)(hq * n * d) * sizeof(float), kb = (size_t)(hk * n * d) * sizeof(float);
+    int32_t *cnt = malloc((size_t)(hq * nq) * sizeof *cnt);
+    host_buffer bq = {0}, bk = {0}, bv = {0}, bo = {0}, bc = {0};
+    stem_status st = cnt ? STEM_OK : STEM_ERR_OUT_OF_MEMORY;
+    if (st == STEM_OK) st = open_host_buffer(sc->ctx, (void *)q, qb, 1, &bq);
+    if (st == STEM_OK) st = open_host_buffer(sc->ctx, (void *)k, kb, 1, &bk);
+    if (st == STEM_OK) st = open_host_buffer(sc->ctx, (void *)v, kb, 1, &bv);
+    if (st == STEM_OK) st = open_host_buffer(sc->ctx, out, qb, 0, &bo);
+    if (st == STEM_OK) st = open_host_buffer(sc->ctx, cnt, (size_t)(hq * nq) * sizeof *cnt, 0, &bc);
+    for (int64_t P = 0; st == STEM_OK && P < rows; P += chunk) {
+        const int64_t L = P + chunk < rows ? P + chunk : rows, M = L - P, r0 = P / B;
+        stem_attention_desc desc;
+        eval_call_desc(sc, L, layer, &desc);
+        desc.q_len = M;
+        desc.prompt_len = rows;
+        stem_plan *plan = NULL;
+        st = stem_plan_create(sc->ctx, &desc, cfg, &plan);
+        if (st != STEM_OK) break;
+        stem_tensor tq = prefix_view(bq.buf, STEM_DTYPE_F32, hq, M, n, d);
+        stem_tensor to = prefix_view(bo.buf, STEM_DTYPE_F32, hq, M, n, d);
+        tq.offset = to.offset = (size_t)(P * d) * sizeof(float);
+        stem_tensor tk = prefix_view(bk.buf, STEM_DTYPE_F32, hk, L, n, d);
+        stem_tensor tv = prefix_view(bv.buf, STEM_DTYPE_F32, hk, L, n, d);
+        /* this call's rows r0 .. nq - 1 of every head's counts */
+        stem_tensor tc = stem_tensor_bhnd(bc.buf, (size_t)r0 * sizeof(int32_t), STEM_DTYPE_I32, 1,
+                                          hq, (L + B - 1) / B - r0, 1);
+        tc.strides[1] = nq;
+        stem_call_io io;
+        stem_call_io_init(&io);
+        io.count = &tc;
+        st = stem_prefill_ex(plan, &tq, &tk, &tv, &to, &io);
+        if (st == STEM_OK) st = stem_synchronize(sc->ctx);
+        stem_plan_destroy(plan);
+    }
+    if (bq.buf) st = close_host_buffer(&bq, 0, st);
+    if (bk.buf) st = close_host_buffer(&bk, 0, st);
+    if (bv.buf) st = close_host_buffer(&bv, 0, st);
+    if (bo.buf) st = close_host_buffer(&bo, 1, st);
+    if (bc.buf) st = close_host_buffer(&bc, 1, st);
+    if (st == STEM_OK && counts) memcpy(counts, cnt, (size_t)(hq * nq) * sizeof *cnt);
+    free(cnt);
+    return st;
+}
+
 /* Dense causal attention of rows [from, n) on the host: the decode rows of
  * deployment mode (each row reads every earlier key). */
 static void dense_rows(const float *q, const float *k, const float *v, float *out, int hq,
@@ -184,15 +242,20 @@ static void dense_rows(const float *q, const float *k, const float *v, float *ou
  * [0, P) through libstem with a plan keyed on P and rows [P, n) dense (sparse
  * prefill, then teacher-forced dense decode). Kept blocks are counted over
  * the libstem part. */
-static stem_status run_layer(const hook *h, const stem_config *cfg, int oracle, int layer,
-                             const float *q, const float *k, const float *v, float *out,
-                             int64_t n, int32_t *counts, int64_t *nq_out)
+static stem_status run_layer(const hook *h, const stem_config *cfg, int oracle, int64_t chunk,
+                             int layer, const float *q, const float *k, const float *v,
+                             float *out, int64_t n, int32_t *counts, int64_t *nq_out)
 {
     const stem_call *sc = &h->sc;
     const int64_t P = h->dense_from;
-    if (P <= 0 || P >= n || (cfg->selector == STEM_SELECTOR_DENSE && !oracle))
-        return run_stem_rows(sc, cfg, oracle, layer, q, k, v, out, n, n, counts, nq_out);
-    stem_status st = run_stem_rows(sc, cfg, oracle, layer, q, k, v, out, P, n, counts, nq_out);
+    const int whole = P <= 0 || P >= n || (cfg->selector == STEM_SELECTOR_DENSE && !oracle);
+    const int64_t rows = whole ? n : P;
+    stem_status st =
+        chunk > 0 && chunk < rows
+            ? run_stem_chunks(sc, cfg, layer, q, k, v, out, rows, n, chunk, counts, nq_out)
+            : run_stem_rows(sc, cfg, oracle, layer, q, k, v, out, rows, n, counts, nq_out);
+    if (whole)
+        return st;
     if (st == STEM_OK)
         dense_rows(q, k, v, out, sc->heads_q, sc->heads_kv, sc->head_dim, P, n);
     return st;
@@ -246,7 +309,8 @@ int eval_attention_hook(void *user, int layer, const float *q, const float *k,
     int64_t nq = 0;
     int32_t *counts = malloc((size_t)(hq * (n + 15) / 16) * sizeof(int32_t));
     if (!counts) return -1;
-    stem_status st = run_layer(h, &h->cfg, h->oracle, layer, q, k, v, out, n, counts, &nq);
+    stem_status st = run_layer(h, &h->cfg, h->oracle, h->chunk, layer, q, k, v, out, n, counts,
+                               &nq);
     if (st != STEM_OK) {
         free(counts);
         h->status = st;
@@ -257,7 +321,8 @@ int eval_attention_hook(void *user, int layer, const float *q, const float *k,
     if (h->dump_dir) dump_layer(h, layer, q, k, v);
     for (int c = 0; c < h->n_err; c++) {
         int64_t nq2 = 0;
-        st = run_layer(h, &h->err_cfgs[c].cfg, h->err_cfgs[c].oracle, layer, q, k, v,
+        st = run_layer(h, &h->err_cfgs[c].cfg, h->err_cfgs[c].oracle, h->err_cfgs[c].chunk,
+                       layer, q, k, v,
                        h->scratch, n, counts, &nq2);
         if (st != STEM_OK) {
             free(counts);
