@@ -68,6 +68,8 @@ say "== varlen (4K, 8K, 16K, 32K) vs separate calls"
 timeout 60 "$B/tools/stem" bench "${llama[@]}" --n 32768 --seq-lens 4096,8192,16384,32768 >> "$S" 2>&1
 say "== chunked prefill vs one-shot (8K chunks)"
 timeout 90 "$B/tools/stem" bench "${llama[@]}" --n 32768,131072 --chunk 8192 >> "$S" 2>&1
+say "== chunked prefill vs one-shot (8K chunks), build B"
+LD_LIBRARY_PATH=$B/b:$LD_LIBRARY_PATH timeout 90 "$B/tools/stem" bench "${llama[@]}" --n 131072 --chunk 8192 >> "$S" 2>&1
 if [ -n "$nv" ]; then
     ocl=(--device "$nv" --hq 32 --hkv 8 --d 128 --markdown --quiet --warmup 1 --repeat 3)
     say "== OpenCL on NVIDIA"
