@@ -77,9 +77,11 @@ for s in "${suites[@]}"; do
             p=khr; [ "$s" = f32mnv ] && p=nv
             export STEM_VULKAN_PATH=$p STEM_VULKAN_F32_MATRIX=1 STEM_TEST_FILTER=${suite_filter:-_f32}
         elif [ "$s" = khrcopy ]; then
-            export STEM_VULKAN_PATH=khr STEM_VULKAN_BF16=0 STEM_TEST_FILTER=${suite_filter:-_bf16}
+            export STEM_VULKAN_PATH=khr STEM_VULKAN_BF16=0 STEM_VULKAN_BF16_COPY=1 STEM_TEST_FILTER=${suite_filter:-_bf16}
         else
             export STEM_VULKAN_PATH=$s STEM_TEST_FILTER=$suite_filter
+            # bf16 reaches the NV matrices only through f16 copies (opt-in)
+            [ "$s" = nv ] && export STEM_VULKAN_BF16_COPY=1
         fi
         # The references run on the CPU cores: a share each, not all of them each.
         export OMP_NUM_THREADS=$(( $(nproc) / ${#suites[@]} > 0 ? $(nproc) / ${#suites[@]} : 1 ))
@@ -117,15 +119,14 @@ bench() { # bench NAME ENV... -- ARGS...
 for p in ${paths//,/ }; do
     [ "$p" = plain ] && continue
     bench "$p-f16" STEM_VULKAN_PATH=$p -- --n "$ns" --dtype f16
-    bench "$p-bf16" STEM_VULKAN_PATH=$p -- --n "$ns" --dtype bf16
+    bench "$p-bf16" STEM_VULKAN_PATH=$p STEM_VULKAN_BF16_COPY=1 -- --n "$ns" --dtype bf16
 done
 # Tile variants of the NV path at the largest N (space-separated; ;-joined env lists).
 for var in ${VARIANTS:-}; do
     bench "nv-f16-${var//[^A-Za-z0-9]/_}" STEM_VULKAN_PATH=nv ${var//;/ } -- --n "${ns##*,}" --dtype f16
 done
-bench khrcopy-bf16 STEM_VULKAN_PATH=khr STEM_VULKAN_BF16=0 -- --n "$ns" --dtype bf16
+bench khrcopy-bf16 STEM_VULKAN_PATH=khr STEM_VULKAN_BF16=0 STEM_VULKAN_BF16_COPY=1 -- --n "$ns" --dtype bf16
 bench khr-f32m STEM_VULKAN_PATH=khr STEM_VULKAN_F32_MATRIX=1 -- --n "$ns" --dtype f32
-bench nv-f32m STEM_VULKAN_PATH=nv STEM_VULKAN_F32_MATRIX=1 -- --n "$ns" --dtype f32
 # The plain kernel (f32's default path) is slow: 8K only, fewer repeats.
 bench plain-f32 STEM_VULKAN_PATH=plain -- --n "${ns%%,*}" --dtype f32 --warmup 1 --repeat 2
 for dt in f16 bf16; do
