@@ -22,7 +22,7 @@ set(STEM_CUDA_SM90_FLAGS -gencode=arch=compute_90a,code=sm_90a
 set(cuda_headers ${cuda_dir}/kernels/common.cuh ${cuda_dir}/kernels/kernel_abi.h
     ${cuda_dir}/kernels/attn_common.cuh ${cuda_dir}/kernels/wgmma.cuh)
 set(cuda_embedded)
-foreach(kernel score select attention_generic attention_mma attention_sm90)
+foreach(kernel score select copy attention_generic attention_mma attention_sm90)
   set(src ${cuda_dir}/kernels/${kernel}.cu)
   set(fatbin ${cuda_gen}/${kernel}.fatbin)
   set(csrc ${cuda_gen}/${kernel}_fatbin.c)

@@ -449,17 +449,26 @@ static stem_status cuda_buffer_read(stem_context *ctx, stem_buffer *buf, size_t 
     return r ? stem_cuda_fail(r, "stem_buffer_read") : STEM_OK;
 }
 
-/* The core's paged K/V gather: one 2-D copy per rect on the stream (in
- * order with the stages, no wait); single rows, and pitches the 2-D copy
- * cannot take (narrower than a row), one linear copy per row. */
-static stem_status cuda_copy_rects(stem_context *ctx, stem_buffer *dst, const stem_buffer *src,
-                                   const stem_copy_rect *rects, size_t count)
+/* The largest unit (16, 8, 4 or 1 bytes) dividing every address, size and
+ * pitch of the gather, so the kernel moves whole vectors. */
+static int copy_unit(CUdeviceptr s0, CUdeviceptr d0, const stem_copy_rect *rects, size_t count)
 {
-    stem_cuda_context *c = stem_cuda_ctx(ctx);
-    stem_status st = stem_cuda_enter(c, "stem_prefill_ex (paged K/V gather)");
-    if (st != STEM_OK)
-        return st;
-    const CUdeviceptr s0 = (CUdeviceptr)(uintptr_t)src->impl, d0 = (CUdeviceptr)(uintptr_t)dst->impl;
+    uint64_t bits = (uint64_t)s0 | (uint64_t)d0;
+    for (size_t i = 0; i < count; ++i) {
+        const stem_copy_rect *r = &rects[i];
+        bits |= r->src_off | r->dst_off | r->row_bytes;
+        if (r->rows > 1)
+            bits |= r->src_pitch | r->dst_pitch;
+    }
+    return !(bits & 15) ? 16 : !(bits & 7) ? 8 : !(bits & 3) ? 4 : 1;
+}
+
+/* The driver-copy form of the gather (one 2-D copy per rect; single rows
+ * and pitches narrower than a row, one linear copy per row), kept for
+ * STEM_CUDA_GATHER=memcpy: a launch per page, slow for small pages. */
+static stem_status copy_rects_driver(stem_cuda_context *c, CUdeviceptr s0, CUdeviceptr d0,
+                                     const stem_copy_rect *rects, size_t count)
+{
     for (size_t i = 0; i < count; ++i) {
         const stem_copy_rect *r = &rects[i];
         CUresult e = 0;
@@ -487,6 +496,53 @@ static stem_status cuda_copy_rects(stem_context *ctx, stem_buffer *dst, const st
             }
     }
     return STEM_OK;
+}
+
+/* The core's paged K/V gather, on the stream in order with the stages (no
+ * wait): the rects go to stem_k_copy_rects by value, STEM_KCOPY_RECTS per
+ * launch, so a 32K-token sequence in pages of 64 is a few launches, not
+ * one driver copy per page. */
+static stem_status cuda_copy_rects(stem_context *ctx, stem_buffer *dst, const stem_buffer *src,
+                                   const stem_copy_rect *rects, size_t count)
+{
+    stem_cuda_context *c = stem_cuda_ctx(ctx);
+    stem_status st = stem_cuda_enter(c, "stem_prefill_ex (paged K/V gather)");
+    if (st != STEM_OK)
+        return st;
+    const CUdeviceptr s0 = (CUdeviceptr)(uintptr_t)src->impl, d0 = (CUdeviceptr)(uintptr_t)dst->impl;
+    const char *how = getenv("STEM_CUDA_GATHER");
+    if (how && strcmp(how, "memcpy") == 0)
+        return copy_rects_driver(c, s0, d0, rects, count);
+    const int unit = copy_unit(s0, d0, rects, count);
+    stem_kcopy p;
+    for (size_t i = 0; i < count && st == STEM_OK;) {
+        memset(&p, 0, sizeof p);
+        p.src = (unsigned long long)s0;
+        p.dst = (unsigned long long)d0;
+        p.unit = unit;
+        unsigned long long most = 0;
+        for (; i < count && p.count < STEM_KCOPY_RECTS; ++i) {
+            const stem_copy_rect *r = &rects[i];
+            if (r->rows == 0 || r->row_bytes == 0)
+                continue;
+            stem_kcopy_rect *k = &p.r[p.count++];
+            k->src_off = r->src_off / (size_t)unit;
+            k->dst_off = r->dst_off / (size_t)unit;
+            k->rows = r->rows;
+            k->row_units = r->row_bytes / (size_t)unit;
+            k->src_pitch = r->src_pitch / (size_t)unit;
+            k->dst_pitch = r->dst_pitch / (size_t)unit;
+            if (k->rows * k->row_units > most)
+                most = k->rows * k->row_units;
+        }
+        /* about four units per thread, at most 256 blocks per rect */
+        const unsigned long long per_block = 256ull * 4;
+        const unsigned gx = (unsigned)(most / per_block + 1 > 256 ? 256 : most / per_block + 1);
+        void *args[] = {&p};
+        st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_COPY_RECTS], gx, (unsigned)p.count, 1, 256, 0,
+                              args, "paged K/V gather (stem_k_copy_rects)");
+    }
+    return st;
 }
 
 static stem_status cuda_synchronize(stem_context *ctx)

@@ -14,6 +14,7 @@
 #define STEM_CUDA_MODULES(X)                                                                       \
     X(SCORE, score, 0)                                                                             \
     X(SELECT, select, 0)                                                                           \
+    X(COPY, copy, 0)                                                                               \
     X(ATTN_GENERIC, attention_generic, 0)                                                          \
     X(ATTN_MMA, attention_mma, 0)                                                                  \
     X(ATTN_SM90, attention_sm90, 90)
@@ -33,7 +34,8 @@ enum {
     X(SCORE_GEMM, SCORE, "stem_k_score_gemm")                                                      \
     X(SCORE_GEMM_TC, SCORE, "stem_k_score_gemm_tc")                                                \
     X(XATTN_SCORES, SCORE, "stem_k_xattn_scores")                                                  \
-    X(SELECT, SELECT, "stem_k_select")
+    X(SELECT, SELECT, "stem_k_select")                                                             \
+    X(COPY_RECTS, COPY, "stem_k_copy_rects")
 
 enum {
 #define STEM_CUDA_FN_ENUM(id, mod, sym) STEM_CUDA_FN_##id,

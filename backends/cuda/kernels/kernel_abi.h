@@ -67,4 +67,22 @@ typedef struct stem_kselect {
     int row0;                  /* row r of scores/index/count is the absolute block row0 + r */
 } stem_kselect;
 
+/* The paged K/V gather: up to STEM_KCOPY_RECTS rectangles per launch, each
+ * `rows` rows of `row_units` units of `unit` bytes (16, 8, 4 or 1; offsets
+ * and pitches in units). Passed by value (under the 4 KB parameter limit),
+ * so a gather needs no device-side table and no allocation. */
+#define STEM_KCOPY_RECTS 48
+typedef struct stem_kcopy_rect {
+    unsigned long long src_off, dst_off;
+    unsigned long long rows, row_units;
+    unsigned long long src_pitch, dst_pitch;
+} stem_kcopy_rect;
+
+typedef struct stem_kcopy {
+    unsigned long long src, dst;
+    int count;
+    int unit;
+    stem_kcopy_rect r[STEM_KCOPY_RECTS];
+} stem_kcopy;
+
 #endif /* STEM_CUDA_KERNEL_ABI_H */
