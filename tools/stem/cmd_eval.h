@@ -25,6 +25,7 @@
 /* test-only block choices made in the tool (cmd_eval_oracle.c), not library selectors */
 #define EVAL_HOST_ORACLE 1  /* true softmax mass per block */
 #define EVAL_HOST_MAXPOOL 2 /* Stem's antidiagonal score, max- instead of mean-pooled */
+#define EVAL_HOST_ROWSOFTMAX 3 /* per-strided-row softmax mass of the antidiagonal logits */
 
 typedef struct eval_config {
     char label[96];

@@ -29,7 +29,10 @@ static void usage(FILE *f)
             "                        oracle_uniform (constant budget) keep the blocks with the\n"
             "                        most true attention mass (full attention on the host);\n"
             "                        stem_maxpool: Stem's budget, its antidiagonal score\n"
-            "                        max-pooled over the block's strided groups (no bonus)\n"
+            "                        max-pooled over the block's strided groups (no bonus);\n"
+            "                        stem_rowsoftmax: Stem's budget, blocks ranked by the\n"
+            "                        softmax mass of each strided query row over all its\n"
+            "                        strided keys (XAttention's estimator; no bonus)\n"
             "  --dense-from P        deployment mode: the first P tokens are the prompt, run\n"
             "                        through libstem with a plan keyed on P; rows >= P are dense\n"
             "                        (sparse prefill + dense decode). Scores positions >= P-1\n"
@@ -88,6 +91,10 @@ int eval_parse_configs(const char *spec, const stem_config *base, eval_config *o
         } else if (!strcmp(tok, "stem_maxpool")) {
             /* test-only estimator variant: Stem's budget, max-pooled score, no bonus */
             c->oracle = EVAL_HOST_MAXPOOL;
+            c->cfg.selector = STEM_SELECTOR_STEM;
+        } else if (!strcmp(tok, "stem_rowsoftmax")) {
+            /* test-only estimator variant: Stem's budget, XAttention's block mass */
+            c->oracle = EVAL_HOST_ROWSOFTMAX;
             c->cfg.selector = STEM_SELECTOR_STEM;
         } else if (stem_selector_from_name(tok, &c->cfg.selector) != STEM_OK) {
             free(copy);

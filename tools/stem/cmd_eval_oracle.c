@@ -38,6 +38,52 @@ static double maxpool_score(const float *qh, const float *kh, int d, int64_t row
     return best;
 }
 
+/* Strided antidiagonal logit of query group qa and key group c (absolute
+ * group indices, `stride` rows each), scaled as Stem's; -inf when either
+ * group lies wholly past the rows. */
+static double group_logit(const float *qh, const float *kh, int d, int64_t rows, int stride,
+                          int64_t qa, int64_t c, float scale)
+{
+    double s = 0.0;
+    int any = 0;
+    for (int t = 0; t < stride; t++) {
+        const int64_t qr = qa * stride + (stride - 1 - t), kr = c * stride + t;
+        if (qr >= rows || kr >= rows) continue;
+        any = 1;
+        const float *x = qh + qr * d, *y = kh + kr * d;
+        float s8[8] = {0};
+        for (int i = 0; i + 8 <= d; i += 8)
+            for (int u = 0; u < 8; u++) s8[u] += x[i + u] * y[i + u];
+        s += (s8[0] + s8[1] + s8[2] + s8[3]) + (s8[4] + s8[5] + s8[6] + s8[7]);
+    }
+    return any ? s * scale / stride : -INFINITY;
+}
+
+/* XAttention's estimator under Stem's budget: each strided query row of
+ * block I takes a softmax over every strided key group it may see (causal:
+ * groups c <= its own), and a key block's score is the probability mass its
+ * groups receive, summed over the block's strided rows. A needle that one
+ * row attends to strongly keeps its block even where the block's mean
+ * logit is low. `lg` holds (I + 1) * block / stride logits. */
+static void rowsoftmax_mass(const float *qh, const float *kh, int d, int64_t rows, int block,
+                            int stride, int64_t I, float scale, double *lg, double *mass)
+{
+    const int G = block / stride;
+    for (int64_t J = 0; J <= I; J++) mass[J] = 0.0;
+    for (int a = 0; a < G; a++) {
+        const int64_t qa = I * G + a;
+        if (qa * stride >= rows) break;
+        double mx = -INFINITY;
+        for (int64_t c = 0; c <= qa; c++) {
+            lg[c] = group_logit(qh, kh, d, rows, stride, qa, c, scale);
+            mx = lg[c] > mx ? lg[c] : mx;
+        }
+        double z = 0.0;
+        for (int64_t c = 0; c <= qa; c++) z += exp(lg[c] - mx);
+        for (int64_t c = 0; c <= qa; c++) mass[c / G] += exp(lg[c] - mx) / z;
+    }
+}
+
 int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, int64_t rows,
                        int64_t n, int block, const int32_t *budget, int sink, int local,
                        int kind, int stride, int32_t *idx, int32_t *cnt)
@@ -50,11 +96,12 @@ int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, in
     {
         float *p = malloc((size_t)rows * sizeof *p);
         double *mass = malloc((size_t)nq * sizeof *mass);
+        double *lg = malloc((size_t)(nq * block / stride + 1) * sizeof *lg);
         char *keep = malloc((size_t)nq);
-        if (!p || !mass || !keep) failed = 1;
+        if (!p || !mass || !keep || !lg) failed = 1;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t w = 0; w < (int64_t)hq * nq; w++) {
-            if (!p || !mass || !keep) continue;
+            if (!p || !mass || !keep || !lg) continue;
             const int64_t h = w / nq, I = nq - 1 - w % nq; /* long rows first */
             const float *kh = k + (h / g) * n * d;
             for (int64_t J = 0; J <= I; J++)
@@ -62,6 +109,8 @@ int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, in
                               ? maxpool_score(q + h * n * d, kh, d, rows, block, stride, I, J,
                                               scale)
                               : 0.0;
+            if (kind == EVAL_HOST_ROWSOFTMAX)
+                rowsoftmax_mass(q + h * n * d, kh, d, rows, block, stride, I, scale, lg, mass);
             const int64_t t1 = (I + 1) * block < rows ? (I + 1) * block : rows;
             for (int64_t t = I * block; kind == EVAL_HOST_ORACLE && t < t1; t++) {
                 const float *qr = q + (h * n + t) * d;
@@ -99,6 +148,7 @@ int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, in
             cnt[h * nq + I] = c;
         }
         free(p);
+        free(lg);
         free(mass);
         free(keep);
     }
