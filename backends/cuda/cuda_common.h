@@ -33,6 +33,7 @@ enum {
     X(VALUE_BONUS, SCORE, "stem_k_value_bonus")                                                    \
     X(SCORE_GEMM, SCORE, "stem_k_score_gemm")                                                      \
     X(SCORE_GEMM_TC, SCORE, "stem_k_score_gemm_tc")                                                \
+    X(SCORE_GEMM_TC32, SCORE, "stem_k_score_gemm_tc32")                                            \
     X(XATTN_SCORES, SCORE, "stem_k_xattn_scores")                                                  \
     X(SELECT, SELECT, "stem_k_select")                                                             \
     X(COPY_RECTS, COPY, "stem_k_copy_rects")

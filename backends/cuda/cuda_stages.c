@@ -234,12 +234,17 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_t
      * K. It reads rows of W = stride * head_dim floats with 16-byte
      * loads and steps K by 8: W must be a multiple of 8. */
     const int tc = c->score_tc ? c->score_tc > 0 : d->dtype != STEM_DTYPE_F32;
-    if (st == STEM_OK)
-        st = tc && (cfg->stride * d->head_dim) % 8 == 0
-                 ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], tiles, row_tiles,
-                                    (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)")
-                 : stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], tiles, row_tiles,
-                                    (unsigned)bq, 256, 0, args, "score GEMM");
+    /* 32x32 tiles where 64x64 ones would give fewer than 4 CTAs per SM. */
+    const int small = (int64_t)tiles * row_tiles * bq < 4 * (int64_t)c->sm_count;
+    const unsigned t32 = (unsigned)((n + 31) / 32), r32 = (unsigned)((nr + 31) / 32);
+    if (st == STEM_OK && tc && (cfg->stride * d->head_dim) % 8 == 0)
+        st = small ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC32], t32, r32,
+                                      (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)")
+                   : stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], tiles, row_tiles,
+                                      (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)");
+    else if (st == STEM_OK)
+        st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], tiles, row_tiles, (unsigned)bq,
+                              256, 0, args, "score GEMM");
     return st;
 }
 

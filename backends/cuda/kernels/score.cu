@@ -22,6 +22,60 @@ __device__ __forceinline__ float2 kt_load2(const stem_ktensor &t, long long e, b
     return make_float2(kt_load(t, e), kt_load(t, e + t.s[3]));
 }
 
+// The 16-byte path of stem_k_phase_sums: a unit is (phase, 8 columns);
+// T adjacent lanes share a unit (T = 256 / units, at most 32), each summing
+// every T-th of its G rows, then a butterfly over the T lanes. base is the
+// offset of the block's first token (row `skip` and later are in range).
+__device__ __forceinline__ void add8(double (&a)[8], uint4 v, bool f16)
+{
+    const unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        if (f16) {
+            const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&w[i]));
+            a[2 * i] += f.x, a[2 * i + 1] += f.y;
+        } else {
+            a[2 * i] += __uint_as_float(w[i] << 16);
+            a[2 * i + 1] += __uint_as_float(w[i] & 0xffff0000u);
+        }
+    }
+}
+
+__device__ void phase_sums_x8(const stem_ktensor &t, long long base, int S, int D, int last,
+                              int skip, int is_key, float *out)
+{
+    const int units = S * (D / 8);
+    int T = units >= (int)blockDim.x ? 1 : (int)blockDim.x / units;
+    T = T >= 32 ? 32 : (T >= 16 ? 16 : (T >= 8 ? 8 : (T >= 4 ? 4 : (T >= 2 ? 2 : 1))));
+    const int lane_in = threadIdx.x % T, per_pass = blockDim.x / T;
+    const bool f16 = t.dtype == STEM_F16;
+    const uint4 *src = reinterpret_cast<const uint4 *>(t.ptr);
+    // Every thread runs the same number of passes (the shuffles need all lanes).
+    for (int u0 = 0; u0 < units; u0 += per_pass) {
+        const int u = u0 + threadIdx.x / T;
+        double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int seg = 0, e = 0;
+        if (u < units) {
+            seg = u / (D / 8), e = (u - seg * (D / 8)) * 8;
+            const int ph = is_key ? S - 1 - seg : seg;
+            const int r0 = skip > ph ? ph + (skip - ph + S - 1) / S * S : ph;
+            const long long step = (long long)S * T * t.s[2];
+            long long off = base + (long long)(r0 + lane_in * S) * t.s[2] + e;
+#pragma unroll 4
+            for (int r = r0 + lane_in * S; r < last; r += S * T, off += step)
+                add8(a, src[off >> 3], f16);
+        }
+        for (int m = T / 2; m > 0; m >>= 1)
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                a[i] += __shfl_xor_sync(0xffffffffu, a[i], m);
+        if (u < units && lane_in == 0)
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                out[seg * D + e + i] = (float)a[i];
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(256) stem_k_phase_sums(stem_kscore p, int is_key)
 {
     const stem_ktensor &t = is_key ? p.k : p.q;
@@ -33,6 +87,14 @@ extern "C" __global__ void __launch_bounds__(256) stem_k_phase_sums(stem_kscore 
     float *out = reinterpret_cast<float *>(is_key ? p.kflat : p.qflat) + row * W;
     const int last = (int)min((long long)p.block, p.n_tokens - ablk * p.block); // real tokens
     const int skip = (int)max(0LL, min((long long)p.block, first - ablk * p.block));
+    // 16-bit rows of unit stride, head_dim and strides multiples of 8, a
+    // 16-byte aligned base: eight columns per 16-byte load (below).
+    if (t.dtype != STEM_F32 && t.s[3] == 1 && D % 8 == 0 && t.s[2] % 8 == 0 &&
+        t.s[1] % 8 == 0 && t.s[0] % 8 == 0 && t.ptr % 16 == 0) {
+        phase_sums_x8(t, kt_off(t, b, h, ablk * p.block - first, 0), S, D, last, skip, is_key,
+                      out);
+        return;
+    }
     // Pairs need an even head_dim; one 4-byte load per pair needs 16-bit
     // elements of unit stride, even row/head/batch strides and an aligned base.
     const bool pairs = D % 2 == 0;
@@ -67,28 +129,66 @@ extern "C" __global__ void __launch_bounds__(256) stem_k_phase_sums(stem_kscore 
 }
 
 // gmax[kv][gi] = max over the S tokens of stride group gi of ||V[t]||_2 (0 past N).
-// One warp per group; f32 sums of squares.
+// One warp per group; f32 sums of squares. 16-bit rows of unit stride (head_dim
+// a power of two in 8..256, strides multiples of 8, 16-byte aligned base): L =
+// head_dim / 8 lanes per token, one 16-byte load each, 32 / L tokens at a time;
+// otherwise lanes over the columns, token by token.
 extern "C" __global__ void stem_k_group_vmax(stem_kscore p)
 {
     const long long ng = (long long)p.n_blocks * p.group;
     const long long total = (long long)p.batch * p.hkv * ng;
-    const int lane = threadIdx.x & 31;
+    const int lane = threadIdx.x & 31, D = p.head_dim;
     const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
     double *gmax = reinterpret_cast<double *>(p.gmax);
+    const stem_ktensor &v = p.v;
+    const int L = D / 8;
+    const bool x8 = v.dtype != STEM_F32 && v.s[3] == 1 && D % 8 == 0 && L <= 32 &&
+                    (L & (L - 1)) == 0 && v.s[2] % 8 == 0 && v.s[1] % 8 == 0 &&
+                    v.s[0] % 8 == 0 && v.ptr % 16 == 0;
     for (long long it = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); it < total;
          it += warps) {
         const long long kv = it / ng, gi = it % ng, b = kv / p.hkv, kh = kv % p.hkv;
         const long long tok0 = gi * p.stride;
         const int len = (int)min((long long)p.stride, p.n_tokens - tok0);
-        const long long base = kt_off(p.v, b, kh, tok0, 0);
+        const long long base = kt_off(v, b, kh, tok0, 0);
         float mx = 0.0f;
-        for (int ph = 0; ph < len; ph++) {
-            float ss = 0.0f;
-            for (int e = lane; e < p.head_dim; e += 32) {
-                const float x = kt_load(p.v, base + ph * p.v.s[2] + e * p.v.s[3]);
-                ss = fmaf(x, x, ss);
+        if (x8) {
+            const uint4 *src = reinterpret_cast<const uint4 *>(v.ptr);
+            const int tp = 32 / L, sub = lane / L, e = (lane % L) * 8;
+            for (int ph0 = 0; ph0 < len; ph0 += tp) { // every lane runs every pass
+                const int ph = ph0 + sub;
+                float ss = 0.0f;
+                if (ph < len) {
+                    const uint4 q = src[(base + ph * v.s[2] + e) >> 3];
+                    const unsigned w[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        float2 f;
+                        if (v.dtype == STEM_F16)
+                            f = __half22float2(*reinterpret_cast<const __half2 *>(&w[i]));
+                        else
+                            f = make_float2(__uint_as_float(w[i] << 16),
+                                            __uint_as_float(w[i] & 0xffff0000u));
+                        ss = fmaf(f.x, f.x, ss);
+                        ss = fmaf(f.y, f.y, ss);
+                    }
+                }
+                for (int m = L / 2; m > 0; m >>= 1)
+                    ss += __shfl_xor_sync(0xffffffffu, ss, m);
+                if (ph < len)
+                    mx = fmaxf(mx, sqrtf(ss));
             }
-            mx = fmaxf(mx, sqrtf(warp_sum(ss)));
+            for (int m = L; m < 32; m <<= 1)
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, m));
+        } else {
+            for (int ph = 0; ph < len; ph++) {
+                float ss = 0.0f;
+                for (int e = lane; e < D; e += 32) {
+                    const float x = kt_load(v, base + ph * v.s[2] + e * v.s[3]);
+                    ss = fmaf(x, x, ss);
+                }
+                mx = fmaxf(mx, sqrtf(warp_sum(ss)));
+            }
         }
         if (lane == 0)
             gmax[it] = mx;
@@ -209,15 +309,13 @@ extern "C" __global__ void __launch_bounds__(256) stem_k_score_gemm(stem_kscore 
         }
 }
 
-// The same on tensor cores (STEM_CUDA_SCORE_GEMM=tc until it has passed the
-// suite on a GPU) with f32-level accuracy (phase sums of 16-bit inputs are
-// not 16-bit numbers, and the scores' tolerance is f32-level): each f32
-// operand is split into a TF32 high part and a TF32 remainder, and the
-// product is hi*hi + hi*lo + lo*hi (mma.sync m16n8k8, f32 accumulate; the
-// dropped lo*lo term is below f32 rounding). 64x64 output tiles, 4 warps of
-// 32x32, 32-wide K chunks through shared memory; tiles above the diagonal
-// only write -inf.
-#define TC_T 64
+// The same on tensor cores (the default for 16-bit inputs) to f32 level
+// (phase sums of 16-bit inputs are not 16-bit numbers): each f32 operand is
+// split into a TF32 high part and a TF32 remainder, and the product is
+// hi*hi + hi*lo + lo*hi (mma.sync m16n8k8, f32 accumulate; the dropped
+// lo*lo term is below f32 rounding). 4 warps, 32-wide K chunks through
+// shared memory; tiles above the diagonal only write -inf. Both tile sizes
+// sum every output in the same order.
 #define TC_K 32
 #define TC_LD (TC_K + 4) // padded rows: fragment reads are conflict-free
 
@@ -236,18 +334,21 @@ __device__ __forceinline__ void mma_tf32(float c[4], const unsigned a[4], const 
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_kscore p)
+// TT x TT output tiles (64, or 32 where 64 leaves the SMs idle), 4 warps of
+// TT/2 x TT/2: MT m16 and NT n8 fragments each.
+template <int TT> __device__ __forceinline__ void score_gemm_tc(const stem_kscore &p)
 {
-    __shared__ __align__(16) float As[TC_T][TC_LD], Bs[TC_T][TC_LD];
+    constexpr int MT = TT / 32, NT = TT / 16;
+    __shared__ __align__(16) float As[TT][TC_LD], Bs[TT][TC_LD];
     // Rows I < nr are the absolute blocks row0 + I; n key blocks.
     const int n = p.n_blocks, g = p.hq / p.hkv, nr = p.n_rows, row0 = p.row0;
     const int W = p.stride * p.head_dim; // a multiple of 8
-    const int J0 = blockIdx.x * TC_T, I0 = blockIdx.y * TC_T;
+    const int J0 = blockIdx.x * TT, I0 = blockIdx.y * TT;
     const long long bh = blockIdx.z, b = bh / p.hq, h = bh % p.hq, kv = b * p.hkv + h / g;
     const stem_ktensor &st = p.scores;
-    if (J0 > row0 + I0 + TC_T - 1) {
-        for (int e = threadIdx.x; e < TC_T * TC_T; e += blockDim.x) {
-            const int I = I0 + e / TC_T, J = J0 + e % TC_T;
+    if (J0 > row0 + I0 + TT - 1) {
+        for (int e = threadIdx.x; e < TT * TT; e += blockDim.x) {
+            const int I = I0 + e / TT, J = J0 + e % TT;
             if (I < nr && J < n)
                 *kt_f32(st, kt_off(st, b, h, I, J)) = -INFINITY;
         }
@@ -256,11 +357,11 @@ extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_ksco
     const float *qf = reinterpret_cast<const float *>(p.qflat) + (bh * nr) * (long long)W;
     const float *kf = reinterpret_cast<const float *>(p.kflat) + (kv * n) * (long long)W;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32; // this warp's 32x32 sub-tile
+    const int wm = (warp >> 1) * (TT / 2), wn = (warp & 1) * (TT / 2); // this warp's sub-tile
     const int gr = lane >> 2, tc = lane & 3;
-    float acc[2][4][4] = {};
+    float acc[MT][NT][4] = {};
     for (int k0 = 0; k0 < W; k0 += TC_K) {
-        for (int e = threadIdx.x; e < TC_T * TC_K / 4; e += blockDim.x) {
+        for (int e = threadIdx.x; e < TT * TC_K / 4; e += blockDim.x) {
             const int r = e / (TC_K / 4), c = (e % (TC_K / 4)) * 4;
             const bool kin = k0 + c < W; // W and c are multiples of 4
             float4 av = make_float4(0.f, 0.f, 0.f, 0.f), bv = av;
@@ -274,9 +375,9 @@ extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_ksco
         __syncthreads();
 #pragma unroll
         for (int kk = 0; kk < TC_K; kk += 8) {
-            unsigned ah[2][4], al[2][4], bh2[4][2], bl[4][2];
+            unsigned ah[MT][4], al[MT][4], bh2[NT][2], bl[NT][2];
 #pragma unroll
-            for (int mt = 0; mt < 2; mt++) {
+            for (int mt = 0; mt < MT; mt++) {
                 const int r = wm + mt * 16 + gr;
                 const float x[4] = {As[r][kk + tc], As[r + 8][kk + tc], As[r][kk + tc + 4],
                                     As[r + 8][kk + tc + 4]};
@@ -287,7 +388,7 @@ extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_ksco
                 }
             }
 #pragma unroll
-            for (int nt = 0; nt < 4; nt++) {
+            for (int nt = 0; nt < NT; nt++) {
                 const int c = wn + nt * 8 + gr;
                 const float y[2] = {Bs[c][kk + tc], Bs[c][kk + tc + 4]};
 #pragma unroll
@@ -297,9 +398,9 @@ extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_ksco
                 }
             }
 #pragma unroll
-            for (int mt = 0; mt < 2; mt++)
+            for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-                for (int nt = 0; nt < 4; nt++) {
+                for (int nt = 0; nt < NT; nt++) {
                     mma_tf32(acc[mt][nt], al[mt], bh2[nt]);
                     mma_tf32(acc[mt][nt], ah[mt], bl[nt]);
                     mma_tf32(acc[mt][nt], ah[mt], bh2[nt]);
@@ -309,9 +410,9 @@ extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_ksco
     }
     const float *vb = reinterpret_cast<const float *>(p.vb) + kv * n;
 #pragma unroll
-    for (int mt = 0; mt < 2; mt++)
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int nt = 0; nt < 4; nt++)
+        for (int nt = 0; nt < NT; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int I = I0 + wm + mt * 16 + gr + (e >> 1) * 8;
@@ -320,6 +421,15 @@ extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_ksco
                     *kt_f32(st, kt_off(st, b, h, I, J)) =
                         J > row0 + I ? -INFINITY : p.coef * acc[mt][nt][e] + vb[J];
             }
+}
+
+extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_kscore p)
+{
+    score_gemm_tc<64>(p);
+}
+extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc32(stem_kscore p)
+{
+    score_gemm_tc<32>(p);
 }
 
 // A[m][c] * coef: strided antidiagonal dot of query row m and key column c.
