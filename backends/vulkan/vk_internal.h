@@ -141,7 +141,7 @@ typedef struct vk_tuning {
     uint32_t coop_rows;          /* STEM_VULKAN_COOP_ROWS: 16..128, or 0 = choose */
     int sync_stages;             /* STEM_VULKAN_SYNC=1: every stage waits (debugging) */
     int f32_matrix;              /* STEM_VULKAN_F32_MATRIX=1: f32 inputs through f16 copies */
-    int bf16_copy;               /* STEM_VULKAN_BF16_COPY=1: bf16 inputs through f16 copies */
+    int bf16_copy;               /* bf16 inputs through f16 copies (STEM_VULKAN_BF16_COPY=0: off) */
 } vk_tuning;
 
 typedef struct stem_vk_context {
