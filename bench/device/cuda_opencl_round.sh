@@ -34,7 +34,14 @@ suite() { # suite LABEL SECONDS ENV...
 }
 suite cuda-a 200 STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda OMP_NUM_THREADS=5 &
 suite cuda-b 200 LD_LIBRARY_PATH=$B/b:$LD_LIBRARY_PATH STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda OMP_NUM_THREADS=5 &
-[ -n "$nv_icd" ] && suite opencl-nvidia 200 OCL_ICD_VENDORS=$nv_icd STEM_TEST_ONLY=opencl STEM_TEST_REQUIRE=opencl OMP_NUM_THREADS=5 &
+# Every OpenCL device the loader finds (the suite runs each; PoCL on its thinned
+# sweep); only the NVIDIA one where its ICD file is known (the H100 machine of
+# 2026-12-07 had none under /etc/OpenCL/vendors, yet its loader found the driver).
+if [ -n "$nv_icd" ]; then
+    suite opencl-nvidia 200 OCL_ICD_VENDORS=$nv_icd STEM_TEST_ONLY=opencl STEM_TEST_REQUIRE=opencl OMP_NUM_THREADS=5 &
+elif [ -n "$nv" ]; then
+    suite opencl-all 200 STEM_TEST_ONLY=opencl STEM_TEST_REQUIRE=opencl OMP_NUM_THREADS=5 &
+fi
 wait
 say "suites $((SECONDS - t0)) s"
 for f in "$L"/conf-*.log; do
