@@ -9,35 +9,6 @@
 
 #include "cmd_eval.h"
 
-/* Max-pooled antidiagonal score of key block J for query block I: Stem's
- * strided antidiagonal dot products (query rows reversed within each group of
- * `stride` rows), scaled as Stem's, maxed instead of averaged over the G x G
- * group pairs, so one strong key group is not diluted by its block. */
-static double maxpool_score(const float *qh, const float *kh, int d, int64_t rows, int block,
-                            int stride, int64_t I, int64_t J, float scale)
-{
-    double best = -INFINITY;
-    const int G = block / stride;
-    for (int a = 0; a < G; a++)
-        for (int b = 0; b < G; b++) {
-            double s = 0.0;
-            int any = 0;
-            for (int t = 0; t < stride; t++) {
-                const int64_t qr = I * block + a * stride + (stride - 1 - t);
-                const int64_t kr = J * block + b * stride + t;
-                if (qr >= rows || kr >= rows) continue;
-                any = 1;
-                const float *x = qh + qr * d, *y = kh + kr * d;
-                float s8[8] = {0};
-                for (int i = 0; i + 8 <= d; i += 8)
-                    for (int u = 0; u < 8; u++) s8[u] += x[i + u] * y[i + u];
-                s += (s8[0] + s8[1] + s8[2] + s8[3]) + (s8[4] + s8[5] + s8[6] + s8[7]);
-            }
-            if (any && s * scale / stride > best) best = s * scale / stride;
-        }
-    return best;
-}
-
 /* Strided antidiagonal logit of query group qa and key group c (absolute
  * group indices, `stride` rows each), scaled as Stem's; -inf when either
  * group lies wholly past the rows. */
@@ -57,6 +28,23 @@ static double group_logit(const float *qh, const float *kh, int d, int64_t rows,
         s += (s8[0] + s8[1] + s8[2] + s8[3]) + (s8[4] + s8[5] + s8[6] + s8[7]);
     }
     return any ? s * scale / stride : -INFINITY;
+}
+
+/* Max-pooled antidiagonal score of key block J for query block I: Stem's
+ * strided antidiagonal dot products, scaled as Stem's, maxed instead of
+ * averaged over the G x G group pairs, so one strong key group is not
+ * diluted by its block. */
+static double maxpool_score(const float *qh, const float *kh, int d, int64_t rows, int block,
+                            int stride, int64_t I, int64_t J, float scale)
+{
+    double best = -INFINITY;
+    const int G = block / stride;
+    for (int a = 0; a < G; a++)
+        for (int b = 0; b < G; b++) {
+            const double s = group_logit(qh, kh, d, rows, stride, I * G + a, J * G + b, scale);
+            if (s > best) best = s;
+        }
+    return best;
 }
 
 /* XAttention's estimator under Stem's budget: each strided query row of
