@@ -4,6 +4,7 @@
 # three Austen texts, every (length, key, depth) scored for dense and each
 # configuration. Appends to $OUT (TSV), logs to $OUT.log.
 #   TASK=passkey LENGTHS=2048,4096,8000 KEYS=6 bash bench/eval/run_retrieval.sh [out]
+# KEY_FROM=K resumes a stopped run at key index K on the same prompts.
 # Full suite on SmolLM2 (8K context): LENGTHS=2048,4096,8000 KEYS=6, 5 depths:
 # 90 prompts x (1 + configurations) forwards; ~20 s per forward at 2K and
 # ~2 min at 8K on 2 cores.
@@ -16,5 +17,5 @@ TEXTS=data/austen/prideprejudice.txt,data/austen/emma.txt,data/austen/persuasion
 CONFIGS=${CONFIGS:-"stem:b=64:k=8;uniform:b=64:match=8;xattention:b=64:tau=0.9"}
 mkdir -p "$(dirname "$OUT")"
 "$STEM" eval --task "$TASK" --lengths "${LENGTHS:-2048}" --depths "${DEPTHS:-10,30,50,70,90}" \
-    --keys "${KEYS:-6}" --seed "${SEED:-1}" --needles "${NEEDLES:-4}" --text "$TEXTS" \
+    --keys "${KEYS:-6}" --key-from "${KEY_FROM:-0}" --seed "${SEED:-1}" --needles "${NEEDLES:-4}" --text "$TEXTS" \
     --configs "$CONFIGS" --results "$OUT" 2>&1 | tee -a "$OUT.log"

@@ -82,7 +82,7 @@ typedef struct eval_args {
     int64_t tokens, offset, score_from, generate, dense_from;
     /* retrieval tasks (cmd_eval_task.c) */
     const char *task, *lengths, *depths;
-    int64_t keys, seed, needles;
+    int64_t keys, seed, needles, key_from;
     int64_t dump_layers[16];
     int n_dump_layers;
     int32_t dump_kv_head, dump_q_heads;

@@ -44,6 +44,8 @@ static void usage(FILE *f)
             "  --lengths L,..        prompt lengths in tokens (2048,4096,8000)\n"
             "  --depths D,..         needle depths in percent (10,30,50,70,90)\n"
             "  --keys K              keys per (length, depth) (6)   --seed S (1)\n"
+            "  --key-from K          run only key indices >= K (the earlier prompts are still\n"
+            "                        generated, so a stopped run resumes on the same prompts)\n"
             "  --needles M           needle task: key-value needles in the prompt (4)\n"
             "  --layer-error SPEC    configurations whose per-layer attention-output error\n"
             "                        against dense is measured on the dense activations\n"
@@ -195,6 +197,7 @@ int eval_parse_args(int argc, char **argv, eval_args *a)
         STR_OPT("--lengths", lengths)
         STR_OPT("--depths", depths)
         I64_OPT("--keys", keys, 1, 1000)
+        I64_OPT("--key-from", key_from, 0, 1000)
         I64_OPT("--seed", seed, 0, INT64_MAX / 2)
         I64_OPT("--needles", needles, 1, 64)
         if ((v = tool_take(argc, argv, &i, "--dump-layers", &m)) || m) {

@@ -289,7 +289,9 @@ int eval_task(eval_state *es, const eval_args *a, eval_config *cfgs, int n_cfgs)
                     stem_config dense;
                     stem_config_init(&dense);
                     dense.selector = STEM_SELECTOR_DENSE;
-                    for (int c = -1; c < n_cfgs && !rc; c++) {
+                    /* --key-from: the prompt was built (the generator's stream
+                     * stays the same), but is not run */
+                    for (int c = -1; c < n_cfgs && !rc && ki >= a->key_from; c++) {
                         eval_config dc = {.cfg = dense};
                         snprintf(dc.label, sizeof dc.label, "dense");
                         eval_config *cc = c < 0 ? &dc : &cfgs[c];
