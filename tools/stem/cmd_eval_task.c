@@ -130,6 +130,9 @@ int eval_task(eval_state *es, const eval_args *a, eval_config *cfgs, int n_cfgs)
     int64_t lengths[16], depths[32];
     int n_len = parse_list(a->lengths, lengths, 16), n_dep = parse_list(a->depths, depths, 32);
     if (n_len <= 0 || n_dep <= 0) return tool_error("eval: bad --lengths or --depths");
+    if (a->key_from >= a->keys)
+        return tool_error("eval: --key-from %lld leaves none of --keys %lld to run",
+                          (long long)a->key_from, (long long)a->keys);
     const lm_model *m = &es->model;
     /* filler: every --text, tokenized once */
     tokbuf fill[EVAL_MAX_TEXTS] = {{0}};
