@@ -4,7 +4,7 @@
 # paths, bf16 through bf16 matrices and through f16 copies, f32 through split
 # copies; benches beside SDPA), then the CPU backend on the Xeon: the FMA /
 # AMX peak probe, dense and Stem beside torch CPU SDPA (bf16 on AMX, f32 on
-# AVX-512, f16), and the sparse scaling of the AMX table (fixed k_start sweep).
+# AVX-512), and the sparse scaling of the AMX table (fixed k_start sweep).
 # Carry: BUILD (default build-dev-carry, with fma_peak), .devdeps, .gl, COMMIT.
 # Output: $OUT/summary.txt, $OUT/vulkan.tgz, $OUT/cpu.txt. ~9 minutes.
 set -uo pipefail
@@ -34,7 +34,7 @@ T=200 step python3 bench/cpu/torch_sdpa.py --n 8192,16384,32768 --d 128 --dtypes
 T=60 step python3 bench/cpu/torch_sdpa.py --n 8192 --d 128 --dtypes fp32 --warmup 1 --repeat 2
 grep -E '^(==|\| *[0-9]|avx|amx|rc=|default|amx:|avx512:)' "$C" >> "$S"
 say "cpu part $((SECONDS - t0)) s"
-# 2. Vulkan. bf16 on the NV path only through f16 copies (opt-in knob).
+# 2. Vulkan (bf16 on the NV path goes through f16 copies).
 OUT=/tmp/vk-check BUILD=$B NS=8192,32768 SUITE_S=${SUITE_S:-110} BENCH_S=60 \
     bash bench/vulkan/device_check.sh > /tmp/vk-check.out 2>&1
 cat /tmp/vk-check/summary.txt >> "$S" 2>/dev/null

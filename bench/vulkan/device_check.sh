@@ -80,7 +80,8 @@ for s in "${suites[@]}"; do
             export STEM_VULKAN_PATH=khr STEM_VULKAN_BF16=0 STEM_VULKAN_BF16_COPY=1 STEM_TEST_FILTER=${suite_filter:-_bf16}
         else
             export STEM_VULKAN_PATH=$s STEM_TEST_FILTER=$suite_filter
-            # bf16 reaches the NV matrices only through f16 copies (opt-in)
+            # bf16 reaches the NV matrices only through f16 copies (named here so
+            # the suite says so even where the default changes)
             [ "$s" = nv ] && export STEM_VULKAN_BF16_COPY=1
         fi
         # The references run on the CPU cores: a share each, not all of them each.
