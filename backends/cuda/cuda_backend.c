@@ -9,7 +9,10 @@
  *   STEM_CUDA_GENERIC_ATTENTION=1   same as STEM_CUDA_ATTN=generic
  *   STEM_CUDA_SCORE_GEMM=tc|f32     the score GEMM on tensor cores (3xTF32 mma.sync) or
  *                                   f32 CUDA cores for every dtype (default: tensor
- *                                   cores for f16 / bf16 inputs, f32 cores for f32) */
+ *                                   cores for f16 / bf16 inputs, f32 cores for f32)
+ *   STEM_CUDA_SCORE_SPLIT=0         no split-K score GEMM (one CTA sums all of K)
+ *   STEM_CUDA_SELECT=cta            top-k selection with one 256-thread CTA per row
+ *                                   (default: one warp per row) */
 #include "cuda_common.h"
 
 #include <stdio.h>
@@ -301,6 +304,9 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
                       !(sync_alloc && *sync_alloc && strcmp(sync_alloc, "0") != 0);
     const char *sg = getenv("STEM_CUDA_SCORE_GEMM");
     c->score_tc = !sg || !*sg ? 0 : !strcmp(sg, "tc") ? 1 : !strcmp(sg, "f32") ? -1 : 0;
+    const char *split = getenv("STEM_CUDA_SCORE_SPLIT"), *sel = getenv("STEM_CUDA_SELECT");
+    c->score_split = !(split && !strcmp(split, "0"));
+    c->select_cta = sel && !strcmp(sel, "cta");
     const char *fam = getenv("STEM_CUDA_ATTN");
     const char *gen = getenv("STEM_CUDA_GENERIC_ATTENTION");
     for (int i = 0; fam && i < stem_cuda_attn_variant_count; i++)

@@ -34,8 +34,10 @@ enum {
     X(SCORE_GEMM, SCORE, "stem_k_score_gemm")                                                      \
     X(SCORE_GEMM_TC, SCORE, "stem_k_score_gemm_tc")                                                \
     X(SCORE_GEMM_TC32, SCORE, "stem_k_score_gemm_tc32")                                            \
+    X(SCORE_REDUCE, SCORE, "stem_k_score_reduce")                                                  \
     X(XATTN_SCORES, SCORE, "stem_k_xattn_scores")                                                  \
     X(SELECT, SELECT, "stem_k_select")                                                             \
+    X(SELECT_WARP, SELECT, "stem_k_select_warp")                                                   \
     X(COPY_RECTS, COPY, "stem_k_copy_rects")
 
 enum {
@@ -83,6 +85,8 @@ typedef struct stem_cuda_context {
     int stream_alloc;  /* buffers come from the device's pool, ordered on stream (no waits) */
     int cc_major, cc_minor, sm_count, smem_optin;
     int score_tc;      /* STEM_CUDA_SCORE_GEMM: 1 tc, -1 f32, 0 by dtype (tc for 16-bit) */
+    int score_split;   /* STEM_CUDA_SCORE_SPLIT=0: no split-K score GEMM */
+    int select_cta;    /* STEM_CUDA_SELECT=cta: top-k rows on the CTA-per-row kernel */
     const char *attn_family; /* STEM_CUDA_ATTN: that family first; NULL: table order */
     CUmodule mod[STEM_CUDA_MOD_COUNT];
     CUfunction fn[STEM_CUDA_FN_COUNT];
@@ -93,6 +97,9 @@ typedef struct stem_cuda_context {
 typedef struct stem_cuda_plan {
     CUdeviceptr budget;                    /* i32 [n] */
     CUdeviceptr qflat, kflat, gmax, vb;    /* allocated on the first score call */
+    CUdeviceptr qflat_lo, kflat_lo;        /* TF32 remainders (tensor-core score GEMM) */
+    CUdeviceptr partial;                   /* split-K segment sums, partial_bytes */
+    size_t partial_bytes;
 } stem_cuda_plan;
 
 static inline stem_cuda_context *stem_cuda_ctx(const stem_context *ctx)

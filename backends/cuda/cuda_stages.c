@@ -73,6 +73,9 @@ void stem_cuda_plan_fini(stem_plan *plan)
         free_ptr(c, &pl->kflat);
         free_ptr(c, &pl->gmax);
         free_ptr(c, &pl->vb);
+        free_ptr(c, &pl->qflat_lo);
+        free_ptr(c, &pl->kflat_lo);
+        free_ptr(c, &pl->partial);
     }
     free(pl);
     plan->impl = NULL;
@@ -116,6 +119,18 @@ stem_status stem_cuda_plan_init(stem_plan *plan)
     return st;
 }
 
+/* 3xTF32 on tensor cores for 16-bit inputs (their phase sums are short
+ * sums the split represents to f32 level: the whole suite passed on an
+ * H200, bench/results/cuda.md); f32 inputs keep the f32 GEMM, which 3xTF32
+ * misses by ~1% of the tolerance on long K. The tensor-core GEMM reads rows
+ * of W = stride * head_dim floats with 16-byte loads and steps K by 8: W
+ * must be a multiple of 8. */
+static int score_on_tensor_cores(const stem_cuda_context *c, const stem_plan *plan)
+{
+    const int tc = c->score_tc ? c->score_tc > 0 : plan->desc.dtype != STEM_DTYPE_F32;
+    return tc && (plan->cfg.stride * plan->desc.head_dim) % 8 == 0;
+}
+
 /* Scoring scratch, sized for the whole plan from plan->desc (a stem_prefill
  * pass uses a part of it; a later stem_score on the same plan the whole). */
 static stem_status ensure_score_scratch(stem_plan *plan, stem_cuda_context *c, stem_cuda_plan *pl)
@@ -134,6 +149,10 @@ static stem_status ensure_score_scratch(stem_plan *plan, stem_cuda_context *c, s
         if (st == STEM_OK)
             st = dev_alloc(c, &pl->gmax, bkv * n * (size_t)plan->group * 8,
                            "score scratch (value norms)");
+        if (st == STEM_OK && score_on_tensor_cores(c, plan))
+            st = dev_alloc(c, &pl->qflat_lo, bq * n * W * 4, "score scratch (query TF32 remainders)");
+        if (st == STEM_OK && score_on_tensor_cores(c, plan))
+            st = dev_alloc(c, &pl->kflat_lo, bkv * n * W * 4, "score scratch (key TF32 remainders)");
     }
     if (st == STEM_OK)
         st = dev_alloc(c, &pl->vb, bkv * n * 4, "score scratch (value bonus)");
@@ -142,6 +161,8 @@ static stem_status ensure_score_scratch(stem_plan *plan, stem_cuda_context *c, s
         free_ptr(c, &pl->kflat);
         free_ptr(c, &pl->gmax);
         free_ptr(c, &pl->vb);
+        free_ptr(c, &pl->qflat_lo);
+        free_ptr(c, &pl->kflat_lo);
     }
     return st;
 }
@@ -206,15 +227,16 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_t
     p.with_bonus = cfg->selector != STEM_SELECTOR_UNIFORM &&
                    (cfg->beta != 0.0f || p.has_vin || p.has_vout);
     const int64_t bkv = pass->batch * pass->num_kv_heads;
-    int is_key = 0;
+    const int tc = score_on_tensor_cores(c, plan);
+    p.tf32_split = tc;
+    p.qflat_lo = pl->qflat_lo;
+    p.kflat_lo = pl->kflat_lo;
+    p.nsplit = 1;
+    /* Query and key phase sums in one launch (key rows after the query rows). */
+    int is_key = -1;
     void *ps_args[] = {&p, &is_key};
-    st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_PHASE_SUMS], (unsigned)(bq * nr), 1, 1, 256, 0,
-                          ps_args,
-                          "query phase sums");
-    is_key = 1; /* the launch copied the arguments */
-    if (st == STEM_OK)
-        st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_PHASE_SUMS], (unsigned)(bkv * n), 1, 1, 256, 0,
-                              ps_args, "key phase sums");
+    st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_PHASE_SUMS], (unsigned)(bq * nr + bkv * n), 1, 1,
+                          256, 0, ps_args, "phase sums");
     if (st == STEM_OK && p.with_bonus) {
         st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_GROUP_VMAX], grid_for(bkv * n * plan->group * 32, 256),
                               1, 1, 256, 0, args, "value norms");
@@ -226,26 +248,50 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_t
         if (r)
             st = stem_cuda_fail(r, "clearing the value bonus");
     }
-    const unsigned tiles = (unsigned)((n + 63) / 64), row_tiles = (unsigned)((nr + 63) / 64);
-    /* 3xTF32 on tensor cores for 16-bit inputs (their phase sums are
-     * short sums the split represents to f32 level: the whole suite
-     * passed on an H200, bench/results/cuda.md); f32 inputs keep the
-     * f32 GEMM, which 3xTF32 misses by ~1% of the tolerance on long
-     * K. It reads rows of W = stride * head_dim floats with 16-byte
-     * loads and steps K by 8: W must be a multiple of 8. */
-    const int tc = c->score_tc ? c->score_tc > 0 : d->dtype != STEM_DTYPE_F32;
-    /* 32x32 tiles where 64x64 ones would give fewer than 4 CTAs per SM. */
-    const int small = (int64_t)tiles * row_tiles * bq < 4 * (int64_t)c->sm_count;
+    if (st != STEM_OK)
+        return st;
+    if (!tc)
+        return stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], (unsigned)((n + 63) / 64),
+                                (unsigned)((nr + 63) / 64), (unsigned)bq, 256, 0, args, "score GEMM");
+    const unsigned t64 = (unsigned)((n + 63) / 64), r64 = (unsigned)((nr + 63) / 64);
     const unsigned t32 = (unsigned)((n + 31) / 32), r32 = (unsigned)((nr + 31) / 32);
-    if (st == STEM_OK && tc && (cfg->stride * d->head_dim) % 8 == 0)
-        st = small ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC32], t32, r32,
-                                      (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)")
-                   : stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], tiles, row_tiles,
-                                      (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)");
-    else if (st == STEM_OK)
-        st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], tiles, row_tiles, (unsigned)bq,
-                              256, 0, args, "score GEMM");
-    return st;
+    const int64_t grid64 = (int64_t)t64 * r64 * bq, sms = c->sm_count;
+    /* Few output tiles (short prompts, chunks): one CTA per 256-column
+     * segment of K and a reduction, instead of CTAs that walk all of K in
+     * series while most SMs idle. The segment sums need nseg * B*Hq * rows
+     * * n floats, bounded here. */
+    const int64_t W = (int64_t)cfg->stride * d->head_dim, nseg = (W + 255) / 256;
+    const size_t part_bytes = (size_t)nseg * (size_t)(bq * nr * n) * 4;
+    if (c->score_split && nseg > 1 && grid64 < 8 * sms && bq * nseg <= 65535 &&
+        part_bytes <= ((size_t)128 << 20)) {
+        if (pl->partial_bytes < part_bytes) {
+            free_ptr(c, &pl->partial);
+            pl->partial_bytes = 0;
+            st = dev_alloc(c, &pl->partial, part_bytes, "score scratch (split-K segment sums)");
+            if (st != STEM_OK)
+                return st;
+            pl->partial_bytes = part_bytes;
+        }
+        p.nsplit = (int)nseg;
+        p.partial = pl->partial;
+        /* 32 x 32 tiles where even the split 64 x 64 grid is under 4 CTAs per SM. */
+        const int small = grid64 * nseg < 4 * sms;
+        const unsigned z = (unsigned)(bq * nseg);
+        st = small ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC32], t32, r32, z, 128, 0,
+                                      args, "score GEMM (tensor cores, split K)")
+                   : stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], t64, r64, z, 128, 0,
+                                      args, "score GEMM (tensor cores, split K)");
+        if (st == STEM_OK)
+            st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_REDUCE], grid_for(bq * nr * n, 256),
+                                  1, 1, 256, 0, args, "score GEMM (segment sums)");
+        return st;
+    }
+    /* 32x32 tiles where 64x64 ones would give fewer than 4 CTAs per SM. */
+    const int small = grid64 < 4 * sms;
+    return small ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC32], t32, r32,
+                                    (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)")
+                 : stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], t64, r64,
+                                    (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)");
 }
 
 stem_status stem_cuda_select(stem_plan *plan, const stem_pass *pass, const stem_tensor *scores,
@@ -273,7 +319,13 @@ stem_status stem_cuda_select(stem_plan *plan, const stem_pass *pass, const stem_
     p.sink_blocks = cfg->sink_blocks;
     p.local_blocks = cfg->local_blocks;
     p.tau = cfg->xattn_threshold;
+    p.n_rows = (int)pass->n_rows;
     void *args[] = {&p};
+    /* Top-k and all-causal rows: one warp per row, 8 rows per CTA. */
+    if (p.mode <= 1 && !c->select_cta)
+        return stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SELECT_WARP], (unsigned)((pass->n_rows + 7) / 8),
+                                (unsigned)(pass->batch * pass->num_q_heads), 1, 256, 0, args,
+                                "selection");
     return stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SELECT], (unsigned)pass->n_rows,
                             (unsigned)(pass->batch * pass->num_q_heads), 1, 256, 0, args,
                             "selection");

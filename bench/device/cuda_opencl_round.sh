@@ -11,8 +11,10 @@
 #   2. memcheck on the paged and varlen cases (build A);
 #   3. stem_cuda_bench A then B (8K-128K), SDPA flash / cuDNN, the per-kernel
 #      profile of B's scoring;
-#   4. paged KV and varlen against contiguous one-shot (CUDA), chunked;
-#   5. OpenCL on NVIDIA: bf16 8K/16K, f32 and f16 8K, beside our CUDA.
+#   4. paged KV and varlen against contiguous one-shot (CUDA; PAGED=0 skips),
+#      chunked;
+#   5. OpenCL on NVIDIA: bf16 8K/16K, f32 and f16 8K, the tile sweep
+#      (bench/opencl/tile_sweep.sh), beside our CUDA.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=$PWD/${BUILD:-build-dev-carry}; O=${OUT:-/tmp/cuda-opencl-round}; L=/tmp/cuda-opencl-logs
@@ -50,7 +52,7 @@ for f in "$L"/conf-*.log; do
     grep -c '^\[       OK \] varlen_' "$f" | sed 's/^/  varlen cases ok: /' >> "$S"
 done
 CS=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
-for filt in varlen_c5_paged varlen_c6_vs_single; do
+for filt in varlen_c5_paged varlen_c6_vs_single ${MEMCHECK_EXTRA:-}; do
     out=$(STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda STEM_TEST_FILTER=$filt OMP_NUM_THREADS=8 \
           timeout 90 "$CS" --tool memcheck --error-exitcode 7 "$B/tests/test_conformance" 2>&1)
     say "memcheck $filt: rc=$? $(echo "$out" | grep -E '^cuda: [0-9]+ passed' | tail -1) $(echo "$out" | grep -E 'ERROR SUMMARY' | tail -1)"
@@ -66,6 +68,7 @@ for v in a b; do
         grep -E '^####|attn|score|phase|value|select|group' >> "$S"
 done
 llama=(--backend cuda --hq 32 --hkv 8 --d 128 --markdown --quiet --warmup 1 --repeat 3)
+if [ "${PAGED:-1}" = 1 ]; then
 say "== paged KV (page 64, 4 sequences of each N) vs contiguous"
 timeout 90 "$B/tools/stem" bench "${llama[@]}" --n 8192,32768 --batch 4 --page-size 64 >> "$S" 2>&1
 say "== the same, STEM_CUDA_GATHER=memcpy (one driver copy per page)"
@@ -75,6 +78,7 @@ timeout 60 "$B/tools/stem" bench "${llama[@]}" --n 32768 --page-size 16 >> "$S" 
 timeout 60 "$B/tools/stem" bench "${llama[@]}" --n 32768 --page-size 256 >> "$S" 2>&1
 say "== varlen (4K, 8K, 16K, 32K) vs separate calls"
 timeout 60 "$B/tools/stem" bench "${llama[@]}" --n 32768 --seq-lens 4096,8192,16384,32768 >> "$S" 2>&1
+fi
 say "== chunked prefill vs one-shot (8K chunks)"
 timeout 90 "$B/tools/stem" bench "${llama[@]}" --n 32768,131072 --chunk 8192 >> "$S" 2>&1
 say "== chunked prefill vs one-shot (8K chunks), build B"
@@ -85,6 +89,10 @@ if [ -n "$nv" ]; then
     timeout 90 "$B/tools/stem" bench "${ocl[@]}" --dtype bf16 --n 8192,16384 >> "$S" 2>&1
     timeout 60 "$B/tools/stem" bench "${ocl[@]}" --dtype f32 --n 8192 >> "$S" 2>&1
     timeout 60 "$B/tools/stem" bench "${ocl[@]}" --dtype f16 --n 8192 >> "$S" 2>&1
+    if [ -f bench/opencl/tile_sweep.sh ]; then
+        say "== OpenCL tile sweep (bench/opencl/tile_sweep.sh)"
+        BUILD=$B timeout 200 bash bench/opencl/tile_sweep.sh "$nv" >> "$S" 2>&1
+    fi
     say "== our CUDA, same shapes"
     timeout 60 "$B/tools/stem" bench "${llama[@]}" --dtype f32 --n 8192 >> "$S" 2>&1
 fi

@@ -11,6 +11,27 @@
 // (unrolled) so many are in flight. Summed in double like the reference
 // (sums of G 16-bit numbers are exact in double, so the order does not
 // matter), stored f32.
+__device__ __forceinline__ unsigned to_tf32(float x)
+{
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+    return r;
+}
+
+// One phase sum, f32; for the tensor-core GEMM split once here into its
+// TF32 high part and remainder (the GEMM's inner loop then only loads).
+__device__ __forceinline__ void store_flat(float *out, float *lo, long long i, double a)
+{
+    const float x = (float)a;
+    if (!lo) {
+        out[i] = x;
+        return;
+    }
+    const unsigned h = to_tf32(x);
+    out[i] = __uint_as_float(h);
+    lo[i] = __uint_as_float(to_tf32(x - __uint_as_float(h)));
+}
+
 __device__ __forceinline__ float2 kt_load2(const stem_ktensor &t, long long e, bool vec)
 {
     if (vec) { // e even, 4-byte aligned: one load for the pair
@@ -42,7 +63,7 @@ __device__ __forceinline__ void add8(double (&a)[8], uint4 v, bool f16)
 }
 
 __device__ void phase_sums_x8(const stem_ktensor &t, long long base, int S, int D, int last,
-                              int skip, int is_key, float *out)
+                              int skip, int is_key, float *out, float *lo)
 {
     const int units = S * (D / 8);
     int T = units >= (int)blockDim.x ? 1 : (int)blockDim.x / units;
@@ -72,19 +93,29 @@ __device__ void phase_sums_x8(const stem_ktensor &t, long long base, int S, int 
         if (u < units && lane_in == 0)
 #pragma unroll
             for (int i = 0; i < 8; i++)
-                out[seg * D + e + i] = (float)a[i];
+                store_flat(out, lo, seg * D + e + i, a[i]);
     }
 }
 
+// is_key < 0: queries and keys in one launch (the key rows follow the
+// B*Hq*n_rows query rows in grid.x).
 extern "C" __global__ void __launch_bounds__(256) stem_k_phase_sums(stem_kscore p, int is_key)
 {
+    long long row = blockIdx.x;
+    if (is_key < 0) {
+        const long long qrows = (long long)p.batch * p.hq * p.n_rows;
+        is_key = row >= qrows;
+        row -= is_key ? qrows : 0;
+    }
     const stem_ktensor &t = is_key ? p.k : p.q;
     const int H = is_key ? p.hkv : p.hq;
     // Queries: the call's rows (absolute blocks row0 ..) over positions >= q_offset.
     const int S = p.stride, D = p.head_dim, W = S * D, n = is_key ? p.n_blocks : p.n_rows;
-    const long long row = blockIdx.x, blk = row % n, bh = row / n, b = bh / H, h = bh % H;
+    const long long blk = row % n, bh = row / n, b = bh / H, h = bh % H;
     const long long first = is_key ? 0 : p.q_offset, ablk = is_key ? blk : p.row0 + blk;
     float *out = reinterpret_cast<float *>(is_key ? p.kflat : p.qflat) + row * W;
+    float *lo = !p.tf32_split ? nullptr
+                              : reinterpret_cast<float *>(is_key ? p.kflat_lo : p.qflat_lo) + row * W;
     const int last = (int)min((long long)p.block, p.n_tokens - ablk * p.block); // real tokens
     const int skip = (int)max(0LL, min((long long)p.block, first - ablk * p.block));
     // 16-bit rows of unit stride, head_dim and strides multiples of 8, a
@@ -92,7 +123,7 @@ extern "C" __global__ void __launch_bounds__(256) stem_k_phase_sums(stem_kscore 
     if (t.dtype != STEM_F32 && t.s[3] == 1 && D % 8 == 0 && t.s[2] % 8 == 0 &&
         t.s[1] % 8 == 0 && t.s[0] % 8 == 0 && t.ptr % 16 == 0) {
         phase_sums_x8(t, kt_off(t, b, h, ablk * p.block - first, 0), S, D, last, skip, is_key,
-                      out);
+                      out, lo);
         return;
     }
     // Pairs need an even head_dim; one 4-byte load per pair needs 16-bit
@@ -122,9 +153,9 @@ extern "C" __global__ void __launch_bounds__(256) stem_k_phase_sums(stem_kscore 
                     a0 += kt_load(t, off);
             }
         }
-        out[w] = (float)a0;
+        store_flat(out, lo, w, a0);
         if (pairs)
-            out[w + 1] = (float)a1;
+            store_flat(out, lo, w + 1, a1);
     }
 }
 
@@ -311,20 +342,21 @@ extern "C" __global__ void __launch_bounds__(256) stem_k_score_gemm(stem_kscore 
 
 // The same on tensor cores (the default for 16-bit inputs) to f32 level
 // (phase sums of 16-bit inputs are not 16-bit numbers): each f32 operand is
-// split into a TF32 high part and a TF32 remainder, and the product is
-// hi*hi + hi*lo + lo*hi (mma.sync m16n8k8, f32 accumulate; the dropped
-// lo*lo term is below f32 rounding). 4 warps, 32-wide K chunks through
-// shared memory; tiles above the diagonal only write -inf. Both tile sizes
-// sum every output in the same order.
+// a TF32 high part plus a TF32 remainder (split once by the phase-sum
+// kernel), and the product is hi*hi + hi*lo + lo*hi (mma.sync m16n8k8, f32
+// accumulate; the dropped lo*lo term is below f32 rounding). 4 warps,
+// 32-wide K chunks through shared memory; tiles above the diagonal only
+// write -inf.
+//
+// One summation order for every launch shape: K is cut into 256-column
+// segments, each summed from zero, and the segment sums are added in
+// order. A whole-K CTA does that itself; with nsplit > 1 each CTA sums one
+// segment into `partial` and stem_k_score_reduce adds them, so the scores
+// are bitwise the same whatever the tile size or split (a chunked call and
+// a one-shot call pick different shapes).
 #define TC_K 32
 #define TC_LD (TC_K + 4) // padded rows: fragment reads are conflict-free
-
-__device__ __forceinline__ unsigned to_tf32(float x)
-{
-    unsigned r;
-    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
-    return r;
-}
+#define TC_SEG 256
 
 __device__ __forceinline__ void mma_tf32(float c[4], const unsigned a[4], const unsigned b[2])
 {
@@ -335,18 +367,21 @@ __device__ __forceinline__ void mma_tf32(float c[4], const unsigned a[4], const 
 }
 
 // TT x TT output tiles (64, or 32 where 64 leaves the SMs idle), 4 warps of
-// TT/2 x TT/2: MT m16 and NT n8 fragments each.
+// TT/2 x TT/2: MT m16 and NT n8 fragments each. grid.z = B*Hq*nsplit.
 template <int TT> __device__ __forceinline__ void score_gemm_tc(const stem_kscore &p)
 {
     constexpr int MT = TT / 32, NT = TT / 16;
-    __shared__ __align__(16) float As[TT][TC_LD], Bs[TT][TC_LD];
+    __shared__ __align__(16) float Ah[TT][TC_LD], Al[TT][TC_LD], Bh[TT][TC_LD], Bl[TT][TC_LD];
     // Rows I < nr are the absolute blocks row0 + I; n key blocks.
     const int n = p.n_blocks, g = p.hq / p.hkv, nr = p.n_rows, row0 = p.row0;
     const int W = p.stride * p.head_dim; // a multiple of 8
     const int J0 = blockIdx.x * TT, I0 = blockIdx.y * TT;
-    const long long bh = blockIdx.z, b = bh / p.hq, h = bh % p.hq, kv = b * p.hkv + h / g;
+    const int nsplit = p.nsplit, split = (int)(blockIdx.z % nsplit);
+    const long long bh = blockIdx.z / nsplit, b = bh / p.hq, h = bh % p.hq, kv = b * p.hkv + h / g;
     const stem_ktensor &st = p.scores;
     if (J0 > row0 + I0 + TT - 1) {
+        if (nsplit > 1) // the reduction writes every score
+            return;
         for (int e = threadIdx.x; e < TT * TT; e += blockDim.x) {
             const int I = I0 + e / TT, J = J0 + e % TT;
             if (I < nr && J < n)
@@ -354,59 +389,98 @@ template <int TT> __device__ __forceinline__ void score_gemm_tc(const stem_kscor
         }
         return;
     }
-    const float *qf = reinterpret_cast<const float *>(p.qflat) + (bh * nr) * (long long)W;
-    const float *kf = reinterpret_cast<const float *>(p.kflat) + (kv * n) * (long long)W;
+    const long long qo = (bh * nr) * (long long)W, ko = (kv * n) * (long long)W;
+    const float *qh = reinterpret_cast<const float *>(p.qflat) + qo;
+    const float *ql = reinterpret_cast<const float *>(p.qflat_lo) + qo;
+    const float *kh = reinterpret_cast<const float *>(p.kflat) + ko;
+    const float *kl = reinterpret_cast<const float *>(p.kflat_lo) + ko;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wm = (warp >> 1) * (TT / 2), wn = (warp & 1) * (TT / 2); // this warp's sub-tile
     const int gr = lane >> 2, tc = lane & 3;
-    float acc[MT][NT][4] = {};
-    for (int k0 = 0; k0 < W; k0 += TC_K) {
-        for (int e = threadIdx.x; e < TT * TC_K / 4; e += blockDim.x) {
-            const int r = e / (TC_K / 4), c = (e % (TC_K / 4)) * 4;
-            const bool kin = k0 + c < W; // W and c are multiples of 4
-            float4 av = make_float4(0.f, 0.f, 0.f, 0.f), bv = av;
-            if (kin && I0 + r < nr)
-                av = *reinterpret_cast<const float4 *>(qf + (long long)(I0 + r) * W + k0 + c);
-            if (kin && J0 + r < n)
-                bv = *reinterpret_cast<const float4 *>(kf + (long long)(J0 + r) * W + k0 + c);
-            *reinterpret_cast<float4 *>(&As[r][c]) = av;
-            *reinterpret_cast<float4 *>(&Bs[r][c]) = bv;
+    const int nseg = (W + TC_SEG - 1) / TC_SEG;
+    const int s0 = nsplit > 1 ? split : 0, s1 = nsplit > 1 ? split + 1 : nseg;
+    float tot[MT][NT][4] = {};
+    for (int sg = s0; sg < s1; sg++) {
+        float acc[MT][NT][4] = {};
+        const int kend = min(W, (sg + 1) * TC_SEG);
+        for (int k0 = sg * TC_SEG; k0 < kend; k0 += TC_K) {
+            for (int e = threadIdx.x; e < TT * TC_K / 4; e += blockDim.x) {
+                const int r = e / (TC_K / 4), c = (e % (TC_K / 4)) * 4;
+                const bool kin = k0 + c < kend; // W and c are multiples of 4
+                const float4 z = make_float4(0.f, 0.f, 0.f, 0.f);
+                float4 a0 = z, a1 = z, b0 = z, b1 = z;
+                if (kin && I0 + r < nr) {
+                    const long long o = (long long)(I0 + r) * W + k0 + c;
+                    a0 = *reinterpret_cast<const float4 *>(qh + o);
+                    a1 = *reinterpret_cast<const float4 *>(ql + o);
+                }
+                if (kin && J0 + r < n) {
+                    const long long o = (long long)(J0 + r) * W + k0 + c;
+                    b0 = *reinterpret_cast<const float4 *>(kh + o);
+                    b1 = *reinterpret_cast<const float4 *>(kl + o);
+                }
+                *reinterpret_cast<float4 *>(&Ah[r][c]) = a0;
+                *reinterpret_cast<float4 *>(&Al[r][c]) = a1;
+                *reinterpret_cast<float4 *>(&Bh[r][c]) = b0;
+                *reinterpret_cast<float4 *>(&Bl[r][c]) = b1;
+            }
+            __syncthreads();
+#pragma unroll
+            for (int kk = 0; kk < TC_K; kk += 8) {
+                unsigned ah[MT][4], al[MT][4], bh2[NT][2], bl[NT][2];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    const int r = wm + mt * 16 + gr;
+                    const int rr[4] = {r, r + 8, r, r + 8}, cc[4] = {0, 0, 4, 4};
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        ah[mt][i] = __float_as_uint(Ah[rr[i]][kk + tc + cc[i]]);
+                        al[mt][i] = __float_as_uint(Al[rr[i]][kk + tc + cc[i]]);
+                    }
+                }
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) {
+                    const int c = wn + nt * 8 + gr;
+#pragma unroll
+                    for (int i = 0; i < 2; i++) {
+                        bh2[nt][i] = __float_as_uint(Bh[c][kk + tc + 4 * i]);
+                        bl[nt][i] = __float_as_uint(Bl[c][kk + tc + 4 * i]);
+                    }
+                }
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                    for (int nt = 0; nt < NT; nt++) {
+                        mma_tf32(acc[mt][nt], al[mt], bh2[nt]);
+                        mma_tf32(acc[mt][nt], ah[mt], bl[nt]);
+                        mma_tf32(acc[mt][nt], ah[mt], bh2[nt]);
+                    }
+            }
+            __syncthreads();
         }
-        __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < TC_K; kk += 8) {
-            unsigned ah[MT][4], al[MT][4], bh2[NT][2], bl[NT][2];
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                const int r = wm + mt * 16 + gr;
-                const float x[4] = {As[r][kk + tc], As[r + 8][kk + tc], As[r][kk + tc + 4],
-                                    As[r + 8][kk + tc + 4]};
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    ah[mt][i] = to_tf32(x[i]);
-                    al[mt][i] = to_tf32(x[i] - __uint_as_float(ah[mt][i]));
-                }
-            }
-#pragma unroll
-            for (int nt = 0; nt < NT; nt++) {
-                const int c = wn + nt * 8 + gr;
-                const float y[2] = {Bs[c][kk + tc], Bs[c][kk + tc + 4]};
-#pragma unroll
-                for (int i = 0; i < 2; i++) {
-                    bh2[nt][i] = to_tf32(y[i]);
-                    bl[nt][i] = to_tf32(y[i] - __uint_as_float(bh2[nt][i]));
-                }
-            }
+        if (nsplit > 1) {
+            float *part = reinterpret_cast<float *>(p.partial) +
+                          ((long long)split * gridDim.z / nsplit + bh) * nr * (long long)n;
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-                for (int nt = 0; nt < NT; nt++) {
-                    mma_tf32(acc[mt][nt], al[mt], bh2[nt]);
-                    mma_tf32(acc[mt][nt], ah[mt], bl[nt]);
-                    mma_tf32(acc[mt][nt], ah[mt], bh2[nt]);
-                }
+                for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int I = I0 + wm + mt * 16 + gr + (e >> 1) * 8;
+                        const int J = J0 + wn + nt * 8 + tc * 2 + (e & 1);
+                        if (I < nr && J < n && J <= row0 + I)
+                            part[(long long)I * n + J] = acc[mt][nt][e];
+                    }
+            return;
         }
-        __syncthreads();
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    tot[mt][nt][e] += acc[mt][nt][e];
     }
     const float *vb = reinterpret_cast<const float *>(p.vb) + kv * n;
 #pragma unroll
@@ -419,7 +493,7 @@ template <int TT> __device__ __forceinline__ void score_gemm_tc(const stem_kscor
                 const int J = J0 + wn + nt * 8 + tc * 2 + (e & 1);
                 if (I < nr && J < n)
                     *kt_f32(st, kt_off(st, b, h, I, J)) =
-                        J > row0 + I ? -INFINITY : p.coef * acc[mt][nt][e] + vb[J];
+                        J > row0 + I ? -INFINITY : __fmaf_rn(p.coef, tot[mt][nt][e], vb[J]);
             }
 }
 
@@ -430,6 +504,30 @@ extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc(stem_ksco
 extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc32(stem_kscore p)
 {
     score_gemm_tc<32>(p);
+}
+
+// scores[I][J] of a split GEMM: the segment sums added in segment order from
+// zero (the whole-K kernel's order), then coef * sum + vb[J]; -inf above the
+// diagonal. One thread per score, grid-stride.
+extern "C" __global__ void __launch_bounds__(256) stem_k_score_reduce(stem_kscore p)
+{
+    const int n = p.n_blocks, nr = p.n_rows, g = p.hq / p.hkv;
+    const long long bq = (long long)p.batch * p.hq, plane = bq * nr * (long long)n;
+    const float *part = reinterpret_cast<const float *>(p.partial);
+    const stem_ktensor &st = p.scores;
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < plane;
+         e += (long long)gridDim.x * blockDim.x) {
+        const long long J = e % n, rest = e / n, I = rest % nr, bh = rest / nr;
+        const long long b = bh / p.hq, h = bh % p.hq, kv = b * p.hkv + h / g;
+        float out = -INFINITY;
+        if (J <= p.row0 + I) {
+            float sum = 0.0f;
+            for (int sg = 0; sg < p.nsplit; sg++)
+                sum += part[sg * plane + e];
+            out = __fmaf_rn(p.coef, sum, reinterpret_cast<const float *>(p.vb)[kv * n + J]);
+        }
+        *kt_f32(st, kt_off(st, b, h, I, J)) = out;
+    }
 }
 
 // A[m][c] * coef: strided antidiagonal dot of query row m and key column c.

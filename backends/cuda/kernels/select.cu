@@ -177,3 +177,119 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) stem_k_select(stem_kse
     if (threadIdx.x == 0)
         *kt_i32(p.count, kt_off(p.count, b, h, r, 0)) = placed;
 }
+
+// Top-k and every-causal-block rows (modes 0 and 1) with one warp per row,
+// SEL_THREADS / 32 rows per CTA: the same radix select as above (same keys,
+// threshold and tie rule, so the same kept set), but a row of at most a few
+// hundred candidates no longer waits on 256-thread barriers, and the digit
+// search is a warp scan instead of one thread walking 256 bins.
+extern "C" __global__ void __launch_bounds__(SEL_THREADS) stem_k_select_warp(stem_kselect p)
+{
+    __shared__ unsigned hist_all[SEL_THREADS / 32][256];
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    const long long r = (long long)blockIdx.x * (SEL_THREADS / 32) + w;
+    if (r >= p.n_rows) // no CTA-wide barriers below: whole warps may leave
+        return;
+    unsigned *hist = hist_all[w];
+    const int n = p.n_blocks;
+    const long long I = p.row0 + r, bh = blockIdx.y, b = bh / p.hq, h = bh % p.hq;
+    const stem_ktensor &st = p.scores;
+    const long long srow = kt_off(st, b, h, r, 0);
+    const int budget = reinterpret_cast<const int *>(p.budget)[I];
+    const int all_rows = p.mode == 1 || I + 1 <= budget;
+    unsigned thr = 0, take_eq = 0;
+    int take_all_finite = 1;
+    if (!all_rows) {
+        int m = 0;
+        for (long long J = lane; J <= I; J += 32)
+            m += isfinite(*kt_f32(st, srow + J * st.s[3])) ? 1 : 0;
+        m = warp_sum(m);
+        const int kk = budget < m ? budget : m;
+        take_all_finite = kk >= m;
+        if (!take_all_finite) {
+            unsigned prefix = 0, mask = 0, remaining = (unsigned)kk;
+            for (int shift = 24; shift >= 0; shift -= 8) {
+                for (int d = lane; d < 256; d += 32)
+                    hist[d] = 0;
+                __syncwarp();
+                for (long long J = lane; J <= I; J += 32) {
+                    const float v = *kt_f32(st, srow + J * st.s[3]);
+                    if (!isfinite(v))
+                        continue;
+                    const unsigned key = order_key(v);
+                    if ((key & mask) == prefix)
+                        atomicAdd(&hist[(key >> shift) & 255u], 1u);
+                }
+                __syncwarp();
+                // Lane l owns digits 255 - 8l .. 248 - 8l (descending); the
+                // chosen digit is the first, in descending order, at which the
+                // running count reaches `remaining` (as the CTA kernel's walk).
+                unsigned c[8], s = 0;
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    s += c[j] = hist[255 - 8 * lane - j];
+                unsigned incl = s;
+                for (int o = 1; o < 32; o <<= 1) {
+                    const unsigned y = __shfl_up_sync(0xffffffffu, incl, o);
+                    if (lane >= o)
+                        incl += y;
+                }
+                unsigned cum = incl - s, digit = 0, rem = 0;
+                int found = 0;
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    if (!found && cum + c[j] >= remaining) {
+                        found = 1;
+                        digit = 255u - 8u * lane - j;
+                        rem = remaining - cum;
+                    }
+                    cum += c[j];
+                }
+                const unsigned hit = __ballot_sync(0xffffffffu, found);
+                const int src = __ffs(hit) - 1; // remaining <= count of candidates: some lane hits
+                digit = __shfl_sync(0xffffffffu, digit, src);
+                rem = __shfl_sync(0xffffffffu, rem, src);
+                prefix |= digit << shift;
+                mask |= 255u << shift;
+                remaining = rem;
+                __syncwarp(); // the next pass clears hist
+            }
+            thr = prefix;
+            take_eq = remaining;
+        }
+    }
+    // Ascending pass, 32 candidates at a time: decide, then place by ballots.
+    const stem_ktensor &it = p.index;
+    const long long irow = kt_off(it, b, h, r, 0);
+    const unsigned below = (1u << lane) - 1u;
+    int placed = 0;
+    unsigned eq_seen = 0;
+    for (long long base = 0; base <= I; base += 32) {
+        const long long J = base + lane;
+        int keep = 0, eq = 0;
+        if (J <= I) {
+            if (all_rows) {
+                keep = 1;
+            } else {
+                const float v = *kt_f32(st, srow + J * st.s[3]);
+                const bool fin = isfinite(v);
+                const unsigned key = fin ? order_key(v) : 0u;
+                keep = fin && (take_all_finite || key > thr);
+                eq = fin && !take_all_finite && key == thr;
+                keep |= J < p.sink_blocks || J >= I - p.local_blocks + 1;
+            }
+        }
+        const unsigned eqm = __ballot_sync(0xffffffffu, eq);
+        if (eq && eq_seen + __popc(eqm & below) < take_eq)
+            keep = 1;
+        eq_seen += __popc(eqm);
+        const unsigned km = __ballot_sync(0xffffffffu, keep);
+        if (keep)
+            *kt_i32(it, irow + (placed + __popc(km & below)) * it.s[3]) = (int)J;
+        placed += __popc(km);
+    }
+    for (long long j = placed + lane; j < n; j += 32)
+        *kt_i32(it, irow + j * it.s[3]) = -1;
+    if (lane == 0)
+        *kt_i32(p.count, kt_off(p.count, b, h, r, 0)) = placed;
+}
