@@ -91,7 +91,11 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_pass *pass, const stem
      * copy, f32 on request through split hi and lo copies (matrix paths only).
      * STEM_VULKAN_CONVERT=1 takes the bf16 copies on the plain kernels too (so
      * they run on any device); =split the f32 split copies, rebuilt as f32. */
-    int coop = !pass->lse && vk_coop_tile(c, plan, q, k, v, out, 0, 0, &kernel, &nsg, &bc);
+    /* STEM_VULKAN_F16_COPY=1: f16 read from the copies even where the caller's
+     * buffers would do. */
+    const int f16_copy = plan->desc.dtype == STEM_DTYPE_F16 && c->tune.f16_copy;
+    int coop = !pass->lse && !f16_copy &&
+               vk_coop_tile(c, plan, q, k, v, out, 0, 0, &kernel, &nsg, &bc);
     if (!coop && vk_convert_dtype(c, plan->desc.dtype)) {
         const int split = plan->desc.dtype == STEM_DTYPE_F32;
         coop = !pass->lse && vk_coop_tile(c, plan, q, k, v, out, 1, split, &kernel, &nsg, &bc);

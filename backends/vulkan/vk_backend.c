@@ -441,14 +441,17 @@ static stem_status vk_context_init(stem_context *ctx, uint32_t backend_index)
         vk_context_fini(ctx);
         return st;
     }
+    if (c->coop_note[0])
+        stem_log(ctx, STEM_LOG_WARN, "vulkan: %s", c->coop_note);
     static const char *const paths[3] = {"plain kernels", "VK_NV_cooperative_matrix",
                                          "VK_KHR_cooperative_matrix"};
-    stem_log(ctx, STEM_LOG_INFO, "vulkan: attention on %s%s%s%s", paths[c->coop],
+    stem_log(ctx, STEM_LOG_INFO, "vulkan: attention on %s%s%s%s%s", paths[c->coop],
              c->coop_bf16 ? " (bf16 matrices: VK_KHR_shader_bfloat16)"
              : c->coop    ? " (bf16 through f16 copies)"
                           : "",
              c->foreign_device ? ", on the caller's device" : "",
-             c->tune.f32_matrix ? ", f32 as split f16 copies" : "");
+             c->tune.f32_matrix ? ", f32 as split f16 copies" : "",
+             c->tune.f16_copy ? ", f16 through f16 copies" : "");
     return STEM_OK;
 }
 

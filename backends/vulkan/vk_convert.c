@@ -1,6 +1,7 @@
 /* Vulkan backend: attention inputs through f16 copies (shaders/to_f16.comp),
  * recorded in the attention stage's frame before the attention dispatch.
  * The matrix kernels multiply f16 with f32 accumulation.
+ *  - f16 (STEM_VULKAN_F16_COPY=1 only): a bit-exact contiguous copy.
  *  - bf16: one copy per tensor. bf16 values convert exactly while inside
  *    f16's normal range (|x| in [2^-14, 65504]), so logits are as exact as
  *    bf16 x bf16 products and P is rounded to f16 (finer than bf16).
@@ -20,7 +21,11 @@ int vk_convert_dtype(const stem_vk_context *c, stem_dtype dtype)
      * 65504, fewer bits below 2^-14) and 36-46x the plain kernels on an H100
      * (bench/results/vulkan.md): the default wherever a matrix path takes it;
      * STEM_VULKAN_BF16_COPY=0 keeps bf16 on the plain kernels. */
+    /* f16 (STEM_VULKAN_F16_COPY=1): a copy the same kernel reads where it
+     * would read the caller's buffers; for an A/B of the two on a device,
+     * and it takes f16 tensors with unaligned rows onto the matrix path. */
     return (dtype == STEM_DTYPE_BF16 && (c->tune.bf16_copy || c->convert == 1)) ||
+           (dtype == STEM_DTYPE_F16 && c->tune.f16_copy) ||
            (dtype == STEM_DTYPE_F32 && c->tune.f32_matrix);
 }
 

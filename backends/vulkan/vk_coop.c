@@ -5,9 +5,12 @@
  * and 16-bit storage, vote and clustered subgroup operations and the Vulkan
  * memory model, and the plan's tensors are f16 with contiguous, 16-byte
  * aligned rows, or bf16 (f32 on request) read through f16 copies
- * (vk_convert.c). Everything else runs the plain kernels. */
+ * (vk_convert.c). Everything else runs the plain kernels. The KHR modules
+ * are checked word by word against the device's matrix list before KHR is
+ * taken (a type the driver does not support can crash pipeline creation). */
 #include "vk_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,38 +58,163 @@ static int has_shape_nv(stem_vk_context *c)
     return ok;
 }
 
-/* The same shape through the KHR query (C and Result f32), A and B of `ab`. */
-static int has_shape_khr(stem_vk_context *c, VkComponentTypeKHR ab)
+/* The device's KHR list (malloc'd, *n entries), or NULL. */
+static VkCooperativeMatrixPropertiesKHR *khr_list(stem_vk_context *c, uint32_t *n)
 {
     PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR get =
         (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR)c->f.vkGetInstanceProcAddr(
             c->instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR");
-    if (!get)
-        return 0;
-    uint32_t n = 0;
-    if (get(c->phys, &n, NULL) != VK_SUCCESS || n == 0)
-        return 0;
-    VkCooperativeMatrixPropertiesKHR *p = calloc(n, sizeof *p);
+    *n = 0;
+    if (!get || get(c->phys, n, NULL) != VK_SUCCESS || *n == 0 || *n > 4096)
+        return NULL;
+    VkCooperativeMatrixPropertiesKHR *p = calloc(*n, sizeof *p);
     if (!p)
-        return 0;
-    for (uint32_t i = 0; i < n; i++)
+        return NULL;
+    for (uint32_t i = 0; i < *n; i++)
         p[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR;
-    int ok = 0;
-    if (get(c->phys, &n, p) == VK_SUCCESS)
-        for (uint32_t i = 0; i < n && !ok; i++)
-            ok = p[i].MSize == 16 && p[i].NSize == 16 && p[i].KSize == 16 &&
-                 p[i].AType == ab && p[i].BType == ab &&
-                 p[i].CType == VK_COMPONENT_TYPE_FLOAT32_KHR &&
-                 p[i].ResultType == VK_COMPONENT_TYPE_FLOAT32_KHR &&
-                 p[i].scope == VK_SCOPE_SUBGROUP_KHR;
-    free(p);
+    VkResult r = get(c->phys, n, p);
+    if (r != VK_SUCCESS && r != VK_INCOMPLETE) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* The 16x16x16 shape with A and B of `ab`, C and Result f32, subgroup scope. */
+static int has_shape_khr(const VkCooperativeMatrixPropertiesKHR *p, uint32_t n,
+                         VkComponentTypeKHR ab)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (p[i].MSize == 16 && p[i].NSize == 16 && p[i].KSize == 16 && p[i].AType == ab &&
+            p[i].BType == ab && p[i].CType == VK_COMPONENT_TYPE_FLOAT32_KHR &&
+            p[i].ResultType == VK_COMPONENT_TYPE_FLOAT32_KHR &&
+            p[i].scope == VK_SCOPE_SUBGROUP_KHR)
+            return 1;
+    return 0;
+}
+
+/* SPIR-V words the module check reads. */
+#define SPV_MAGIC 0x07230203u
+#define SPV_OP_TYPE_FLOAT 22u
+#define SPV_OP_CONSTANT 43u
+#define SPV_OP_TYPE_COOPMAT_KHR 4456u
+#define SPV_SCOPE_SUBGROUP 3u
+
+typedef struct spv_id {
+    uint8_t kind;   /* 1: 32-bit constant, 2: float type */
+    int32_t comp;   /* float type: VkComponentTypeKHR, or -1 for one we do not know */
+    uint32_t value; /* constant */
+} spv_id;
+
+/* 1 if a matrix of this component type, rows, columns and use (0 A, 1 B,
+ * 2 accumulator) is in the device's list at subgroup scope. */
+static int khr_type_listed(const VkCooperativeMatrixPropertiesKHR *p, uint32_t n, int32_t comp,
+                           uint32_t rows, uint32_t cols, uint32_t use)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (p[i].scope != VK_SCOPE_SUBGROUP_KHR)
+            continue;
+        if ((use == 0 && p[i].MSize == rows && p[i].KSize == cols && (int32_t)p[i].AType == comp) ||
+            (use == 1 && p[i].KSize == rows && p[i].NSize == cols && (int32_t)p[i].BType == comp) ||
+            (use == 2 && p[i].MSize == rows && p[i].NSize == cols &&
+             ((int32_t)p[i].CType == comp || (int32_t)p[i].ResultType == comp)))
+            return 1;
+    }
+    return 0;
+}
+
+/* Every OpTypeCooperativeMatrixKHR of module k is a type the device lists.
+ * A driver handed a matrix type it does not support may crash in
+ * vkCreateComputePipelines (nothing to catch), so the module is checked
+ * before the path is taken; 0 with the reason in why otherwise. */
+static int khr_module_ok(vk_kernel k, const VkCooperativeMatrixPropertiesKHR *p, uint32_t n,
+                         char *why, size_t why_size)
+{
+    static const char *const comp_names[2] = {"f16", "f32"};
+    const vk_spirv sp = stem_vk_spirv(k);
+    const uint32_t *w = sp.code;
+    const size_t nw = sp.bytes / 4;
+    if (nw < 5 || w[0] != SPV_MAGIC || w[3] == 0 || w[3] > (1u << 22)) {
+        snprintf(why, why_size, "kernel %d: not a SPIR-V module", (int)k);
+        return 0;
+    }
+    const uint32_t bound = w[3];
+    spv_id *ids = calloc(bound, sizeof *ids);
+    if (!ids) {
+        snprintf(why, why_size, "out of host memory");
+        return 0;
+    }
+    int ok = 1, seen = 0;
+    for (size_t i = 5; ok && i < nw;) {
+        const uint32_t wc = w[i] >> 16, op = w[i] & 0xffffu;
+        if (wc == 0 || i + wc > nw) {
+            snprintf(why, why_size, "kernel %d: malformed SPIR-V", (int)k);
+            ok = 0;
+            break;
+        }
+        if (op == SPV_OP_TYPE_FLOAT && wc >= 3 && w[i + 1] < bound) {
+            spv_id *t = &ids[w[i + 1]];
+            t->kind = 2;
+            t->comp = -1;
+            if (w[i + 2] == 32 && wc == 3)
+                t->comp = VK_COMPONENT_TYPE_FLOAT32_KHR;
+            else if (w[i + 2] == 16 && wc == 3)
+                t->comp = VK_COMPONENT_TYPE_FLOAT16_KHR;
+            else if (w[i + 2] == 16 && wc == 4 && w[i + 3] == 0) /* BFloat16KHR encoding */
+                t->comp = (int32_t)VK_COMPONENT_TYPE_BFLOAT16_KHR;
+        } else if (op == SPV_OP_CONSTANT && wc == 4 && w[i + 2] < bound) {
+            ids[w[i + 2]].kind = 1;
+            ids[w[i + 2]].value = w[i + 3];
+        } else if (op == SPV_OP_TYPE_COOPMAT_KHR && wc == 7) {
+            seen++;
+            uint32_t v[4] = {0, 0, 0, 0}; /* scope, rows, columns, use */
+            int known = w[i + 2] < bound && ids[w[i + 2]].kind == 2;
+            for (int j = 0; j < 4 && known; j++) {
+                known = w[i + 3 + j] < bound && ids[w[i + 3 + j]].kind == 1;
+                if (known)
+                    v[j] = ids[w[i + 3 + j]].value;
+            }
+            const int32_t comp = known ? ids[w[i + 2]].comp : -1;
+            if (!known || comp < 0 || v[0] != SPV_SCOPE_SUBGROUP || v[3] > 2 ||
+                !khr_type_listed(p, n, comp, v[1], v[2], v[3])) {
+                snprintf(why, why_size,
+                         "kernel %d declares a %s matrix %ux%u, use %d, scope %u, that the "
+                         "device does not list",
+                         (int)k,
+                         comp == (int32_t)VK_COMPONENT_TYPE_BFLOAT16_KHR ? "bf16"
+                         : comp >= 0 && comp < 2                         ? comp_names[comp]
+                                                                         : "unknown",
+                         v[1], v[2], (int)v[3], v[0]);
+                ok = 0;
+            }
+        }
+        i += wc;
+    }
+    free(ids);
+    if (ok && !seen) {
+        snprintf(why, why_size, "kernel %d declares no cooperative matrix", (int)k);
+        ok = 0;
+    }
     return ok;
 }
 
+/* Why the KHR path (or one of its kernels) was not taken, for the log;
+ * appended once (the device probe may run the checks more than once). */
+static void coop_note(stem_vk_context *c, const char *fmt, const char *what)
+{
+    char line[320];
+    snprintf(line, sizeof line, fmt, what);
+    if (strstr(c->coop_note, line))
+        return;
+    const size_t used = strlen(c->coop_note);
+    snprintf(c->coop_note + used, sizeof c->coop_note - used, "%s%s", used ? "; " : "", line);
+}
+
 /* The path asked for in the environment. Without one: NV, the path that
- * has passed the suite and been measured on an NVIDIA GPU (H200, 2026-11-28);
- * the KHR kernel (compiled and validated with spirv-val, never run on a GPU
- * yet) only when STEM_VULKAN_PATH=khr asks for it. */
+ * has passed the suite and been measured on NVIDIA GPUs (H200, H100); the
+ * KHR kernel only when STEM_VULKAN_PATH=khr asks for it (its modules are
+ * checked against the device's list first, and NV runs where they fail:
+ * the KHR kernel crashed NVIDIA's 580 driver, 2026-12-07). */
 static int path_wanted(void)
 {
     const char *env = getenv("STEM_VULKAN_COOP");
@@ -95,7 +223,7 @@ static int path_wanted(void)
     const char *path = getenv("STEM_VULKAN_PATH");
     if (path && strcmp(path, "plain") == 0)
         return VK_COOP_NONE;
-    if (path && strcmp(path, "khr") == 0)
+    if (path && (strcmp(path, "khr") == 0 || strcmp(path, "khr-only") == 0))
         return VK_COOP_KHR;
     return VK_COOP_NV;
 }
@@ -103,25 +231,73 @@ static int path_wanted(void)
 /* Subgroups, feature bits and extension of one path. */
 static int path_ok(stem_vk_context *c, int path, int bf16, vk_coop_features *f)
 {
+    /* KHR: the f16 module's every matrix type must be in the device's list
+     * (bf16 and split modules likewise, or they are left out). */
+    int bf16_listed = 0;
     if (path == VK_COOP_KHR) {
-        if (stem_vk_spirv(VKK_ATTENTION_COOP_KHR).bytes == 0 || /* built without glslang */
-            !has_extension(c, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME) ||
-            !has_shape_khr(c, VK_COMPONENT_TYPE_FLOAT16_KHR))
+        if (stem_vk_spirv(VKK_ATTENTION_COOP_KHR).bytes == 0) {
+            coop_note(c, "VK_KHR_cooperative_matrix not taken: %s",
+                      "the library was built without glslangValidator (no KHR kernel)");
             return 0;
+        }
+        if (!has_extension(c, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME)) {
+            coop_note(c, "VK_KHR_cooperative_matrix not taken: %s", "the device lacks it");
+            return 0;
+        }
+        uint32_t n = 0;
+        VkCooperativeMatrixPropertiesKHR *list = khr_list(c, &n);
+        char why[200] = "";
+        int ok = list && has_shape_khr(list, n, VK_COMPONENT_TYPE_FLOAT16_KHR);
+        if (!ok)
+            snprintf(why, sizeof why, "no 16x16x16 f16 x f16 -> f32 subgroup shape listed");
+        else
+            ok = khr_module_ok(VKK_ATTENTION_COOP_KHR, list, n, why, sizeof why);
+        if (ok && stem_vk_spirv(VKK_ATTENTION_COOP_KHR_SPLIT).bytes > 0) {
+            char w2[200];
+            if (!khr_module_ok(VKK_ATTENTION_COOP_KHR_SPLIT, list, n, w2, sizeof w2)) {
+                c->broken_kernels |= 1u << VKK_ATTENTION_COOP_KHR_SPLIT;
+                coop_note(c, "KHR split f32 kernel left out: %s", w2);
+            }
+        }
+        if (ok && bf16 && stem_vk_spirv(VKK_ATTENTION_COOP_KHR_BF16).bytes > 0 &&
+            has_shape_khr(list, n, VK_COMPONENT_TYPE_BFLOAT16_KHR)) {
+            char w2[200];
+            bf16_listed = khr_module_ok(VKK_ATTENTION_COOP_KHR_BF16, list, n, w2, sizeof w2);
+            if (!bf16_listed)
+                coop_note(c, "KHR bf16 kernel left out (bf16 through f16 copies): %s", w2);
+        }
+        free(list);
+        if (!ok) {
+            coop_note(c, "VK_KHR_cooperative_matrix not taken: %s", why);
+            return 0;
+        }
     } else if (!has_extension(c, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME) || !has_shape_nv(c)) {
         return 0;
     }
     VkPhysicalDeviceSubgroupProperties sp = {.sType =
                                                  VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+    VkPhysicalDeviceCooperativeMatrixPropertiesKHR kp = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_KHR};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
     p2.pNext = &sp;
+    sp.pNext = path == VK_COOP_KHR ? &kp : NULL;
     c->f.vkGetPhysicalDeviceProperties2(c->phys, &p2);
     const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT |
                                         VK_SUBGROUP_FEATURE_VOTE_BIT |
                                         VK_SUBGROUP_FEATURE_CLUSTERED_BIT;
+    /* The kernels hard-wire 32 lanes (two per row of a 16x16 square). */
     if (sp.subgroupSize != 32 || (sp.supportedOperations & need) != need ||
-        !(sp.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT))
+        !(sp.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT)) {
+        if (path == VK_COOP_KHR)
+            coop_note(c, "VK_KHR_cooperative_matrix not taken: %s",
+                      "subgroups are not 32 wide with vote and clustered operations in compute");
         return 0;
+    }
+    if (path == VK_COOP_KHR && !(kp.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT)) {
+        coop_note(c, "VK_KHR_cooperative_matrix not taken: %s",
+                  "cooperativeMatrixSupportedStages lacks compute");
+        return 0;
+    }
     memset(f, 0, sizeof *f);
     f->khr.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR;
     f->nv.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
@@ -130,17 +306,20 @@ static int path_ok(stem_vk_context *c, int path, int bf16, vk_coop_features *f)
     f->memory_model.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES;
     f->bf16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_BFLOAT16_FEATURES_KHR;
     /* bf16 matrices: the extension, the bf16 shape and the module. */
-    f->with_bf16 = path == VK_COOP_KHR && bf16 &&
-                   stem_vk_spirv(VKK_ATTENTION_COOP_KHR_BF16).bytes > 0 &&
-                   has_extension(c, VK_KHR_SHADER_BFLOAT16_EXTENSION_NAME) &&
-                   has_shape_khr(c, VK_COMPONENT_TYPE_BFLOAT16_KHR);
+    f->with_bf16 = path == VK_COOP_KHR && bf16_listed &&
+                   has_extension(c, VK_KHR_SHADER_BFLOAT16_EXTENSION_NAME);
     VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
     f2.pNext = vk_coop_chain(f, path, NULL, NULL);
     c->f.vkGetPhysicalDeviceFeatures2(c->phys, &f2);
     const VkBool32 coop = path == VK_COOP_KHR ? f->khr.cooperativeMatrix : f->nv.cooperativeMatrix;
     if (!coop || !f->storage16.storageBuffer16BitAccess || !f->float16.shaderFloat16 ||
-        !f->memory_model.vulkanMemoryModel)
+        !f->memory_model.vulkanMemoryModel) {
+        if (path == VK_COOP_KHR)
+            coop_note(c, "VK_KHR_cooperative_matrix not taken: %s",
+                      "a feature the kernel needs is off (cooperativeMatrix, 16-bit storage, "
+                      "shaderFloat16 or vulkanMemoryModel)");
         return 0;
+    }
     const int with_bf16 = f->with_bf16 && f->bf16.shaderBFloat16Type &&
                           f->bf16.shaderBFloat16CooperativeMatrix;
     /* Enable exactly what the shader declares. */
@@ -202,11 +381,13 @@ int vk_coop_probe(stem_vk_context *c, int best, int bf16, vk_coop_features *f)
         !c->f.vkEnumerateInstanceVersion || c->f.vkEnumerateInstanceVersion(&iv) != VK_SUCCESS ||
         iv < VK_API_VERSION_1_2)
         return VK_COOP_NONE;
-    /* A forced path is that path or none (so a device check sees which ran). */
+    /* KHR where it passes every check, else NV (the reason goes to the log:
+     * vk_context_init); STEM_VULKAN_PATH=khr-only keeps the old rule, KHR or
+     * the plain kernels, for a device check that must not measure NV as KHR. */
     const char *forced = getenv("STEM_VULKAN_PATH");
     if (best == VK_COOP_KHR && path_ok(c, VK_COOP_KHR, bf16, f))
         return VK_COOP_KHR;
-    if (forced && strcmp(forced, "khr") == 0)
+    if (forced && strcmp(forced, "khr-only") == 0)
         return VK_COOP_NONE;
     if (best >= VK_COOP_NV && path_ok(c, VK_COOP_NV, 0, f))
         return VK_COOP_NV;
@@ -300,6 +481,8 @@ void vk_tuning_read(vk_tuning *t)
     t->f32_matrix = f32m && strcmp(f32m, "1") == 0;
     const char *b16 = getenv("STEM_VULKAN_BF16_COPY");
     t->bf16_copy = !(b16 && strcmp(b16, "0") == 0); /* default on: measured on an H100 */
+    const char *f16c = getenv("STEM_VULKAN_F16_COPY");
+    t->f16_copy = f16c && strcmp(f16c, "1") == 0;
     const char *sync = getenv("STEM_VULKAN_SYNC");
     t->sync_stages = sync && strcmp(sync, "1") == 0;
 }

@@ -142,6 +142,8 @@ typedef struct vk_tuning {
     int sync_stages;             /* STEM_VULKAN_SYNC=1: every stage waits (debugging) */
     int f32_matrix;              /* STEM_VULKAN_F32_MATRIX=1: f32 inputs through f16 copies */
     int bf16_copy;               /* bf16 inputs through f16 copies (STEM_VULKAN_BF16_COPY=0: off) */
+    int f16_copy;                /* STEM_VULKAN_F16_COPY=1: f16 inputs through the same copies
+                                    (A/B of caller buffers against libstem's own) */
 } vk_tuning;
 
 typedef struct stem_vk_context {
@@ -159,7 +161,9 @@ typedef struct stem_vk_context {
     uint32_t shared_limit;       /* maxComputeSharedMemorySize */
     int coop;                    /* cooperative-matrix attention: VK_COOP_* (vk_coop.c) */
     int coop_bf16;               /* the KHR path reads bf16 in place (VK_KHR_shader_bfloat16) */
-    uint32_t broken_kernels;     /* bit k: kernel k failed to build here; not taken again */
+    uint32_t broken_kernels;     /* bit k: kernel k failed to build here, or its matrix
+                                    types are not in the device's list; not taken */
+    char coop_note[512];         /* why the KHR path or a KHR kernel was not taken (logged) */
     int convert;                 /* STEM_VULKAN_CONVERT=1: bf16 inputs through f16 copies on
                                     every path (the copies tested where no matrix unit is);
                                     =split: f32 inputs through split copies rebuilt as f32 for
@@ -290,9 +294,11 @@ typedef struct vk_coop_features {
     int with_bf16;               /* KHR path: bf16 matrices too (VK_KHR_shader_bfloat16) */
 } vk_coop_features;
 /* The path the device can run for attention_coop.comp, KHR before NV, at
- * most `best` (STEM_VULKAN_PATH=khr|nv|plain forces one; STEM_VULKAN_COOP=0
- * is plain); fills f for that path, with bf16 where the device has bf16
- * matrices and `bf16` allows (STEM_VULKAN_BF16=0 says no). */
+ * most `best` (STEM_VULKAN_PATH=khr|nv|plain asks for one, khr-only takes KHR
+ * or the plain kernels; STEM_VULKAN_COOP=0 is plain); fills f for that path,
+ * with bf16 where the device has bf16 matrices and `bf16` allows
+ * (STEM_VULKAN_BF16=0 says no). KHR is taken only where every matrix type of
+ * its module is in the device's list; why not goes to c->coop_note. */
 int vk_coop_probe(stem_vk_context *c, int best, int bf16, vk_coop_features *f);
 /* The chain to pass to vkCreateDevice and the extensions (up to 2) to enable. */
 void *vk_coop_chain(vk_coop_features *f, int path, const char **extensions, uint32_t *n);

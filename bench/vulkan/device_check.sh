@@ -18,11 +18,19 @@
 # for the suites), SHAPE (bench shape flags), NO_UNPACK --
 # for a dry run on lavapipe: NO_UNPACK=1 SUITE_FILTER=d64_h1x1 SHAPE="--hq 2 --hkv 1 --d 64" NS=256.
 #
-# Knobs the library reads (README, environment table): STEM_VULKAN_PATH=khr|nv|plain
-# (the matrix path, forced: a forced path the device lacks runs the plain kernels,
-# and the log line "vulkan: attention on ..." says which ran), STEM_VULKAN_F32_MATRIX=1
+# Knobs the library reads (README, environment table): STEM_VULKAN_PATH=khr|khr-only|nv|plain
+# (the matrix path: khr runs NV where the KHR modules fail the check against the
+# device's matrix list, khr-only the plain kernels there; the log lines "vulkan:
+# attention on ..." and "vulkan: VK_KHR_cooperative_matrix not taken: ..." say which
+# ran and why, and each suite's path-*.txt keeps them), STEM_VULKAN_F32_MATRIX=1
 # (f32 inputs as split hi/lo f16 copies onto the matrix path), STEM_VULKAN_BF16=0 (bf16
-# through f16 copies even where bf16 matrices exist), STEM_VULKAN_CONVERT=1.
+# through f16 copies even where bf16 matrices exist), STEM_VULKAN_F16_COPY=1 (f16
+# through the same copies: the A/B for the f16 Stem anomaly of 2026-12-07),
+# STEM_VULKAN_CONVERT=1.
+#
+# Order: the NV benches run before anything KHR (a KHR process that crashed or
+# hung on 2026-12-07 may have shared the GPU with the next ones), nv-f16 once
+# more at the end, and f16 straight beside f16 through copies.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/stem-vulkan-check}"
@@ -61,29 +69,51 @@ stem="$build/tools/stem"
 grep -iE 'vulkan' "$out/info.txt" | head -4 | tee -a "$S"
 
 # Conformance on each path, in parallel (the references use the CPU cores).
-# bf16 cases: on khr as bf16 matrices where the driver has VK_KHR_shader_bfloat16,
-# on nv (and in the "khrcopy" suite, STEM_VULKAN_BF16=0, bf16 cases only) through
-# f16 copies. f32 stays on the plain kernel unless STEM_VULKAN_F32_MATRIX=1 (the
-# "f32m" suite, f32 cases only, on khr: split hi/lo f16 copies, three products
-# each; SUITES_EXTRA=f32mnv adds the same on nv).
+# bf16 cases: on khr as bf16 matrices where the driver has VK_KHR_shader_bfloat16
+# and the bf16 module passes the check, on nv (and in the "khrcopy" suite,
+# STEM_VULKAN_BF16=0, bf16 cases only) through f16 copies. f32 stays on the plain
+# kernel unless STEM_VULKAN_F32_MATRIX=1: the "f32mnv" suite (f32 cases only, on
+# nv: split hi/lo f16 copies, three products each, f32 accumulation) and "f32m"
+# (the same on khr). A khr suite whose modules are refused runs NV; its path line
+# says so.
 export STEM_TEST_ONLY=vulkan STEM_TEST_REQUIRE=vulkan
 suites=()
 for p in ${paths//,/ }; do suites+=("$p"); done
 for x in ${SUITES_EXTRA:-}; do suites+=("$x"); done
-suites+=(f32m khrcopy)
+suites+=(f32mnv f32m khrcopy)
+suite_env() { # the environment of suite $1, as NAME=VALUE words
+    case "$1" in
+    f32m) echo STEM_VULKAN_PATH=khr STEM_VULKAN_F32_MATRIX=1 ;;
+    f32mnv) echo STEM_VULKAN_PATH=nv STEM_VULKAN_F32_MATRIX=1 ;;
+    khrcopy) echo STEM_VULKAN_PATH=khr STEM_VULKAN_BF16=0 STEM_VULKAN_BF16_COPY=1 ;;
+    # bf16 reaches the NV matrices only through f16 copies (named here so the
+    # suite says so even where the default changes)
+    nv) echo STEM_VULKAN_PATH=nv STEM_VULKAN_BF16_COPY=1 ;;
+    *) echo "STEM_VULKAN_PATH=$1" ;;
+    esac
+}
+suite_filter_of() { # the cases of suite $1
+    case "$1" in
+    f32m | f32mnv) echo "${suite_filter:-_f32}" ;;
+    khrcopy) echo "${suite_filter:-_bf16}" ;;
+    *) echo "$suite_filter" ;;
+    esac
+}
+# Which path each suite's environment really gets (a tiny bench logs it).
+for s in "${suites[@]}"; do
+    read -r -a se <<<"$(suite_env "$s")"
+    timeout 60 env STEM_TOOL_LOG=1 "${se[@]}" "$stem" bench --backend vulkan --n 256 --hq 1 \
+        --hkv 1 --d 64 --warmup 0 --repeat 1 --quiet >"$out/path-$s.txt" 2>&1
+    rc=$?
+    echo "path $s (${se[*]}): rc=$rc $(grep -hE 'attention on|not taken|left out' \
+        "$out/path-$s.txt" | sed 's/^.*vulkan: //' | tr '\n' ' ')" | tee -a "$S"
+done
 for s in "${suites[@]}"; do
     (
-        if [ "$s" = f32m ] || [ "$s" = f32mnv ]; then
-            p=khr; [ "$s" = f32mnv ] && p=nv
-            export STEM_VULKAN_PATH=$p STEM_VULKAN_F32_MATRIX=1 STEM_TEST_FILTER=${suite_filter:-_f32}
-        elif [ "$s" = khrcopy ]; then
-            export STEM_VULKAN_PATH=khr STEM_VULKAN_BF16=0 STEM_VULKAN_BF16_COPY=1 STEM_TEST_FILTER=${suite_filter:-_bf16}
-        else
-            export STEM_VULKAN_PATH=$s STEM_TEST_FILTER=$suite_filter
-            # bf16 reaches the NV matrices only through f16 copies (named here so
-            # the suite says so even where the default changes)
-            [ "$s" = nv ] && export STEM_VULKAN_BF16_COPY=1
-        fi
+        read -r -a se <<<"$(suite_env "$s")"
+        export "${se[@]}"
+        STEM_TEST_FILTER=$(suite_filter_of "$s")
+        export STEM_TEST_FILTER
         # The references run on the CPU cores: a share each, not all of them each.
         export OMP_NUM_THREADS=$(( $(nproc) / ${#suites[@]} > 0 ? $(nproc) / ${#suites[@]} : 1 ))
         timeout -k 5 "$suite_s" "$build/tests/test_conformance" --summary "$out/sum-$s.txt" \
@@ -115,19 +145,31 @@ bench() { # bench NAME ENV... -- ARGS...
     while [ "$1" != -- ]; do envs+=("$1"); shift; done
     shift
     step "bench-$name" "$bench_s" env STEM_TOOL_LOG=1 "${envs[@]}" "$stem" bench "${llama[@]}" "$@"
-    grep -m1 'attention on' "$out/bench-$name.txt" | sed 's/^/   /' >>"$S"
+    grep -hE 'attention on|not taken|left out' "$out/bench-$name.txt" | sort -u | sed 's/^/   /' >>"$S"
 }
-for p in ${paths//,/ }; do
-    [ "$p" = plain ] && continue
-    bench "$p-f16" STEM_VULKAN_PATH=$p -- --n "$ns" --dtype f16
-    bench "$p-bf16" STEM_VULKAN_PATH=$p STEM_VULKAN_BF16_COPY=1 -- --n "$ns" --dtype bf16
-done
+# NV first: f16 straight from the caller's buffers, then f16 through libstem's
+# copies (the same kernel on its own buffers, as bf16 runs), then bf16 and f32
+# as split copies on NV (STEM_VULKAN_F32_MATRIX=1).
+bench nv-f16 STEM_VULKAN_PATH=nv -- --n "$ns" --dtype f16
+bench nv-f16copy STEM_VULKAN_PATH=nv STEM_VULKAN_F16_COPY=1 -- --n "$ns" --dtype f16
+bench nv-bf16 STEM_VULKAN_PATH=nv STEM_VULKAN_BF16_COPY=1 -- --n "$ns" --dtype bf16
+bench nv-f32m STEM_VULKAN_PATH=nv STEM_VULKAN_F32_MATRIX=1 -- --n "$ns" --dtype f32
 # Tile variants of the NV path at the largest N (space-separated; ;-joined env lists).
 for var in ${VARIANTS:-}; do
     bench "nv-f16-${var//[^A-Za-z0-9]/_}" STEM_VULKAN_PATH=nv ${var//;/ } -- --n "${ns##*,}" --dtype f16
 done
-bench khrcopy-bf16 STEM_VULKAN_PATH=khr STEM_VULKAN_BF16=0 STEM_VULKAN_BF16_COPY=1 -- --n "$ns" --dtype bf16
-bench khr-f32m STEM_VULKAN_PATH=khr STEM_VULKAN_F32_MATRIX=1 -- --n "$ns" --dtype f32
+# KHR (khr-only: the plain kernels, not NV, where the KHR modules are refused,
+# so a khr row is never an NV figure; the path line under each bench says).
+for p in ${paths//,/ }; do
+    case "$p" in plain | nv) continue ;; esac
+    bench "$p-f16" STEM_VULKAN_PATH=khr-only -- --n "$ns" --dtype f16
+    bench "$p-bf16" STEM_VULKAN_PATH=khr-only STEM_VULKAN_BF16_COPY=1 -- --n "$ns" --dtype bf16
+done
+bench khrcopy-bf16 STEM_VULKAN_PATH=khr-only STEM_VULKAN_BF16=0 STEM_VULKAN_BF16_COPY=1 -- --n "$ns" --dtype bf16
+bench khr-f32m STEM_VULKAN_PATH=khr-only STEM_VULKAN_F32_MATRIX=1 -- --n "$ns" --dtype f32
+# nv-f16 again after everything KHR: equal to the first run unless the KHR
+# runs (or anything else) left the GPU busy.
+bench nv-f16-again STEM_VULKAN_PATH=nv -- --n "${ns##*,}" --dtype f16
 # The plain kernel (f32's default path) is slow: 8K only, fewer repeats.
 bench plain-f32 STEM_VULKAN_PATH=plain -- --n "${ns%%,*}" --dtype f32 --warmup 1 --repeat 2
 for dt in f16 bf16; do
@@ -148,8 +190,8 @@ for dt in ("f16", "bf16"):
                 peers[(dt, int(m.group(1)), m.group(2).strip())] = float(m.group(4))
     except OSError:
         pass
-print("| bench | N | density | attn ms | dense ms | dense TFLOP/s | cuDNN TFLOP/s | vs cuDNN | attn/(density*dense) |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| bench | N | density | score ms | attn ms | dense ms | dense TFLOP/s | cuDNN TFLOP/s | vs cuDNN | attn/(density*dense) | rel err |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for f in sorted(glob.glob(os.path.join(out, "bench-*.txt"))):
     name = os.path.basename(f)[6:-4]
     dt = "bf16" if "bf16" in name else "f16" if "f16" in name else "f32"
@@ -158,11 +200,12 @@ for f in sorted(glob.glob(os.path.join(out, "bench-*.txt"))):
         if len(c) < 12 or not c[0].isdigit():
             continue
         n, dens, attn, dense, dgf = int(c[0]), float(c[2]), float(c[5]), float(c[7]), float(c[10])
+        score, err = c[3], c[11]
         cud = next((v for (d, nn, peer), v in peers.items()
                     if d == (dt if dt != "f32" else "bf16") and nn == n and "cudnn" in peer.lower()), None)
         ratio = f"{dgf / 1000 / cud:.2f}" if cud else "-"
         sp = f"{attn / (dens * dense):.2f}" if dens < 1 and dense > 0 else "-"
-        print(f"| {name} | {n} | {dens:.4f} | {attn:.3f} | {dense:.3f} | {dgf / 1000:.1f} | "
-              f"{cud if cud else '-'} | {ratio} | {sp} |")
+        print(f"| {name} | {n} | {dens:.4f} | {score} | {attn:.3f} | {dense:.3f} | {dgf / 1000:.1f} | "
+              f"{cud if cud else '-'} | {ratio} | {sp} | {err} |")
 EOF
 log "done at ${SECONDS}s"

@@ -260,7 +260,11 @@ void main()
 #endif
 
     // Row and column of each component, the reference matrix, O and l.
-    MAT32 rowm, colm;
+    // One matrix per declaration: glslang 13 gives the second declarator of
+    // `MAT32 a, b;` a KHR matrix type with no use (Use = 0xffffffff), a type
+    // no device lists, and never stores into it (colm read uninitialised).
+    MAT32 rowm;
+    MAT32 colm;
     make_matrix(rowm, sbase, lane, 0u);
     make_matrix(colm, sbase, lane, 1u);
     MAT32 ref = MAT32(NEG_INF);
