@@ -108,22 +108,25 @@ static inline void amx_tiles(int m16, int n, int k16, const uint32_t *A, ptrdiff
 
 /* The gemm_bf16 contract (cpu_kernels.h) with nr = AMX_NR: the tiles take
  * whole 16-row, 16-pair blocks; AMX_EDGE adds the remaining pairs to those
- * rows and computes the remaining rows. The configuration is loaded per call
- * (LDTILECFG costs far less than one call's tile work) and the tiles are
- * released after it, so other AMX users in the process (and context switches)
- * see the initial state. */
-static inline void amx_gemm_bf16(int m, int n, int kp, const uint32_t *A, ptrdiff_t lda,
-                                const uint32_t *Bp, ptrdiff_t panel_stride, float *C,
-                                ptrdiff_t ldc, int accumulate)
+ * rows and computes the remaining rows. own_cfg: load the configuration for
+ * this call and release the tiles after it (LDTILECFG costs far less than a
+ * whole tile's product), so other AMX users in the process (and context
+ * switches) see the initial state; 0 when the caller holds the tiles around
+ * many small calls. */
+static inline void amx_gemm_bf16_cfg(int m, int n, int kp, const uint32_t *A, ptrdiff_t lda,
+                                     const uint32_t *Bp, ptrdiff_t panel_stride, float *C,
+                                     ptrdiff_t ldc, int accumulate, int own_cfg)
 {
     if (panel_stride <= 0)
         panel_stride = AMX_NR * (ptrdiff_t)kp;
     const int m16 = m & ~15, k16 = kp & ~15;
     const int tiles = m16 > 0 && k16 > 0;
     if (tiles) {
-        TILE_BEGIN();
+        if (own_cfg)
+            TILE_BEGIN();
         amx_tiles(m16, n, k16, A, lda, Bp, panel_stride, C, ldc, accumulate);
-        TILE_END();
+        if (own_cfg)
+            TILE_END();
     }
     if (m16 > 0 && k16 < kp)
         AMX_EDGE(m16, n, kp - k16, A + k16, lda, Bp + (ptrdiff_t)k16 * AMX_NR, panel_stride, C,
@@ -131,4 +134,11 @@ static inline void amx_gemm_bf16(int m, int n, int kp, const uint32_t *A, ptrdif
     if (m16 < m)
         AMX_EDGE(m - m16, n, kp, A + (ptrdiff_t)m16 * lda, lda, Bp, panel_stride,
                  C + (ptrdiff_t)m16 * ldc, ldc, accumulate);
+}
+
+static inline void amx_gemm_bf16(int m, int n, int kp, const uint32_t *A, ptrdiff_t lda,
+                                const uint32_t *Bp, ptrdiff_t panel_stride, float *C,
+                                ptrdiff_t ldc, int accumulate)
+{
+    amx_gemm_bf16_cfg(m, n, kp, A, lda, Bp, panel_stride, C, ldc, accumulate, 1);
 }

@@ -20,6 +20,26 @@
  *
  * Items run heaviest first (most listed blocks) under dynamic scheduling, so
  * the threads finish together.
+ *
+ * Issue 19 paths for bf16 Q, K, V (each with an environment switch, so one
+ * process can time old against new; every one computes the same values bit
+ * for bit, STEM_CPU_ATTN_LEGACY=1 turns all off):
+ * - STEM_CPU_PREPACK (default 1): with whole tiles per block (block size a
+ *   multiple of the key tile), the listed tiles of K and V are packed once
+ *   per call and KV head, shared by every query block and head, instead of
+ *   once per item: packing goes from O(N^2) to O(N).
+ * - STEM_CPU_AMX_HOLD (default 1, AMX): the tile configuration is loaded
+ *   once per item instead of once per GEMM call.
+ * - STEM_CPU_FUSED_SOFTMAX (default 1): exp2, row sum and the bf16 rounding
+ *   of P in one pass (vcvtneps2bf16 on AVX512_BF16 / AMX).
+ * - STEM_CPU_PIPE=rows (default 32 on AMX, else 0): a head's tile runs in
+ *   strips of that many rows, the tile products of the next strip's S and of
+ *   the previous strip's P V issued one 32 x 32 block at a time between the
+ *   softmax rows of the current strip, so the AMX unit and the vector units
+ *   overlap (rows keep their order of operations: same values).
+ * - bf16 output rows are rounded by the narrow_bf16 kernel instead of one
+ *   library call per element (same rounding).
+ * STEM_CPU_PREPACK_MB (default 256) bounds the prepacked tiles' memory.
  */
 #include "cpu_common.h"
 
@@ -63,6 +83,19 @@ typedef struct attn_job {
     float qmul;            /* scale * log2(e) */
     int bf16;              /* S = Q K^T by the bf16 dot product (bf16 Q and K, gemm_bf16) */
     int pv_bf16;           /* O += P V by it too, P rounded to bf16 (bf16 V as well) */
+    int fused;             /* pv_bf16: exp2_sum_bf16 instead of exp2_sum + narrow_bf16 */
+    int hold;              /* tiles held per item: gemm_bf16_held */
+    int pipe;              /* pv_bf16: rows per strip of the pipelined head, 0 = whole tile */
+    int fast_store;        /* bf16 output rows contiguous: narrow_bf16 per row */
+    void (*gemm_bf16)(int m, int n, int kp, const uint32_t *A, ptrdiff_t lda,
+                      const uint32_t *Bp, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc,
+                      int accumulate); /* k->gemm_bf16, or k->gemm_bf16_held when hold */
+    /* Prepacked K / V tiles (NULL: packed per item): tile g of pair bk
+     * (= b * hkv + kh, bk0 <= bk < bk0 + group of the pass) at
+     * packed + ((bk - pack_bk0) * pack_tiles + g) * tile_u32, K as kb, then
+     * V as vb. */
+    const uint32_t *packed;
+    int64_t pack_bk0, pack_tiles, tile_u32;
 } attn_job;
 
 /* Key tile being filled: columns [0, cols); [diag_col, cols) hold
@@ -71,6 +104,7 @@ typedef struct tile_state {
     int cols, diag_col, diag_key0;
     int qoff;       /* in-block offset of the item's first query (partial first row) */
     uint32_t heads; /* heads that listed every block in the tile */
+    const uint32_t *kb, *vb; /* bf16 paths: the key / value tile (scratch or prepacked) */
 } tile_state;
 
 static void scratch_free(attn_scratch *w)
@@ -129,6 +163,60 @@ static int scratch_alloc(attn_scratch *w, const attn_job *job)
     return 1;
 }
 
+/* Softmax of row i of one head's tile (logits in w->s row i): mask, online
+ * softmax update of m, l and the accumulator row, and on the bf16 P V path
+ * P of the row as bf16 pairs (zero past cols) in w->pb row i. */
+static void softmax_row(const attn_job *job, attn_scratch *w, const tile_state *t, float *o,
+                        float *m, float *l, int i)
+{
+    const stem_cpu_kernels *k = job->k;
+    const int dp = job->dp, d = job->d, kt = job->kt, nr = job->nr;
+    const int cols = t->cols, colsp = (cols + nr - 1) / nr * nr;
+    float *s = w->s + (ptrdiff_t)i * kt;
+    uint16_t *pr = job->pv_bf16 ? (uint16_t *)(w->pb + (ptrdiff_t)i * (kt / 2)) : NULL;
+    if (job->bf16) /* Q stayed exact bf16: scale the logits instead */
+        k->scale(s, cols, job->qmul);
+    if (t->diag_col >= 0) {
+        /* key offset diag_key0 + (c - diag_col) is visible iff <= qoff + i */
+        int first_masked = t->diag_col + (t->qoff + i - t->diag_key0) + 1;
+        if (first_masked < t->diag_col)
+            first_masked = t->diag_col;
+        for (int c = first_masked; c < cols; c++)
+            s[c] = -INFINITY;
+    }
+    const float mx = k->row_max(s, cols);
+    const float m_new = mx > m[i] ? mx : m[i];
+    if (m_new == -INFINITY) { /* nothing visible yet: contributes nothing */
+        /* ... unless the logits are NaN (a NaN query): the row must
+         * come out NaN, not as a row with no visible key. */
+        for (int c = 0; c < cols; c++)
+            if (isnan(s[c]))
+                l[i] = NAN;
+        memset(s, 0, (size_t)cols * sizeof(float));
+        if (pr)
+            memset(pr, 0, (size_t)colsp * sizeof(uint16_t));
+        return;
+    }
+    const float alpha = exp2f(m[i] - m_new); /* 0 on the first visible tile */
+    /* P to bf16 pairs of keys, zero past cols (the padded keys of the value
+     * tile are zero too, so they add nothing). The row sums l stay those of
+     * the unrounded P: |O - O~| <= u_bf16 * max|V| per component. */
+    float sum;
+    if (pr && job->fused) {
+        sum = k->exp2_sum_bf16(s, cols, m_new, pr);
+    } else {
+        sum = k->exp2_sum(s, cols, m_new);
+        if (pr)
+            k->narrow_bf16(s, cols, pr);
+    }
+    if (pr)
+        memset(pr + cols, 0, (size_t)(colsp - cols) * sizeof(uint16_t));
+    l[i] = l[i] * alpha + sum;
+    if (alpha != 1.0f)
+        k->scale(o + (ptrdiff_t)i * dp, d, alpha);
+    m[i] = m_new;
+}
+
 /* One tile for one head: S = Q K^T over `cols` keys, mask, online softmax,
  * O += P V. */
 static void tile_head(const attn_job *job, attn_scratch *w, const tile_state *t, int hh, int rows)
@@ -139,55 +227,74 @@ static void tile_head(const attn_job *job, attn_scratch *w, const tile_state *t,
     float *o = w->o + (ptrdiff_t)hh * bs * dp;
     float *m = w->m + (ptrdiff_t)hh * bs, *l = w->l + (ptrdiff_t)hh * bs;
     if (job->bf16)
-        k->gemm_bf16(rows, colsp, d / 2, w->qb + (ptrdiff_t)hh * bs * (d / 2), d / 2, w->kb,
-                     (ptrdiff_t)(d / 2) * nr, w->s, kt, 0);
+        job->gemm_bf16(rows, colsp, d / 2, w->qb + (ptrdiff_t)hh * bs * (d / 2), d / 2, t->kb,
+                       (ptrdiff_t)(d / 2) * nr, w->s, kt, 0);
     else
         k->gemm_packed(rows, colsp, d, w->q + (ptrdiff_t)hh * bs * d, d, w->kp,
                        (ptrdiff_t)d * nr, w->s, kt, 0);
-    for (int i = 0; i < rows; i++) {
-        float *s = w->s + (ptrdiff_t)i * kt;
-        if (job->bf16) /* Q stayed exact bf16: scale the logits instead */
-            k->scale(s, cols, job->qmul);
-        if (t->diag_col >= 0) {
-            /* key offset diag_key0 + (c - diag_col) is visible iff <= qoff + i */
-            int first_masked = t->diag_col + (t->qoff + i - t->diag_key0) + 1;
-            if (first_masked < t->diag_col)
-                first_masked = t->diag_col;
-            for (int c = first_masked; c < cols; c++)
-                s[c] = -INFINITY;
-        }
-        const float mx = k->row_max(s, cols);
-        const float m_new = mx > m[i] ? mx : m[i];
-        if (m_new == -INFINITY) { /* nothing visible yet: contributes nothing */
-            /* ... unless the logits are NaN (a NaN query): the row must
-             * come out NaN, not as a row with no visible key. */
-            for (int c = 0; c < cols; c++)
-                if (isnan(s[c]))
-                    l[i] = NAN;
-            memset(s, 0, (size_t)cols * sizeof(float));
-            continue;
-        }
-        const float alpha = exp2f(m[i] - m_new); /* 0 on the first visible tile */
-        const float sum = k->exp2_sum(s, cols, m_new);
-        l[i] = l[i] * alpha + sum;
-        if (alpha != 1.0f)
-            k->scale(o + (ptrdiff_t)i * dp, d, alpha);
-        m[i] = m_new;
-    }
+    for (int i = 0; i < rows; i++)
+        softmax_row(job, w, t, o, m, l, i);
     if (job->pv_bf16) {
-        /* P to bf16 pairs of keys, zero past cols (the padded keys of vb are
-         * zero too, so they add nothing). The row sums l stay those of the
-         * unrounded P: |O - O~| <= u_bf16 * max|V| per component. */
-        for (int i = 0; i < rows; i++) {
-            uint16_t *pr = (uint16_t *)(w->pb + (ptrdiff_t)i * (kt / 2));
-            k->narrow_bf16(w->s + (ptrdiff_t)i * kt, cols, pr);
-            memset(pr + cols, 0, (size_t)(colsp - cols) * sizeof(uint16_t));
-        }
-        k->gemm_bf16(rows, dp, colsp / 2, w->pb, kt / 2, w->vb, (ptrdiff_t)(kt / 2) * nr, o, dp,
-                     1);
+        job->gemm_bf16(rows, dp, colsp / 2, w->pb, kt / 2, t->vb, (ptrdiff_t)(kt / 2) * nr, o,
+                       dp, 1);
         return;
     }
     k->gemm_packed(rows, dp, cols, w->s, kt, w->vp, (ptrdiff_t)kt * nr, o, dp, 1);
+}
+
+/* tile_head on the bf16 P V path in strips of job->pipe rows (a multiple of
+ * 16, so every row falls on the same side of the tiles' 16-row blocks as in
+ * one call): while strip r's softmax rows run, the 32-column blocks of strip
+ * r + 1's S and of strip r - 1's O += P V go to the tile unit in between,
+ * one block per few rows. Each output element sees the same operations in
+ * the same order as in tile_head (S, then its row's softmax and rescale,
+ * then P V), only interleaved across rows. */
+static void tile_head_pipe(const attn_job *job, attn_scratch *w, const tile_state *t, int hh,
+                           int rows)
+{
+    const int d = job->d, dp = job->dp, kt = job->kt, nr = job->nr, bs = job->bs;
+    if (rows <= 0)
+        return;
+    const int sr = job->pipe, ns = (rows + sr - 1) / sr;
+    const int colsp = (t->cols + nr - 1) / nr * nr;
+    const int n_s = colsp / nr, n_pv = dp / nr; /* 32-column blocks of S and of O */
+    const uint32_t *qb = w->qb + (ptrdiff_t)hh * bs * (d / 2);
+    float *o = w->o + (ptrdiff_t)hh * bs * dp;
+    float *m = w->m + (ptrdiff_t)hh * bs, *l = w->l + (ptrdiff_t)hh * bs;
+    /* block u < n_s: S of strip sr_s, else O of strip sr_pv */
+#define PIPE_BLOCK(strip, u, is_s)                                                              \
+    do {                                                                                       \
+        const int r0_ = (strip) * sr, rn_ = rows - r0_ < sr ? rows - r0_ : sr;                 \
+        if (is_s)                                                                              \
+            job->gemm_bf16(rn_, nr, d / 2, qb + (ptrdiff_t)r0_ * (d / 2), d / 2,              \
+                           t->kb + (ptrdiff_t)(u) * (d / 2) * nr, (ptrdiff_t)(d / 2) * nr,     \
+                           w->s + (ptrdiff_t)r0_ * kt + (ptrdiff_t)(u) * nr, kt, 0);          \
+        else                                                                                   \
+            job->gemm_bf16(rn_, nr, colsp / 2, w->pb + (ptrdiff_t)r0_ * (kt / 2), kt / 2,     \
+                           t->vb + (ptrdiff_t)(u) * (kt / 2) * nr, (ptrdiff_t)(kt / 2) * nr,   \
+                           o + (ptrdiff_t)r0_ * dp + (ptrdiff_t)(u) * nr, dp, 1);             \
+    } while (0)
+    for (int u = 0; u < n_s; u++)
+        PIPE_BLOCK(0, u, 1);
+    for (int r = 0; r < ns; r++) {
+        const int r0 = r * sr, rn = rows - r0 < sr ? rows - r0 : sr;
+        const int ps = r + 1 < ns ? n_s : 0, pv = r > 0 ? n_pv : 0, np = ps + pv;
+        int i = 0;
+        for (int u = 0; u < np; u++) {
+            if (u < ps)
+                PIPE_BLOCK(r + 1, u, 1);
+            else
+                PIPE_BLOCK(r - 1, u - ps, 0);
+            const int until = (int)((int64_t)(u + 1) * rn / np);
+            for (; i < until; i++)
+                softmax_row(job, w, t, o, m, l, r0 + i);
+        }
+        for (; i < rn; i++)
+            softmax_row(job, w, t, o, m, l, r0 + i);
+    }
+    for (int u = 0; u < n_pv; u++)
+        PIPE_BLOCK(ns - 1, u, 0);
+#undef PIPE_BLOCK
 }
 
 /* Keys [cols, colsp) of the pair-packed value tile to zero: a short tile's
@@ -212,11 +319,15 @@ static void clear_value_pad(const attn_job *job, attn_scratch *w, int cols)
 
 static void flush_tile(const attn_job *job, attn_scratch *w, tile_state *t, int rows)
 {
-    if (job->pv_bf16)
+    if (job->pv_bf16 && t->vb == w->vb) /* prepacked tiles have zero padding */
         clear_value_pad(job, w, t->cols);
     for (int hh = 0; hh < job->gh; hh++)
-        if (t->heads & (1u << hh))
-            tile_head(job, w, t, hh, rows);
+        if (t->heads & (1u << hh)) {
+            if (job->pipe > 0)
+                tile_head_pipe(job, w, t, hh, rows);
+            else
+                tile_head(job, w, t, hh, rows);
+        }
     t->cols = 0;
     t->diag_col = -1;
     t->heads = 0;
@@ -241,14 +352,14 @@ static const uint16_t *bf16_row(const stem_tensor *t, int64_t b, int64_t h, int6
 
 /* Value row of key c into the pair-packed tile: dimension j of key c is half
  * c % 2 of pair (c / 2, j) in panel j / nr. */
-static void load_value_pairs(const attn_job *job, attn_scratch *w, int64_t b, int64_t kh,
-                             int64_t tok, int c)
+static void load_value_pairs(const attn_job *job, attn_scratch *w, uint32_t *vb, int64_t b,
+                             int64_t kh, int64_t tok, int c)
 {
     const int d = job->d, nr = job->nr, kt = job->kt;
     const uint16_t *x = bf16_row(job->v, b, kh, tok);
     if (!x) /* strided rows: widen (exact), the top halves are the bf16 values */
         stem_cpu_widen_row(job->k, job->v, b, kh, tok, d, w->row, 1.0f);
-    uint16_t *vb16 = (uint16_t *)w->vb + ((ptrdiff_t)(c / 2) * nr) * 2 + (c & 1);
+    uint16_t *vb16 = (uint16_t *)vb + ((ptrdiff_t)(c / 2) * nr) * 2 + (c & 1);
     for (int p = 0; p < d; p++) {
         uint16_t val;
         if (x) {
@@ -265,8 +376,8 @@ static void load_value_pairs(const attn_job *job, attn_scratch *w, int64_t b, in
 /* Values of keys tok0.. into tile columns c0 .. c0 + n - 1 of the
  * pair-packed tile: two stored rows at a time into whole 32-bit pairs (a
  * loop the compiler vectorizes) where both are at hand, else one half. */
-static void load_values_bf16(const attn_job *job, attn_scratch *w, int64_t b, int64_t kh,
-                             int64_t tok0, int c0, int n)
+static void load_values_bf16(const attn_job *job, attn_scratch *w, uint32_t *vb, int64_t b,
+                             int64_t kh, int64_t tok0, int c0, int n)
 {
     const int d = job->d, nr = job->nr, kt = job->kt;
     for (int i = 0; i < n;) {
@@ -274,7 +385,7 @@ static void load_values_bf16(const attn_job *job, attn_scratch *w, int64_t b, in
         const uint16_t *x0 = bf16_row(job->v, b, kh, tok0 + i);
         const uint16_t *x1 = i + 1 < n ? bf16_row(job->v, b, kh, tok0 + i + 1) : NULL;
         if (c % 2 == 0 && x0 && x1) {
-            uint32_t *dst = w->vb + (ptrdiff_t)(c / 2) * nr;
+            uint32_t *dst = vb + (ptrdiff_t)(c / 2) * nr;
             for (int p0 = 0; p0 < d; p0 += nr) {
                 uint32_t *o = dst + (ptrdiff_t)(p0 / nr) * (kt / 2) * nr;
                 const uint16_t *a = x0 + p0, *e = x1 + p0;
@@ -284,7 +395,7 @@ static void load_values_bf16(const attn_job *job, attn_scratch *w, int64_t b, in
             }
             i += 2;
         } else {
-            load_value_pairs(job, w, b, kh, tok0 + i, c);
+            load_value_pairs(job, w, vb, b, kh, tok0 + i, c);
             i++;
         }
     }
@@ -293,12 +404,12 @@ static void load_values_bf16(const attn_job *job, attn_scratch *w, int64_t b, in
 /* Widens key tok into tile column c: K into its key panel (stride nr; pairs
  * of dimensions on the bf16 path), V into the dimension panels (nr values
  * each) unless P V runs on bf16 (then load_values_bf16 packs V). */
-static void load_key(const attn_job *job, attn_scratch *w, int64_t b, int64_t kh, int64_t tok,
-                     int c)
+static void load_key(const attn_job *job, attn_scratch *w, uint32_t *kb, int64_t b, int64_t kh,
+                     int64_t tok, int c)
 {
     const int d = job->d, nr = job->nr, kt = job->kt;
     if (job->bf16) {
-        uint32_t *kdst = w->kb + (ptrdiff_t)(c / nr) * (d / 2) * nr + c % nr;
+        uint32_t *kdst = kb + (ptrdiff_t)(c / nr) * (d / 2) * nr + c % nr;
         const uint16_t *x = bf16_row(job->kk, b, kh, tok);
         if (x) { /* the stored pairs are the packed pairs */
             for (int p = 0; p < d / 2; p++)
@@ -390,8 +501,31 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
         }
     }
 
-    tile_state t = {0, -1, 0, (int)(p0 - I * bs), 0};
-    for (int64_t J = 0; J <= I; J++) {
+    if (job->hold)
+        job->k->tiles_begin();
+    tile_state t = {0, -1, 0, (int)(p0 - I * bs), 0, w->kb, w->vb};
+    if (job->packed) {
+        /* Block size a multiple of kt: every tile is kt keys of one block
+         * (fewer only at the end of the keys), as the loop below builds them. */
+        const uint32_t *base =
+            job->packed + (r - job->pack_bk0) * job->pack_tiles * job->tile_u32;
+        for (int64_t J = 0; J <= I; J++) {
+            const uint32_t heads = w->heads[J];
+            const int64_t k0 = J * bs;
+            const int kn = (int)(job->n_tokens - k0 < bs ? job->n_tokens - k0 : bs);
+            for (int j = 0; heads && j < kn; j += kt) {
+                const uint32_t *tile = base + ((k0 + j) / kt) * job->tile_u32;
+                t.cols = kn - j < kt ? kn - j : kt;
+                t.diag_col = J == I ? 0 : -1;
+                t.diag_key0 = j;
+                t.heads = heads;
+                t.kb = tile;
+                t.vb = tile + (ptrdiff_t)kt * (d / 2);
+                flush_tile(job, w, &t, rows);
+            }
+        }
+    }
+    for (int64_t J = 0; !job->packed && J <= I; J++) {
         const uint32_t heads = w->heads[J];
         if (!heads)
             continue;
@@ -411,22 +545,32 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
                 t.diag_key0 = j;
             }
             for (int c = 0; c < take; c++)
-                load_key(job, w, b, kh, k0 + j + c, t.cols + c);
+                load_key(job, w, w->kb, b, kh, k0 + j + c, t.cols + c);
             if (job->pv_bf16)
-                load_values_bf16(job, w, b, kh, k0 + j, t.cols, take);
+                load_values_bf16(job, w, w->vb, b, kh, k0 + j, t.cols, take);
             t.cols += take;
             j += take;
         }
     }
     if (t.cols > 0)
         flush_tile(job, w, &t, rows);
+    if (job->hold)
+        job->k->tiles_end();
 
     for (int hh = 0; hh < nh; hh++)
         for (int i = 0; i < rows; i++) {
             const float li = w->l[hh * bs + i];
             const float inv = li > 0.0f ? 1.0f / li : isnan(li) ? li : 0.0f; /* no visible key: 0 */
-            stem_cpu_store_row(job->out, b, h0 + hh, q0 + i, d,
-                               w->o + (ptrdiff_t)hh * bs * dp + (ptrdiff_t)i * dp, inv);
+            const float *oi = w->o + (ptrdiff_t)hh * bs * dp + (ptrdiff_t)i * dp;
+            if (job->fast_store) { /* stem_cpu_store_row's rounding, in the vector kernel */
+                for (int p = 0; p < d; p++)
+                    w->row[p] = oi[p] * inv;
+                job->k->narrow_bf16(w->row, d,
+                                    (uint16_t *)stem_tensor_host_ptr(job->out, b, h0 + hh,
+                                                                     q0 + i, 0));
+            } else {
+                stem_cpu_store_row(job->out, b, h0 + hh, q0 + i, d, oi, inv);
+            }
             if (job->lse) /* natural log of the denominator: (m + log2 l) ln 2 */
                 *stem_cpu_f32_at(job->lse, b, h0 + hh, q0 + i, 0) =
                     li > 0.0f ? (w->m[hh * bs + i] + log2f(li)) * 0.69314718055994531f
@@ -471,6 +615,64 @@ static int heads_per_item(const stem_plan *plan, int group, int bs, int d, int d
     return (int)((group + chunks - 1) / chunks);
 }
 
+/* Integer environment switch; dflt when unset or not a number. */
+static int env_int(const char *name, int dflt)
+{
+    const char *e = getenv(name);
+    if (!e || !*e)
+        return dflt;
+    char *end = NULL;
+    const long v = strtol(e, &end, 10);
+    if (!end || *end || v < -1000000 || v > 1000000)
+        return dflt;
+    return (int)v;
+}
+
+/* Prepacked K and V stay within this many MiB (STEM_CPU_PREPACK_MB; 128 MiB
+ * at 32K keys, 8 KV heads, d 128); more KV heads run in groups that each
+ * pack, then attend. */
+#define PREPACK_MB 256
+
+/* need[g] = 1 for each key tile g of pair (b, kh) that some head of its
+ * group lists for some row, filtered as run_item filters the lists. */
+static void mark_tiles(const attn_job *job, uint8_t *need, int64_t b, int64_t kh)
+{
+    const int bs = job->bs, kt = job->kt;
+    for (int64_t h = kh * job->group; h < (kh + 1) * job->group; h++)
+        for (int64_t row = 0; row < job->n_rows; row++) {
+            const int64_t I = job->row0 + row, cnt = list_count(job, b, h, row);
+            int64_t prev = -1;
+            for (int64_t p = 0; p < cnt; p++) {
+                const int64_t J = *stem_cpu_i32_at(job->index, b, h, row, p);
+                if (J <= prev || J > I)
+                    continue;
+                prev = J;
+                const int64_t k0 = J * bs;
+                const int64_t kn = job->n_tokens - k0 < bs ? job->n_tokens - k0 : bs;
+                for (int64_t j = 0; j < kn; j += kt)
+                    need[(k0 + j) / kt] = 1;
+            }
+        }
+}
+
+/* Key tile g of pair (b, kh) into dst: K as kb, then V as vb, in the
+ * layouts run_item's own tiles have, padding zero. */
+static void pack_tile(const attn_job *job, attn_scratch *w, uint32_t *dst, int64_t b, int64_t kh,
+                      int64_t g)
+{
+    const int d = job->d, kt = job->kt;
+    const int64_t k0 = g * kt;
+    const int cols = (int)(job->n_tokens - k0 < kt ? job->n_tokens - k0 : kt);
+    uint32_t *kb = dst, *vb = dst + (ptrdiff_t)kt * (d / 2);
+    if (cols < kt)
+        memset(dst, 0, (size_t)job->tile_u32 * sizeof(uint32_t));
+    else if (job->dp > d) /* dimensions past d */
+        memset(vb, 0, (size_t)job->dp * (kt / 2) * sizeof(uint32_t));
+    for (int c = 0; c < cols; c++)
+        load_key(job, w, kb, b, kh, k0 + c, c);
+    load_values_bf16(job, w, vb, b, kh, k0, 0, cols);
+}
+
 stem_status stem_cpu_attention(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
                                const stem_tensor *k, const stem_tensor *v,
                                const stem_tensor *index, const stem_tensor *count,
@@ -508,6 +710,21 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_pass *pass, const ste
     job.bf16 = ctx->k->gemm_bf16 != NULL && q->dtype == STEM_DTYPE_BF16 &&
                k->dtype == STEM_DTYPE_BF16 && job.d % 2 == 0;
     job.pv_bf16 = job.bf16 && v->dtype == STEM_DTYPE_BF16;
+    /* The issue-19 paths (header comment); all compute the same values. */
+    const int legacy = env_int("STEM_CPU_ATTN_LEGACY", 0) != 0;
+    job.fused = job.pv_bf16 && !legacy && env_int("STEM_CPU_FUSED_SOFTMAX", 1) != 0;
+    job.hold = job.bf16 && !legacy && ctx->k->gemm_bf16_held && ctx->k->tiles_begin &&
+               ctx->k->tiles_end && env_int("STEM_CPU_AMX_HOLD", 1) != 0;
+    job.gemm_bf16 = job.hold ? ctx->k->gemm_bf16_held : ctx->k->gemm_bf16;
+    job.pipe = job.pv_bf16 && !legacy ? env_int("STEM_CPU_PIPE", job.hold ? 32 : 0) : 0;
+    job.pipe = job.pipe > 0 ? (job.pipe + 15) / 16 * 16 : 0; /* whole 16-row tile blocks */
+    job.fast_store = !legacy && out->dtype == STEM_DTYPE_BF16 && out->strides[3] == 1;
+    job.packed = NULL;
+    job.pack_bk0 = 0;
+    job.pack_tiles = 0;
+    job.tile_u32 = (int64_t)job.kt * (job.d / 2) + (int64_t)job.dp * (job.kt / 2);
+    const int prepack = job.pv_bf16 && !legacy && job.bs % job.kt == 0 &&
+                        env_int("STEM_CPU_PREPACK", 1) != 0;
 
     const int64_t n = pass->n_rows;
     const int64_t items = pass->batch * job.hkv * job.chunks * n;
@@ -530,6 +747,40 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_pass *pass, const ste
         return stem_set_error(STEM_ERR_OUT_OF_MEMORY, "cpu attention: out of memory for tiles");
     }
 
+    /* Prepacking: tiles that the pass's rows can see, pairs per group
+     * within PREPACK_BYTES. Without the memory it falls back to packing per
+     * item (same values), never to an error. */
+    const int64_t n_bk = pass->batch * job.hkv;
+    int64_t per_group = n_bk;
+    uint32_t *packed = NULL;
+    uint8_t *need = NULL;
+    if (prepack) {
+        const int64_t last = (job.row0 + n) * job.bs; /* keys the last row's block ends at */
+        const int64_t kv_end = last < job.n_tokens ? last : job.n_tokens;
+        job.pack_tiles = (kv_end + job.kt - 1) / job.kt;
+        const int64_t bytes = job.pack_tiles * job.tile_u32 * (int64_t)sizeof(uint32_t);
+        if (bytes > 0) {
+            int mb = env_int("STEM_CPU_PREPACK_MB", PREPACK_MB);
+            mb = mb < 0 ? 0 : mb;
+            per_group = ((int64_t)mb << 20) / bytes;
+            if (per_group < 1)
+                per_group = 1;
+            if (per_group > n_bk)
+                per_group = n_bk;
+            if ((uint64_t)per_group * (uint64_t)bytes <= (uint64_t)SIZE_MAX / 2) {
+                packed = stem_cpu_alloc((size_t)(per_group * bytes));
+                need = malloc((size_t)(per_group * job.pack_tiles));
+            }
+        }
+        if (!packed || !need) {
+            free(packed);
+            free(need);
+            packed = NULL;
+            need = NULL;
+            per_group = n_bk;
+        }
+    }
+
     /* Cost of an item ~ blocks its heads listed (each a tile of GEMMs). */
     for (int64_t it = 0; it < items; it++) {
         const int64_t row = it % n, I = job.row0 + row, r = it / n;
@@ -545,11 +796,36 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_pass *pass, const ste
         order[it].cost = cost;
         order[it].id = it;
     }
-    qsort(order, (size_t)items, sizeof *order, item_cmp);
 
-    STEM_CPU_PRAGMA(parallel for num_threads(threads) schedule(dynamic, 1))
-    for (int64_t it = 0; it < items; it++)
-        run_item(&job, &w[stem_cpu_thread_id()], order[it].id);
+    /* Item ids run b, kh, chunk, row from the slowest: a group of pairs is
+     * one range of ids, sorted on its own (one group: the whole order). */
+    const int64_t per_bk = job.chunks * n;
+    for (int64_t g0 = 0; g0 < n_bk; g0 += per_group) {
+        const int64_t g1 = g0 + per_group < n_bk ? g0 + per_group : n_bk;
+        const int64_t lo = g0 * per_bk, hi = g1 * per_bk;
+        qsort(order + lo, (size_t)(hi - lo), sizeof *order, item_cmp);
+        if (packed) {
+            const int64_t nt = job.pack_tiles;
+            memset(need, 0, (size_t)((g1 - g0) * nt));
+            STEM_CPU_PRAGMA(parallel for num_threads(threads) schedule(dynamic, 1))
+            for (int64_t bk = g0; bk < g1; bk++)
+                mark_tiles(&job, need + (bk - g0) * nt, bk / job.hkv, bk % job.hkv);
+            STEM_CPU_PRAGMA(parallel for num_threads(threads) schedule(dynamic, 4))
+            for (int64_t x = 0; x < (g1 - g0) * nt; x++)
+                if (need[x]) {
+                    const int64_t bk = g0 + x / nt;
+                    pack_tile(&job, &w[stem_cpu_thread_id()], packed + x * job.tile_u32,
+                              bk / job.hkv, bk % job.hkv, x % nt);
+                }
+            job.packed = packed;
+            job.pack_bk0 = g0;
+        }
+        STEM_CPU_PRAGMA(parallel for num_threads(threads) schedule(dynamic, 1))
+        for (int64_t it = lo; it < hi; it++)
+            run_item(&job, &w[stem_cpu_thread_id()], order[it].id);
+    }
+    free(packed);
+    free(need);
 
     for (int t = 0; t < threads; t++)
         scratch_free(&w[t]);

@@ -60,6 +60,21 @@ struct stem_cpu_kernels {
      * Used for P before P V on bf16 inputs when gemm_bf16 exists. */
     void (*narrow_bf16)(const float *x, int n, uint16_t *dst);
 
+    /* gemm_bf16 for callers that hold the tiles (between tiles_begin and
+     * tiles_end on the same thread): no tile configuration per call, so
+     * small products (one 32 x 32 block) cost no LDTILECFG each. NULL, as
+     * are tiles_begin and tiles_end, where gemm_bf16 does not run on AMX. */
+    void (*gemm_bf16_held)(int m, int n, int kp, const uint32_t *A, ptrdiff_t lda,
+                           const uint32_t *Bp, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc,
+                           int accumulate);
+    void (*tiles_begin)(void); /* load the tile configuration */
+    void (*tiles_end)(void);   /* release the tiles (initial state again) */
+
+    /* exp2_sum and then narrow_bf16 of the new x[0..n) into dst, bit for
+     * bit; x itself is left undefined (only dst is written to be read).
+     * One pass where the ISA converts in a vector instruction. */
+    float (*exp2_sum_bf16)(float *x, int n, float sub, uint16_t *dst);
+
     /* max_j x[j] (-inf for n == 0; NaN entries are ignored). */
     float (*row_max)(const float *x, int n);
 

@@ -19,10 +19,18 @@
 static void gemm_bf16_amx(int m, int n, int kp, const uint32_t *A, ptrdiff_t lda,
                           const uint32_t *Bp, ptrdiff_t panel_stride, float *C, ptrdiff_t ldc,
                           int accumulate);
+static void gemm_bf16_amx_held(int m, int n, int kp, const uint32_t *A, ptrdiff_t lda,
+                               const uint32_t *Bp, ptrdiff_t panel_stride, float *C,
+                               ptrdiff_t ldc, int accumulate);
+static void tiles_begin_amx(void);
+static void tiles_end_amx(void);
 
 #define KERNELS_NAME "amx"
 #define KERNELS_TABLE stem_cpu_kernels_amx
 #define GEMM_BF16_TABLE gemm_bf16_amx
+#define GEMM_BF16_HELD_TABLE gemm_bf16_amx_held
+#define TILES_BEGIN_TABLE tiles_begin_amx
+#define TILES_END_TABLE tiles_end_amx
 
 #include "cpu_kernels_simd.h"
 
@@ -46,6 +54,23 @@ static void gemm_bf16_amx(int m, int n, int kp, const uint32_t *A, ptrdiff_t lda
                           int accumulate)
 {
     amx_gemm_bf16(m, n, kp, A, lda, Bp, panel_stride, C, ldc, accumulate);
+}
+
+static void gemm_bf16_amx_held(int m, int n, int kp, const uint32_t *A, ptrdiff_t lda,
+                               const uint32_t *Bp, ptrdiff_t panel_stride, float *C,
+                               ptrdiff_t ldc, int accumulate)
+{
+    amx_gemm_bf16_cfg(m, n, kp, A, lda, Bp, panel_stride, C, ldc, accumulate, 0);
+}
+
+static void tiles_begin_amx(void)
+{
+    TILE_BEGIN();
+}
+
+static void tiles_end_amx(void)
+{
+    TILE_END();
 }
 #else
 typedef int stem_cpu_kernels_amx_unavailable;

@@ -37,6 +37,10 @@
 #define VLOADI(p) _mm512_loadu_si512((const void *)(p))
 #define VSET1I(x) _mm512_set1_epi32(x)
 #define VDOT_BF16(acc, a, b) _mm512_dpbf16_ps((acc), (__m512bh)(a), (__m512bh)(b))
+/* vcvtneps2bf16: nearest even, NaN to quiet NaN, denormal inputs to zero
+ * (exp2_sum_bf16's values are never denormal). */
+#define VNARROW_BF16(dst, v)                                                            \
+    _mm256_storeu_si256((__m256i *)(void *)(dst), (__m256i)_mm512_cvtneps_pbh(v))
 #endif
 
 static inline VF vexp2(VF t)

@@ -21,6 +21,11 @@
  *   GEMM_BF16_TABLE      when set, the function the table names as gemm_bf16
  *                        (the AMX file's tile GEMM, which calls gemm_bf16_simd
  *                        for the edges the tiles do not cover)
+ *   GEMM_BF16_HELD_TABLE, TILES_BEGIN_TABLE, TILES_END_TABLE
+ *                        when set, the table's gemm_bf16_held, tiles_begin
+ *                        and tiles_end (AMX)
+ *   VNARROW_BF16(dst, v) when set, a vector narrow_bf16 (vcvtneps2bf16) for
+ *                        exp2_sum_bf16 in the table that has gemm_bf16
  * and before or after it the ISA-specific helpers declared below (vexp2 and
  * friends).
  * Nothing here is reached unless the dispatcher (cpu_isa.c) found the ISA.
@@ -430,6 +435,59 @@ static void narrow_bf16_simd(const float *restrict x, int n, uint16_t *restrict 
     }
 }
 
+/* narrow_bf16 of one value (the loop above, for tails). */
+static inline uint16_t narrow_one(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r);
+}
+
+/* exp2_sum, then narrow_bf16 of the result (unused in files whose only
+ * table takes the vector version). */
+#if defined(__GNUC__)
+__attribute__((unused))
+#endif
+static float exp2_sum_bf16_plain(float *restrict x, int n, float sub, uint16_t *restrict dst)
+{
+    const float s = exp2_sum_simd(x, n, sub);
+    narrow_bf16_simd(x, n, dst);
+    return s;
+}
+
+#ifdef VNARROW_BF16 /* VNARROW_BF16(dst, v): VW values of v to bf16 at dst, as narrow_bf16 */
+/* exp2_sum_simd's loop (the same sums in the same order), each vector
+ * converted while in a register instead of stored and converted in a second
+ * pass. Bit for bit narrow_bf16 on these values: they are 0, NaN or at least
+ * 2^-126 (vexp2 flushes below that), so a vector conversion that treats
+ * denormals as zero sees none. */
+static float exp2_sum_bf16_vec(float *restrict x, int n, float sub, uint16_t *restrict dst)
+{
+    const VF vsub = VSET1(sub);
+    VF s0 = VZERO(), s1 = VZERO();
+    int j = 0;
+    for (; j + 2 * VW <= n; j += 2 * VW) {
+        const VF a = vexp2(VSUB(VLOAD(x + j), vsub));
+        const VF b = vexp2(VSUB(VLOAD(x + j + VW), vsub));
+        VNARROW_BF16(dst + j, a);
+        VNARROW_BF16(dst + j + VW, b);
+        s0 = VADD(s0, a);
+        s1 = VADD(s1, b);
+    }
+    float s = vhsum(VADD(s0, s1));
+    for (; j < n; j++) {
+        const float v = exp2_one(x[j] - sub);
+        s += v;
+        dst[j] = narrow_one(v);
+    }
+    return s;
+}
+#define EXP2_SUM_BF16_FAST exp2_sum_bf16_vec
+#else
+#define EXP2_SUM_BF16_FAST exp2_sum_bf16_plain
+#endif
+
 #if defined(VDOT_BF16) && !defined(GEMM_BF16_TABLE)
 #define GEMM_BF16_TABLE gemm_bf16_simd
 #endif
@@ -441,6 +499,14 @@ const stem_cpu_kernels KERNELS_TABLE = {
     .gemm_packed = gemm_packed_simd,
 #if defined(VDOT_BF16) && !defined(KERNELS_TABLE_BF16)
     .gemm_bf16 = GEMM_BF16_TABLE, /* the only table of this file */
+    .exp2_sum_bf16 = EXP2_SUM_BF16_FAST,
+#else
+    .exp2_sum_bf16 = exp2_sum_bf16_plain,
+#endif
+#ifdef GEMM_BF16_HELD_TABLE
+    .gemm_bf16_held = GEMM_BF16_HELD_TABLE,
+    .tiles_begin = TILES_BEGIN_TABLE,
+    .tiles_end = TILES_END_TABLE,
 #endif
     .narrow_bf16 = narrow_bf16_simd,
     .row_max = row_max_simd,
@@ -457,6 +523,7 @@ const stem_cpu_kernels KERNELS_TABLE_BF16 = {
     .nr = NR,
     .gemm_packed = gemm_packed_simd,
     .gemm_bf16 = GEMM_BF16_TABLE,
+    .exp2_sum_bf16 = EXP2_SUM_BF16_FAST,
     .narrow_bf16 = narrow_bf16_simd,
     .row_max = row_max_simd,
     .exp2_sum = exp2_sum_simd,
