@@ -26,7 +26,9 @@ say "date $(date -u +%FT%TZ) commit $(cat COMMIT 2>/dev/null) b=$(cat "$B/b/COMM
 say "gpu $(nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader) cpu $(lscpu | sed -n 's/^Model name: *//p') x $(nproc)"
 "$B/tools/stem" info > "$L/info.txt" 2>&1; sed -n '/^devices/,$p' "$L/info.txt" >> "$S"
 nv=$(grep -E '^ *\[[0-9]+\]\*? +opencl:' -A1 "$L/info.txt" | grep -i -B1 nvidia | grep -E '^ *\[' | head -1 | sed -E 's/^ *\[([0-9]+)\].*/\1/')
+[ "${OPENCL:-1}" = 1 ] || nv= # OPENCL=0: CUDA only
 nv_icd=$(grep -l -i nvidia /etc/OpenCL/vendors/*.icd 2>/dev/null | head -1)
+[ "${OPENCL:-1}" = 1 ] || nv_icd=
 say "opencl nvidia device [${nv:-none}] icd ${nv_icd:-none}"
 t0=$SECONDS
 suite() { # suite LABEL SECONDS ENV...
