@@ -421,8 +421,9 @@ static stem_status ocl_plan_init(stem_plan *plan)
     char options[512], attn[96];
     const char *extra = getenv("STEM_OPENCL_BUILD_OPTIONS"); /* tests, tuning */
     if (c->limits.tiled)
-        snprintf(attn, sizeof attn, "-DBQ=%d -DKT=%d -DRPT=%d -DTX=%d -DKPT=%d", p->shape.bq,
-                 p->shape.kt, p->shape.rpt, p->shape.tx, p->shape.kpt);
+        snprintf(attn, sizeof attn, "-DBQ=%d -DKT=%d -DRPT=%d -DTX=%d -DKPT=%d%s", p->shape.bq,
+                 p->shape.kt, p->shape.rpt, p->shape.tx, p->shape.kpt,
+                 p->shape.prefetch ? " -DKV_PREFETCH=1" : "");
     else
         snprintf(attn, sizeof attn, "-DBQ=%d -DVW=%d", p->shape.bq, p->shape.vw);
     snprintf(options, sizeof options,

@@ -107,6 +107,7 @@ typedef struct stem_ocl_shape {
     int rpt;      /* tiled: query rows per work-item */
     int tx;       /* tiled: work-items sharing a row (keys / columns spread over them) */
     int kpt;      /* tiled: keys per work-item per tile */
+    int prefetch; /* tiled: K / V tiles read into registers a stage early (KV_PREFETCH) */
     int vw;       /* CPU kernel: float vector width */
     int sel_cap;  /* largest row (key blocks) the selection kernel holds in local memory */
     int sel_ls;   /* selection / bonus / xattention work-group size */

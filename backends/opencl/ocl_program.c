@@ -18,22 +18,51 @@ static size_t attention_local_bytes(int d, int bq, int kt, int tx)
                             (size_t)bq * tx);
 }
 
-/* STEM_OPENCL_ATTN_TILE="rpt,tx,kpt,bq" (tuning runs) replaces the GPU
- * kernel's starting shape; the limits below still apply. */
-static void tile_override(int *rpt, int *tx, int *kpt, int *bq)
+static int pow2_in(long v, long lo, long hi)
+{
+    return v >= lo && v <= hi && (v & (v - 1)) == 0;
+}
+
+/* STEM_OPENCL_ATTN_TILE="rpt,tx,kpt,bq[,pf]" (tuning runs) replaces the GPU
+ * kernel's starting shape: rows per item, items per row, keys per item, rows
+ * per work-group, and 1 to prefetch K / V tiles into registers. The block
+ * size and the device limits below still shrink it. A malformed value is an
+ * error rather than silently the default, so a sweep cannot time the wrong
+ * kernel. */
+static stem_status tile_override(int *rpt, int *tx, int *kpt, int *bq, int *pf)
 {
     const char *e = getenv("STEM_OPENCL_ATTN_TILE");
-    int v[4];
-    if (e && sscanf(e, "%d,%d,%d,%d", &v[0], &v[1], &v[2], &v[3]) == 4 &&
-        (v[0] == 1 || v[0] == 2 || v[0] == 4 || v[0] == 8) &&
-        (v[1] == 4 || v[1] == 8 || v[1] == 16 || v[1] == 32) &&
-        (v[2] == 1 || v[2] == 2 || v[2] == 4 || v[2] == 8) && v[3] >= v[0] && v[3] <= 128 &&
-        (v[3] & (v[3] - 1)) == 0) {
-        *rpt = v[0];
-        *tx = v[1];
-        *kpt = v[2];
-        *bq = v[3];
+    if (!e || !*e)
+        return STEM_OK;
+    long v[5] = {0, 0, 0, 0, 0};
+    int n = 0;
+    const char *s = e;
+    while (n < 5) {
+        char *end = NULL;
+        errno = 0;
+        v[n] = strtol(s, &end, 10);
+        if (end == s || errno != 0)
+            break;
+        n++;
+        s = end;
+        if (*s != ',')
+            break;
+        s++;
     }
+    if ((n != 4 && n != 5) || *s != '\0' || !pow2_in(v[0], 1, 8) || !pow2_in(v[1], 4, 32) ||
+        !pow2_in(v[2], 1, 8) || !pow2_in(v[3], 1, 128) || v[3] < v[0] ||
+        (v[3] / v[0]) * v[1] > MAX_LS || (n == 5 && v[4] != 0 && v[4] != 1))
+        return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
+                              "STEM_OPENCL_ATTN_TILE=\"%s\": expected rpt,tx,kpt,bq[,pf] with rpt "
+                              "and kpt in 1,2,4,8, tx in 4,8,16,32, bq a power of two in "
+                              "[rpt, 128], (bq / rpt) * tx <= %d work-items, pf 0 or 1",
+                              e, MAX_LS);
+    *rpt = (int)v[0];
+    *tx = (int)v[1];
+    *kpt = (int)v[2];
+    *bq = (int)v[3];
+    *pf = n == 5 ? (int)v[4] : 0;
+    return STEM_OK;
 }
 
 stem_status stem_ocl_shape_choose(const stem_ocl_limits *lim, const stem_attention_desc *desc,
@@ -47,8 +76,10 @@ stem_status stem_ocl_shape_choose(const stem_ocl_limits *lim, const stem_attenti
         /* GPUs: 32 rows x 32 keys a tile, each item 2 rows x 4 keys (logits)
          * and 2 rows x d / 8 columns (outputs), 128 items. Tiles stay inside
          * one block; shrink keys, then rows, to fit the device. */
-        int rpt = 2, tx = 8, kpt = 4, bq = 32;
-        tile_override(&rpt, &tx, &kpt, &bq);
+        int rpt = 2, tx = 8, kpt = 4, bq = 32, pf = 0;
+        const stem_status st = tile_override(&rpt, &tx, &kpt, &bq, &pf);
+        if (st != STEM_OK)
+            return st;
         if (bq > bs)
             bq = bs;
         while (tx * kpt > bs && kpt > 1)
@@ -76,6 +107,7 @@ stem_status stem_ocl_shape_choose(const stem_ocl_limits *lim, const stem_attenti
         out->rpt = rpt;
         out->tx = tx;
         out->kpt = kpt;
+        out->prefetch = pf;
     } else {
         /* CPU devices: vectors of the native width, two a register row, so
          * d must be a multiple of 2 vw; rows per item bounded by the private

@@ -6,8 +6,9 @@
  * block_attention, register-tiled for GPUs. One work-group per (b, h,
  * query block I, slice of BQ rows) with TY x TX work-items, TY = BQ / RPT.
  * Key blocks from the row's list are streamed in tiles of KT = TX * KPT keys
- * through local memory (K, then V in the same space). Work-item (ty, tx) holds, in registers, the RPT x KPT
- * logits of rows ty * RPT + r and keys tx + TX * kk, and the RPT x (4 NC)
+ * through local memory (K, then V in the same space). Work-item (ty, tx)
+ * holds, in registers, the RPT x KPT logits of rows ty + TY * r and keys
+ * tx + TX * kk, and the RPT x (4 NC)
  * outputs of those rows at columns 4 (tx + TX * c) + 0..3: every local read
  * is a float4 that feeds 4 RPT (or 4 KPT) FMAs, and each row's float4 of Q
  * or P is a broadcast to the TX items sharing it. The row max is reduced
@@ -26,11 +27,24 @@ inline void store_lse(TENSOR_F32(lse), int b, int h, long row, float m, float l)
 }
 
 #ifdef RPT
+#define D4 (HEAD_DIM / 4)
 #define TY (BQ / RPT)
 #define LS (TY * TX)
-#define NC ((HEAD_DIM / 4 + TX - 1) / TX) /* float4 output columns per item */
-#define DP (HEAD_DIM + 4)                 /* padded row: float4-aligned, spreads banks */
-#define KP (KT + 4)                       /* padded row of P */
+#define NC ((D4 + TX - 1) / TX) /* float4 output columns per item */
+#define DP (HEAD_DIM + 4)       /* padded row: float4-aligned, spreads banks */
+#define KP (KT + 4)             /* padded row of P */
+/* Item ty owns rows ty + TY r: the rows a warp reads for one r are then
+ * consecutive, so with the 4-float padding their float4s fall in distinct
+ * banks for every RPT (rows ty RPT + r collided 2-way at RPT 4). */
+#define ROW(r) (ty + TY * (r))
+
+#ifndef KV_PREFETCH
+#define KV_PREFETCH 0
+#endif
+/* Fixed-column loads: when LS float4s are whole rows, an item always loads
+ * the same float4 column of rows lid / D4 + RSTEP u (no division a step). */
+#define FIXED_COL (LS % D4 == 0)
+#define RSTEP (LS / D4)
 
 /* Rows [0, nrow) of a [*, HEAD_DIM] tensor slice starting at token tok0,
  * widened to f32 (times mul) into dst[nrow][DP]; rows outside [lo, hi) are 0.
@@ -39,13 +53,23 @@ inline void tile_load(__local float4 *dst, int nrow, __global const in_t *t, lon
                       long s3, long tok0, long lo, long hi, float mul, int lid)
 {
     if (s3 == 1 && ((base | s2) & 3) == 0) {
-        for (int i = lid; i < nrow * (HEAD_DIM / 4); i += LS) {
-            const int rr = i / (HEAD_DIM / 4), e4 = i % (HEAD_DIM / 4);
+#if FIXED_COL
+        const int e4 = lid % D4;
+        const long col = base + 4 * e4; /* base may be negative (chunked Q): stays an index */
+        for (int rr = lid / D4; rr < nrow; rr += RSTEP) {
+            const long tok = tok0 + rr;
+            dst[rr * (DP / 4) + e4] =
+                tok >= lo && tok < hi ? mul * LOADA4_IN(t, col + tok * s2) : (float4)(0.0f);
+        }
+#else
+        for (int i = lid; i < nrow * D4; i += LS) {
+            const int rr = i / D4, e4 = i % D4;
             const long tok = tok0 + rr;
             dst[rr * (DP / 4) + e4] = tok >= lo && tok < hi
                                           ? mul * LOADA4_IN(t, base + tok * s2 + 4 * e4)
                                           : (float4)(0.0f);
         }
+#endif
     } else {
         __local float *d = (__local float *)dst;
         for (int i = lid; i < nrow * HEAD_DIM; i += LS) {
@@ -83,34 +107,45 @@ inline long next_tile(__global const int *index, long at, long step, int cnt, in
     }
 }
 
-#ifndef KV_PREFETCH
-#define KV_PREFETCH 0
+#if KV_PREFETCH && FIXED_COL
+/* KV_PREFETCH=1: the K tile is read into registers during the previous
+ * tile's P V and the V tile during this tile's Q K^T, so global latency
+ * hides behind FMAs instead of stalling at the barrier (contiguous,
+ * 4-aligned rows; other layouts load as without it). bf16 stays packed in
+ * the registers (half of them); it widens exactly on the local store. */
+#define PF_N ((KT + RSTEP - 1) / RSTEP)
+#if IN_DTYPE == 2
+typedef ushort4 pf_t;
+#define PF_LOAD(p, i) (*(__global const ushort4 *)((p) + (i)))
+#define PF_WIDEN(x) as_float4(convert_uint4(x) << 16)
+#else
+typedef float4 pf_t;
+#define PF_LOAD(p, i) LOADA4_IN(p, i)
+#define PF_WIDEN(x) (x)
 #endif
-#if KV_PREFETCH
-/* KV_PREFETCH=1: the next K tile is read into registers before this tile's
- * P V and written to local memory after it, so its latency hides behind the
- * FMAs (contiguous, 4-aligned rows; other layouts load as without it). */
-#define PF_N ((KT * (HEAD_DIM / 4) + LS - 1) / LS)
-inline void tile_fetch(float4 *pre, __global const in_t *t, long base, long s2, long tok0,
-                       long hi, int lid)
+inline void tile_fetch(pf_t *pre, __global const in_t *t, long base, long s2, long tok0, long hi,
+                       int lid)
 {
+    const long col = base + 4 * (lid % D4);
 #pragma unroll
     for (int u = 0; u < PF_N; u++) {
-        const int i = lid + u * LS, rr = i / (HEAD_DIM / 4), e4 = i % (HEAD_DIM / 4);
+        const int rr = lid / D4 + RSTEP * u;
         const long tok = tok0 + rr;
-        pre[u] = i < KT * (HEAD_DIM / 4) && tok < hi ? LOADA4_IN(t, base + tok * s2 + 4 * e4)
-                                                     : (float4)(0.0f);
+        pre[u] = rr < KT && tok < hi ? PF_LOAD(t, col + tok * s2) : (pf_t)(0);
     }
 }
-inline void tile_put(__local float4 *dst, const float4 *pre, int lid)
+inline void tile_put(__local float4 *dst, const pf_t *pre, int lid)
 {
 #pragma unroll
     for (int u = 0; u < PF_N; u++) {
-        const int i = lid + u * LS;
-        if (i < KT * (HEAD_DIM / 4))
-            dst[(i / (HEAD_DIM / 4)) * (DP / 4) + i % (HEAD_DIM / 4)] = pre[u];
+        const int rr = lid / D4 + RSTEP * u;
+        if (rr < KT)
+            dst[rr * (DP / 4) + lid % D4] = PF_WIDEN(pre[u]);
     }
 }
+#define PREFETCH 1
+#else
+#define PREFETCH 0
 #endif
 
 /* Output columns 4 (tx + TX c) .. + 3 exist for every item when TX float4s
@@ -120,6 +155,23 @@ inline void tile_put(__local float4 *dst, const float4 *pre, int lid)
 #else
 #define COL_LIVE(col) ((col) < HEAD_DIM)
 #endif
+
+/* Largest and sum of the TX floats of a Red row (TX is 4..32). */
+inline float red_max(__local const float4 *red, int row)
+{
+    float4 m = red[row * (TX / 4)];
+#pragma unroll
+    for (int t = 1; t < TX / 4; t++)
+        m = fmax(m, red[row * (TX / 4) + t]);
+    return fmax(fmax(m.x, m.y), fmax(m.z, m.w));
+}
+inline float red_sum(__local const float4 *red, int row)
+{
+    float4 s = red[row * (TX / 4)];
+    for (int t = 1; t < TX / 4; t++)
+        s += red[row * (TX / 4) + t];
+    return (s.x + s.y) + (s.z + s.w);
+}
 
 __kernel __attribute__((reqd_work_group_size(LS, 1, 1))) void
 block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(count),
@@ -131,8 +183,9 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
     __local float4 Qs[BQ * DP / 4];
     __local float4 KVs[KT * DP / 4];
     __local float4 Ps[BQ * KP / 4];
-    __local float Red[BQ * TX];
-    const int lid = get_local_id(0), tx = lid % TX, ty = lid / TX, r0 = ty * RPT;
+    __local float4 Red[BQ * TX / 4];
+    __local float *const red = (__local float *)Red;
+    const int lid = get_local_id(0), tx = lid % TX, ty = lid / TX;
     const int row = nr - 1 - (int)get_group_id(1); /* late rows (most keys) first */
     const int I = row0 + row;
     const int bh = get_group_id(2), b = bh / hq, h = bh % hq, kh = h / g;
@@ -161,21 +214,25 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
     int p = 0, prev = -1, J = -1, kt0 = 0;
     long k0 = next_tile(index, ix_at, index_s3, cnt, I, block, n_tokens, last_q, &p, &prev, &J,
                         &kt0);
-#if KV_PREFETCH
-    const int pf = k_s3 == 1 && ((kbase | k_s2) & 3) == 0;
-    float4 pre[PF_N];
+#if PREFETCH
+    const int pf = k_s3 == 1 && v_s3 == 1 && ((kbase | k_s2 | vbase | v_s2) & 3) == 0;
+    pf_t pre[PF_N];
     if (pf && k0 >= 0)
         tile_fetch(pre, k, kbase, k_s2, k0, n_tokens, lid);
 #endif
     while (k0 >= 0) {
         barrier(CLK_LOCAL_MEM_FENCE); /* previous tile's P V done with KVs, Ps */
-#if KV_PREFETCH
+#if PREFETCH
         if (pf)
             tile_put(KVs, pre, lid);
         else
 #endif
             tile_load(KVs, KT, k, kbase, k_s2, k_s3, k0, 0, n_tokens, 1.0f, lid);
         barrier(CLK_LOCAL_MEM_FENCE);
+#if PREFETCH
+        if (pf)
+            tile_fetch(pre, v, vbase, v_s2, k0, n_tokens, lid); /* lands during Q K^T */
+#endif
 
         float s[RPT][KPT];
 #pragma unroll
@@ -184,11 +241,11 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
             for (int kk = 0; kk < KPT; kk++)
                 s[r][kk] = 0.0f;
 #pragma unroll 4
-        for (int e4 = 0; e4 < HEAD_DIM / 4; e4++) {
+        for (int e4 = 0; e4 < D4; e4++) {
             float4 qv[RPT], kv[KPT];
 #pragma unroll
             for (int r = 0; r < RPT; r++)
-                qv[r] = Qs[(r0 + r) * (DP / 4) + e4];
+                qv[r] = Qs[ROW(r) * (DP / 4) + e4];
 #pragma unroll
             for (int kk = 0; kk < KPT; kk++)
                 kv[kk] = KVs[(tx + TX * kk) * (DP / 4) + e4];
@@ -203,32 +260,36 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
                     s[r][kk] = fma(qv[r].w, kv[kk].w, t);
                 }
         }
+        /* Masks only where a key can be past N or after a row: tiles that
+         * reach the slice's first row or the end (uniform branch). */
+        const int edge = k0 + KT > q0 || k0 + KT > n_tokens;
 #pragma unroll
         for (int r = 0; r < RPT; r++) {
-            const long qtok = q0 + r0 + r;
+            const long qtok = q0 + ROW(r);
             float mx = -INFINITY;
             int nan_seen = 0; /* fmax drops NaN: a NaN logit must still poison the row */
 #pragma unroll
             for (int kk = 0; kk < KPT; kk++) {
                 const long tok = k0 + tx + TX * kk;
-                if (tok >= n_tokens || tok > qtok)
+                if (edge && (tok >= n_tokens || tok > qtok))
                     s[r][kk] = -INFINITY;
                 nan_seen |= isnan(s[r][kk]);
                 mx = fmax(mx, s[r][kk]);
             }
             if (nan_seen)
                 l[r] = NAN;
-            Red[(r0 + r) * TX + tx] = mx;
+            red[ROW(r) * TX + tx] = mx;
         }
         barrier(CLK_LOCAL_MEM_FENCE); /* partial maxima written; K no longer read */
-        tile_load(KVs, KT, v, vbase, v_s2, v_s3, k0, 0, n_tokens, 1.0f, lid);
+#if PREFETCH
+        if (pf)
+            tile_put(KVs, pre, lid);
+        else
+#endif
+            tile_load(KVs, KT, v, vbase, v_s2, v_s3, k0, 0, n_tokens, 1.0f, lid);
 #pragma unroll
         for (int r = 0; r < RPT; r++) {
-            float mx = -INFINITY;
-#pragma unroll
-            for (int t = 0; t < TX; t++)
-                mx = fmax(mx, Red[(r0 + r) * TX + t]);
-            const float m_new = fmax(m[r], mx);
+            const float m_new = fmax(m[r], red_max(Red, ROW(r)));
             const int live = m_new != -INFINITY;
             const float alpha = live ? exp2(m[r] - m_new) : 1.0f; /* 0 on the first tile */
             float sum = 0.0f;
@@ -236,7 +297,7 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
             for (int kk = 0; kk < KPT; kk++) {
                 const float pv = live ? exp2(s[r][kk] - m_new) : 0.0f;
                 sum += pv;
-                ((__local float *)Ps)[(r0 + r) * KP + tx + TX * kk] = pv;
+                ((__local float *)Ps)[ROW(r) * KP + tx + TX * kk] = pv;
             }
             l[r] = l[r] * alpha + sum;
 #pragma unroll
@@ -247,9 +308,9 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
         barrier(CLK_LOCAL_MEM_FENCE); /* V and P in place */
         const long k_next = next_tile(index, ix_at, index_s3, cnt, I, block, n_tokens, last_q,
                                       &p, &prev, &J, &kt0);
-#if KV_PREFETCH
+#if PREFETCH
         if (pf && k_next >= 0)
-            tile_fetch(pre, k, kbase, k_s2, k_next, n_tokens, lid);
+            tile_fetch(pre, k, kbase, k_s2, k_next, n_tokens, lid); /* lands during P V */
 #endif
 
 #pragma unroll 2
@@ -257,7 +318,7 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
             float4 pv[RPT];
 #pragma unroll
             for (int r = 0; r < RPT; r++)
-                pv[r] = Ps[(r0 + r) * (KP / 4) + j4];
+                pv[r] = Ps[ROW(r) * (KP / 4) + j4];
 #pragma unroll
             for (int c = 0; c < NC; c++) {
                 const int c4 = tx + TX * c; /* float4 column */
@@ -283,16 +344,14 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
     barrier(CLK_LOCAL_MEM_FENCE);
 #pragma unroll
     for (int r = 0; r < RPT; r++)
-        Red[(r0 + r) * TX + tx] = l[r];
+        red[ROW(r) * TX + tx] = l[r];
     barrier(CLK_LOCAL_MEM_FENCE);
 #pragma unroll
     for (int r = 0; r < RPT; r++) {
-        const long qtok = q0 + r0 + r;
+        const long qtok = q0 + ROW(r);
         if (qtok >= n_tokens || qtok < q_first)
             continue;
-        float lsum = 0.0f;
-        for (int t = 0; t < TX; t++)
-            lsum += Red[(r0 + r) * TX + t];
+        const float lsum = red_sum(Red, ROW(r));
         const float inv =
             lsum > 0.0f ? 1.0f / lsum : (isnan(lsum) ? lsum : 0.0f); /* no visible key: 0 */
 #pragma unroll
