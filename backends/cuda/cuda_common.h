@@ -97,7 +97,6 @@ typedef struct stem_cuda_context {
 typedef struct stem_cuda_plan {
     CUdeviceptr budget;                    /* i32 [n] */
     CUdeviceptr qflat, kflat, gmax, vb;    /* allocated on the first score call */
-    CUdeviceptr qflat_lo, kflat_lo;        /* TF32 remainders (tensor-core score GEMM) */
     CUdeviceptr partial;                   /* split-K segment sums, partial_bytes */
     size_t partial_bytes;
 } stem_cuda_plan;

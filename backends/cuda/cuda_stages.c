@@ -73,8 +73,6 @@ void stem_cuda_plan_fini(stem_plan *plan)
         free_ptr(c, &pl->kflat);
         free_ptr(c, &pl->gmax);
         free_ptr(c, &pl->vb);
-        free_ptr(c, &pl->qflat_lo);
-        free_ptr(c, &pl->kflat_lo);
         free_ptr(c, &pl->partial);
     }
     free(pl);
@@ -149,10 +147,6 @@ static stem_status ensure_score_scratch(stem_plan *plan, stem_cuda_context *c, s
         if (st == STEM_OK)
             st = dev_alloc(c, &pl->gmax, bkv * n * (size_t)plan->group * 8,
                            "score scratch (value norms)");
-        if (st == STEM_OK && score_on_tensor_cores(c, plan))
-            st = dev_alloc(c, &pl->qflat_lo, bq * n * W * 4, "score scratch (query TF32 remainders)");
-        if (st == STEM_OK && score_on_tensor_cores(c, plan))
-            st = dev_alloc(c, &pl->kflat_lo, bkv * n * W * 4, "score scratch (key TF32 remainders)");
     }
     if (st == STEM_OK)
         st = dev_alloc(c, &pl->vb, bkv * n * 4, "score scratch (value bonus)");
@@ -161,8 +155,6 @@ static stem_status ensure_score_scratch(stem_plan *plan, stem_cuda_context *c, s
         free_ptr(c, &pl->kflat);
         free_ptr(c, &pl->gmax);
         free_ptr(c, &pl->vb);
-        free_ptr(c, &pl->qflat_lo);
-        free_ptr(c, &pl->kflat_lo);
     }
     return st;
 }
@@ -228,9 +220,6 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_t
                    (cfg->beta != 0.0f || p.has_vin || p.has_vout);
     const int64_t bkv = pass->batch * pass->num_kv_heads;
     const int tc = score_on_tensor_cores(c, plan);
-    p.tf32_split = tc;
-    p.qflat_lo = pl->qflat_lo;
-    p.kflat_lo = pl->kflat_lo;
     p.nsplit = 1;
     /* Query and key phase sums in one launch (key rows after the query rows). */
     int is_key = -1;
@@ -282,8 +271,8 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_t
                    : stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], t64, r64, z, 128, 0,
                                       args, "score GEMM (tensor cores, split K)");
         if (st == STEM_OK)
-            st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_REDUCE], grid_for(bq * nr * n, 256),
-                                  1, 1, 256, 0, args, "score GEMM (segment sums)");
+            st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_REDUCE], (unsigned)(bq * nr), 1, 1,
+                                  256, 0, args, "score GEMM (segment sums)");
         return st;
     }
     /* 32x32 tiles where 64x64 ones would give fewer than 4 CTAs per SM. */

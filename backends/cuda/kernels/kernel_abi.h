@@ -52,12 +52,10 @@ typedef struct stem_kscore {
      * computed ones when has_vin, written when has_vout. */
     int has_vin, has_vout;
     stem_ktensor vin, vout;
-    /* Tensor-core GEMM: the phase sums are stored split, qflat/kflat the TF32
-     * high parts and qflat_lo/kflat_lo the TF32 remainders (tf32_split 1);
-     * f32 otherwise. nsplit > 1: each CTA sums one 256-column segment into
-     * partial f32 [nsplit][B*Hq][n_rows][n] and stem_k_score_reduce adds them. */
-    int tf32_split, nsplit;
-    unsigned long long qflat_lo, kflat_lo, partial;
+    /* Split-K score GEMM (nsplit > 1): each CTA sums one 256-column segment
+     * into partial f32 [nsplit][B*Hq][n_rows][n]; stem_k_score_reduce adds them. */
+    int nsplit, pad_;
+    unsigned long long partial;
 } stem_kscore;
 
 /* Selection of one plan. */

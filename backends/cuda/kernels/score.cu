@@ -18,20 +18,6 @@ __device__ __forceinline__ unsigned to_tf32(float x)
     return r;
 }
 
-// One phase sum, f32; for the tensor-core GEMM split once here into its
-// TF32 high part and remainder (the GEMM's inner loop then only loads).
-__device__ __forceinline__ void store_flat(float *out, float *lo, long long i, double a)
-{
-    const float x = (float)a;
-    if (!lo) {
-        out[i] = x;
-        return;
-    }
-    const unsigned h = to_tf32(x);
-    out[i] = __uint_as_float(h);
-    lo[i] = __uint_as_float(to_tf32(x - __uint_as_float(h)));
-}
-
 __device__ __forceinline__ float2 kt_load2(const stem_ktensor &t, long long e, bool vec)
 {
     if (vec) { // e even, 4-byte aligned: one load for the pair
@@ -63,7 +49,7 @@ __device__ __forceinline__ void add8(double (&a)[8], uint4 v, bool f16)
 }
 
 __device__ void phase_sums_x8(const stem_ktensor &t, long long base, int S, int D, int last,
-                              int skip, int is_key, float *out, float *lo)
+                              int skip, int is_key, float *out)
 {
     const int units = S * (D / 8);
     int T = units >= (int)blockDim.x ? 1 : (int)blockDim.x / units;
@@ -93,7 +79,7 @@ __device__ void phase_sums_x8(const stem_ktensor &t, long long base, int S, int 
         if (u < units && lane_in == 0)
 #pragma unroll
             for (int i = 0; i < 8; i++)
-                store_flat(out, lo, seg * D + e + i, a[i]);
+                out[seg * D + e + i] = (float)a[i];
     }
 }
 
@@ -114,8 +100,6 @@ extern "C" __global__ void __launch_bounds__(256) stem_k_phase_sums(stem_kscore 
     const long long blk = row % n, bh = row / n, b = bh / H, h = bh % H;
     const long long first = is_key ? 0 : p.q_offset, ablk = is_key ? blk : p.row0 + blk;
     float *out = reinterpret_cast<float *>(is_key ? p.kflat : p.qflat) + row * W;
-    float *lo = !p.tf32_split ? nullptr
-                              : reinterpret_cast<float *>(is_key ? p.kflat_lo : p.qflat_lo) + row * W;
     const int last = (int)min((long long)p.block, p.n_tokens - ablk * p.block); // real tokens
     const int skip = (int)max(0LL, min((long long)p.block, first - ablk * p.block));
     // 16-bit rows of unit stride, head_dim and strides multiples of 8, a
@@ -123,7 +107,7 @@ extern "C" __global__ void __launch_bounds__(256) stem_k_phase_sums(stem_kscore 
     if (t.dtype != STEM_F32 && t.s[3] == 1 && D % 8 == 0 && t.s[2] % 8 == 0 &&
         t.s[1] % 8 == 0 && t.s[0] % 8 == 0 && t.ptr % 16 == 0) {
         phase_sums_x8(t, kt_off(t, b, h, ablk * p.block - first, 0), S, D, last, skip, is_key,
-                      out, lo);
+                      out);
         return;
     }
     // Pairs need an even head_dim; one 4-byte load per pair needs 16-bit
@@ -153,9 +137,9 @@ extern "C" __global__ void __launch_bounds__(256) stem_k_phase_sums(stem_kscore 
                     a0 += kt_load(t, off);
             }
         }
-        store_flat(out, lo, w, a0);
+        out[w] = (float)a0;
         if (pairs)
-            store_flat(out, lo, w + 1, a1);
+            out[w + 1] = (float)a1;
     }
 }
 
@@ -342,11 +326,11 @@ extern "C" __global__ void __launch_bounds__(256) stem_k_score_gemm(stem_kscore 
 
 // The same on tensor cores (the default for 16-bit inputs) to f32 level
 // (phase sums of 16-bit inputs are not 16-bit numbers): each f32 operand is
-// a TF32 high part plus a TF32 remainder (split once by the phase-sum
-// kernel), and the product is hi*hi + hi*lo + lo*hi (mma.sync m16n8k8, f32
-// accumulate; the dropped lo*lo term is below f32 rounding). 4 warps,
-// 32-wide K chunks through shared memory; tiles above the diagonal only
-// write -inf.
+// split into a TF32 high part and a TF32 remainder as it is staged in shared
+// memory (once per element and CTA, not per warp fragment), and the product
+// is hi*hi + hi*lo + lo*hi (mma.sync m16n8k8, f32 accumulate; the dropped
+// lo*lo term is below f32 rounding). 4 warps, 32-wide K chunks through
+// shared memory; tiles above the diagonal only write -inf.
 //
 // One summation order for every launch shape: K is cut into 256-column
 // segments, each summed from zero, and the segment sums are added in
@@ -364,6 +348,21 @@ __device__ __forceinline__ void mma_tf32(float c[4], const unsigned a[4], const 
                  "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// x = hi + lo (+ below f32 rounding of the product): hi and lo TF32 values.
+__device__ __forceinline__ void split_tf32(float4 x, float *hi, float *lo)
+{
+    const float v[4] = {x.x, x.y, x.z, x.w};
+    float h[4], l[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const unsigned u = to_tf32(v[i]);
+        h[i] = __uint_as_float(u);
+        l[i] = __uint_as_float(to_tf32(v[i] - h[i]));
+    }
+    *reinterpret_cast<float4 *>(hi) = make_float4(h[0], h[1], h[2], h[3]);
+    *reinterpret_cast<float4 *>(lo) = make_float4(l[0], l[1], l[2], l[3]);
 }
 
 // TT x TT output tiles (64, or 32 where 64 leaves the SMs idle), 4 warps of
@@ -389,11 +388,8 @@ template <int TT> __device__ __forceinline__ void score_gemm_tc(const stem_kscor
         }
         return;
     }
-    const long long qo = (bh * nr) * (long long)W, ko = (kv * n) * (long long)W;
-    const float *qh = reinterpret_cast<const float *>(p.qflat) + qo;
-    const float *ql = reinterpret_cast<const float *>(p.qflat_lo) + qo;
-    const float *kh = reinterpret_cast<const float *>(p.kflat) + ko;
-    const float *kl = reinterpret_cast<const float *>(p.kflat_lo) + ko;
+    const float *qf = reinterpret_cast<const float *>(p.qflat) + (bh * nr) * (long long)W;
+    const float *kf = reinterpret_cast<const float *>(p.kflat) + (kv * n) * (long long)W;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wm = (warp >> 1) * (TT / 2), wn = (warp & 1) * (TT / 2); // this warp's sub-tile
     const int gr = lane >> 2, tc = lane & 3;
@@ -407,22 +403,13 @@ template <int TT> __device__ __forceinline__ void score_gemm_tc(const stem_kscor
             for (int e = threadIdx.x; e < TT * TC_K / 4; e += blockDim.x) {
                 const int r = e / (TC_K / 4), c = (e % (TC_K / 4)) * 4;
                 const bool kin = k0 + c < kend; // W and c are multiples of 4
-                const float4 z = make_float4(0.f, 0.f, 0.f, 0.f);
-                float4 a0 = z, a1 = z, b0 = z, b1 = z;
-                if (kin && I0 + r < nr) {
-                    const long long o = (long long)(I0 + r) * W + k0 + c;
-                    a0 = *reinterpret_cast<const float4 *>(qh + o);
-                    a1 = *reinterpret_cast<const float4 *>(ql + o);
-                }
-                if (kin && J0 + r < n) {
-                    const long long o = (long long)(J0 + r) * W + k0 + c;
-                    b0 = *reinterpret_cast<const float4 *>(kh + o);
-                    b1 = *reinterpret_cast<const float4 *>(kl + o);
-                }
-                *reinterpret_cast<float4 *>(&Ah[r][c]) = a0;
-                *reinterpret_cast<float4 *>(&Al[r][c]) = a1;
-                *reinterpret_cast<float4 *>(&Bh[r][c]) = b0;
-                *reinterpret_cast<float4 *>(&Bl[r][c]) = b1;
+                float4 a = make_float4(0.f, 0.f, 0.f, 0.f), bv = a;
+                if (kin && I0 + r < nr)
+                    a = *reinterpret_cast<const float4 *>(qf + (long long)(I0 + r) * W + k0 + c);
+                if (kin && J0 + r < n)
+                    bv = *reinterpret_cast<const float4 *>(kf + (long long)(J0 + r) * W + k0 + c);
+                split_tf32(a, &Ah[r][c], &Al[r][c]);
+                split_tf32(bv, &Bh[r][c], &Bl[r][c]);
             }
             __syncthreads();
 #pragma unroll
@@ -508,23 +495,23 @@ extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc32(stem_ks
 
 // scores[I][J] of a split GEMM: the segment sums added in segment order from
 // zero (the whole-K kernel's order), then coef * sum + vb[J]; -inf above the
-// diagonal. One thread per score, grid-stride.
+// diagonal. One CTA per score row (grid.x = B*Hq*n_rows), threads over J.
 extern "C" __global__ void __launch_bounds__(256) stem_k_score_reduce(stem_kscore p)
 {
     const int n = p.n_blocks, nr = p.n_rows, g = p.hq / p.hkv;
-    const long long bq = (long long)p.batch * p.hq, plane = bq * nr * (long long)n;
-    const float *part = reinterpret_cast<const float *>(p.partial);
+    const long long rowi = blockIdx.x, I = rowi % nr, bh = rowi / nr;
+    const long long b = bh / p.hq, h = bh % p.hq, kv = b * p.hkv + h / g;
+    const long long plane = (long long)p.batch * p.hq * nr * (long long)n;
+    const float *part = reinterpret_cast<const float *>(p.partial) + rowi * n;
+    const float *vb = reinterpret_cast<const float *>(p.vb) + kv * n;
     const stem_ktensor &st = p.scores;
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < plane;
-         e += (long long)gridDim.x * blockDim.x) {
-        const long long J = e % n, rest = e / n, I = rest % nr, bh = rest / nr;
-        const long long b = bh / p.hq, h = bh % p.hq, kv = b * p.hkv + h / g;
+    for (int J = threadIdx.x; J < n; J += blockDim.x) {
         float out = -INFINITY;
         if (J <= p.row0 + I) {
             float sum = 0.0f;
             for (int sg = 0; sg < p.nsplit; sg++)
-                sum += part[sg * plane + e];
-            out = __fmaf_rn(p.coef, sum, reinterpret_cast<const float *>(p.vb)[kv * n + J]);
+                sum += part[sg * plane + J];
+            out = __fmaf_rn(p.coef, sum, vb[J]);
         }
         *kt_f32(st, kt_off(st, b, h, I, J)) = out;
     }
