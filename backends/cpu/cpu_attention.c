@@ -716,7 +716,7 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_pass *pass, const ste
     job.hold = job.bf16 && !legacy && ctx->k->gemm_bf16_held && ctx->k->tiles_begin &&
                ctx->k->tiles_end && env_int("STEM_CPU_AMX_HOLD", 1) != 0;
     job.gemm_bf16 = job.hold ? ctx->k->gemm_bf16_held : ctx->k->gemm_bf16;
-    job.pipe = job.pv_bf16 && !legacy ? env_int("STEM_CPU_PIPE", job.hold ? 32 : 0) : 0;
+    job.pipe = job.pv_bf16 && !legacy ? env_int("STEM_CPU_PIPE", 0) : 0;
     job.pipe = job.pipe > 0 ? (job.pipe + 15) / 16 * 16 : 0; /* whole 16-row tile blocks */
     job.fast_store = !legacy && out->dtype == STEM_DTYPE_BF16 && out->strides[3] == 1;
     job.packed = NULL;

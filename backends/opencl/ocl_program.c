@@ -73,10 +73,12 @@ stem_status stem_ocl_shape_choose(const stem_ocl_limits *lim, const stem_attenti
     const size_t local = (size_t)(lim->local_bytes > (1u << 30) ? (1u << 30) : lim->local_bytes);
     memset(out, 0, sizeof *out);
     if (lim->tiled) {
-        /* GPUs: 32 rows x 32 keys a tile, each item 2 rows x 4 keys (logits)
-         * and 2 rows x d / 8 columns (outputs), 128 items. Tiles stay inside
-         * one block; shrink keys, then rows, to fit the device. */
-        int rpt = 2, tx = 8, kpt = 4, bq = 32, pf = 0;
+        /* GPUs: 32 rows x 32 keys a tile, each item 4 rows x 4 keys (logits)
+         * and 4 rows x d / 8 columns (outputs), 64 items; 2 rows where d >
+         * 128 keeps the outputs in registers. The fastest of the shapes
+         * bench/opencl/tile_sweep.sh timed on an H100 (bench/results/opencl.md).
+         * Tiles stay inside one block; shrink keys, then rows, to fit the device. */
+        int rpt = d <= 128 ? 4 : 2, tx = 8, kpt = 4, bq = 32, pf = 0;
         const stem_status st = tile_override(&rpt, &tx, &kpt, &bq, &pf);
         if (st != STEM_OK)
             return st;

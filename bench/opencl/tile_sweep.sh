@@ -52,7 +52,7 @@ echo "commit $(git rev-parse --short HEAD 2>/dev/null || cat COMMIT 2>/dev/null 
 # work-group, K/V register prefetch. All fit 48 KiB of local memory at d 128
 # (NVIDIA's OpenCL limit), so none is shrunk behind the sweep's back.
 # Most promising first, so a cut-short sweep still answers the question.
-#   2,8,4,32      the default (128 items, 2x4 logits, 2x16 outputs an item)
+#   2,8,4,32      the default before 2026-12-07 (128 items, 2x4 logits, 2x16 outputs an item)
 #   4,8,4,32      64 items, 4x4 logits, 4x16 outputs: 1/3 fewer local loads a FMA
 #   4,16,2,32     128 items, 4x2 logits, 4x8 outputs
 #   4,8,2,32      64 items, 16-key tiles: 29 KiB, more work-groups an SM
