@@ -15,6 +15,22 @@ __device__ __forceinline__ unsigned order_key(float v)
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
+// One radix pass: hist[digit at `shift`] counts the finite candidates J <= I
+// (this thread's J = first, first + step, ..) whose higher digits equal prefix.
+__device__ __forceinline__ void count_digits(const stem_ktensor &st, long long srow, long long I,
+                                             int first, int step, unsigned mask, unsigned prefix,
+                                             int shift, unsigned *hist)
+{
+    for (long long J = first; J <= I; J += step) {
+        const float v = *kt_f32(st, srow + J * st.s[3]);
+        if (!isfinite(v))
+            continue;
+        const unsigned key = order_key(v);
+        if ((key & mask) == prefix)
+            atomicAdd(&hist[(key >> shift) & 255u], 1u);
+    }
+}
+
 // Exclusive prefix sum of x over the block (in thread order); *total gets the sum.
 __device__ int block_scan(int x, int *total, int *warp_tot)
 {
@@ -75,14 +91,7 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) stem_k_select(stem_kse
             for (int shift = 24; shift >= 0; shift -= 8) {
                 hist[threadIdx.x] = 0; // SEL_THREADS == 256 bins
                 __syncthreads();
-                for (long long J = threadIdx.x; J <= I; J += blockDim.x) {
-                    const float v = *kt_f32(st, srow + J * st.s[3]);
-                    if (!isfinite(v))
-                        continue;
-                    const unsigned key = order_key(v);
-                    if ((key & mask) == prefix)
-                        atomicAdd(&hist[(key >> shift) & 255u], 1u);
-                }
+                count_digits(st, srow, I, threadIdx.x, blockDim.x, mask, prefix, shift, hist);
                 __syncthreads();
                 if (threadIdx.x == 0) {
                     unsigned cum = 0;
@@ -212,14 +221,7 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) stem_k_select_warp(ste
                 for (int d = lane; d < 256; d += 32)
                     hist[d] = 0;
                 __syncwarp();
-                for (long long J = lane; J <= I; J += 32) {
-                    const float v = *kt_f32(st, srow + J * st.s[3]);
-                    if (!isfinite(v))
-                        continue;
-                    const unsigned key = order_key(v);
-                    if ((key & mask) == prefix)
-                        atomicAdd(&hist[(key >> shift) & 255u], 1u);
-                }
+                count_digits(st, srow, I, lane, 32, mask, prefix, shift, hist);
                 __syncwarp();
                 // Lane l owns digits 255 - 8l .. 248 - 8l (descending); the
                 // chosen digit is the first, in descending order, at which the
