@@ -26,6 +26,7 @@
 #define EVAL_HOST_ORACLE 1  /* true softmax mass per block */
 #define EVAL_HOST_MAXPOOL 2 /* Stem's antidiagonal score, max- instead of mean-pooled */
 #define EVAL_HOST_ROWSOFTMAX 3 /* per-strided-row softmax mass of the antidiagonal logits */
+#define EVAL_HOST_ADAPTIVE 4 /* Stem's block logits (stem_score), per-row mass threshold tau */
 
 typedef struct eval_config {
     char label[96];
@@ -114,6 +115,12 @@ int eval_attention_hook(void *user, int layer, const float *q, const float *k, c
 int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, int64_t rows,
                        int64_t n, int block, const int32_t *budget, int sink, int local,
                        int kind, int stride, int32_t *idx, int32_t *cnt);
+/* Adaptive allocation on Stem's own block logits (test only): row I of each
+ * head keeps the fewest key blocks whose softmax over scores[h][I][0..I]
+ * reaches tau (largest first; ties: lower index), plus sink and local
+ * blocks. scores [Hq][nq][nq] as stem_score writes them; idx, cnt as above. */
+void eval_adaptive_select(const float *scores, int hq, int64_t nq, double tau, int sink,
+                          int local, int32_t *idx, int32_t *cnt);
 /* Equal-cost uniform partner of Stem k_start = match_k over `rows` tokens:
  * the uniform k whose summed top-k budget (stem_plan_get_budget, forced
  * blocks excluded) is closest to Stem's (ties: the smaller). */

@@ -32,7 +32,10 @@ static void usage(FILE *f)
             "                        max-pooled over the block's strided groups (no bonus);\n"
             "                        stem_rowsoftmax: Stem's budget, blocks ranked by the\n"
             "                        softmax mass of each strided query row over all its\n"
-            "                        strided keys (XAttention's estimator; no bonus)\n"
+            "                        strided keys (XAttention's estimator; no bonus);\n"
+            "                        stem_adaptive: Stem's own block logits (bonus included),\n"
+            "                        each row keeping the fewest blocks whose softmax over the\n"
+            "                        row reaches tau (XAttention's allocation on Stem's score)\n"
             "  --dense-from P        deployment mode: the first P tokens are the prompt, run\n"
             "                        through libstem with a plan keyed on P; rows >= P are dense\n"
             "                        (sparse prefill + dense decode). Scores positions >= P-1\n"
@@ -94,6 +97,12 @@ int eval_parse_configs(const char *spec, const stem_config *base, eval_config *o
             /* test-only estimator variant: Stem's budget, max-pooled score, no bonus */
             c->oracle = EVAL_HOST_MAXPOOL;
             c->cfg.selector = STEM_SELECTOR_STEM;
+        } else if (!strcmp(tok, "stem_adaptive")) {
+            /* test-only allocation variant: Stem's block logits, per-row mass threshold */
+            c->oracle = EVAL_HOST_ADAPTIVE;
+            c->cfg.selector = STEM_SELECTOR_STEM;
+            c->cfg.k_start = 1; /* an explicit budget: the plan is never dense by the
+                                 * official rule; the budget itself is not used */
         } else if (!strcmp(tok, "stem_rowsoftmax")) {
             /* test-only estimator variant: Stem's budget, XAttention's block mass */
             c->oracle = EVAL_HOST_ROWSOFTMAX;

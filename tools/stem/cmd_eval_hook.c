@@ -70,6 +70,35 @@ void eval_call_desc(const stem_call *sc, int64_t rows, int layer, stem_attention
     desc->layer_index = layer;
 }
 
+/* EVAL_HOST_ADAPTIVE: Stem's block logits from stem_score (the plan's
+ * scoring, bonus included), then a per-row mass threshold on the host. */
+static stem_status adaptive_blocks(const stem_call *sc, stem_plan *plan, const host_buffer *bq,
+                                   const host_buffer *bk, const host_buffer *bv, int64_t rows,
+                                   int64_t n, int64_t nq, const stem_config *cfg, int32_t *idx,
+                                   int32_t *cnt)
+{
+    const int64_t hq = sc->heads_q, hk = sc->heads_kv, d = sc->head_dim;
+    const size_t sb = (size_t)(hq * nq * nq) * sizeof(float);
+    float *scores = malloc(sb);
+    if (!scores) return STEM_ERR_OUT_OF_MEMORY;
+    host_buffer bs = {0};
+    stem_status st = open_host_buffer(sc->ctx, scores, sb, 0, &bs);
+    if (st == STEM_OK) {
+        stem_tensor tq = prefix_view(bq->buf, STEM_DTYPE_F32, hq, rows, n, d);
+        stem_tensor tk = prefix_view(bk->buf, STEM_DTYPE_F32, hk, rows, n, d);
+        stem_tensor tv = prefix_view(bv->buf, STEM_DTYPE_F32, hk, rows, n, d);
+        stem_tensor ts = stem_tensor_bhnd(bs.buf, 0, STEM_DTYPE_F32, 1, hq, nq, nq);
+        st = stem_score(plan, &tq, &tk, &tv, &ts);
+        if (st == STEM_OK) st = stem_synchronize(sc->ctx);
+    }
+    if (bs.buf) st = close_host_buffer(&bs, 1, st);
+    if (st == STEM_OK)
+        eval_adaptive_select(scores, (int)hq, nq, cfg->xattn_threshold, cfg->sink_blocks,
+                             cfg->local_blocks, idx, cnt);
+    free(scores);
+    return st;
+}
+
 static stem_status run_stem_rows(const stem_call *sc, const stem_config *cfg, int oracle,
                                  int layer, const float *q, const float *k, const float *v,
                                  float *out, int64_t rows, int64_t n, int32_t *counts,
@@ -97,7 +126,7 @@ static stem_status run_stem_rows(const stem_call *sc, const stem_config *cfg, in
         int32_t *budget = malloc((size_t)nq * sizeof *budget);
         if (!idx || !budget) st = STEM_ERR_OUT_OF_MEMORY;
         if (st == STEM_OK) st = stem_plan_get_budget(plan, budget, (size_t)nq);
-        if (st == STEM_OK &&
+        if (st == STEM_OK && oracle != EVAL_HOST_ADAPTIVE &&
             eval_oracle_select(q, k, sc->heads_q, sc->heads_kv, sc->head_dim, rows, n,
                                cfg->block_size, budget, cfg->sink_blocks, cfg->local_blocks,
                                oracle, cfg->stride, idx, cnt))
@@ -108,6 +137,8 @@ static stem_status run_stem_rows(const stem_call *sc, const stem_config *cfg, in
     if (st == STEM_OK) st = open_host_buffer(sc->ctx, (void *)k, kb, 1, &bk);
     if (st == STEM_OK) st = open_host_buffer(sc->ctx, (void *)v, kb, 1, &bv);
     if (st == STEM_OK) st = open_host_buffer(sc->ctx, out, qb, 0, &bo);
+    if (st == STEM_OK && idx && oracle == EVAL_HOST_ADAPTIVE)
+        st = adaptive_blocks(sc, plan, &bq, &bk, &bv, rows, n, nq, cfg, idx, cnt);
     if (st == STEM_OK) st = open_host_buffer(sc->ctx, cnt, cb, idx != NULL, &bc);
     if (st == STEM_OK && idx) st = open_host_buffer(sc->ctx, idx, cb * (size_t)nq, 1, &bi);
     if (st == STEM_OK) {

@@ -143,6 +143,63 @@ int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, in
     return failed ? -1 : 0;
 }
 
+/* Descending by value, ties by lower index (qsort's order is not stable). */
+typedef struct scored_block {
+    double p;
+    int32_t j;
+} scored_block;
+
+static int by_mass_desc(const void *a, const void *b)
+{
+    const scored_block *x = a, *y = b;
+    if (x->p != y->p) return x->p > y->p ? -1 : 1;
+    return x->j < y->j ? -1 : x->j > y->j;
+}
+
+void eval_adaptive_select(const float *scores, int hq, int64_t nq, double tau, int sink,
+                          int local, int32_t *idx, int32_t *cnt)
+{
+#pragma omp parallel
+    {
+        scored_block *sb = malloc((size_t)nq * sizeof *sb);
+        char *keep = malloc((size_t)nq);
+#pragma omp for schedule(dynamic, 8)
+        for (int64_t w = 0; w < (int64_t)hq * nq; w++) {
+            const int64_t h = w / nq, I = w % nq;
+            const float *row = scores + (h * nq + I) * nq;
+            int32_t *out = idx + (h * nq + I) * nq;
+            if (!sb || !keep) { /* out of memory: keep the whole causal row */
+                for (int64_t J = 0; J < nq; J++) out[J] = J <= I ? (int32_t)J : -1;
+                cnt[w] = (int32_t)(I + 1);
+                continue;
+            }
+            double mx = -INFINITY, z = 0.0;
+            for (int64_t J = 0; J <= I; J++) mx = row[J] > mx ? row[J] : mx;
+            for (int64_t J = 0; J <= I; J++) {
+                sb[J].p = isfinite(mx) ? exp((double)row[J] - mx) : 1.0;
+                sb[J].j = (int32_t)J;
+                z += sb[J].p;
+            }
+            qsort(sb, (size_t)(I + 1), sizeof *sb, by_mass_desc);
+            memset(keep, 0, (size_t)(I + 1));
+            double acc = 0.0;
+            for (int64_t r = 0; r <= I && acc < tau * z; r++) {
+                keep[sb[r].j] = 1;
+                acc += sb[r].p;
+            }
+            for (int64_t J = 0; J < sink && J <= I; J++) keep[J] = 1;
+            for (int64_t J = I - local + 1 > 0 ? I - local + 1 : 0; J <= I; J++) keep[J] = 1;
+            int32_t c = 0;
+            for (int64_t J = 0; J <= I; J++)
+                if (keep[J]) out[c++] = (int32_t)J;
+            for (int64_t J = c; J < nq; J++) out[J] = -1;
+            cnt[w] = c;
+        }
+        free(sb);
+        free(keep);
+    }
+}
+
 static int budget_sum(stem_context *ctx, const stem_call *sc, const stem_config *cfg,
                       int64_t rows, int64_t *sum)
 {
