@@ -12,7 +12,13 @@
  *                                   cores for f16 / bf16 inputs, f32 cores for f32)
  *   STEM_CUDA_SCORE_SPLIT=0         no split-K score GEMM (one CTA sums all of K)
  *   STEM_CUDA_SELECT=cta            top-k selection with one 256-thread CTA per row
- *                                   (default: one warp per row) */
+ *                                   (default: one warp per row)
+ *   STEM_CUDA_SCORE_FUSE=0|8        0: phase sums, value maxima and value bonus as three
+ *                                   kernels; 8: the fused kernel (stem_k_score_prep8)
+ *                                   with 8-row load batches; default: stem_k_score_prep
+ *                                   (4-row batches). Scores bitwise the same either way
+ *   STEM_CUDA_PDL=1                 programmatic dependent launch of the score GEMM,
+ *                                   segment sums and selection (compute capability 9.0) */
 #include "cuda_common.h"
 
 #include <stdio.h>
@@ -106,6 +112,43 @@ stem_status stem_cuda_launch(stem_cuda_context *c, CUfunction fn, unsigned gx, u
      * attributes (clusters); none does yet. */
     const CUresult r =
         c->api->cuLaunchKernel(fn, gx, gy, gz, threads, 1, 1, shmem, c->stream, params, NULL);
+    return r ? stem_cuda_fail(r, what) : STEM_OK;
+}
+
+/* CUlaunchAttribute (cuda.h): id, padding to 8 bytes, a 64-byte value union. */
+typedef struct stem_cu_launch_attr {
+    int id;
+    char pad_[4];
+    union {
+        char bytes[64];
+        int allowed; /* programmaticStreamSerializationAllowed */
+        unsigned long long align_;
+    } value;
+} stem_cu_launch_attr;
+_Static_assert(sizeof(stem_cu_launch_attr) == 72, "CUlaunchAttribute layout");
+#define STEM_CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION 6
+
+stem_status stem_cuda_launch_pdl(stem_cuda_context *c, CUfunction fn, unsigned gx, unsigned gy,
+                                 unsigned gz, unsigned threads, unsigned shmem, void **params,
+                                 const char *what)
+{
+    if (!c->pdl)
+        return stem_cuda_launch(c, fn, gx, gy, gz, threads, shmem, params, what);
+    if (gx == 0 || gy == 0 || gz == 0)
+        return STEM_OK;
+    stem_cu_launch_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.id = STEM_CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.allowed = 1;
+    stem_cu_launch_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.grid[0] = gx, cfg.grid[1] = gy, cfg.grid[2] = gz;
+    cfg.block[0] = threads, cfg.block[1] = 1, cfg.block[2] = 1;
+    cfg.shared_bytes = shmem;
+    cfg.stream = c->stream;
+    cfg.attrs = &attr;
+    cfg.num_attrs = 1;
+    const CUresult r = c->api->cuLaunchKernelEx(&cfg, fn, params, NULL);
     return r ? stem_cuda_fail(r, what) : STEM_OK;
 }
 
@@ -307,6 +350,10 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
     const char *split = getenv("STEM_CUDA_SCORE_SPLIT"), *sel = getenv("STEM_CUDA_SELECT");
     c->score_split = !(split && !strcmp(split, "0"));
     c->select_cta = sel && !strcmp(sel, "cta");
+    const char *fuse = getenv("STEM_CUDA_SCORE_FUSE");
+    c->score_fuse = !fuse || !*fuse ? 1 : !strcmp(fuse, "0") ? 0 : !strcmp(fuse, "8") ? 8 : 1;
+    const char *pdl = getenv("STEM_CUDA_PDL");
+    c->pdl = pdl && !strcmp(pdl, "1") && c->cc_major >= 9 && api->cuLaunchKernelEx;
     const char *fam = getenv("STEM_CUDA_ATTN");
     const char *gen = getenv("STEM_CUDA_GENERIC_ATTENTION");
     for (int i = 0; fam && i < stem_cuda_attn_variant_count; i++)
@@ -314,6 +361,26 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
             c->attn_family = stem_cuda_attn_variants[i].family;
     if (gen && *gen && strcmp(gen, "0") != 0)
         c->attn_family = "generic";
+    /* STEM_CUDA_PERSISTENT=1: the TMA variants run as their persistent
+     * twins (<symbol>_persist), where the image has them and the device
+     * holds their shared memory. */
+    const char *pers = getenv("STEM_CUDA_PERSISTENT");
+    c->persistent = pers && *pers && strcmp(pers, "0") != 0;
+    for (int i = 0; c->persistent && i < stem_cuda_attn_variant_count; i++) {
+        const stem_cuda_attn_variant *var = &stem_cuda_attn_variants[i];
+        char name[128];
+        c->attn_persist_fn[i] = NULL;
+        if (!c->attn_fn[i] || !var->tma || !var->smem ||
+            snprintf(name, sizeof name, "%s_persist", var->symbol) >= (int)sizeof name)
+            continue;
+        const unsigned smem = stem_cuda_persist_smem(var, var->head_dim);
+        CUfunction f = NULL;
+        if (api->cuModuleGetFunction(&f, c->mod[var->module], name) == 0 &&
+            (int)smem <= c->smem_optin &&
+            api->cuFuncSetAttribute(f, STEM_CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                    (int)smem) == 0)
+            c->attn_persist_fn[i] = f;
+    }
     pop_ctx(c);
     ctx->impl = c;
     return STEM_OK;

@@ -35,6 +35,8 @@ enum {
     X(SCORE_GEMM_TC, SCORE, "stem_k_score_gemm_tc")                                                \
     X(SCORE_GEMM_TC32, SCORE, "stem_k_score_gemm_tc32")                                            \
     X(SCORE_REDUCE, SCORE, "stem_k_score_reduce")                                                  \
+    X(SCORE_PREP, SCORE, "stem_k_score_prep")                                                      \
+    X(SCORE_PREP8, SCORE, "stem_k_score_prep8")                                                    \
     X(XATTN_SCORES, SCORE, "stem_k_xattn_scores")                                                  \
     X(SELECT, SELECT, "stem_k_select")                                                             \
     X(SELECT_WARP, SELECT, "stem_k_select_warp")                                                   \
@@ -87,11 +89,25 @@ typedef struct stem_cuda_context {
     int score_tc;      /* STEM_CUDA_SCORE_GEMM: 1 tc, -1 f32, 0 by dtype (tc for 16-bit) */
     int score_split;   /* STEM_CUDA_SCORE_SPLIT=0: no split-K score GEMM */
     int select_cta;    /* STEM_CUDA_SELECT=cta: top-k rows on the CTA-per-row kernel */
+    int score_fuse;    /* STEM_CUDA_SCORE_FUSE: 0 separate phase-sum / value kernels, 8 the
+                          fused kernel with 8-row load batches, else (default) 4-row */
+    int pdl;           /* STEM_CUDA_PDL=1 (compute capability 9.0): programmatic dependent
+                          launch of the score GEMM, segment sums and selection */
     const char *attn_family; /* STEM_CUDA_ATTN: that family first; NULL: table order */
+    int persistent;    /* STEM_CUDA_PERSISTENT=1: the persistent twins of the TMA variants */
     CUmodule mod[STEM_CUDA_MOD_COUNT];
     CUfunction fn[STEM_CUDA_FN_COUNT];
     CUfunction attn_fn[STEM_CUDA_ATTN_VARIANT_MAX]; /* NULL: variant not loaded on this device */
+    /* <symbol>_persist of a TMA variant (loaded when persistent); NULL: none */
+    CUfunction attn_persist_fn[STEM_CUDA_ATTN_VARIANT_MAX];
 } stem_cuda_context;
+
+/* Dynamic shared memory of a TMA variant's persistent twin: one more Q tile
+ * (attention_sm90.cu, sm90_smem<D, STAGES, 2>). */
+static inline unsigned stem_cuda_persist_smem(const stem_cuda_attn_variant *var, int head_dim)
+{
+    return var->smem(head_dim) + 128u * (unsigned)head_dim * 2u;
+}
 
 /* Per-plan state (plan->impl): device copies and scoring scratch. */
 typedef struct stem_cuda_plan {
@@ -99,6 +115,7 @@ typedef struct stem_cuda_plan {
     CUdeviceptr qflat, kflat, gmax, vb;    /* allocated on the first score call */
     CUdeviceptr partial;                   /* split-K segment sums, partial_bytes */
     size_t partial_bytes;
+    CUdeviceptr sched;                     /* u32 work counter of the persistent attention */
 } stem_cuda_plan;
 
 static inline stem_cuda_context *stem_cuda_ctx(const stem_context *ctx)
@@ -118,6 +135,12 @@ stem_status stem_cuda_fail(CUresult r, const char *what);
 stem_status stem_cuda_launch(stem_cuda_context *c, CUfunction fn, unsigned gx, unsigned gy,
                              unsigned gz, unsigned threads, unsigned shmem, void **params,
                              const char *what);
+/* The same for a kernel that may start before the stream's previous kernel
+ * ends (it waits with griddepcontrol.wait): programmatic dependent launch
+ * when c->pdl, else stem_cuda_launch. */
+stem_status stem_cuda_launch_pdl(stem_cuda_context *c, CUfunction fn, unsigned gx, unsigned gy,
+                                 unsigned gz, unsigned threads, unsigned shmem, void **params,
+                                 const char *what);
 
 /* Plans and stages (cuda_stages.c). */
 stem_status stem_cuda_plan_check(const stem_context *ctx, const stem_attention_desc *desc,

@@ -74,6 +74,7 @@ void stem_cuda_plan_fini(stem_plan *plan)
         free_ptr(c, &pl->gmax);
         free_ptr(c, &pl->vb);
         free_ptr(c, &pl->partial);
+        free_ptr(c, &pl->sched);
     }
     free(pl);
     plan->impl = NULL;
@@ -148,8 +149,15 @@ static stem_status ensure_score_scratch(stem_plan *plan, stem_cuda_context *c, s
             st = dev_alloc(c, &pl->gmax, bkv * n * (size_t)plan->group * 8,
                            "score scratch (value norms)");
     }
+    /* vb, then the u32 [B*Hkv] value-CTA counters of stem_k_score_prep (zeroed
+     * once here; the kernel leaves them zero). */
     if (st == STEM_OK)
-        st = dev_alloc(c, &pl->vb, bkv * n * 4, "score scratch (value bonus)");
+        st = dev_alloc(c, &pl->vb, bkv * (n + 1) * 4, "score scratch (value bonus)");
+    if (st == STEM_OK) {
+        const CUresult r = c->api->cuMemsetD8Async(pl->vb + bkv * n * 4, 0, bkv * 4, c->stream);
+        if (r)
+            st = stem_cuda_fail(r, "clearing the value counters");
+    }
     if (st != STEM_OK) {
         free_ptr(c, &pl->qflat);
         free_ptr(c, &pl->kflat);
@@ -221,27 +229,43 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_t
     const int64_t bkv = pass->batch * pass->num_kv_heads;
     const int tc = score_on_tensor_cores(c, plan);
     p.nsplit = 1;
-    /* Query and key phase sums in one launch (key rows after the query rows). */
+    /* Query and key phase sums in one launch (key rows after the query rows);
+     * by default (STEM_CUDA_SCORE_FUSE) with the value maxima and bonus in the
+     * same launch, their CTAs first (stem_k_score_prep). */
     int is_key = -1;
     void *ps_args[] = {&p, &is_key};
-    st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_PHASE_SUMS], (unsigned)(bq * nr + bkv * n), 1, 1,
-                          256, 0, ps_args, "phase sums");
-    if (st == STEM_OK && p.with_bonus) {
+    const int64_t vctas = p.with_bonus ? bkv * n : 0;
+    const int fuse = c->score_fuse && vctas + bq * nr + bkv * n <= 0x7fffffff;
+    if (fuse) {
+        p.vcount = pl->vb + (CUdeviceptr)(d->batch * d->num_kv_heads * n * 4); /* plan's B*Hkv */
+        st = stem_cuda_launch(c, c->fn[c->score_fuse == 8 ? STEM_CUDA_FN_SCORE_PREP8
+                                                          : STEM_CUDA_FN_SCORE_PREP],
+                              (unsigned)(vctas + bq * nr + bkv * n), 1, 1, 256, 0, args,
+                              "phase sums and value bonus");
+    } else
+        st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_PHASE_SUMS], (unsigned)(bq * nr + bkv * n), 1,
+                              1, 256, 0, ps_args, "phase sums");
+    if (st == STEM_OK && p.with_bonus && !fuse) {
         st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_GROUP_VMAX], grid_for(bkv * n * plan->group * 32, 256),
                               1, 1, 256, 0, args, "value norms");
         if (st == STEM_OK)
             st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_VALUE_BONUS], (unsigned)bkv, 1, 1, 256, 0, args,
                                   "value bonus");
-    } else if (st == STEM_OK) {
+    } else if (st == STEM_OK && !p.with_bonus) {
         const CUresult r = c->api->cuMemsetD8Async(pl->vb, 0, (size_t)(bkv * n) * 4, c->stream);
         if (r)
             st = stem_cuda_fail(r, "clearing the value bonus");
     }
     if (st != STEM_OK)
         return st;
+    /* The GEMM may start under the kernel before it (STEM_CUDA_PDL), not under
+     * a memset or an allocation. */
+    stem_status (*launch)(stem_cuda_context *, CUfunction, unsigned, unsigned, unsigned,
+                                unsigned, unsigned, void **, const char *) =
+        p.with_bonus ? stem_cuda_launch_pdl : stem_cuda_launch;
     if (!tc)
-        return stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], (unsigned)((n + 63) / 64),
-                                (unsigned)((nr + 63) / 64), (unsigned)bq, 256, 0, args, "score GEMM");
+        return launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM], (unsigned)((n + 63) / 64),
+                      (unsigned)((nr + 63) / 64), (unsigned)bq, 256, 0, args, "score GEMM");
     const unsigned t64 = (unsigned)((n + 63) / 64), r64 = (unsigned)((nr + 63) / 64);
     const unsigned t32 = (unsigned)((n + 31) / 32), r32 = (unsigned)((nr + 31) / 32);
     const int64_t grid64 = (int64_t)t64 * r64 * bq, sms = c->sm_count;
@@ -260,27 +284,28 @@ stem_status stem_cuda_score(stem_plan *plan, const stem_pass *pass, const stem_t
             if (st != STEM_OK)
                 return st;
             pl->partial_bytes = part_bytes;
+            launch = stem_cuda_launch;
         }
         p.nsplit = (int)nseg;
         p.partial = pl->partial;
         /* 32 x 32 tiles where even the split 64 x 64 grid is under 4 CTAs per SM. */
         const int small = grid64 * nseg < 4 * sms;
         const unsigned z = (unsigned)(bq * nseg);
-        st = small ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC32], t32, r32, z, 128, 0,
-                                      args, "score GEMM (tensor cores, split K)")
-                   : stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], t64, r64, z, 128, 0,
-                                      args, "score GEMM (tensor cores, split K)");
+        st = small ? launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC32], t32, r32, z, 128, 0, args,
+                            "score GEMM (tensor cores, split K)")
+                   : launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], t64, r64, z, 128, 0, args,
+                            "score GEMM (tensor cores, split K)");
         if (st == STEM_OK)
-            st = stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_REDUCE], (unsigned)(bq * nr), 1, 1,
-                                  256, 0, args, "score GEMM (segment sums)");
+            st = stem_cuda_launch_pdl(c, c->fn[STEM_CUDA_FN_SCORE_REDUCE], (unsigned)(bq * nr), 1,
+                                      1, 256, 0, args, "score GEMM (segment sums)");
         return st;
     }
     /* 32x32 tiles where 64x64 ones would give fewer than 4 CTAs per SM. */
     const int small = grid64 < 4 * sms;
-    return small ? stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC32], t32, r32,
-                                    (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)")
-                 : stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], t64, r64,
-                                    (unsigned)bq, 128, 0, args, "score GEMM (tensor cores)");
+    return small ? launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC32], t32, r32, (unsigned)bq, 128, 0,
+                          args, "score GEMM (tensor cores)")
+                 : launch(c, c->fn[STEM_CUDA_FN_SCORE_GEMM_TC], t64, r64, (unsigned)bq, 128, 0,
+                          args, "score GEMM (tensor cores)");
 }
 
 stem_status stem_cuda_select(stem_plan *plan, const stem_pass *pass, const stem_tensor *scores,
@@ -312,12 +337,13 @@ stem_status stem_cuda_select(stem_plan *plan, const stem_pass *pass, const stem_
     void *args[] = {&p};
     /* Top-k and all-causal rows: one warp per row, 8 rows per CTA. */
     if (p.mode <= 1 && !c->select_cta)
-        return stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SELECT_WARP], (unsigned)((pass->n_rows + 7) / 8),
+        return stem_cuda_launch_pdl(c, c->fn[STEM_CUDA_FN_SELECT_WARP],
+                                    (unsigned)((pass->n_rows + 7) / 8),
+                                    (unsigned)(pass->batch * pass->num_q_heads), 1, 256, 0, args,
+                                    "selection");
+    return stem_cuda_launch_pdl(c, c->fn[STEM_CUDA_FN_SELECT], (unsigned)pass->n_rows,
                                 (unsigned)(pass->batch * pass->num_q_heads), 1, 256, 0, args,
                                 "selection");
-    return stem_cuda_launch(c, c->fn[STEM_CUDA_FN_SELECT], (unsigned)pass->n_rows,
-                            (unsigned)(pass->batch * pass->num_q_heads), 1, 256, 0, args,
-                            "selection");
 }
 
 static int variant_fits(const stem_cuda_context *c, const stem_plan *plan, int i,
@@ -400,6 +426,29 @@ static stem_status launch_variant(stem_cuda_context *c, const stem_plan *plan,
                      d->head_dim))
         return STEM_ERR_UNSUPPORTED; /* the caller falls back to another variant */
     void *args[] = {p, &maps[0], &maps[1], &maps[2]};
+    if (c->persistent && c->attn_persist_fn[vi]) {
+        /* STEM_CUDA_PERSISTENT=1: at most one CTA per SM; the CTAs take the
+         * tiles x bq (query block, batch x head) items, longest rows first,
+         * from a device counter zeroed on the stream before each launch. */
+        stem_cuda_plan *pl = plan->impl;
+        if (!pl->sched) {
+            const stem_status st = dev_alloc(c, &pl->sched, 4, "attention work counter");
+            if (st != STEM_OK)
+                return st;
+        }
+        const CUresult r = c->api->cuMemsetD8Async(pl->sched, 0, 4, c->stream);
+        if (r)
+            return stem_cuda_fail(r, "clearing the attention work counter");
+        p->n_tiles = (int)tiles;
+        p->bq = (int)bq;
+        p->sched = (unsigned long long)pl->sched;
+        const int64_t items = (int64_t)tiles * bq;
+        const int64_t grid = items < c->sm_count ? items : c->sm_count;
+        return stem_cuda_launch(c, c->attn_persist_fn[vi], grid < 1 ? 1u : (unsigned)grid, 1, 1,
+                                (unsigned)var->threads,
+                                stem_cuda_persist_smem(var, (int)d->head_dim), args,
+                                "attention (sm90, persistent)");
+    }
     return stem_cuda_launch(c, c->attn_fn[vi], tiles, bq, 1, (unsigned)var->threads, smem, args,
                             "attention (sm90)");
 }

@@ -3,7 +3,9 @@
 # the chunked cases (build A = BUILD), stem_cuda_bench of A and of BUILD/b's
 # library at 8K-32K, SDPA peers, the per-kernel profile of A. ~4 minutes.
 # QUICK=1 (little device time left): benches and peers first, then the suite
-# cut at 90 s, no memcheck.
+# cut at 90 s, no memcheck. Then (FUSE_AB=1, the default; ~3 minutes more, so
+# run FUSE_AB=0 or QUICK=1 where the 10-minute command limit is near) the A/B
+# of STEM_CUDA_SCORE_FUSE and STEM_CUDA_PDL, see below.
 # Carry: BUILD (default build-dev-carry), .devdeps, COMMIT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,4 +35,52 @@ if [ "${QUICK:-0}" = 1 ]; then SUITE_S=90 suite_and_memcheck; fi
 say "== per-kernel profile, build A (scoring kernels)"
 (cd /tmp && STEM_LIBRARY=$B/libstem.so PYTHONPATH=$OLDPWD/python timeout 60 python3 $OLDPWD/bench/cuda/profile_stages.py 8192 32768) 2>&1 |
     grep -E '^####|attn|score|phase|value|select|group' >> "$S"
+# A/B of STEM_CUDA_SCORE_FUSE (0: phase sums, value maxima and bonus as three
+# kernels; 1, the default: one stem_k_score_prep launch, 4-row load batches;
+# 8: 8-row batches) and STEM_CUDA_PDL=1: bitwise equality of the scores and
+# selections against FUSE=0 (sha256 per case), stem_cuda_bench and the profile.
+if [ "${FUSE_AB:-1}" = 1 ]; then
+say "== score fuse A/B: bitwise (sha256 of scores and index/count per case; must match FUSE=0)"
+ref=
+for cfg in "STEM_CUDA_SCORE_FUSE=0" "STEM_CUDA_SCORE_FUSE=1" "STEM_CUDA_SCORE_FUSE=8" \
+           "STEM_CUDA_SCORE_FUSE=1 STEM_CUDA_PDL=1" "STEM_CUDA_SCORE_FUSE=0 STEM_CUDA_SCORE_SPLIT=0"; do
+  (cd /tmp && env $cfg STEM_LIBRARY=$B/libstem.so PYTHONPATH=$OLDPWD/python timeout 120 python3 - <<'PY'
+import hashlib, torch, stem
+def h(*xs):
+    m = hashlib.sha256()
+    for x in xs:
+        m.update(x.contiguous().cpu().numpy().tobytes())
+    return m.hexdigest()[:16]
+out = []
+for (n, hq, hkv, d, dt, sel, bs, kw) in [
+        (8192, 32, 8, 128, torch.bfloat16, "stem", 128, {}),
+        (8000, 32, 8, 128, torch.bfloat16, "stem", 128, {}),
+        (4100, 8, 2, 64, torch.float16, "stem", 64, {}),
+        (3000, 4, 4, 128, torch.bfloat16, "stem_paper", 128, {}),
+        (2048, 8, 2, 128, torch.bfloat16, "stem", 128, {"beta": 0.0}),
+        (1000, 6, 3, 96, torch.float32, "stem", 128, {})]:
+    g = torch.Generator(device="cuda").manual_seed(n + hq)
+    q, k, v = (torch.randn(1, hh, n, d, device="cuda", dtype=dt, generator=g) * (1 + i)
+               for i, hh in enumerate((hq, hkv, hkv)))
+    s = stem.score(q, k, v, selector=sel, block_size=bs, **kw)
+    idx, cnt = stem.select(s, q_len=n, selector=sel, block_size=bs, **kw)
+    out.append(f"{n}/{sel}/{bs}/{str(dt)[6:]}:{h(s)}/{h(idx, cnt)}")
+print(" ".join(out))
+PY
+  ) >> "$O/fuse-ab.txt" 2>&1
+  res=$(tail -1 "$O/fuse-ab.txt"); ref=${ref:-$res}
+  say "$cfg: $([ "$res" = "$ref" ] && echo SAME || echo DIFFERENT) $res"
+done
+say "== stem_cuda_bench A, STEM_CUDA_SCORE_FUSE=0 (the separate kernels)"
+STEM_CUDA_SCORE_FUSE=0 timeout 60 "$B/stem_cuda_bench" $NS >> "$S" 2>&1
+say "== stem_cuda_bench A, STEM_CUDA_SCORE_FUSE=8"
+STEM_CUDA_SCORE_FUSE=8 timeout 60 "$B/stem_cuda_bench" $NS >> "$S" 2>&1
+say "== stem_cuda_bench A, STEM_CUDA_PDL=1"
+STEM_CUDA_PDL=1 timeout 60 "$B/stem_cuda_bench" $NS >> "$S" 2>&1
+for cfg in "STEM_CUDA_SCORE_FUSE=0:8192 32768" "STEM_CUDA_SCORE_FUSE=8:8192" "STEM_CUDA_PDL=1:8192"; do
+  say "== per-kernel profile, build A, ${cfg%%:*} (scoring kernels)"
+  (cd /tmp && env ${cfg%%:*} STEM_LIBRARY=$B/libstem.so PYTHONPATH=$OLDPWD/python timeout 60 python3 $OLDPWD/bench/cuda/profile_stages.py ${cfg#*:}) 2>&1 |
+      grep -E '^####|attn|score|phase|value|select|group' >> "$S"
+done
+fi
 say "total $((SECONDS - t0)) s"

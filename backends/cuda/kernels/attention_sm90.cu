@@ -15,7 +15,9 @@
 //    needs the per-token causal mask) comes first; GQA heads read K / V of
 //    their KV head in place.
 // Taken for block 128, head_dim 64 / 128, f16 / bf16 and tensors the TMA can
-// describe (16-byte aligned base and strides, unit element stride).
+// describe (16-byte aligned base and strides, unit element stride). Each
+// kernel has a persistent twin, <name>_persist (attn_sm90_persist below,
+// STEM_CUDA_PERSISTENT=1).
 #include "attn_common.cuh"
 #include "wgmma.cuh"
 
@@ -102,10 +104,12 @@ STEM_SM90_MMA(128, false, f16)
 
 // Shared memory: Q, STAGES x (K, V), each [panel][128 rows][128 bytes],
 // 1024-byte aligned (the swizzle atom); then the barriers and the block
-// index of each stage. Host mirror: stem_cuda_sm90_smem().
-template <int D, int STAGES> struct sm90_smem {
+// index of each stage. Host mirror: sm90_smem() in cuda_variants.c. The
+// persistent variant (NQ = 2) double-buffers Q: stem_cuda_persist_smem()
+// in cuda_common.h.
+template <int D, int STAGES, int NQ = 1> struct sm90_smem {
     static constexpr unsigned TILE = BM * D * 2; // bytes of one 128-row tile
-    static constexpr unsigned Q = 0, K = TILE, V = K + STAGES * TILE, BAR = V + STAGES * TILE;
+    static constexpr unsigned Q = 0, K = NQ * TILE, V = K + STAGES * TILE, BAR = V + STAGES * TILE;
     static constexpr unsigned BYTES = BAR + 256 + 1024; // + barriers + alignment slack
 };
 
@@ -344,12 +348,304 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
 #undef BAR_VEMPTY
 }
 
+// ----------------------------------------------------- persistent variant
+// STEM_CUDA_PERSISTENT=1: a grid of at most one CTA per SM walks the
+// (query block, batch x head) work items, handed out by a global counter
+// (p.sched, zeroed by the launch path before each launch) longest rows
+// first: item t is query block n_tiles - 1 - t / (B Hq) of batch x head
+// t % (B Hq). The producer loads item k + 1's Q (into the other Q buffer)
+// and first K / V blocks while the consumers finish item k and its
+// epilogue. Per item the consumers run the arithmetic of attn_sm90 step for
+// step, so the output is bitwise identical. The K ring runs on across items
+// (a row's end sentinel takes a K slot and is released like any other), the
+// V ring holds V loads only; each ring keeps its slot and phase bit.
+
+// A ring position in one register (the producer has 24): slot in the low
+// bits, phase bit on top.
+struct ring {
+    unsigned v;
+    __device__ __forceinline__ int s() const { return (int)(v & 0xffu); }
+    __device__ __forceinline__ unsigned ph() const { return v >> 31; }
+    template <int STAGES> __device__ __forceinline__ void next()
+    {
+        v = ((v & 0xffu) + 1u == (unsigned)STAGES) ? (v & 0x80000000u) ^ 0x80000000u : v + 1u;
+    }
+};
+
+template <int D, bool BF16, int STAGES, bool OVERLAP, bool PINGPONG>
+__device__ __forceinline__ void attn_sm90_persist(const stem_kattn &p, const tmap *tq,
+                                                  const tmap *tk, const tmap *tv)
+{
+    typedef sm90_smem<D, STAGES, 2> L;
+    constexpr int PANEL = BM * 128; // bytes of one 64-column panel of a tile
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    unsigned char *smem = smem_raw + ((1024 - (saddr(smem_raw) & 1023)) & 1023);
+    const unsigned sbase = saddr(smem);
+    const unsigned bar0 = sbase + L::BAR;
+    unsigned long long *bars = reinterpret_cast<unsigned long long *>(smem + L::BAR);
+    // bars: Q full [2], Q empty [2], then per stage: K full, V full, K empty,
+    // V empty; then the block index of each K stage and the item of each Q
+    // buffer (-1: no more items). 8 (4 + 4 STAGES) + 4 (STAGES + 2) <= 256 bytes.
+    volatile int *stage_j = reinterpret_cast<volatile int *>(bars + 4 + 4 * STAGES);
+    volatile int *item_of = stage_j + STAGES;
+#define BAR_QFULL(k) (bar0 + 8u * (unsigned)(k))
+#define BAR_QEMPTY(k) (bar0 + 8u * (2u + (unsigned)(k)))
+#define BAR_KFULL(s) (bar0 + 8u * (4u + (unsigned)(s)))
+#define BAR_VFULL(s) (bar0 + 8u * (4u + STAGES + (unsigned)(s)))
+#define BAR_KEMPTY(s) (bar0 + 8u * (4u + 2u * STAGES + (unsigned)(s)))
+#define BAR_VEMPTY(s) (bar0 + 8u * (4u + 3u * STAGES + (unsigned)(s)))
+    static_assert(8 * (4 + 4 * STAGES) + 4 * (STAGES + 2) <= 256, "barrier area");
+
+    const int tid = threadIdx.x, wg = tid / 128;
+    const attn_geom g = attn_geometry(p);
+    // total < 2^31 (cuda_stages.c checks blocks x batch x heads); the
+    // counter ends at total + gridDim.x, below 2^32.
+    const unsigned bq = (unsigned)p.bq, total = (unsigned)p.n_tiles * bq;
+
+    if (tid == 0) {
+        for (int k = 0; k < 2; k++) {
+            mbar_init(BAR_QFULL(k), 1);
+            mbar_init(BAR_QEMPTY(k), 8); // one arrival per consumer warp
+        }
+        for (int s = 0; s < STAGES; s++) {
+            mbar_init(BAR_KFULL(s), 1);
+            mbar_init(BAR_VFULL(s), 1);
+            mbar_init(BAR_KEMPTY(s), 8);
+            mbar_init(BAR_VEMPTY(s), 8);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (wg == 0) {
+        // ------------------------------------------------------ producer
+        setmaxnreg_dec<24>();
+        if (tid != 0)
+            return;
+        asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tq)) : "memory");
+        asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tk)) : "memory");
+        asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tv)) : "memory");
+        ring kr = {0u}, vr = {0u};
+        for (unsigned k = 0;; k++) {
+            // Item k goes to Q buffer k & 1 once item k - 2 is done with it
+            // (every load of item k - 1 is issued by then), and is claimed
+            // only then: a claimed item waits behind at most one running item.
+            const int qb = (int)(k & 1u);
+            mbar_wait(BAR_QEMPTY(qb), ((k >> 1) & 1u) ^ 1u);
+            const unsigned t = atomicAdd(reinterpret_cast<unsigned *>(p.sched), 1u);
+            if (t >= total) {
+                item_of[qb] = -1;
+                mbar_arrive(BAR_QFULL(qb));
+                break;
+            }
+            item_of[qb] = (int)t;
+            // 32-bit coordinates (the producer has 24 registers): heads and
+            // batches < 65536, blocks < 2^31 (cuda_stages.c checks both).
+            const int bh = (int)(t % bq), b = bh / p.hq, h = bh % p.hq, kh = h / p.group;
+            const long long I = g.q_offset / BM + (long long)(p.n_tiles - 1) - (long long)(t / bq);
+            mbar_expect_tx(BAR_QFULL(qb), L::TILE);
+            tma_load(sbase + L::Q + qb * L::TILE, tq, (int)(I * BM - g.q_offset), h, b,
+                     BAR_QFULL(qb));
+            auto load_v = [&](int J) {
+                mbar_wait(BAR_VEMPTY(vr.s()), vr.ph() ^ 1u);
+                mbar_expect_tx(BAR_VFULL(vr.s()), L::TILE);
+                tma_load(sbase + L::V + vr.s() * L::TILE, tv, J * BN, kh, b, BAR_VFULL(vr.s()));
+                vr.template next<STAGES>();
+            };
+            // As attn_sm90: K of entry i, then V of entry i - 1; a K stage
+            // holding J = -1 ends the row. The entries are walked from the
+            // end through a pointer, the next one read before the waits.
+            const list_row row = list_row_of(p, b, h, I);
+            const int *e = row.idx + (long long)(row.cnt > 0 ? row.cnt - 1 : 0) * row.step;
+            int prev = (int)I + 1; // after the first kept entry: the previous one
+            bool any = false;
+            int Jn = row.cnt > 0 ? *e : -1;
+            for (int jj = row.cnt - 1; jj >= 0; jj--) {
+                const int J = Jn;
+                if (jj > 0) {
+                    e -= row.step;
+                    Jn = *e;
+                }
+                if (J < 0 || J >= prev)
+                    continue;
+                mbar_wait(BAR_KEMPTY(kr.s()), kr.ph() ^ 1u);
+                stage_j[kr.s()] = J;
+                mbar_expect_tx(BAR_KFULL(kr.s()), L::TILE);
+                tma_load(sbase + L::K + kr.s() * L::TILE, tk, J * BN, kh, b, BAR_KFULL(kr.s()));
+                kr.template next<STAGES>();
+                if (any)
+                    load_v(prev);
+                prev = J;
+                any = true;
+            }
+            mbar_wait(BAR_KEMPTY(kr.s()), kr.ph() ^ 1u);
+            stage_j[kr.s()] = -1;
+            mbar_arrive(BAR_KFULL(kr.s()));
+            kr.template next<STAGES>();
+            if (any)
+                load_v(prev);
+        }
+        return;
+    }
+
+    // --------------------------------------------------------- consumers
+    setmaxnreg_inc<240>();
+    const int w = wg - 1, t = tid & 127, wi = t >> 5, lane = tid & 31;
+    auto release = [&](unsigned bar) {
+        __syncwarp();
+        if (lane == 0)
+            mbar_arrive(bar);
+    };
+    // Ping-pong turns as in attn_sm90 (balanced within each item).
+    auto turn_begin = [&]() {
+        if (PINGPONG)
+            named_sync(1 + w);
+    };
+    auto turn_end = [&](bool last) {
+        if (PINGPONG && !(last && w == 1))
+            named_arrive(2 - w);
+    };
+    ring kr = {0u}, vr = {0u};
+    for (unsigned k = 0;; k++) {
+        const int qb = (int)(k & 1u);
+        mbar_wait(BAR_QFULL(qb), (k >> 1) & 1u);
+        const int item = item_of[qb];
+        if (item < 0)
+            break;
+        const unsigned ut = (unsigned)item;
+        const long long bh = ut % bq, b = bh / p.hq, h = bh % p.hq;
+        const long long I = g.q_offset / BM + (long long)(p.n_tiles - 1) - (long long)(ut / bq);
+        const long long qa0 = I * BM;
+        const long long qw0 = qa0 + 64 * w;                 // first absolute query row of this WG
+        const long long qlo = qw0 + 16 * wi + (lane >> 2);  // this thread's rows: qlo, qlo + 8
+        float o[D / 8][4];
+#pragma unroll
+        for (int i = 0; i < D / 8; i++)
+            o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+        float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+        const unsigned qdesc0 = sbase + L::Q + qb * L::TILE + 64 * w * 128;
+
+        auto issue_qk = [&](float (&sc)[BN / 8][4], int s) {
+            const unsigned kbase = sbase + L::K + s * L::TILE;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; kk++) {
+                const unsigned off = (kk / 4) * PANEL + (kk % 4) * 32;
+                sm90_mma<D, BF16>::qk(sc, smem_desc(qdesc0 + off, 16, 1024),
+                                      smem_desc(kbase + off, 16, 1024), kk > 0);
+            }
+            wgmma_commit();
+        };
+        auto issue_pv = [&](const unsigned (&pa)[BN / 16][4], int s) {
+            const unsigned vbase = sbase + L::V + s * L::TILE;
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; kk++)
+                sm90_mma<D, BF16>::pv(o, pa[kk], smem_desc(vbase + kk * 2048, PANEL, 1024));
+            wgmma_commit();
+        };
+        auto softmax = [&](float (&sc)[BN / 8][4], long long J, float alpha[2]) {
+            const long long key0 = J * BN;
+            if (key0 + BN - 1 > qw0 || key0 + BN > g.kv_len)
+                scale_mask<BN / 8, true>(sc, p.scale_log2, key0, qlo, qlo + 8, g.kv_len, lane);
+            else
+                scale_mask<BN / 8, false>(sc, p.scale_log2, key0, qlo, qlo + 8, g.kv_len, lane);
+            softmax_step<BN / 8>(sc, m, l, alpha);
+        };
+
+        float sc[BN / 8][4];
+        unsigned pa[BN / 16][4];
+        float alpha[2];
+        mbar_wait(BAR_KFULL(kr.s()), kr.ph());
+        long long J = stage_j[kr.s()];
+        const bool have = J >= 0;
+        if (PINGPONG && have && w == 1)
+            named_arrive(1);
+        if (have) { // first (diagonal) block
+            turn_begin();
+            wgmma_fence();
+            issue_qk(sc, kr.s());
+            turn_end(false);
+            wgmma_wait<0>();
+            release(BAR_KEMPTY(kr.s()));
+            softmax(sc, J, alpha);
+            pack_p<BN / 8, BF16>(sc, pa);
+        } else {
+            release(BAR_KEMPTY(kr.s())); // an empty row: its sentinel
+        }
+        kr.template next<STAGES>();
+        while (have) {
+            mbar_wait(BAR_KFULL(kr.s()), kr.ph());
+            J = stage_j[kr.s()];
+            if (J < 0) {
+                release(BAR_KEMPTY(kr.s()));
+                kr.template next<STAGES>();
+                break;
+            }
+            if (!OVERLAP) {
+                mbar_wait(BAR_VFULL(vr.s()), vr.ph());
+                wgmma_fence();
+                issue_pv(pa, vr.s());
+                wgmma_wait<0>();
+                release(BAR_VEMPTY(vr.s()));
+                issue_qk(sc, kr.s());
+                wgmma_wait<0>();
+                release(BAR_KEMPTY(kr.s()));
+                softmax(sc, J, alpha);
+                rescale_o<D / 8>(o, alpha);
+                pack_p<BN / 8, BF16>(sc, pa);
+            } else {
+                mbar_wait(BAR_VFULL(vr.s()), vr.ph());
+                turn_begin();
+                wgmma_fence();
+                issue_qk(sc, kr.s());
+                issue_pv(pa, vr.s());
+                turn_end(false);
+                wgmma_wait<1>();
+                release(BAR_KEMPTY(kr.s()));
+                softmax(sc, J, alpha);
+                wgmma_wait<0>();
+                release(BAR_VEMPTY(vr.s()));
+                rescale_o<D / 8>(o, alpha);
+                pack_p<BN / 8, BF16>(sc, pa);
+            }
+            kr.template next<STAGES>();
+            vr.template next<STAGES>();
+        }
+        if (have) { // P V of the last block
+            mbar_wait(BAR_VFULL(vr.s()), vr.ph());
+            turn_begin();
+            wgmma_fence();
+            issue_pv(pa, vr.s());
+            turn_end(true);
+            wgmma_wait<0>();
+            release(BAR_VEMPTY(vr.s()));
+            vr.template next<STAGES>();
+        }
+        // Every wgmma of this warp that read Q buffer qb has completed.
+        release(BAR_QEMPTY(qb));
+        finish_rows(l);
+        const long long row_lo = qlo - g.q_offset;
+        store_rows<D / 8>(p, g, b, h, row_lo, row_lo + 8, o, l, m, lane);
+    }
+#undef BAR_QFULL
+#undef BAR_QEMPTY
+#undef BAR_KFULL
+#undef BAR_VFULL
+#undef BAR_KEMPTY
+#undef BAR_VEMPTY
+}
+
 #define STEM_ATTN_SM90(name, D, BF16, STAGES, OVERLAP, PINGPONG)                                  \
     extern "C" __global__ void __launch_bounds__(THREADS, 1)                                     \
         name(const __grid_constant__ stem_kattn p, const __grid_constant__ tmap tq,               \
              const __grid_constant__ tmap tk, const __grid_constant__ tmap tv)                   \
     {                                                                                             \
         attn_sm90<D, BF16, STAGES, OVERLAP, PINGPONG>(p, &tq, &tk, &tv);                          \
+    }                                                                                             \
+    extern "C" __global__ void __launch_bounds__(THREADS, 1)                                     \
+        name##_persist(const __grid_constant__ stem_kattn p, const __grid_constant__ tmap tq,     \
+                       const __grid_constant__ tmap tk, const __grid_constant__ tmap tv)         \
+    {                                                                                             \
+        attn_sm90_persist<D, BF16, STAGES, OVERLAP, PINGPONG>(p, &tq, &tk, &tv);                  \
     }
 // Intra-warpgroup overlap of softmax and GEMMs (STEM_CUDA_ATTN=sm90).
 STEM_ATTN_SM90(stem_k_attn_sm90_bf16_d128, 128, true, 2, true, false)

@@ -28,6 +28,11 @@ typedef struct stem_kattn {
     int row0;
     int has_lse;          /* write lse: f32 [B, Hq, q_len, 1], natural log */
     stem_ktensor lse;
+    /* Persistent sm90 kernels only (0 elsewhere): n_tiles query blocks x
+     * bq = batch x Hq work items; sched: u32 work counter, zeroed before
+     * each launch. */
+    int n_tiles, bq;
+    unsigned long long sched;
 } stem_kattn;
 
 /* Block scores: phase sums, value bonus and the causal GEMM. */
@@ -56,6 +61,9 @@ typedef struct stem_kscore {
      * into partial f32 [nsplit][B*Hq][n_rows][n]; stem_k_score_reduce adds them. */
     int nsplit, pad_;
     unsigned long long partial;
+    /* stem_k_score_prep: u32 [B*Hkv] counts of a head's finished value CTAs
+     * (zero between launches). */
+    unsigned long long vcount;
 } stem_kscore;
 
 /* Selection of one plan. */

@@ -3,6 +3,24 @@
 // and the XAttention block softmax mass.
 #include "common.cuh"
 
+// Programmatic dependent launch (STEM_CUDA_PDL=1, compute capability 9.0):
+// a kernel launched with it may start while the stream's previous kernel
+// runs, so it waits for that grid (complete, memory visible) before it
+// touches memory; a kernel lets its successor start launching early. Both are
+// no-ops without PDL and on sm_80.
+__device__ __forceinline__ void pdl_wait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_dependents()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 // Qflat / Kflat rows: out[(bh*n + blk)*W + seg*d + e] = sum_{a<G} x[blk*B + a*S + ph][e],
 // seg = ph (query) or S-1-ph (key). One CTA per row (grid.x = rows), threads
 // over its W = S*d sums, two neighbouring columns per thread: with 16-bit
@@ -48,8 +66,9 @@ __device__ __forceinline__ void add8(double (&a)[8], uint4 v, bool f16)
     }
 }
 
-__device__ void phase_sums_x8(const stem_ktensor &t, long long base, int S, int D, int last,
-                              int skip, int is_key, float *out)
+template <int BATCH, bool STORE4>
+__device__ __forceinline__ void phase_sums_x8(const stem_ktensor &t, long long base, int S, int D,
+                                              int last, int skip, int is_key, float *out)
 {
     const int units = S * (D / 8);
     int T = units >= (int)blockDim.x ? 1 : (int)blockDim.x / units;
@@ -68,26 +87,53 @@ __device__ void phase_sums_x8(const stem_ktensor &t, long long base, int S, int 
             const int r0 = skip > ph ? ph + (skip - ph + S - 1) / S * S : ph;
             const long long step = (long long)S * T * t.s[2];
             long long off = base + (long long)(r0 + lane_in * S) * t.s[2] + e;
+            if constexpr (BATCH == 0) {
 #pragma unroll 4
-            for (int r = r0 + lane_in * S; r < last; r += S * T, off += step)
-                add8(a, src[off >> 3], f16);
+                for (int r = r0 + lane_in * S; r < last; r += S * T, off += step)
+                    add8(a, src[off >> 3], f16);
+            } else {
+                // The same rows in the same order; the loads of BATCH rows are
+                // issued together (the loop above leaves one load per thread
+                // in flight: each iteration's exit test sits between them).
+                for (int r = r0 + lane_in * S; r < last; r += BATCH * S * T) {
+                    uint4 x[BATCH > 0 ? BATCH : 1];
+#pragma unroll
+                    for (int j = 0; j < BATCH; j++)
+                        if (r + j * S * T < last)
+                            x[j] = src[(off + j * step) >> 3];
+#pragma unroll
+                    for (int j = 0; j < BATCH; j++)
+                        if (r + j * S * T < last)
+                            add8(a, x[j], f16);
+                    off += BATCH * step;
+                }
+            }
         }
         for (int m = T / 2; m > 0; m >>= 1)
 #pragma unroll
             for (int i = 0; i < 8; i++)
                 a[i] += __shfl_xor_sync(0xffffffffu, a[i], m);
-        if (u < units && lane_in == 0)
+        if (u < units && lane_in == 0) {
+            if constexpr (STORE4) { // 32-byte aligned: D % 8 == 0, rows of S*D floats
+                float4 *o = reinterpret_cast<float4 *>(out + seg * D + e);
+                o[0] = make_float4((float)a[0], (float)a[1], (float)a[2], (float)a[3]);
+                o[1] = make_float4((float)a[4], (float)a[5], (float)a[6], (float)a[7]);
+            } else {
 #pragma unroll
-            for (int i = 0; i < 8; i++)
-                out[seg * D + e + i] = (float)a[i];
+                for (int i = 0; i < 8; i++)
+                    out[seg * D + e + i] = (float)a[i];
+            }
+        }
     }
 }
 
-// is_key < 0: queries and keys in one launch (the key rows follow the
-// B*Hq*n_rows query rows in grid.x).
-extern "C" __global__ void __launch_bounds__(256) stem_k_phase_sums(stem_kscore p, int is_key)
+// One row of phase sums (the CTA's work; 256 threads). is_key < 0: row
+// counts queries and keys (the key rows follow the B*Hq*n_rows query rows).
+// BATCH (0: the loop of stem_k_phase_sums) only schedules the loads, and
+// STORE4 stores the same values 16 bytes at a time: every sum is the same.
+template <int BATCH, bool STORE4>
+__device__ __forceinline__ void phase_sums_row(const stem_kscore &p, long long row, int is_key)
 {
-    long long row = blockIdx.x;
     if (is_key < 0) {
         const long long qrows = (long long)p.batch * p.hq * p.n_rows;
         is_key = row >= qrows;
@@ -106,8 +152,8 @@ extern "C" __global__ void __launch_bounds__(256) stem_k_phase_sums(stem_kscore 
     // 16-byte aligned base: eight columns per 16-byte load (below).
     if (t.dtype != STEM_F32 && t.s[3] == 1 && D % 8 == 0 && t.s[2] % 8 == 0 &&
         t.s[1] % 8 == 0 && t.s[0] % 8 == 0 && t.ptr % 16 == 0) {
-        phase_sums_x8(t, kt_off(t, b, h, ablk * p.block - first, 0), S, D, last, skip, is_key,
-                      out);
+        phase_sums_x8<BATCH, STORE4>(t, kt_off(t, b, h, ablk * p.block - first, 0), S, D, last,
+                                     skip, is_key, out);
         return;
     }
     // Pairs need an even head_dim; one 4-byte load per pair needs 16-bit
@@ -143,38 +189,65 @@ extern "C" __global__ void __launch_bounds__(256) stem_k_phase_sums(stem_kscore 
     }
 }
 
+extern "C" __global__ void __launch_bounds__(256) stem_k_phase_sums(stem_kscore p, int is_key)
+{
+    phase_sums_row<0, false>(p, blockIdx.x, is_key);
+}
+
 // gmax[kv][gi] = max over the S tokens of stride group gi of ||V[t]||_2 (0 past N).
 // One warp per group; f32 sums of squares. 16-bit rows of unit stride (head_dim
 // a power of two in 8..256, strides multiples of 8, 16-byte aligned base): L =
 // head_dim / 8 lanes per token, one 16-byte load each, 32 / L tokens at a time;
 // otherwise lanes over the columns, token by token.
-extern "C" __global__ void stem_k_group_vmax(stem_kscore p)
+__device__ __forceinline__ bool vmax_x8(const stem_kscore &p)
+{
+    const stem_ktensor &v = p.v;
+    const int D = p.head_dim, L = D / 8;
+    return v.dtype != STEM_F32 && v.s[3] == 1 && D % 8 == 0 && L <= 32 && (L & (L - 1)) == 0 &&
+           v.s[2] % 8 == 0 && v.s[1] % 8 == 0 && v.s[0] % 8 == 0 && v.ptr % 16 == 0;
+}
+
+// The maximum of group `it` (= kv * n*G + gi), computed by one whole warp
+// (every lane gets it); x8 = vmax_x8(p). PB > 0: the loads of PB passes are
+// issued together, then the passes run in the same order as with PB = 0.
+template <int PB>
+__device__ __forceinline__ float group_vmax_warp(const stem_kscore &p, long long it, bool x8)
 {
     const long long ng = (long long)p.n_blocks * p.group;
-    const long long total = (long long)p.batch * p.hkv * ng;
     const int lane = threadIdx.x & 31, D = p.head_dim;
-    const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
-    double *gmax = reinterpret_cast<double *>(p.gmax);
     const stem_ktensor &v = p.v;
     const int L = D / 8;
-    const bool x8 = v.dtype != STEM_F32 && v.s[3] == 1 && D % 8 == 0 && L <= 32 &&
-                    (L & (L - 1)) == 0 && v.s[2] % 8 == 0 && v.s[1] % 8 == 0 &&
-                    v.s[0] % 8 == 0 && v.ptr % 16 == 0;
-    for (long long it = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); it < total;
-         it += warps) {
-        const long long kv = it / ng, gi = it % ng, b = kv / p.hkv, kh = kv % p.hkv;
-        const long long tok0 = gi * p.stride;
-        const int len = (int)min((long long)p.stride, p.n_tokens - tok0);
-        const long long base = kt_off(v, b, kh, tok0, 0);
-        float mx = 0.0f;
-        if (x8) {
-            const uint4 *src = reinterpret_cast<const uint4 *>(v.ptr);
-            const int tp = 32 / L, sub = lane / L, e = (lane % L) * 8;
-            for (int ph0 = 0; ph0 < len; ph0 += tp) { // every lane runs every pass
+    const long long kv = it / ng, gi = it % ng, b = kv / p.hkv, kh = kv % p.hkv;
+    const long long tok0 = gi * p.stride;
+    const int len = (int)min((long long)p.stride, p.n_tokens - tok0);
+    const long long base = kt_off(v, b, kh, tok0, 0);
+    float mx = 0.0f;
+    if (x8) {
+        const uint4 *src = reinterpret_cast<const uint4 *>(v.ptr);
+        const int tp = 32 / L, sub = lane / L, e = (lane % L) * 8;
+        constexpr int NB = PB > 0 ? PB : 1;
+        for (int ph1 = 0; ph1 < len; ph1 += tp * NB) {
+            uint4 qb[NB];
+            if constexpr (PB > 0) {
+#pragma unroll
+                for (int j = 0; j < NB; j++)
+                    if (ph1 + j * tp + sub < len)
+                        qb[j] = src[(base + (ph1 + j * tp + sub) * v.s[2] + e) >> 3];
+            }
+#pragma unroll
+            for (int j = 0; j < NB; j++) {
+                const int ph0 = ph1 + j * tp;
+                if (ph0 >= len) // warp-uniform: the passes of PB = 0
+                    break;
+                // every lane runs every pass
                 const int ph = ph0 + sub;
                 float ss = 0.0f;
                 if (ph < len) {
-                    const uint4 q = src[(base + ph * v.s[2] + e) >> 3];
+                    uint4 q;
+                    if constexpr (PB > 0)
+                        q = qb[j];
+                    else
+                        q = src[(base + ph * v.s[2] + e) >> 3];
                     const unsigned w[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
                     for (int i = 0; i < 4; i++) {
@@ -193,19 +266,33 @@ extern "C" __global__ void stem_k_group_vmax(stem_kscore p)
                 if (ph < len)
                     mx = fmaxf(mx, sqrtf(ss));
             }
-            for (int m = L; m < 32; m <<= 1)
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, m));
-        } else {
-            for (int ph = 0; ph < len; ph++) {
-                float ss = 0.0f;
-                for (int e = lane; e < D; e += 32) {
-                    const float x = kt_load(v, base + ph * v.s[2] + e * v.s[3]);
-                    ss = fmaf(x, x, ss);
-                }
-                mx = fmaxf(mx, sqrtf(warp_sum(ss)));
-            }
         }
-        if (lane == 0)
+        for (int m = L; m < 32; m <<= 1)
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, m));
+    } else {
+        for (int ph = 0; ph < len; ph++) {
+            float ss = 0.0f;
+            for (int e = lane; e < D; e += 32) {
+                const float x = kt_load(v, base + ph * v.s[2] + e * v.s[3]);
+                ss = fmaf(x, x, ss);
+            }
+            mx = fmaxf(mx, sqrtf(warp_sum(ss)));
+        }
+    }
+    return mx;
+}
+
+extern "C" __global__ void stem_k_group_vmax(stem_kscore p)
+{
+    const long long ng = (long long)p.n_blocks * p.group;
+    const long long total = (long long)p.batch * p.hkv * ng;
+    const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
+    double *gmax = reinterpret_cast<double *>(p.gmax);
+    const bool x8 = vmax_x8(p);
+    for (long long it = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); it < total;
+         it += warps) {
+        const float mx = group_vmax_warp<0>(p, it, x8);
+        if ((threadIdx.x & 31) == 0)
             gmax[it] = mx;
     }
 }
@@ -213,10 +300,17 @@ extern "C" __global__ void stem_k_group_vmax(stem_kscore p)
 // vb[kv][J] from the group maxima: STEM z-scores (mean / sd over the groups of
 // real tokens), ReLU, beta, mean over the block's groups; STEM_PAPER the
 // block's log max. One block of 256 threads per KV head; fixed-order sums.
-extern "C" __global__ void stem_k_value_bonus(stem_kscore p)
+// CG: the maxima are read through L2 (ld.cg; the fused kernel's last value
+// CTA of a head reads maxima that other CTAs of the launch wrote).
+template <bool CG> __device__ __forceinline__ double ld_gmax(const double *x)
 {
-    __shared__ double red[32];
-    const long long kv = blockIdx.x, n = p.n_blocks, G = p.group, ng = n * G;
+    return CG ? __ldcg(x) : *x;
+}
+
+template <bool CG>
+__device__ __forceinline__ void value_bonus_head(const stem_kscore &p, long long kv, double *red)
+{
+    const long long n = p.n_blocks, G = p.group, ng = n * G;
     const double *gmax = reinterpret_cast<const double *>(p.gmax) + kv * ng;
     float *vb = reinterpret_cast<float *>(p.vb) + kv * n;
     const double beta = p.beta;
@@ -224,7 +318,7 @@ extern "C" __global__ void stem_k_value_bonus(stem_kscore p)
         for (long long J = threadIdx.x; J < n; J += blockDim.x) {
             double mx = 0.0;
             for (int a = 0; a < G; a++)
-                mx = fmax(mx, gmax[J * G + a]);
+                mx = fmax(mx, ld_gmax<CG>(gmax + J * G + a));
             const double lv = log(mx + 1e-6);
             vb[J] = (float)(beta * (lv > 0.0 ? lv : 0.0));
         }
@@ -233,11 +327,11 @@ extern "C" __global__ void stem_k_value_bonus(stem_kscore p)
     const long long gv = p.n_tokens / p.stride;
     double s = 0.0;
     for (long long gi = threadIdx.x; gi < gv; gi += blockDim.x)
-        s += log(gmax[gi] + 1e-6);
+        s += log(ld_gmax<CG>(gmax + gi) + 1e-6);
     const double mean = gv > 0 ? block_sum(s, red) / (double)gv : 0.0;
     s = 0.0;
     for (long long gi = threadIdx.x; gi < gv; gi += blockDim.x) {
-        const double dv = log(gmax[gi] + 1e-6) - mean;
+        const double dv = log(ld_gmax<CG>(gmax + gi) + 1e-6) - mean;
         s += dv * dv;
     }
     const double ss = block_sum(s, red);
@@ -255,11 +349,77 @@ extern "C" __global__ void stem_k_value_bonus(stem_kscore p)
         double acc = 0.0;
         if (gv > 0 || p.has_vin)
             for (int a = 0; a < G; a++) {
-                const double z = (log(gmax[J * G + a] + 1e-6) - mu) / (sd + 1e-6);
+                const double z = (log(ld_gmax<CG>(gmax + J * G + a) + 1e-6) - mu) / (sd + 1e-6);
                 acc += beta * (z > 0.0 ? z : 0.0);
             }
         vb[J] = (float)(acc / (double)G);
     }
+}
+
+extern "C" __global__ void stem_k_value_bonus(stem_kscore p)
+{
+    __shared__ double red[32];
+    value_bonus_head<false>(p, blockIdx.x, red);
+}
+
+// The scoring prologue in one launch (STEM_CUDA_SCORE_FUSE, the default;
+// 256 threads): grid.x = [B*Hkv*n value CTAs when with_bonus] [B*Hq*n_rows
+// query rows] [B*Hkv*n key rows]. Value CTA (kv, J) computes the G group
+// maxima of key block J, one warp per group as in stem_k_group_vmax; the last
+// of a head's n value CTAs to finish (a counter per head in p.vcount, zero
+// between launches: that last CTA resets it) then computes the head's value
+// bonus as stem_k_value_bonus. The value CTAs come first so that the bonus
+// overlaps the phase sums. Every number comes from the same device code as
+// in the separate kernels, in the same order: the results are bitwise the same.
+template <int BATCH> __device__ __forceinline__ void score_prep(const stem_kscore &p)
+{
+    pdl_launch_dependents(); // the score GEMM may queue behind this grid
+    const long long n = p.n_blocks, G = p.group;
+    const long long vctas = p.with_bonus ? (long long)p.batch * p.hkv * n : 0;
+    const long long cta = blockIdx.x;
+    if (cta >= vctas) {
+        phase_sums_row<BATCH, true>(p, cta - vctas, -1);
+        return;
+    }
+    __shared__ double red[32];
+    __shared__ int last;
+    const long long kv = cta / n, J = cta % n;
+    const bool x8 = vmax_x8(p);
+    double *gmax = reinterpret_cast<double *>(p.gmax);
+    for (long long a = threadIdx.x >> 5; a < G; a += blockDim.x >> 5) { // warp-uniform
+        const long long it = (kv * n + J) * G + a;
+        const float mx = group_vmax_warp<4>(p, it, x8);
+        if ((threadIdx.x & 31) == 0) {
+            gmax[it] = mx;
+            __threadfence(); // this maximum is visible before the counter moves
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned *cnt = reinterpret_cast<unsigned *>(p.vcount) + kv;
+        const int is_last = atomicAdd(cnt, 1u) == (unsigned)(n - 1);
+        if (is_last) {
+            __threadfence(); // the other CTAs' maxima are read after their counts
+            *cnt = 0u;       // all n CTAs of the head have counted: ready for the next launch
+        }
+        last = is_last;
+    }
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence();
+    value_bonus_head<true>(p, kv, red);
+}
+
+// BATCH 4 (the default) and 8 (STEM_CUDA_SCORE_FUSE=8): rows of phase sums
+// whose loads a thread issues together.
+extern "C" __global__ void __launch_bounds__(256) stem_k_score_prep(stem_kscore p)
+{
+    score_prep<4>(p);
+}
+extern "C" __global__ void __launch_bounds__(256) stem_k_score_prep8(stem_kscore p)
+{
+    score_prep<8>(p);
 }
 
 // scores[I][J] = coef * dot(Qflat[I], Kflat[J]) + vb[J] for J <= I, -inf above.
@@ -270,6 +430,7 @@ extern "C" __global__ void stem_k_value_bonus(stem_kscore p)
 #define SG_K 16
 extern "C" __global__ void __launch_bounds__(256) stem_k_score_gemm(stem_kscore p)
 {
+    pdl_wait();
     __shared__ float As[SG_K][SG_T + 4], Bs[SG_K][SG_T + 4];
     // Rows r < n_rows are the absolute blocks row0 + r; n key blocks.
     const int n = p.n_blocks, g = p.hq / p.hkv, nr = p.n_rows, row0 = p.row0;
@@ -369,6 +530,8 @@ __device__ __forceinline__ void split_tf32(float4 x, float *hi, float *lo)
 // TT/2 x TT/2: MT m16 and NT n8 fragments each. grid.z = B*Hq*nsplit.
 template <int TT> __device__ __forceinline__ void score_gemm_tc(const stem_kscore &p)
 {
+    pdl_wait();
+    pdl_launch_dependents(); // the segment sums or the selection
     constexpr int MT = TT / 32, NT = TT / 16;
     __shared__ __align__(16) float Ah[TT][TC_LD], Al[TT][TC_LD], Bh[TT][TC_LD], Bl[TT][TC_LD];
     // Rows I < nr are the absolute blocks row0 + I; n key blocks.
@@ -498,6 +661,8 @@ extern "C" __global__ void __launch_bounds__(128) stem_k_score_gemm_tc32(stem_ks
 // diagonal. One CTA per score row (grid.x = B*Hq*n_rows), threads over J.
 extern "C" __global__ void __launch_bounds__(256) stem_k_score_reduce(stem_kscore p)
 {
+    pdl_wait();
+    pdl_launch_dependents(); // the selection
     const int n = p.n_blocks, nr = p.n_rows, g = p.hq / p.hkv;
     const long long rowi = blockIdx.x, I = rowi % nr, bh = rowi / nr;
     const long long b = bh / p.hq, h = bh % p.hq, kv = b * p.hkv + h / g;

@@ -4,6 +4,24 @@
 // as the CPU backend's, ties included.
 #include "common.cuh"
 
+// Programmatic dependent launch (STEM_CUDA_PDL=1, compute capability 9.0):
+// a kernel launched with it may start while the stream's previous kernel
+// runs, so it waits for that grid (complete, memory visible) before it
+// touches memory; a kernel lets its successor start launching early. Both are
+// no-ops without PDL and on sm_80.
+__device__ __forceinline__ void pdl_wait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_dependents()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 #define SEL_THREADS 256
 
 // Order-preserving map of a finite float to an unsigned key (-0 as +0).
@@ -56,6 +74,7 @@ __device__ int block_scan(int x, int *total, int *warp_tot)
 
 extern "C" __global__ void __launch_bounds__(SEL_THREADS) stem_k_select(stem_kselect p)
 {
+    pdl_wait();
     __shared__ unsigned hist[256];
     __shared__ int warp_tot[SEL_THREADS / 32];
     __shared__ double red[SEL_THREADS / 32];
@@ -194,6 +213,7 @@ extern "C" __global__ void __launch_bounds__(SEL_THREADS) stem_k_select(stem_kse
 // search is a warp scan instead of one thread walking 256 bins.
 extern "C" __global__ void __launch_bounds__(SEL_THREADS) stem_k_select_warp(stem_kselect p)
 {
+    pdl_wait();
     __shared__ unsigned hist_all[SEL_THREADS / 32][256];
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     const long long r = (long long)blockIdx.x * (SEL_THREADS / 32) + w;

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# One GPU-machine call for the two CUDA switches of issue 14 that landed
+# together: the fused scoring launch (STEM_CUDA_SCORE_FUSE, default on) and
+# the persistent sm90 attention (STEM_CUDA_PERSISTENT=1, default off).
+# Correctness first, timings after, so a call cut short still says what is
+# safe:
+#   1. stem_cuda_persist_check: persistent vs per-tile outputs bitwise equal
+#      (a hang here skips every later persistent step);
+#   2. in parallel: the CUDA suite on the default, the suite with
+#      STEM_CUDA_PERSISTENT=1, and the score/select hashes of FUSE=0/1/8 and
+#      PDL=1 (must all match FUSE=0);
+#   3. compute-sanitizer memcheck (default, chunked), memcheck and racecheck
+#      (persistent, one case each);
+#   4. stem_cuda_bench default and persistent, FUSE=0 and PDL=1 at 8K-32K,
+#      SDPA flash / cuDNN, per-kernel profile of the scoring.
+# Carry: BUILD (default build-dev-carry: libstem.so*, tests/test_conformance,
+# stem_cuda_bench, stem_cuda_persist_check), .devdeps, COMMIT, python/.
+# Output: $OUT/summary.txt and $OUT/logs.tgz. ~9 minutes.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+B=$PWD/${BUILD:-build-dev-carry}; O=${OUT:-/tmp/cuda-ab-round}; L=/tmp/cuda-ab-logs
+mkdir -p "$O" "$L"; S=$O/summary.txt; : > "$S"
+say() { echo "$*" | tee -a "$S"; }
+finish() { say "total $((SECONDS - t0)) s"; tar czf "$O/logs.tgz" -C "$L" . 2>/dev/null; }
+t0=$SECONDS
+trap finish EXIT
+for f in .devdeps/*.deb; do dpkg -x "$f" /; done; ldconfig
+export LD_LIBRARY_PATH=$B:${LD_LIBRARY_PATH:-} PYTHONUNBUFFERED=1
+say "date $(date -u +%FT%TZ) commit $(cat COMMIT 2>/dev/null)"
+say "gpu $(nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader)"
+CS=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+
+say "== 1. persistent vs per-tile, bitwise (stem_cuda_persist_check 8192 32768)"
+timeout -k 5 120 "$B/stem_cuda_persist_check" 8192 32768 > "$L/persist-check.log" 2>&1
+prc=$?; cat "$L/persist-check.log" >> "$S"; say "persist check rc=$prc"
+P_OK=0; [ $prc = 0 ] && P_OK=1
+
+say "== 2. suites (default; persistent) and score hashes, in parallel"
+suite() { # suite LABEL SECONDS ENV...
+    local l=$1 s=$2; shift 2
+    env "$@" STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda OMP_NUM_THREADS=5 \
+        timeout -k 5 "$s" "$B/tests/test_conformance" > "$L/conf-$l.log" 2>&1
+    echo "rc=$?" >> "$L/conf-$l.log"
+}
+hashes() {
+    for cfg in "STEM_CUDA_SCORE_FUSE=0" "STEM_CUDA_SCORE_FUSE=1" "STEM_CUDA_SCORE_FUSE=8" \
+               "STEM_CUDA_SCORE_FUSE=1 STEM_CUDA_PDL=1" "STEM_CUDA_SCORE_FUSE=0 STEM_CUDA_SCORE_SPLIT=0"; do
+        echo "cfg $cfg"
+        (cd /tmp && env $cfg STEM_LIBRARY=$B/libstem.so PYTHONPATH=$OLDPWD/python timeout 100 python3 - <<'PY'
+import hashlib, torch, stem
+def h(*xs):
+    m = hashlib.sha256()
+    for x in xs:
+        m.update(x.contiguous().cpu().numpy().tobytes())
+    return m.hexdigest()[:16]
+out = []
+for (n, hq, hkv, d, dt, sel, bs, kw) in [
+        (8192, 32, 8, 128, torch.bfloat16, "stem", 128, {}),
+        (8000, 32, 8, 128, torch.bfloat16, "stem", 128, {}),
+        (4100, 8, 2, 64, torch.float16, "stem", 64, {}),
+        (3000, 4, 4, 128, torch.bfloat16, "stem_paper", 128, {}),
+        (2048, 8, 2, 128, torch.bfloat16, "stem", 128, {"beta": 0.0}),
+        (1000, 6, 3, 96, torch.float32, "stem", 128, {})]:
+    g = torch.Generator(device="cuda").manual_seed(n + hq)
+    q, k, v = (torch.randn(1, hh, n, d, device="cuda", dtype=dt, generator=g) * (1 + i)
+               for i, hh in enumerate((hq, hkv, hkv)))
+    s = stem.score(q, k, v, selector=sel, block_size=bs, **kw)
+    idx, cnt = stem.select(s, q_len=n, selector=sel, block_size=bs, **kw)
+    out.append(f"{n}/{sel}/{bs}/{str(dt)[6:]}:{h(s)}/{h(idx, cnt)}")
+print("HASH " + " ".join(out))
+PY
+        ) 2>&1 | tail -3
+    done
+}
+suite default 230 &
+[ $P_OK = 1 ] && suite persistent 230 STEM_CUDA_PERSISTENT=1 &
+hashes > "$L/hashes.log" 2>&1 &
+wait
+say "suites and hashes $((SECONDS - t0)) s"
+for f in "$L"/conf-*.log; do
+    say "$(basename "$f" .log): ok=$(grep -c '^\[       OK \]' "$f") failed=$(grep -c '^\[  FAILED  \]' "$f") $(grep -E '^cuda: [0-9]+ passed' "$f" | tail -1) $(tail -1 "$f")"
+    grep -E '^\[  FAILED  \]' "$f" | sort -u | head -12 >> "$S"
+done
+ref=$(grep -m1 '^HASH' "$L/hashes.log")
+grep -E '^(cfg|HASH)' "$L/hashes.log" | while read -r a rest; do
+    if [ "$a" = cfg ]; then c=$rest; else say "  $c: $([ "$a $rest" = "$ref" ] && echo SAME || echo DIFFERENT)"; fi
+done
+echo "$ref" >> "$S"; grep -v -E '^(cfg|HASH)' "$L/hashes.log" | head -5 >> "$S"
+
+say "== 3. sanitizers"
+san() { # san TOOL FILTER ENV...
+    local t=$1 f=$2; shift 2
+    out=$(env "$@" STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda STEM_TEST_FILTER=$f OMP_NUM_THREADS=8 \
+          timeout 75 "$CS" --tool "$t" --error-exitcode 7 "$B/tests/test_conformance" 2>&1)
+    local rc=$?
+    echo "$out" > "$L/san-$t-$f-$#.log"
+    say "$t $f $*: rc=$rc $(echo "$out" | grep -E '^cuda: [0-9]+ passed' | tail -1) $(echo "$out" | grep -E 'ERROR SUMMARY' | tail -1)"
+}
+san memcheck chunked_c3
+if [ $P_OK = 1 ]; then
+    san memcheck stem_d128_h1x1_n1000_b128_s8_bf16 STEM_CUDA_PERSISTENT=1
+    san racecheck stem_d128_h1x1_n1000_b128_s8_bf16 STEM_CUDA_PERSISTENT=1
+fi
+
+say "== 4. timings"
+NS="8192 16384 32768 65536 131072"
+say "== stem_cuda_bench default (fused scoring, per-tile attention)"
+timeout 110 "$B/stem_cuda_bench" $NS >> "$S" 2>&1
+if [ $P_OK = 1 ]; then
+    say "== stem_cuda_bench STEM_CUDA_PERSISTENT=1"
+    STEM_CUDA_PERSISTENT=1 timeout 110 "$B/stem_cuda_bench" $NS >> "$S" 2>&1
+fi
+say "== SDPA peers"; timeout 120 python3 bench/cuda/sdpa_peers.py $NS >> "$S" 2>&1
+say "== stem_cuda_bench STEM_CUDA_SCORE_FUSE=0 (three scoring kernels), 8K-32K"
+STEM_CUDA_SCORE_FUSE=0 timeout 50 "$B/stem_cuda_bench" 8192 16384 32768 >> "$S" 2>&1
+say "== stem_cuda_bench STEM_CUDA_PDL=1, 8K-32K"
+STEM_CUDA_PDL=1 timeout 50 "$B/stem_cuda_bench" 8192 16384 32768 >> "$S" 2>&1
+for cfg in "STEM_CUDA_SCORE_FUSE=1" "STEM_CUDA_SCORE_FUSE=0" "STEM_CUDA_SCORE_FUSE=8"; do
+    say "== per-kernel profile, $cfg (scoring kernels, 8K and 32K)"
+    (cd /tmp && env $cfg STEM_LIBRARY=$B/libstem.so PYTHONPATH=$OLDPWD/python timeout 45 python3 $OLDPWD/bench/cuda/profile_stages.py 8192 32768) 2>&1 |
+        grep -E '^####|attn|score|phase|value|select|group|prep' >> "$S"
+done
