@@ -114,7 +114,7 @@ stem_status stem_vk_attention(stem_plan *plan, const stem_pass *pass, const stem
          * smaller P in f16; 8 cost the real-model fixture its 2e-3 bound on an H200. */
         const uint32_t cs[VK_SPEC_COUNT] = {(uint32_t)STEM_DTYPE_F16, nsg, bc,
                                             c->tune.coop_headroom, (uint32_t)plan->desc.head_dim,
-                                            nsg * 32};
+                                            nsg * 32, c->tune.attn_variant};
         memcpy(spec, cs, sizeof spec);
     }
     st = vk_pipeline(c, kernel, spec, &j.pipe);

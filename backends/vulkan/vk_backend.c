@@ -270,6 +270,20 @@ static stem_status create_device(stem_vk_context *c)
     di.pQueueCreateInfos = &qi;
     vk_coop_features cf;
     VkResult r = VK_ERROR_FEATURE_NOT_PRESENT;
+    /* STEM_VULKAN_PIPELINE_STATS=1: VK_KHR_pipeline_executable_properties too,
+     * where the device has it, so pipelines can report their statistics
+     * (registers, spills) to the log; put in front of every chain below. */
+    VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR pe = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR};
+    int with_pe = 0;
+    if (c->tune.pipeline_stats &&
+        vk_device_has_extension(c, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME)) {
+        VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+        f2.pNext = &pe;
+        c->f.vkGetPhysicalDeviceFeatures2(c->phys, &f2);
+        with_pe = pe.pipelineExecutableInfo == VK_TRUE;
+        pe.pNext = NULL;
+    }
     /* The best matrix path the device takes (KHR with bf16, KHR, NV), then none. */
     static const int tries[3][2] = {{VK_COOP_KHR, 1}, {VK_COOP_KHR, 0}, {VK_COOP_NV, 0}};
     for (int t = 0; t < 3 && !c->coop; t++) {
@@ -278,9 +292,14 @@ static stem_status create_device(stem_vk_context *c)
             break;
         if (path != tries[t][0] || (tries[t][1] && !cf.with_bf16))
             continue; /* a later try asks for exactly that */
-        const char *ext[2];
+        const char *ext[3];
         uint32_t next = 0;
         di.pNext = vk_coop_chain(&cf, path, ext, &next);
+        if (with_pe) {
+            pe.pNext = (void *)di.pNext;
+            di.pNext = &pe;
+            ext[next++] = VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME;
+        }
         di.enabledExtensionCount = next;
         di.ppEnabledExtensionNames = ext;
         r = c->f.vkCreateDevice(c->phys, &di, NULL, &c->device);
@@ -290,9 +309,11 @@ static stem_status create_device(stem_vk_context *c)
         }
     }
     if (!c->coop) { /* the plain kernels need no extension or feature */
-        di.pNext = NULL;
-        di.enabledExtensionCount = 0;
-        di.ppEnabledExtensionNames = NULL;
+        const char *pe_ext = VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME;
+        pe.pNext = NULL;
+        di.pNext = with_pe ? &pe : NULL;
+        di.enabledExtensionCount = with_pe ? 1 : 0;
+        di.ppEnabledExtensionNames = with_pe ? &pe_ext : NULL;
         r = c->f.vkCreateDevice(c->phys, &di, NULL, &c->device);
     }
     if (r != VK_SUCCESS)
@@ -301,6 +322,14 @@ static stem_status create_device(stem_vk_context *c)
     if (!stem_vk_load_device(&c->f, c->device, why, sizeof why))
         return stem_set_error(STEM_ERR_BACKEND_API, "vulkan: %s", why);
     c->f.vkGetDeviceQueue(c->device, c->queue_family, 0, &c->queue);
+    if (with_pe) {
+        c->get_exec_props = (PFN_vkGetPipelineExecutablePropertiesKHR)c->f.vkGetDeviceProcAddr(
+            c->device, "vkGetPipelineExecutablePropertiesKHR");
+        c->get_exec_stats = (PFN_vkGetPipelineExecutableStatisticsKHR)c->f.vkGetDeviceProcAddr(
+            c->device, "vkGetPipelineExecutableStatisticsKHR");
+        if (!c->get_exec_props || !c->get_exec_stats)
+            c->get_exec_props = NULL, c->get_exec_stats = NULL;
+    }
     return STEM_OK;
 }
 
@@ -452,6 +481,14 @@ static stem_status vk_context_init(stem_context *ctx, uint32_t backend_index)
              c->foreign_device ? ", on the caller's device" : "",
              c->tune.f32_matrix ? ", f32 as split f16 copies" : "",
              c->tune.f16_copy ? ", f16 through f16 copies" : "");
+    if (c->coop && c->tune.attn_variant)
+        stem_log(ctx, STEM_LOG_INFO, "vulkan: attention_coop VARIANT %u (STEM_VULKAN_ATTN_VARIANT)",
+                 (unsigned)c->tune.attn_variant);
+    if (c->tune.pipeline_stats)
+        stem_log(ctx, STEM_LOG_INFO, "vulkan: pipeline statistics %s",
+                 c->get_exec_stats ? "on (VK_KHR_pipeline_executable_properties)"
+                 : c->foreign_device ? "off: the caller's device"
+                                     : "off: the device lacks VK_KHR_pipeline_executable_properties");
     return STEM_OK;
 }
 

@@ -30,6 +30,11 @@ static int has_extension(stem_vk_context *c, const char *name)
     return found;
 }
 
+int vk_device_has_extension(stem_vk_context *c, const char *name)
+{
+    return has_extension(c, name);
+}
+
 /* A 16x16x16 subgroup shape with f16 A and B and f32 C and D (NV). */
 static int has_shape_nv(stem_vk_context *c)
 {
@@ -407,11 +412,14 @@ static int rows_aligned(const stem_tensor *t)
 }
 
 /* Shared bytes: K and V tiles of bc padded rows, one 16x20 f32 square and 16
- * floats per subgroup (and, for KHR, a 16x16 f16 square per subgroup). */
-static uint64_t coop_shared(int path, int split, uint64_t nsg, uint64_t bc, uint64_t d)
+ * floats per subgroup (and, for KHR, a 16x16 f16 square per subgroup; with
+ * VARIANT bit 4, P shares the f32 square and the f16 one shrinks to one
+ * element, 16 bytes counted). */
+static uint64_t coop_shared(int path, int split, uint32_t variant, uint64_t nsg, uint64_t bc,
+                            uint64_t d)
 {
-    return (split ? 4 : 2) * bc * (d / 8 + 1) * 16 + nsg * 16 * (20 * 4 + 4) +
-           (path == VK_COOP_KHR ? nsg * 512 : 0);
+    const uint64_t psq = path != VK_COOP_KHR ? 0 : (variant & 4u) ? 16 : nsg * 512;
+    return (split ? 4 : 2) * bc * (d / 8 + 1) * 16 + nsg * 16 * (20 * 4 + 4) + psq;
 }
 
 int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_tensor *q,
@@ -446,7 +454,8 @@ int vk_coop_tile(const stem_vk_context *c, const stem_plan *plan, const stem_ten
             continue;
         for (int j = 0; j < 3; j++)
             if (bcs[j] <= (uint32_t)block && (uint32_t)block % bcs[j] == 0 &&
-                coop_shared(c->coop, split, rows / 16, bcs[j], (uint64_t)d) <= c->shared_limit &&
+                coop_shared(c->coop, split, c->tune.attn_variant, rows / 16, bcs[j],
+                            (uint64_t)d) <= c->shared_limit &&
                 bcs[j] * ((uint64_t)d / 8 + 1) >= rows / 16 * 32) {
                 const int nv = c->coop == VK_COOP_NV;
                 const vk_kernel kk = split ? (nv ? VKK_ATTENTION_COOP_SPLIT
@@ -485,6 +494,15 @@ void vk_tuning_read(vk_tuning *t)
     t->f16_copy = f16c && strcmp(f16c, "1") == 0;
     const char *sync = getenv("STEM_VULKAN_SYNC");
     t->sync_stages = sync && strcmp(sync, "1") == 0;
+    /* attention_coop.comp's VARIANT bits (see the shader): 1 the tile's S as
+     * independent accumulators, 2 longest block rows first, 4 KHR's P square
+     * in the f32 one, 8 l summed on the components. Experimental: 0 (the
+     * measured kernel) by default. */
+    const char *var = getenv("STEM_VULKAN_ATTN_VARIANT");
+    if (var && atoi(var) > 0 && atoi(var) <= 15)
+        t->attn_variant = (uint32_t)atoi(var);
+    const char *ps = getenv("STEM_VULKAN_PIPELINE_STATS");
+    t->pipeline_stats = ps && strcmp(ps, "1") == 0;
 }
 
 int vk_coop_adopt(stem_vk_context *c, uint32_t flags)

@@ -3,8 +3,95 @@
  * so they stay valid until its fence signals. */
 #include "vk_internal.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Kernel names for the log, in enum vk_kernel order. */
+static const char *const kernel_names[] = {
+    "phase_sum", "vnorm", "vbonus", "score_gemm", "score_xattn", "select", "attention",
+    "attention_rows", "attention_coop", "to_f16", "attention_coop_khr",
+    "attention_coop_khr_bf16", "absmax", "attention_coop_split", "attention_coop_khr_split",
+    "split_check"};
+_Static_assert(sizeof kernel_names / sizeof kernel_names[0] == VKK_COUNT_,
+               "kernel_names: one per vk_kernel");
+
+/* STEM_VULKAN_PIPELINE_STATS=1: one log line (INFO) per executable of a new
+ * pipeline with every statistic the driver reports (register count, spills,
+ * scratch and shared memory on drivers that give them), so a run shows
+ * whether a kernel spills. Silent where the extension is off. */
+static void log_pipeline_stats(stem_vk_context *c, vk_kernel k,
+                               const uint32_t spec[VK_SPEC_COUNT], VkPipeline p)
+{
+    if (!c->get_exec_props || !c->get_exec_stats)
+        return;
+    VkPipelineInfoKHR pinfo = {.sType = VK_STRUCTURE_TYPE_PIPELINE_INFO_KHR};
+    pinfo.pipeline = p;
+    uint32_t ne = 0;
+    if (c->get_exec_props(c->device, &pinfo, &ne, NULL) != VK_SUCCESS || ne == 0)
+        return;
+    VkPipelineExecutablePropertiesKHR props[4];
+    if (ne > 4)
+        ne = 4;
+    for (uint32_t i = 0; i < ne; i++)
+        props[i] = (VkPipelineExecutablePropertiesKHR){
+            .sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_PROPERTIES_KHR};
+    VkResult r = c->get_exec_props(c->device, &pinfo, &ne, props);
+    if (r != VK_SUCCESS && r != VK_INCOMPLETE)
+        return;
+    for (uint32_t e = 0; e < ne; e++) {
+        VkPipelineExecutableInfoKHR ei = {.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR};
+        ei.pipeline = p;
+        ei.executableIndex = e;
+        uint32_t ns = 0;
+        if (c->get_exec_stats(c->device, &ei, &ns, NULL) != VK_SUCCESS)
+            continue;
+        VkPipelineExecutableStatisticKHR st[32];
+        if (ns > 32)
+            ns = 32;
+        for (uint32_t i = 0; i < ns; i++)
+            st[i] = (VkPipelineExecutableStatisticKHR){
+                .sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR};
+        r = c->get_exec_stats(c->device, &ei, &ns, st);
+        if (r != VK_SUCCESS && r != VK_INCOMPLETE)
+            continue;
+        char line[1000]; /* stem_log takes 1023 characters */
+        size_t used = (size_t)snprintf(
+            line, sizeof line,
+            "vulkan: pipeline %s spec [%u %u %u %u %u %u %u] %s, subgroup %u:", kernel_names[k],
+            spec[0], spec[1], spec[2], spec[3], spec[4], spec[5], spec[6], props[e].name,
+            props[e].subgroupSize);
+        for (uint32_t i = 0; i < ns && used < sizeof line; i++) {
+            const char *sep = i ? "," : "";
+            int w = 0;
+            switch (st[i].format) {
+            case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR:
+                w = snprintf(line + used, sizeof line - used, "%s %s=%s", sep, st[i].name,
+                             st[i].value.b32 ? "true" : "false");
+                break;
+            case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR:
+                w = snprintf(line + used, sizeof line - used, "%s %s=%" PRId64, sep, st[i].name,
+                             st[i].value.i64);
+                break;
+            case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR:
+                w = snprintf(line + used, sizeof line - used, "%s %s=%" PRIu64, sep, st[i].name,
+                             st[i].value.u64);
+                break;
+            case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_FLOAT64_KHR:
+                w = snprintf(line + used, sizeof line - used, "%s %s=%g", sep, st[i].name,
+                             st[i].value.f64);
+                break;
+            default:
+                break;
+            }
+            if (w < 0)
+                break;
+            used += (size_t)w;
+        }
+        stem_log(NULL, STEM_LOG_INFO, "%s", line);
+    }
+}
 
 /* FNV-1a over the kernel and spec constants. */
 static uint32_t pipe_hash(vk_kernel k, const uint32_t spec[VK_SPEC_COUNT])
@@ -84,11 +171,17 @@ stem_status vk_pipeline(stem_vk_context *c, vk_kernel k, const uint32_t spec[VK_
     pi.stage.pName = "main";
     pi.stage.pSpecializationInfo = &si;
     pi.layout = c->pipe_layout;
+    /* Statistics on: no pipeline cache, so every pipeline is compiled here and
+     * reports them (a driver may keep none for a cached one). */
+    if (c->get_exec_stats)
+        pi.flags = VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR;
     VkPipeline p;
-    VkResult r = c->f.vkCreateComputePipelines(c->device, c->pipe_cache, 1, &pi, NULL, &p);
+    VkResult r = c->f.vkCreateComputePipelines(
+        c->device, c->get_exec_stats ? VK_NULL_HANDLE : c->pipe_cache, 1, &pi, NULL, &p);
     if (r != VK_SUCCESS)
         return stem_set_error(STEM_ERR_KERNEL_BUILD, "vulkan: vkCreateComputePipelines(%d): %s",
                               (int)k, stem_vk_result_name(r));
+    log_pipeline_stats(c, k, spec, p);
     c->pipes.used++;
     e->kernel = k;
     memcpy(e->spec, spec, sizeof e->spec);

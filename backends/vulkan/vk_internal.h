@@ -89,8 +89,9 @@ enum {
     VK_SCRATCH_COUNT
 };
 
-/* Spec constants of a pipeline (shaders read constant_id 0..5). */
-#define VK_SPEC_COUNT 6
+/* Spec constants of a pipeline (shaders read constant_id 0..6; 6 is only
+ * attention_coop's VARIANT, 0 everywhere else). */
+#define VK_SPEC_COUNT 7
 typedef struct vk_pipe_entry {
     vk_kernel kernel;
     uint32_t spec[VK_SPEC_COUNT];
@@ -144,6 +145,10 @@ typedef struct vk_tuning {
     int bf16_copy;               /* bf16 inputs through f16 copies (STEM_VULKAN_BF16_COPY=0: off) */
     int f16_copy;                /* STEM_VULKAN_F16_COPY=1: f16 inputs through the same copies
                                     (A/B of caller buffers against libstem's own) */
+    uint32_t attn_variant;       /* STEM_VULKAN_ATTN_VARIANT, 0..15: attention_coop's VARIANT
+                                    bits (experimental; 0 = the measured kernel) */
+    int pipeline_stats;          /* STEM_VULKAN_PIPELINE_STATS=1: log each new pipeline's
+                                    statistics (VK_KHR_pipeline_executable_properties) */
 } vk_tuning;
 
 typedef struct stem_vk_context {
@@ -169,6 +174,10 @@ typedef struct stem_vk_context {
                                     =split: f32 inputs through split copies rebuilt as f32 for
                                     the plain kernels (the split copies tested likewise) */
     vk_tuning tune;
+    /* VK_KHR_pipeline_executable_properties, enabled only with
+     * STEM_VULKAN_PIPELINE_STATS=1 on a device of our own (NULL otherwise). */
+    PFN_vkGetPipelineExecutablePropertiesKHR get_exec_props;
+    PFN_vkGetPipelineExecutableStatisticsKHR get_exec_stats;
     VkDescriptorSetLayout set_layout;
     VkPipelineLayout pipe_layout;
     vk_frame frames[VK_FRAMES];
@@ -302,6 +311,8 @@ typedef struct vk_coop_features {
 int vk_coop_probe(stem_vk_context *c, int best, int bf16, vk_coop_features *f);
 /* The chain to pass to vkCreateDevice and the extensions (up to 2) to enable. */
 void *vk_coop_chain(vk_coop_features *f, int path, const char **extensions, uint32_t *n);
+/* 1 if the physical device lists the extension. */
+int vk_device_has_extension(stem_vk_context *c, const char *name);
 /* On a caller's device (stem_vulkan_queue): the path its flags allow and
  * the device has. */
 int vk_coop_adopt(stem_vk_context *c, uint32_t flags);

@@ -26,6 +26,22 @@
 // power of two per tensor so that the largest |x| sits just under 2^15
 // (vk_convert.c): S = Qh Kh + Qh Kl + Ql Kh and O = Ph Vh + Ph Vl + Pl Vh
 // with P = Ph + Pl, so logits and outputs keep about 22 bits.
+//
+// VARIANT (constant 6, STEM_VULKAN_ATTN_VARIANT; 0 = the kernel above, as
+// measured) selects experimental changes, bit by bit:
+//   1: S of the whole key tile first, as SUB independent accumulators (the
+//      MMA chains of four 16-key sub-tiles interleave instead of waiting on
+//      each sub-tile's vote and softmax), one slow-step vote per tile, and
+//      the row and column index matrices built only for tiles that need a
+//      mask (the diagonal and the last keys), not held in registers.
+//   2: block rows longest first (row I of every head, from I = n - 1 down),
+//      so the last workgroups to start are the short ones.
+//   4: KHR: P goes through the subgroup's f32 square (as f16 bits) instead
+//      of its own f16 square, 4 KiB less shared memory: 128 rows with a
+//      64-key tile then fit NVIDIA's 48 KiB.
+//   8: l as per-component sums of P (f32, added on the components), reduced
+//      over each row once at the end, instead of the product P x ones (one
+//      of the 17 products per 16 keys; a dependent chain across sub-tiles).
 #extension GL_GOOGLE_include_directive : enable
 #extension GL_KHR_memory_scope_semantics : require
 #ifdef KHR
@@ -85,6 +101,11 @@ const uint SUB = BC / 16u;   // 16-key sub-tiles per tile
 const uint SP = 20u;         // row stride (floats) of a subgroup's 16x16 staging square
 const float RESCALE_LOG2 = 8.0;
 layout(constant_id = 3) const uint HEADROOM = 0u; // log2 units put above a new reference
+layout(constant_id = 6) const uint VARIANT = 0u;  // experimental changes (above)
+const uint V_MULTI_S = VARIANT & 1u;
+const uint V_LONGEST = (VARIANT >> 1u) & 1u;
+const uint V_P_IN_S = (VARIANT >> 2u) & 1u;
+const uint V_LSUM_ADD = (VARIANT >> 3u) & 1u;
 
 shared uvec4 Ksh[BC * KS];
 shared uvec4 Vsh[BC * KS];
@@ -99,7 +120,12 @@ shared uvec4 Vlsh[BC * KS];
 shared float Ssh[NSG * 16u * SP]; // per subgroup: one 16x16 f32 square
 shared float Rsh[NSG * 16u];      // per row: a factor or a reference
 #ifdef KHR
-shared float16_t Psh[NSG * 256u]; // per subgroup: P as a 16x16 f16 square
+// per subgroup: P as a 16x16 f16 square (one element with V_P_IN_S: unused)
+shared float16_t Psh[NSG * 256u - V_P_IN_S * (NSG * 256u - 1u)];
+// P's square: Psh, or (V_P_IN_S) the subgroup's f32 square read as f16 bits,
+// 8 floats = 16 f16 a row. A statement each (if/else on a constant).
+#define P_STORE(x) if (V_P_IN_S != 0u) STORE(x, Ssh, sbase, 8u, ROWS); else STORE(x, Psh, sg * 256u, 16u, ROWS)
+#define P_LOAD(x) if (V_P_IN_S != 0u) LOAD(x, Ssh, sbase, 8u, ROWS); else LOAD(x, Psh, sg * 256u, 16u, ROWS)
 #endif
 
 // K and V tiles move global -> registers -> shared: the next tile's loads are
@@ -218,6 +244,12 @@ void main()
     uint Hq = P.heads, N = P.n_keys, B = P.block_size, n = P.n_blocks;
     uint QR = NSG * 16u, rt_count = B / QR;
     uint rt = id % rt_count, I = (id / rt_count) % n, bh = id / (rt_count * n);
+    if (V_LONGEST != 0u && P.n_rows == n) {
+        // Longest rows first: block row I of every (batch, head), I from n - 1 down.
+        uint bhs = P.batch * Hq, rest = id / rt_count;
+        bh = rest % bhs;
+        I = n - 1u - rest / bhs;
+    }
     uint b = bh / Hq, h = bh % Hq, kh = h / P.gqa;
     uint sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
     uint q0 = I * B + rt * QR;        // first row of the workgroup
@@ -265,8 +297,10 @@ void main()
     // no device lists, and never stores into it (colm read uninitialised).
     MAT32 rowm;
     MAT32 colm;
-    make_matrix(rowm, sbase, lane, 0u);
-    make_matrix(colm, sbase, lane, 1u);
+    if (V_MULTI_S == 0u) {
+        make_matrix(rowm, sbase, lane, 0u);
+        make_matrix(colm, sbase, lane, 1u);
+    }
     MAT32 ref = MAT32(NEG_INF);
     MAT32 o[DC];
     [[unroll]] for (uint c = 0u; c < DC; c++)
@@ -303,42 +337,178 @@ void main()
             fetch_lo(kn, b, kh, klr, vlr);
 #endif
         }
-        [[unroll]] for (uint t = 0u; t < SUB; t++) {
-            // S = Q K^T for 16 keys: K^T is K read column-major.
-            MAT32 s = MAT32(0.0);
-            [[unroll]] for (uint c = 0u; c < DC; c++) {
-                MATB kb;
-                LOAD(kb, Ksh, t * 16u * KS + c * 2u, KS, COLS);
-                s = MULADD(qa[c], kb, s);
+        if (V_MULTI_S == 0u) {
+            [[unroll]] for (uint t = 0u; t < SUB; t++) {
+                // S = Q K^T for 16 keys: K^T is K read column-major.
+                MAT32 s = MAT32(0.0);
+                [[unroll]] for (uint c = 0u; c < DC; c++) {
+                    MATB kb;
+                    LOAD(kb, Ksh, t * 16u * KS + c * 2u, KS, COLS);
+                    s = MULADD(qa[c], kb, s);
 #ifdef SPLIT
-                MATB kbl;
-                LOAD(kbl, Klsh, t * 16u * KS + c * 2u, KS, COLS);
-                s = MULADD(qa[c], kbl, s);
-                s = MULADD(qal[c], kb, s);
+                    MATB kbl;
+                    LOAD(kbl, Klsh, t * 16u * KS + c * 2u, KS, COLS);
+                    s = MULADD(qa[c], kbl, s);
+                    s = MULADD(qal[c], kb, s);
 #endif
-            }
-            // Scaled logits; masked keys -inf. Flag a logit above its reference + 2^8.
-            // Below the diagonal and before N (the subgroup's rows all see all 16
-            // keys: most tiles) the mask is skipped.
-            uint kt = k0 + t * 16u;
-            bool high = false;
-            if (kt + 15u <= r0 && kt + 16u <= N) {
-                for (int i = 0; i < s.length(); i++) {
-                    float x = s[i] * scale;
-                    high = high || x > ref[i] + RESCALE_LOG2;
-                    s[i] = x;
                 }
+                // Scaled logits; masked keys -inf. Flag a logit above its reference + 2^8.
+                // Below the diagonal and before N (the subgroup's rows all see all 16
+                // keys: most tiles) the mask is skipped.
+                uint kt = k0 + t * 16u;
+                bool high = false;
+                if (kt + 15u <= r0 && kt + 16u <= N) {
+                    for (int i = 0; i < s.length(); i++) {
+                        float x = s[i] * scale;
+                        high = high || x > ref[i] + RESCALE_LOG2;
+                        s[i] = x;
+                    }
+                } else {
+                    for (int i = 0; i < s.length(); i++) {
+                        uint tok = kt + uint(colm[i]), q = r0 + uint(rowm[i]);
+                        float x = tok <= q && tok < N ? s[i] * scale : NEG_INF;
+                        high = high || x > ref[i] + RESCALE_LOG2;
+                        s[i] = x;
+                    }
+                }
+                if (subgroupAny(high)) {
+                    // Slow step: row maxima through shared memory, new references.
+                    STORE(s, Ssh, sbase, SP, ROWS);
+                    subgroupMemoryBarrierShared();
+                    subgroupBarrier();
+                    float mx = NEG_INF;
+                    [[unroll]] for (uint j = 0u; j < 8u; j++)
+                        mx = max(mx, Ssh[sbase + lr * SP + hf * 8u + j]);
+                    mx = subgroupClusteredMax(mx, 2u);
+                    float alpha = 1.0;
+                    if (mx > m + RESCALE_LOG2 || (m == NEG_INF && mx != NEG_INF)) {
+                        // Headroom above the max: logits that keep growing move it less often.
+                        float m_new = mx + float(HEADROOM);
+                        alpha = exp2(m - m_new); // 0 while the row had no reference: O, l are 0
+                        m = m_new;
+                    }
+                    subgroupBarrier();
+                    if (hf == 0u)
+                        Rsh[rbase + lr] = alpha;
+                    MAT32 am;
+                    make_matrix(am, sbase, lane, 2u); // alpha of each component's row
+                    [[unroll]] for (uint c = 0u; c < DC; c++)
+                        for (int i = 0; i < am.length(); i++)
+                            o[c][i] *= am[i];
+                    for (int i = 0; i < am.length(); i++)
+                        lsum[i] *= am[i];
+                    if (hf == 0u)
+                        Rsh[rbase + lr] = m;
+                    make_matrix(ref, sbase, lane, 2u);
+                }
+                // P = exp2(S - M) (0 for masked keys), O += P V, l += P 1.
+                for (int i = 0; i < s.length(); i++)
+                    s[i] = s[i] == NEG_INF ? 0.0 : exp2(s[i] - ref[i]);
+#ifdef KHR
+                MATA pa;
+                MATC16 ph = MATC16(s);
+                P_STORE(ph);
+                subgroupMemoryBarrierShared();
+                subgroupBarrier();
+                P_LOAD(pa);
+                subgroupBarrier();
+#ifdef SPLIT
+                // Pl = P - Ph, through the same square.
+                MAT32 pr = MAT32(ph);
+                for (int i = 0; i < pr.length(); i++)
+                    pr[i] = s[i] - pr[i];
+                MATA pl;
+                MATC16 plh = MATC16(pr);
+                P_STORE(plh);
+                subgroupMemoryBarrierShared();
+                subgroupBarrier();
+                P_LOAD(pl);
+                subgroupBarrier();
+#endif
+#else
+                MATA pa = MATA(s);
+#ifdef SPLIT
+                MAT32 pr = MAT32(pa);
+                for (int i = 0; i < pr.length(); i++)
+                    pr[i] = s[i] - pr[i];
+                MATA pl = MATA(pr);
+#endif
+#endif
+                [[unroll]] for (uint c = 0u; c < DC; c++) {
+                    MATB vb;
+                    LOAD(vb, Vsh, t * 16u * KS + c * 2u, KS, ROWS);
+                    o[c] = MULADD(pa, vb, o[c]);
+#ifdef SPLIT
+                    MATB vbl;
+                    LOAD(vbl, Vlsh, t * 16u * KS + c * 2u, KS, ROWS);
+                    o[c] = MULADD(pa, vbl, o[c]);
+                    o[c] = MULADD(pl, vb, o[c]);
+#endif
+                }
+                if (V_LSUM_ADD != 0u) {
+                    for (int i = 0; i < s.length(); i++)
+                        lsum[i] += s[i];
+                } else {
+                    lsum = MULADD(pa, ones, lsum);
+#ifdef SPLIT
+                    lsum = MULADD(pl, ones, lsum);
+#endif
+                }
+            }
+        } else if (k0 <= r0 + 15u) {
+            // The tile's S as SUB independent accumulators: the sub-tiles' MMA
+            // chains interleave (VARIANT bit 1). A tile whose every key lies
+            // after the subgroup's last row (in the diagonal block) is skipped:
+            // all its P would be 0.
+            MAT32 st[SUB];
+            [[unroll]] for (uint t = 0u; t < SUB; t++)
+                st[t] = MAT32(0.0);
+            [[unroll]] for (uint c = 0u; c < DC; c++) {
+                [[unroll]] for (uint t = 0u; t < SUB; t++) {
+                    MATB kb;
+                    LOAD(kb, Ksh, t * 16u * KS + c * 2u, KS, COLS);
+                    st[t] = MULADD(qa[c], kb, st[t]);
+#ifdef SPLIT
+                    MATB kbl;
+                    LOAD(kbl, Klsh, t * 16u * KS + c * 2u, KS, COLS);
+                    st[t] = MULADD(qa[c], kbl, st[t]);
+                    st[t] = MULADD(qal[c], kb, st[t]);
+#endif
+                }
+            }
+            // Scaled logits, masked keys -inf, one flag for the whole tile. The
+            // index matrices are built only for a tile that needs the mask.
+            bool high = false;
+            if (k0 + BC - 1u <= r0 && k0 + BC <= N) {
+                [[unroll]] for (uint t = 0u; t < SUB; t++)
+                    for (int i = 0; i < ref.length(); i++) {
+                        float x = st[t][i] * scale;
+                        high = high || x > ref[i] + RESCALE_LOG2;
+                        st[t][i] = x;
+                    }
             } else {
-                for (int i = 0; i < s.length(); i++) {
-                    uint tok = kt + uint(colm[i]), q = r0 + uint(rowm[i]);
-                    float x = tok <= q && tok < N ? s[i] * scale : NEG_INF;
-                    high = high || x > ref[i] + RESCALE_LOG2;
-                    s[i] = x;
+                MAT32 rm;
+                make_matrix(rm, sbase, lane, 0u);
+                MAT32 cm;
+                make_matrix(cm, sbase, lane, 1u);
+                [[unroll]] for (uint t = 0u; t < SUB; t++) {
+                    uint kt = k0 + t * 16u;
+                    for (int i = 0; i < ref.length(); i++) {
+                        uint tok = kt + uint(cm[i]), q = r0 + uint(rm[i]);
+                        float x = tok <= q && tok < N ? st[t][i] * scale : NEG_INF;
+                        high = high || x > ref[i] + RESCALE_LOG2;
+                        st[t][i] = x;
+                    }
                 }
             }
             if (subgroupAny(high)) {
-                // Slow step: row maxima through shared memory, new references.
-                STORE(s, Ssh, sbase, SP, ROWS);
+                // Slow step over the tile: the component-wise max of the SUB
+                // matrices, then row maxima through shared memory as above.
+                MAT32 sm = st[0];
+                [[unroll]] for (uint t = 1u; t < SUB; t++)
+                    for (int i = 0; i < ref.length(); i++)
+                        sm[i] = max(sm[i], st[t][i]);
+                STORE(sm, Ssh, sbase, SP, ROWS);
                 subgroupMemoryBarrierShared();
                 subgroupBarrier();
                 float mx = NEG_INF;
@@ -347,7 +517,6 @@ void main()
                 mx = subgroupClusteredMax(mx, 2u);
                 float alpha = 1.0;
                 if (mx > m + RESCALE_LOG2 || (m == NEG_INF && mx != NEG_INF)) {
-                    // Headroom above the max: logits that keep growing move it less often.
                     float m_new = mx + float(HEADROOM);
                     alpha = exp2(m - m_new); // 0 while the row had no reference: O, l are 0
                     m = m_new;
@@ -366,55 +535,77 @@ void main()
                     Rsh[rbase + lr] = m;
                 make_matrix(ref, sbase, lane, 2u);
             }
-            // P = exp2(S - M) (0 for masked keys), O += P V, l += P 1.
-            for (int i = 0; i < s.length(); i++)
-                s[i] = s[i] == NEG_INF ? 0.0 : exp2(s[i] - ref[i]);
+            // Per sub-tile: P = exp2(S - M) (0 for masked keys), O += P V, l += P 1.
+            [[unroll]] for (uint t = 0u; t < SUB; t++) {
+                for (int i = 0; i < ref.length(); i++)
+                    st[t][i] = st[t][i] == NEG_INF ? 0.0 : exp2(st[t][i] - ref[i]);
 #ifdef KHR
-            MATA pa;
-            MATC16 ph = MATC16(s);
-            STORE(ph, Psh, sg * 256u, 16u, ROWS);
-            subgroupMemoryBarrierShared();
-            subgroupBarrier();
-            LOAD(pa, Psh, sg * 256u, 16u, ROWS);
-            subgroupBarrier();
+                MATA pa;
+                MATC16 ph = MATC16(st[t]);
+                P_STORE(ph);
+                subgroupMemoryBarrierShared();
+                subgroupBarrier();
+                P_LOAD(pa);
+                subgroupBarrier();
 #ifdef SPLIT
-            // Pl = P - Ph, through the same square.
-            MAT32 pr = MAT32(ph);
-            for (int i = 0; i < pr.length(); i++)
-                pr[i] = s[i] - pr[i];
-            MATA pl;
-            STORE(MATC16(pr), Psh, sg * 256u, 16u, ROWS);
-            subgroupMemoryBarrierShared();
-            subgroupBarrier();
-            LOAD(pl, Psh, sg * 256u, 16u, ROWS);
-            subgroupBarrier();
+                MAT32 pr = MAT32(ph);
+                for (int i = 0; i < pr.length(); i++)
+                    pr[i] = st[t][i] - pr[i];
+                MATA pl;
+                MATC16 plh = MATC16(pr);
+                P_STORE(plh);
+                subgroupMemoryBarrierShared();
+                subgroupBarrier();
+                P_LOAD(pl);
+                subgroupBarrier();
 #endif
 #else
-            MATA pa = MATA(s);
+                MATA pa = MATA(st[t]);
 #ifdef SPLIT
-            MAT32 pr = MAT32(pa);
-            for (int i = 0; i < pr.length(); i++)
-                pr[i] = s[i] - pr[i];
-            MATA pl = MATA(pr);
+                MAT32 pr = MAT32(pa);
+                for (int i = 0; i < pr.length(); i++)
+                    pr[i] = st[t][i] - pr[i];
+                MATA pl = MATA(pr);
 #endif
 #endif
-            [[unroll]] for (uint c = 0u; c < DC; c++) {
-                MATB vb;
-                LOAD(vb, Vsh, t * 16u * KS + c * 2u, KS, ROWS);
-                o[c] = MULADD(pa, vb, o[c]);
+                [[unroll]] for (uint c = 0u; c < DC; c++) {
+                    MATB vb;
+                    LOAD(vb, Vsh, t * 16u * KS + c * 2u, KS, ROWS);
+                    o[c] = MULADD(pa, vb, o[c]);
 #ifdef SPLIT
-                MATB vbl;
-                LOAD(vbl, Vlsh, t * 16u * KS + c * 2u, KS, ROWS);
-                o[c] = MULADD(pa, vbl, o[c]);
-                o[c] = MULADD(pl, vb, o[c]);
+                    MATB vbl;
+                    LOAD(vbl, Vlsh, t * 16u * KS + c * 2u, KS, ROWS);
+                    o[c] = MULADD(pa, vbl, o[c]);
+                    o[c] = MULADD(pl, vb, o[c]);
 #endif
+                }
+                if (V_LSUM_ADD != 0u) {
+                    for (int i = 0; i < ref.length(); i++)
+                        lsum[i] += st[t][i];
+                } else {
+                    lsum = MULADD(pa, ones, lsum);
+#ifdef SPLIT
+                    lsum = MULADD(pl, ones, lsum);
+#endif
+                }
             }
-            lsum = MULADD(pa, ones, lsum);
-#ifdef SPLIT
-            lsum = MULADD(pl, ones, lsum);
-#endif
         }
         k0 = kn;
+    }
+    if (V_LSUM_ADD != 0u) {
+        // l of each row: its components' sums added up (through the square, two
+        // lanes a row), then put back on every component of the row.
+        STORE(lsum, Ssh, sbase, SP, ROWS);
+        subgroupMemoryBarrierShared();
+        subgroupBarrier();
+        float l = 0.0;
+        [[unroll]] for (uint j = 0u; j < 8u; j++)
+            l += Ssh[sbase + lr * SP + hf * 8u + j];
+        l = subgroupClusteredAdd(l, 2u);
+        subgroupBarrier();
+        if (hf == 0u)
+            Rsh[rbase + lr] = l;
+        make_matrix(lsum, sbase, lane, 2u);
     }
     // Output: O / l (0 for a row without visible keys; NaN stays NaN), 16
     // columns at a time through the square, with bounds and dtype.
