@@ -44,29 +44,7 @@ say "== score fuse A/B: bitwise (sha256 of scores and index/count per case; must
 ref=
 for cfg in "STEM_CUDA_SCORE_FUSE=0" "STEM_CUDA_SCORE_FUSE=1" "STEM_CUDA_SCORE_FUSE=8" \
            "STEM_CUDA_SCORE_FUSE=1 STEM_CUDA_PDL=1" "STEM_CUDA_SCORE_FUSE=0 STEM_CUDA_SCORE_SPLIT=0"; do
-  (cd /tmp && env $cfg STEM_LIBRARY=$B/libstem.so PYTHONPATH=$OLDPWD/python timeout 120 python3 - <<'PY'
-import hashlib, torch, stem
-def h(*xs):
-    m = hashlib.sha256()
-    for x in xs:
-        m.update(x.contiguous().cpu().numpy().tobytes())
-    return m.hexdigest()[:16]
-out = []
-for (n, hq, hkv, d, dt, sel, bs, kw) in [
-        (8192, 32, 8, 128, torch.bfloat16, "stem", 128, {}),
-        (8000, 32, 8, 128, torch.bfloat16, "stem", 128, {}),
-        (4100, 8, 2, 64, torch.float16, "stem", 64, {}),
-        (3000, 4, 4, 128, torch.bfloat16, "stem_paper", 128, {}),
-        (2048, 8, 2, 128, torch.bfloat16, "stem", 128, {"beta": 0.0}),
-        (1000, 6, 3, 96, torch.float32, "stem", 128, {})]:
-    g = torch.Generator(device="cuda").manual_seed(n + hq)
-    q, k, v = (torch.randn(1, hh, n, d, device="cuda", dtype=dt, generator=g) * (1 + i)
-               for i, hh in enumerate((hq, hkv, hkv)))
-    s = stem.score(q, k, v, selector=sel, block_size=bs, **kw)
-    idx, cnt = stem.select(s, q_len=n, selector=sel, block_size=bs, **kw)
-    out.append(f"{n}/{sel}/{bs}/{str(dt)[6:]}:{h(s)}/{h(idx, cnt)}")
-print(" ".join(out))
-PY
+  (cd /tmp && env $cfg STEM_LIBRARY=$B/libstem.so PYTHONPATH=$OLDPWD/python timeout 120 python3 $OLDPWD/bench/cuda/score_hashes.py
   ) >> "$O/fuse-ab.txt" 2>&1
   res=$(tail -1 "$O/fuse-ab.txt"); ref=${ref:-$res}
   say "$cfg: $([ "$res" = "$ref" ] && echo SAME || echo DIFFERENT) $res"

@@ -3,24 +3,6 @@
 // and the XAttention block softmax mass.
 #include "common.cuh"
 
-// Programmatic dependent launch (STEM_CUDA_PDL=1, compute capability 9.0):
-// a kernel launched with it may start while the stream's previous kernel
-// runs, so it waits for that grid (complete, memory visible) before it
-// touches memory; a kernel lets its successor start launching early. Both are
-// no-ops without PDL and on sm_80.
-__device__ __forceinline__ void pdl_wait()
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void pdl_launch_dependents()
-{
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
-}
-
 // Qflat / Kflat rows: out[(bh*n + blk)*W + seg*d + e] = sum_{a<G} x[blk*B + a*S + ph][e],
 // seg = ph (query) or S-1-ph (key). One CTA per row (grid.x = rows), threads
 // over its W = S*d sums, two neighbouring columns per thread: with 16-bit
