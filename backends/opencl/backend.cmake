@@ -9,7 +9,8 @@ endif()
 
 # Order matters: common.cl defines what the others use.
 set(STEM_OCL_KERNELS ${STEM_OCL_DIR}/kernels/common.cl ${STEM_OCL_DIR}/kernels/score.cl
-                     ${STEM_OCL_DIR}/kernels/select.cl ${STEM_OCL_DIR}/kernels/attention.cl)
+                     ${STEM_OCL_DIR}/kernels/select.cl ${STEM_OCL_DIR}/kernels/attention.cl
+                     ${STEM_OCL_DIR}/kernels/attention_slice.cl)
 string(REPLACE ";" "|" STEM_OCL_KERNEL_LIST "${STEM_OCL_KERNELS}")
 set(STEM_OCL_EMBEDDED ${CMAKE_CURRENT_BINARY_DIR}/ocl_kernel_source.c)
 add_custom_command(

@@ -418,13 +418,17 @@ static stem_status ocl_plan_init(stem_plan *plan)
     }
     /* Only what sizes local arrays or selects code paths is a -D; the rest
      * are kernel arguments, so plans share programs. */
-    char options[512], attn[96];
+    char options[512], attn[128];
     const char *extra = getenv("STEM_OPENCL_BUILD_OPTIONS"); /* tests, tuning */
     if (c->limits.tiled)
         snprintf(attn, sizeof attn, "-DBQ=%d -DKT=%d -DRPT=%d -DTX=%d -DKPT=%d%s", p->shape.bq,
                  p->shape.kt, p->shape.rpt, p->shape.tx, p->shape.kpt,
-                 p->shape.prefetch ? " -DKV_PREFETCH=1" : "");
-    else
+                 p->shape.slice ? "" : p->shape.prefetch ? " -DKV_PREFETCH=1" : "");
+    if (c->limits.tiled && p->shape.slice) /* the d-sliced kernel (attention_slice.cl) */
+        snprintf(attn + strlen(attn), sizeof attn - strlen(attn),
+                 " -DSLICE=1 -DDS=%d -DVS=%d -DSPF=%d", p->shape.ds, p->shape.vs,
+                 p->shape.prefetch);
+    else if (!c->limits.tiled)
         snprintf(attn, sizeof attn, "-DBQ=%d -DVW=%d", p->shape.bq, p->shape.vw);
     snprintf(options, sizeof options,
              "-cl-std=CL1.2 -DIN_DTYPE=%s -DHEAD_DIM=%d %s "

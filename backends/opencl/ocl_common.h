@@ -108,6 +108,8 @@ typedef struct stem_ocl_shape {
     int tx;       /* tiled: work-items sharing a row (keys / columns spread over them) */
     int kpt;      /* tiled: keys per work-item per tile */
     int prefetch; /* tiled: K / V tiles read into registers a stage early (KV_PREFETCH) */
+    int slice;    /* tiled: the d-sliced kernel (kernels/attention_slice.cl, SLICE=1) */
+    int ds, vs;   /* slice kernel: d columns per Q / K slice, keys per V slice */
     int vw;       /* CPU kernel: float vector width */
     int sel_cap;  /* largest row (key blocks) the selection kernel holds in local memory */
     int sel_ls;   /* selection / bonus / xattention work-group size */

@@ -18,6 +18,19 @@ static size_t attention_local_bytes(int d, int bq, int kt, int tx)
                             (size_t)bq * tx);
 }
 
+/* Local memory of the d-sliced kernel (attention_slice.cl): two slice
+ * buffers (SDB), each the Q^T and K^T slices or a V slice, P^T, row maxima. */
+static size_t slice_local_bytes(int d, int bq, int kt, int tx, int ds, int vs)
+{
+    const size_t qk = (size_t)ds * (bq + 4) + (size_t)ds * (kt + 4), v = (size_t)vs * (d + 4);
+    return sizeof(float) * (2 * (qk > v ? qk : v) + (size_t)kt * (bq + 4) + (size_t)bq * tx);
+}
+
+static size_t shape_local_bytes(int d, int bq, int kt, int tx, int slice, int ds, int vs)
+{
+    return slice ? slice_local_bytes(d, bq, kt, tx, ds, vs) : attention_local_bytes(d, bq, kt, tx);
+}
+
 static int pow2_in(long v, long lo, long hi)
 {
     return v >= lo && v <= hi && (v & (v - 1)) == 0;
@@ -25,19 +38,24 @@ static int pow2_in(long v, long lo, long hi)
 
 /* STEM_OPENCL_ATTN_TILE="rpt,tx,kpt,bq[,pf]" (tuning runs) replaces the GPU
  * kernel's starting shape: rows per item, items per row, keys per item, rows
- * per work-group, and 1 to prefetch K / V tiles into registers. The block
- * size and the device limits below still shrink it. A malformed value is an
- * error rather than silently the default, so a sweep cannot time the wrong
- * kernel. */
-static stem_status tile_override(int *rpt, int *tx, int *kpt, int *bq, int *pf)
+ * per work-group, and 1 to prefetch K / V tiles into registers.
+ * "s,rpt,tx,kpt,bq[,ds[,vs[,pf]]]" selects the d-sliced kernel
+ * (kernels/attention_slice.cl) instead: rpt and kpt 4 or 8, tx 1-32, and
+ * optionally the d columns per Q / K slice (4-64, default 32), the keys per
+ * V slice (4-128, default min(32, tx * kpt)) and pf 0 to load each slice
+ * just before storing it (default 1: loads issued a slice ahead). The block size and the
+ * device limits below still shrink the shape. A malformed value is an error
+ * rather than silently the default, so a sweep cannot time the wrong kernel. */
+static stem_status tile_override(stem_ocl_shape *t)
 {
     const char *e = getenv("STEM_OPENCL_ATTN_TILE");
     if (!e || !*e)
         return STEM_OK;
-    long v[5] = {0, 0, 0, 0, 0};
+    const int slice = e[0] == 's' && e[1] == ',';
+    long v[7] = {0, 0, 0, 0, 0, 0, 0};
     int n = 0;
-    const char *s = e;
-    while (n < 5) {
+    const char *s = slice ? e + 2 : e;
+    while (n < 7) {
         char *end = NULL;
         errno = 0;
         v[n] = strtol(s, &end, 10);
@@ -49,19 +67,31 @@ static stem_status tile_override(int *rpt, int *tx, int *kpt, int *bq, int *pf)
             break;
         s++;
     }
-    if ((n != 4 && n != 5) || *s != '\0' || !pow2_in(v[0], 1, 8) || !pow2_in(v[1], 4, 32) ||
-        !pow2_in(v[2], 1, 8) || !pow2_in(v[3], 1, 128) || v[3] < v[0] ||
-        (v[3] / v[0]) * v[1] > MAX_LS || (n == 5 && v[4] != 0 && v[4] != 1))
+    int ok = *s == '\0' && n >= 4 && pow2_in(v[3], 1, 128) && v[3] >= v[0];
+    if (ok && !slice)
+        ok = n <= 5 && pow2_in(v[0], 1, 8) && pow2_in(v[1], 4, 32) && pow2_in(v[2], 1, 8) &&
+             (v[3] / v[0]) * v[1] <= MAX_LS && (n == 4 || v[4] == 0 || v[4] == 1);
+    if (ok && slice)
+        ok = pow2_in(v[0], 4, 8) && pow2_in(v[1], 1, 32) && pow2_in(v[2], 4, 8) &&
+             (v[3] / v[0]) * v[1] <= MAX_LS && (n < 5 || pow2_in(v[4], 4, 64)) &&
+             (n < 6 || pow2_in(v[5], 4, v[1] * v[2])) && (n < 7 || v[6] == 0 || v[6] == 1);
+    if (!ok)
         return stem_set_error(STEM_ERR_INVALID_ARGUMENT,
                               "STEM_OPENCL_ATTN_TILE=\"%s\": expected rpt,tx,kpt,bq[,pf] with rpt "
                               "and kpt in 1,2,4,8, tx in 4,8,16,32, bq a power of two in "
-                              "[rpt, 128], (bq / rpt) * tx <= %d work-items, pf 0 or 1",
+                              "[rpt, 128], (bq / rpt) * tx <= %d work-items, pf 0 or 1; or "
+                              "s,rpt,tx,kpt,bq[,ds[,vs[,pf]]] (d-sliced kernel) with rpt and kpt "
+                              "4 or 8, tx 1-32, ds 4-64, vs 4-tx*kpt, all powers of two, pf 0 "
+                              "or 1",
                               e, MAX_LS);
-    *rpt = (int)v[0];
-    *tx = (int)v[1];
-    *kpt = (int)v[2];
-    *bq = (int)v[3];
-    *pf = n == 5 ? (int)v[4] : 0;
+    t->rpt = (int)v[0];
+    t->tx = (int)v[1];
+    t->kpt = (int)v[2];
+    t->bq = (int)v[3];
+    t->slice = slice;
+    t->prefetch = slice ? (n == 7 ? (int)v[6] : 1) : n == 5 ? (int)v[4] : 0;
+    t->ds = slice && n >= 5 ? (int)v[4] : 32;
+    t->vs = slice && n >= 6 ? (int)v[5] : 32;
     return STEM_OK;
 }
 
@@ -78,38 +108,50 @@ stem_status stem_ocl_shape_choose(const stem_ocl_limits *lim, const stem_attenti
          * 128 keeps the outputs in registers. The fastest of the shapes
          * bench/opencl/tile_sweep.sh timed on an H100 (bench/results/opencl.md).
          * Tiles stay inside one block; shrink keys, then rows, to fit the device. */
-        int rpt = d <= 128 ? 4 : 2, tx = 8, kpt = 4, bq = 32, pf = 0;
-        const stem_status st = tile_override(&rpt, &tx, &kpt, &bq, &pf);
+        stem_ocl_shape t = {.rpt = d <= 128 ? 4 : 2, .tx = 8, .kpt = 4, .bq = 32};
+        const stem_status st = tile_override(&t);
         if (st != STEM_OK)
             return st;
+        int rpt = t.rpt, tx = t.tx, kpt = t.kpt, bq = t.bq, ds = t.ds, vs = t.vs;
+        const int sl = t.slice, kmin = sl ? 4 : 1; /* the sliced kernel: 4 or 8 keys an item */
         if (bq > bs)
             bq = bs;
-        while (tx * kpt > bs && kpt > 1)
+        while (tx * kpt > bs && kpt > kmin)
             kpt /= 2;
         while (tx * kpt > bs)
             tx /= 2;
         while ((size_t)(bq / rpt * tx) > ls_max && bq > rpt)
             bq /= 2;
-        while (attention_local_bytes(d, bq, tx * kpt, tx) > local) {
-            if (kpt > 1)
-                kpt /= 2;
+        if (sl && vs > tx * kpt)
+            vs = tx * kpt;
+        while (shape_local_bytes(d, bq, tx * kpt, tx, sl, ds, vs) > local) {
+            if (sl && ds > 8 && (ds * (bq + tx * kpt + 8) >= vs * (d + 4) || vs <= 8))
+                ds /= 2; /* the larger of the two slice kinds first */
+            else if (sl && vs > 8)
+                vs /= 2;
+            else if (kpt > kmin)
+                kpt /= 2, vs = sl && vs > tx * kpt ? tx * kpt : vs;
             else if (bq > rpt && bq > 8)
                 bq /= 2;
             else
                 break;
         }
-        if (attention_local_bytes(d, bq, tx * kpt, tx) > local || (size_t)(bq / rpt * tx) > ls_max)
+        if (shape_local_bytes(d, bq, tx * kpt, tx, sl, ds, vs) > local ||
+            (size_t)(bq / rpt * tx) > ls_max)
             return stem_set_error(STEM_ERR_UNSUPPORTED,
                                   "head_dim=%d needs more local memory (%zu bytes) or work-group "
                                   "size than this OpenCL device offers (%zu bytes, %zu items)",
-                                  d, attention_local_bytes(d, bq, tx * kpt, tx), local,
+                                  d, shape_local_bytes(d, bq, tx * kpt, tx, sl, ds, vs), local,
                                   lim->max_wg);
         out->bq = bq;
         out->kt = tx * kpt;
         out->rpt = rpt;
         out->tx = tx;
         out->kpt = kpt;
-        out->prefetch = pf;
+        out->prefetch = t.prefetch;
+        out->slice = sl;
+        out->ds = ds;
+        out->vs = vs;
     } else {
         /* CPU devices: vectors of the native width, two a register row, so
          * d must be a multiple of 2 vw; rows per item bounded by the private

@@ -12,6 +12,12 @@
 #   SECS    timeout per shape in seconds (25)
 #   TOTAL   seconds for the whole sweep (140): shapes that would start past
 #           it are skipped, the last one gets what is left
+#   DENSE_ONLY  1: time only the dense plan (--selector dense --no-dense; its
+#           attn ms is the dense time), about half the time a shape
+#   BUILD_OPTS  extra OpenCL build options (STEM_OPENCL_BUILD_OPTIONS), e.g.
+#           -cl-nv-verbose or -cl-nv-maxrregcount=128 on NVIDIA
+# A tile "s,rpt,tx,kpt,bq[,ds[,vs]]" is the d-sliced kernel
+# (kernels/attention_slice.cl); bench/opencl/slice_sweep.sh sweeps those.
 # Prints one line per shape and dtype: dense ms and TFLOP/s per N, and the
 # share of the fp32 peak (CUs x 128 lanes x 2 FLOP x clock, as `stem info`
 # reports them; sm_90 has 128 FP32 lanes per SM); then the best shape.
@@ -63,30 +69,33 @@ NS="${NS:-8192,16384}"
 SECS="${SECS:-25}"
 TOTAL="${TOTAL:-140}"
 best="" best_tf=0
+sel="--selector stem" dcol=densems
+[ "${DENSE_ONLY:-0}" = 1 ] && sel="--selector dense --no-dense" dcol=attnms
 for dt in $DTYPES; do
     for t in $TILES; do
         f="$LOG/$dt-${t//,/_}.md"
         left=$((TOTAL - SECONDS))
         if [ "$left" -lt 8 ]; then
-            printf '%-5s tile %-12s skipped (sweep past %d s)\n' "$dt" "$t" "$TOTAL"
+            printf '%-5s tile %-16s skipped (sweep past %d s)\n' "$dt" "$t" "$TOTAL"
             continue
         fi
         secs=$((left < SECS ? left : SECS))
         t0=$SECONDS
-        STEM_OPENCL_ATTN_TILE="$t" timeout -k 3 "$secs" "$stem" bench --device "$dev" \
-            --hq 32 --hkv 8 --d 128 --dtype "$dt" --n "$NS" --selector stem \
+        STEM_OPENCL_ATTN_TILE="$t" STEM_OPENCL_BUILD_OPTIONS="${BUILD_OPTS:-}" \
+            timeout -k 3 "$secs" "$stem" bench --device "$dev" \
+            --hq 32 --hkv 8 --d 128 --dtype "$dt" --n "$NS" $sel \
             --markdown --quiet --warmup 1 --repeat 3 > "$f" 2>&1
         rc=$?
-        line=$(awk -F'|' -v peak="$peak" '
+        line=$(awk -F'|' -v peak="$peak" -v dcol="$dcol" '
             /^\| *N *\|/ { for (i = 2; i < NF; i++) { h = $i; gsub(/ /, "", h); col[h] = i } next }
-            /^\| *[0-9]+ *\|/ && ("densems" in col) {
-                n = $col["N"] + 0; ms = $col["densems"] + 0
+            /^\| *[0-9]+ *\|/ && (dcol in col) {
+                n = $col["N"] + 0; ms = $col[dcol] + 0
                 if (ms <= 0) next
                 tf = 2 * 32 * n * n * 128 / (ms * 1e-3) * 1e-12
                 pct = peak != "" ? sprintf(" %.1f%%", 100 * tf / peak) : ""
                 printf " N=%d %.3f ms %.2f TFLOP/s%s;", n, ms, tf, pct
             }' "$f")
-        printf '%-5s tile %-12s rc=%-3s %3ds%s\n' "$dt" "$t" "$rc" $((SECONDS - t0)) "${line:- (no result: $(grep -m1 -iE 'err|fail' "$f" | cut -c1-160))}"
+        printf '%-5s tile %-16s rc=%-3s %3ds%s\n' "$dt" "$t" "$rc" $((SECONDS - t0)) "${line:- (no result: $(grep -m1 -iE 'err|fail' "$f" | cut -c1-160))}"
         tf=$(sed -nE 's/.* ([0-9.]+) TFLOP\/s.*/\1/p' <<< "$line" | tail -1)
         if [ -n "$tf" ] && awk -v a="$tf" -v b="$best_tf" 'BEGIN { exit !(a > b) }'; then
             best_tf=$tf

@@ -26,7 +26,40 @@ inline void store_lse(TENSOR_F32(lse), int b, int h, long row, float m, float l)
             l > 0.0f ? (m + log2(l)) * 0.69314718055994531f : (isnan(l) ? l : -INFINITY);
 }
 
+#ifndef SLICE
+#define SLICE 0
+#endif
+
 #ifdef RPT
+/* The next tile with keys to visit after (J, kt0): the rest of block J, then
+ * the next valid entry of the row's list (ascending, causal; invalid entries
+ * are skipped, there is no sync to report them). Returns its first key, or -1
+ * past the list. Every item of the work-group walks the same tiles. */
+inline long next_tile(__global const int *index, long at, long step, int cnt, int I, int block,
+                      long n_tokens, long last_q, int *p, int *prev, int *J, int *kt0)
+{
+    for (;;) {
+        if (*J >= 0) {
+            *kt0 += KT;
+            const long k0 = (long)*J * block + *kt0;
+            if (*kt0 < block && k0 < n_tokens && k0 <= last_q)
+                return k0; /* else past N, or every key masked for every row here */
+        }
+        int j = -1;
+        while (j < 0 && *p < cnt) {
+            j = index[at + (long)(*p)++ * step];
+            j = j > *prev && j <= I ? j : -1;
+        }
+        if (j < 0)
+            return -1;
+        *prev = *J = j;
+        *kt0 = -KT;
+    }
+}
+
+#endif
+
+#if defined(RPT) && !SLICE
 #define D4 (HEAD_DIM / 4)
 #define TY (BQ / RPT)
 #define LS (TY * TX)
@@ -78,32 +111,6 @@ inline void tile_load(__local float4 *dst, int nrow, __global const in_t *t, lon
             d[rr * DP + e] = tok >= lo && tok < hi ? mul * LOAD_IN(t, base + tok * s2 + e * s3)
                                                    : 0.0f;
         }
-    }
-}
-
-/* The next tile with keys to visit after (J, kt0): the rest of block J, then
- * the next valid entry of the row's list (ascending, causal; invalid entries
- * are skipped, there is no sync to report them). Returns its first key, or -1
- * past the list. Every item of the work-group walks the same tiles. */
-inline long next_tile(__global const int *index, long at, long step, int cnt, int I, int block,
-                      long n_tokens, long last_q, int *p, int *prev, int *J, int *kt0)
-{
-    for (;;) {
-        if (*J >= 0) {
-            *kt0 += KT;
-            const long k0 = (long)*J * block + *kt0;
-            if (*kt0 < block && k0 < n_tokens && k0 <= last_q)
-                return k0; /* else past N, or every key masked for every row here */
-        }
-        int j = -1;
-        while (j < 0 && *p < cnt) {
-            j = index[at + (long)(*p)++ * step];
-            j = j > *prev && j <= I ? j : -1;
-        }
-        if (j < 0)
-            return -1;
-        *prev = *J = j;
-        *kt0 = -KT;
     }
 }
 
@@ -371,7 +378,8 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
                       lsum);
     }
 }
-#endif /* RPT */
+#endif /* RPT && !SLICE */
+/* SLICE=1: block_attention of kernels/attention_slice.cl instead. */
 
 /* The same stage for CPU devices (PoCL), written like a CPU kernel: one
  * work-item per work-group and per (b, h, query block I, slice of
