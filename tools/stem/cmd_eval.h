@@ -27,6 +27,7 @@
 #define EVAL_HOST_MAXPOOL 2 /* Stem's antidiagonal score, max- instead of mean-pooled */
 #define EVAL_HOST_ROWSOFTMAX 3 /* per-strided-row softmax mass of the antidiagonal logits */
 #define EVAL_HOST_ADAPTIVE 4 /* Stem's block logits (stem_score), per-row mass threshold tau */
+#define EVAL_HOST_MAXPOOL_ADAPTIVE 5 /* max-pooled antidiagonal logits, per-row mass threshold */
 
 typedef struct eval_config {
     char label[96];
@@ -110,11 +111,13 @@ int eval_attention_hook(void *user, int layer, const float *q, const float *k, c
 /* cmd_eval_oracle.c: per head, the top budget[I] key blocks of each query
  * block I by the true softmax mass of rows [0, rows) (keys of the same
  * rows; kind EVAL_HOST_ORACLE) or by the max-pooled antidiagonal score
- * (EVAL_HOST_MAXPOOL), plus sink and local blocks; idx [Hq][nq][nq] ascending, -1 padded;
+ * (EVAL_HOST_MAXPOOL), plus sink and local blocks; with EVAL_HOST_MAXPOOL_ADAPTIVE
+ * the max-pooled logits and a per-row mass threshold tau instead of the
+ * budget (as eval_adaptive_select); idx [Hq][nq][nq] ascending, -1 padded;
  * cnt [Hq][nq]. Arrays are head-major [H][n][d]. 0, or -1 out of memory. */
 int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, int64_t rows,
                        int64_t n, int block, const int32_t *budget, int sink, int local,
-                       int kind, int stride, int32_t *idx, int32_t *cnt);
+                       int kind, int stride, double tau, int32_t *idx, int32_t *cnt);
 /* Adaptive allocation on Stem's own block logits (test only): row I of each
  * head keeps the fewest key blocks whose softmax over scores[h][I][0..I]
  * reaches tau (largest first; ties: lower index), plus sink and local

@@ -35,7 +35,9 @@ static void usage(FILE *f)
             "                        strided keys (XAttention's estimator; no bonus);\n"
             "                        stem_adaptive: Stem's own block logits (bonus included),\n"
             "                        each row keeping the fewest blocks whose softmax over the\n"
-            "                        row reaches tau (XAttention's allocation on Stem's score)\n"
+            "                        row reaches tau (XAttention's allocation on Stem's score);\n"
+            "                        stem_maxpool_adaptive: the same threshold on the\n"
+            "                        max-pooled score (no bonus)\n"
             "  --dense-from P        deployment mode: the first P tokens are the prompt, run\n"
             "                        through libstem with a plan keyed on P; rows >= P are dense\n"
             "                        (sparse prefill + dense decode). Scores positions >= P-1\n"
@@ -97,6 +99,11 @@ int eval_parse_configs(const char *spec, const stem_config *base, eval_config *o
             /* test-only estimator variant: Stem's budget, max-pooled score, no bonus */
             c->oracle = EVAL_HOST_MAXPOOL;
             c->cfg.selector = STEM_SELECTOR_STEM;
+        } else if (!strcmp(tok, "stem_maxpool_adaptive")) {
+            /* test-only: max-pooled score with the per-row mass threshold */
+            c->oracle = EVAL_HOST_MAXPOOL_ADAPTIVE;
+            c->cfg.selector = STEM_SELECTOR_STEM;
+            c->cfg.k_start = 1; /* never dense by the official rule; budget unused */
         } else if (!strcmp(tok, "stem_adaptive")) {
             /* test-only allocation variant: Stem's block logits, per-row mass threshold */
             c->oracle = EVAL_HOST_ADAPTIVE;

@@ -129,7 +129,7 @@ static stem_status run_stem_rows(const stem_call *sc, const stem_config *cfg, in
         if (st == STEM_OK && oracle != EVAL_HOST_ADAPTIVE &&
             eval_oracle_select(q, k, sc->heads_q, sc->heads_kv, sc->head_dim, rows, n,
                                cfg->block_size, budget, cfg->sink_blocks, cfg->local_blocks,
-                               oracle, cfg->stride, idx, cnt))
+                               oracle, cfg->stride, cfg->xattn_threshold, idx, cnt))
             st = STEM_ERR_OUT_OF_MEMORY;
         free(budget);
     }

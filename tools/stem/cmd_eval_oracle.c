@@ -72,9 +72,51 @@ static void rowsoftmax_mass(const float *qh, const float *kh, int d, int64_t row
     }
 }
 
+/* Descending by value, ties by lower index (qsort's order is not stable). */
+typedef struct scored_block {
+    double p;
+    int32_t j;
+} scored_block;
+
+static int by_mass_desc(const void *a, const void *b)
+{
+    const scored_block *x = a, *y = b;
+    if (x->p != y->p) return x->p > y->p ? -1 : 1;
+    return x->j < y->j ? -1 : x->j > y->j;
+}
+
+/* Row I keeps the fewest key blocks whose softmax over logit[0..I] reaches
+ * tau (largest first; ties: lower index), plus sink and local blocks;
+ * writes the ascending list to out (-1 padded to nq), returns the count. */
+static int32_t keep_by_mass(const double *logit, int64_t I, int64_t nq, double tau, int sink,
+                            int local, scored_block *sb, char *keep, int32_t *out)
+{
+    double mx = -INFINITY, z = 0.0;
+    for (int64_t J = 0; J <= I; J++) mx = logit[J] > mx ? logit[J] : mx;
+    for (int64_t J = 0; J <= I; J++) {
+        sb[J].p = isfinite(mx) ? exp(logit[J] - mx) : 1.0;
+        sb[J].j = (int32_t)J;
+        z += sb[J].p;
+    }
+    qsort(sb, (size_t)(I + 1), sizeof *sb, by_mass_desc);
+    memset(keep, 0, (size_t)(I + 1));
+    double acc = 0.0;
+    for (int64_t r = 0; r <= I && acc < tau * z; r++) {
+        keep[sb[r].j] = 1;
+        acc += sb[r].p;
+    }
+    for (int64_t J = 0; J < sink && J <= I; J++) keep[J] = 1;
+    for (int64_t J = I - local + 1 > 0 ? I - local + 1 : 0; J <= I; J++) keep[J] = 1;
+    int32_t c = 0;
+    for (int64_t J = 0; J <= I; J++)
+        if (keep[J]) out[c++] = (int32_t)J;
+    for (int64_t J = c; J < nq; J++) out[J] = -1;
+    return c;
+}
+
 int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, int64_t rows,
                        int64_t n, int block, const int32_t *budget, int sink, int local,
-                       int kind, int stride, int32_t *idx, int32_t *cnt)
+                       int kind, int stride, double tau, int32_t *idx, int32_t *cnt)
 {
     const int g = hq / hk;
     const int64_t nq = (rows + block - 1) / block;
@@ -86,14 +128,15 @@ int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, in
         double *mass = malloc((size_t)nq * sizeof *mass);
         double *lg = malloc((size_t)(nq * block / stride + 1) * sizeof *lg);
         char *keep = malloc((size_t)nq);
-        if (!p || !mass || !keep || !lg) failed = 1;
+        scored_block *sb = malloc((size_t)nq * sizeof *sb);
+        if (!p || !mass || !keep || !lg || !sb) failed = 1;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t w = 0; w < (int64_t)hq * nq; w++) {
-            if (!p || !mass || !keep || !lg) continue;
+            if (!p || !mass || !keep || !lg || !sb) continue;
             const int64_t h = w / nq, I = nq - 1 - w % nq; /* long rows first */
             const float *kh = k + (h / g) * n * d;
             for (int64_t J = 0; J <= I; J++)
-                mass[J] = kind == EVAL_HOST_MAXPOOL
+                mass[J] = kind == EVAL_HOST_MAXPOOL || kind == EVAL_HOST_MAXPOOL_ADAPTIVE
                               ? maxpool_score(q + h * n * d, kh, d, rows, block, stride, I, J,
                                               scale)
                               : 0.0;
@@ -116,6 +159,11 @@ int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, in
                 for (int64_t j = 0; j <= t; j++) z += exp((double)p[j] - mx);
                 for (int64_t j = 0; j <= t; j++) mass[j / block] += exp((double)p[j] - mx) / z;
             }
+            int32_t *row = idx + (h * nq + I) * nq;
+            if (kind == EVAL_HOST_MAXPOOL_ADAPTIVE) { /* mass threshold on the maxima */
+                cnt[h * nq + I] = keep_by_mass(mass, I, nq, tau, sink, local, sb, keep, row);
+                continue;
+            }
             /* top budget[I] by mass (ties: lower index), then sink and local */
             memset(keep, 0, (size_t)(I + 1));
             const int64_t kb = budget[I] < I + 1 ? budget[I] : I + 1;
@@ -128,7 +176,6 @@ int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, in
             }
             for (int64_t J = 0; J < sink && J <= I; J++) keep[J] = 1;
             for (int64_t J = I - local + 1 > 0 ? I - local + 1 : 0; J <= I; J++) keep[J] = 1;
-            int32_t *row = idx + (h * nq + I) * nq;
             int32_t c = 0;
             for (int64_t J = 0; J <= I; J++)
                 if (keep[J]) row[c++] = (int32_t)J;
@@ -139,21 +186,9 @@ int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, in
         free(lg);
         free(mass);
         free(keep);
+        free(sb);
     }
     return failed ? -1 : 0;
-}
-
-/* Descending by value, ties by lower index (qsort's order is not stable). */
-typedef struct scored_block {
-    double p;
-    int32_t j;
-} scored_block;
-
-static int by_mass_desc(const void *a, const void *b)
-{
-    const scored_block *x = a, *y = b;
-    if (x->p != y->p) return x->p > y->p ? -1 : 1;
-    return x->j < y->j ? -1 : x->j > y->j;
 }
 
 void eval_adaptive_select(const float *scores, int hq, int64_t nq, double tau, int sink,
@@ -162,40 +197,23 @@ void eval_adaptive_select(const float *scores, int hq, int64_t nq, double tau, i
 #pragma omp parallel
     {
         scored_block *sb = malloc((size_t)nq * sizeof *sb);
+        double *lg = malloc((size_t)nq * sizeof *lg);
         char *keep = malloc((size_t)nq);
 #pragma omp for schedule(dynamic, 8)
         for (int64_t w = 0; w < (int64_t)hq * nq; w++) {
             const int64_t h = w / nq, I = w % nq;
             const float *row = scores + (h * nq + I) * nq;
             int32_t *out = idx + (h * nq + I) * nq;
-            if (!sb || !keep) { /* out of memory: keep the whole causal row */
+            if (!sb || !keep || !lg) { /* out of memory: keep the whole causal row */
                 for (int64_t J = 0; J < nq; J++) out[J] = J <= I ? (int32_t)J : -1;
                 cnt[w] = (int32_t)(I + 1);
                 continue;
             }
-            double mx = -INFINITY, z = 0.0;
-            for (int64_t J = 0; J <= I; J++) mx = row[J] > mx ? row[J] : mx;
-            for (int64_t J = 0; J <= I; J++) {
-                sb[J].p = isfinite(mx) ? exp((double)row[J] - mx) : 1.0;
-                sb[J].j = (int32_t)J;
-                z += sb[J].p;
-            }
-            qsort(sb, (size_t)(I + 1), sizeof *sb, by_mass_desc);
-            memset(keep, 0, (size_t)(I + 1));
-            double acc = 0.0;
-            for (int64_t r = 0; r <= I && acc < tau * z; r++) {
-                keep[sb[r].j] = 1;
-                acc += sb[r].p;
-            }
-            for (int64_t J = 0; J < sink && J <= I; J++) keep[J] = 1;
-            for (int64_t J = I - local + 1 > 0 ? I - local + 1 : 0; J <= I; J++) keep[J] = 1;
-            int32_t c = 0;
-            for (int64_t J = 0; J <= I; J++)
-                if (keep[J]) out[c++] = (int32_t)J;
-            for (int64_t J = c; J < nq; J++) out[J] = -1;
-            cnt[w] = c;
+            for (int64_t J = 0; J <= I; J++) lg[J] = row[J];
+            cnt[w] = keep_by_mass(lg, I, nq, tau, sink, local, sb, keep, out);
         }
         free(sb);
+        free(lg);
         free(keep);
     }
 }
