@@ -6,6 +6,10 @@
  *   passkey: one "The pass key is NNNNN" needle at a depth of the filler.
  *   needle:  M key-value needles ("One of the special magic numbers for W
  *            is: NNNNNNN."), one asked for; the others are distractors.
+ *   vartrack: a chain of M assignments in the spirit of RULER's variable
+ *            tracking ("VAR A = NNNNN." at the depth, then "VAR B = VAR A."
+ *            and so on at random later places); the value of the chain's
+ *            last variable is asked for, so every link must be kept.
  * One TSV row per (prompt, configuration), dense included. */
 #include <math.h>
 #include <stdio.h>
@@ -124,9 +128,12 @@ static int score_answer(const lm_model *m, const float *hid, int64_t P, const in
 
 int eval_task(eval_state *es, const eval_args *a, eval_config *cfgs, int n_cfgs)
 {
-    const int needle_task = !strcmp(a->task, "needle");
-    if (!needle_task && strcmp(a->task, "passkey"))
-        return tool_error("eval: unknown --task '%s' (passkey, needle)", a->task);
+    const int needle_task = !strcmp(a->task, "needle"), vt_task = !strcmp(a->task, "vartrack");
+    if (!needle_task && !vt_task && strcmp(a->task, "passkey"))
+        return tool_error("eval: unknown --task '%s' (passkey, needle, vartrack)", a->task);
+    if ((needle_task || vt_task) && (a->needles < 1 + vt_task || a->needles > 64))
+        return tool_error("eval: --needles %lld: 1-64 for needle, 2-64 for vartrack",
+                          (long long)a->needles);
     int64_t lengths[16], depths[32];
     int n_len = parse_list(a->lengths, lengths, 16), n_dep = parse_list(a->depths, depths, 32);
     if (n_len <= 0 || n_dep <= 0) return tool_error("eval: bad --lengths or --depths");
@@ -179,10 +186,10 @@ int eval_task(eval_state *es, const eval_args *a, eval_config *cfgs, int n_cfgs)
             for (int di = 0; di < n_dep && !rc; di++) {
                 /* the prompt */
                 const int ti = (int)((li * n_dep * a->keys + di * a->keys + ki) % n_fill);
-                const int n_need = needle_task ? (int)a->needles : 1;
+                const int n_need = needle_task || vt_task ? (int)a->needles : 1;
                 char value[32], word[32], line[512], question[512], answer[64];
-                int target = 0;
-                int64_t vals[64], wds[64], pos_frac[64];
+                const int target = vt_task ? n_need - 1 : 0; /* vartrack: the chain's end */
+                int64_t vals[64] = {0}, wds[64] = {0}, pos_frac[64] = {0};
                 for (int j = 0; j < n_need; j++) {
                     vals[j] = needle_task ? 1000000 + (int64_t)(rng_next(&rng) % 9000000)
                                           : 10000 + (int64_t)(rng_next(&rng) % 90000);
@@ -194,14 +201,28 @@ int eval_task(eval_state *es, const eval_args *a, eval_config *cfgs, int n_cfgs)
                     } while (!ok);
                     pos_frac[j] = j == target ? depths[di] * 100
                                               : (int64_t)(rng_next(&rng) % 10001);
+                    if (vt_task) /* the value at the depth, the links after it */
+                        pos_frac[j] = j == 0 ? depths[di] * 100
+                                             : depths[di] * 100 +
+                                                   (int64_t)(rng_next(&rng) %
+                                                             (uint64_t)(10001 - depths[di] * 100));
                 }
-                snprintf(value, sizeof value, "%lld", (long long)vals[target]);
+                if (vt_task) /* links in chain order: sort the later places */
+                    for (int i = 2; i < n_need; i++)
+                        for (int j = i; j > 1 && pos_frac[j] < pos_frac[j - 1]; j--) {
+                            const int64_t t = pos_frac[j];
+                            pos_frac[j] = pos_frac[j - 1];
+                            pos_frac[j - 1] = t;
+                        }
+                snprintf(value, sizeof value, "%lld", (long long)vals[vt_task ? 0 : target]);
                 snprintf(word, sizeof word, "%s", WORDS[wds[target]]);
                 tokbuf pre = {0}, q = {0}, ans = {0}, prompt = {0};
                 tokbuf needle[64];
                 memset(needle, 0, sizeof needle);
                 int bad = tb_text(&pre, es->tok,
-                                  needle_task
+                                  vt_task ? "Memorize and track the chain of variable "
+                                            "assignments hidden in the following text.\n\n"
+                                  : needle_task
                                       ? "Some special magic numbers are hidden within the "
                                         "following text. Make sure to memorize them. I will "
                                         "quiz you about the numbers afterwards.\n\n"
@@ -210,7 +231,12 @@ int eval_task(eval_state *es, const eval_args *a, eval_config *cfgs, int n_cfgs)
                                         "it. I will quiz you about it.\n\n");
                 int64_t need_tokens = 0;
                 for (int j = 0; j < n_need && !bad; j++) {
-                    if (needle_task)
+                    if (vt_task && j == 0)
+                        snprintf(line, sizeof line, "\n\nVAR %s = %s.\n\n", WORDS[wds[0]], value);
+                    else if (vt_task)
+                        snprintf(line, sizeof line, "\n\nVAR %s = VAR %s.\n\n", WORDS[wds[j]],
+                                 WORDS[wds[j - 1]]);
+                    else if (needle_task)
                         snprintf(line, sizeof line,
                                  "\n\nOne of the special magic numbers for %s is: %lld.\n\n",
                                  WORDS[wds[j]], (long long)vals[j]);
@@ -221,7 +247,12 @@ int eval_task(eval_state *es, const eval_args *a, eval_config *cfgs, int n_cfgs)
                     bad |= tb_text(&needle[j], es->tok, line);
                     need_tokens += needle[j].n;
                 }
-                if (needle_task)
+                if (vt_task)
+                    snprintf(question, sizeof question,
+                             "\n\nQuestion: what is the value of VAR %s? Answer: the value of "
+                             "VAR %s is",
+                             word, word);
+                else if (needle_task)
                     snprintf(question, sizeof question,
                              "\n\nWhat is the special magic number for %s mentioned in the "
                              "provided text? The special magic number for %s mentioned in the "
