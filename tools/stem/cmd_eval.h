@@ -6,7 +6,10 @@
  *   cmd_eval_score.c      perplexity, KL and top-1 agreement of a window
  *   cmd_eval_cache.c      the dense hidden-state cache and its keys
  *   cmd_eval_generate.c   forwards, greedy continuation, logits dumps
- *   cmd_eval_provenance.c the commit recorded with each result */
+ *   cmd_eval_provenance.c the commit recorded with each result
+ *   cmd_eval_select.c     test-only block choices on the host (oracle, variants)
+ *   cmd_eval_budget.c     the equal-cost uniform partner of a Stem schedule
+ *   cmd_eval_task.c       --task passkey | needle | vartrack */
 #ifndef STEM_CMD_EVAL_H
 #define STEM_CMD_EVAL_H
 
@@ -22,7 +25,7 @@
 #define EVAL_GEMMA3_MODEL ".model/gemma-3-270m-q4_k_m.gguf"
 #define EVAL_MAX_CONFIGS 64
 #define EVAL_MAX_TEXTS 8
-/* test-only block choices made in the tool (cmd_eval_oracle.c), not library selectors */
+/* test-only block choices made in the tool (cmd_eval_select.c), not library selectors */
 #define EVAL_HOST_ORACLE 1  /* true softmax mass per block */
 #define EVAL_HOST_MAXPOOL 2 /* Stem's antidiagonal score, max- instead of mean-pooled */
 #define EVAL_HOST_ROWSOFTMAX 3 /* per-strided-row softmax mass of the antidiagonal logits */
@@ -108,7 +111,7 @@ int eval_parse_configs(const char *spec, const stem_config *base, eval_config *o
 int eval_attention_hook(void *user, int layer, const float *q, const float *k, const float *v,
                         float *out, int64_t n);
 
-/* cmd_eval_oracle.c: per head, the top budget[I] key blocks of each query
+/* cmd_eval_select.c: per head, the top budget[I] key blocks of each query
  * block I by the true softmax mass of rows [0, rows) (keys of the same
  * rows; kind EVAL_HOST_ORACLE) or by the max-pooled antidiagonal score
  * (EVAL_HOST_MAXPOOL), plus sink and local blocks; with EVAL_HOST_MAXPOOL_ADAPTIVE
@@ -124,7 +127,7 @@ int eval_oracle_select(const float *q, const float *k, int hq, int hk, int d, in
  * blocks. scores [Hq][nq][nq] as stem_score writes them; idx, cnt as above. */
 void eval_adaptive_select(const float *scores, int hq, int64_t nq, double tau, int sink,
                           int local, int32_t *idx, int32_t *cnt);
-/* Equal-cost uniform partner of Stem k_start = match_k over `rows` tokens:
+/* cmd_eval_budget.c: equal-cost uniform partner of Stem k_start = match_k over `rows` tokens:
  * the uniform k whose summed top-k budget (stem_plan_get_budget, forced
  * blocks excluded) is closest to Stem's (ties: the smaller). */
 int eval_match_uniform(stem_context *ctx, const stem_call *sc, const stem_config *cfg,
@@ -132,7 +135,7 @@ int eval_match_uniform(stem_context *ctx, const stem_call *sc, const stem_config
 /* a configuration ready to run over `rows` tokens (resolves match_k) */
 int eval_prepare_config(eval_state *es, eval_config *c, int64_t rows);
 
-/* cmd_eval_task.c: --task passkey | needle */
+/* cmd_eval_task.c: --task passkey | needle | vartrack */
 int eval_task(eval_state *es, const eval_args *a, eval_config *cfgs, int n_cfgs);
 
 /* cmd_eval_score.c */

@@ -1,8 +1,10 @@
-/* stem eval: the ORACLE block choice (test only, never a library
- * selector): each query block keeps the key blocks that hold the most true
- * softmax mass, under the budget of the configuration it mirrors, so the
- * block estimator's quality is separated from the budget allocation. Also
- * the equal-cost uniform partner of a Stem schedule. */
+/* stem eval: block choices made on the host (test only, never library
+ * selectors). The ORACLE keeps the key blocks that hold the most true
+ * softmax mass under the budget of the configuration it mirrors, so the
+ * block estimator's quality is separated from the budget allocation; the
+ * estimator variants (max pooling, XAttention's row softmax) keep Stem's
+ * budget; the adaptive variants replace the budget by a per-row mass
+ * threshold. No libstem calls here (tests/tool links this file alone). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +93,7 @@ static int by_mass_desc(const void *a, const void *b)
 static int32_t keep_by_mass(const double *logit, int64_t I, int64_t nq, double tau, int sink,
                             int local, scored_block *sb, char *keep, int32_t *out)
 {
+    if (I < 0) return 0;
     double mx = -INFINITY, z = 0.0;
     for (int64_t J = 0; J <= I; J++) mx = logit[J] > mx ? logit[J] : mx;
     for (int64_t J = 0; J <= I; J++) {
@@ -216,68 +219,4 @@ void eval_adaptive_select(const float *scores, int hq, int64_t nq, double tau, i
         free(lg);
         free(keep);
     }
-}
-
-static int budget_sum(stem_context *ctx, const stem_call *sc, const stem_config *cfg,
-                      int64_t rows, int64_t *sum)
-{
-    stem_attention_desc desc;
-    eval_call_desc(sc, rows, -1, &desc);
-    stem_plan *plan = NULL;
-    stem_status st = stem_plan_create(ctx, &desc, cfg, &plan);
-    if (st != STEM_OK) return -1;
-    stem_plan_info info;
-    stem_plan_info_init(&info);
-    stem_plan_get_info(plan, &info);
-    int32_t *b = malloc((size_t)info.num_q_blocks * sizeof *b);
-    if (b) st = stem_plan_get_budget(plan, b, (size_t)info.num_q_blocks);
-    *sum = 0;
-    for (int64_t i = 0; b && st == STEM_OK && i < info.num_q_blocks; i++)
-        *sum += b[i] < i + 1 ? b[i] : i + 1; /* a row cannot keep more than I + 1 */
-    free(b);
-    stem_plan_destroy(plan);
-    return b && st == STEM_OK ? 0 : -1;
-}
-
-int eval_match_uniform(stem_context *ctx, const stem_call *sc, const stem_config *cfg,
-                       int32_t match_k, int64_t rows, int32_t *k_out, double *ratio)
-{
-    stem_config s = *cfg;
-    s.selector = STEM_SELECTOR_STEM;
-    s.k_start = match_k;
-    int64_t target = 0, best_sum = 0, sum = 0;
-    if (budget_sum(ctx, sc, &s, rows, &target)) return -1;
-    const int64_t nq = (rows + cfg->block_size - 1) / cfg->block_size;
-    int32_t best = 1;
-    for (int32_t k = 1; k <= nq; k++) {
-        stem_config u = *cfg;
-        u.selector = STEM_SELECTOR_UNIFORM;
-        u.uniform_k = k;
-        u.k_start = k;
-        if (budget_sum(ctx, sc, &u, rows, &sum)) return -1;
-        if (k == 1 || llabs(sum - target) < llabs(best_sum - target)) {
-            best = k;
-            best_sum = sum;
-        }
-        if (sum > target) break;
-    }
-    *k_out = best;
-    *ratio = target ? (double)best_sum / (double)target : 1.0;
-    return 0;
-}
-
-int eval_prepare_config(eval_state *es, eval_config *c, int64_t rows)
-{
-    if (c->match_k <= 0) return 0;
-    int32_t k = 0;
-    double ratio = 1.0;
-    if (eval_match_uniform(es->h.sc.ctx, &es->h.sc, &c->cfg, c->match_k, rows, &k, &ratio))
-        return tool_error("eval: cannot plan the equal-cost partner of k_start %d",
-                          (int)c->match_k);
-    c->cfg.uniform_k = k;
-    c->cfg.k_start = k;
-    printf("# %s: uniform k %d is the equal-cost partner of Stem k_start %d over %lld tokens "
-           "(top-k blocks %.4f x Stem's)\n",
-           c->label, (int)k, (int)c->match_k, (long long)rows, ratio);
-    return 0;
 }
