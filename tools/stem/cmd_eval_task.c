@@ -201,7 +201,10 @@ int eval_task(eval_state *es, const eval_args *a, eval_config *cfgs, int n_cfgs)
                     } while (!ok);
                     pos_frac[j] = j == target ? depths[di] * 100
                                               : (int64_t)(rng_next(&rng) % 10001);
-                    if (vt_task) /* the value at the depth, the links after it */
+                    /* vartrack overwrites that place (the value at the depth, the
+                     * links after it); the draw above stays so the prompts, and the
+                     * committed results, keep the generator's stream */
+                    if (vt_task)
                         pos_frac[j] = j == 0 ? depths[di] * 100
                                              : depths[di] * 100 +
                                                    (int64_t)(rng_next(&rng) %
