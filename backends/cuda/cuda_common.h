@@ -75,7 +75,7 @@ typedef struct stem_cuda_attn_variant {
 
 extern const stem_cuda_attn_variant stem_cuda_attn_variants[];
 extern const int stem_cuda_attn_variant_count;
-#define STEM_CUDA_ATTN_VARIANT_MAX 24
+#define STEM_CUDA_ATTN_VARIANT_MAX 28
 
 /* Per-context state (ctx->impl). */
 typedef struct stem_cuda_context {

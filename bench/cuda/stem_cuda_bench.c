@@ -4,6 +4,7 @@
  * fixed densities (random lists with the diagonal kept).
  *
  *   stem_cuda_bench [N ...]      (default 8192 16384 32768 65536 131072)
+ *   STEM_BENCH_SHAPE=hq,hkv,d    another head shape (e.g. 8,2,256 for head_dim 256)
  *
  * Each figure is the median of wall-clock times around stage + synchronize. */
 #define _POSIX_C_SOURCE 200809L
@@ -164,10 +165,21 @@ int main(int argc, char **argv)
     layer L;
     memset(&L, 0, sizeof L);
     CHECK(stem_context_create(&cd, &L.ctx));
+    int64_t hq = 32, hkv = 8, hd = 128;
+    const char *shape = getenv("STEM_BENCH_SHAPE");
+    if (shape) {
+        long long a = 0, b = 0, c = 0;
+        if (sscanf(shape, "%lld,%lld,%lld", &a, &b, &c) != 3 || a < 1 || b < 1 || a % b || c < 8) {
+            fprintf(stderr, "STEM_BENCH_SHAPE=hq,hkv,d expected\n");
+            return 1;
+        }
+        hq = a, hkv = b, hd = c;
+        printf("shape: Hq %lld, Hkv %lld, d %lld\n", a, b, c);
+    }
     printf("| N | path | density | score ms | select ms | attention ms | total ms | TFLOP/s (eff.) |\n");
     printf("|---:|---|---:|---:|---:|---:|---:|---:|\n");
     for (int ni = 0; ni < nN; ni++) {
-        L.N = Ns[ni], L.hq = 32, L.hkv = 8, L.d = 128, L.n = (L.N + 127) / 128;
+        L.N = Ns[ni], L.hq = hq, L.hkv = hkv, L.d = hd, L.n = (L.N + 127) / 128;
         const int64_t n = L.n;
         const size_t qe = (size_t)(L.hq * L.N * L.d), kve = (size_t)(L.hkv * L.N * L.d);
         const size_t nn = (size_t)(L.hq * n * n);

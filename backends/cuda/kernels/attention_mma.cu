@@ -4,7 +4,8 @@
 // shapes of one mainloop (attn_common.cuh holds the shared pieces):
 //  - block 64: 4 warps x 16 query rows, 64-key tiles, Q fragments in registers;
 //  - block 128: 4 warps x 32 rows (two m16 tiles per warp, FA2's shape),
-//    32-key tiles, Q re-read from shared memory.
+//    32-key tiles, Q re-read from shared memory;
+//  - head_dim 256 (either block): one m16 tile per warp, 32-key tiles.
 // K/V tiles go through shared memory (cp.async, double buffered); only the
 // diagonal block is masked; K/V of the GQA head are read in place.
 #include "attn_common.cuh"
@@ -208,18 +209,26 @@ __device__ __forceinline__ void attn_mma(const stem_kattn &p)
     }
 }
 
-#define STEM_ATTN_MMA(name, D, BF16, MT, KC, QREG)                                       \
-    extern "C" __global__ void __launch_bounds__(128) name(stem_kattn p)                 \
+#define STEM_ATTN_MMA(name, D, BF16, NW, MT, KC, QREG)                                   \
+    extern "C" __global__ void __launch_bounds__(32 * NW) name(stem_kattn p)             \
     {                                                                                    \
-        attn_mma<D, BF16, 4, MT, KC, QREG>(p);                                           \
+        attn_mma<D, BF16, NW, MT, KC, QREG>(p);                                          \
     }
 // Block 64: 4 warps x 16 rows, 64-key tiles, Q in registers.
-STEM_ATTN_MMA(stem_k_attn_mma_b64_f16_d64, 64, false, 1, 64, true)
-STEM_ATTN_MMA(stem_k_attn_mma_b64_f16_d128, 128, false, 1, 64, true)
-STEM_ATTN_MMA(stem_k_attn_mma_b64_bf16_d64, 64, true, 1, 64, true)
-STEM_ATTN_MMA(stem_k_attn_mma_b64_bf16_d128, 128, true, 1, 64, true)
+STEM_ATTN_MMA(stem_k_attn_mma_b64_f16_d64, 64, false, 4, 1, 64, true)
+STEM_ATTN_MMA(stem_k_attn_mma_b64_f16_d128, 128, false, 4, 1, 64, true)
+STEM_ATTN_MMA(stem_k_attn_mma_b64_bf16_d64, 64, true, 4, 1, 64, true)
+STEM_ATTN_MMA(stem_k_attn_mma_b64_bf16_d128, 128, true, 4, 1, 64, true)
 // Block 128: 4 warps x 32 rows, 32-key tiles, Q from shared memory.
-STEM_ATTN_MMA(stem_k_attn_mma_b128_f16_d64, 64, false, 2, 32, false)
-STEM_ATTN_MMA(stem_k_attn_mma_b128_f16_d128, 128, false, 2, 32, false)
-STEM_ATTN_MMA(stem_k_attn_mma_b128_bf16_d64, 64, true, 2, 32, false)
-STEM_ATTN_MMA(stem_k_attn_mma_b128_bf16_d128, 128, true, 2, 32, false)
+STEM_ATTN_MMA(stem_k_attn_mma_b128_f16_d64, 64, false, 4, 2, 32, false)
+STEM_ATTN_MMA(stem_k_attn_mma_b128_f16_d128, 128, false, 4, 2, 32, false)
+STEM_ATTN_MMA(stem_k_attn_mma_b128_bf16_d64, 64, true, 4, 2, 32, false)
+STEM_ATTN_MMA(stem_k_attn_mma_b128_bf16_d128, 128, true, 4, 2, 32, false)
+// head_dim 256: the O accumulator alone is 128 registers per thread, so each
+// warp owns one m16 tile (Q from shared memory) and the K / V tiles are 32
+// keys; block 128 takes 8 warps. Shared memory: 132 KB (block 128), 99 KB
+// (block 64: exactly the sm_86 / sm_89 limit).
+STEM_ATTN_MMA(stem_k_attn_mma_b64_f16_d256, 256, false, 4, 1, 32, false)
+STEM_ATTN_MMA(stem_k_attn_mma_b64_bf16_d256, 256, true, 4, 1, 32, false)
+STEM_ATTN_MMA(stem_k_attn_mma_b128_f16_d256, 256, false, 8, 1, 32, false)
+STEM_ATTN_MMA(stem_k_attn_mma_b128_bf16_d256, 256, true, 8, 1, 32, false)

@@ -113,6 +113,95 @@ template <int D, int STAGES, int NQ = 1> struct sm90_smem {
     static constexpr unsigned BYTES = BAR + 256 + 1024; // + barriers + alignment slack
 };
 
+
+// A ring position in one register (the producer has 24): slot in the low
+// bits, phase bit on top. Both kernels walk the K and the V ring with one each.
+struct ring {
+    unsigned v;
+    __device__ __forceinline__ int s() const { return (int)(v & 0xffu); }
+    __device__ __forceinline__ unsigned ph() const { return v >> 31; }
+    template <int STAGES> __device__ __forceinline__ void next()
+    {
+        v = ((v & 0xffu) + 1u == (unsigned)STAGES) ? (v & 0x80000000u) ^ 0x80000000u : v + 1u;
+    }
+};
+
+// The mbarriers of the K / V ring, from b0 on: per stage K full, V full,
+// K empty, V empty (the empty ones take one arrival per consumer warp).
+template <int STAGES> struct kv_bars {
+    unsigned b0;
+    __device__ __forceinline__ unsigned kfull(int s) const { return b0 + 8u * (unsigned)s; }
+    __device__ __forceinline__ unsigned vfull(int s) const { return b0 + 8u * (STAGES + (unsigned)s); }
+    __device__ __forceinline__ unsigned kempty(int s) const { return b0 + 8u * (2u * STAGES + (unsigned)s); }
+    __device__ __forceinline__ unsigned vempty(int s) const { return b0 + 8u * (3u * STAGES + (unsigned)s); }
+    __device__ __forceinline__ void init() const
+    {
+        for (int s = 0; s < STAGES; s++) {
+            mbar_init(kfull(s), 1);
+            mbar_init(vfull(s), 1);
+            mbar_init(kempty(s), 8);
+            mbar_init(vempty(s), 8);
+        }
+    }
+};
+
+__device__ __forceinline__ void prefetch_tmaps(const tmap *tq, const tmap *tk, const tmap *tv)
+{
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tq)) : "memory");
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tk)) : "memory");
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tv)) : "memory");
+}
+
+// ------------------------------------------------------ producer (one row)
+// The producer thread's loads for query block I: K of kept entry i, then V
+// of entry i - 1 (the order the overlapped consumers use them in); a K stage
+// holding J = -1 ends the row. Entries are walked from the end (the
+// diagonal first) through a pointer, the next one read before the waits.
+// 32-bit coordinates (the producer has 24 registers): heads and batches
+// < 65536, blocks < 2^31 (cuda_stages.c checks both).
+template <int D, int STAGES>
+__device__ __forceinline__ void produce_row(const list_row &row, int I, int kh, int b,
+                                            unsigned kdst, unsigned vdst, kv_bars<STAGES> kb,
+                                            volatile int *stage_j, ring &kr, ring &vr,
+                                            const tmap *tk, const tmap *tv)
+{
+    constexpr unsigned TILE = BM * D * 2;
+    auto load_v = [&](int J) {
+        mbar_wait(kb.vempty(vr.s()), vr.ph() ^ 1u);
+        mbar_expect_tx(kb.vfull(vr.s()), TILE);
+        tma_load(vdst + vr.s() * TILE, tv, J * BN, kh, b, kb.vfull(vr.s()));
+        vr.template next<STAGES>();
+    };
+    const int *e = row.idx + (long long)(row.cnt > 0 ? row.cnt - 1 : 0) * row.step;
+    int prev = I + 1; // after the first kept entry: the previous one
+    bool any = false;
+    int Jn = row.cnt > 0 ? *e : -1;
+    for (int jj = row.cnt - 1; jj >= 0; jj--) {
+        const int J = Jn;
+        if (jj > 0) {
+            e -= row.step;
+            Jn = *e;
+        }
+        if (J < 0 || J >= prev)
+            continue;
+        mbar_wait(kb.kempty(kr.s()), kr.ph() ^ 1u);
+        stage_j[kr.s()] = J;
+        mbar_expect_tx(kb.kfull(kr.s()), TILE);
+        tma_load(kdst + kr.s() * TILE, tk, J * BN, kh, b, kb.kfull(kr.s()));
+        kr.template next<STAGES>();
+        if (any)
+            load_v(prev);
+        prev = J;
+        any = true;
+    }
+    mbar_wait(kb.kempty(kr.s()), kr.ph() ^ 1u);
+    stage_j[kr.s()] = -1;
+    mbar_arrive(kb.kfull(kr.s()));
+    kr.template next<STAGES>();
+    if (any)
+        load_v(prev);
+}
+
 // Named barriers 1 and 2 (256 threads: one consumer warpgroup syncs, the
 // other arrives) hand the tensor cores from one consumer warpgroup to the other.
 __device__ __forceinline__ void named_sync(unsigned id)
@@ -124,111 +213,36 @@ __device__ __forceinline__ void named_arrive(unsigned id)
     asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory");
 }
 
+// ------------------------------------------------- consumer (one row)
+// One consumer warpgroup's 64 rows of a query block: S = Q K^T and O += P V
+// by wgmma over the kept blocks as the producer delivers them, the online
+// softmax, then the store. qdesc0: this warpgroup's Q rows in shared memory;
+// qw0: its first absolute query row. qempty (if not 0) is released once
+// every wgmma reading Q has completed (the persistent kernel reuses the buffer).
 // OVERLAP: softmax of block i under the P V GEMM of block i - 1 (else serial).
 // PINGPONG (with OVERLAP): the two consumer warpgroups take turns issuing
 // their GEMMs, so one's softmax runs under the other's GEMMs.
 template <int D, bool BF16, int STAGES, bool OVERLAP, bool PINGPONG>
-__device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, const tmap *tk,
-                                          const tmap *tv)
+__device__ __forceinline__ void consume_row(const stem_kattn &p, const attn_geom &g,
+                                            unsigned qdesc0, unsigned kbase0, unsigned vbase0,
+                                            kv_bars<STAGES> kb, volatile int *stage_j, ring &kr,
+                                            ring &vr, long long qw0, long long b, long long h,
+                                            unsigned qempty)
 {
-    typedef sm90_smem<D, STAGES> L;
     constexpr int PANEL = BM * 128; // bytes of one 64-column panel of a tile
-    extern __shared__ __align__(1024) unsigned char smem_raw[];
-    unsigned char *smem = smem_raw + ((1024 - (saddr(smem_raw) & 1023)) & 1023);
-    const unsigned sbase = saddr(smem);
-    const unsigned barQ = sbase + L::BAR;
-    unsigned long long *bars = reinterpret_cast<unsigned long long *>(smem + L::BAR);
-    // bars[0] Q, then per stage s: K full, V full, K empty, V empty
-    volatile int *stage_j = reinterpret_cast<volatile int *>(bars + 1 + 4 * STAGES);
-#define BAR_KFULL(s) (barQ + 8u * (1u + (unsigned)(s)))
-#define BAR_VFULL(s) (barQ + 8u * (1u + STAGES + (unsigned)(s)))
-#define BAR_KEMPTY(s) (barQ + 8u * (1u + 2u * STAGES + (unsigned)(s)))
-#define BAR_VEMPTY(s) (barQ + 8u * (1u + 3u * STAGES + (unsigned)(s)))
-
-    const int tid = threadIdx.x, wg = tid / 128;
-    const attn_geom g = attn_geometry(p);
-    // Tiles are absolute query blocks (late, longer rows first); with a
-    // query offset the first and last may be partial: q0 < 0 rows and rows
-    // past q_len are zero-filled by the TMA and never stored.
-    const long long I = g.q_offset / BM + (gridDim.x - 1 - blockIdx.x);
-    const long long qa0 = I * BM, q0 = qa0 - g.q_offset;
-    const long long bh = blockIdx.y, b = bh / p.hq, h = bh % p.hq, kh = h / p.group;
-
-    if (tid == 0) {
-        mbar_init(barQ, 1);
-        for (int s = 0; s < STAGES; s++) {
-            mbar_init(BAR_KFULL(s), 1);
-            mbar_init(BAR_VFULL(s), 1);
-            mbar_init(BAR_KEMPTY(s), 8); // one arrival per consumer warp
-            mbar_init(BAR_VEMPTY(s), 8);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    }
-    __syncthreads();
-
-    if (wg == 0) {
-        // ------------------------------------------------------ producer
-        setmaxnreg_dec<24>();
-        auto load_v = [&](int i, int J) {
-            const int s = i % STAGES;
-            mbar_wait(BAR_VEMPTY(s), ((i / STAGES) & 1) ^ 1);
-            mbar_expect_tx(BAR_VFULL(s), L::TILE);
-            tma_load(sbase + L::V + s * L::TILE, tv, J * BN, (int)kh, (int)b, BAR_VFULL(s));
-        };
-        if (tid == 0) {
-            asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tq)) : "memory");
-            asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tk)) : "memory");
-            asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tv)) : "memory");
-            mbar_expect_tx(barQ, L::TILE);
-            tma_load(sbase + L::Q, tq, (int)q0, (int)h, (int)b, barQ);
-            // K of entry i, then V of entry i - 1 (the order the consumers
-            // use them in the overlapped loop); a stage holding J = -1 ends it.
-            const list_row row = list_row_of(p, b, h, I);
-            long long prev = I + 1; // valid entries walked from the end: strictly descending
-            int i = 0, jprev = 0;
-            long long Jn = row.cnt > 0 ? row.idx[(row.cnt - 1) * row.step] : -1;
-            for (int jj = row.cnt - 1; jj >= 0; jj--) {
-                const long long J = Jn; // the next entry is read one ahead, before the waits
-                Jn = jj > 0 ? row.idx[(jj - 1) * row.step] : -1;
-                if (J < 0 || J >= prev)
-                    continue;
-                prev = J;
-                const int s = i % STAGES;
-                mbar_wait(BAR_KEMPTY(s), ((i / STAGES) & 1) ^ 1);
-                stage_j[s] = (int)J;
-                mbar_expect_tx(BAR_KFULL(s), L::TILE);
-                tma_load(sbase + L::K + s * L::TILE, tk, (int)(J * BN), (int)kh, (int)b, BAR_KFULL(s));
-                if (i > 0)
-                    load_v(i - 1, jprev);
-                jprev = (int)J;
-                i++;
-            }
-            const int s = i % STAGES;
-            mbar_wait(BAR_KEMPTY(s), ((i / STAGES) & 1) ^ 1);
-            stage_j[s] = -1;
-            mbar_arrive(BAR_KFULL(s));
-            if (i > 0)
-                load_v(i - 1, jprev);
-        }
-        return;
-    }
-
-    // --------------------------------------------------------- consumers
-    setmaxnreg_inc<240>();
-    const int w = wg - 1, t = tid & 127, wi = t >> 5, lane = tid & 31;
-    const long long qw0 = qa0 + 64 * w;                 // first absolute query row of this WG
-    const long long qlo = qw0 + 16 * wi + (lane >> 2);  // this thread's rows: qlo, qlo + 8
+    constexpr unsigned TILE = BM * D * 2;
+    const int t = threadIdx.x & 127, w = threadIdx.x / 128 - 1, wi = t >> 5, lane = t & 31;
+    const long long qlo = qw0 + 16 * wi + (lane >> 2); // this thread's rows: qlo, qlo + 8
     float o[D / 8][4];
 #pragma unroll
     for (int i = 0; i < D / 8; i++)
         o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    const unsigned qdesc0 = sbase + L::Q + 64 * w * 128;
 
     // S = Q K^T: D / 16 k-steps of m64n128k16; a k-step is +32 bytes inside
     // a 64-column panel, the next panel is +PANEL bytes.
     auto issue_qk = [&](float (&sc)[BN / 8][4], int s) {
-        const unsigned kbase = sbase + L::K + s * L::TILE;
+        const unsigned kbase = kbase0 + s * TILE;
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++) {
             const unsigned off = (kk / 4) * PANEL + (kk % 4) * 32;
@@ -240,7 +254,7 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
     // O += P V: V is [key][d] (d contiguous) = MN-major B; a k-step is 16
     // keys = +2048 bytes, the d-panels are PANEL bytes apart (LBO).
     auto issue_pv = [&](const unsigned (&pa)[BN / 16][4], int s) {
-        const unsigned vbase = sbase + L::V + s * L::TILE;
+        const unsigned vbase = vbase0 + s * TILE;
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++)
             sm90_mma<D, BF16>::pv(o, pa[kk], smem_desc(vbase + kk * 2048, PANEL, 1024));
@@ -275,77 +289,129 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
     float sc[BN / 8][4];
     unsigned pa[BN / 16][4];
     float alpha[2];
-    mbar_wait(barQ, 0);
-    mbar_wait(BAR_KFULL(0), 0);
-    long long J = stage_j[0];
+    mbar_wait(kb.kfull(kr.s()), kr.ph());
+    long long J = stage_j[kr.s()];
     const bool have = J >= 0;
     if (PINGPONG && have && w == 1)
         named_arrive(1);
     if (have) { // first (diagonal) block
         turn_begin();
         wgmma_fence();
-        issue_qk(sc, 0);
+        issue_qk(sc, kr.s());
         turn_end(false);
         wgmma_wait<0>();
-        release(BAR_KEMPTY(0));
+        release(kb.kempty(kr.s()));
         softmax(sc, J, alpha);
         pack_p<BN / 8, BF16>(sc, pa);
+    } else {
+        release(kb.kempty(kr.s())); // an empty row: its end marker
     }
-    int i = 1;
-    for (; have; i++) {
-        const int s = i % STAGES, sp = (i - 1) % STAGES;
-        mbar_wait(BAR_KFULL(s), (i / STAGES) & 1);
-        J = stage_j[s];
-        if (J < 0)
+    kr.template next<STAGES>();
+    while (have) {
+        mbar_wait(kb.kfull(kr.s()), kr.ph());
+        J = stage_j[kr.s()];
+        if (J < 0) {
+            release(kb.kempty(kr.s()));
+            kr.template next<STAGES>();
             break;
-        if (!OVERLAP) { // serial: O += P V of the previous block, then S of this one
-            mbar_wait(BAR_VFULL(sp), ((i - 1) / STAGES) & 1);
-            wgmma_fence();
-            issue_pv(pa, sp);
-            wgmma_wait<0>();
-            release(BAR_VEMPTY(sp));
-            issue_qk(sc, s);
-            wgmma_wait<0>();
-            release(BAR_KEMPTY(s));
-            softmax(sc, J, alpha);
-            rescale_o<D / 8>(o, alpha);
-            pack_p<BN / 8, BF16>(sc, pa);
-            continue;
         }
-        // Overlapped: S of this block and O += P V of the previous one go to
-        // the tensor cores together; this block's softmax runs while P V is
-        // still in flight; O is rescaled once P V has landed.
-        mbar_wait(BAR_VFULL(sp), ((i - 1) / STAGES) & 1);
-        turn_begin();
-        wgmma_fence();
-        issue_qk(sc, s);
-        issue_pv(pa, sp);
-        turn_end(false);
-        wgmma_wait<1>();
-        release(BAR_KEMPTY(s));
+        mbar_wait(kb.vfull(vr.s()), vr.ph());
+        if (!OVERLAP) { // serial: O += P V of the previous block, then S of this one
+            wgmma_fence();
+            issue_pv(pa, vr.s());
+            wgmma_wait<0>();
+            release(kb.vempty(vr.s()));
+            issue_qk(sc, kr.s());
+            wgmma_wait<0>();
+            release(kb.kempty(kr.s()));
+        } else {
+            // Overlapped: S of this block and O += P V of the previous one go
+            // to the tensor cores together; this block's softmax runs while
+            // P V is still in flight; O is rescaled once P V has landed.
+            turn_begin();
+            wgmma_fence();
+            issue_qk(sc, kr.s());
+            issue_pv(pa, vr.s());
+            turn_end(false);
+            wgmma_wait<1>();
+            release(kb.kempty(kr.s()));
+        }
         softmax(sc, J, alpha);
-        wgmma_wait<0>();
-        release(BAR_VEMPTY(sp));
+        if (OVERLAP) {
+            wgmma_wait<0>();
+            release(kb.vempty(vr.s()));
+        }
         rescale_o<D / 8>(o, alpha);
         pack_p<BN / 8, BF16>(sc, pa);
+        kr.template next<STAGES>();
+        vr.template next<STAGES>();
     }
     if (have) { // P V of the last block
-        const int sp = (i - 1) % STAGES;
-        mbar_wait(BAR_VFULL(sp), ((i - 1) / STAGES) & 1);
+        mbar_wait(kb.vfull(vr.s()), vr.ph());
         turn_begin();
         wgmma_fence();
-        issue_pv(pa, sp);
+        issue_pv(pa, vr.s());
         turn_end(true);
         wgmma_wait<0>();
-        release(BAR_VEMPTY(sp));
+        release(kb.vempty(vr.s()));
+        vr.template next<STAGES>();
     }
+    if (qempty)
+        release(qempty);
     finish_rows(l);
     const long long row_lo = qlo - g.q_offset;
     store_rows<D / 8>(p, g, b, h, row_lo, row_lo + 8, o, l, m, lane);
-#undef BAR_KFULL
-#undef BAR_VFULL
-#undef BAR_KEMPTY
-#undef BAR_VEMPTY
+}
+
+// ------------------------------------------------- one CTA per query block
+template <int D, bool BF16, int STAGES, bool OVERLAP, bool PINGPONG>
+__device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, const tmap *tk,
+                                          const tmap *tv)
+{
+    typedef sm90_smem<D, STAGES> L;
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    unsigned char *smem = smem_raw + ((1024 - (saddr(smem_raw) & 1023)) & 1023);
+    const unsigned sbase = saddr(smem);
+    // barriers: Q full, then the K / V ring's; then the block index of each K stage
+    const unsigned barQ = sbase + L::BAR;
+    const kv_bars<STAGES> kb = {barQ + 8u};
+    volatile int *stage_j =
+        reinterpret_cast<volatile int *>(reinterpret_cast<unsigned long long *>(smem + L::BAR) + 1 + 4 * STAGES);
+
+    const int tid = threadIdx.x, wg = tid / 128;
+    const attn_geom g = attn_geometry(p);
+    // Tiles are absolute query blocks (late, longer rows first); with a
+    // query offset the first and last may be partial: q0 < 0 rows and rows
+    // past q_len are zero-filled by the TMA and never stored.
+    const long long I = g.q_offset / BM + (gridDim.x - 1 - blockIdx.x);
+    const long long qa0 = I * BM, q0 = qa0 - g.q_offset;
+    const long long bh = blockIdx.y, b = bh / p.hq, h = bh % p.hq, kh = h / p.group;
+
+    if (tid == 0) {
+        mbar_init(barQ, 1);
+        kb.init();
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    ring kr = {0u}, vr = {0u};
+    if (wg == 0) { // producer
+        setmaxnreg_dec<24>();
+        if (tid == 0) {
+            prefetch_tmaps(tq, tk, tv);
+            mbar_expect_tx(barQ, L::TILE);
+            tma_load(sbase + L::Q, tq, (int)q0, (int)h, (int)b, barQ);
+            produce_row<D, STAGES>(list_row_of(p, b, h, I), (int)I, (int)kh, (int)b, sbase + L::K,
+                                   sbase + L::V, kb, stage_j, kr, vr, tk, tv);
+        }
+        return;
+    }
+    setmaxnreg_inc<240>();
+    const int w = wg - 1;
+    mbar_wait(barQ, 0);
+    consume_row<D, BF16, STAGES, OVERLAP, PINGPONG>(p, g, sbase + L::Q + 64 * w * 128, sbase + L::K,
+                                                    sbase + L::V, kb, stage_j, kr, vr, qa0 + 64 * w,
+                                                    b, h, 0u);
 }
 
 // ----------------------------------------------------- persistent variant
@@ -355,45 +421,27 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
 // first: item t is query block n_tiles - 1 - t / (B Hq) of batch x head
 // t % (B Hq). The producer loads item k + 1's Q (into the other Q buffer)
 // and first K / V blocks while the consumers finish item k and its
-// epilogue. Per item the consumers run the arithmetic of attn_sm90 step for
-// step, so the output is bitwise identical. The K ring runs on across items
-// (a row's end sentinel takes a K slot and is released like any other), the
-// V ring holds V loads only; each ring keeps its slot and phase bit.
-
-// A ring position in one register (the producer has 24): slot in the low
-// bits, phase bit on top.
-struct ring {
-    unsigned v;
-    __device__ __forceinline__ int s() const { return (int)(v & 0xffu); }
-    __device__ __forceinline__ unsigned ph() const { return v >> 31; }
-    template <int STAGES> __device__ __forceinline__ void next()
-    {
-        v = ((v & 0xffu) + 1u == (unsigned)STAGES) ? (v & 0x80000000u) ^ 0x80000000u : v + 1u;
-    }
-};
-
+// epilogue. Per item the producer and consumers run the same row functions
+// as attn_sm90, so the output is bitwise identical; the K and V rings run on
+// across items, each keeping its slot and phase bit.
 template <int D, bool BF16, int STAGES, bool OVERLAP, bool PINGPONG>
 __device__ __forceinline__ void attn_sm90_persist(const stem_kattn &p, const tmap *tq,
                                                   const tmap *tk, const tmap *tv)
 {
     typedef sm90_smem<D, STAGES, 2> L;
-    constexpr int PANEL = BM * 128; // bytes of one 64-column panel of a tile
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     unsigned char *smem = smem_raw + ((1024 - (saddr(smem_raw) & 1023)) & 1023);
     const unsigned sbase = saddr(smem);
     const unsigned bar0 = sbase + L::BAR;
-    unsigned long long *bars = reinterpret_cast<unsigned long long *>(smem + L::BAR);
-    // bars: Q full [2], Q empty [2], then per stage: K full, V full, K empty,
-    // V empty; then the block index of each K stage and the item of each Q
-    // buffer (-1: no more items). 8 (4 + 4 STAGES) + 4 (STAGES + 2) <= 256 bytes.
-    volatile int *stage_j = reinterpret_cast<volatile int *>(bars + 4 + 4 * STAGES);
+    // bars: Q full [2], Q empty [2], then the K / V ring's; then the block
+    // index of each K stage and the item of each Q buffer (-1: no more
+    // items). 8 (4 + 4 STAGES) + 4 (STAGES + 2) <= 256 bytes.
+    const kv_bars<STAGES> kb = {bar0 + 32u};
+    volatile int *stage_j =
+        reinterpret_cast<volatile int *>(reinterpret_cast<unsigned long long *>(smem + L::BAR) + 4 + 4 * STAGES);
     volatile int *item_of = stage_j + STAGES;
 #define BAR_QFULL(k) (bar0 + 8u * (unsigned)(k))
 #define BAR_QEMPTY(k) (bar0 + 8u * (2u + (unsigned)(k)))
-#define BAR_KFULL(s) (bar0 + 8u * (4u + (unsigned)(s)))
-#define BAR_VFULL(s) (bar0 + 8u * (4u + STAGES + (unsigned)(s)))
-#define BAR_KEMPTY(s) (bar0 + 8u * (4u + 2u * STAGES + (unsigned)(s)))
-#define BAR_VEMPTY(s) (bar0 + 8u * (4u + 3u * STAGES + (unsigned)(s)))
     static_assert(8 * (4 + 4 * STAGES) + 4 * (STAGES + 2) <= 256, "barrier area");
 
     const int tid = threadIdx.x, wg = tid / 128;
@@ -407,25 +455,17 @@ __device__ __forceinline__ void attn_sm90_persist(const stem_kattn &p, const tma
             mbar_init(BAR_QFULL(k), 1);
             mbar_init(BAR_QEMPTY(k), 8); // one arrival per consumer warp
         }
-        for (int s = 0; s < STAGES; s++) {
-            mbar_init(BAR_KFULL(s), 1);
-            mbar_init(BAR_VFULL(s), 1);
-            mbar_init(BAR_KEMPTY(s), 8);
-            mbar_init(BAR_VEMPTY(s), 8);
-        }
+        kb.init();
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
 
-    if (wg == 0) {
-        // ------------------------------------------------------ producer
+    ring kr = {0u}, vr = {0u};
+    if (wg == 0) { // producer
         setmaxnreg_dec<24>();
         if (tid != 0)
             return;
-        asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tq)) : "memory");
-        asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tk)) : "memory");
-        asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(tv)) : "memory");
-        ring kr = {0u}, vr = {0u};
+        prefetch_tmaps(tq, tk, tv);
         for (unsigned k = 0;; k++) {
             // Item k goes to Q buffer k & 1 once item k - 2 is done with it
             // (every load of item k - 1 is issued by then), and is claimed
@@ -439,73 +479,18 @@ __device__ __forceinline__ void attn_sm90_persist(const stem_kattn &p, const tma
                 break;
             }
             item_of[qb] = (int)t;
-            // 32-bit coordinates (the producer has 24 registers): heads and
-            // batches < 65536, blocks < 2^31 (cuda_stages.c checks both).
             const int bh = (int)(t % bq), b = bh / p.hq, h = bh % p.hq, kh = h / p.group;
             const long long I = g.q_offset / BM + (long long)(p.n_tiles - 1) - (long long)(t / bq);
             mbar_expect_tx(BAR_QFULL(qb), L::TILE);
             tma_load(sbase + L::Q + qb * L::TILE, tq, (int)(I * BM - g.q_offset), h, b,
                      BAR_QFULL(qb));
-            auto load_v = [&](int J) {
-                mbar_wait(BAR_VEMPTY(vr.s()), vr.ph() ^ 1u);
-                mbar_expect_tx(BAR_VFULL(vr.s()), L::TILE);
-                tma_load(sbase + L::V + vr.s() * L::TILE, tv, J * BN, kh, b, BAR_VFULL(vr.s()));
-                vr.template next<STAGES>();
-            };
-            // As attn_sm90: K of entry i, then V of entry i - 1; a K stage
-            // holding J = -1 ends the row. The entries are walked from the
-            // end through a pointer, the next one read before the waits.
-            const list_row row = list_row_of(p, b, h, I);
-            const int *e = row.idx + (long long)(row.cnt > 0 ? row.cnt - 1 : 0) * row.step;
-            int prev = (int)I + 1; // after the first kept entry: the previous one
-            bool any = false;
-            int Jn = row.cnt > 0 ? *e : -1;
-            for (int jj = row.cnt - 1; jj >= 0; jj--) {
-                const int J = Jn;
-                if (jj > 0) {
-                    e -= row.step;
-                    Jn = *e;
-                }
-                if (J < 0 || J >= prev)
-                    continue;
-                mbar_wait(BAR_KEMPTY(kr.s()), kr.ph() ^ 1u);
-                stage_j[kr.s()] = J;
-                mbar_expect_tx(BAR_KFULL(kr.s()), L::TILE);
-                tma_load(sbase + L::K + kr.s() * L::TILE, tk, J * BN, kh, b, BAR_KFULL(kr.s()));
-                kr.template next<STAGES>();
-                if (any)
-                    load_v(prev);
-                prev = J;
-                any = true;
-            }
-            mbar_wait(BAR_KEMPTY(kr.s()), kr.ph() ^ 1u);
-            stage_j[kr.s()] = -1;
-            mbar_arrive(BAR_KFULL(kr.s()));
-            kr.template next<STAGES>();
-            if (any)
-                load_v(prev);
+            produce_row<D, STAGES>(list_row_of(p, b, h, I), (int)I, kh, b, sbase + L::K,
+                                   sbase + L::V, kb, stage_j, kr, vr, tk, tv);
         }
         return;
     }
-
-    // --------------------------------------------------------- consumers
     setmaxnreg_inc<240>();
-    const int w = wg - 1, t = tid & 127, wi = t >> 5, lane = tid & 31;
-    auto release = [&](unsigned bar) {
-        __syncwarp();
-        if (lane == 0)
-            mbar_arrive(bar);
-    };
-    // Ping-pong turns as in attn_sm90 (balanced within each item).
-    auto turn_begin = [&]() {
-        if (PINGPONG)
-            named_sync(1 + w);
-    };
-    auto turn_end = [&](bool last) {
-        if (PINGPONG && !(last && w == 1))
-            named_arrive(2 - w);
-    };
-    ring kr = {0u}, vr = {0u};
+    const int w = wg - 1;
     for (unsigned k = 0;; k++) {
         const int qb = (int)(k & 1u);
         mbar_wait(BAR_QFULL(qb), (k >> 1) & 1u);
@@ -515,123 +500,12 @@ __device__ __forceinline__ void attn_sm90_persist(const stem_kattn &p, const tma
         const unsigned ut = (unsigned)item;
         const long long bh = ut % bq, b = bh / p.hq, h = bh % p.hq;
         const long long I = g.q_offset / BM + (long long)(p.n_tiles - 1) - (long long)(ut / bq);
-        const long long qa0 = I * BM;
-        const long long qw0 = qa0 + 64 * w;                 // first absolute query row of this WG
-        const long long qlo = qw0 + 16 * wi + (lane >> 2);  // this thread's rows: qlo, qlo + 8
-        float o[D / 8][4];
-#pragma unroll
-        for (int i = 0; i < D / 8; i++)
-            o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
-        float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-        const unsigned qdesc0 = sbase + L::Q + qb * L::TILE + 64 * w * 128;
-
-        auto issue_qk = [&](float (&sc)[BN / 8][4], int s) {
-            const unsigned kbase = sbase + L::K + s * L::TILE;
-#pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
-                const unsigned off = (kk / 4) * PANEL + (kk % 4) * 32;
-                sm90_mma<D, BF16>::qk(sc, smem_desc(qdesc0 + off, 16, 1024),
-                                      smem_desc(kbase + off, 16, 1024), kk > 0);
-            }
-            wgmma_commit();
-        };
-        auto issue_pv = [&](const unsigned (&pa)[BN / 16][4], int s) {
-            const unsigned vbase = sbase + L::V + s * L::TILE;
-#pragma unroll
-            for (int kk = 0; kk < BN / 16; kk++)
-                sm90_mma<D, BF16>::pv(o, pa[kk], smem_desc(vbase + kk * 2048, PANEL, 1024));
-            wgmma_commit();
-        };
-        auto softmax = [&](float (&sc)[BN / 8][4], long long J, float alpha[2]) {
-            const long long key0 = J * BN;
-            if (key0 + BN - 1 > qw0 || key0 + BN > g.kv_len)
-                scale_mask<BN / 8, true>(sc, p.scale_log2, key0, qlo, qlo + 8, g.kv_len, lane);
-            else
-                scale_mask<BN / 8, false>(sc, p.scale_log2, key0, qlo, qlo + 8, g.kv_len, lane);
-            softmax_step<BN / 8>(sc, m, l, alpha);
-        };
-
-        float sc[BN / 8][4];
-        unsigned pa[BN / 16][4];
-        float alpha[2];
-        mbar_wait(BAR_KFULL(kr.s()), kr.ph());
-        long long J = stage_j[kr.s()];
-        const bool have = J >= 0;
-        if (PINGPONG && have && w == 1)
-            named_arrive(1);
-        if (have) { // first (diagonal) block
-            turn_begin();
-            wgmma_fence();
-            issue_qk(sc, kr.s());
-            turn_end(false);
-            wgmma_wait<0>();
-            release(BAR_KEMPTY(kr.s()));
-            softmax(sc, J, alpha);
-            pack_p<BN / 8, BF16>(sc, pa);
-        } else {
-            release(BAR_KEMPTY(kr.s())); // an empty row: its sentinel
-        }
-        kr.template next<STAGES>();
-        while (have) {
-            mbar_wait(BAR_KFULL(kr.s()), kr.ph());
-            J = stage_j[kr.s()];
-            if (J < 0) {
-                release(BAR_KEMPTY(kr.s()));
-                kr.template next<STAGES>();
-                break;
-            }
-            if (!OVERLAP) {
-                mbar_wait(BAR_VFULL(vr.s()), vr.ph());
-                wgmma_fence();
-                issue_pv(pa, vr.s());
-                wgmma_wait<0>();
-                release(BAR_VEMPTY(vr.s()));
-                issue_qk(sc, kr.s());
-                wgmma_wait<0>();
-                release(BAR_KEMPTY(kr.s()));
-                softmax(sc, J, alpha);
-                rescale_o<D / 8>(o, alpha);
-                pack_p<BN / 8, BF16>(sc, pa);
-            } else {
-                mbar_wait(BAR_VFULL(vr.s()), vr.ph());
-                turn_begin();
-                wgmma_fence();
-                issue_qk(sc, kr.s());
-                issue_pv(pa, vr.s());
-                turn_end(false);
-                wgmma_wait<1>();
-                release(BAR_KEMPTY(kr.s()));
-                softmax(sc, J, alpha);
-                wgmma_wait<0>();
-                release(BAR_VEMPTY(vr.s()));
-                rescale_o<D / 8>(o, alpha);
-                pack_p<BN / 8, BF16>(sc, pa);
-            }
-            kr.template next<STAGES>();
-            vr.template next<STAGES>();
-        }
-        if (have) { // P V of the last block
-            mbar_wait(BAR_VFULL(vr.s()), vr.ph());
-            turn_begin();
-            wgmma_fence();
-            issue_pv(pa, vr.s());
-            turn_end(true);
-            wgmma_wait<0>();
-            release(BAR_VEMPTY(vr.s()));
-            vr.template next<STAGES>();
-        }
-        // Every wgmma of this warp that read Q buffer qb has completed.
-        release(BAR_QEMPTY(qb));
-        finish_rows(l);
-        const long long row_lo = qlo - g.q_offset;
-        store_rows<D / 8>(p, g, b, h, row_lo, row_lo + 8, o, l, m, lane);
+        consume_row<D, BF16, STAGES, OVERLAP, PINGPONG>(
+            p, g, sbase + L::Q + qb * L::TILE + 64 * w * 128, sbase + L::K, sbase + L::V, kb,
+            stage_j, kr, vr, I * BM + 64 * w, b, h, BAR_QEMPTY(qb));
     }
 #undef BAR_QFULL
 #undef BAR_QEMPTY
-#undef BAR_KFULL
-#undef BAR_VFULL
-#undef BAR_KEMPTY
-#undef BAR_VEMPTY
 }
 
 #define STEM_ATTN_SM90(name, D, BF16, STAGES, OVERLAP, PINGPONG)                                  \
