@@ -75,7 +75,9 @@ typedef struct stem_cuda_attn_variant {
 
 extern const stem_cuda_attn_variant stem_cuda_attn_variants[];
 extern const int stem_cuda_attn_variant_count;
-#define STEM_CUDA_ATTN_VARIANT_MAX 28
+/* Keys per K / V tile of the sm90 kernels at this head_dim (their tensor maps' box rows). */
+int stem_cuda_sm90_kv_rows(int head_dim);
+#define STEM_CUDA_ATTN_VARIANT_MAX 32
 
 /* Per-context state (ctx->impl). */
 typedef struct stem_cuda_context {

@@ -376,10 +376,11 @@ static int choose_variant(const stem_cuda_context *c, const stem_plan *plan, con
 
 /* Tensor map of a [batch][heads][tokens][d] view for the sm90 kernel: dims
  * (innermost first) {64 elements, tokens, d / 64 panels, heads, batch}, box
- * {64, 128, d / 64, 1, 1}, 128-byte swizzle (one box row is one 128-byte
+ * {64, rows, d / 64, 1, 1}, 128-byte swizzle (one box row is one 128-byte
  * swizzle span). Size-1 dims get a harmless stride. 0 on failure. */
 static int encode_tmap(const stem_cuda_context *c, stem_cu_tensor_map *map, const stem_tensor *t,
-                       int64_t tokens, int64_t heads, int64_t batch, int64_t head_dim)
+                       int64_t tokens, int64_t heads, int64_t batch, int64_t head_dim,
+                       unsigned rows)
 {
     const uint64_t el = 2, row = (uint64_t)t->strides[2] * el;
     const uint64_t hs = heads > 1 ? (uint64_t)t->strides[1] * el : 128;
@@ -387,7 +388,7 @@ static int encode_tmap(const stem_cuda_context *c, stem_cu_tensor_map *map, cons
     const uint64_t dims[5] = {64, (uint64_t)tokens, (uint64_t)(head_dim / 64), (uint64_t)heads,
                               (uint64_t)batch};
     const uint64_t strides[4] = {tokens > 1 ? row : 128, 128, hs, bs};
-    const unsigned box[5] = {64, 128, (unsigned)(head_dim / 64), 1, 1};
+    const unsigned box[5] = {64, rows, (unsigned)(head_dim / 64), 1, 1};
     const unsigned estr[5] = {1, 1, 1, 1, 1};
     void *base = (void *)((uintptr_t)t->buffer->impl + t->offset);
     const int dtype = t->dtype == STEM_DTYPE_BF16 ? STEM_CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
@@ -419,11 +420,13 @@ static stem_status launch_variant(stem_cuda_context *c, const stem_plan *plan,
                                 args, "attention");
     }
     stem_cu_tensor_map maps[3];
-    if (!encode_tmap(c, &maps[0], q, pass->q_len, pass->num_q_heads, pass->batch, d->head_dim) ||
-        !encode_tmap(c, &maps[1], k, pass->kv_len, pass->num_kv_heads, pass->batch,
-                     d->head_dim) ||
-        !encode_tmap(c, &maps[2], v, pass->kv_len, pass->num_kv_heads, pass->batch,
-                     d->head_dim))
+    const unsigned kv_rows = (unsigned)stem_cuda_sm90_kv_rows((int)d->head_dim);
+    if (!encode_tmap(c, &maps[0], q, pass->q_len, pass->num_q_heads, pass->batch, d->head_dim,
+                     128) ||
+        !encode_tmap(c, &maps[1], k, pass->kv_len, pass->num_kv_heads, pass->batch, d->head_dim,
+                     kv_rows) ||
+        !encode_tmap(c, &maps[2], v, pass->kv_len, pass->num_kv_heads, pass->batch, d->head_dim,
+                     kv_rows))
         return STEM_ERR_UNSUPPORTED; /* the caller falls back to another variant */
     void *args[] = {p, &maps[0], &maps[1], &maps[2]};
     if (c->persistent && c->attn_persist_fn[vi]) {

@@ -48,12 +48,18 @@ static unsigned mma_b128_smem(int head_dim) { return (unsigned)((128 + 4 * 32) *
 static unsigned mma_d256_b64_smem(int head_dim) { return (unsigned)((64 + 4 * 32) * (head_dim + 8) * 2); }
 static unsigned mma_d256_b128_smem(int head_dim) { return (unsigned)((128 + 4 * 32) * (head_dim + 8) * 2); }
 
-/* sm90 kernel (attention_sm90.cu, sm90_smem): Q + STAGES x (K, V) tiles of
- * 128 rows, barriers, 1 KB alignment slack. STAGES: 2 at head_dim 128, 3 at 64. */
+/* Keys per K / V stage of the sm90 kernel (kv_rows() in attention_sm90.cu):
+ * a 128-key block, or half of one at head_dim 256. */
+int stem_cuda_sm90_kv_rows(int head_dim) { return head_dim == 256 ? 64 : 128; }
+
+/* sm90 kernel (attention_sm90.cu, sm90_smem): a Q tile of 128 rows + STAGES
+ * x (K, V) tiles of kv_rows rows, barriers, 1 KB alignment slack. STAGES: 3
+ * at head_dim 64, else 2 (head_dim 256: 192 KB of tiles). */
 static unsigned sm90_smem(int head_dim)
 {
-    const unsigned tile = 128u * (unsigned)head_dim * 2u, stages = head_dim == 128 ? 2u : 3u;
-    return tile * (1u + 2u * stages) + 256u + 1024u;
+    const unsigned tile = 128u * (unsigned)head_dim * 2u, stages = head_dim == 64 ? 3u : 2u;
+    const unsigned kv = (unsigned)stem_cuda_sm90_kv_rows(head_dim) * (unsigned)head_dim * 2u;
+    return tile + 2u * stages * kv + 256u + 1024u;
 }
 
 /* The sm_90a kernels are the default on sm_90 (they passed the whole CUDA
@@ -79,8 +85,11 @@ const stem_cuda_attn_variant stem_cuda_attn_variants[] = {
      * consumer warpgroups (the fastest: 3-8% over sm90 on an H200, 8K-128K);
      * sm90: the overlap alone; sm90s: serial softmax (their baseline) */
     SM90(sm90p, bf16, 128), SM90(sm90p, bf16, 64), SM90(sm90p, f16, 128), SM90(sm90p, f16, 64),
+    SM90(sm90p, bf16, 256), SM90(sm90p, f16, 256),
     SM90(sm90, bf16, 128), SM90(sm90, bf16, 64), SM90(sm90, f16, 128), SM90(sm90, f16, 64),
+    SM90(sm90, bf16, 256), SM90(sm90, f16, 256),
     SM90(sm90s, bf16, 128), SM90(sm90s, bf16, 64), SM90(sm90s, f16, 128), SM90(sm90s, f16, 64),
+    SM90(sm90s, bf16, 256), SM90(sm90s, f16, 256),
     MMA(128, bf16, 128), MMA(128, bf16, 64), MMA(128, f16, 128), MMA(128, f16, 64),
     MMA(64, bf16, 128), MMA(64, bf16, 64), MMA(64, f16, 128), MMA(64, f16, 64),
     MMA256(128, bf16, 256), MMA256(128, f16, 256), MMA256(64, bf16, 128), MMA256(64, f16, 128),

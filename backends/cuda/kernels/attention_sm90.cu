@@ -14,16 +14,23 @@
 //  - the list is walked from its end, so the diagonal (the only block that
 //    needs the per-token causal mask) comes first; GQA heads read K / V of
 //    their KV head in place.
-// Taken for block 128, head_dim 64 / 128, f16 / bf16 and tensors the TMA can
+// Taken for block 128, head_dim 64 / 128 / 256 (256: K / V in half-block
+// tiles of 64 keys), f16 / bf16 and tensors the TMA can
 // describe (16-byte aligned base and strides, unit element stride). Each
-// kernel has a persistent twin, <name>_persist (attn_sm90_persist below,
+// kernel below head_dim 256 has a persistent twin, <name>_persist (attn_sm90_persist below,
 // STEM_CUDA_PERSISTENT=1).
 #include "attn_common.cuh"
 #include "wgmma.cuh"
 
 #define BM 128   // query rows per CTA = block size
-#define BN 128   // keys per K / V block
+#define BN 128   // keys per kept block of the lists
 #define THREADS 384
+
+// Keys per K / V stage: a whole block, or at head_dim 256 half a block (a
+// 64 x 256 O accumulator is 128 registers per thread, and Q plus two stages
+// of whole 128 x 256 K / V blocks would not fit in shared memory).
+// Host mirror: stem_cuda_sm90_kv_rows() in cuda_variants.c.
+template <int D> __device__ __host__ constexpr int kv_rows() { return D == 256 ? 64 : 128; }
 
 // The 128-byte CUtensorMap, passed by value.
 struct __align__(64) tmap {
@@ -84,12 +91,12 @@ template <int N> __device__ __forceinline__ void setmaxnreg_dec()
 }
 
 template <int D, bool BF16> struct sm90_mma;
-#define STEM_SM90_MMA(D, BF16, TY)                                                                 \
+#define STEM_SM90_MMA(D, BF16, TY, KB)                                                             \
     template <> struct sm90_mma<D, BF16> {                                                         \
-        static __device__ __forceinline__ void qk(float (&s)[BN / 8][4], unsigned long long a,   \
+        static __device__ __forceinline__ void qk(float (&s)[KB / 8][4], unsigned long long a,   \
                                                   unsigned long long b, int acc)                   \
         {                                                                                          \
-            wgmma_ss_m64n128_##TY(s, a, b, acc);                                                   \
+            wgmma_ss_m64n##KB##_##TY(s, a, b, acc);                                                \
         }                                                                                          \
         static __device__ __forceinline__ void pv(float (&o)[D / 8][4], const unsigned (&a)[4],  \
                                                   unsigned long long b)                            \
@@ -97,19 +104,22 @@ template <int D, bool BF16> struct sm90_mma;
             wgmma_rs_m64n##D##_##TY##_tb(o, a, b);                                                 \
         }                                                                                          \
     };
-STEM_SM90_MMA(64, true, bf16)
-STEM_SM90_MMA(128, true, bf16)
-STEM_SM90_MMA(64, false, f16)
-STEM_SM90_MMA(128, false, f16)
+STEM_SM90_MMA(64, true, bf16, 128)
+STEM_SM90_MMA(128, true, bf16, 128)
+STEM_SM90_MMA(256, true, bf16, 64)
+STEM_SM90_MMA(64, false, f16, 128)
+STEM_SM90_MMA(128, false, f16, 128)
+STEM_SM90_MMA(256, false, f16, 64)
 
-// Shared memory: Q, STAGES x (K, V), each [panel][128 rows][128 bytes],
-// 1024-byte aligned (the swizzle atom); then the barriers and the block
-// index of each stage. Host mirror: sm90_smem() in cuda_variants.c. The
+// Shared memory: Q [panel][128 rows][128 bytes], STAGES x (K, V) [panel][KB
+// rows][128 bytes], 1024-byte aligned (the swizzle atom); then the barriers
+// and the key-tile index of each stage. Host mirror: sm90_smem() in cuda_variants.c. The
 // persistent variant (NQ = 2) double-buffers Q: stem_cuda_persist_smem()
 // in cuda_common.h.
 template <int D, int STAGES, int NQ = 1> struct sm90_smem {
-    static constexpr unsigned TILE = BM * D * 2; // bytes of one 128-row tile
-    static constexpr unsigned Q = 0, K = NQ * TILE, V = K + STAGES * TILE, BAR = V + STAGES * TILE;
+    static constexpr unsigned TILE = BM * D * 2;            // bytes of the Q tile
+    static constexpr unsigned KVT = kv_rows<D>() * D * 2;   // bytes of one K or V stage
+    static constexpr unsigned Q = 0, K = NQ * TILE, V = K + STAGES * KVT, BAR = V + STAGES * KVT;
     static constexpr unsigned BYTES = BAR + 256 + 1024; // + barriers + alignment slack
 };
 
@@ -153,10 +163,11 @@ __device__ __forceinline__ void prefetch_tmaps(const tmap *tq, const tmap *tk, c
 }
 
 // ------------------------------------------------------ producer (one row)
-// The producer thread's loads for query block I: K of kept entry i, then V
-// of entry i - 1 (the order the overlapped consumers use them in); a K stage
-// holding J = -1 ends the row. Entries are walked from the end (the
-// diagonal first) through a pointer, the next one read before the waits.
+// The producer thread's loads for query block I: K of key tile i, then V of
+// tile i - 1 (the order the overlapped consumers use them in), a key tile
+// being a kept block or (head_dim 256) each half of one; a K stage holding
+// -1 ends the row. Entries are walked from the end (the diagonal first)
+// through a pointer, the next one read before the waits.
 // 32-bit coordinates (the producer has 24 registers): heads and batches
 // < 65536, blocks < 2^31 (cuda_stages.c checks both).
 template <int D, int STAGES>
@@ -165,16 +176,17 @@ __device__ __forceinline__ void produce_row(const list_row &row, int I, int kh, 
                                             volatile int *stage_j, ring &kr, ring &vr,
                                             const tmap *tk, const tmap *tv)
 {
-    constexpr unsigned TILE = BM * D * 2;
-    auto load_v = [&](int J) {
+    constexpr int KB = kv_rows<D>(), SUB = BN / KB;
+    constexpr unsigned KVT = KB * D * 2;
+    auto load_v = [&](int t) {
         mbar_wait(kb.vempty(vr.s()), vr.ph() ^ 1u);
-        mbar_expect_tx(kb.vfull(vr.s()), TILE);
-        tma_load(vdst + vr.s() * TILE, tv, J * BN, kh, b, kb.vfull(vr.s()));
+        mbar_expect_tx(kb.vfull(vr.s()), KVT);
+        tma_load(vdst + vr.s() * KVT, tv, t * KB, kh, b, kb.vfull(vr.s()));
         vr.template next<STAGES>();
     };
     const int *e = row.idx + (long long)(row.cnt > 0 ? row.cnt - 1 : 0) * row.step;
-    int prev = I + 1; // after the first kept entry: the previous one
-    bool any = false;
+    int prev = I + 1; // the previous kept entry
+    int vt = -1;      // the key tile whose V is due next
     int Jn = row.cnt > 0 ? *e : -1;
     for (int jj = row.cnt - 1; jj >= 0; jj--) {
         const int J = Jn;
@@ -184,22 +196,26 @@ __device__ __forceinline__ void produce_row(const list_row &row, int I, int kh, 
         }
         if (J < 0 || J >= prev)
             continue;
-        mbar_wait(kb.kempty(kr.s()), kr.ph() ^ 1u);
-        stage_j[kr.s()] = J;
-        mbar_expect_tx(kb.kfull(kr.s()), TILE);
-        tma_load(kdst + kr.s() * TILE, tk, J * BN, kh, b, kb.kfull(kr.s()));
-        kr.template next<STAGES>();
-        if (any)
-            load_v(prev);
         prev = J;
-        any = true;
+#pragma unroll
+        for (int sub = 0; sub < SUB; sub++) {
+            const int t = J * SUB + sub;
+            mbar_wait(kb.kempty(kr.s()), kr.ph() ^ 1u);
+            stage_j[kr.s()] = t;
+            mbar_expect_tx(kb.kfull(kr.s()), KVT);
+            tma_load(kdst + kr.s() * KVT, tk, t * KB, kh, b, kb.kfull(kr.s()));
+            kr.template next<STAGES>();
+            if (vt >= 0)
+                load_v(vt);
+            vt = t;
+        }
     }
     mbar_wait(kb.kempty(kr.s()), kr.ph() ^ 1u);
     stage_j[kr.s()] = -1;
     mbar_arrive(kb.kfull(kr.s()));
     kr.template next<STAGES>();
-    if (any)
-        load_v(prev);
+    if (vt >= 0)
+        load_v(vt);
 }
 
 // Named barriers 1 and 2 (256 threads: one consumer warpgroup syncs, the
@@ -229,8 +245,9 @@ __device__ __forceinline__ void consume_row(const stem_kattn &p, const attn_geom
                                             ring &vr, long long qw0, long long b, long long h,
                                             unsigned qempty)
 {
-    constexpr int PANEL = BM * 128; // bytes of one 64-column panel of a tile
-    constexpr unsigned TILE = BM * D * 2;
+    constexpr int KB = kv_rows<D>();               // keys per stage
+    constexpr unsigned QPANEL = BM * 128, KVPANEL = KB * 128; // bytes of a 64-column panel
+    constexpr unsigned KVT = KB * D * 2;
     const int t = threadIdx.x & 127, w = threadIdx.x / 128 - 1, wi = t >> 5, lane = t & 31;
     const long long qlo = qw0 + 16 * wi + (lane >> 2); // this thread's rows: qlo, qlo + 8
     float o[D / 8][4];
@@ -239,35 +256,35 @@ __device__ __forceinline__ void consume_row(const stem_kattn &p, const attn_geom
         o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 
-    // S = Q K^T: D / 16 k-steps of m64n128k16; a k-step is +32 bytes inside
-    // a 64-column panel, the next panel is +PANEL bytes.
-    auto issue_qk = [&](float (&sc)[BN / 8][4], int s) {
-        const unsigned kbase = kbase0 + s * TILE;
+    // S = Q K^T: D / 16 k-steps of m64nKBk16; a k-step is +32 bytes inside
+    // a 64-column panel, the next panel is +QPANEL / +KVPANEL bytes.
+    auto issue_qk = [&](float (&sc)[KB / 8][4], int s) {
+        const unsigned kbase = kbase0 + s * KVT;
 #pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-            const unsigned off = (kk / 4) * PANEL + (kk % 4) * 32;
-            sm90_mma<D, BF16>::qk(sc, smem_desc(qdesc0 + off, 16, 1024),
-                                  smem_desc(kbase + off, 16, 1024), kk > 0);
-        }
+        for (int kk = 0; kk < D / 16; kk++)
+            sm90_mma<D, BF16>::qk(sc, smem_desc(qdesc0 + (kk / 4) * QPANEL + (kk % 4) * 32, 16, 1024),
+                                  smem_desc(kbase + (kk / 4) * KVPANEL + (kk % 4) * 32, 16, 1024),
+                                  kk > 0);
         wgmma_commit();
     };
     // O += P V: V is [key][d] (d contiguous) = MN-major B; a k-step is 16
-    // keys = +2048 bytes, the d-panels are PANEL bytes apart (LBO).
-    auto issue_pv = [&](const unsigned (&pa)[BN / 16][4], int s) {
-        const unsigned vbase = vbase0 + s * TILE;
+    // keys = +2048 bytes, the d-panels are KVPANEL bytes apart (LBO).
+    auto issue_pv = [&](const unsigned (&pa)[KB / 16][4], int s) {
+        const unsigned vbase = vbase0 + s * KVT;
 #pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++)
-            sm90_mma<D, BF16>::pv(o, pa[kk], smem_desc(vbase + kk * 2048, PANEL, 1024));
+        for (int kk = 0; kk < KB / 16; kk++)
+            sm90_mma<D, BF16>::pv(o, pa[kk], smem_desc(vbase + kk * 2048, KVPANEL, 1024));
         wgmma_commit();
     };
-    // Mask (diagonal block / keys past kv_len only) and the online-softmax step.
-    auto softmax = [&](float (&sc)[BN / 8][4], long long J, float alpha[2]) {
-        const long long key0 = J * BN;
-        if (key0 + BN - 1 > qw0 || key0 + BN > g.kv_len)
-            scale_mask<BN / 8, true>(sc, p.scale_log2, key0, qlo, qlo + 8, g.kv_len, lane);
+    // Mask (diagonal block / keys past kv_len only) and the online-softmax
+    // step. T: the key tile (keys T KB ...).
+    auto softmax = [&](float (&sc)[KB / 8][4], long long T, float alpha[2]) {
+        const long long key0 = T * KB;
+        if (key0 + KB - 1 > qw0 || key0 + KB > g.kv_len)
+            scale_mask<KB / 8, true>(sc, p.scale_log2, key0, qlo, qlo + 8, g.kv_len, lane);
         else
-            scale_mask<BN / 8, false>(sc, p.scale_log2, key0, qlo, qlo + 8, g.kv_len, lane);
-        softmax_step<BN / 8>(sc, m, l, alpha);
+            scale_mask<KB / 8, false>(sc, p.scale_log2, key0, qlo, qlo + 8, g.kv_len, lane);
+        softmax_step<KB / 8>(sc, m, l, alpha);
     };
     // Ping-pong turns: warpgroup w issues after bar (1 + w) and then passes
     // the turn on; warpgroup 1 gives warpgroup 0 the first turn, and skips
@@ -286,8 +303,8 @@ __device__ __forceinline__ void consume_row(const stem_kattn &p, const attn_geom
             mbar_arrive(bar);
     };
 
-    float sc[BN / 8][4];
-    unsigned pa[BN / 16][4];
+    float sc[KB / 8][4];
+    unsigned pa[KB / 16][4];
     float alpha[2];
     mbar_wait(kb.kfull(kr.s()), kr.ph());
     long long J = stage_j[kr.s()];
@@ -302,7 +319,7 @@ __device__ __forceinline__ void consume_row(const stem_kattn &p, const attn_geom
         wgmma_wait<0>();
         release(kb.kempty(kr.s()));
         softmax(sc, J, alpha);
-        pack_p<BN / 8, BF16>(sc, pa);
+        pack_p<KB / 8, BF16>(sc, pa);
     } else {
         release(kb.kempty(kr.s())); // an empty row: its end marker
     }
@@ -342,7 +359,7 @@ __device__ __forceinline__ void consume_row(const stem_kattn &p, const attn_geom
             release(kb.vempty(vr.s()));
         }
         rescale_o<D / 8>(o, alpha);
-        pack_p<BN / 8, BF16>(sc, pa);
+        pack_p<KB / 8, BF16>(sc, pa);
         kr.template next<STAGES>();
         vr.template next<STAGES>();
     }
@@ -508,13 +525,15 @@ __device__ __forceinline__ void attn_sm90_persist(const stem_kattn &p, const tma
 #undef BAR_QEMPTY
 }
 
-#define STEM_ATTN_SM90(name, D, BF16, STAGES, OVERLAP, PINGPONG)                                  \
+#define STEM_ATTN_SM90_TILE(name, D, BF16, STAGES, OVERLAP, PINGPONG)                             \
     extern "C" __global__ void __launch_bounds__(THREADS, 1)                                     \
         name(const __grid_constant__ stem_kattn p, const __grid_constant__ tmap tq,               \
              const __grid_constant__ tmap tk, const __grid_constant__ tmap tv)                   \
     {                                                                                             \
         attn_sm90<D, BF16, STAGES, OVERLAP, PINGPONG>(p, &tq, &tk, &tv);                          \
-    }                                                                                             \
+    }
+#define STEM_ATTN_SM90(name, D, BF16, STAGES, OVERLAP, PINGPONG)                                  \
+    STEM_ATTN_SM90_TILE(name, D, BF16, STAGES, OVERLAP, PINGPONG)                                 \
     extern "C" __global__ void __launch_bounds__(THREADS, 1)                                     \
         name##_persist(const __grid_constant__ stem_kattn p, const __grid_constant__ tmap tq,     \
                        const __grid_constant__ tmap tk, const __grid_constant__ tmap tv)         \
@@ -536,3 +555,11 @@ STEM_ATTN_SM90(stem_k_attn_sm90p_bf16_d128, 128, true, 2, true, true)
 STEM_ATTN_SM90(stem_k_attn_sm90p_bf16_d64, 64, true, 3, true, true)
 STEM_ATTN_SM90(stem_k_attn_sm90p_f16_d128, 128, false, 2, true, true)
 STEM_ATTN_SM90(stem_k_attn_sm90p_f16_d64, 64, false, 3, true, true)
+// head_dim 256: half-block key tiles, two stages (Q 64 KB + 4 x 32 KB); no
+// persistent twin (a second Q buffer would not fit).
+STEM_ATTN_SM90_TILE(stem_k_attn_sm90p_bf16_d256, 256, true, 2, true, true)
+STEM_ATTN_SM90_TILE(stem_k_attn_sm90p_f16_d256, 256, false, 2, true, true)
+STEM_ATTN_SM90_TILE(stem_k_attn_sm90_bf16_d256, 256, true, 2, true, false)
+STEM_ATTN_SM90_TILE(stem_k_attn_sm90_f16_d256, 256, false, 2, true, false)
+STEM_ATTN_SM90_TILE(stem_k_attn_sm90s_bf16_d256, 256, true, 2, false, false)
+STEM_ATTN_SM90_TILE(stem_k_attn_sm90s_f16_d256, 256, false, 2, false, false)
