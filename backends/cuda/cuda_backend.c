@@ -365,7 +365,7 @@ static stem_status cuda_context_init(stem_context *ctx, uint32_t backend_index)
      * twins (<symbol>_persist), where the image has them and the device
      * holds their shared memory. */
     const char *pers = getenv("STEM_CUDA_PERSISTENT");
-    c->persistent = pers && *pers && strcmp(pers, "0") != 0;
+    c->persistent = pers && *pers && strcmp(pers, "0") != 0 ? (strcmp(pers, "2") == 0 ? 2 : 1) : 0;
     for (int i = 0; c->persistent && i < stem_cuda_attn_variant_count; i++) {
         const stem_cuda_attn_variant *var = &stem_cuda_attn_variants[i];
         char name[128];

@@ -96,7 +96,8 @@ typedef struct stem_cuda_context {
     int pdl;           /* STEM_CUDA_PDL=1 (compute capability 9.0): programmatic dependent
                           launch of the score GEMM, segment sums and selection */
     const char *attn_family; /* STEM_CUDA_ATTN: that family first; NULL: table order */
-    int persistent;    /* STEM_CUDA_PERSISTENT=1: the persistent twins of the TMA variants */
+    int persistent;    /* STEM_CUDA_PERSISTENT=1: the persistent twins of the TMA variants
+                          (heads of a query block together), 2: the same, head-major items */
     CUmodule mod[STEM_CUDA_MOD_COUNT];
     CUfunction fn[STEM_CUDA_FN_COUNT];
     CUfunction attn_fn[STEM_CUDA_ATTN_VARIANT_MAX]; /* NULL: variant not loaded on this device */

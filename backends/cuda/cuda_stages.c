@@ -445,6 +445,7 @@ static stem_status launch_variant(stem_cuda_context *c, const stem_plan *plan,
         p->n_tiles = (int)tiles;
         p->bq = (int)bq;
         p->sched = (unsigned long long)pl->sched;
+        p->head_major = c->persistent == 2;
         const int64_t items = (int64_t)tiles * bq;
         const int64_t grid = items < c->sm_count ? items : c->sm_count;
         return stem_cuda_launch(c, c->attn_persist_fn[vi], grid < 1 ? 1u : (unsigned)grid, 1, 1,

@@ -319,9 +319,14 @@ int main(int argc, char **argv)
         unsetenv("STEM_CUDA_ATTN");
         CHECK(stem_context_create(&cd, &ctx[1]));
     } else {
+        /* the persistent mode under test: STEM_CUDA_PERSISTENT if set (2:
+         * head-major items), else 1 */
+        const char *m = getenv("STEM_CUDA_PERSISTENT");
+        const char *mode = m && !strcmp(m, "2") ? "2" : "1";
+        printf("persistent mode %s\n", mode);
         setenv("STEM_CUDA_PERSISTENT", "0", 1);
         CHECK(stem_context_create(&cd, &ctx[0]));
-        setenv("STEM_CUDA_PERSISTENT", "1", 1);
+        setenv("STEM_CUDA_PERSISTENT", mode, 1);
         CHECK(stem_context_create(&cd, &ctx[1]));
     }
     int ok = 1;

@@ -7,6 +7,7 @@
 #      persistent-vs-per-tile bitwise check (the shared producer changed);
 #   2. in parallel: the CUDA suite (default; STEM_CUDA_PERSISTENT=1) and
 #      compute-sanitizer memcheck / racecheck on head_dim 256 block-128 cases;
+#   (the persistent check and suite use STEM_CUDA_PERSISTENT=2, head-major items)
 #   3. timings: head_dim 256 (Hq 16, Hkv 4) sm90p against mma.sync beside SDPA
 #      flash and cuDNN; the previous library (OLD) against this one at d 128,
 #      alternated, 32K and 128K; ncu of the d256 dense attention at 32K.
@@ -33,8 +34,8 @@ old() { LD_LIBRARY_PATH=$OLD "$@"; }
 say "== 1. d256: wgmma against mma.sync; persistent against per-tile"
 new timeout -k 5 90 "$B/stem_cuda_persist_check" --d256 > "$L/d256-check.log" 2>&1
 drc=$?; cat "$L/d256-check.log" >> "$S"; say "d256 check rc=$drc"
-new timeout -k 5 120 "$B/stem_cuda_persist_check" 8192 32768 > "$L/persist-check.log" 2>&1
-prc=$?; cat "$L/persist-check.log" >> "$S"; say "persist check rc=$prc"
+STEM_CUDA_PERSISTENT=2 new timeout -k 5 120 "$B/stem_cuda_persist_check" 8192 32768 > "$L/persist-check.log" 2>&1
+prc=$?; cat "$L/persist-check.log" >> "$S"; say "persist check (head-major) rc=$prc"
 
 say "== 2. suites and sanitizers, in parallel"
 suite() { # suite LABEL SECONDS ENV...
@@ -57,7 +58,7 @@ sans() {
     san racecheck stem_d128_h1x1_n1000_b128_s8_bf16
 }
 suite default 200 &
-suite persistent 200 STEM_CUDA_PERSISTENT=1 &
+suite persistent2 200 STEM_CUDA_PERSISTENT=2 &
 sans &
 wait
 say "suites and sanitizers $((SECONDS - t0)) s"
@@ -94,6 +95,10 @@ if left 70 "ncu d256"; then
     say "== ncu, d256 32K dense attention (launch 0)"
     STEM_BENCH_SHAPE=16,4,256 new timeout 70 "$NCU" $SEC -k regex:stem_k_attn -c 1 "$B/stem_cuda_bench" 32768 > "$L/ncu-d256.txt" 2>&1
     say "ncu rc=$?"; sed -n '/stem_k_attn/,$p' "$L/ncu-d256.txt" | grep -vE '^ *-+ *$|^ *$|OPT |^ *(See|This|The|Check|is|to|of) |^ {10}' | head -60 >> "$S"
+fi
+if [ $prc = 0 ] && left 40 "persistent 2 bench"; then
+    say "== this library, STEM_CUDA_PERSISTENT=2 (head-major persistent), d 128, 32K 128K"
+    STEM_CUDA_PERSISTENT=2 new timeout 40 "$B/stem_cuda_bench" 32768 131072 >> "$S" 2>&1
 fi
 if left 45 "A/B 128K"; then
     say "== previous / this library, d 128, 128K"

@@ -434,13 +434,25 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
 // ----------------------------------------------------- persistent variant
 // STEM_CUDA_PERSISTENT=1: a grid of at most one CTA per SM walks the
 // (query block, batch x head) work items, handed out by a global counter
-// (p.sched, zeroed by the launch path before each launch) longest rows
+// (p.sched, zeroed by the launch path before each launch), longest rows
 // first: item t is query block n_tiles - 1 - t / (B Hq) of batch x head
-// t % (B Hq). The producer loads item k + 1's Q (into the other Q buffer)
+// t % (B Hq), or with p.head_major (STEM_CUDA_PERSISTENT=2) block
+// n_tiles - 1 - t % n_tiles of batch x head t / n_tiles, the order of the
+// per-tile grid (CTAs running together share one KV head's K / V in L2). The producer loads item k + 1's Q (into the other Q buffer)
 // and first K / V blocks while the consumers finish item k and its
 // epilogue. Per item the producer and consumers run the same row functions
 // as attn_sm90, so the output is bitwise identical; the K and V rings run on
 // across items, each keeping its slot and phase bit.
+// Batch x head and absolute query block of work item t.
+__device__ __forceinline__ void persist_item(const stem_kattn &p, const attn_geom &g, unsigned t,
+                                             int &bh, long long &I)
+{
+    const unsigned nt = (unsigned)p.n_tiles, bq = (unsigned)p.bq;
+    const unsigned blk = p.head_major ? t % nt : t / bq;
+    bh = (int)(p.head_major ? t / nt : t % bq);
+    I = g.q_offset / BM + (long long)(nt - 1u - blk);
+}
+
 template <int D, bool BF16, int STAGES, bool OVERLAP, bool PINGPONG>
 __device__ __forceinline__ void attn_sm90_persist(const stem_kattn &p, const tmap *tq,
                                                   const tmap *tk, const tmap *tv)
@@ -496,8 +508,10 @@ __device__ __forceinline__ void attn_sm90_persist(const stem_kattn &p, const tma
                 break;
             }
             item_of[qb] = (int)t;
-            const int bh = (int)(t % bq), b = bh / p.hq, h = bh % p.hq, kh = h / p.group;
-            const long long I = g.q_offset / BM + (long long)(p.n_tiles - 1) - (long long)(t / bq);
+            int bh;
+            long long I;
+            persist_item(p, g, t, bh, I);
+            const int b = bh / p.hq, h = bh % p.hq, kh = h / p.group;
             mbar_expect_tx(BAR_QFULL(qb), L::TILE);
             tma_load(sbase + L::Q + qb * L::TILE, tq, (int)(I * BM - g.q_offset), h, b,
                      BAR_QFULL(qb));
@@ -514,9 +528,10 @@ __device__ __forceinline__ void attn_sm90_persist(const stem_kattn &p, const tma
         const int item = item_of[qb];
         if (item < 0)
             break;
-        const unsigned ut = (unsigned)item;
-        const long long bh = ut % bq, b = bh / p.hq, h = bh % p.hq;
-        const long long I = g.q_offset / BM + (long long)(p.n_tiles - 1) - (long long)(ut / bq);
+        int bh;
+        long long I;
+        persist_item(p, g, (unsigned)item, bh, I);
+        const long long b = bh / p.hq, h = bh % p.hq;
         consume_row<D, BF16, STAGES, OVERLAP, PINGPONG>(
             p, g, sbase + L::Q + qb * L::TILE + 64 * w * 128, sbase + L::K, sbase + L::V, kb,
             stage_j, kr, vr, I * BM + 64 * w, b, h, BAR_QEMPTY(qb));

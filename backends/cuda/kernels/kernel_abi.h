@@ -30,9 +30,12 @@ typedef struct stem_kattn {
     stem_ktensor lse;
     /* Persistent sm90 kernels only (0 elsewhere): n_tiles query blocks x
      * bq = batch x Hq work items; sched: u32 work counter, zeroed before
-     * each launch. */
+     * each launch; head_major: items walk the query blocks of one head
+     * before the next head (as the per-tile grid runs), else the heads of
+     * one query block before the next block. */
     int n_tiles, bq;
     unsigned long long sched;
+    int head_major;
 } stem_kattn;
 
 /* Block scores: phase sums, value bonus and the causal GEMM. */
