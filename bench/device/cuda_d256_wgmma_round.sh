@@ -80,6 +80,10 @@ if left 60 "d256 peers"; then
     say "== SDPA peers, head_dim 256"
     SDPA_SHAPE=16,4,256 timeout 70 python3 bench/cuda/sdpa_peers.py 8192 16384 32768 65536 >> "$S" 2>&1
 fi
+if [ $prc = 0 ] && left 40 "persistent 2 bench"; then
+    say "== this library, STEM_CUDA_PERSISTENT=2 (head-major persistent), d 128, 32K 128K"
+    STEM_CUDA_PERSISTENT=2 new timeout 40 "$B/stem_cuda_bench" 32768 131072 >> "$S" 2>&1
+fi
 if left 50 "d256 mma"; then
     say "== head_dim 256, mma.sync (STEM_CUDA_ATTN=mma): 8K 32K"
     STEM_CUDA_ATTN=mma STEM_BENCH_SHAPE=16,4,256 new timeout 50 "$B/stem_cuda_bench" 8192 32768 >> "$S" 2>&1
@@ -95,10 +99,6 @@ if left 70 "ncu d256"; then
     say "== ncu, d256 32K dense attention (launch 0)"
     STEM_BENCH_SHAPE=16,4,256 new timeout 70 "$NCU" $SEC -k regex:stem_k_attn -c 1 "$B/stem_cuda_bench" 32768 > "$L/ncu-d256.txt" 2>&1
     say "ncu rc=$?"; sed -n '/stem_k_attn/,$p' "$L/ncu-d256.txt" | grep -vE '^ *-+ *$|^ *$|OPT |^ *(See|This|The|Check|is|to|of) |^ {10}' | head -60 >> "$S"
-fi
-if [ $prc = 0 ] && left 40 "persistent 2 bench"; then
-    say "== this library, STEM_CUDA_PERSISTENT=2 (head-major persistent), d 128, 32K 128K"
-    STEM_CUDA_PERSISTENT=2 new timeout 40 "$B/stem_cuda_bench" 32768 131072 >> "$S" 2>&1
 fi
 if left 45 "A/B 128K"; then
     say "== previous / this library, d 128, 128K"
