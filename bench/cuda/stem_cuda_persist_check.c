@@ -17,7 +17,8 @@
  *   BUILD/stem_cuda_persist_check --d256
  *
  * instead compares the two head_dim 256 kernels: the mma.sync one
- * (STEM_CUDA_ATTN=mma) against the default (the sm90 wgmma one on sm_90),
+ * (STEM_CUDA_ATTN=mma, the default) against the sm90 wgmma one
+ * (STEM_CUDA_ATTN=sm90p, opt-in until it has run on a GPU),
  * bf16 and f16, on the same kinds of cases; they round P at different tiles,
  * so the check is max |a - b| <= 0.02 (outputs are averages of values in
  * [-2, 2]) with NaN anywhere a failure. */
@@ -316,8 +317,9 @@ int main(int argc, char **argv)
         g_tol = 0.02;
         setenv("STEM_CUDA_ATTN", "mma", 1);
         CHECK(stem_context_create(&cd, &ctx[0]));
-        unsetenv("STEM_CUDA_ATTN");
+        setenv("STEM_CUDA_ATTN", "sm90p", 1); /* opt-in at head_dim 256 */
         CHECK(stem_context_create(&cd, &ctx[1]));
+        unsetenv("STEM_CUDA_ATTN");
     } else {
         /* the persistent mode under test: STEM_CUDA_PERSISTENT if set (2:
          * head-major items), else 1 */

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One GPU-machine call for the sm90 (wgmma + TMA) head_dim 256 kernels:
-# K / V in half-block tiles of 64 keys, two stages (issue 14).
+# K / V in half-block tiles of 64 keys, two stages (issue 14). They are
+# opt-in (STEM_CUDA_ATTN=sm90p) until this call has passed; every d256 step
+# below names the family.
 #   1. stem_cuda_persist_check --d256: the wgmma kernel against the mma.sync
 #      one (already through the suite) on bf16 / f16, dense, random lists with
 #      empty rows, batch 2, MHA, chunked calls, 100 tokens; then the
@@ -48,17 +50,18 @@ san() { # san TOOL FILTER ENV...
     local t=$1 f=$2; shift 2
     env "$@" LD_LIBRARY_PATH=$B STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda STEM_TEST_FILTER=$f \
         OMP_NUM_THREADS=2 timeout 150 "$CS" --tool "$t" --error-exitcode 7 \
-        "$B/tests/test_conformance" > "$L/san-$t-$f.log" 2>&1
-    echo "rc=$?" >> "$L/san-$t-$f.log"
+        "$B/tests/test_conformance" > "$L/san-$t-$f-$#.log" 2>&1
+    echo "rc=$?" >> "$L/san-$t-$f-$#.log"
 }
 sans() {
-    san memcheck xattention_d256_h4x1_n1000_b128_s8_bf16
-    san racecheck xattention_d256_h4x1_n1000_b128_s8_bf16
-    san memcheck stem_d256_h4x1_n1000_b128
+    san memcheck xattention_d256_h4x1_n1000_b128_s8_bf16 STEM_CUDA_ATTN=sm90p
+    san racecheck xattention_d256_h4x1_n1000_b128_s8_bf16 STEM_CUDA_ATTN=sm90p
+    san memcheck stem_d256_h4x1_n1000_b128 STEM_CUDA_ATTN=sm90p
     san racecheck stem_d128_h1x1_n1000_b128_s8_bf16
 }
 suite default 200 &
 suite persistent2 200 STEM_CUDA_PERSISTENT=2 &
+suite sm90p 200 STEM_CUDA_ATTN=sm90p &
 sans &
 wait
 say "suites and sanitizers $((SECONDS - t0)) s"
@@ -73,8 +76,8 @@ done
 
 say "== 3. timings"
 if left 80 "d256 sm90p"; then
-    say "== head_dim 256 (Hq 16, Hkv 4), default (sm90p): 8K 16K 32K 64K"
-    STEM_BENCH_SHAPE=16,4,256 new timeout 80 "$B/stem_cuda_bench" 8192 16384 32768 65536 >> "$S" 2>&1
+    say "== head_dim 256 (Hq 16, Hkv 4), STEM_CUDA_ATTN=sm90p: 8K 16K 32K 64K"
+    STEM_CUDA_ATTN=sm90p STEM_BENCH_SHAPE=16,4,256 new timeout 80 "$B/stem_cuda_bench" 8192 16384 32768 65536 >> "$S" 2>&1
 fi
 if left 60 "d256 peers"; then
     say "== SDPA peers, head_dim 256"
@@ -97,7 +100,7 @@ done
 SEC="--section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats --section SchedulerStats"
 if left 70 "ncu d256"; then
     say "== ncu, d256 32K dense attention (launch 0)"
-    STEM_BENCH_SHAPE=16,4,256 new timeout 70 "$NCU" $SEC -k regex:stem_k_attn -c 1 "$B/stem_cuda_bench" 32768 > "$L/ncu-d256.txt" 2>&1
+    STEM_CUDA_ATTN=sm90p STEM_BENCH_SHAPE=16,4,256 new timeout 70 "$NCU" $SEC -k regex:stem_k_attn -c 1 "$B/stem_cuda_bench" 32768 > "$L/ncu-d256.txt" 2>&1
     say "ncu rc=$?"; sed -n '/stem_k_attn/,$p' "$L/ncu-d256.txt" | grep -vE '^ *-+ *$|^ *$|OPT |^ *(See|This|The|Check|is|to|of) |^ {10}' | head -60 >> "$S"
 fi
 if left 45 "A/B 128K"; then
