@@ -16,46 +16,20 @@
 #      and the generic f32 kernel it replaces; ncu of the density-0.1
 #      attention launch at 32K; SDPA peers at d 128.
 # Steps past the time budget (DEADLINE seconds, default 570) are skipped.
+# Set-up and helpers: bench/device/cuda_lib.sh.
 # Carry: BUILD (default build-dev-carry: libstem.so*, tests/test_conformance,
 # stem_cuda_bench, stem_cuda_persist_check, old/ with the previous library and
 # bench), .devdeps, COMMIT. Output: $OUT/summary.txt and $OUT/logs.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-B=$PWD/${BUILD:-build-dev-carry}; OLD=$B/old; O=${OUT:-/tmp/cuda-d256-round}; L=/tmp/cuda-d256-logs
-mkdir -p "$O" "$L"; S=$O/summary.txt; : > "$S"
-say() { echo "$*" | tee -a "$S"; }
-finish() { say "total $((SECONDS - t0)) s"; tar czf "$O/logs.tgz" -C "$L" . 2>/dev/null; }
-t0=$SECONDS
-trap finish EXIT
-for f in .devdeps/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done; ldconfig
-DEADLINE=${DEADLINE:-570}
-left() { [ $((SECONDS - t0 + $1)) -le "$DEADLINE" ] || { say "(skipped: $2, $((SECONDS - t0)) s used)"; return 1; }; }
-export PYTHONUNBUFFERED=1
-say "date $(date -u +%FT%TZ) commit $(cat COMMIT 2>/dev/null) old $(cat "$OLD/COMMIT" 2>/dev/null)"
-say "gpu $(nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader)"
-CS=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
-NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
-new() { LD_LIBRARY_PATH=$B "$@"; }
-old() { LD_LIBRARY_PATH=$OLD "$@"; }
+ROUND=cuda-d256
+. bench/device/cuda_lib.sh
 
 say "== 1. persistent vs per-tile, bitwise (stem_cuda_persist_check 8192 32768)"
 new timeout -k 5 120 "$B/stem_cuda_persist_check" 8192 32768 > "$L/persist-check.log" 2>&1
 prc=$?; cat "$L/persist-check.log" >> "$S"; say "persist check rc=$prc"
 
 say "== 2. suites and sanitizers, in parallel"
-suite() { # suite LABEL SECONDS ENV...
-    local l=$1 s=$2; shift 2
-    env "$@" LD_LIBRARY_PATH=$B STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda OMP_NUM_THREADS=4 \
-        timeout -k 5 "$s" "$B/tests/test_conformance" > "$L/conf-$l.log" 2>&1
-    echo "rc=$?" >> "$L/conf-$l.log"
-}
-san() { # san TOOL FILTER ENV...
-    local t=$1 f=$2; shift 2
-    env "$@" LD_LIBRARY_PATH=$B STEM_TEST_ONLY=cuda STEM_TEST_REQUIRE=cuda STEM_TEST_FILTER=$f \
-        OMP_NUM_THREADS=2 timeout 150 "$CS" --tool "$t" --error-exitcode 7 \
-        "$B/tests/test_conformance" > "$L/san-$t-$f.log" 2>&1
-    echo "rc=$?" >> "$L/san-$t-$f.log"
-}
 sans() {
     san memcheck xattention_d256_h4x1_n1000_b128_s8_bf16
     san racecheck xattention_d256_h4x1_n1000_b128_s8_bf16
@@ -68,14 +42,7 @@ suite persistent 200 STEM_CUDA_PERSISTENT=1 &
 sans &
 wait
 say "suites and sanitizers $((SECONDS - t0)) s"
-for f in "$L"/conf-*.log; do
-    say "$(basename "$f" .log): ok=$(grep -c '^\[       OK \]' "$f") failed=$(grep -c '^\[  FAILED  \]' "$f") $(grep -E '^cuda: [0-9]+ passed' "$f" | tail -1) $(tail -1 "$f")"
-    grep -E '^\[  FAILED  \]' "$f" | sort -u | head -12 >> "$S"
-    say "  d256 cases ok: $(grep -c '^\[       OK \].*_d256_' "$f")"
-done
-for f in "$L"/san-*.log; do
-    say "$(basename "$f" .log): $(grep -E '^cuda: [0-9]+ passed' "$f" | tail -1) $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$f" | tail -1) $(tail -1 "$f")"
-done
+report_checks
 
 say "== 3. timings"
 if left 60 "A/B d128 8K 32K"; then
