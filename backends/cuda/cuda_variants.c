@@ -39,14 +39,17 @@ static int any_supports(const stem_cuda_context *c, const stem_tensor *q, const 
     return 1;
 }
 
-/* mma.sync kernels: a Q tile of `block` rows and two (K, V) tiles of
- * 64 (block 64) or 32 (block 128) keys, rows padded by 8 elements. */
-static unsigned mma_b64_smem(int head_dim) { return (unsigned)((64 + 4 * 64) * (head_dim + 8) * 2); }
+/* mma.sync kernels (the STEM_ATTN_MMA rows of attention_mma.cu): a Q tile of
+ * `block` rows and two (K, V) tiles of 64 keys (block 64) or 32 (block 128,
+ * and head_dim 256 at either block), rows padded by 8 elements. At head_dim
+ * 256 block 64 needs 99 KB, the opt-in limit of sm_86 / sm_89, block 128
+ * 132 KB (sm_80, sm_90), on 8 warps instead of 4. */
+static unsigned mma_b64_smem(int head_dim)
+{
+    const int keys = head_dim == 256 ? 32 : 64;
+    return (unsigned)((64 + 4 * keys) * (head_dim + 8) * 2);
+}
 static unsigned mma_b128_smem(int head_dim) { return (unsigned)((128 + 4 * 32) * (head_dim + 8) * 2); }
-/* head_dim 256 (either block): two (K, V) tiles of 32 keys. Block 64 needs
- * 99 KB, the opt-in limit of sm_86 / sm_89; block 128 132 KB (sm_80, sm_90). */
-static unsigned mma_d256_b64_smem(int head_dim) { return (unsigned)((64 + 4 * 32) * (head_dim + 8) * 2); }
-static unsigned mma_d256_b128_smem(int head_dim) { return (unsigned)((128 + 4 * 32) * (head_dim + 8) * 2); }
 
 /* Keys per K / V stage of the sm90 kernel (kv_rows() in attention_sm90.cu):
  * a 128-key block, or half of one at head_dim 256. */
@@ -77,11 +80,7 @@ static unsigned sm90_smem(int head_dim)
      1, sm90_smem, sm90_supports}
 #define MMA(b, ty, d)                                                                              \
     {"stem_k_attn_mma_b" #b "_" #ty "_d" #d, "mma", STEM_CUDA_MOD_ATTN_MMA,                        \
-     ty, d, b, b, 128, 0, 0, mma_b##b##_smem, mma_supports}
-/* head_dim 256: one m16 tile per warp; block 128 takes 8 warps. */
-#define MMA256(b, ty, nthreads)                                                                    \
-    {"stem_k_attn_mma_b" #b "_" #ty "_d256", "mma", STEM_CUDA_MOD_ATTN_MMA,                        \
-     ty, 256, b, b, nthreads, 0, 0, mma_d256_b##b##_smem, mma_supports}
+     ty, d, b, b, (b) == 128 && (d) == 256 ? 256 : 128, 0, 0, mma_b##b##_smem, mma_supports}
 /* the dtype tokens of the symbol names */
 #define f16 STEM_DTYPE_F16
 #define bf16 STEM_DTYPE_BF16
@@ -98,7 +97,7 @@ const stem_cuda_attn_variant stem_cuda_attn_variants[] = {
     SM90_D256(sm90s, bf16), SM90_D256(sm90s, f16),
     MMA(128, bf16, 128), MMA(128, bf16, 64), MMA(128, f16, 128), MMA(128, f16, 64),
     MMA(64, bf16, 128), MMA(64, bf16, 64), MMA(64, f16, 128), MMA(64, f16, 64),
-    MMA256(128, bf16, 256), MMA256(128, f16, 256), MMA256(64, bf16, 128), MMA256(64, f16, 128),
+    MMA(128, bf16, 256), MMA(128, f16, 256), MMA(64, bf16, 256), MMA(64, f16, 256),
     /* Exact f32 on CUDA cores: every dtype, head_dim, block and layout. */
     {"stem_k_attn_generic", "generic", STEM_CUDA_MOD_ATTN_GENERIC, -1, 0, 0, 4, 128, 0, 0, NULL,
      any_supports},

@@ -17,8 +17,8 @@
 // Taken for block 128, head_dim 64 / 128 / 256 (256: K / V in half-block
 // tiles of 64 keys), f16 / bf16 and tensors the TMA can
 // describe (16-byte aligned base and strides, unit element stride). Each
-// kernel below head_dim 256 has a persistent twin, <name>_persist (attn_sm90_persist below,
-// STEM_CUDA_PERSISTENT=1).
+// kernel below head_dim 256 has a persistent twin, <name>_persist
+// (attn_sm90_persist below, STEM_CUDA_PERSISTENT=1 or 2).
 #include "attn_common.cuh"
 #include "wgmma.cuh"
 
@@ -123,6 +123,14 @@ template <int D, int STAGES, int NQ = 1> struct sm90_smem {
     static constexpr unsigned BYTES = BAR + 256 + 1024; // + barriers + alignment slack
 };
 
+
+// The dynamic shared memory from its first 1024-byte boundary (the swizzle
+// atom; sm90_smem's 1 KB of slack covers the offset).
+__device__ __forceinline__ unsigned char *smem_aligned()
+{
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    return smem_raw + ((1024 - (saddr(smem_raw) & 1023)) & 1023);
+}
 
 // A ring position in one register (the producer has 24): slot in the low
 // bits, phase bit on top. Both kernels walk the K and the V ring with one each.
@@ -386,8 +394,7 @@ __device__ __forceinline__ void attn_sm90(const stem_kattn &p, const tmap *tq, c
                                           const tmap *tv)
 {
     typedef sm90_smem<D, STAGES> L;
-    extern __shared__ __align__(1024) unsigned char smem_raw[];
-    unsigned char *smem = smem_raw + ((1024 - (saddr(smem_raw) & 1023)) & 1023);
+    unsigned char *smem = smem_aligned();
     const unsigned sbase = saddr(smem);
     // barriers: Q full, then the K / V ring's; then the block index of each K stage
     const unsigned barQ = sbase + L::BAR;
@@ -458,8 +465,7 @@ __device__ __forceinline__ void attn_sm90_persist(const stem_kattn &p, const tma
                                                   const tmap *tk, const tmap *tv)
 {
     typedef sm90_smem<D, STAGES, 2> L;
-    extern __shared__ __align__(1024) unsigned char smem_raw[];
-    unsigned char *smem = smem_raw + ((1024 - (saddr(smem_raw) & 1023)) & 1023);
+    unsigned char *smem = smem_aligned();
     const unsigned sbase = saddr(smem);
     const unsigned bar0 = sbase + L::BAR;
     // bars: Q full [2], Q empty [2], then the K / V ring's; then the block
