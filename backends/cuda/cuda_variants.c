@@ -66,18 +66,13 @@ static unsigned sm90_smem(int head_dim)
 }
 
 /* The sm_90a kernels are the default on sm_90 (they passed the whole CUDA
- * conformance suite on an H100, bench/results/cuda.md); STEM_CUDA_ATTN=mma
- * asks for the mma.sync kernels instead. Set to 1 to make them opt-in again. */
+ * conformance suite on an H100, bench/results/cuda.md; head_dim 256 on
+ * half-block K / V tiles since call 9, 2.7x the mma.sync kernel at 32K);
+ * STEM_CUDA_ATTN=mma asks for the mma.sync kernels instead. Set to 1 to make them opt-in again. */
 #define SM90_OPT_IN 0
 #define SM90(fam, ty, d)                                                                           \
     {"stem_k_attn_" #fam "_" #ty "_d" #d, #fam, STEM_CUDA_MOD_ATTN_SM90, ty, d, 128, 128, 384, 1,  \
      SM90_OPT_IN, sm90_smem, sm90_supports}
-/* head_dim 256 on the sm90 kernel (half-block K / V tiles): written and
- * compiled, not yet run on a GPU, so only STEM_CUDA_ATTN=sm90p|sm90|sm90s
- * takes it; the default for head_dim 256 is the mma.sync kernel below. */
-#define SM90_D256(fam, ty)                                                                         \
-    {"stem_k_attn_" #fam "_" #ty "_d256", #fam, STEM_CUDA_MOD_ATTN_SM90, ty, 256, 128, 128, 384, 1, \
-     1, sm90_smem, sm90_supports}
 #define MMA(b, ty, d)                                                                              \
     {"stem_k_attn_mma_b" #b "_" #ty "_d" #d, "mma", STEM_CUDA_MOD_ATTN_MMA,                        \
      ty, d, b, b, (b) == 128 && (d) == 256 ? 256 : 128, 0, 0, mma_b##b##_smem, mma_supports}
@@ -90,11 +85,11 @@ const stem_cuda_attn_variant stem_cuda_attn_variants[] = {
      * consumer warpgroups (the fastest: 3-8% over sm90 on an H200, 8K-128K);
      * sm90: the overlap alone; sm90s: serial softmax (their baseline) */
     SM90(sm90p, bf16, 128), SM90(sm90p, bf16, 64), SM90(sm90p, f16, 128), SM90(sm90p, f16, 64),
-    SM90_D256(sm90p, bf16), SM90_D256(sm90p, f16),
+    SM90(sm90p, bf16, 256), SM90(sm90p, f16, 256),
     SM90(sm90, bf16, 128), SM90(sm90, bf16, 64), SM90(sm90, f16, 128), SM90(sm90, f16, 64),
-    SM90_D256(sm90, bf16), SM90_D256(sm90, f16),
+    SM90(sm90, bf16, 256), SM90(sm90, f16, 256),
     SM90(sm90s, bf16, 128), SM90(sm90s, bf16, 64), SM90(sm90s, f16, 128), SM90(sm90s, f16, 64),
-    SM90_D256(sm90s, bf16), SM90_D256(sm90s, f16),
+    SM90(sm90s, bf16, 256), SM90(sm90s, f16, 256),
     MMA(128, bf16, 128), MMA(128, bf16, 64), MMA(128, f16, 128), MMA(128, f16, 64),
     MMA(64, bf16, 128), MMA(64, bf16, 64), MMA(64, f16, 128), MMA(64, f16, 64),
     MMA(128, bf16, 256), MMA(128, f16, 256), MMA(64, bf16, 256), MMA(64, f16, 256),
