@@ -22,17 +22,19 @@
  * the threads finish together.
  *
  * Issue 19 paths for bf16 Q, K, V (each with an environment switch, so one
- * process can time old against new; every one computes the same values bit
- * for bit, STEM_CPU_ATTN_LEGACY=1 turns all off):
+ * process can time old against new; all but the fused softmax compute the
+ * same values bit for bit, STEM_CPU_ATTN_LEGACY=1 turns all off):
  * - STEM_CPU_PREPACK (default 1): with whole tiles per block (block size a
  *   multiple of the key tile), the listed tiles of K and V are packed once
  *   per call and KV head, shared by every query block and head, instead of
  *   once per item: packing goes from O(N^2) to O(N).
  * - STEM_CPU_AMX_HOLD (default 1, AMX): the tile configuration is loaded
  *   once per item instead of once per GEMM call.
- * - STEM_CPU_FUSED_SOFTMAX (default 1): exp2, row sum and the bf16 rounding
- *   of P in one pass (vcvtneps2bf16 on AVX512_BF16 / AMX).
- * - STEM_CPU_PIPE=rows (default 32 on AMX, else 0): a head's tile runs in
+ * - STEM_CPU_FUSED_SOFTMAX (default 1): the logits' scale, exp2, row sum
+ *   and the bf16 rounding of P in one pass (vcvtneps2bf16 on AVX512_BF16 /
+ *   AMX). The scale rides in the exp2 argument's FMA, one rounding instead
+ *   of two, so P differs from the unfused path's in the last bits.
+ * - STEM_CPU_PIPE=rows (default 0: off; the fourth AMX call measured it slower): a head's tile runs in
  *   strips of that many rows, the tile products of the next strip's S and of
  *   the previous strip's P V issued one 32 x 32 block at a time between the
  *   softmax rows of the current strip, so the AMX unit and the vector units
@@ -174,7 +176,11 @@ static void softmax_row(const attn_job *job, attn_scratch *w, const tile_state *
     const int cols = t->cols, colsp = (cols + nr - 1) / nr * nr;
     float *s = w->s + (ptrdiff_t)i * kt;
     uint16_t *pr = job->pv_bf16 ? (uint16_t *)(w->pb + (ptrdiff_t)i * (kt / 2)) : NULL;
-    if (job->bf16) /* Q stayed exact bf16: scale the logits instead */
+    /* Q stayed exact bf16: scale the logits instead, in the exp2 pass's FMA
+     * where that pass is fused (the max of the raw row, scaled, is the max
+     * of the scaled row for a positive scale), else in a pass of its own. */
+    const int fold = pr && job->fused && job->bf16 && job->qmul > 0.0f;
+    if (job->bf16 && !fold)
         k->scale(s, cols, job->qmul);
     if (t->diag_col >= 0) {
         /* key offset diag_key0 + (c - diag_col) is visible iff <= qoff + i */
@@ -184,7 +190,7 @@ static void softmax_row(const attn_job *job, attn_scratch *w, const tile_state *
         for (int c = first_masked; c < cols; c++)
             s[c] = -INFINITY;
     }
-    const float mx = k->row_max(s, cols);
+    const float mx = fold ? k->row_max(s, cols) * job->qmul : k->row_max(s, cols);
     const float m_new = mx > m[i] ? mx : m[i];
     if (m_new == -INFINITY) { /* nothing visible yet: contributes nothing */
         /* ... unless the logits are NaN (a NaN query): the row must
@@ -203,7 +209,7 @@ static void softmax_row(const attn_job *job, attn_scratch *w, const tile_state *
      * the unrounded P: |O - O~| <= u_bf16 * max|V| per component. */
     float sum;
     if (pr && job->fused) {
-        sum = k->exp2_sum_bf16(s, cols, m_new, pr);
+        sum = k->exp2_sum_bf16(s, cols, fold ? job->qmul : 1.0f, m_new, pr);
     } else {
         sum = k->exp2_sum(s, cols, m_new);
         if (pr)

@@ -70,10 +70,13 @@ struct stem_cpu_kernels {
     void (*tiles_begin)(void); /* load the tile configuration */
     void (*tiles_end)(void);   /* release the tiles (initial state again) */
 
-    /* exp2_sum and then narrow_bf16 of the new x[0..n) into dst, bit for
-     * bit; x itself is left undefined (only dst is written to be read).
-     * One pass where the ISA converts in a vector instruction. */
-    float (*exp2_sum_bf16)(float *x, int n, float sub, uint16_t *dst);
+    /* dst[j] = bf16(2^(mul * x[j] - sub)) (the logits' scale applied in
+     * the same fused multiply-add as the subtraction), returns the sum of
+     * the unrounded values; x itself is left undefined. mul > 0; sub is at
+     * least mul times every non-NaN x[j]. Values as exp2_sum's (same error
+     * bound), narrowed as narrow_bf16. One pass where the ISA converts in
+     * a vector instruction. */
+    float (*exp2_sum_bf16)(float *x, int n, float mul, float sub, uint16_t *dst);
 
     /* max_j x[j] (-inf for n == 0; NaN entries are ignored). */
     float (*row_max)(const float *x, int n);

@@ -43,28 +43,23 @@
     _mm256_storeu_si256((__m256i *)(void *)(dst), (__m256i)_mm512_cvtneps_pbh(v))
 #endif
 
+/* 2^t = 2^f * 2^r, r = round(t), |f| <= 1/2: 2^f by the degree-5 minimax
+ * polynomial, 2^r applied by vscalefps (no exponent arithmetic, no range
+ * clamps). Arguments below -125 give 0, so every result is 0, NaN or
+ * normal (nothing downstream meets a denormal); NaN stays NaN. Callers pass
+ * arguments <= 0 (exp2_sum's contract). */
 static inline VF vexp2(VF t)
 {
-    const __m512 lo = _mm512_set1_ps(-126.0f);
-    const __mmask16 keep = _mm512_cmp_ps_mask(t, lo, _CMP_GE_OQ); /* false for NaN */
-    const __mmask16 nan = _mm512_cmp_ps_mask(t, t, _CMP_UNORD_Q);
-    __m512 tc = _mm512_max_ps(t, lo); /* NaN lanes take -126: the cast stays defined */
-    tc = _mm512_min_ps(tc, _mm512_set1_ps(127.0f));
-    const __m512 r = _mm512_roundscale_ps(tc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 f = _mm512_sub_ps(tc, r);
-    __m512 p = _mm512_set1_ps(EXP2_C7);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_C6));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_C5));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_C4));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_C3));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_C2));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_C1));
+    /* t >= -125, or NaN (unordered compares true) */
+    const __mmask16 keep = _mm512_cmp_ps_mask(t, _mm512_set1_ps(-125.0f), _CMP_NLT_UQ);
+    const __m512 r = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(t, r);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(EXP2_Q5), f, _mm512_set1_ps(EXP2_Q4));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_Q3));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_Q2));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(EXP2_Q1));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    const __m512i e = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_cvtps_epi32(r), _mm512_set1_epi32(127)), 23);
-    const __m512 v = _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-    /* keep ? v : (nan ? t : 0) */
-    return _mm512_mask_mov_ps(_mm512_maskz_mov_ps(keep, v), nan, t);
+    return _mm512_maskz_scalef_ps(keep, p, r);
 }
 
 static inline float vhsum(VF x)

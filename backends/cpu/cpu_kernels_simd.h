@@ -444,32 +444,36 @@ static inline uint16_t narrow_one(float x)
     return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r);
 }
 
-/* exp2_sum, then narrow_bf16 of the result (unused in files whose only
- * table takes the vector version). */
+/* scale, exp2_sum, then narrow_bf16 of the result (unused in files whose
+ * only table takes the vector version). */
 #if defined(__GNUC__)
 __attribute__((unused))
 #endif
-static float exp2_sum_bf16_plain(float *restrict x, int n, float sub, uint16_t *restrict dst)
+static float exp2_sum_bf16_plain(float *restrict x, int n, float mul, float sub,
+                                 uint16_t *restrict dst)
 {
+    if (mul != 1.0f)
+        scale_simd(x, n, mul);
     const float s = exp2_sum_simd(x, n, sub);
     narrow_bf16_simd(x, n, dst);
     return s;
 }
 
 #ifdef VNARROW_BF16 /* VNARROW_BF16(dst, v): VW values of v to bf16 at dst, as narrow_bf16 */
-/* exp2_sum_simd's loop (the same sums in the same order), each vector
- * converted while in a register instead of stored and converted in a second
- * pass. Bit for bit narrow_bf16 on these values: they are 0, NaN or at least
- * 2^-126 (vexp2 flushes below that), so a vector conversion that treats
- * denormals as zero sees none. */
-static float exp2_sum_bf16_vec(float *restrict x, int n, float sub, uint16_t *restrict dst)
+/* One pass: 2^(mul x - sub) with the scale in the subtraction's FMA, the
+ * sum, and each vector converted while in a register. Bit for bit
+ * narrow_bf16 on these values: they are 0, NaN or normal (vexp2 flushes
+ * below its normal range), so a vector conversion that treats denormals as
+ * zero sees none. */
+static float exp2_sum_bf16_vec(float *restrict x, int n, float mul, float sub,
+                               uint16_t *restrict dst)
 {
-    const VF vsub = VSET1(sub);
+    const VF vmul = VSET1(mul), vneg = VSET1(-sub);
     VF s0 = VZERO(), s1 = VZERO();
     int j = 0;
     for (; j + 2 * VW <= n; j += 2 * VW) {
-        const VF a = vexp2(VSUB(VLOAD(x + j), vsub));
-        const VF b = vexp2(VSUB(VLOAD(x + j + VW), vsub));
+        const VF a = vexp2(VFMA(VLOAD(x + j), vmul, vneg));
+        const VF b = vexp2(VFMA(VLOAD(x + j + VW), vmul, vneg));
         VNARROW_BF16(dst + j, a);
         VNARROW_BF16(dst + j + VW, b);
         s0 = VADD(s0, a);
@@ -477,7 +481,7 @@ static float exp2_sum_bf16_vec(float *restrict x, int n, float sub, uint16_t *re
     }
     float s = vhsum(VADD(s0, s1));
     for (; j < n; j++) {
-        const float v = exp2_one(x[j] - sub);
+        const float v = exp2_one(SFMA(x[j], mul, -sub));
         s += v;
         dst[j] = narrow_one(v);
     }

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# One GPU-machine call for the CPU backend on the Xeon (issue 19): the FMA /
+# AMX peak probe; dense bf16 / f32 (Llama-3-8B layer, Hq 32, Hkv 8) of this
+# library against the previous one (OLD: carried in $BUILD/old-cpu, the
+# build before the fused-scale softmax and the scalef exp2), alternated,
+# beside torch CPU SDPA in the same call; then the CPU conformance suite
+# under the amx and avx512 caps and the kernel unit tests.
+# Carry: BUILD (default build-dev-carry, with fma_peak and old-cpu/), .devdeps, COMMIT.
+# DEADLINE seconds (default 560). Output: $OUT/summary.txt, $OUT/cpu.txt.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+B=$PWD/${BUILD:-build-dev-carry}; OLD=$B/old-cpu; O=${OUT:-/tmp/cpu-round}
+mkdir -p "$O"; S=$O/summary.txt; : > "$S"; C=$O/cpu.txt; : > "$C"
+say() { echo "$*" | tee -a "$S"; }
+t0=$SECONDS; DEADLINE=${DEADLINE:-560}
+for f in .devdeps/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done; ldconfig
+left() { [ $((SECONDS - t0 + $1)) -le "$DEADLINE" ] || { echo "(skipped: $2)" >> "$C"; return 1; }; }
+step() { local t=$1; shift; left "$t" "$*" || return 0; echo "== $*" >> "$C"
+         timeout -k 5 "$t" "$@" >> "$C" 2>&1; echo "rc=$? $((SECONDS - t0)) s" >> "$C"; }
+say "date $(date -u +%FT%TZ) commit $(cat COMMIT 2>/dev/null) old $(cat "$OLD/COMMIT" 2>/dev/null)"
+lscpu | grep -E "Model name|^CPU\(s\)|Thread|MHz" | tee -a "$S"
+for cap in default amx avx512; do
+    if [ $cap = default ]; then LD_LIBRARY_PATH=$B "$B/tools/stem" info; else
+        STEM_CPU_MAX_ISA=$cap LD_LIBRARY_PATH=$B "$B/tools/stem" info; fi 2>&1 | grep -E "isa=" | sed "s/^/$cap: /" >> "$S"
+done
+step 40 "$B/fma_peak" 0.5
+new() { env LD_LIBRARY_PATH=$B "$B/tools/stem" bench "$@"; }
+old() { env LD_LIBRARY_PATH=$OLD "$B/tools/stem" bench "$@"; }
+L=(--backend cpu --hq 32 --hkv 8 --markdown --quiet --warmup 1 --repeat 2)
+step 60 new "${L[@]}" --d 128 --dtype bf16 --n 8192
+step 60 old "${L[@]}" --d 128 --dtype bf16 --n 8192
+step 60 new "${L[@]}" --d 128 --dtype bf16 --n 8192
+step 60 old "${L[@]}" --d 128 --dtype bf16 --n 8192
+step 90 python3 bench/cpu/torch_sdpa.py --n 8192,16384,32768 --d 128 --dtypes bf16 --warmup 1 --repeat 2
+step 60 new "${L[@]}" --d 128 --dtype bf16 --n 16384
+step 60 old "${L[@]}" --d 128 --dtype bf16 --n 16384
+step 60 new "${L[@]}" --d 64 --dtype bf16 --n 8192,16384
+step 60 old "${L[@]}" --d 64 --dtype bf16 --n 8192,16384
+step 60 python3 bench/cpu/torch_sdpa.py --n 8192,16384 --d 64 --dtypes bf16 --warmup 1 --repeat 2
+step 40 new "${L[@]}" --d 128 --dtype f32 --n 8192
+step 40 old "${L[@]}" --d 128 --dtype f32 --n 8192
+step 40 python3 bench/cpu/torch_sdpa.py --n 8192 --d 128 --dtypes fp32 --warmup 1 --repeat 2
+step 60 new --backend cpu --hq 32 --hkv 8 --markdown --quiet --warmup 0 --repeat 1 --d 128 --dtype bf16 --n 32768
+step 60 old --backend cpu --hq 32 --hkv 8 --markdown --quiet --warmup 0 --repeat 1 --d 128 --dtype bf16 --n 32768
+grep -E '^(==|\| *[0-9]|rc=|[a-z0-9_ ]+	)' "$C" >> "$S"
+say "benches $((SECONDS - t0)) s"
+# correctness: the kernel unit tests and the suite under the changed caps
+LD_LIBRARY_PATH=$B timeout 60 "$B/tests/test_cpu_exp2" >> "$S" 2>&1; say "test_cpu_exp2 rc=$?"
+for cap in amx avx512; do
+    ( env LD_LIBRARY_PATH=$B STEM_TEST_ONLY=cpu STEM_TEST_REQUIRE=cpu STEM_CPU_MAX_ISA=$cap OMP_NUM_THREADS=8 \
+        timeout -k 5 $((DEADLINE - (SECONDS - t0) - 10)) "$B/tests/test_conformance" > "$O/suite-$cap.log" 2>&1
+      echo "rc=$?" >> "$O/suite-$cap.log" ) &
+done
+wait
+for cap in amx avx512; do
+    f=$O/suite-$cap.log
+    say "suite $cap: ok=$(grep -c '^\[       OK \]' "$f") failed=$(grep -c '^\[  FAILED  \]' "$f") $(grep -E '^cpu: [0-9]+ passed' "$f" | tail -1) $(tail -1 "$f")"
+    grep -E '^\[  FAILED  \]' "$f" | sort -u | head -8 >> "$S"
+done
+say "total $((SECONDS - t0)) s"
