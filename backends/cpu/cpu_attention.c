@@ -47,6 +47,34 @@
 
 #include <math.h>
 
+/* Profiling builds only (-DSTEM_CPU_PHASE_TIMERS=1, bench/cpu/phase_build.sh):
+ * TSC cycles of each attention phase per thread, printed at unload, so one
+ * device call shows where a tile's time goes. Shipped builds have none of it
+ * (the library never prints). */
+#ifdef STEM_CPU_PHASE_TIMERS
+#include <stdio.h>
+#include <x86intrin.h>
+enum { PH_S, PH_SOFTMAX, PH_PV, PH_ITEM, PH_PACK, PH_COUNT };
+static const char *const ph_names[PH_COUNT] = {"S = Q K^T", "softmax rows", "O += P V",
+                                               "whole items", "K/V prepack"};
+static uint64_t ph_cycles[256][8]; /* per thread; a row of 64 bytes each */
+#define PH_NOW() __rdtsc()
+#define PH_ADD(ph, t0) (ph_cycles[stem_cpu_thread_id() & 255][ph] += __rdtsc() - (t0))
+__attribute__((destructor)) static void ph_report(void)
+{
+    uint64_t tot[PH_COUNT] = {0};
+    for (int t = 0; t < 256; t++)
+        for (int p = 0; p < PH_COUNT; p++)
+            tot[p] += ph_cycles[t][p];
+    for (int p = 0; p < PH_COUNT; p++)
+        fprintf(stderr, "phase %-14s %14.0f Mcycles  %5.1f%% of items\n", ph_names[p],
+                tot[p] / 1e6, tot[PH_ITEM] ? 100.0 * tot[p] / tot[PH_ITEM] : 0.0);
+}
+#else
+#define PH_NOW() 0
+#define PH_ADD(ph, t0) ((void)(t0))
+#endif
+
 /* Keys per tile: Q, K, V, S and O tiles of 128 x 128 f32 (320 KiB at
  * d = 128) stay in a 512 KiB L2; at d > 128 tiles of 64 keys keep it there. */
 static int key_tile(int d)
@@ -232,20 +260,25 @@ static void tile_head(const attn_job *job, attn_scratch *w, const tile_state *t,
     const int cols = t->cols, colsp = (cols + nr - 1) / nr * nr;
     float *o = w->o + (ptrdiff_t)hh * bs * dp;
     float *m = w->m + (ptrdiff_t)hh * bs, *l = w->l + (ptrdiff_t)hh * bs;
+    uint64_t t0 = PH_NOW();
     if (job->bf16)
         job->gemm_bf16(rows, colsp, d / 2, w->qb + (ptrdiff_t)hh * bs * (d / 2), d / 2, t->kb,
                        (ptrdiff_t)(d / 2) * nr, w->s, kt, 0);
     else
         k->gemm_packed(rows, colsp, d, w->q + (ptrdiff_t)hh * bs * d, d, w->kp,
                        (ptrdiff_t)d * nr, w->s, kt, 0);
+    PH_ADD(PH_S, t0);
+    t0 = PH_NOW();
     for (int i = 0; i < rows; i++)
         softmax_row(job, w, t, o, m, l, i);
-    if (job->pv_bf16) {
+    PH_ADD(PH_SOFTMAX, t0);
+    t0 = PH_NOW();
+    if (job->pv_bf16)
         job->gemm_bf16(rows, dp, colsp / 2, w->pb, kt / 2, t->vb, (ptrdiff_t)(kt / 2) * nr, o,
                        dp, 1);
-        return;
-    }
-    k->gemm_packed(rows, dp, cols, w->s, kt, w->vp, (ptrdiff_t)kt * nr, o, dp, 1);
+    else
+        k->gemm_packed(rows, dp, cols, w->s, kt, w->vp, (ptrdiff_t)kt * nr, o, dp, 1);
+    PH_ADD(PH_PV, t0);
 }
 
 /* tile_head on the bf16 P V path in strips of job->pipe rows (a multiple of
@@ -820,15 +853,20 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_pass *pass, const ste
             for (int64_t x = 0; x < (g1 - g0) * nt; x++)
                 if (need[x]) {
                     const int64_t bk = g0 + x / nt;
+                    const uint64_t t0 = PH_NOW();
                     pack_tile(&job, &w[stem_cpu_thread_id()], packed + x * job.tile_u32,
                               bk / job.hkv, bk % job.hkv, x % nt);
+                    PH_ADD(PH_PACK, t0);
                 }
             job.packed = packed;
             job.pack_bk0 = g0;
         }
         STEM_CPU_PRAGMA(parallel for num_threads(threads) schedule(dynamic, 1))
-        for (int64_t it = lo; it < hi; it++)
+        for (int64_t it = lo; it < hi; it++) {
+            const uint64_t t0 = PH_NOW();
             run_item(&job, &w[stem_cpu_thread_id()], order[it].id);
+            PH_ADD(PH_ITEM, t0);
+        }
     }
     free(packed);
     free(need);

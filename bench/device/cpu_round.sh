@@ -5,7 +5,7 @@
 # build before the fused-scale softmax and the scalef exp2), alternated,
 # beside torch CPU SDPA in the same call; then the CPU conformance suite
 # under the amx and avx512 caps and the kernel unit tests.
-# Carry: BUILD (default build-dev-carry, with fma_peak and old-cpu/), .devdeps, COMMIT.
+# Carry: BUILD (default build-dev-carry, with fma_peak, old-cpu/ and phase/), .devdeps, COMMIT.
 # DEADLINE seconds (default 560). Output: $OUT/summary.txt, $OUT/cpu.txt.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,6 +33,9 @@ step 60 new "${L[@]}" --d 128 --dtype bf16 --n 8192
 step 60 old "${L[@]}" --d 128 --dtype bf16 --n 8192
 step 90 python3 bench/cpu/torch_sdpa.py --n 8192,16384,32768 --d 128 --dtypes bf16 --warmup 1 --repeat 2
 step 60 new "${L[@]}" --d 128 --dtype bf16 --n 16384
+# where a tile's time goes: the phase-timer build (bench/cpu/phase_build.sh)
+step 60 env LD_LIBRARY_PATH=$B/phase "$B/tools/stem" bench "${L[@]}" --d 128 --dtype bf16 --n 8192
+step 60 env LD_LIBRARY_PATH=$B/phase "$B/tools/stem" bench "${L[@]}" --d 64 --dtype bf16 --n 8192
 step 60 old "${L[@]}" --d 128 --dtype bf16 --n 16384
 step 60 new "${L[@]}" --d 64 --dtype bf16 --n 8192,16384
 step 60 old "${L[@]}" --d 64 --dtype bf16 --n 8192,16384
@@ -42,7 +45,7 @@ step 40 old "${L[@]}" --d 128 --dtype f32 --n 8192
 step 40 python3 bench/cpu/torch_sdpa.py --n 8192 --d 128 --dtypes fp32 --warmup 1 --repeat 2
 step 60 new --backend cpu --hq 32 --hkv 8 --markdown --quiet --warmup 0 --repeat 1 --d 128 --dtype bf16 --n 32768
 step 60 old --backend cpu --hq 32 --hkv 8 --markdown --quiet --warmup 0 --repeat 1 --d 128 --dtype bf16 --n 32768
-grep -E '^(==|\| *[0-9]|rc=|[a-z0-9_ ]+	)' "$C" >> "$S"
+grep -E '^(==|\| *[0-9]|rc=|phase |[a-z0-9_ ]+	)' "$C" >> "$S"
 say "benches $((SECONDS - t0)) s"
 # correctness: the kernel unit tests and the suite under the changed caps
 LD_LIBRARY_PATH=$B timeout 60 "$B/tests/test_cpu_exp2" >> "$S" 2>&1; say "test_cpu_exp2 rc=$?"
