@@ -18,9 +18,9 @@ sans() {
     san racecheck stem_d256_h4x1_n1000_b128
     san memcheck xattention_strict_d256_h4x1_n1000_b64
 }
-suite default 240 &
-suite persistent2 240 STEM_CUDA_PERSISTENT=2 &
-suite mma 240 STEM_CUDA_ATTN=mma &
+suite default ${SUITE_S:-240} &
+suite persistent2 ${SUITE_S:-240} STEM_CUDA_PERSISTENT=2 &
+suite mma ${SUITE_S:-240} STEM_CUDA_ATTN=mma &
 sans &
 wait
 say "suites and sanitizers $((SECONDS - t0)) s"
