@@ -30,3 +30,13 @@ if left 60 "d256 default bench"; then
     say "== head_dim 256 (Hq 16, Hkv 4), default dispatch: 8K 32K"
     STEM_BENCH_SHAPE=16,4,256 new timeout 60 "$B/stem_cuda_bench" 8192 32768 >> "$S" 2>&1
 fi
+# call 9 saw 128K density 0.1 at 23.5 ms (previous library) against 27.4 (this
+# one), call 8 24.4 against 25.2: alternate the two twice to separate the
+# difference from noise
+for r in 1 2; do
+    if left 40 "A/B 128K round $r"; then
+        say "== A/B d128 128K round $r: previous, then this library"
+        old timeout 20 "$OLD/stem_cuda_bench" 131072 >> "$S" 2>&1
+        new timeout 20 "$B/stem_cuda_bench" 131072 >> "$S" 2>&1
+    fi
+done
