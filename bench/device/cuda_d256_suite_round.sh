@@ -34,9 +34,9 @@ fi
 # one), call 8 24.4 against 25.2: alternate the two twice to separate the
 # difference from noise
 for r in 1 2; do
-    if left 40 "A/B 128K round $r"; then
+    if left 70 "A/B 128K round $r"; then
         say "== A/B d128 128K round $r: previous, then this library"
-        old timeout 20 "$OLD/stem_cuda_bench" 131072 >> "$S" 2>&1
-        new timeout 20 "$B/stem_cuda_bench" 131072 >> "$S" 2>&1
+        old timeout 30 "$OLD/stem_cuda_bench" 131072 >> "$S" 2>&1
+        new timeout 30 "$B/stem_cuda_bench" 131072 >> "$S" 2>&1
     fi
 done
