@@ -1,5 +1,6 @@
 /*
- * The CPU kernels' softmax pieces (exp2_sum, exp2_sum_bf16, row_max) on every
+ * The CPU kernels' softmax pieces (exp2_sum, exp2_sum_bf16, exp2_sum_bf16_max,
+ * row_max) on every
  * kernel table this CPU runs (scalar, AVX2, AVX-512 with and without
  * AVX512_BF16, AMX), against double precision: relative error of 2^t within
  * EXP2_REL (plus the argument's f32 rounding) for t >= -124.5, exactly 0
@@ -145,6 +146,42 @@ static void check_table(const stem_cpu_kernels *k)
                 else if ((double)x[j] * mul - sub >= -124.5) /* bf16: half a step, 2^-8 relative */
                     CHECK(fabs(v - e) <= e / 256.0 + tol,
                           "%s exp2_sum_bf16: %.9g for %.9g", k->name, v, e);
+            }
+            /* exp2_sum_bf16_max: the same values and sum, x untouched, the
+             * row's max; and against a sub up to 8 below mul * max (the lazy
+             * rescaling's arguments reach +8) */
+            if (k->exp2_sum_bf16_max) {
+                uint16_t dst2[MAXN + 1];
+                float xmax, x2[MAXN];
+                memcpy(x2, x, sizeof(float) * (size_t)n);
+                const float sm = k->exp2_sum_bf16_max(x2, n, mul, sub, dst2, &xmax);
+                CHECK(sm == sb && memcmp(dst, dst2, sizeof(uint16_t) * (size_t)n) == 0,
+                      "%s exp2_sum_bf16_max differs from exp2_sum_bf16", k->name);
+                CHECK(memcmp(x, x2, sizeof(float) * (size_t)n) == 0, "%s exp2_sum_bf16_max wrote x",
+                      k->name);
+                CHECK(xmax == want, "%s exp2_sum_bf16_max max %g, want %g", k->name, (double)xmax,
+                      (double)want);
+                const float lower = sub - 7.5f; /* arguments up to +7.5 */
+                double ref = 0.0, tol_sum = 0.0;
+                for (int j = 0; j < n; j++) {
+                    int zero;
+                    double tol;
+                    ref += exact(x[j], mul, lower, &zero, &tol);
+                    tol_sum += tol;
+                }
+                tol_sum += n * ldexp(1.0, -24) * ref;
+                const float sl = k->exp2_sum_bf16_max(x, n, mul, lower, dst2, &xmax);
+                CHECK(fabs(sl - ref) <= tol_sum, "%s exp2_sum_bf16_max above the max: %.9g vs %.9g",
+                      k->name, (double)sl, ref);
+                for (int j = 0; j < n; j++) {
+                    int zero;
+                    double tol;
+                    const double e = exact(x[j], mul, lower, &zero, &tol);
+                    if (!zero && (double)x[j] * mul - lower >= -124.5)
+                        CHECK(fabs(bf16_value(dst2[j]) - e) <= e / 256.0 + tol,
+                              "%s exp2_sum_bf16_max above the max: %g for %g", k->name,
+                              (double)bf16_value(dst2[j]), e);
+                }
             }
         }
     /* NaN stays NaN (a NaN query's row must come out NaN) */

@@ -34,6 +34,10 @@
  *   and the bf16 rounding of P in one pass (vcvtneps2bf16 on AVX512_BF16 /
  *   AMX). The scale rides in the exp2 argument's FMA, one rounding instead
  *   of two, so P differs from the unfused path's in the last bits.
+ * - STEM_CPU_LAZY_RESCALE (default 1, with the fused softmax): a row whose
+ *   running max exists is exponentiated against it in one pass that also
+ *   finds the tile's max; only a rise of more than 2^8 rescales O. The
+ *   outputs differ from the eager path's in rounding only.
  * - STEM_CPU_PIPE=rows (default 0: off; the fourth AMX call measured it slower): a head's tile runs in
  *   strips of that many rows, the tile products of the next strip's S and of
  *   the previous strip's P V issued one 32 x 32 block at a time between the
@@ -114,6 +118,7 @@ typedef struct attn_job {
     int bf16;              /* S = Q K^T by the bf16 dot product (bf16 Q and K, gemm_bf16) */
     int pv_bf16;           /* O += P V by it too, P rounded to bf16 (bf16 V as well) */
     int fused;             /* pv_bf16: exp2_sum_bf16 instead of exp2_sum + narrow_bf16 */
+    int lazy;              /* fused: rescale only when the max rises by 2^8 (exp2_sum_bf16_max) */
     int hold;              /* tiles held per item: gemm_bf16_held */
     int pipe;              /* pv_bf16: rows per strip of the pipelined head, 0 = whole tile */
     int fast_store;        /* bf16 output rows contiguous: narrow_bf16 per row */
@@ -193,6 +198,10 @@ static int scratch_alloc(attn_scratch *w, const attn_job *job)
     return 1;
 }
 
+/* How far (log2 units) a tile's max may exceed the row's running max before
+ * the lazy path rescales: P values up to 2^8. */
+#define LAZY_RESCALE_LOG2 8.0f
+
 /* Softmax of row i of one head's tile (logits in w->s row i): mask, online
  * softmax update of m, l and the accumulator row, and on the bf16 P V path
  * P of the row as bf16 pairs (zero past cols) in w->pb row i. */
@@ -217,6 +226,22 @@ static void softmax_row(const attn_job *job, attn_scratch *w, const tile_state *
             first_masked = t->diag_col;
         for (int c = first_masked; c < cols; c++)
             s[c] = -INFINITY;
+    }
+    /* Lazy rescaling (FlashAttention-4's): once the row has a running max m,
+     * exponentiate against it in one pass that also finds this tile's max,
+     * and keep that unless the max rose more than LAZY_RESCALE_LOG2 above m.
+     * P and l are then relative to an m up to that far below the true max
+     * (P <= 2^8: the same relative precision in bf16 and f32), O needs no
+     * rescale, and the row costs one pass over S instead of two. m keeps its
+     * value (lse = (m + log2 l) ln 2 holds for any m). */
+    if (job->lazy && fold && m[i] > -INFINITY) {
+        float xmax;
+        const float sum = k->exp2_sum_bf16_max(s, cols, job->qmul, m[i], pr, &xmax);
+        if (!(xmax * job->qmul > m[i] + LAZY_RESCALE_LOG2)) {
+            memset(pr + cols, 0, (size_t)(colsp - cols) * sizeof(uint16_t));
+            l[i] += sum;
+            return;
+        }
     }
     const float mx = fold ? k->row_max(s, cols) * job->qmul : k->row_max(s, cols);
     const float m_new = mx > m[i] ? mx : m[i];
@@ -752,6 +777,7 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_pass *pass, const ste
     /* The issue-19 paths (header comment); all compute the same values. */
     const int legacy = env_int("STEM_CPU_ATTN_LEGACY", 0) != 0;
     job.fused = job.pv_bf16 && !legacy && env_int("STEM_CPU_FUSED_SOFTMAX", 1) != 0;
+    job.lazy = job.fused && ctx->k->exp2_sum_bf16_max && env_int("STEM_CPU_LAZY_RESCALE", 1) != 0;
     job.hold = job.bf16 && !legacy && ctx->k->gemm_bf16_held && ctx->k->tiles_begin &&
                ctx->k->tiles_end && env_int("STEM_CPU_AMX_HOLD", 1) != 0;
     job.gemm_bf16 = job.hold ? ctx->k->gemm_bf16_held : ctx->k->gemm_bf16;

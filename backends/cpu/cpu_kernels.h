@@ -78,6 +78,13 @@ struct stem_cpu_kernels {
      * a vector instruction. */
     float (*exp2_sum_bf16)(float *x, int n, float mul, float sub, uint16_t *dst);
 
+    /* exp2_sum_bf16 (same values, same sum) that leaves x as it is and also
+     * returns max_j x[j] (row_max's) in *xmax, for a sub that need not be
+     * the row's max (the lazy rescaling of cpu_attention.c). NULL where the
+     * table has no vector bf16 conversion (no bf16 P V path either). */
+    float (*exp2_sum_bf16_max)(const float *x, int n, float mul, float sub, uint16_t *dst,
+                               float *xmax);
+
     /* max_j x[j] (-inf for n == 0; NaN entries are ignored). */
     float (*row_max)(const float *x, int n);
 

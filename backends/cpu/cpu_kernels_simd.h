@@ -487,8 +487,40 @@ static float exp2_sum_bf16_vec(float *restrict x, int n, float mul, float sub,
     }
     return s;
 }
+/* exp2_sum_bf16_vec plus the row's max, x untouched: one pass over the
+ * logits where the running max of the row has not moved much (the caller
+ * checks *xmax against sub). */
+static float exp2_sum_bf16_max_vec(const float *restrict x, int n, float mul, float sub,
+                                   uint16_t *restrict dst, float *xmax)
+{
+    const VF vmul = VSET1(mul), vneg = VSET1(-sub);
+    VF s0 = VZERO(), s1 = VZERO(), m0 = VSET1(-INFINITY), m1 = m0;
+    int j = 0;
+    for (; j + 2 * VW <= n; j += 2 * VW) {
+        const VF xa = VLOAD(x + j), xb = VLOAD(x + j + VW);
+        m0 = VMAX(xa, m0); /* NaN never wins, as in row_max */
+        m1 = VMAX(xb, m1);
+        const VF a = vexp2(VFMA(xa, vmul, vneg));
+        const VF b = vexp2(VFMA(xb, vmul, vneg));
+        VNARROW_BF16(dst + j, a);
+        VNARROW_BF16(dst + j + VW, b);
+        s0 = VADD(s0, a);
+        s1 = VADD(s1, b);
+    }
+    float s = vhsum(VADD(s0, s1)), m = vhmax(VMAX(m0, m1));
+    for (; j < n; j++) {
+        const float v = exp2_one(SFMA(x[j], mul, -sub));
+        s += v;
+        dst[j] = narrow_one(v);
+        m = x[j] > m ? x[j] : m;
+    }
+    *xmax = m;
+    return s;
+}
 #define EXP2_SUM_BF16_FAST exp2_sum_bf16_vec
+#define EXP2_SUM_BF16_MAX exp2_sum_bf16_max_vec
 #else
+#define EXP2_SUM_BF16_MAX NULL
 #define EXP2_SUM_BF16_FAST exp2_sum_bf16_plain
 #endif
 
@@ -504,6 +536,7 @@ const stem_cpu_kernels KERNELS_TABLE = {
 #if defined(VDOT_BF16) && !defined(KERNELS_TABLE_BF16)
     .gemm_bf16 = GEMM_BF16_TABLE, /* the only table of this file */
     .exp2_sum_bf16 = EXP2_SUM_BF16_FAST,
+    .exp2_sum_bf16_max = EXP2_SUM_BF16_MAX,
 #else
     .exp2_sum_bf16 = exp2_sum_bf16_plain,
 #endif
@@ -528,6 +561,7 @@ const stem_cpu_kernels KERNELS_TABLE_BF16 = {
     .gemm_packed = gemm_packed_simd,
     .gemm_bf16 = GEMM_BF16_TABLE,
     .exp2_sum_bf16 = EXP2_SUM_BF16_FAST,
+    .exp2_sum_bf16_max = EXP2_SUM_BF16_MAX,
     .narrow_bf16 = narrow_bf16_simd,
     .row_max = row_max_simd,
     .exp2_sum = exp2_sum_simd,

@@ -6,10 +6,10 @@
 # beside torch CPU SDPA in the same call; then the CPU conformance suite
 # under the amx and avx512 caps and the kernel unit tests.
 # Carry: BUILD (default build-dev-carry, with fma_peak, old-cpu/ and phase/), .devdeps, COMMIT.
-# DEADLINE seconds (default 560). Output: $OUT/summary.txt, $OUT/cpu.txt.
+# DEADLINE seconds (default 560). Output: /tmp/cpu-round/{summary.txt,cpu.txt,suite-*.log}.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-B=$PWD/${BUILD:-build-dev-carry}; OLD=$B/old-cpu; O=${OUT:-/tmp/cpu-round}
+B=$PWD/${BUILD:-build-dev-carry}; OLD=$B/old-cpu; O=/tmp/cpu-round
 mkdir -p "$O"; S=$O/summary.txt; : > "$S"; C=$O/cpu.txt; : > "$C"
 say() { echo "$*" | tee -a "$S"; }
 t0=$SECONDS; DEADLINE=${DEADLINE:-560}
@@ -24,27 +24,29 @@ for cap in default amx avx512; do
         STEM_CPU_MAX_ISA=$cap LD_LIBRARY_PATH=$B "$B/tools/stem" info; fi 2>&1 | grep -E "isa=" | sed "s/^/$cap: /" >> "$S"
 done
 step 40 "$B/fma_peak" 0.5
-new() { env LD_LIBRARY_PATH=$B "$B/tools/stem" bench "$@"; }
-old() { env LD_LIBRARY_PATH=$OLD "$B/tools/stem" bench "$@"; }
+# (arrays, not functions: step runs them under timeout)
+new=(env LD_LIBRARY_PATH=$B "$B/tools/stem" bench)
+old=(env LD_LIBRARY_PATH=$OLD "$B/tools/stem" bench)
 L=(--backend cpu --hq 32 --hkv 8 --markdown --quiet --warmup 1 --repeat 2)
-step 60 new "${L[@]}" --d 128 --dtype bf16 --n 8192
-step 60 old "${L[@]}" --d 128 --dtype bf16 --n 8192
-step 60 new "${L[@]}" --d 128 --dtype bf16 --n 8192
-step 60 old "${L[@]}" --d 128 --dtype bf16 --n 8192
+step 60 "${new[@]}" "${L[@]}" --d 128 --dtype bf16 --n 8192
+step 60 "${old[@]}" "${L[@]}" --d 128 --dtype bf16 --n 8192
+step 60 "${new[@]}" "${L[@]}" --d 128 --dtype bf16 --n 8192
+step 60 "${old[@]}" "${L[@]}" --d 128 --dtype bf16 --n 8192
 step 90 python3 bench/cpu/torch_sdpa.py --n 8192,16384,32768 --d 128 --dtypes bf16 --warmup 1 --repeat 2
-step 60 new "${L[@]}" --d 128 --dtype bf16 --n 16384
+step 60 env STEM_CPU_LAZY_RESCALE=0 "${new[@]}" "${L[@]}" --d 128 --dtype bf16 --n 8192
+step 60 "${new[@]}" "${L[@]}" --d 128 --dtype bf16 --n 16384
 # where a tile's time goes: the phase-timer build (bench/cpu/phase_build.sh)
 step 60 env LD_LIBRARY_PATH=$B/phase "$B/tools/stem" bench "${L[@]}" --d 128 --dtype bf16 --n 8192
 step 60 env LD_LIBRARY_PATH=$B/phase "$B/tools/stem" bench "${L[@]}" --d 64 --dtype bf16 --n 8192
-step 60 old "${L[@]}" --d 128 --dtype bf16 --n 16384
-step 60 new "${L[@]}" --d 64 --dtype bf16 --n 8192,16384
-step 60 old "${L[@]}" --d 64 --dtype bf16 --n 8192,16384
+step 60 "${old[@]}" "${L[@]}" --d 128 --dtype bf16 --n 16384
+step 60 "${new[@]}" "${L[@]}" --d 64 --dtype bf16 --n 8192,16384
+step 60 "${old[@]}" "${L[@]}" --d 64 --dtype bf16 --n 8192,16384
 step 60 python3 bench/cpu/torch_sdpa.py --n 8192,16384 --d 64 --dtypes bf16 --warmup 1 --repeat 2
-step 40 new "${L[@]}" --d 128 --dtype f32 --n 8192
-step 40 old "${L[@]}" --d 128 --dtype f32 --n 8192
+step 40 "${new[@]}" "${L[@]}" --d 128 --dtype f32 --n 8192
+step 40 "${old[@]}" "${L[@]}" --d 128 --dtype f32 --n 8192
 step 40 python3 bench/cpu/torch_sdpa.py --n 8192 --d 128 --dtypes fp32 --warmup 1 --repeat 2
-step 60 new --backend cpu --hq 32 --hkv 8 --markdown --quiet --warmup 0 --repeat 1 --d 128 --dtype bf16 --n 32768
-step 60 old --backend cpu --hq 32 --hkv 8 --markdown --quiet --warmup 0 --repeat 1 --d 128 --dtype bf16 --n 32768
+step 60 "${new[@]}" --backend cpu --hq 32 --hkv 8 --markdown --quiet --warmup 0 --repeat 1 --d 128 --dtype bf16 --n 32768
+step 60 "${old[@]}" --backend cpu --hq 32 --hkv 8 --markdown --quiet --warmup 0 --repeat 1 --d 128 --dtype bf16 --n 32768
 grep -E '^(==|\| *[0-9]|rc=|phase |[a-z0-9_ ]+	)' "$C" >> "$S"
 say "benches $((SECONDS - t0)) s"
 # correctness: the kernel unit tests and the suite under the changed caps
