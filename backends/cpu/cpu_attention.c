@@ -238,7 +238,8 @@ static void softmax_row(const attn_job *job, attn_scratch *w, const tile_state *
         float xmax;
         const float sum = k->exp2_sum_bf16_max(s, cols, job->qmul, m[i], pr, &xmax);
         if (!(xmax * job->qmul > m[i] + LAZY_RESCALE_LOG2)) {
-            memset(pr + cols, 0, (size_t)(colsp - cols) * sizeof(uint16_t));
+            if (colsp > cols)
+                memset(pr + cols, 0, (size_t)(colsp - cols) * sizeof(uint16_t));
             l[i] += sum;
             return;
         }
@@ -268,7 +269,7 @@ static void softmax_row(const attn_job *job, attn_scratch *w, const tile_state *
         if (pr)
             k->narrow_bf16(s, cols, pr);
     }
-    if (pr)
+    if (pr && colsp > cols)
         memset(pr + cols, 0, (size_t)(colsp - cols) * sizeof(uint16_t));
     l[i] = l[i] * alpha + sum;
     if (alpha != 1.0f)
