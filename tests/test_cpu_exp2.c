@@ -78,6 +78,21 @@ static double exact(float x, float mul, float sub, int *zero, double *tol)
     return e;
 }
 
+/* The exact sum of 2^(mul x - sub) over a row, and its tolerance: each
+ * entry's plus the f32 additions'. */
+static double exact_sum(const float *x, int n, float mul, float sub, double *sum_tol)
+{
+    double ref = 0.0, tol_all = 0.0;
+    for (int j = 0; j < n; j++) {
+        int zero;
+        double tol;
+        ref += exact(x[j], mul, sub, &zero, &tol);
+        tol_all += tol;
+    }
+    *sum_tol = tol_all + n * ldexp(1.0, -24) * ref;
+    return ref;
+}
+
 static void check_table(const stem_cpu_kernels *k)
 {
     enum { MAXN = 301 };
@@ -99,14 +114,8 @@ static void check_table(const stem_cpu_kernels *k)
             /* exp2_sum on the scaled row */
             for (int j = 0; j < n; j++)
                 y[j] = x[j] * mul;
-            double ref_sum = 0.0, sum_tol = 0.0;
-            for (int j = 0; j < n; j++) {
-                int zero;
-                double tol;
-                ref_sum += exact(x[j], mul, sub, &zero, &tol);
-                sum_tol += tol;
-            }
-            sum_tol += n * ldexp(1.0, -24) * ref_sum; /* the f32 additions */
+            double sum_tol;
+            const double ref_sum = exact_sum(x, n, mul, sub, &sum_tol);
             float got[MAXN];
             memcpy(got, y, sizeof(float) * (size_t)n);
             const float s = k->exp2_sum(got, n, sub);
@@ -162,14 +171,8 @@ static void check_table(const stem_cpu_kernels *k)
                 CHECK(xmax == want, "%s exp2_sum_bf16_max max %g, want %g", k->name, (double)xmax,
                       (double)want);
                 const float lower = sub - 7.5f; /* arguments up to +7.5 */
-                double ref = 0.0, tol_sum = 0.0;
-                for (int j = 0; j < n; j++) {
-                    int zero;
-                    double tol;
-                    ref += exact(x[j], mul, lower, &zero, &tol);
-                    tol_sum += tol;
-                }
-                tol_sum += n * ldexp(1.0, -24) * ref;
+                double tol_sum;
+                const double ref = exact_sum(x, n, mul, lower, &tol_sum);
                 const float sl = k->exp2_sum_bf16_max(x, n, mul, lower, dst2, &xmax);
                 CHECK(fabs(sl - ref) <= tol_sum, "%s exp2_sum_bf16_max above the max: %.9g vs %.9g",
                       k->name, (double)sl, ref);
