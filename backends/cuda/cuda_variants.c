@@ -65,10 +65,11 @@ static unsigned sm90_smem(int head_dim)
     return tile + 2u * stages * kv + 256u + 1024u;
 }
 
-/* The sm_90a kernels are the default on sm_90 (they passed the whole CUDA
- * conformance suite on an H100, bench/results/cuda.md; head_dim 256 on
- * half-block K / V tiles since call 9, 2.7x the mma.sync kernel at 32K);
- * STEM_CUDA_ATTN=mma asks for the mma.sync kernels instead. Set to 1 to make them opt-in again. */
+/* The sm_90a kernels are the default on sm_90: they pass the whole CUDA
+ * conformance suite on an H100 (bench/results/cuda.md; head_dim 256 on
+ * half-block K / V tiles since calls 9 and 10, 2.7x the mma.sync kernel at
+ * 32K). STEM_CUDA_ATTN=mma asks for the mma.sync kernels instead; 1 here
+ * makes the sm90 rows opt-in again. */
 #define SM90_OPT_IN 0
 #define SM90(fam, ty, d)                                                                           \
     {"stem_k_attn_" #fam "_" #ty "_d" #d, #fam, STEM_CUDA_MOD_ATTN_SM90, ty, d, 128, 128, 384, 1,  \
