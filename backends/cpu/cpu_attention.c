@@ -38,8 +38,8 @@
  *   running max exists is exponentiated against it in one pass that also
  *   finds the tile's max; only a rise of more than 2^8 rescales O. The
  *   outputs differ from the eager path's in rounding only.
- * - STEM_CPU_PIPE=rows (default 0: off; the fourth AMX call measured it slower): a head's tile runs in
- *   strips of that many rows, the tile products of the next strip's S and of
+ * - STEM_CPU_PIPE=rows (default 0, off: the fourth AMX call measured it
+ *   slower): a head's tile runs in strips of that many rows, the tile products of the next strip's S and of
  *   the previous strip's P V issued one 32 x 32 block at a time between the
  *   softmax rows of the current strip, so the AMX unit and the vector units
  *   overlap (rows keep their order of operations: same values).
@@ -775,7 +775,8 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_pass *pass, const ste
     job.bf16 = ctx->k->gemm_bf16 != NULL && q->dtype == STEM_DTYPE_BF16 &&
                k->dtype == STEM_DTYPE_BF16 && job.d % 2 == 0;
     job.pv_bf16 = job.bf16 && v->dtype == STEM_DTYPE_BF16;
-    /* The issue-19 paths (header comment); all compute the same values. */
+    /* The issue-19 paths (header comment); the fused softmax and the lazy
+     * rescaling change values in rounding only, the others not at all. */
     const int legacy = env_int("STEM_CPU_ATTN_LEGACY", 0) != 0;
     job.fused = job.pv_bf16 && !legacy && env_int("STEM_CPU_FUSED_SOFTMAX", 1) != 0;
     job.lazy = job.fused && ctx->k->exp2_sum_bf16_max && env_int("STEM_CPU_LAZY_RESCALE", 1) != 0;

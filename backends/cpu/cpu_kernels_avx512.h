@@ -47,7 +47,8 @@
  * polynomial, 2^r applied by vscalefps (no exponent arithmetic, no range
  * clamps). Arguments below -125 give 0, so every result is 0, NaN or
  * normal (nothing downstream meets a denormal); NaN stays NaN. Callers pass
- * arguments <= 0 (exp2_sum's contract). */
+ * arguments <= 0 (exp2_sum's contract), or up to +8 (the lazy rescaling's
+ * exp2_sum_bf16_max): any t up to 127 gives 2^t. */
 static inline VF vexp2(VF t)
 {
     /* t >= -125, or NaN (unordered compares true) */

@@ -461,45 +461,24 @@ static float exp2_sum_bf16_plain(float *restrict x, int n, float mul, float sub,
 
 #ifdef VNARROW_BF16 /* VNARROW_BF16(dst, v): VW values of v to bf16 at dst, as narrow_bf16 */
 /* One pass: 2^(mul x - sub) with the scale in the subtraction's FMA, the
- * sum, and each vector converted while in a register. Bit for bit
- * narrow_bf16 on these values: they are 0, NaN or normal (vexp2 flushes
- * below its normal range), so a vector conversion that treats denormals as
- * zero sees none. */
-static float exp2_sum_bf16_vec(float *restrict x, int n, float mul, float sub,
-                               uint16_t *restrict dst)
-{
-    const VF vmul = VSET1(mul), vneg = VSET1(-sub);
-    VF s0 = VZERO(), s1 = VZERO();
-    int j = 0;
-    for (; j + 2 * VW <= n; j += 2 * VW) {
-        const VF a = vexp2(VFMA(VLOAD(x + j), vmul, vneg));
-        const VF b = vexp2(VFMA(VLOAD(x + j + VW), vmul, vneg));
-        VNARROW_BF16(dst + j, a);
-        VNARROW_BF16(dst + j + VW, b);
-        s0 = VADD(s0, a);
-        s1 = VADD(s1, b);
-    }
-    float s = vhsum(VADD(s0, s1));
-    for (; j < n; j++) {
-        const float v = exp2_one(SFMA(x[j], mul, -sub));
-        s += v;
-        dst[j] = narrow_one(v);
-    }
-    return s;
-}
-/* exp2_sum_bf16_vec plus the row's max, x untouched: one pass over the
- * logits where the running max of the row has not moved much (the caller
- * checks *xmax against sub). */
-static float exp2_sum_bf16_max_vec(const float *restrict x, int n, float mul, float sub,
-                                   uint16_t *restrict dst, float *xmax)
+ * sum, and each vector converted while in a register; with xmax, also the
+ * row's max (NaN never wins, as in row_max), x untouched either way. Bit
+ * for bit narrow_bf16 on these values: they are 0, NaN or normal (vexp2
+ * flushes below its normal range), so a vector conversion that treats
+ * denormals as zero sees none. Inlined into the two table functions, where
+ * xmax is a constant NULL or not. */
+static STEM_ALWAYS_INLINE float exp2_sum_bf16_pass(const float *restrict x, int n, float mul,
+                                                   float sub, uint16_t *restrict dst, float *xmax)
 {
     const VF vmul = VSET1(mul), vneg = VSET1(-sub);
     VF s0 = VZERO(), s1 = VZERO(), m0 = VSET1(-INFINITY), m1 = m0;
     int j = 0;
     for (; j + 2 * VW <= n; j += 2 * VW) {
         const VF xa = VLOAD(x + j), xb = VLOAD(x + j + VW);
-        m0 = VMAX(xa, m0); /* NaN never wins, as in row_max */
-        m1 = VMAX(xb, m1);
+        if (xmax) {
+            m0 = VMAX(xa, m0);
+            m1 = VMAX(xb, m1);
+        }
         const VF a = vexp2(VFMA(xa, vmul, vneg));
         const VF b = vexp2(VFMA(xb, vmul, vneg));
         VNARROW_BF16(dst + j, a);
@@ -507,15 +486,30 @@ static float exp2_sum_bf16_max_vec(const float *restrict x, int n, float mul, fl
         s0 = VADD(s0, a);
         s1 = VADD(s1, b);
     }
-    float s = vhsum(VADD(s0, s1)), m = vhmax(VMAX(m0, m1));
+    float s = vhsum(VADD(s0, s1)), m = xmax ? vhmax(VMAX(m0, m1)) : 0.0f;
     for (; j < n; j++) {
         const float v = exp2_one(SFMA(x[j], mul, -sub));
         s += v;
         dst[j] = narrow_one(v);
         m = x[j] > m ? x[j] : m;
     }
-    *xmax = m;
+    if (xmax)
+        *xmax = m;
     return s;
+}
+
+static float exp2_sum_bf16_vec(float *restrict x, int n, float mul, float sub,
+                               uint16_t *restrict dst)
+{
+    return exp2_sum_bf16_pass(x, n, mul, sub, dst, NULL);
+}
+
+/* The lazy rescaling's pass (cpu_attention.c): sub need not be the max; the
+ * caller checks *xmax against it. */
+static float exp2_sum_bf16_max_vec(const float *restrict x, int n, float mul, float sub,
+                                   uint16_t *restrict dst, float *xmax)
+{
+    return exp2_sum_bf16_pass(x, n, mul, sub, dst, xmax);
 }
 #define EXP2_SUM_BF16_FAST exp2_sum_bf16_vec
 #define EXP2_SUM_BF16_MAX exp2_sum_bf16_max_vec

@@ -53,5 +53,4 @@ step 40 "${new[@]}" "${L[@]}" --d 128 --dtype f32 --n 8192
 step 40 python3 bench/cpu/torch_sdpa.py --n 8192 --d 128 --dtypes fp32 --warmup 1 --repeat 2
 step 60 "${new[@]}" --backend cpu --hq 32 --hkv 8 --markdown --quiet --warmup 0 --repeat 1 --d 128 --dtype bf16 --n 32768
 grep -E '^(==|\| *[0-9]|rc=|phase |suite |test_cpu|[a-z0-9_ -]+	)' "$C" >> "$S"
-say "benches $((SECONDS - t0)) s"
 say "total $((SECONDS - t0)) s"
