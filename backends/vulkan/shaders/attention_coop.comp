@@ -25,7 +25,11 @@
 // are f32 tensors as two f16 copies each, hi and lo = x - hi, scaled by a
 // power of two per tensor so that the largest |x| sits just under 2^15
 // (vk_convert.c): S = Qh Kh + Qh Kl + Ql Kh and O = Ph Vh + Ph Vl + Pl Vh
-// with P = Ph + Pl, so logits and outputs keep about 22 bits.
+// with P = Ph + Pl, so logits and outputs keep about 22 bits. Ph is P rounded
+// to 11 bits by integer operations (exact in f16) and Pl = f16(P - Ph), with
+// no f16 value converted back: the H100 suite's outcomes with Pl = f16(P -
+// f32(f16(P))) match Pl = 0 in every case checked (bench/vulkan/split_error.py
+// --suite), as if the driver folded that round trip away.
 //
 // VARIANT (constant 6, STEM_VULKAN_ATTN_VARIANT; 0 = the kernel above, as
 // measured) selects experimental changes, bit by bit:
@@ -149,6 +153,13 @@ void fetch_tile(uint k0, uint b, uint kh, out uvec4 kr[PER], out uvec4 vr[PER])
 }
 
 #ifdef SPLIT
+// P (>= 0) rounded to 11 significant bits on its f32 bits: exact in f16 for
+// P >= 2^-14, so P - split_hi(P) is exact in f32 and no f16 value is read back.
+float split_hi(float p)
+{
+    return uintBitsToFloat((floatBitsToUint(p) + 0x1000u) & 0xffffe000u);
+}
+
 void fetch_lo(uint k0, uint b, uint kh, out uvec4 kr[PER], out uvec4 vr[PER])
 {
     uint N = P.n_keys;
@@ -406,7 +417,14 @@ void main()
                     s[i] = s[i] == NEG_INF ? 0.0 : exp2(s[i] - ref[i]);
 #ifdef KHR
                 MATA pa;
+#ifdef SPLIT
+                MAT32 hp = s;
+                for (int i = 0; i < hp.length(); i++)
+                    hp[i] = split_hi(s[i]);
+                MATC16 ph = MATC16(hp);
+#else
                 MATC16 ph = MATC16(s);
+#endif
                 P_STORE(ph);
                 subgroupMemoryBarrierShared();
                 subgroupBarrier();
@@ -414,7 +432,7 @@ void main()
                 subgroupBarrier();
 #ifdef SPLIT
                 // Pl = P - Ph, through the same square.
-                MAT32 pr = MAT32(ph);
+                MAT32 pr = hp;
                 for (int i = 0; i < pr.length(); i++)
                     pr[i] = s[i] - pr[i];
                 MATA pl;
@@ -426,12 +444,16 @@ void main()
                 subgroupBarrier();
 #endif
 #else
-                MATA pa = MATA(s);
 #ifdef SPLIT
-                MAT32 pr = MAT32(pa);
+                MAT32 pr = s;
+                for (int i = 0; i < pr.length(); i++)
+                    pr[i] = split_hi(s[i]);
+                MATA pa = MATA(pr);
                 for (int i = 0; i < pr.length(); i++)
                     pr[i] = s[i] - pr[i];
                 MATA pl = MATA(pr);
+#else
+                MATA pa = MATA(s);
 #endif
 #endif
                 [[unroll]] for (uint c = 0u; c < DC; c++) {
@@ -541,14 +563,21 @@ void main()
                     st[t][i] = st[t][i] == NEG_INF ? 0.0 : exp2(st[t][i] - ref[i]);
 #ifdef KHR
                 MATA pa;
+#ifdef SPLIT
+                MAT32 hp = st[t];
+                for (int i = 0; i < hp.length(); i++)
+                    hp[i] = split_hi(st[t][i]);
+                MATC16 ph = MATC16(hp);
+#else
                 MATC16 ph = MATC16(st[t]);
+#endif
                 P_STORE(ph);
                 subgroupMemoryBarrierShared();
                 subgroupBarrier();
                 P_LOAD(pa);
                 subgroupBarrier();
 #ifdef SPLIT
-                MAT32 pr = MAT32(ph);
+                MAT32 pr = hp;
                 for (int i = 0; i < pr.length(); i++)
                     pr[i] = st[t][i] - pr[i];
                 MATA pl;
@@ -560,12 +589,16 @@ void main()
                 subgroupBarrier();
 #endif
 #else
-                MATA pa = MATA(st[t]);
 #ifdef SPLIT
-                MAT32 pr = MAT32(pa);
+                MAT32 pr = st[t];
+                for (int i = 0; i < pr.length(); i++)
+                    pr[i] = split_hi(st[t][i]);
+                MATA pa = MATA(pr);
                 for (int i = 0; i < pr.length(); i++)
                     pr[i] = st[t][i] - pr[i];
                 MATA pl = MATA(pr);
+#else
+                MATA pa = MATA(st[t]);
 #endif
 #endif
                 [[unroll]] for (uint c = 0u; c < DC; c++) {
