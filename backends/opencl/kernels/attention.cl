@@ -74,6 +74,12 @@ inline long next_tile(__global const int *index, long at, long step, int cnt, in
 #ifndef KV_PREFETCH
 #define KV_PREFETCH 0
 #endif
+/* S_UNROLL / PV_UNROLL (build options, for tuning sweeps): the unroll of the
+ * Q K^T loop over d and of the P V loop over keys (default 4 and 2). Each
+ * unrolled step hoists its local loads into registers, and the NVIDIA
+ * compiler fills all 255 with them; less unrolling may buy occupancy. */
+#define UNROLL_STR(x) #x
+#define UNROLL(n) _Pragma(UNROLL_STR(unroll n))
 /* Fixed-column loads: when LS float4s are whole rows, an item always loads
  * the same float4 column of rows lid / D4 + RSTEP u (no division a step). */
 #define FIXED_COL (LS % D4 == 0)
@@ -247,7 +253,11 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
 #pragma unroll
             for (int kk = 0; kk < KPT; kk++)
                 s[r][kk] = 0.0f;
+#ifdef S_UNROLL
+        UNROLL(S_UNROLL)
+#else
 #pragma unroll 4
+#endif
         for (int e4 = 0; e4 < D4; e4++) {
             float4 qv[RPT], kv[KPT];
 #pragma unroll
@@ -320,7 +330,11 @@ block_attention(TENSOR(q), TENSOR(k), TENSOR(v), TENSOR_I32(index), TENSOR_I32(c
             tile_fetch(pre, k, kbase, k_s2, k_next, n_tokens, lid); /* lands during P V */
 #endif
 
+#ifdef PV_UNROLL
+        UNROLL(PV_UNROLL)
+#else
 #pragma unroll 2
+#endif
         for (int j4 = 0; j4 < KT / 4; j4++) {
             float4 pv[RPT];
 #pragma unroll
