@@ -292,7 +292,7 @@ static stem_status create_device(stem_vk_context *c)
             break;
         if (path != tries[t][0] || (tries[t][1] && !cf.with_bf16))
             continue; /* a later try asks for exactly that */
-        const char *ext[3];
+        const char *ext[5];
         uint32_t next = 0;
         di.pNext = vk_coop_chain(&cf, path, ext, &next);
         if (with_pe) {
@@ -306,6 +306,7 @@ static stem_status create_device(stem_vk_context *c)
         if (r == VK_SUCCESS) {
             c->coop = path;
             c->coop_bf16 = cf.with_bf16;
+            c->coop_sg32 = cf.sg32;
         }
     }
     if (!c->coop) { /* the plain kernels need no extension or feature */

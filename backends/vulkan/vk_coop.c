@@ -233,6 +233,37 @@ static int path_wanted(void)
     return VK_COOP_KHR;
 }
 
+/* Whether pipelines on this device can require 32-wide full subgroups in
+ * compute (subgroup size control: core in 1.3, else VK_EXT_subgroup_size_control;
+ * *ext set for the extension). A caller's device (native_queue) is taken as it
+ * is: whether it enabled the feature cannot be asked, so it needs 32 lanes. */
+static int sg32_control(stem_vk_context *c, int *ext)
+{
+    *ext = 0;
+    if (c->foreign_device)
+        return 0;
+    const int core = c->props.apiVersion >= VK_API_VERSION_1_3;
+    if (!core && !has_extension(c, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME))
+        return 0;
+    VkPhysicalDeviceSubgroupSizeControlProperties sp = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
+    p2.pNext = &sp;
+    c->f.vkGetPhysicalDeviceProperties2(c->phys, &p2);
+    VkPhysicalDeviceSubgroupSizeControlFeatures sf = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES};
+    VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
+    f2.pNext = &sf;
+    c->f.vkGetPhysicalDeviceFeatures2(c->phys, &f2);
+    /* up to 8 subgroups a workgroup (vk_coop_tile's NSG) */
+    if (sp.minSubgroupSize > 32 || sp.maxSubgroupSize < 32 ||
+        !(sp.requiredSubgroupSizeStages & VK_SHADER_STAGE_COMPUTE_BIT) ||
+        sp.maxComputeWorkgroupSubgroups < 8 || !sf.subgroupSizeControl || !sf.computeFullSubgroups)
+        return 0;
+    *ext = !core;
+    return 1;
+}
+
 /* Subgroups, feature bits and extension of one path. */
 static int path_ok(stem_vk_context *c, int path, int bf16, vk_coop_features *f)
 {
@@ -290,12 +321,18 @@ static int path_ok(stem_vk_context *c, int path, int bf16, vk_coop_features *f)
     const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT |
                                         VK_SUBGROUP_FEATURE_VOTE_BIT |
                                         VK_SUBGROUP_FEATURE_CLUSTERED_BIT;
-    /* The kernels hard-wire 32 lanes (two per row of a 16x16 square). */
-    if (sp.subgroupSize != 32 || (sp.supportedOperations & need) != need ||
+    /* The kernels hard-wire 32 lanes (two per row of a 16x16 square). Where
+     * subgroups default to another width (AMD's drivers report 64), libstem's
+     * own device asks for 32-wide full subgroups in the matrix pipelines. */
+    int sg32 = 0, sg32_ext = 0;
+    if (sp.subgroupSize != 32)
+        sg32 = sg32_control(c, &sg32_ext);
+    if ((sp.subgroupSize != 32 && !sg32) || (sp.supportedOperations & need) != need ||
         !(sp.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT)) {
         if (path == VK_COOP_KHR)
             coop_note(c, "VK_KHR_cooperative_matrix not taken: %s",
-                      "subgroups are not 32 wide with vote and clustered operations in compute");
+                      "subgroups are not 32 wide (nor can a pipeline ask for 32) with vote and "
+                      "clustered operations in compute");
         return 0;
     }
     if (path == VK_COOP_KHR && !(kp.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT)) {
@@ -303,7 +340,14 @@ static int path_ok(stem_vk_context *c, int path, int bf16, vk_coop_features *f)
                   "cooperativeMatrixSupportedStages lacks compute");
         return 0;
     }
+    if (sg32 && path == VK_COOP_KHR) {
+        char def[16];
+        snprintf(def, sizeof def, "%u", sp.subgroupSize);
+        coop_note(c, "matrix kernels ask for 32-wide subgroups (the device's default is %s)", def);
+    }
     memset(f, 0, sizeof *f);
+    f->sg32 = sg32;
+    f->sg32_ext = sg32_ext;
     f->khr.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR;
     f->nv.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
     f->storage16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES;
@@ -332,6 +376,8 @@ static int path_ok(stem_vk_context *c, int path, int bf16, vk_coop_features *f)
                                       f->storage16.sType, f->float16.sType,
                                       f->memory_model.sType, f->bf16.sType};
     memset(f, 0, sizeof *f);
+    f->sg32 = sg32;
+    f->sg32_ext = sg32_ext;
     f->khr.sType = types[0];
     f->nv.sType = types[1];
     f->storage16.sType = types[2];
@@ -344,6 +390,8 @@ static int path_ok(stem_vk_context *c, int path, int bf16, vk_coop_features *f)
     f->storage16.storageBuffer16BitAccess = VK_TRUE;
     f->float16.shaderFloat16 = VK_TRUE;
     f->memory_model.vulkanMemoryModel = VK_TRUE;
+    f->sg_control.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES;
+    f->sg_control.subgroupSizeControl = f->sg_control.computeFullSubgroups = (VkBool32)sg32;
     return 1;
 }
 
@@ -353,10 +401,16 @@ void *vk_coop_chain(vk_coop_features *f, int path, const char **extensions, uint
     const int bf16 = path == VK_COOP_KHR && f->with_bf16;
     f->storage16.pNext = &f->float16;
     f->float16.pNext = &f->memory_model;
-    f->memory_model.pNext = bf16 ? &f->bf16 : NULL;
-    f->bf16.pNext = NULL;
+    /* Subgroup size control only on device creation (extensions given), where
+     * path_ok found it supported: queries never chain it. */
+    void *tail = extensions && f->sg32 ? (void *)&f->sg_control : NULL;
+    f->sg_control.pNext = NULL;
+    f->memory_model.pNext = bf16 ? (void *)&f->bf16 : tail;
+    f->bf16.pNext = tail;
     if (n)
         *n = 0;
+    if (extensions && f->sg32 && f->sg32_ext)
+        extensions[(*n)++] = VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME;
     if (path == VK_COOP_KHR) {
         f->khr.pNext = &f->storage16;
         if (extensions) {

@@ -170,6 +170,15 @@ stem_status vk_pipeline(stem_vk_context *c, vk_kernel k, const uint32_t spec[VK_
     pi.stage.module = c->modules[k];
     pi.stage.pName = "main";
     pi.stage.pSpecializationInfo = &si;
+    /* The matrix kernels hard-wire 32 lanes: where subgroups default to
+     * another width, ask for 32-wide full ones (vk_coop.c, sg32_control). */
+    VkPipelineShaderStageRequiredSubgroupSizeCreateInfo sg = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_REQUIRED_SUBGROUP_SIZE_CREATE_INFO};
+    if (c->coop_sg32 && vk_kernel_is_coop(k)) {
+        sg.requiredSubgroupSize = 32;
+        pi.stage.pNext = &sg;
+        pi.stage.flags = VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT;
+    }
     pi.layout = c->pipe_layout;
     /* Statistics on: no pipeline cache, so every pipeline is compiled here and
      * reports them (a driver may keep none for a cached one). */

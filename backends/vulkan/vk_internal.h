@@ -48,6 +48,14 @@ typedef enum vk_kernel {
     VKK_COUNT_
 } vk_kernel;
 
+/* attention_coop.comp's modules: 32 lanes a subgroup (two per row of a 16 x 16 square). */
+static inline int vk_kernel_is_coop(int k)
+{
+    return k == VKK_ATTENTION_COOP || k == VKK_ATTENTION_COOP_KHR ||
+           k == VKK_ATTENTION_COOP_KHR_BF16 || k == VKK_ATTENTION_COOP_SPLIT ||
+           k == VKK_ATTENTION_COOP_KHR_SPLIT;
+}
+
 /* Uniform block of every dispatch (std140; mirrors `Params` in common.glsl
  * field by field: each group of four scalars fills one 16-byte row, as the
  * static assertions below check). */
@@ -166,6 +174,7 @@ typedef struct stem_vk_context {
     uint32_t shared_limit;       /* maxComputeSharedMemorySize */
     int coop;                    /* cooperative-matrix attention: VK_COOP_* (vk_coop.c) */
     int coop_bf16;               /* the KHR path reads bf16 in place (VK_KHR_shader_bfloat16) */
+    int coop_sg32;               /* matrix pipelines require 32-wide full subgroups */
     uint32_t broken_kernels;     /* bit k: kernel k failed to build here, or its matrix
                                     types are not in the device's list; not taken */
     char coop_note[512];         /* why the KHR path or a KHR kernel was not taken (logged) */
@@ -300,7 +309,11 @@ typedef struct vk_coop_features {
     VkPhysicalDeviceShaderFloat16Int8Features float16;
     VkPhysicalDeviceVulkanMemoryModelFeatures memory_model;
     VkPhysicalDeviceShaderBfloat16FeaturesKHR bf16;
+    VkPhysicalDeviceSubgroupSizeControlFeatures sg_control;
     int with_bf16;               /* KHR path: bf16 matrices too (VK_KHR_shader_bfloat16) */
+    int sg32;                    /* subgroups default to another width: the matrix kernels
+                                  * ask for 32 (subgroup size control; AMD's drivers) */
+    int sg32_ext;                /* ... through VK_EXT_subgroup_size_control (a 1.1/1.2 device) */
 } vk_coop_features;
 /* The path the device can run for attention_coop.comp, KHR before NV, at
  * most `best` (STEM_VULKAN_PATH=khr|nv|plain asks for one, khr-only takes KHR

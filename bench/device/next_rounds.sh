@@ -3,9 +3,8 @@
 # paused (2026-12-08). Each round fits one call (600 s); run them in order:
 #   ROUND=vulkan bash bench/device/next_rounds.sh   # ~540 s
 #   ROUND=cpu    bash bench/device/next_rounds.sh   # ~560 s
-# Carry: ["build-dev-carry", ".devdeps", ".gl", "COMMIT"]; build-dev-carry made by
-# the recipe in bench/results/cuda.md (libstem with CUDA, OpenCL and Vulkan,
-# tools/stem, tests/, fma_peak, cl_kernel_info, old-cpu/).
+# Carry: ["build-dev-carry", ".devdeps", ".gl", "COMMIT"], all four made by
+# `OLD_CPU=8f143f3 bash bench/device/prep_carry.sh`.
 #   vulkan: the 32K bisect (anomaly_bisect.sh), then device_check.sh on the new
 #           default (KHR) and NV with the f32 split suites (f32m, f32mnv: the
 #           Pl fix of d44a8f2) and the benches beside SDPA.
