@@ -46,6 +46,11 @@
  * - bf16 output rows are rounded by the narrow_bf16 kernel instead of one
  *   library call per element (same rounding).
  * STEM_CPU_PREPACK_MB (default 256) bounds the prepacked tiles' memory.
+ * STEM_CPU_KEY_TILE=keys (tuning; default 128 at d <= 128, else 64) sets the
+ * key tile; a tile of several whole blocks (e.g. 256 at block 128) keeps the
+ * prepacking, each tile then serving the run of adjacent blocks that the
+ * same heads list (longer P V products per load and store of O, fewer
+ * per-row softmax passes).
  */
 #include "cpu_common.h"
 
@@ -569,7 +574,7 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
     if (job->hold)
         job->k->tiles_begin();
     tile_state t = {0, -1, 0, (int)(p0 - I * bs), 0, w->kb, w->vb};
-    if (job->packed) {
+    if (job->packed && kt <= bs) {
         /* Block size a multiple of kt: every tile is kt keys of one block
          * (fewer only at the end of the keys), as the loop below builds them. */
         const uint32_t *base =
@@ -588,6 +593,35 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
                 t.vb = tile + (ptrdiff_t)kt * (d / 2);
                 flush_tile(job, w, &t, rows);
             }
+        }
+    } else if (job->packed) {
+        /* kt a multiple of the block size (and the block size of the panel
+         * width): a packed tile holds kt / bs blocks. Each run of adjacent
+         * blocks of one tile that the same heads list is one tile_state,
+         * pointing into the packed tile at the run's first key (K panels of
+         * nr keys, V rows of key pairs: the panel strides stay the tile's). */
+        const uint32_t *base =
+            job->packed + (r - job->pack_bk0) * job->pack_tiles * job->tile_u32;
+        const int64_t per = kt / bs;
+        for (int64_t J = 0; J <= I; J++) {
+            const uint32_t heads = w->heads[J];
+            if (!heads)
+                continue;
+            int64_t J2 = J; /* last block of the run */
+            while (J2 < I && (J2 + 1) % per != 0 && w->heads[J2 + 1] == heads &&
+                   (J2 + 1) * bs < job->n_tokens) /* block J2 whole, J2 + 1 in the keys */
+                J2++;
+            const int64_t k0 = J * bs, end = (J2 + 1) * bs;
+            const int off = (int)(k0 % kt); /* a multiple of nr */
+            const uint32_t *tile = base + (k0 / kt) * job->tile_u32;
+            t.cols = (int)((end < job->n_tokens ? end : job->n_tokens) - k0);
+            t.diag_col = J2 == I ? (int)((I - J) * bs) : -1;
+            t.diag_key0 = 0;
+            t.heads = heads;
+            t.kb = tile + (ptrdiff_t)(off / job->nr) * (d / 2) * job->nr;
+            t.vb = tile + (ptrdiff_t)kt * (d / 2) + (ptrdiff_t)(off / 2) * job->nr;
+            flush_tile(job, w, &t, rows);
+            J = J2;
         }
     }
     for (int64_t J = 0; !job->packed && J <= I; J++) {
@@ -763,7 +797,9 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_pass *pass, const ste
     job.d = (int)plan->desc.head_dim;
     job.nr = ctx->k->nr;
     job.dp = (job.d + job.nr - 1) / job.nr * job.nr;
-    job.kt = (key_tile(job.d) + job.nr - 1) / job.nr * job.nr;
+    const int kt_env = env_int("STEM_CPU_KEY_TILE", 0);
+    job.kt = kt_env >= 16 && kt_env <= 512 ? kt_env : key_tile(job.d);
+    job.kt = (job.kt + job.nr - 1) / job.nr * job.nr;
     job.group = (int)(pass->num_q_heads / pass->num_kv_heads); /* heads per KV head in the pass */
     job.gh = heads_per_item(plan, job.group, job.bs, job.d, job.dp, job.kt);
     job.chunks = (job.group + job.gh - 1) / job.gh;
@@ -790,7 +826,11 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_pass *pass, const ste
     job.pack_bk0 = 0;
     job.pack_tiles = 0;
     job.tile_u32 = (int64_t)job.kt * (job.d / 2) + (int64_t)job.dp * (job.kt / 2);
-    const int prepack = job.pv_bf16 && !legacy && job.bs % job.kt == 0 &&
+    /* Tiles of whole blocks; several blocks a tile only when asked for
+     * (STEM_CPU_KEY_TILE), so the default tiles stay those measured. */
+    const int whole_blocks = job.bs % job.kt == 0 ||
+                             (kt_env && job.kt % job.bs == 0 && job.bs % job.nr == 0);
+    const int prepack = job.pv_bf16 && !legacy && whole_blocks &&
                         env_int("STEM_CPU_PREPACK", 1) != 0;
 
     const int64_t n = pass->n_rows;

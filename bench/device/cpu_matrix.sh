@@ -2,8 +2,9 @@
 # The issue-19 call for bench/results/cpu.md: on the GPU machine's Xeon, in
 # one run, the FMA / AMX peaks; the lazy-rescaling A/B (this library with
 # STEM_CPU_LAZY_RESCALE 1 and 0, and the library before the 2026-12-08
-# softmax changes, carried in $BUILD/old-cpu); dense and Stem at 4K-32K for
-# bf16, f16 and f32, d 128 and 64, each beside torch CPU SDPA in the same
+# softmax changes, carried in $BUILD/old-cpu); key tiles of 256 against 128;
+# dense and Stem at 4K-32K for bf16, f16 and f32, d 128 and 64, each beside
+# torch CPU SDPA in the same
 # dtype (bf16 with a warm-up and two timed runs; f16 and f32 one timed run,
 # warm-up up to 8K, so the whole matrix fits); then the CPU conformance suite
 # under the amx, avx512, avx2 and scalar caps side by side (4 threads each),
@@ -38,6 +39,11 @@ for r in 1 2; do
 done
 step 30 "${new[@]}" "${R2[@]}" --d 64 --dtype bf16 --n 8192
 step 30 env STEM_CPU_LAZY_RESCALE=0 "${new[@]}" "${R2[@]}" --d 64 --dtype bf16 --n 8192
+# key tiles of two blocks (STEM_CPU_KEY_TILE=256): half the O loads and stores a key
+for r in 1 2; do
+    step 30 env STEM_CPU_KEY_TILE=256 "${new[@]}" "${R2[@]}" --d 128 --dtype bf16 --n 8192
+    step 30 "${new[@]}" "${R2[@]}" --d 128 --dtype bf16 --n 8192
+done
 # 2. the matrix, ours then torch per (dtype, d)
 T=(python3 bench/cpu/torch_sdpa.py --hq 32 --hkv 8)
 NS=4096,8192,16384,32768
