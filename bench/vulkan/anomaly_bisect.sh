@@ -7,7 +7,8 @@
 #   twice in one process                     (--n 32768,32768)
 #   after 16K, then again                    (--n 16384,32768,32768: transient or lasting?)
 #   after 16K with every stage waited for    (STEM_VULKAN_SYNC=1)
-# each with --repeat 5, so a median is not one outlier. Dense runs after each
+# each with --repeat 5 and --trace (every run's stage times: a transient shows
+# as slow first runs, a lasting effect as slow medians). Dense runs after each
 # plan's sparse runs (its figure is the control: it stayed normal on 12-07).
 # Carry: BUILD (default build-dev-carry), .devdeps, .gl, COMMIT.
 # Output: ${OUT:-/tmp/vk-bisect}/bisect.txt. About 2 minutes.
@@ -19,7 +20,7 @@ for f in .gl/*.deb .devdeps/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done; ldcon
 export LD_LIBRARY_PATH=$B${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 echo "date $(date -u +%FT%TZ) commit $(cat COMMIT 2>/dev/null)" >> "$R"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader >> "$R" 2>&1
-L=(--backend vulkan --hq 32 --hkv 8 --d 128 --dtype f16 --markdown --quiet --warmup 1 --repeat 5)
+L=(--backend vulkan --hq 32 --hkv 8 --d 128 --dtype f16 --markdown --quiet --trace --warmup 1 --repeat 5)
 run() { local name=$1; shift; echo "== $name" >> "$R"; local t=$SECONDS
         timeout -k 5 90 "$@" >> "$R" 2>&1; echo "rc=$? $((SECONDS - t)) s" >> "$R"; }
 run "32K alone" "$B/tools/stem" bench "${L[@]}" --n 32768

@@ -37,7 +37,7 @@ typedef struct bench_cli {
     int hq_set, hkv_set, d_set, dtype_set;
     int warmup, repeat; /* -1 = unset */
     int dense;          /* run the dense comparison */
-    int markdown, json, quiet;
+    int markdown, json, quiet, trace;
     int64_t chunk, prefix; /* --chunk C / --prefix P: chunked mode (0 = off) */
     int64_t seq_lens[BENCH_MAX_SEQS]; /* --seq-lens: varlen mode */
     int nseq_lens;
@@ -58,10 +58,11 @@ int bench_inputs(const bench_shape *s, float **hq, float **hk, float **hv);
 /* The fresh-prefill description of the shape (scale and layer from o). */
 void bench_desc(const bench_shape *s, const tool_opts *o, stem_attention_desc *desc);
 
-/* Runs one case on ctx. Progress goes to stderr unless quiet. Returns 0,
- * or 1 after printing the error. */
+/* Runs one case on ctx. Progress goes to stderr unless quiet; with trace,
+ * every run's stage times too (warm-ups included, marked). Returns 0, or 1
+ * after printing the error. */
 int bench_case(stem_context *ctx, const tool_opts *o, const bench_shape *s, int warmup, int repeat,
-               int dense, int quiet, bench_result *r);
+               int dense, int quiet, int trace, bench_result *r);
 
 /* Chunked (or one prefix-cached) prefill of the same prompt against
  * one-shot (bench_chunk.c). */

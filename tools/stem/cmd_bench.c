@@ -42,7 +42,8 @@ void bench_print_opts_help(void) {
          "  --page-size P         the same with K/V in shuffled pages of P tokens (KV_PAGED);\n"
          "                        without --seq-lens: --batch sequences of each N\n"
          "  --markdown | --json   output format (default: aligned text)\n"
-         "  --quiet               no progress lines on stderr");
+         "  --quiet               no progress lines on stderr\n"
+         "  --trace               every run's stage times on stderr (warm-ups marked)");
 }
 
 int bench_parse_opt(bench_cli *c, int argc, char **argv, int *i) {
@@ -57,6 +58,8 @@ int bench_parse_opt(bench_cli *c, int argc, char **argv, int *i) {
         return c->json = 1, 1;
     if (!strcmp(a, "--quiet"))
         return c->quiet = 1, 1;
+    if (!strcmp(a, "--trace"))
+        return c->trace = 1, 1;
     if ((v = tool_take(argc, argv, i, "--chunk", &m)) || m)
         return v && tool_parse_i64("--chunk", v, 1, INT64_MAX, &c->chunk) == 0 ? 1 : -1;
     if ((v = tool_take(argc, argv, i, "--prefix", &m)) || m)
@@ -173,7 +176,7 @@ void bench_desc(const bench_shape *s, const tool_opts *o, stem_attention_desc *d
 }
 
 int bench_case(stem_context *ctx, const tool_opts *o, const bench_shape *s, int warmup, int repeat,
-               int dense, int quiet, bench_result *r) {
+               int dense, int quiet, int trace, bench_result *r) {
     int rc = 1;
     const int64_t B = s->batch, Hq = s->hq, Hkv = s->hkv, N = s->n, d = s->d;
     const int64_t qd[4] = {B, Hq, N, d}, kd[4] = {B, Hkv, N, d};
@@ -252,6 +255,10 @@ int bench_case(stem_context *ctx, const tool_opts *o, const bench_shape *s, int 
         CHECK(stem_attention(plan, &tq, &tk, &tv, &tix, &tct, &tos), "stem_attention");
         CHECK(stem_synchronize(ctx), "stem_synchronize");
         double t3 = tool_now_ms();
+        if (trace)
+            fprintf(stderr, "[N=%lld] stem run %d%s: score %.3f select %.3f attn %.3f ms\n",
+                    (long long)N, it, it < warmup ? " (warm-up)" : "", t1 - t0, t2 - t1,
+                    t3 - t2);
         if (it >= warmup) {
             int k = it - warmup;
             ms[k] = t1 - t0;
@@ -291,8 +298,12 @@ int bench_case(stem_context *ctx, const tool_opts *o, const bench_shape *s, int 
             double t0 = tool_now_ms();
             CHECK(stem_attention(dplan, &tq, &tk, &tv, &tix, &tct, &tod), "stem_attention (dense)");
             CHECK(stem_synchronize(ctx), "stem_synchronize");
+            const double t1 = tool_now_ms();
+            if (trace)
+                fprintf(stderr, "[N=%lld] dense run %d%s: attn %.3f ms\n", (long long)N, it,
+                        it < warmup ? " (warm-up)" : "", t1 - t0);
             if (it >= warmup)
-                ms[4 * repeat + it - warmup] = tool_now_ms() - t0;
+                ms[4 * repeat + it - warmup] = t1 - t0;
         }
         r->dense_ms = tool_median(ms + 4 * repeat, repeat);
         os = malloc(bytes[3]);
@@ -574,7 +585,7 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 0; i < c.nn && rc == 0; i++) {
         bench_shape s = c.shape;
         s.n = c.n[i];
-        rc = bench_case(ctx, &c.o, &s, warmup, repeat, c.dense, c.quiet, &res[i]);
+        rc = bench_case(ctx, &c.o, &s, warmup, repeat, c.dense, c.quiet, c.trace, &res[i]);
         if (rc == 0 && !c.json) {
             char cell[NCOL][32];
             row_cells(&s, &res[i], cell);

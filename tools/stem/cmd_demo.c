@@ -58,7 +58,7 @@ int cmd_demo(int argc, char **argv) {
     fflush(stdout);
 
     bench_result r;
-    int rc = bench_case(ctx, &c.o, &c.shape, warmup, repeat, c.dense, c.quiet, &r);
+    int rc = bench_case(ctx, &c.o, &c.shape, warmup, repeat, c.dense, c.quiet, c.trace, &r);
     if (rc == 0) {
         printf("  stem      %9.2f ms  (score %.2f + select %.2f + attention %.2f)\n", r.stem_ms,
                r.score_ms, r.select_ms, r.attn_ms);
