@@ -8,6 +8,7 @@ packages=(
   libcmocka-dev                                  # test framework
   ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd clinfo  # OpenCL on the CPU
   libvulkan1 libvulkan-dev mesa-vulkan-drivers glslc vulkan-tools                # Vulkan on lavapipe
+  vulkan-validationlayers                        # the Vulkan tests under the Khronos layer
   python3 python3-numpy                          # .npy fixtures and result checks
   python3-pytest python3-venv                    # the Python package's tests (python/)
   clang libclang-rt-dev                          # libFuzzer for make fuzz
