@@ -7,7 +7,8 @@
 # `OLD_CPU=8f143f3 bash bench/device/prep_carry.sh`.
 #   vulkan: the 32K bisect (anomaly_bisect.sh), then device_check.sh on the new
 #           default (KHR) and NV with the f32 split suites (f32m, f32mnv: the
-#           Pl fix of d44a8f2) and the benches beside SDPA.
+#           Pl fix of d44a8f2) and the benches beside SDPA, then the d 64 cases
+#           under the Khronos validation layer.
 #   cpu:    cpu_matrix.sh (issue 19's whole matrix, lazy A/B, suites under four
 #           caps), then the OpenCL unroll sweep (GPU-bound, after the CPU work).
 set -uo pipefail
@@ -17,8 +18,16 @@ case "${ROUND:-}" in
 vulkan)
     OUT=$O timeout 130 bash bench/vulkan/anomaly_bisect.sh > /dev/null 2>&1
     OUT=$O/vk BUILD=build-dev-carry PATHS=khr,nv SUITE_S=150 BENCH_S=40 NS=8192,32768 \
-        timeout 400 bash bench/vulkan/device_check.sh > /dev/null 2>&1
-    cat "$O/bisect.txt" "$O/vk/summary.txt" 2>/dev/null
+        timeout 360 bash bench/vulkan/device_check.sh > /dev/null 2>&1
+    # the d 64 cases on the default (KHR) path under the Khronos validation layer
+    # (.gl carries it; device_check.sh unpacked it)
+    icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+    [ -f "$icd" ] && export VK_DRIVER_FILES="$icd"
+    STEM_TEST_ONLY=vulkan STEM_TEST_FILTER=_d64 LD_LIBRARY_PATH=$PWD/build-dev-carry \
+        STEM_FIXTURE_DIR=$PWD/tests/fixtures/smollm2 \
+        timeout 60 bash tests/hardening/vk_validation.sh build-dev-carry/tests/test_conformance \
+        > "$O/validation.txt" 2>&1
+    cat "$O/bisect.txt" "$O/vk/summary.txt" "$O/validation.txt" 2>/dev/null
     ;;
 cpu)
     OUT=$O DEADLINE=400 bash bench/device/cpu_matrix.sh > /dev/null 2>&1

@@ -5,8 +5,8 @@
 # phase-timer CPU library (phase/) and, when OLD_CPU=<commit> is given, that
 # commit's library in old-cpu/ for A/B runs. Also fills .devdeps (libcmocka0,
 # ocl-icd-libopencl1, libvulkan1) and .gl (the glvnd libraries the NVIDIA
-# Vulkan ICD loads) with .debs, and writes COMMIT. About 5 minutes on 2 cores
-# from scratch. Usage: [OLD_CPU=8f143f3] bash bench/device/prep_carry.sh
+# Vulkan ICD loads, and the Khronos validation layer) with .debs, and writes
+# COMMIT. About 5 minutes on 2 cores from scratch. Usage: [OLD_CPU=8f143f3] bash bench/device/prep_carry.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ ! -f build-dev/CMakeCache.txt ]; then
@@ -44,6 +44,7 @@ if [ -n "${OLD_CPU:-}" ]; then
 fi
 mkdir -p .devdeps .gl
 (cd .devdeps && apt-get download libcmocka0 ocl-icd-libopencl1 libvulkan1 > /dev/null 2>&1) || true
-(cd .gl && apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 > /dev/null 2>&1) || true
+(cd .gl && apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 \
+    vulkan-validationlayers > /dev/null 2>&1) || true
 git rev-parse --short HEAD > COMMIT
 du -sh $C .devdeps .gl
