@@ -6,7 +6,8 @@
 # commit's library in old-cpu/ for A/B runs. Also fills .devdeps (libcmocka0,
 # ocl-icd-libopencl1, libvulkan1) and .gl (the glvnd libraries the NVIDIA
 # Vulkan ICD loads, and the Khronos validation layer) with .debs, and writes
-# COMMIT. About 5 minutes on 2 cores from scratch. Usage: [OLD_CPU=8f143f3] bash bench/device/prep_carry.sh
+# COMMIT. About 5 minutes on 2 cores from scratch.
+# Usage: [OLD_CPU=8f143f3] bash bench/device/prep_carry.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ ! -f build-dev/CMakeCache.txt ]; then
