@@ -27,7 +27,8 @@
  * - STEM_CPU_PREPACK (default 1): with whole tiles per block (block size a
  *   multiple of the key tile), the listed tiles of K and V are packed once
  *   per call and KV head, shared by every query block and head, instead of
- *   once per item: packing goes from O(N^2) to O(N).
+ *   once per item: packing goes from O(N^2) to O(N). Since 2026-12-08 the
+ *   f32 path (f32 and f16 inputs) prepacks too, in its own f32 layout.
  * - STEM_CPU_AMX_HOLD (default 1, AMX): the tile configuration is loaded
  *   once per item instead of once per GEMM call.
  * - STEM_CPU_FUSED_SOFTMAX (default 1): the logits' scale, exp2, row sum
@@ -145,6 +146,7 @@ typedef struct tile_state {
     int qoff;       /* in-block offset of the item's first query (partial first row) */
     uint32_t heads; /* heads that listed every block in the tile */
     const uint32_t *kb, *vb; /* bf16 paths: the key / value tile (scratch or prepacked) */
+    const float *kp, *vp;    /* f32 path: the same (scratch or prepacked) */
 } tile_state;
 
 static void scratch_free(attn_scratch *w)
@@ -296,7 +298,7 @@ static void tile_head(const attn_job *job, attn_scratch *w, const tile_state *t,
         job->gemm_bf16(rows, colsp, d / 2, w->qb + (ptrdiff_t)hh * bs * (d / 2), d / 2, t->kb,
                        (ptrdiff_t)(d / 2) * nr, w->s, kt, 0);
     else
-        k->gemm_packed(rows, colsp, d, w->q + (ptrdiff_t)hh * bs * d, d, w->kp,
+        k->gemm_packed(rows, colsp, d, w->q + (ptrdiff_t)hh * bs * d, d, t->kp,
                        (ptrdiff_t)d * nr, w->s, kt, 0);
     PH_ADD(PH_S, t0);
     t0 = PH_NOW();
@@ -308,7 +310,7 @@ static void tile_head(const attn_job *job, attn_scratch *w, const tile_state *t,
         job->gemm_bf16(rows, dp, colsp / 2, w->pb, kt / 2, t->vb, (ptrdiff_t)(kt / 2) * nr, o,
                        dp, 1);
     else
-        k->gemm_packed(rows, dp, cols, w->s, kt, w->vp, (ptrdiff_t)kt * nr, o, dp, 1);
+        k->gemm_packed(rows, dp, cols, w->s, kt, t->vp, (ptrdiff_t)kt * nr, o, dp, 1);
     PH_ADD(PH_PV, t0);
 }
 
@@ -471,11 +473,12 @@ static void load_values_bf16(const attn_job *job, attn_scratch *w, uint32_t *vb,
     }
 }
 
-/* Widens key tok into tile column c: K into its key panel (stride nr; pairs
- * of dimensions on the bf16 path), V into the dimension panels (nr values
- * each) unless P V runs on bf16 (then load_values_bf16 packs V). */
-static void load_key(const attn_job *job, attn_scratch *w, uint32_t *kb, int64_t b, int64_t kh,
-                     int64_t tok, int c)
+/* Widens key tok into tile column c: K into its key panel (kb, pairs of
+ * dimensions, on the bf16 path; kp, stride nr, on the f32 path), V into the
+ * dimension panels of vp (nr values each) unless P V runs on bf16 (then
+ * load_values_bf16 packs V). */
+static void load_key(const attn_job *job, attn_scratch *w, uint32_t *kb, float *kp, float *vp,
+                     int64_t b, int64_t kh, int64_t tok, int c)
 {
     const int d = job->d, nr = job->nr, kt = job->kt;
     if (job->bf16) {
@@ -491,14 +494,14 @@ static void load_key(const attn_job *job, attn_scratch *w, uint32_t *kb, int64_t
         }
     } else {
         stem_cpu_widen_row(job->k, job->kk, b, kh, tok, d, w->row, 1.0f);
-        float *kdst = w->kp + (ptrdiff_t)(c / nr) * d * nr + c % nr;
+        float *kdst = kp + (ptrdiff_t)(c / nr) * d * nr + c % nr;
         for (int p = 0; p < d; p++)
             kdst[(ptrdiff_t)p * nr] = w->row[p];
     }
     if (job->pv_bf16)
         return;
     stem_cpu_widen_row(job->k, job->v, b, kh, tok, d, w->row, 1.0f);
-    float *dst = w->vp + (ptrdiff_t)c * nr;
+    float *dst = vp + (ptrdiff_t)c * nr;
     for (int p = 0; p < d; p += nr) { /* a loop, not memcpy: 32-byte pieces */
         float *o = dst + (ptrdiff_t)(p / nr) * kt * nr;
         const float *x = w->row + p;
@@ -573,7 +576,7 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
 
     if (job->hold)
         job->k->tiles_begin();
-    tile_state t = {0, -1, 0, (int)(p0 - I * bs), 0, w->kb, w->vb};
+    tile_state t = {0, -1, 0, (int)(p0 - I * bs), 0, w->kb, w->vb, w->kp, w->vp};
     if (job->packed && kt <= bs) {
         /* Block size a multiple of kt: every tile is kt keys of one block
          * (fewer only at the end of the keys), as the loop below builds them. */
@@ -591,6 +594,8 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
                 t.heads = heads;
                 t.kb = tile;
                 t.vb = tile + (ptrdiff_t)kt * (d / 2);
+                t.kp = (const float *)tile;
+                t.vp = t.kp + (ptrdiff_t)kt * d;
                 flush_tile(job, w, &t, rows);
             }
         }
@@ -620,6 +625,8 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
             t.heads = heads;
             t.kb = tile + (ptrdiff_t)(off / job->nr) * (d / 2) * job->nr;
             t.vb = tile + (ptrdiff_t)kt * (d / 2) + (ptrdiff_t)(off / 2) * job->nr;
+            t.kp = (const float *)tile + (ptrdiff_t)(off / job->nr) * d * job->nr;
+            t.vp = (const float *)tile + (ptrdiff_t)kt * d + (ptrdiff_t)off * job->nr;
             flush_tile(job, w, &t, rows);
             J = J2;
         }
@@ -644,7 +651,7 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
                 t.diag_key0 = j;
             }
             for (int c = 0; c < take; c++)
-                load_key(job, w, w->kb, b, kh, k0 + j + c, t.cols + c);
+                load_key(job, w, w->kb, w->kp, w->vp, b, kh, k0 + j + c, t.cols + c);
             if (job->pv_bf16)
                 load_values_bf16(job, w, w->vb, b, kh, k0 + j, t.cols, take);
             t.cols += take;
@@ -754,21 +761,32 @@ static void mark_tiles(const attn_job *job, uint8_t *need, int64_t b, int64_t kh
         }
 }
 
-/* Key tile g of pair (b, kh) into dst: K as kb, then V as vb, in the
- * layouts run_item's own tiles have, padding zero. */
+/* Key tile g of pair (b, kh) into dst, in the layouts run_item's own tiles
+ * have, padding zero: bf16 path K as kb, then V as vb; f32 path K as kp,
+ * then V as vp. */
 static void pack_tile(const attn_job *job, attn_scratch *w, uint32_t *dst, int64_t b, int64_t kh,
                       int64_t g)
 {
     const int d = job->d, kt = job->kt;
     const int64_t k0 = g * kt;
     const int cols = (int)(job->n_tokens - k0 < kt ? job->n_tokens - k0 : kt);
+    if (!job->bf16) {
+        float *kp = (float *)(void *)dst, *vp = kp + (ptrdiff_t)kt * d;
+        if (cols < kt)
+            memset(dst, 0, (size_t)job->tile_u32 * sizeof(uint32_t));
+        else if (job->dp > d)
+            memset(vp, 0, (size_t)job->dp * kt * sizeof(float));
+        for (int c = 0; c < cols; c++)
+            load_key(job, w, NULL, kp, vp, b, kh, k0 + c, c);
+        return;
+    }
     uint32_t *kb = dst, *vb = dst + (ptrdiff_t)kt * (d / 2);
     if (cols < kt)
         memset(dst, 0, (size_t)job->tile_u32 * sizeof(uint32_t));
     else if (job->dp > d) /* dimensions past d */
         memset(vb, 0, (size_t)job->dp * (kt / 2) * sizeof(uint32_t));
     for (int c = 0; c < cols; c++)
-        load_key(job, w, kb, b, kh, k0 + c, c);
+        load_key(job, w, kb, NULL, NULL, b, kh, k0 + c, c);
     load_values_bf16(job, w, vb, b, kh, k0, 0, cols);
 }
 
@@ -825,12 +843,16 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_pass *pass, const ste
     job.packed = NULL;
     job.pack_bk0 = 0;
     job.pack_tiles = 0;
-    job.tile_u32 = (int64_t)job.kt * (job.d / 2) + (int64_t)job.dp * (job.kt / 2);
+    /* A prepacked tile in 32-bit units: bf16 pairs, or (f32 path) floats. */
+    job.tile_u32 = job.bf16 ? (int64_t)job.kt * (job.d / 2) + (int64_t)job.dp * (job.kt / 2)
+                            : (int64_t)job.kt * job.d + (int64_t)job.dp * job.kt;
     /* Tiles of whole blocks; several blocks a tile only when asked for
      * (STEM_CPU_KEY_TILE), so the default tiles stay those measured. */
     const int whole_blocks = job.bs % job.kt == 0 ||
                              (kt_env && job.kt % job.bs == 0 && job.bs % job.nr == 0);
-    const int prepack = job.pv_bf16 && !legacy && whole_blocks &&
+    /* bf16 S and P V, or both in f32 (f32 and f16 inputs); not the mixed
+     * path (bf16 S, f32 P V), whose tiles hold bf16 K and f32 V. */
+    const int prepack = (job.pv_bf16 || !job.bf16) && !legacy && whole_blocks &&
                         env_int("STEM_CPU_PREPACK", 1) != 0;
 
     const int64_t n = pass->n_rows;
