@@ -3,6 +3,7 @@
 # one run, the FMA / AMX peaks; the lazy-rescaling A/B (this library with
 # STEM_CPU_LAZY_RESCALE 1 and 0, and the library before the 2026-12-08
 # softmax changes, carried in $BUILD/old-cpu); key tiles of 256 against 128;
+# the f32 path's prepacking against packing per item;
 # dense and Stem at 4K-32K for bf16, f16 and f32, d 128 and 64, each beside
 # torch CPU SDPA in the same
 # dtype (bf16 with a warm-up and two timed runs; f16 and f32 one timed run,
@@ -44,6 +45,9 @@ for r in 1 2; do
     step 30 env STEM_CPU_KEY_TILE=256 "${new[@]}" "${R2[@]}" --d 128 --dtype bf16 --n 8192
     step 30 "${new[@]}" "${R2[@]}" --d 128 --dtype bf16 --n 8192
 done
+# the f32 path's prepacked K/V (new 2026-12-08) against packing per item
+step 40 env STEM_CPU_PREPACK=0 "${new[@]}" "${R2[@]}" --d 128 --dtype f32 --n 8192
+step 40 "${new[@]}" "${R2[@]}" --d 128 --dtype f32 --n 8192
 # 2. the matrix, ours then torch per (dtype, d)
 T=(python3 bench/cpu/torch_sdpa.py --hq 32 --hkv 8)
 NS=4096,8192,16384,32768
