@@ -40,10 +40,11 @@
  *   finds the tile's max; only a rise of more than 2^8 rescales O. The
  *   outputs differ from the eager path's in rounding only.
  * - STEM_CPU_PIPE=rows (default 0, off: the fourth AMX call measured it
- *   slower): a head's tile runs in strips of that many rows, the tile products of the next strip's S and of
- *   the previous strip's P V issued one 32 x 32 block at a time between the
- *   softmax rows of the current strip, so the AMX unit and the vector units
- *   overlap (rows keep their order of operations: same values).
+ *   slower): a head's tile runs in strips of that many rows, the tile
+ *   products of the next strip's S and of the previous strip's P V issued
+ *   one 32 x 32 block at a time between the softmax rows of the current
+ *   strip, so the AMX unit and the vector units overlap (rows keep their
+ *   order of operations: same values).
  * - bf16 output rows are rounded by the narrow_bf16 kernel instead of one
  *   library call per element (same rounding).
  * STEM_CPU_PREPACK_MB (default 256) bounds the prepacked tiles' memory.
@@ -251,7 +252,7 @@ static void softmax_row(const attn_job *job, attn_scratch *w, const tile_state *
             return;
         }
     }
-    const float mx = fold ? k->row_max(s, cols) * job->qmul : k->row_max(s, cols);
+    const float mx = k->row_max(s, cols) * (fold ? job->qmul : 1.0f);
     const float m_new = mx > m[i] ? mx : m[i];
     if (m_new == -INFINITY) { /* nothing visible yet: contributes nothing */
         /* ... unless the logits are NaN (a NaN query): the row must
@@ -522,6 +523,28 @@ static int64_t list_count(const attn_job *job, int64_t b, int64_t h, int64_t r)
     return cnt;
 }
 
+/* 32-bit units of a prepacked tile's K part (bf16 pairs or floats); V follows. */
+static int64_t packed_k_u32(const attn_job *job)
+{
+    return (int64_t)job->kt * (job->bf16 ? job->d / 2 : job->d);
+}
+
+/* t's key and value tiles: keys off.. (a multiple of nr) of a prepacked tile,
+ * in the job's layout (bf16 pairs or f32); the panel strides stay the whole
+ * tile's. */
+static void point_packed(const attn_job *job, tile_state *t, const uint32_t *tile, int off)
+{
+    const int d = job->d, nr = job->nr;
+    const uint32_t *v = tile + packed_k_u32(job);
+    if (job->bf16) {
+        t->kb = tile + (ptrdiff_t)(off / nr) * (d / 2) * nr;
+        t->vb = v + (ptrdiff_t)(off / 2) * nr;
+    } else {
+        t->kp = (const float *)(const void *)tile + (ptrdiff_t)(off / nr) * d * nr;
+        t->vp = (const float *)(const void *)v + (ptrdiff_t)off * nr;
+    }
+}
+
 static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
 {
     const int bs = job->bs, d = job->d, dp = job->dp, kt = job->kt;
@@ -577,11 +600,12 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
     if (job->hold)
         job->k->tiles_begin();
     tile_state t = {0, -1, 0, (int)(p0 - I * bs), 0, w->kb, w->vb, w->kp, w->vp};
+    const uint32_t *base = job->packed ? job->packed + (r - job->pack_bk0) *
+                                                           job->pack_tiles * job->tile_u32
+                                       : NULL;
     if (job->packed && kt <= bs) {
         /* Block size a multiple of kt: every tile is kt keys of one block
          * (fewer only at the end of the keys), as the loop below builds them. */
-        const uint32_t *base =
-            job->packed + (r - job->pack_bk0) * job->pack_tiles * job->tile_u32;
         for (int64_t J = 0; J <= I; J++) {
             const uint32_t heads = w->heads[J];
             const int64_t k0 = J * bs;
@@ -592,10 +616,7 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
                 t.diag_col = J == I ? 0 : -1;
                 t.diag_key0 = j;
                 t.heads = heads;
-                t.kb = tile;
-                t.vb = tile + (ptrdiff_t)kt * (d / 2);
-                t.kp = (const float *)tile;
-                t.vp = t.kp + (ptrdiff_t)kt * d;
+                point_packed(job, &t, tile, 0);
                 flush_tile(job, w, &t, rows);
             }
         }
@@ -603,10 +624,7 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
         /* kt a multiple of the block size (and the block size of the panel
          * width): a packed tile holds kt / bs blocks. Each run of adjacent
          * blocks of one tile that the same heads list is one tile_state,
-         * pointing into the packed tile at the run's first key (K panels of
-         * nr keys, V rows of key pairs: the panel strides stay the tile's). */
-        const uint32_t *base =
-            job->packed + (r - job->pack_bk0) * job->pack_tiles * job->tile_u32;
+         * pointing into the packed tile at the run's first key. */
         const int64_t per = kt / bs;
         for (int64_t J = 0; J <= I; J++) {
             const uint32_t heads = w->heads[J];
@@ -623,10 +641,7 @@ static void run_item(const attn_job *job, attn_scratch *w, int64_t id)
             t.diag_col = J2 == I ? (int)((I - J) * bs) : -1;
             t.diag_key0 = 0;
             t.heads = heads;
-            t.kb = tile + (ptrdiff_t)(off / job->nr) * (d / 2) * job->nr;
-            t.vb = tile + (ptrdiff_t)kt * (d / 2) + (ptrdiff_t)(off / 2) * job->nr;
-            t.kp = (const float *)tile + (ptrdiff_t)(off / job->nr) * d * job->nr;
-            t.vp = (const float *)tile + (ptrdiff_t)kt * d + (ptrdiff_t)off * job->nr;
+            point_packed(job, &t, tile, off);
             flush_tile(job, w, &t, rows);
             J = J2;
         }
@@ -768,26 +783,18 @@ static void pack_tile(const attn_job *job, attn_scratch *w, uint32_t *dst, int64
                       int64_t g)
 {
     const int d = job->d, kt = job->kt;
-    const int64_t k0 = g * kt;
+    const int64_t k0 = g * kt, k_u32 = packed_k_u32(job);
     const int cols = (int)(job->n_tokens - k0 < kt ? job->n_tokens - k0 : kt);
-    if (!job->bf16) {
-        float *kp = (float *)(void *)dst, *vp = kp + (ptrdiff_t)kt * d;
-        if (cols < kt)
-            memset(dst, 0, (size_t)job->tile_u32 * sizeof(uint32_t));
-        else if (job->dp > d)
-            memset(vp, 0, (size_t)job->dp * kt * sizeof(float));
-        for (int c = 0; c < cols; c++)
-            load_key(job, w, NULL, kp, vp, b, kh, k0 + c, c);
-        return;
-    }
-    uint32_t *kb = dst, *vb = dst + (ptrdiff_t)kt * (d / 2);
+    uint32_t *v = dst + k_u32;
     if (cols < kt)
         memset(dst, 0, (size_t)job->tile_u32 * sizeof(uint32_t));
     else if (job->dp > d) /* dimensions past d */
-        memset(vb, 0, (size_t)job->dp * (kt / 2) * sizeof(uint32_t));
+        memset(v, 0, (size_t)(job->tile_u32 - k_u32) * sizeof(uint32_t));
+    float *kp = (float *)(void *)dst, *vp = (float *)(void *)v; /* the f32 layout */
     for (int c = 0; c < cols; c++)
-        load_key(job, w, kb, NULL, NULL, b, kh, k0 + c, c);
-    load_values_bf16(job, w, vb, b, kh, k0, 0, cols);
+        load_key(job, w, dst, kp, vp, b, kh, k0 + c, c);
+    if (job->pv_bf16)
+        load_values_bf16(job, w, v, b, kh, k0, 0, cols);
 }
 
 stem_status stem_cpu_attention(stem_plan *plan, const stem_pass *pass, const stem_tensor *q,
@@ -844,8 +851,7 @@ stem_status stem_cpu_attention(stem_plan *plan, const stem_pass *pass, const ste
     job.pack_bk0 = 0;
     job.pack_tiles = 0;
     /* A prepacked tile in 32-bit units: bf16 pairs, or (f32 path) floats. */
-    job.tile_u32 = job.bf16 ? (int64_t)job.kt * (job.d / 2) + (int64_t)job.dp * (job.kt / 2)
-                            : (int64_t)job.kt * job.d + (int64_t)job.dp * job.kt;
+    job.tile_u32 = packed_k_u32(&job) + (int64_t)job.dp * (job.bf16 ? job.kt / 2 : job.kt);
     /* Tiles of whole blocks; several blocks a tile only when asked for
      * (STEM_CPU_KEY_TILE), so the default tiles stay those measured. */
     const int whole_blocks = job.bs % job.kt == 0 ||
