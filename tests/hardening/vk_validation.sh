@@ -18,9 +18,10 @@ trap 'rm -f "$log"' EXIT
 VK_INSTANCE_LAYERS=$layer "$@" > "$log" 2>&1
 rc=$?
 tail -n 3 "$log"
-if grep -q "Validation \(Error\|Warning\)" "$log"; then
-    echo "vk_validation: the layer reported $(grep -c 'Validation \(Error\|Warning\)' "$log") message(s):"
-    grep -m 5 "Validation \(Error\|Warning\)" "$log" | cut -c1-400
+msg='Validation \(Error\|Warning\)'
+if grep -q "$msg" "$log"; then
+    echo "vk_validation: the layer reported $(grep -c "$msg" "$log") message(s):"
+    grep -m 5 "$msg" "$log" | cut -c1-400
     exit 1
 fi
 [ $rc = 0 ] || { echo "vk_validation: the test failed (rc=$rc)"; exit 1; }
